@@ -1,0 +1,526 @@
+"""THE registry: every primitive once, with its NumPy forward and its derivative rule.
+
+Rules read like the math: `g` is the output cotangent, `ans` the output, then the inputs. They are
+written with primitives and operators only (see core.py), so eager autograd, create_graph, tapes,
+Numba backends and the source transformer all differentiate with these same lines. Elementwise
+rules return cotangents in the broadcast shape; `unbroadcast` (applied by every face) sums them back
+to each input's shape.
+
+Parameters (`axis`, `shape`, `index`, ...) arrive normalised: axis is a tuple of non-negative ints or
+None, shapes are tuples.
+"""
+import numpy as np
+
+from .core import defprim, defvjp, defvjp_variadic, dtype_of, ndim_of, shape_of
+
+
+def _quiet(fn):
+    """NumPy forward that stays silent on overflow/log(0): results follow IEEE, as in PyTorch."""
+    def impl(*args, **params):
+        with np.errstate(all="ignore"):
+            return fn(*args, **params)
+    impl.__name__ = fn.__name__
+    return impl
+
+
+# ---------------------------------------------------------------------------------------------
+# Simple elementwise functions of one argument
+# ---------------------------------------------------------------------------------------------
+
+neg = defprim("neg", np.negative, source="(-{0})")
+exp = defprim("exp", _quiet(np.exp), source="np.exp({0})")
+log = defprim("log", _quiet(np.log), source="np.log({0})")
+log1p = defprim("log1p", _quiet(np.log1p), grad_fn_name="Log1PBackward0", source="np.log1p({0})")
+expm1 = defprim("expm1", _quiet(np.expm1), source="np.expm1({0})")
+sqrt = defprim("sqrt", _quiet(np.sqrt), source="np.sqrt({0})")
+sin = defprim("sin", np.sin, source="np.sin({0})")
+cos = defprim("cos", np.cos, source="np.cos({0})")
+tan = defprim("tan", np.tan, source="np.tan({0})")
+tanh = defprim("tanh", np.tanh, source="np.tanh({0})")
+abs_ = defprim("abs", np.abs, source="np.abs({0})")
+sign = defprim("sign", np.sign, source="np.sign({0})", differentiable=False)
+
+
+def _sigmoid(x):
+    # exp(-log(1 + e^-x)) keeps full precision in both tails and never overflows
+    return np.exp(-np.logaddexp(0, -x)).astype(np.result_type(x, np.float32), copy=False)
+
+
+def _relu(x):
+    return np.maximum(x, np.zeros((), dtype=np.result_type(x)))
+
+
+def _softplus(x):
+    return np.logaddexp(np.zeros((), dtype=np.result_type(x, np.float32)), x)
+
+
+def _erf(x):
+    # NumPy has no erf ufunc; math.erf is exact, and erf (gelu) is rare enough to pay for it
+    import math
+    x = np.asarray(x)
+    return np.vectorize(math.erf, otypes=[np.result_type(x, np.float32)])(x)
+
+
+sigmoid = defprim("sigmoid", _sigmoid, source="(1.0 / (1.0 + np.exp(-{0})))")
+relu = defprim("relu", _relu, source="np.maximum({0}, 0.0)")
+softplus = defprim("softplus", _softplus, source="np.logaddexp(0.0, {0})")
+erf = defprim("erf", _erf, source="math.erf({0})")
+
+defvjp(neg, lambda g, ans, x: -g)
+defvjp(exp, lambda g, ans, x: g * ans)
+defvjp(log, lambda g, ans, x: g / x)
+defvjp(log1p, lambda g, ans, x: g / (x + 1))
+defvjp(expm1, lambda g, ans, x: g * (ans + 1))
+defvjp(sqrt, lambda g, ans, x: g / (ans * 2))
+defvjp(sin, lambda g, ans, x: g * cos(x))
+defvjp(cos, lambda g, ans, x: -g * sin(x))
+defvjp(tan, lambda g, ans, x: g * (ans * ans + 1))
+defvjp(tanh, lambda g, ans, x: g * (1 - ans * ans))
+defvjp(abs_, lambda g, ans, x: g * sign(x))
+defvjp(sigmoid, lambda g, ans, x: g * ans * (1 - ans))
+defvjp(relu, lambda g, ans, x: where(x > 0, g, 0))
+defvjp(softplus, lambda g, ans, x: g * sigmoid(x))
+defvjp(erf, lambda g, ans, x: g * (2 / np.sqrt(np.pi)) * exp(-(x * x)))
+
+
+def _clamp(x, min=None, max=None):
+    if min is not None:
+        x = np.maximum(x, np.asarray(min, dtype=np.result_type(x)))
+    if max is not None:
+        x = np.minimum(x, np.asarray(max, dtype=np.result_type(x)))
+    return x
+
+
+def _clamp_vjp(g, ans, x, min=None, max=None):
+    # PyTorch passes the gradient where min <= x <= max (boundaries included)
+    inside = None
+    if min is not None:
+        inside = x >= min
+    if max is not None:
+        upper = x <= max
+        inside = upper if inside is None else logical_and(inside, upper)
+    return g if inside is None else where(inside, g, 0)
+
+
+clamp = defprim("clamp", _clamp, grad_fn_name="ClampBackward1")
+defvjp(clamp, _clamp_vjp)
+
+
+def _cast(x, dtype):
+    return np.asarray(x).astype(dtype)
+
+
+cast = defprim("cast", _cast, grad_fn_name="ToCopyBackward0", source="{0}.astype(np.{dtype})")
+defvjp(cast, lambda g, ans, x, dtype: cast(g, dtype=dtype_of(x).name))
+
+
+# ---------------------------------------------------------------------------------------------
+# Binary elementwise functions (NumPy broadcasting)
+# ---------------------------------------------------------------------------------------------
+
+add = defprim("add", np.add, source="({0} + {1})")
+sub = defprim("sub", np.subtract, source="({0} - {1})")
+mul = defprim("mul", np.multiply, source="({0} * {1})")
+div = defprim("div", _quiet(np.true_divide), source="({0} / {1})")
+maximum = defprim("maximum", np.maximum, source="np.maximum({0}, {1})")
+minimum = defprim("minimum", np.minimum, source="np.minimum({0}, {1})")
+
+defvjp(add, lambda g, ans, x, y: g, lambda g, ans, x, y: g)
+defvjp(sub, lambda g, ans, x, y: g, lambda g, ans, x, y: -g)
+defvjp(mul, lambda g, ans, x, y: g * y, lambda g, ans, x, y: g * x)
+defvjp(div, lambda g, ans, x, y: g / y, lambda g, ans, x, y: -g * ans / y)
+
+
+def _split_ties(g, winner, tie):
+    # PyTorch splits the gradient evenly between equal arguments of maximum/minimum
+    return where(winner, g, where(tie, g * 0.5, 0))
+
+
+defvjp(maximum, lambda g, ans, x, y: _split_ties(g, x > y, x == y),
+       lambda g, ans, x, y: _split_ties(g, y > x, x == y))
+defvjp(minimum, lambda g, ans, x, y: _split_ties(g, x < y, x == y),
+       lambda g, ans, x, y: _split_ties(g, y < x, x == y))
+
+
+def _pow_name(args, params):
+    return "PowBackward1" if ndim_of(args[1]) or hasattr(args[1], "_bind_level") else "PowBackward0"
+
+
+pow_ = defprim("pow", _quiet(np.power), grad_fn_name=_pow_name, source="({0} ** {1})")
+
+
+def _pow_vjp_base(g, ans, x, y):
+    if isinstance(y, (int, float)):
+        return g * (y * x ** (y - 1)) if y != 0 else g * 0
+    return g * y * x ** (y - 1)
+
+
+def _pow_vjp_exponent(g, ans, x, y):
+    # d/dy x**y = x**y log x, taken as 0 where x == 0 (the limit for y > 0), as PyTorch does
+    return where(x == 0, 0, g * ans * log(where(x == 0, 1, x)))
+
+
+defvjp(pow_, _pow_vjp_base, _pow_vjp_exponent)
+
+where = defprim("where", np.where, source="np.where({0}, {1}, {2})")
+defvjp(where, None, lambda g, ans, c, x, y: where(c, g, 0), lambda g, ans, c, x, y: where(c, 0, g))
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparisons and logic: boolean results, no gradient
+# ---------------------------------------------------------------------------------------------
+
+def _nondiff(name, impl, source):
+    return defprim(name, impl, source=source, differentiable=False)
+
+
+lt = _nondiff("lt", np.less, "({0} < {1})")
+le = _nondiff("le", np.less_equal, "({0} <= {1})")
+gt = _nondiff("gt", np.greater, "({0} > {1})")
+ge = _nondiff("ge", np.greater_equal, "({0} >= {1})")
+eq = _nondiff("eq", np.equal, "({0} == {1})")
+ne = _nondiff("ne", np.not_equal, "({0} != {1})")
+logical_and = _nondiff("logical_and", np.logical_and, "np.logical_and({0}, {1})")
+logical_or = _nondiff("logical_or", np.logical_or, "np.logical_or({0}, {1})")
+logical_not = _nondiff("logical_not", np.logical_not, "np.logical_not({0})")
+isnan = _nondiff("isnan", np.isnan, "np.isnan({0})")
+floor = _nondiff("floor", np.floor, "np.floor({0})")
+
+
+# ---------------------------------------------------------------------------------------------
+# Shape and movement
+# ---------------------------------------------------------------------------------------------
+
+def _reshape_name(args, params):
+    return "ViewBackward0"
+
+
+reshape = defprim("reshape", lambda x, shape: np.reshape(x, shape), grad_fn_name=_reshape_name,
+                  source="np.reshape({0}, {shape})", kind="shape")
+defvjp(reshape, lambda g, ans, x, shape: reshape(g, shape=shape_of(x)))
+
+
+def _transpose_name(args, params):
+    axes = params["axes"]
+    if len(axes) == 2:
+        return "TBackward0"
+    moved = [i for i, a in enumerate(axes) if a != i]
+    return "TransposeBackward0" if len(moved) == 2 else "PermuteBackward0"
+
+
+transpose = defprim("transpose", lambda x, axes: np.transpose(x, axes),
+                    grad_fn_name=_transpose_name, source="np.transpose({0}, {axes})", kind="shape")
+defvjp(transpose, lambda g, ans, x, axes: transpose(g, axes=tuple(np.argsort(axes).tolist())))
+
+broadcast_to = defprim("broadcast_to", lambda x, shape: np.broadcast_to(x, shape),
+                       grad_fn_name="ExpandBackward0", source="np.broadcast_to({0}, {shape})",
+                       kind="shape")
+defvjp(broadcast_to, lambda g, ans, x, shape: unbroadcast(g, shape_of(x)))
+
+
+def unbroadcast(g, shape):
+    """Sum a broadcast cotangent back to `shape` (leading axes, and axes of length 1)."""
+    gshape = shape_of(g)
+    if gshape == tuple(shape):
+        return g
+    lead = len(gshape) - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and gshape[lead + i] != 1)
+    if axes:
+        g = sum_(g, axis=axes, keepdims=False)
+    return reshape(g, shape=tuple(shape)) if shape_of(g) != tuple(shape) else g
+
+
+def _concatenate(*xs, axis):
+    return np.concatenate(xs, axis=axis)
+
+
+def _stack(*xs, axis):
+    return np.stack(xs, axis=axis)
+
+
+def _cat_vjp(argnum, g, ans, *xs, axis):
+    start = sum(shape_of(x)[axis] for x in xs[:argnum])
+    index = (slice(None),) * axis + (slice(start, start + shape_of(xs[argnum])[axis]),)
+    return getitem(g, index=index)
+
+
+def _stack_vjp(argnum, g, ans, *xs, axis):
+    return getitem(g, index=(slice(None),) * axis + (argnum,))
+
+
+cat = defprim("cat", _concatenate, source="np.concatenate(({args},), axis={axis})", kind="shape")
+stack = defprim("stack", _stack, source="np.stack(({args},), axis={axis})", kind="shape")
+defvjp_variadic(cat, _cat_vjp)
+defvjp_variadic(stack, _stack_vjp)
+
+
+# ---------------------------------------------------------------------------------------------
+# Indexing: reads gather, their gradients scatter-add (repeated indices accumulate)
+# ---------------------------------------------------------------------------------------------
+
+def _is_advanced(index):
+    return any(isinstance(i, (np.ndarray, list)) for i in index)
+
+
+def _getitem_name(args, params):
+    index = params["index"]
+    if _is_advanced(index):
+        return "IndexBackward0"
+    if len(index) == 1 and isinstance(index[0], (int, np.integer)):
+        return "SelectBackward0"
+    if all(isinstance(i, slice) for i in index):
+        return "SliceBackward0"
+    return "AsStridedBackward0"
+
+
+def _getitem(x, index):
+    out = np.asarray(x)[index]
+    return out.copy() if isinstance(out, np.ndarray) else np.asarray(out)
+
+
+def _index_add(base, values, index):
+    out = np.array(base, copy=True)
+    if _is_advanced(index):
+        np.add.at(out, index, values)
+    else:
+        out[index] += values
+    return out
+
+
+def _setitem(x, values, index):
+    out = np.array(x, copy=True)
+    out[index] = values
+    return out
+
+
+getitem = defprim("getitem", _getitem, grad_fn_name=_getitem_name, source="{0}[{index}]",
+                  kind="index")
+index_add = defprim("index_add", _index_add, grad_fn_name="IndexAddBackward0", kind="index")
+setitem = defprim("setitem", _setitem, grad_fn_name="CopySlices", kind="index")
+
+
+def zeros_of(x):
+    """A constant zero array shaped like x; constants mix with every kind of value."""
+    return np.zeros(shape_of(x), dtype=dtype_of(x))
+
+
+defvjp(getitem, lambda g, ans, x, index: index_add(zeros_of(x), g, index=index))
+defvjp(index_add, lambda g, ans, base, values, index: g,
+       lambda g, ans, base, values, index: unbroadcast(getitem(g, index=index), shape_of(values)))
+defvjp(setitem, lambda g, ans, x, values, index: setitem(g, 0, index=index),
+       lambda g, ans, x, values, index: unbroadcast(getitem(g, index=index), shape_of(values)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reductions over `axis` (a tuple, or None for all axes)
+# ---------------------------------------------------------------------------------------------
+
+def _reduced_name(full, partial):
+    return lambda args, params: full if params.get("axis") is None else partial
+
+
+def expand_reduced(g, shape, axis, keepdims):
+    """Broadcast the cotangent of a reduction back over the reduced axes of `shape`."""
+    if not keepdims:
+        axes = range(len(shape)) if axis is None else axis
+        kept = tuple(1 if i in axes else n for i, n in enumerate(shape))
+        g = reshape(g, shape=kept)
+    return broadcast_to(g, shape=tuple(shape))
+
+
+def _count(shape, axis):
+    axes = range(len(shape)) if axis is None else axis
+    return int(np.prod([shape[i] for i in axes]))
+
+
+def _sum(x, axis=None, keepdims=False):
+    return np.asarray(np.sum(x, axis=axis, keepdims=keepdims))
+
+
+def _mean(x, axis=None, keepdims=False):
+    return np.asarray(np.mean(x, axis=axis, keepdims=keepdims))
+
+
+def _prod(x, axis=None, keepdims=False):
+    return np.asarray(np.prod(x, axis=axis, keepdims=keepdims))
+
+
+def _amax(x, axis=None, keepdims=False):
+    return np.asarray(np.amax(x, axis=axis, keepdims=keepdims))
+
+
+def _amin(x, axis=None, keepdims=False):
+    return np.asarray(np.amin(x, axis=axis, keepdims=keepdims))
+
+
+sum_ = defprim("sum", _sum, grad_fn_name=_reduced_name("SumBackward0", "SumBackward1"),
+               source="np.sum({0}, axis={axis}, keepdims={keepdims})", kind="reduction")
+mean = defprim("mean", _mean, grad_fn_name=_reduced_name("MeanBackward0", "MeanBackward1"),
+               source="np.mean({0}, axis={axis}, keepdims={keepdims})", kind="reduction")
+prod = defprim("prod", _prod, grad_fn_name=_reduced_name("ProdBackward0", "ProdBackward1"),
+               source="np.prod({0}, axis={axis}, keepdims={keepdims})", kind="reduction")
+amax = defprim("amax", _amax, source="np.amax({0}, axis={axis}, keepdims={keepdims})",
+               kind="reduction")
+amin = defprim("amin", _amin, source="np.amin({0}, axis={axis}, keepdims={keepdims})",
+               kind="reduction")
+
+defvjp(sum_, lambda g, ans, x, axis=None, keepdims=False:
+       expand_reduced(g, shape_of(x), axis, keepdims))
+defvjp(mean, lambda g, ans, x, axis=None, keepdims=False:
+       expand_reduced(g, shape_of(x), axis, keepdims) / _count(shape_of(x), axis))
+
+
+def _prod_vjp(g, ans, x, axis=None, keepdims=False):
+    # ans / x fails at zeros: a lone zero gets the product of the others, two zeros give 0
+    shape = shape_of(x)
+    is_zero = x == 0
+    nonzero = where(is_zero, 1, x)
+    others_if_zero = prod(nonzero, axis=axis, keepdims=keepdims)
+    zeros = sum_(cast(is_zero, dtype="int64"), axis=axis, keepdims=keepdims)
+    at_zero = where(zeros == 1, others_if_zero, 0)
+    g_full = expand_reduced(g, shape, axis, keepdims)
+    return g_full * where(is_zero, expand_reduced(at_zero, shape, axis, keepdims),
+                          expand_reduced(ans, shape, axis, keepdims) / nonzero)
+
+
+def _extremum_vjp(g, ans, x, axis=None, keepdims=False):
+    # ties share the gradient evenly, as torch.amax/amin do
+    shape = shape_of(x)
+    hit = cast(x == expand_reduced(ans, shape, axis, keepdims), dtype=dtype_of(x).name)
+    share = hit / expand_reduced(sum_(hit, axis=axis, keepdims=keepdims), shape, axis, keepdims)
+    return expand_reduced(g, shape, axis, keepdims) * share
+
+
+defvjp(prod, _prod_vjp)
+defvjp(amax, _extremum_vjp)
+defvjp(amin, _extremum_vjp)
+
+
+def _logsumexp(x, axis=None, keepdims=False):
+    m = np.amax(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    with np.errstate(divide="ignore"):
+        out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return np.asarray(out if keepdims else np.squeeze(out, axis=axis))
+
+
+logsumexp = defprim("logsumexp", _logsumexp, kind="reduction")
+defvjp(logsumexp, lambda g, ans, x, axis=None, keepdims=False:
+       expand_reduced(g, shape_of(x), axis, keepdims)
+       * exp(x - expand_reduced(ans, shape_of(x), axis, keepdims)))
+
+
+def _norm(x, ord=2, axis=None, keepdims=False):
+    a = np.abs(x)
+    if ord == 2:
+        out = np.sqrt(np.sum(a * a, axis=axis, keepdims=keepdims))
+    elif ord == 1:
+        out = np.sum(a, axis=axis, keepdims=keepdims)
+    elif ord == np.inf:
+        out = np.amax(a, axis=axis, keepdims=keepdims)
+    else:
+        raise ValueError(f"tapegrad: norm supports ord 1, 2 and inf, not {ord!r}")
+    return np.asarray(out)
+
+
+def _norm_vjp(g, ans, x, ord=2, axis=None, keepdims=False):
+    shape = shape_of(x)
+    g_full = expand_reduced(g, shape, axis, keepdims)
+    if ord == 1:
+        return g_full * sign(x)
+    if ord == 2:
+        # the subgradient 0 at x == 0, as PyTorch gives
+        n = expand_reduced(ans, shape, axis, keepdims)
+        return g_full * x / where(n == 0, 1, n)
+    return _extremum_vjp(g, ans, abs_(x), axis, keepdims) * sign(x)
+
+
+norm = defprim("norm", _norm, grad_fn_name="LinalgVectorNormBackward0", kind="reduction")
+defvjp(norm, _norm_vjp)
+
+
+def _softmax(x, axis):
+    e = np.exp(x - np.amax(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _log_softmax(x, axis):
+    return x - _logsumexp(x, axis=(axis,), keepdims=True)
+
+
+softmax = defprim("softmax", _softmax, kind="reduction")
+log_softmax = defprim("log_softmax", _log_softmax, grad_fn_name="LogSoftmaxBackward0",
+                      kind="reduction")
+defvjp(softmax, lambda g, ans, x, axis:
+       ans * (g - sum_(g * ans, axis=(axis,), keepdims=True)))
+defvjp(log_softmax, lambda g, ans, x, axis:
+       g - exp(ans) * sum_(g, axis=(axis,), keepdims=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# Linear algebra: matmul with NumPy's rules for 1-D and batched operands
+# ---------------------------------------------------------------------------------------------
+
+def _matmul_name(args, params):
+    dims = (ndim_of(args[0]), ndim_of(args[1]))
+    return {(2, 2): "MmBackward0", (1, 1): "DotBackward0", (2, 1): "MvBackward0",
+            (1, 2): "SqueezeBackward4", (3, 3): "BmmBackward0"}.get(dims, "UnsafeViewBackward0")
+
+
+matmul = defprim("matmul", np.matmul, grad_fn_name=_matmul_name, source="({0} @ {1})",
+                 kind="linalg")
+
+
+def _swap_last(x):
+    n = ndim_of(x)
+    return transpose(x, axes=tuple(range(n - 2)) + (n - 1, n - 2))
+
+
+def _as_matrices(g, a, b):
+    """Lift 1-D operands to matrices so that one formula covers every case."""
+    a2 = reshape(a, shape=(1,) + shape_of(a)) if ndim_of(a) == 1 else a
+    b2 = reshape(b, shape=shape_of(b) + (1,)) if ndim_of(b) == 1 else b
+    gshape = shape_of(g)
+    if ndim_of(a) == 1:
+        gshape = gshape[:-1] + (1,) + gshape[-1:] if ndim_of(b) > 1 else gshape + (1,)
+    if ndim_of(b) == 1:
+        gshape = gshape + (1,)
+    return reshape(g, shape=gshape) if gshape != shape_of(g) else g, a2, b2
+
+
+def _matmul_vjp_left(g, ans, a, b):
+    g2, a2, b2 = _as_matrices(g, a, b)
+    ga = matmul(g2, _swap_last(b2))
+    return reshape(unbroadcast(ga, shape_of(a2)), shape=shape_of(a))
+
+
+def _matmul_vjp_right(g, ans, a, b):
+    g2, a2, b2 = _as_matrices(g, a, b)
+    gb = matmul(_swap_last(a2), g2)
+    return reshape(unbroadcast(gb, shape_of(b2)), shape=shape_of(b))
+
+
+defvjp(matmul, _matmul_vjp_left, _matmul_vjp_right)
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses that PyTorch shows as one node
+# ---------------------------------------------------------------------------------------------
+
+def _mse_loss(x, y, reduction="mean"):
+    d = np.subtract(x, y)
+    out = d * d
+    return np.asarray(out.mean() if reduction == "mean" else out.sum() if reduction == "sum" else out)
+
+
+def _mse_vjp(sign_):
+    def rule(g, ans, x, y, reduction="mean"):
+        d = x - y
+        n = 1 if reduction != "mean" else int(np.prod(shape_of(d)))
+        return g * (sign_ * 2.0 / n) * d
+    return rule
+
+
+mse_loss = defprim("mse_loss", _mse_loss, grad_fn_name="MseLossBackward0", kind="loss")
+defvjp(mse_loss, _mse_vjp(1.0), _mse_vjp(-1.0))
