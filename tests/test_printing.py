@@ -21,7 +21,6 @@ from tapegrad._tensor_str import (
 
 FLOATS = (np.float32, np.float64, np.float16)
 INTS = (np.int64, np.int32, np.int16, np.int8, np.uint8)
-ALL_DTYPES = FLOATS + INTS + (np.bool_,)
 
 
 @pytest.fixture(autouse=True)
