@@ -524,3 +524,26 @@ def _mse_vjp(sign_):
 
 mse_loss = defprim("mse_loss", _mse_loss, grad_fn_name="MseLossBackward0", kind="loss")
 defvjp(mse_loss, _mse_vjp(1.0), _mse_vjp(-1.0))
+
+
+def _copy(x):
+    return np.array(x, copy=True)
+
+
+clone = defprim("clone", _copy, source="np.copy({0})", kind="shape")
+defvjp(clone, lambda g, ans, x: g)
+
+
+# ---------------------------------------------------------------------------------------------
+# NumPy ufuncs that map onto primitives (for __array_ufunc__ of Tensors and tracers)
+# ---------------------------------------------------------------------------------------------
+
+UFUNC_PRIMITIVES = {
+    np.add: add, np.subtract: sub, np.multiply: mul, np.true_divide: div, np.divide: div,
+    np.negative: neg, np.power: pow_, np.maximum: maximum, np.minimum: minimum,
+    np.exp: exp, np.log: log, np.log1p: log1p, np.expm1: expm1, np.sqrt: sqrt,
+    np.sin: sin, np.cos: cos, np.tan: tan, np.tanh: tanh, np.absolute: abs_, np.sign: sign,
+    np.less: lt, np.less_equal: le, np.greater: gt, np.greater_equal: ge, np.equal: eq,
+    np.not_equal: ne, np.logical_and: logical_and, np.logical_or: logical_or,
+    np.logical_not: logical_not, np.isnan: isnan, np.floor: floor, np.matmul: matmul,
+}

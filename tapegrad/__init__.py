@@ -1,0 +1,22 @@
+"""tapegrad: reverse-mode automatic differentiation for numerical Python.
+
+Three faces share one registry of derivative rules (tapegrad.primitives):
+  * eager autograd with PyTorch's interface:   import tapegrad as torch
+  * traced tapes compiled with Numba:          tapegrad.jit(tapegrad.value_and_grad(f))
+  * source transformation:                     tapegrad.source.grad(f).source
+
+Importing tapegrad never imports numba; the compiled backends load on first use.
+"""
+__version__ = "0.1.0"
+
+from .dtypes import (bool, double, dtype, float, float16, float32, float64, half, int,  # noqa: A004
+                     int8, int16, int32, int64, long, short, uint8)
+from .tensor import Size, Tensor
+from .functions import *  # noqa: F401,F403  (the torch.* namespace)
+from .functions import _METHOD_FUNCTIONS, manual_seed, tensor  # noqa: F401
+from . import autograd, nn
+from .autograd import enable_grad, no_grad, set_grad_enabled
+from ._tensor_str import set_printoptions
+
+FloatTensor = DoubleTensor = LongTensor = Tensor
+get_default_dtype = (lambda: float32)

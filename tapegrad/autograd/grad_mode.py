@@ -1,0 +1,68 @@
+"""Grad mode: whether operations record graph nodes. Thread-local, as in PyTorch."""
+import functools
+import threading
+
+_state = threading.local()
+
+
+def is_grad_enabled():
+    return getattr(_state, "enabled", True)
+
+
+def _set_enabled(mode):
+    _state.enabled = bool(mode)
+
+
+class _GradModeContext:
+    """Base of no_grad / enable_grad / set_grad_enabled: a context manager and a decorator."""
+
+    mode = True
+
+    def __enter__(self):
+        self._previous = is_grad_enabled()
+        _set_enabled(self.mode)
+
+    def __exit__(self, *exc):
+        _set_enabled(self._previous)
+        return False
+
+    def __call__(self, func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            with self._clone():
+                return func(*args, **kwargs)
+        return wrapper
+
+    def _clone(self):
+        return type(self)()
+
+
+class no_grad(_GradModeContext):
+    mode = False
+
+
+class enable_grad(_GradModeContext):
+    mode = True
+
+
+class set_grad_enabled(_GradModeContext):
+    """`set_grad_enabled(False)` switches at once (like PyTorch) and restores on exit when used in `with`."""
+
+    def __init__(self, mode):
+        self.mode = bool(mode)
+        self._previous = is_grad_enabled()
+        _set_enabled(self.mode)
+
+    def __enter__(self):
+        pass
+
+    def __exit__(self, *exc):
+        _set_enabled(self._previous)
+        return False
+
+    def __call__(self, func):
+        _set_enabled(self._previous)  # as a decorator it only acts while func runs
+        return super().__call__(func)
+
+    def _clone(self):
+        return set_grad_enabled(self.mode)

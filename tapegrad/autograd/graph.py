@@ -1,0 +1,227 @@
+"""Graph nodes (`grad_fn`) and the backward engine: a topological sort and a reversed sweep.
+
+Every node stands for one primitive application and owns exactly one output tensor. It keeps the
+primitive's inputs, output data and parameters; backward asks the registry rule for each input's
+cotangent. Leaves that require grad end in an AccumulateGrad node, as in PyTorch.
+"""
+import weakref
+
+import numpy as np
+
+from ..primitives import unbroadcast
+from .anomaly import anomaly_enabled
+from .grad_mode import enable_grad, no_grad
+
+# Rules of these primitives read only shapes, so their graphs survive a backward without
+# retain_graph, and in-place changes of their inputs are harmless (PyTorch saves nothing for them).
+_SAVES_NOTHING = frozenset(
+    {"add", "sub", "neg", "sum", "mean", "reshape", "transpose", "broadcast_to", "cat", "stack",
+     "getitem", "index_add"})
+
+_FREED_MESSAGE = (
+    "Trying to backward through the graph a second time (or directly access saved tensors after "
+    "they have already been freed). Saved intermediate values of the graph are freed when you call "
+    ".backward() or autograd.grad(). Specify retain_graph=True if you need to backward through the "
+    "graph a second time or if you need to access saved tensors after calling backward.")
+
+
+class Node:
+    """Base of every grad_fn. `next_functions` pairs each input with the node its gradient flows to."""
+
+    __slots__ = ("next_functions", "_pre_hooks", "_retained", "__weakref__")
+
+    def name(self):
+        return type(self).__name__
+
+    def __repr__(self):
+        return f"<{type(self).__name__} object at {hex(id(self))}>"
+
+    def register_hook(self, hook):
+        """hook(grad_inputs, grad_outputs) after this node ran; kept simple: called with grads."""
+        raise NotImplementedError(
+            "tapegrad: Node.register_hook is not supported; use Tensor.register_hook instead")
+
+
+class AccumulateGrad(Node):
+    __slots__ = ("variable",)
+
+    def __init__(self, variable):
+        self.variable = variable
+        self.next_functions = ()
+        self._pre_hooks = None
+        self._retained = None
+
+
+_node_classes = {}
+
+
+def node_class(name):
+    """One Node subclass per PyTorch name, so type(t.grad_fn).__name__ reads 'MulBackward0'."""
+    cls = _node_classes.get(name)
+    if cls is None:
+        cls = _node_classes[name] = type(name, (PrimitiveNode,), {"__slots__": ()})
+    return cls
+
+
+class PrimitiveNode(Node):
+    __slots__ = ("prim", "inputs", "ans", "params", "versions", "freed")
+
+    def __init__(self, prim, inputs, ans, params, next_functions):
+        self.prim = prim
+        self.inputs = inputs
+        self.ans = ans
+        self.params = params
+        self.next_functions = next_functions
+        self.versions = tuple(getattr(x, "_version", None) for x in inputs)
+        self.freed = False
+        self._pre_hooks = None
+        self._retained = None
+
+    def check_saved(self):
+        if self.prim.name in _SAVES_NOTHING:
+            return
+        if self.freed:
+            raise RuntimeError(_FREED_MESSAGE)
+        for i, (x, version) in enumerate(zip(self.inputs, self.versions)):
+            if version is not None and x._version != version:
+                raise RuntimeError(
+                    "one of the variables needed for gradient computation has been modified by an "
+                    f"inplace operation: [{x.type()} {list(x.shape)}], which is input {i} of "
+                    f"{self.name()}, is at version {x._version}; expected version {version} "
+                    "instead. Hint: the operation that modified it is in-place (name ends in '_') "
+                    "or an element assignment; clone() the tensor before modifying it.")
+
+    def input_grads(self, g, create_graph):
+        """Cotangents of the inputs that need one, each summed back to its input's shape."""
+        from ..tensor import Tensor
+        self.check_saved()
+        if create_graph:
+            args = self.inputs
+            ans = Tensor._from_node(self.ans, self)
+        else:
+            args = tuple(x._data if isinstance(x, Tensor) else x for x in self.inputs)
+            ans = self.ans
+        grads = []
+        with np.errstate(all="ignore"):
+            for i, (nxt, _) in enumerate(self.next_functions):
+                if nxt is None:
+                    grads.append(None)
+                    continue
+                ct = self.prim.vjp(i, g, ans, args, self.params)
+                grads.append(None if ct is None else unbroadcast(ct, self.inputs[i].shape))
+        return grads
+
+
+# ---------------------------------------------------------------------------------------------
+# The engine
+# ---------------------------------------------------------------------------------------------
+
+def _topological_order(roots):
+    """Nodes reachable from roots, each before every node it sends gradient to."""
+    order, seen = [], set()
+    for root in roots:
+        if root is None or id(root) in seen:
+            continue
+        seen.add(id(root))
+        stack = [(root, iter(root.next_functions))]
+        while stack:
+            node, children = stack[-1]
+            for child, _ in children:
+                if child is not None and id(child) not in seen:
+                    seen.add(id(child))
+                    stack.append((child, iter(child.next_functions)))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    order.reverse()
+    return order
+
+
+def _accumulate(buffer, node, g):
+    old = buffer.get(node)
+    buffer[node] = g if old is None else old + g
+
+
+def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capture=None):
+    """Push root_grads back through the graph.
+
+    capture: None to accumulate into leaves' .grad (backward), or a dict {node: None} whose entries
+    receive the total gradient arriving at those nodes (autograd.grad); leaves are then untouched.
+    """
+    buffer = {}
+    for node, g in zip(roots, root_grads):
+        _accumulate(buffer, node, g)
+    mode = enable_grad() if create_graph else no_grad()
+    with mode:
+        for node in _topological_order(roots):
+            g = buffer.pop(node, None)
+            if g is None:
+                continue
+            g = _run_tensor_hooks(node, g)
+            if capture is not None and node in capture:
+                capture[node] = g if capture[node] is None else capture[node] + g
+            if isinstance(node, AccumulateGrad):
+                if capture is None:
+                    _accumulate_into_leaf(node.variable, g, create_graph)
+                continue
+            cts = node.input_grads(g, create_graph)
+            if anomaly_enabled():
+                _check_nan(node, cts)
+            for (nxt, _), ct in zip(node.next_functions, cts):
+                if ct is not None:
+                    _accumulate(buffer, nxt, ct)
+            if not retain_graph:
+                node.freed = True
+
+
+def _check_nan(node, cts):
+    for i, ct in enumerate(cts):
+        data = getattr(ct, "_data", ct)
+        if data is not None and np.isnan(data).any():
+            raise RuntimeError(f"Function '{node.name()}' returned nan values in its {i}th output.")
+
+
+def _run_tensor_hooks(node, g):
+    from ..tensor import Tensor
+    if node._pre_hooks:
+        for hook in list(node._pre_hooks.values()):
+            wrapped = g if isinstance(g, Tensor) else Tensor._wrap(g)
+            result = hook(wrapped)
+            if result is not None:
+                g = result if isinstance(g, Tensor) else result._data
+    if node._retained is not None:
+        tensor = node._retained()
+        if tensor is not None:
+            data = g.detach() if isinstance(g, Tensor) else Tensor._wrap(np.array(g))
+            tensor.grad = data if tensor.grad is None else tensor.grad + data
+    return g
+
+
+def _accumulate_into_leaf(variable, g, create_graph):
+    from ..tensor import Tensor
+    if isinstance(g, Tensor):
+        new = g if create_graph else g.detach()
+    else:
+        new = Tensor._wrap(np.array(g, dtype=variable._data.dtype, copy=True))
+    if new._data.dtype != variable._data.dtype:
+        new = new.to(variable.dtype)
+    if variable.grad is None:
+        variable.grad = new
+    elif create_graph:
+        variable.grad = variable.grad + new
+    else:
+        variable.grad._data += new._data
+
+
+def node_of(tensor):
+    """The node whose incoming gradient is this tensor's gradient (its grad_fn or AccumulateGrad)."""
+    if tensor.grad_fn is not None:
+        return tensor.grad_fn
+    if tensor.requires_grad:
+        return tensor._grad_accumulator()
+    return None
+
+
+def retain(node, tensor):
+    node._retained = weakref.ref(tensor)

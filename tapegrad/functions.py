@@ -1,0 +1,267 @@
+"""The torch.* namespace: factories, random numbers, and functions that mirror Tensor methods."""
+import builtins
+import math
+
+import numpy as np
+
+from . import dtypes
+from . import primitives as P
+from .tensor import Tensor, _dim, _size_args, matmul
+
+_rng = [np.random.default_rng()]
+
+
+def _generator():
+    return _rng[0]
+
+
+def manual_seed(seed):
+    """Seed tapegrad's generator (NumPy's PCG64: the numbers differ from PyTorch's)."""
+    _rng[0] = np.random.default_rng(seed)
+    return _rng[0]
+
+
+def seed():
+    return manual_seed(None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Factories
+# ---------------------------------------------------------------------------------------------
+
+def _infer_dtype(data):
+    """PyTorch's inference: floats -> float32, ints -> int64, bools -> bool; arrays keep theirs."""
+    if isinstance(data, np.ndarray):
+        return data.dtype
+    arr = np.asarray(data)
+    if arr.dtype.kind == "f":
+        return np.dtype(np.float32)
+    if arr.dtype.kind in "iu":
+        return np.dtype(np.int64)
+    if arr.dtype.kind == "b":
+        return np.dtype(np.bool_)
+    raise TypeError(f"tapegrad.tensor: could not infer dtype of {type(data).__name__}; pass "
+                    "numbers, nested lists of numbers, or a NumPy array")
+
+
+def _finish(data, requires_grad):
+    t = Tensor._wrap(data)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def _resolve_dtype(dtype, default=np.float32):
+    return np.dtype(default) if dtype is None else dtypes.to_numpy_dtype(dtype)
+
+
+def tensor(data, dtype=None, device=None, requires_grad=False):
+    if isinstance(data, Tensor):
+        data = data._data
+    elif isinstance(data, (list, tuple)) and any(isinstance(x, Tensor) for x in _flatten(data)):
+        data = np.asarray([x.item() if isinstance(x, Tensor) else x for x in data])
+    np_dtype = _resolve_dtype(dtype, _infer_dtype(data))
+    return _finish(np.array(data, dtype=np_dtype, copy=True), requires_grad)
+
+
+def _flatten(seq):
+    for x in seq:
+        if isinstance(x, (list, tuple)):
+            yield from _flatten(x)
+        else:
+            yield x
+
+
+def as_tensor(data, dtype=None, device=None):
+    if isinstance(data, Tensor) and dtype is None:
+        return data
+    if isinstance(data, np.ndarray) and (dtype is None or dtypes.to_numpy_dtype(dtype) == data.dtype):
+        return Tensor._wrap(data)
+    return tensor(data, dtype=dtype)
+
+
+def from_numpy(array):
+    dtypes.from_numpy_dtype(array.dtype)
+    return Tensor._wrap(array)
+
+
+def is_tensor(obj):
+    return isinstance(obj, Tensor)
+
+
+def _filled(size, value, dtype, requires_grad):
+    shape = _size_args(size)
+    return _finish(np.full(shape, value, dtype=_resolve_dtype(dtype)), requires_grad)
+
+
+def ones(*size, dtype=None, device=None, requires_grad=False):
+    return _filled(size, 1, dtype, requires_grad)
+
+
+def zeros(*size, dtype=None, device=None, requires_grad=False):
+    return _filled(size, 0, dtype, requires_grad)
+
+
+def empty(*size, dtype=None, device=None, requires_grad=False):
+    return _filled(size, 0, dtype, requires_grad)
+
+
+def full(size, fill_value, dtype=None, device=None, requires_grad=False):
+    if dtype is None:
+        dtype = _infer_dtype(fill_value)
+    return _finish(np.full(_size_args((size,)), fill_value, dtype=_resolve_dtype(dtype)),
+                   requires_grad)
+
+
+def _like(fill):
+    def factory(input, dtype=None, device=None, requires_grad=False):
+        return fill(input.shape, dtype=dtype or input.dtype, requires_grad=requires_grad)
+    factory.__name__ = fill.__name__ + "_like"
+    return factory
+
+
+def rand(*size, dtype=None, device=None, requires_grad=False, generator=None):
+    data = _generator().random(_size_args(size)).astype(_resolve_dtype(dtype))
+    return _finish(data, requires_grad)
+
+
+def randn(*size, dtype=None, device=None, requires_grad=False, generator=None):
+    data = _generator().standard_normal(_size_args(size)).astype(_resolve_dtype(dtype))
+    return _finish(data, requires_grad)
+
+
+def randint(low, high=None, size=(), dtype=None, device=None, requires_grad=False):
+    low, high = (0, low) if high is None else (low, high)
+    data = _generator().integers(low, high, _size_args((size,)))
+    return _finish(data.astype(_resolve_dtype(dtype, np.int64)), requires_grad)
+
+
+def full_like(input, fill_value, dtype=None, device=None, requires_grad=False):
+    return full(input.shape, fill_value, dtype=dtype or input.dtype, requires_grad=requires_grad)
+
+
+ones_like = _like(lambda shape, **kw: ones(shape, **kw))
+zeros_like = _like(lambda shape, **kw: zeros(shape, **kw))
+empty_like = zeros_like
+rand_like = _like(lambda shape, **kw: rand(shape, **kw))
+randn_like = _like(lambda shape, **kw: randn(shape, **kw))
+
+
+def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
+    start, end = (0, start) if end is None else (start, end)
+    is_int = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
+    data = np.arange(start, end, step).astype(_resolve_dtype(dtype, np.int64 if is_int else np.float32))
+    return _finish(data, requires_grad)
+
+
+def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
+    return _finish(np.linspace(start, end, steps).astype(_resolve_dtype(dtype)), requires_grad)
+
+
+def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+    return _finish(np.eye(n, m, dtype=_resolve_dtype(dtype)), requires_grad)
+
+
+# ---------------------------------------------------------------------------------------------
+# Functions over tensors
+# ---------------------------------------------------------------------------------------------
+
+def _method(name):
+    """torch.NAME(input, ...) calls input.NAME(...), wrapping Python numbers and arrays first."""
+    def function(input, *args, **kwargs):
+        return getattr(input if isinstance(input, Tensor) else as_tensor(input), name)(*args, **kwargs)
+    function.__name__ = name
+    function.__doc__ = f"torch.{name}: see Tensor.{name}."
+    return function
+
+
+_METHOD_FUNCTIONS = (
+    "add sub mul div pow neg exp log log1p expm1 sqrt rsqrt sin cos tan tanh sigmoid relu abs "
+    "sign square reciprocal clamp clip sum mean prod amax amin max min argmax argmin logsumexp "
+    "norm softmax log_softmax std var reshape flatten squeeze unsqueeze t transpose permute "
+    "unbind split chunk numel maximum minimum clone detach").split()
+globals().update({name: _method(name) for name in _METHOD_FUNCTIONS})
+subtract, multiply, divide, absolute = sub, mul, div, abs  # noqa: F821 (made just above)
+
+
+def where(condition, input=None, other=None):
+    if input is None:
+        return tuple(Tensor._wrap(i) for i in np.nonzero(_data_of(condition)))
+    return P.where(condition, input, other)
+
+
+def _data_of(x):
+    return x._data if isinstance(x, Tensor) else np.asarray(x)
+
+
+def cat(tensors, dim=0):
+    tensors = list(tensors)
+    if not tensors:
+        raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
+    return P.cat(*tensors, axis=_dim(dim, tensors[0].ndim))
+
+
+concat = concatenate = cat
+
+
+def stack(tensors, dim=0):
+    tensors = list(tensors)
+    if not tensors:
+        raise RuntimeError("stack expects a non-empty TensorList")
+    shapes = {tuple(t.shape) for t in tensors}
+    if len(shapes) > 1:
+        raise RuntimeError(f"stack expects each tensor to be equal size, but got {list(tensors[0].shape)} "
+                           f"at entry 0 and {[list(s) for s in shapes if s != tuple(tensors[0].shape)][0]} "
+                           "at another entry")
+    return P.stack(*tensors, axis=_dim(dim, tensors[0].ndim + 1))
+
+
+def mm(a, b):
+    if a.ndim != 2 or b.ndim != 2:
+        raise RuntimeError(f"mm: expected 2D tensors, got {a.ndim}D and {b.ndim}D")
+    return matmul(a, b)
+
+
+def bmm(a, b):
+    if a.ndim != 3 or b.ndim != 3:
+        raise RuntimeError(f"batch1 must be a 3D tensor and batch2 a 3D tensor (got {a.ndim}D and "
+                           f"{b.ndim}D)")
+    return matmul(a, b)
+
+
+def dot(a, b):
+    if a.ndim != 1 or b.ndim != 1:
+        raise RuntimeError(f"1D tensors expected, but got {a.ndim}D and {b.ndim}D tensors")
+    return matmul(a, b)
+
+
+def mv(a, b):
+    return matmul(a, b)
+
+
+def broadcast_to(input, shape):
+    return input.expand(shape)
+
+
+def allclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    return builtins.bool(np.allclose(_data_of(a), _data_of(b), rtol, atol, equal_nan))
+
+
+def equal(a, b):
+    return builtins.bool(np.array_equal(_data_of(a), _data_of(b)))
+
+
+def is_grad_enabled():
+    from .autograd.grad_mode import is_grad_enabled as enabled
+    return enabled()
+
+
+pi = math.pi
+inf = math.inf
+nan = math.nan
+e = math.e
+
+
+__all__ = sorted(name for name, value in globals().items()
+                 if not name.startswith("_") and not isinstance(value, type(np))
+                 and name not in {"builtins", "P", "Tensor", "dtypes"})

@@ -1,0 +1,419 @@
+"""The flat Wengert tape: numbered slots, primitive instructions, guards, a printer and a reference
+interpreter.
+
+A tape is the whole program a compiled backend runs. Every slot holds one value of static shape and
+dtype; a slot is an input, a constant, or the output of exactly one instruction (single assignment).
+Instructions are `out = prim[params](ins...)` with `prim` taken from the registry; gradient tapes hold
+the forward sweep and then the adjoint sweep, both made of the same primitives (the adjoint comes from
+running the registry's VJP rules on tracers), told apart by each instruction's `phase`.
+
+A guard records the outcome of a Python branch on a traced value: `slot` (a 0-d or 1-element value)
+was observed to be truthy (`expected=True`) or not. Guards sit between instructions (`position` is
+the number of instructions recorded before them), so a backend can check each one as soon as its slot
+is computed and stop: results are never computed on a path the inputs did not take.
+"""
+import numpy as np
+
+from .core import REGISTRY
+
+FORWARD, ADJOINT = "forward", "adjoint"
+
+
+class GuardFailure(Exception):
+    """The inputs took another branch than the one recorded on the tape."""
+
+    def __init__(self, guard):
+        super().__init__(f"guard {guard.slot} != {guard.expected} ({guard.where})")
+        self.guard = guard
+
+
+class Instr:
+    __slots__ = ("prim", "ins", "out", "params", "phase")
+
+    def __init__(self, prim, ins, out, params, phase=FORWARD):
+        self.prim = prim
+        self.ins = tuple(ins)
+        self.out = out
+        self.params = params
+        self.phase = phase
+
+    def key(self):
+        """Identity for common-subexpression elimination."""
+        return (self.prim.name, self.ins, params_key(self.params))
+
+
+class Guard:
+    __slots__ = ("slot", "expected", "position", "where")
+
+    def __init__(self, slot, expected, position, where=""):
+        self.slot = slot
+        self.expected = bool(expected)
+        self.position = position
+        self.where = where
+
+
+def params_key(params):
+    """A hashable form of instruction parameters (index tuples may hold arrays and slices)."""
+    def freeze(value):
+        if isinstance(value, np.ndarray):
+            return ("array", value.dtype.str, value.shape, value.tobytes())
+        if isinstance(value, slice):
+            return ("slice", value.start, value.stop, value.step)
+        if isinstance(value, (tuple, list)):
+            return tuple(freeze(v) for v in value)
+        if isinstance(value, np.dtype):
+            return value.str
+        return value
+    return tuple(sorted((k, freeze(v)) for k, v in params.items()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Output trees: a function returns a value, a tuple of values, a dict, ... of arrays
+# ---------------------------------------------------------------------------------------------
+
+def tree_flatten(tree, is_leaf):
+    leaves = []
+
+    def walk(node):
+        if isinstance(node, (tuple, list)):
+            return (type(node), tuple(walk(child) for child in node))
+        if isinstance(node, dict):
+            keys = tuple(node)
+            return (dict, keys, tuple(walk(node[k]) for k in keys))
+        if node is None:
+            return None
+        if not is_leaf(node):
+            node = np.asarray(node)
+        leaves.append(node)
+        return "*"
+
+    return leaves, walk(tree)
+
+
+def tree_unflatten(structure, leaves):
+    it = iter(leaves)
+
+    def build(node):
+        if node is None:
+            return None
+        if node == "*":
+            return next(it)
+        if node[0] is dict:
+            return {k: build(child) for k, child in zip(node[1], node[2])}
+        kind, children = node
+        return kind(build(child) for child in children)
+
+    return build(structure)
+
+
+# ---------------------------------------------------------------------------------------------
+# The tape
+# ---------------------------------------------------------------------------------------------
+
+class Tape:
+    def __init__(self):
+        self.shapes = []        # per slot
+        self.dtypes = []        # per slot (numpy dtypes)
+        self.inputs = []        # slots, in argument order
+        self.consts = {}        # slot -> value (NumPy array or Python scalar)
+        self.instrs = []
+        self.guards = []
+        self.outputs = []       # slots
+        self.out_tree = "*"     # structure of the function's result over `outputs`
+        self.producer = {}      # slot -> index of the instruction writing it
+
+    # ---- building
+    def new_slot(self, shape, dtype):
+        self.shapes.append(tuple(shape))
+        self.dtypes.append(np.dtype(dtype))
+        return len(self.shapes) - 1
+
+    def add_input(self, shape, dtype):
+        slot = self.new_slot(shape, dtype)
+        self.inputs.append(slot)
+        return slot
+
+    def add_const(self, value):
+        array = np.asarray(value)
+        slot = self.new_slot(array.shape, array.dtype)
+        self.consts[slot] = value
+        return slot
+
+    def add_instr(self, prim, ins, params, shape, dtype, phase=FORWARD):
+        out = self.new_slot(shape, dtype)
+        self.producer[out] = len(self.instrs)
+        self.instrs.append(Instr(prim, ins, out, params, phase))
+        return out
+
+    def add_guard(self, slot, expected, where=""):
+        self.guards.append(Guard(slot, expected, len(self.instrs), where))
+
+    @property
+    def num_slots(self):
+        return len(self.shapes)
+
+    def rebuilt(self, instrs, guards, consts=None):
+        """A copy with new instruction and guard lists (used by the passes)."""
+        tape = Tape()
+        tape.shapes, tape.dtypes = list(self.shapes), list(self.dtypes)
+        tape.inputs, tape.outputs, tape.out_tree = list(self.inputs), list(self.outputs), self.out_tree
+        tape.consts = dict(self.consts if consts is None else consts)
+        tape.instrs, tape.guards = instrs, guards
+        tape.producer = {ins.out: k for k, ins in enumerate(instrs)}
+        return tape
+
+    # ---- reference interpreter
+    def run(self, *args, check_guards=True):
+        """Evaluate both sweeps with the registry's NumPy forwards; returns the output tree.
+
+        Raises GuardFailure when the inputs take another branch than the recorded one.
+        """
+        values = self.evaluate(args, check_guards)
+        leaves = [values[s] for s in self.outputs]
+        return tree_unflatten(self.out_tree, leaves)
+
+    def evaluate(self, args, check_guards=True):
+        if len(args) != len(self.inputs):
+            raise TypeError(f"tapegrad: this tape takes {len(self.inputs)} inputs, got {len(args)}")
+        values = dict(self.consts)
+        for slot, arg in zip(self.inputs, args):
+            values[slot] = np.asarray(arg, dtype=self.dtypes[slot]).reshape(self.shapes[slot])
+        guards = sorted(self.guards, key=lambda g: g.position)
+        next_guard = 0
+        for k, ins in enumerate(self.instrs + [None]):
+            while next_guard < len(guards) and guards[next_guard].position <= k:
+                guard = guards[next_guard]
+                if check_guards and bool(values[guard.slot]) != guard.expected:
+                    raise GuardFailure(guard)
+                next_guard += 1
+            if ins is None:
+                break
+            out = ins.prim.impl(*[values[s] for s in ins.ins], **ins.params)
+            values[ins.out] = np.asarray(out)
+        return values
+
+    # ---- printing
+    def __str__(self):
+        return format_tape(self)
+
+    __repr__ = __str__
+
+    def count(self, phase=None):
+        return sum(1 for ins in self.instrs if phase is None or ins.phase == phase)
+
+
+# ---------------------------------------------------------------------------------------------
+# Printer (in the manner of a jaxpr)
+# ---------------------------------------------------------------------------------------------
+
+_SHORT_DTYPES = {"float64": "f64", "float32": "f32", "float16": "f16", "int64": "i64",
+                 "int32": "i32", "bool": "bool", "uint8": "u8", "int8": "i8", "int16": "i16"}
+
+
+def slot_name(slot):
+    """a, b, ..., z, ba, bb, ...: short names as in a jaxpr."""
+    letters = ""
+    while True:
+        letters = chr(ord("a") + slot % 26) + letters
+        slot //= 26
+        if slot == 0:
+            return letters
+
+
+def _type_str(tape, slot):
+    dtype = _SHORT_DTYPES.get(tape.dtypes[slot].name, tape.dtypes[slot].name)
+    return f"{dtype}[{','.join(str(n) for n in tape.shapes[slot])}]"
+
+
+def _param_str(value):
+    if isinstance(value, slice):
+        parts = ["" if p is None else str(p) for p in (value.start, value.stop, value.step)]
+        return ":".join(parts[:2] if value.step is None else parts)
+    if isinstance(value, tuple):
+        return "(" + ",".join(_param_str(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, np.ndarray):
+        return f"array{list(value.shape)}" if value.size > 6 else str(value.tolist())
+    return str(value)
+
+
+def _const_str(value):
+    array = np.asarray(value)
+    if array.size <= 4:
+        return np.array2string(array, separator=",").replace("\n", "")
+    return f"<{array.dtype.name}{list(array.shape)}>"
+
+
+def format_tape(tape):
+    def operand(slot):
+        if slot in tape.consts:
+            return _const_str(tape.consts[slot])
+        return slot_name(slot)
+
+    header = " ".join(f"{slot_name(s)}:{_type_str(tape, s)}" for s in tape.inputs)
+    lines = [f"{{ lambda {header} . let"]
+    guards_at = {}
+    for guard in tape.guards:
+        guards_at.setdefault(guard.position, []).append(guard)
+    phase = FORWARD
+    for k, ins in enumerate(tape.instrs + [None]):
+        for guard in guards_at.get(k, ()):
+            where = f"   # {guard.where}" if guard.where else ""
+            lines.append(f"    guard {slot_name(guard.slot)} == {guard.expected}{where}")
+        if ins is None:
+            break
+        if ins.phase != phase:
+            phase = ins.phase
+            lines.append(f"  -- {phase} sweep --")
+        params = ""
+        if ins.params:
+            params = "[" + " ".join(f"{k}={_param_str(v)}" for k, v in ins.params.items()) + "]"
+        args = " ".join(operand(s) for s in ins.ins)
+        lines.append(f"    {slot_name(ins.out)}:{_type_str(tape, ins.out)} = "
+                     f"{ins.prim.name}{params} {args}")
+    outs = ", ".join(operand(s) for s in tape.outputs)
+    lines.append(f"  in ({outs}) }}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Passes: each returns a new tape that computes the same outputs (checked against `run` in tests)
+# ---------------------------------------------------------------------------------------------
+
+def eliminate_dead_code(tape):
+    """Drop instructions that neither an output nor a guard needs."""
+    live = set(tape.outputs) | {g.slot for g in tape.guards}
+    kept = []
+    for ins in reversed(tape.instrs):
+        if ins.out in live:
+            kept.append(ins)
+            live.update(ins.ins)
+    kept.reverse()
+    return _renumber_guards(tape, kept)
+
+
+def _renumber_guards(tape, kept, consts=None):
+    """Keep each guard right after the instruction that computes its slot (or at the start)."""
+    where = {ins.out: k + 1 for k, ins in enumerate(kept)}
+    guards = [Guard(g.slot, g.expected, where.get(g.slot, 0), g.where) for g in tape.guards]
+    return tape.rebuilt(kept, guards, consts)
+
+
+_FOLD_LIMIT = 1 << 16   # elements; larger constants are left to be computed at run time
+
+
+def fold_constants(tape):
+    """Evaluate instructions whose inputs are all constants; apply identities x*1, x+0, x-0, x/1."""
+    consts = dict(tape.consts)
+    alias = {}
+    kept = []
+    for ins in tape.instrs:
+        ins_slots = tuple(alias.get(s, s) for s in ins.ins)
+        if all(s in consts for s in ins_slots) and _size(tape.shapes[ins.out]) <= _FOLD_LIMIT:
+            consts[ins.out] = np.asarray(ins.prim.impl(*[consts[s] for s in ins_slots], **ins.params))
+            continue
+        same = _identity_operand(tape, ins.prim.name, ins_slots, consts, ins.out)
+        if same is not None:
+            alias[ins.out] = same
+            continue
+        kept.append(Instr(ins.prim, ins_slots, ins.out, ins.params, ins.phase))
+    return _apply_alias(tape, kept, alias, consts)
+
+
+def _size(shape):
+    return int(np.prod(shape)) if shape else 1
+
+
+def _is_const_value(consts, slot, number):
+    if slot not in consts:
+        return False
+    value = np.asarray(consts[slot])
+    return value.size <= _FOLD_LIMIT and bool(np.all(value == number))
+
+
+def _identity_operand(tape, name, ins, consts, out):
+    """The operand equal to the result, when the instruction is an identity on it."""
+    def same_type(slot):
+        return tape.shapes[slot] == tape.shapes[out] and tape.dtypes[slot] == tape.dtypes[out]
+
+    if name == "mul":
+        for a, b in ((0, 1), (1, 0)):
+            if _is_const_value(consts, ins[b], 1) and same_type(ins[a]):
+                return ins[a]
+    elif name == "add":
+        for a, b in ((0, 1), (1, 0)):
+            if _is_const_value(consts, ins[b], 0) and same_type(ins[a]):
+                return ins[a]
+    elif name in ("sub", "div"):
+        if _is_const_value(consts, ins[1], 0 if name == "sub" else 1) and same_type(ins[0]):
+            return ins[0]
+    elif name == "reshape" or name == "broadcast_to":
+        if same_type(ins[0]):
+            return ins[0]
+    return None
+
+
+def _apply_alias(tape, kept, alias, consts):
+    def resolve(slot):
+        while slot in alias:
+            slot = alias[slot]
+        return slot
+
+    instrs = [Instr(i.prim, tuple(resolve(s) for s in i.ins), i.out, i.params, i.phase) for i in kept]
+    result = _renumber_guards(tape, instrs, consts)
+    result.guards = [Guard(resolve(g.slot), g.expected, g.position, g.where) for g in result.guards]
+    result.outputs = [resolve(s) for s in tape.outputs]
+    return _renumber_guards(result, result.instrs, consts)
+
+
+def eliminate_common_subexpressions(tape):
+    """Reuse the first of several identical instructions (same primitive, inputs and params)."""
+    seen, alias, kept = {}, {}, []
+    for ins in tape.instrs:
+        ins = Instr(ins.prim, tuple(alias.get(s, s) for s in ins.ins), ins.out, ins.params,
+                    ins.phase)
+        key = ins.key()
+        if key in seen:
+            alias[ins.out] = seen[key]
+        else:
+            seen[key] = ins.out
+            kept.append(ins)
+    return _apply_alias(tape, kept, alias, tape.consts)
+
+
+def optimize(tape):
+    """The standard pipeline a backend runs before compiling."""
+    tape = fold_constants(tape)
+    tape = eliminate_common_subexpressions(tape)
+    return eliminate_dead_code(tape)
+
+
+# ---------------------------------------------------------------------------------------------
+# Elementwise fusion: chains of same-shaped elementwise instructions become one loop body
+# ---------------------------------------------------------------------------------------------
+
+ELEMENTWISE = frozenset(name for name, prim in REGISTRY.items() if prim.kind == "elementwise")
+
+
+def fusion_groups(tape, min_size=2):
+    """Partition elementwise instructions into fusible groups.
+
+    A group is a run of consecutive elementwise instructions whose outputs share one shape; an
+    instruction joins the open group when its inputs are the group's own results, constants or
+    values of that shape or of size 1 (broadcast scalars). Returns a list of lists of instruction
+    indices, in tape order; a backend computes each group in one loop over the elements, keeping
+    results that no later instruction reads in registers.
+    """
+    groups, current, shape = [], [], None
+    for k, ins in enumerate(tape.instrs):
+        out_shape = tape.shapes[ins.out]
+        fusible = ins.prim.name in ELEMENTWISE and all(
+            tape.shapes[s] == out_shape or _size(tape.shapes[s]) == 1 for s in ins.ins)
+        if fusible and current and out_shape == shape:
+            current.append(k)
+            continue
+        if len(current) >= min_size:
+            groups.append(current)
+        current, shape = ([k], out_shape) if fusible else ([], None)
+    if len(current) >= min_size:
+        groups.append(current)
+    return groups

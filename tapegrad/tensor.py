@@ -1,0 +1,814 @@
+"""The eager Tensor: a NumPy array plus PyTorch's autograd bookkeeping.
+
+Every operation binds a primitive of the registry (primitives.py); `Tensor._bind` runs its NumPy
+forward and, when grad mode is on and an input requires grad, hangs a graph node on the result.
+"""
+import collections
+import itertools
+import warnings
+
+import numpy as np
+
+from . import dtypes
+from . import primitives as P
+from ._tensor_str import format_tensor
+from .autograd import graph
+from .autograd.grad_mode import is_grad_enabled
+
+
+class Size(tuple):
+    """torch.Size: a tuple that prints as PyTorch prints it."""
+
+    def __repr__(self):
+        return f"torch.Size({list(self)})"
+
+    def numel(self):
+        return int(np.prod(self, dtype=np.int64))
+
+
+_BROADCASTING = frozenset({"add", "sub", "mul", "div", "pow", "maximum", "minimum", "where", "lt",
+                           "le", "gt", "ge", "eq", "ne", "logical_and", "logical_or", "mse_loss"})
+
+_handle_ids = itertools.count()
+
+
+class RemovableHandle:
+    def __init__(self, hooks, key):
+        self._hooks, self._key = hooks, key
+
+    def remove(self):
+        self._hooks.pop(self._key, None)
+
+
+def _weak_float_fix(out, args):
+    """PyTorch computes in the widest float of the dimensioned tensors; Python floats and 0-d
+    tensors do not widen them, and integer tensors mixed with Python floats give the default dtype."""
+    if out.dtype != np.float64:
+        return out
+    dimensioned = [a.dtype for a in args if isinstance(a, (Tensor, np.ndarray)) and a.ndim > 0]
+    zero_d = [a.dtype for a in args if isinstance(a, (Tensor, np.ndarray)) and a.ndim == 0]
+    for group in (dimensioned, zero_d):
+        floats = [d for d in group if _np(d).kind == "f"]
+        if floats:
+            return out if any(_np(d) == np.float64 for d in floats) else out.astype(np.result_type(*[_np(d) for d in floats]))
+    return out.astype(np.float32)
+
+
+def _np(d):
+    return d.np_dtype if isinstance(d, dtypes.dtype) else np.dtype(d)
+
+
+def _broadcast_error(args):
+    shapes = [a.shape for a in args if hasattr(a, "shape")]
+    for dim in range(1, max(len(s) for s in shapes) + 1):
+        sizes = {s[-dim] for s in shapes if len(s) >= dim} - {1}
+        if len(sizes) > 1:
+            a, b = sorted(sizes)[:2]
+            nd = max(len(s) for s in shapes)
+            return RuntimeError(f"The size of tensor a ({a}) must match the size of tensor b ({b}) "
+                                f"at non-singleton dimension {nd - dim}")
+    return None
+
+
+class Tensor:
+    _bind_level = 1
+    __array_priority__ = 1000
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("tapegrad: create tensors with tapegrad.tensor(data), tapegrad.ones(...), "
+                        "tapegrad.zeros(...) or tapegrad.randn(...)")
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def _wrap(cls, data, requires_grad=False):
+        t = object.__new__(cls)
+        t._data = data
+        t._requires_grad = requires_grad
+        t.grad_fn = None
+        t._grad = None
+        t._version_counter = [0]
+        t._accumulator = None
+        t._name_hint = None
+        return t
+
+    @classmethod
+    def _from_node(cls, data, node):
+        t = cls._wrap(data, requires_grad=True)
+        t.grad_fn = node
+        return t
+
+    @classmethod
+    def _bind(cls, prim, args, params, name=None):
+        data_args = [a._data if isinstance(a, Tensor) else a for a in args]
+        try:
+            out = prim.impl(*data_args, **params)
+        except ValueError:
+            error = _broadcast_error(args) if prim.name in _BROADCASTING else None
+            if error is None:
+                raise
+            raise error from None
+        if not isinstance(out, np.ndarray):
+            out = np.asarray(out)
+        out = _weak_float_fix(out, args)
+        if (prim.differentiable and out.dtype.kind == "f" and is_grad_enabled()
+                and any(isinstance(a, Tensor) and a._requires_grad for a in args)):
+            next_functions = tuple((graph.node_of(a), 0)
+                                   if isinstance(a, Tensor) and a._requires_grad else (None, 0)
+                                   for a in args)
+            node_type = graph.node_class(name or prim.torch_name(args, params))
+            return cls._from_node(out, node_type(prim, tuple(args), out, params, next_functions))
+        return cls._wrap(out)
+
+    def _grad_accumulator(self):
+        if self._accumulator is None:
+            self._accumulator = graph.AccumulateGrad(self)
+        return self._accumulator
+
+    # ------------------------------------------------------------------ autograd attributes
+    @property
+    def requires_grad(self):
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, flag):
+        if not self.is_leaf:
+            raise RuntimeError(
+                "you can only change requires_grad flags of leaf variables. If you want to use a "
+                "computed variable in a subgraph that doesn't require differentiation use "
+                "var_no_grad = var.detach().")
+        if flag and self._data.dtype.kind not in "fc":
+            raise RuntimeError("Only Tensors of floating point and complex dtype can require "
+                               f"gradients (got dtype {self.dtype})")
+        self._requires_grad = bool(flag)
+
+    def requires_grad_(self, requires_grad=True):
+        self.requires_grad = requires_grad
+        return self
+
+    @property
+    def is_leaf(self):
+        return self.grad_fn is None
+
+    @property
+    def grad(self):
+        if not self.is_leaf and self.grad_fn._retained is None:
+            warnings.warn(
+                "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. Its "
+                ".grad attribute won't be populated during autograd.backward(). If you indeed want "
+                "the .grad field to be populated for a non-leaf Tensor, use .retain_grad() on the "
+                "non-leaf Tensor.", UserWarning, stacklevel=2)
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        if value is not None and value.shape != self.shape:
+            raise RuntimeError(f"assigned grad has data of a different size: {value.shape} "
+                               f"vs {self.shape}")
+        self._grad = value
+
+    @property
+    def _version(self):
+        return self._version_counter[0]
+
+    @property
+    def data(self):
+        return self.detach()
+
+    @data.setter
+    def data(self, value):
+        self._data = value._data if isinstance(value, Tensor) else np.asarray(value)
+
+    def detach(self):
+        """A tensor sharing this one's memory and version counter, cut from the graph."""
+        t = Tensor._wrap(self._data)
+        t._version_counter = self._version_counter
+        return t
+
+    def detach_(self):
+        self.grad_fn = None
+        self._requires_grad = False
+        return self
+
+    def retain_grad(self):
+        if not self._requires_grad:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        if not self.is_leaf:
+            graph.retain(self.grad_fn, self)
+
+    @property
+    def retains_grad(self):
+        return not self.is_leaf and self.grad_fn._retained is not None
+
+    def register_hook(self, hook):
+        if not self._requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        node = graph.node_of(self)
+        if node._pre_hooks is None:
+            node._pre_hooks = {}
+        key = next(_handle_ids)
+        node._pre_hooks[key] = hook
+        return RemovableHandle(node._pre_hooks, key)
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        from .autograd import backward
+        backward(self, gradient, retain_graph, create_graph, inputs=inputs)
+
+    # ------------------------------------------------------------------ metadata
+    @property
+    def shape(self):
+        return Size(self._data.shape)
+
+    def size(self, dim=None):
+        return self.shape if dim is None else self._data.shape[_dim(dim, self.ndim)]
+
+    @property
+    def ndim(self):
+        return self._data.ndim
+
+    def dim(self):
+        return self._data.ndim
+
+    def numel(self):
+        return int(self._data.size)
+
+    nelement = numel
+
+    @property
+    def dtype(self):
+        return dtypes.from_numpy_dtype(self._data.dtype)
+
+    @property
+    def np_dtype(self):
+        return self._data.dtype
+
+    @property
+    def device(self):
+        return "cpu"
+
+    def is_floating_point(self):
+        return self._data.dtype.kind == "f"
+
+    def element_size(self):
+        return self._data.dtype.itemsize
+
+    def type(self, dtype=None):
+        if dtype is None:
+            return "torch." + self.dtype.tensor_type
+        return self.to(dtype)
+
+    def __len__(self):
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    def __repr__(self):
+        name = self.grad_fn.name() if self.grad_fn is not None else None
+        return format_tensor(self._data, requires_grad=self._requires_grad, grad_fn_name=name)
+
+    __str__ = __repr__
+    __hash__ = object.__hash__
+
+    # ------------------------------------------------------------------ conversion
+    def item(self):
+        if self._data.size != 1:
+            raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted "
+                               "to Scalar")
+        return self._data.reshape(()).item()
+
+    def tolist(self):
+        return self._data.tolist()
+
+    def numpy(self, force=False):
+        if self._requires_grad and not force:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use "
+                               "tensor.detach().numpy() instead.")
+        return self._data
+
+    def __array__(self, dtype=None, copy=None):
+        data = self.numpy()
+        return data if dtype is None else data.astype(dtype)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        prim = P.UFUNC_PRIMITIVES.get(ufunc)
+        if prim is None or method != "__call__" or kwargs:
+            return NotImplemented
+        return prim(*inputs)
+
+    def __bool__(self):
+        if self._data.size != 1:
+            raise RuntimeError("Boolean value of Tensor with more than one value is ambiguous")
+        return bool(self._data)
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self._data.dtype.kind not in "iu" or self._data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def to(self, *args, dtype=None, **kwargs):
+        for a in args:
+            if isinstance(a, dtypes.dtype):
+                dtype = a
+            elif isinstance(a, Tensor):
+                dtype = a.dtype
+            elif a not in ("cpu", None):
+                raise RuntimeError(f"tapegrad: eager tensors live on the CPU; cannot move to {a!r}. "
+                                   "For the GPU use tapegrad.jit(..., device='cuda')")
+        if dtype is None or dtypes.to_numpy_dtype(dtype) == self._data.dtype:
+            return self
+        return P.cast(self, dtype=dtypes.to_numpy_dtype(dtype).name)
+
+    def cpu(self):
+        return self
+
+    def float(self):
+        return self.to(dtypes.float32)
+
+    def double(self):
+        return self.to(dtypes.float64)
+
+    def half(self):
+        return self.to(dtypes.float16)
+
+    def long(self):
+        return self.to(dtypes.int64)
+
+    def int(self):
+        return self.to(dtypes.int32)
+
+    def bool(self):
+        return self.to(dtypes.bool)
+
+    def clone(self):
+        return P.clone(self)
+
+    def contiguous(self):
+        return self
+
+    # ------------------------------------------------------------------ arithmetic
+    def __add__(self, other):
+        return P.add(self, other)
+
+    def __radd__(self, other):
+        return P.add(other, self)
+
+    def __sub__(self, other):
+        return P.sub(self, other)
+
+    def __rsub__(self, other):
+        return P.sub(other, self)
+
+    def __mul__(self, other):
+        return P.mul(self, other)
+
+    def __rmul__(self, other):
+        return P.mul(other, self)
+
+    def __truediv__(self, other):
+        return P.div(self, other)
+
+    def __rtruediv__(self, other):
+        return P.div(other, self)
+
+    def __pow__(self, other):
+        return P.pow_(self, other)
+
+    def __rpow__(self, other):
+        return P.pow_(other, self)
+
+    def __neg__(self):
+        return P.neg(self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return P.abs_(self)
+
+    def __matmul__(self, other):
+        return matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return matmul(other, self)
+
+    def __lt__(self, other):
+        return P.lt(self, other)
+
+    def __le__(self, other):
+        return P.le(self, other)
+
+    def __gt__(self, other):
+        return P.gt(self, other)
+
+    def __ge__(self, other):
+        return P.ge(self, other)
+
+    def __eq__(self, other):
+        return P.eq(self, other)
+
+    def __ne__(self, other):
+        return P.ne(self, other)
+
+    def __and__(self, other):
+        return P.logical_and(self, other)
+
+    def __or__(self, other):
+        return P.logical_or(self, other)
+
+    def __invert__(self):
+        return P.logical_not(self)
+
+    add = __add__
+    sub = __sub__
+    mul = __mul__
+    div = __truediv__
+    pow = __pow__
+    neg = __neg__
+    matmul = __matmul__
+    lt, le, gt, ge, eq, ne = __lt__, __le__, __gt__, __ge__, __eq__, __ne__
+
+    def exp(self):
+        return P.exp(self)
+
+    def log(self):
+        return P.log(self)
+
+    def log1p(self):
+        return P.log1p(self)
+
+    def expm1(self):
+        return P.expm1(self)
+
+    def sqrt(self):
+        return P.sqrt(self)
+
+    def sin(self):
+        return P.sin(self)
+
+    def cos(self):
+        return P.cos(self)
+
+    def tan(self):
+        return P.tan(self)
+
+    def tanh(self):
+        return P.tanh(self)
+
+    def sigmoid(self):
+        return P.sigmoid(self)
+
+    def relu(self):
+        return P.relu(self)
+
+    def abs(self):
+        return P.abs_(self)
+
+    def sign(self):
+        return P.sign(self)
+
+    def square(self):
+        return P.mul(self, self)
+
+    def rsqrt(self):
+        return 1 / P.sqrt(self)
+
+    def reciprocal(self):
+        return 1 / self
+
+    def clamp(self, min=None, max=None):
+        if min is None and max is None:
+            raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+        return P.clamp(self, min=_scalar(min), max=_scalar(max))
+
+    clip = clamp
+
+    def maximum(self, other):
+        return P.maximum(self, other)
+
+    def minimum(self, other):
+        return P.minimum(self, other)
+
+    def where(self, condition, other):
+        return P.where(condition, self, other)
+
+    # ------------------------------------------------------------------ reductions
+    def sum(self, dim=None, keepdim=False, dtype=None):
+        x = self if dtype is None else self.to(dtype)
+        return P.sum_(x, axis=_axes(dim, self.ndim), keepdims=keepdim)
+
+    def mean(self, dim=None, keepdim=False, dtype=None):
+        x = self if dtype is None else self.to(dtype)
+        if x._data.dtype.kind not in "fc":
+            raise RuntimeError("mean(): could not infer output dtype. Input dtype must be either "
+                               f"a floating point or complex dtype. Got: {x.dtype.tensor_type[:-6]}")
+        return P.mean(x, axis=_axes(dim, self.ndim), keepdims=keepdim)
+
+    def prod(self, dim=None, keepdim=False, dtype=None):
+        x = self if dtype is None else self.to(dtype)
+        return P.prod(x, axis=_axes(dim, self.ndim), keepdims=keepdim)
+
+    def amax(self, dim=(), keepdim=False):
+        return P.amax(self, axis=_axes(dim or None, self.ndim), keepdims=keepdim)
+
+    def amin(self, dim=(), keepdim=False):
+        return P.amin(self, axis=_axes(dim or None, self.ndim), keepdims=keepdim)
+
+    def max(self, dim=None, keepdim=False):
+        return _extremum(self, dim, keepdim, P.amax, np.argmax, "max")
+
+    def min(self, dim=None, keepdim=False):
+        return _extremum(self, dim, keepdim, P.amin, np.argmin, "min")
+
+    def argmax(self, dim=None, keepdim=False):
+        return _arg_extremum(self, dim, keepdim, np.argmax)
+
+    def argmin(self, dim=None, keepdim=False):
+        return _arg_extremum(self, dim, keepdim, np.argmin)
+
+    def logsumexp(self, dim, keepdim=False):
+        return P.logsumexp(self, axis=_axes(dim, self.ndim), keepdims=keepdim)
+
+    def norm(self, p="fro", dim=None, keepdim=False):
+        ord_ = {"fro": 2, 2: 2, 1: 1, float("inf"): np.inf}.get(p)
+        if ord_ is None:
+            raise ValueError(f"tapegrad: norm supports p = 'fro', 2, 1 and inf, not {p!r}")
+        return P.norm(self, ord=ord_, axis=_axes(dim, self.ndim), keepdims=keepdim)
+
+    def softmax(self, dim):
+        return P.softmax(self, axis=_dim(dim, self.ndim))
+
+    def log_softmax(self, dim):
+        return P.log_softmax(self, axis=_dim(dim, self.ndim))
+
+    def std(self, dim=None, keepdim=False, unbiased=True):
+        centered = self - self.mean(dim, keepdim=True)
+        count = self.numel() if dim is None else np.prod([self.shape[d] for d in _axes(dim, self.ndim)])
+        return ((centered * centered).sum(dim, keepdim=keepdim) / (count - int(unbiased))).sqrt()
+
+    def var(self, dim=None, keepdim=False, unbiased=True):
+        return self.std(dim, keepdim, unbiased) ** 2
+
+    def all(self):
+        return Tensor._wrap(np.asarray(np.all(self._data)))
+
+    def any(self):
+        return Tensor._wrap(np.asarray(np.any(self._data)))
+
+    # ------------------------------------------------------------------ shapes
+    def reshape(self, *shape):
+        return P.reshape(self, shape=_resolve_shape(_size_args(shape), self.numel()))
+
+    def view(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], dtypes.dtype):
+            raise NotImplementedError("tapegrad: view(dtype) reinterprets memory; use .to(dtype)")
+        return self.reshape(*shape)
+
+    def view_as(self, other):
+        return self.reshape(other.shape)
+
+    reshape_as = view_as
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        if self.ndim == 0:
+            return self.reshape(1)
+        start, end = _dim(start_dim, self.ndim), _dim(end_dim, self.ndim)
+        shape = self.shape[:start] + (-1,) + self.shape[end + 1:]
+        return self.reshape(shape)
+
+    def squeeze(self, dim=None):
+        if dim is None:
+            shape = tuple(n for n in self.shape if n != 1)
+        else:
+            dims = _axes(dim, self.ndim)
+            shape = tuple(n for i, n in enumerate(self.shape) if not (i in dims and n == 1))
+        return P.reshape(self, shape=shape)
+
+    def unsqueeze(self, dim):
+        d = _dim(dim, self.ndim + 1)
+        return P.reshape(self, shape=self.shape[:d] + (1,) + self.shape[d:])
+
+    def expand(self, *sizes):
+        sizes = _size_args(sizes)
+        lead = len(sizes) - self.ndim
+        shape = tuple(self.shape[i - lead] if n == -1 else n for i, n in enumerate(sizes))
+        return P.broadcast_to(self, shape=shape)
+
+    def expand_as(self, other):
+        return self.expand(other.shape)
+
+    def broadcast_to(self, shape):
+        return self.expand(shape)
+
+    def t(self):
+        if self.ndim > 2:
+            raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {self.ndim}D")
+        return self if self.ndim < 2 else P.transpose(self, axes=(1, 0))
+
+    @property
+    def T(self):
+        return self.permute(*reversed(range(self.ndim))) if self.ndim > 1 else self
+
+    @property
+    def mT(self):
+        return self.transpose(-2, -1)
+
+    def transpose(self, dim0, dim1):
+        axes = list(range(self.ndim))
+        a, b = _dim(dim0, self.ndim), _dim(dim1, self.ndim)
+        axes[a], axes[b] = axes[b], axes[a]
+        return P.transpose(self, axes=tuple(axes))
+
+    def permute(self, *dims):
+        dims = tuple(_dim(d, self.ndim) for d in _size_args(dims))
+        if sorted(dims) != list(range(self.ndim)):
+            raise RuntimeError(f"permute(): dims {list(dims)} are not a permutation of the "
+                               f"{self.ndim} dimensions of the input")
+        return P.transpose(self, axes=dims)
+
+    def unbind(self, dim=0):
+        d = _dim(dim, self.ndim)
+        return tuple(self[(slice(None),) * d + (i,)] for i in range(self.shape[d]))
+
+    def split(self, split_size, dim=0):
+        d = _dim(dim, self.ndim)
+        n = self.shape[d]
+        sizes = [split_size] * (n // split_size) + ([n % split_size] if n % split_size else []) \
+            if isinstance(split_size, int) else list(split_size)
+        starts = np.cumsum([0] + sizes[:-1])
+        return tuple(self[(slice(None),) * d + (slice(s, s + k),)] for s, k in zip(starts, sizes))
+
+    def chunk(self, chunks, dim=0):
+        n = self.shape[_dim(dim, self.ndim)]
+        return self.split(-(-n // chunks), dim)
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return iter(self.unbind(0))
+
+    # ------------------------------------------------------------------ indexing
+    def __getitem__(self, index):
+        return P.getitem(self, index=_normalise_index(index))
+
+    def __setitem__(self, index, value):
+        if isinstance(value, Tensor) and value.dtype != self.dtype:
+            value = value.to(self.dtype)
+        self._inplace(P.setitem, (self, value), {"index": _normalise_index(index)}, "CopySlices")
+
+    # ------------------------------------------------------------------ in-place
+    def _inplace(self, prim, args, params, name=None):
+        """Compute out of place, write the result into this tensor's memory, rebase its history."""
+        needs_graph = is_grad_enabled() and any(isinstance(a, Tensor) and a._requires_grad
+                                                for a in args)
+        if needs_graph and self.is_leaf and self._requires_grad:
+            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
+                               "operation.")
+        if needs_graph:
+            # the node must see the old value, which the write below overwrites
+            before = Tensor._wrap(self._data.copy(), self._requires_grad)
+            before.grad_fn, before._accumulator = self.grad_fn, self._accumulator
+            args = tuple(before if a is self else a for a in args)
+        result = Tensor._bind(prim, args, params, name)
+        if not np.can_cast(result._data.dtype, self._data.dtype, "same_kind"):
+            raise RuntimeError(f"result type {result.dtype.tensor_type[:-6]} can't be cast to the "
+                               f"desired output type {self.dtype.tensor_type[:-6]}")
+        np.copyto(self._data, result._data, casting="unsafe")
+        self._version_counter[0] += 1
+        if needs_graph:
+            self.grad_fn, self._requires_grad = result.grad_fn, True
+        return self
+
+    def add_(self, other, alpha=1):
+        return self._inplace(P.add, (self, other if alpha == 1 else other * alpha), {})
+
+    def sub_(self, other, alpha=1):
+        return self._inplace(P.sub, (self, other if alpha == 1 else other * alpha), {})
+
+    def mul_(self, other):
+        return self._inplace(P.mul, (self, other), {})
+
+    def div_(self, other):
+        return self._inplace(P.div, (self, other), {})
+
+    def pow_(self, other):
+        return self._inplace(P.pow_, (self, other), {})
+
+    def neg_(self):
+        return self._inplace(P.neg, (self,), {})
+
+    def clamp_(self, min=None, max=None):
+        return self._inplace(P.clamp, (self,), {"min": _scalar(min), "max": _scalar(max)})
+
+    def zero_(self):
+        return self._inplace(P.mul, (self, 0), {}, "ZeroBackward0")
+
+    def fill_(self, value):
+        return self._inplace(P.setitem, (self, value), {"index": (Ellipsis,)}, "FillBackward0")
+
+    def copy_(self, src):
+        return self._inplace(P.setitem, (self, src), {"index": (Ellipsis,)}, "CopyBackwards")
+
+    def normal_(self, mean=0.0, std=1.0):
+        from .functions import _generator
+        sample = _generator().normal(mean, std, self.shape).astype(self._data.dtype)
+        return self._inplace(P.setitem, (self, sample), {"index": (Ellipsis,)})
+
+    def uniform_(self, a=0.0, b=1.0):
+        from .functions import _generator
+        sample = _generator().uniform(a, b, self.shape).astype(self._data.dtype)
+        return self._inplace(P.setitem, (self, sample), {"index": (Ellipsis,)})
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument normalisation shared by methods and functions
+# ---------------------------------------------------------------------------------------------
+
+def _dim(d, ndim):
+    n = max(ndim, 1)
+    if not -n <= d < n:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], "
+                         f"but got {d})")
+    return d % n
+
+
+def _axes(dim, ndim):
+    if dim is None:
+        return None
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    return tuple(sorted(_dim(d, ndim) for d in dims)) if ndim else None
+
+
+def _size_args(shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list, Size)):
+        return tuple(shape[0])
+    return tuple(int(n) for n in shape)
+
+
+def _resolve_shape(shape, numel):
+    if shape.count(-1) > 1:
+        raise RuntimeError("only one dimension can be inferred")
+    known = int(np.prod([n for n in shape if n != -1], dtype=np.int64))
+    if -1 in shape:
+        if known == 0 or numel % known:
+            raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
+        shape = tuple(numel // known if n == -1 else n for n in shape)
+    elif known != numel:
+        raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
+    return shape
+
+
+def _scalar(v):
+    return v.item() if isinstance(v, Tensor) else v
+
+
+def _normalise_index(index):
+    items = index if isinstance(index, tuple) else (index,)
+    out = []
+    for item in items:
+        if isinstance(item, Tensor):
+            item = item._data
+        elif isinstance(item, list):
+            item = np.asarray(item)
+        if isinstance(item, np.ndarray) and item.dtype.kind == "f":
+            raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
+        out.append(item)
+    return tuple(out)
+
+
+_ReturnTypes = {name: collections.namedtuple(name, ["values", "indices"]) for name in ("max", "min")}
+
+
+def _extremum(x, dim, keepdim, prim, arg_fn, name):
+    if dim is None:
+        return Tensor._bind(prim, (x,), {"axis": None, "keepdims": False},
+                            name.capitalize() + "Backward1")
+    d = _dim(dim, x.ndim)
+    values = Tensor._bind(prim, (x,), {"axis": (d,), "keepdims": keepdim},
+                          name.capitalize() + "Backward0")
+    return _ReturnTypes[name](values, _arg_extremum(x, d, keepdim, arg_fn))
+
+
+def _arg_extremum(x, dim, keepdim, arg_fn):
+    if dim is None:
+        return Tensor._wrap(np.asarray(arg_fn(x._data)))
+    d = _dim(dim, x.ndim)
+    return Tensor._wrap(np.asarray(arg_fn(x._data, axis=d, keepdims=keepdim)))
+
+
+def matmul(a, b):
+    """torch.matmul, with PyTorch's error for shapes that cannot be multiplied."""
+    sa, sb = np.shape(a), np.shape(b)
+    if not sa or not sb:
+        raise RuntimeError("both arguments to matmul need to be at least 1D, but they are "
+                           f"{len(sa)}D and {len(sb)}D")
+    inner_a, inner_b = sa[-1], sb[-2] if len(sb) > 1 else sb[0]
+    if inner_a != inner_b:
+        left = "x".join(map(str, sa if len(sa) > 1 else (1,) + sa))
+        right = "x".join(map(str, sb if len(sb) > 1 else sb + (1,)))
+        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({left} and {right})")
+    return P.matmul(a, b)
