@@ -20,3 +20,4 @@ from ._tensor_str import set_printoptions
 
 FloatTensor = DoubleTensor = LongTensor = Tensor
 get_default_dtype = (lambda: float32)
+from .transforms import grad, jit, make_tape, value_and_grad, vmap  # noqa: E402  (traced tapes)

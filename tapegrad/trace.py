@@ -1,0 +1,716 @@
+"""Tracing: run a user function on Tracer values that record primitive instructions on a tape.
+
+Tracing is define-by-run: every Tracer carries the concrete value computed by the registry's NumPy
+forward, so Python control flow sees real numbers. A branch on a traced value (`if x.sum() > 0`,
+`while y.norm() < 1000`, `and`/`or`) calls `Tracer.__bool__`, which records a guard: the observed
+outcome that a compiled tape checks on every call before trusting its results.
+
+What cannot be recorded raises TraceError naming the user's line and the fix: `math.*` functions
+and `float()` on a tracer (they leave the tape), and numbers from `.item()` used in arithmetic.
+"""
+import linecache
+import os
+import sys
+import threading
+
+import numpy as np
+
+from . import primitives as P
+from .core import bind, dtype_of, shape_of
+from .tape import ADJOINT, FORWARD, Tape
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_NUMPY_DIR = os.path.dirname(os.path.abspath(np.__file__))
+
+
+class TraceError(TypeError):
+    """A construct that cannot be recorded on a tape."""
+
+
+def user_line():
+    """'file:line: code' of the innermost frame outside tapegrad and NumPy (the user's code)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = os.path.abspath(frame.f_code.co_filename)
+        if not filename.startswith((_PACKAGE_DIR, _NUMPY_DIR)):
+            code = linecache.getline(filename, frame.f_lineno).strip()
+            return f"{frame.f_code.co_filename}:{frame.f_lineno}: {code}"
+        frame = frame.f_back
+    return "<unknown>"
+
+
+# ---------------------------------------------------------------------------------------------
+# Trace context: one tape per outermost trace, per thread
+# ---------------------------------------------------------------------------------------------
+
+class _State(threading.local):
+    def __init__(self):
+        self.stack = []
+
+
+_state = _State()
+
+
+class TraceContext:
+    """The tape being recorded, and the Tracer object of every slot (for replaying VJP rules)."""
+
+    def __init__(self):
+        self.tape = Tape()
+        self.tracers = {}
+        self.phase = FORWARD
+
+    def __enter__(self):
+        _state.stack.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        _state.stack.pop()
+
+    def new_input(self, value):
+        value = np.asarray(value)
+        slot = self.tape.add_input(value.shape, value.dtype)
+        return self._tracer(slot, value)
+
+    def _tracer(self, slot, value):
+        tracer = Tracer(self, slot, value)
+        self.tracers[slot] = tracer
+        return tracer
+
+    def operand(self, arg):
+        """The slot of an argument; anything that is not a tracer of this trace is a constant."""
+        if isinstance(arg, Tracer):
+            if arg._ctx is not self:
+                raise TraceError("tapegrad: a tracer from another trace reached this one (a traced "
+                                 "value escaped its function through a global or closure)")
+            return arg._slot
+        if getattr(type(arg), "_bind_level", 0) == 1:      # an eager Tensor: its data is a constant
+            arg = arg.detach().numpy()
+        return self.tape.add_const(arg)
+
+    def record(self, prim, args, params):
+        slots = [self.operand(a) for a in args]
+        values = [a._value if isinstance(a, Tracer) else _plain(a) for a in args]
+        value = np.asarray(prim.impl(*values, **params))
+        out = self.tape.add_instr(prim, slots, params, value.shape, value.dtype, self.phase)
+        return self._tracer(out, value)
+
+    def value_of(self, slot):
+        """What a VJP rule receives for an instruction input: its tracer, or the constant itself."""
+        if slot in self.tape.consts:
+            return self.tape.consts[slot]
+        return self.tracers[slot]
+
+
+def _plain(arg):
+    if getattr(type(arg), "_bind_level", 0) == 1:
+        return arg.detach().numpy()
+    return arg
+
+
+def current():
+    """The innermost active trace, or None."""
+    return _state.stack[-1] if _state.stack else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Tracer
+# ---------------------------------------------------------------------------------------------
+
+def _normalize_axis(axis, ndim):
+    if axis is None:
+        return None
+    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+    return tuple(sorted(int(a) % ndim if ndim else 0 for a in axes))
+
+
+def _normalize_index(index):
+    if not isinstance(index, tuple):
+        index = (index,)
+    out = []
+    for item in index:
+        if isinstance(item, Tracer):
+            raise TraceError(f"tapegrad: indexing with a traced value is not supported; index "
+                             f"with Python ints, slices or constant arrays\n  at {user_line()}")
+        if isinstance(item, list):
+            item = np.asarray(item)
+        if isinstance(item, np.ndarray) and item.dtype == bool:
+            raise TraceError(f"tapegrad: boolean-mask indexing gives a data-dependent shape; use "
+                             f"np.where(mask, x, 0) instead\n  at {user_line()}")
+        if isinstance(item, np.integer):
+            item = int(item)
+        out.append(item)
+    return tuple(out)
+
+
+class ConcreteNumber(float):
+    """What `.item()` gives during tracing: printable, but arithmetic with it would leave the tape."""
+
+    def _refuse(self, *args):
+        raise TraceError(
+            "tapegrad: a number taken out of a traced value with .item() (or float()) was used in "
+            "arithmetic, which the tape cannot record; compute with the traced value itself (drop "
+            f".item()/float())\n  at {user_line()}")
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _refuse
+    __truediv__ = __rtruediv__ = __pow__ = __rpow__ = __neg__ = __abs__ = _refuse
+    __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = _refuse
+
+    def __new__(cls, value, tracer):
+        number = super().__new__(cls, value)
+        number._tracer = tracer
+        return number
+
+    # Comparisons are branches on the traced value: they record guards on it.
+    def __lt__(self, other):
+        return bool(self._tracer < other)
+
+    def __le__(self, other):
+        return bool(self._tracer <= other)
+
+    def __gt__(self, other):
+        return bool(self._tracer > other)
+
+    def __ge__(self, other):
+        return bool(self._tracer >= other)
+
+    def __eq__(self, other):
+        return bool(self._tracer == other)
+
+    def __ne__(self, other):
+        return bool(self._tracer != other)
+
+    __hash__ = float.__hash__
+
+
+def _ufunc_table():
+    table = dict(getattr(P, "UFUNC_PRIMITIVES", {}))
+    table.update({
+        np.add: P.add, np.subtract: P.sub, np.multiply: P.mul, np.true_divide: P.div,
+        np.negative: P.neg, np.power: P.pow_, np.maximum: P.maximum, np.minimum: P.minimum,
+        np.exp: P.exp, np.log: P.log, np.log1p: P.log1p, np.expm1: P.expm1, np.sqrt: P.sqrt,
+        np.sin: P.sin, np.cos: P.cos, np.tan: P.tan, np.tanh: P.tanh, np.absolute: P.abs_,
+        np.sign: P.sign, np.less: P.lt, np.less_equal: P.le, np.greater: P.gt,
+        np.greater_equal: P.ge, np.equal: P.eq, np.not_equal: P.ne,
+        np.logical_and: P.logical_and, np.logical_or: P.logical_or,
+        np.logical_not: P.logical_not, np.isnan: P.isnan, np.floor: P.floor, np.matmul: P.matmul,
+    })
+    return table
+
+
+_UFUNCS = _ufunc_table()
+
+
+def _logaddexp(a, b):
+    # log(e^a + e^b) = max + softplus(-|a - b|) stays finite in both tails
+    if np.ndim(a) == 0 and not isinstance(a, Tracer) and a == 0:
+        return P.softplus(b)
+    if np.ndim(b) == 0 and not isinstance(b, Tracer) and b == 0:
+        return P.softplus(a)
+    big = P.maximum(a, b)
+    return big + P.softplus(-P.abs_(a - b))
+
+
+_COMPOSED_UFUNCS = {
+    np.square: lambda x: x * x,
+    np.reciprocal: lambda x: 1.0 / x,
+    np.logaddexp: _logaddexp,
+    np.fabs: P.abs_,
+}
+
+
+class Tracer:
+    """A traced value: a slot of the tape being recorded, with its concrete value."""
+
+    _bind_level = 2
+    __array_priority__ = 2000
+    __slots__ = ("_ctx", "_slot", "_value", "__weakref__")
+
+    def __init__(self, ctx, slot, value):
+        self._ctx = ctx
+        self._slot = slot
+        self._value = value
+
+    @classmethod
+    def _bind(cls, prim, args, params):
+        ctx = None
+        for arg in args:
+            if isinstance(arg, Tracer):
+                ctx = arg._ctx
+                break
+        if ctx is None:
+            ctx = current()
+        return ctx.record(prim, args, params)
+
+    # ---- static information
+    @property
+    def shape(self):
+        return self._value.shape
+
+    @property
+    def ndim(self):
+        return self._value.ndim
+
+    @property
+    def size(self):
+        return self._value.size
+
+    @property
+    def dtype(self):
+        return self._value.dtype
+
+    np_dtype = dtype
+
+    @property
+    def value(self):
+        """The concrete value seen while tracing (for printing and debugging)."""
+        return self._value
+
+    @property
+    def data(self):
+        return self
+
+    def dim(self):
+        return self.ndim
+
+    def numel(self):
+        return self.size
+
+    def __len__(self):
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d traced value")
+        return self.shape[0]
+
+    def __repr__(self):
+        return f"Tracer(slot={self._slot}, shape={self.shape}, dtype={self.dtype}, value={self._value})"
+
+    def __format__(self, spec):
+        return format(self._value.item() if self.size == 1 else self._value, spec)
+
+    __hash__ = object.__hash__
+
+    # ---- leaving the tape: guards, and clear errors
+    def __bool__(self):
+        if self.size != 1:
+            raise ValueError("The truth value of a traced array with more than one element is "
+                             "ambiguous; use .any() or .all() inside np.where, or reduce first")
+        slot = self
+        if self.dtype != np.bool_:
+            slot = P.ne(self, 0)
+        outcome = bool(self._value)
+        slot._ctx.tape.add_guard(slot._slot, outcome, user_line())
+        return outcome
+
+    def __float__(self):
+        raise TraceError(
+            "tapegrad: a traced value was turned into a Python number (float(), int(), or a "
+            "math.* function), which the tape cannot record. Use np.sin/np.exp/... (or tapegrad "
+            "functions) instead of math.*, and compute with the traced value instead of float(x); "
+            f"print it with x.value\n  at {user_line()}")
+
+    __int__ = __float__
+    __complex__ = __float__
+
+    def __index__(self):
+        raise TraceError(
+            "tapegrad: a traced value was used as an integer index or range bound; pass it as a "
+            f"Python int (static argument) instead\n  at {user_line()}")
+
+    def __array__(self, dtype=None, copy=None):
+        raise TraceError(
+            "tapegrad: a traced value was converted to a NumPy array (np.asarray, np.array, or a "
+            "NumPy function tapegrad does not trace), which the tape cannot record; use the "
+            f"np.* functions tapegrad traces or tapegrad functions\n  at {user_line()}")
+
+    def item(self):
+        if self.size != 1:
+            raise ValueError("only one-element traced values can be converted to Python scalars")
+        return ConcreteNumber(self._value.item(), self)
+
+    def tolist(self):
+        return [self[i] for i in range(len(self))]
+
+    # ---- arithmetic
+    def __add__(self, other):
+        return P.add(self, other)
+
+    def __radd__(self, other):
+        return P.add(other, self)
+
+    def __sub__(self, other):
+        return P.sub(self, other)
+
+    def __rsub__(self, other):
+        return P.sub(other, self)
+
+    def __mul__(self, other):
+        return P.mul(self, other)
+
+    def __rmul__(self, other):
+        return P.mul(other, self)
+
+    def __truediv__(self, other):
+        return P.div(self, other)
+
+    def __rtruediv__(self, other):
+        return P.div(other, self)
+
+    def __pow__(self, other):
+        return P.pow_(self, other)
+
+    def __rpow__(self, other):
+        return P.pow_(other, self)
+
+    def __matmul__(self, other):
+        return P.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return P.matmul(other, self)
+
+    def __neg__(self):
+        return P.neg(self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return P.abs_(self)
+
+    def __lt__(self, other):
+        return P.lt(self, other)
+
+    def __le__(self, other):
+        return P.le(self, other)
+
+    def __gt__(self, other):
+        return P.gt(self, other)
+
+    def __ge__(self, other):
+        return P.ge(self, other)
+
+    def __eq__(self, other):
+        return P.eq(self, other)
+
+    def __ne__(self, other):
+        return P.ne(self, other)
+
+    def __and__(self, other):
+        return P.logical_and(self, other)
+
+    def __or__(self, other):
+        return P.logical_or(self, other)
+
+    def __invert__(self):
+        return P.logical_not(self)
+
+    # ---- indexing (writes are copy-on-write: this handle moves to the new slot)
+    def __getitem__(self, index):
+        return P.getitem(self, index=_normalize_index(index))
+
+    def __setitem__(self, index, value):
+        new = P.setitem(self, value, index=_normalize_index(index))
+        self._slot, self._value = new._slot, new._value
+        self._ctx.tracers[new._slot] = self
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d traced value")
+        return (P.getitem(self, index=(i,)) for i in range(self.shape[0]))
+
+    # ---- methods in NumPy and PyTorch spelling
+    def _reduce(self, prim, axis, keepdims, dim, keepdim):
+        axis = dim if dim is not None else axis
+        return prim(self, axis=_normalize_axis(axis, self.ndim), keepdims=bool(keepdims or keepdim))
+
+    def sum(self, axis=None, keepdims=False, dim=None, keepdim=False):
+        return self._reduce(P.sum_, axis, keepdims, dim, keepdim)
+
+    def mean(self, axis=None, keepdims=False, dim=None, keepdim=False):
+        return self._reduce(P.mean, axis, keepdims, dim, keepdim)
+
+    def prod(self, axis=None, keepdims=False, dim=None, keepdim=False):
+        return self._reduce(P.prod, axis, keepdims, dim, keepdim)
+
+    def max(self, axis=None, keepdims=False, dim=None, keepdim=False):
+        return self._reduce(P.amax, axis, keepdims, dim, keepdim)
+
+    def min(self, axis=None, keepdims=False, dim=None, keepdim=False):
+        return self._reduce(P.amin, axis, keepdims, dim, keepdim)
+
+    amax, amin = max, min
+
+    def norm(self, p=2, dim=None, keepdim=False):
+        return P.norm(self, ord=p, axis=_normalize_axis(dim, self.ndim), keepdims=keepdim)
+
+    def reshape(self, *shape):
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        return P.reshape(self, shape=_resolve_shape(shape, self.size))
+
+    view = reshape
+
+    def flatten(self):
+        return self.reshape(-1)
+
+    ravel = flatten
+
+    def transpose(self, *axes):
+        if not axes or axes == (None,):
+            axes = tuple(reversed(range(self.ndim)))
+        elif len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        if len(axes) == 2 and self.ndim != 2 or len(axes) < self.ndim:
+            # PyTorch's transpose(dim0, dim1) swaps two axes
+            order = list(range(self.ndim))
+            i, j = (a % self.ndim for a in axes)
+            order[i], order[j] = order[j], order[i]
+            axes = tuple(order)
+        return P.transpose(self, axes=tuple(a % self.ndim for a in axes))
+
+    @property
+    def T(self):
+        return self.transpose()
+
+    def t(self):
+        return self.transpose()
+
+    def dot(self, other):
+        return P.matmul(self, other)
+
+    def astype(self, dtype):
+        return P.cast(self, dtype=np.dtype(dtype).name)
+
+    def exp(self):
+        return P.exp(self)
+
+    def log(self):
+        return P.log(self)
+
+    def sqrt(self):
+        return P.sqrt(self)
+
+    def sin(self):
+        return P.sin(self)
+
+    def cos(self):
+        return P.cos(self)
+
+    def tanh(self):
+        return P.tanh(self)
+
+    def sigmoid(self):
+        return P.sigmoid(self)
+
+    def relu(self):
+        return P.relu(self)
+
+    def abs(self):
+        return P.abs_(self)
+
+    def pow(self, other):
+        return P.pow_(self, other)
+
+    def clamp(self, min=None, max=None):
+        return P.clamp(self, min=min, max=max)
+
+    def softmax(self, dim):
+        return P.softmax(self, axis=dim % self.ndim)
+
+    def log_softmax(self, dim):
+        return P.log_softmax(self, axis=dim % self.ndim)
+
+    def size_(self, dim=None):
+        return self.shape if dim is None else self.shape[dim]
+
+    # ---- NumPy protocols
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if kwargs.get("out") is not None:
+            raise TraceError(f"tapegrad: out= cannot be traced\n  at {user_line()}")
+        if method == "__call__":
+            if ufunc in _COMPOSED_UFUNCS:
+                return _COMPOSED_UFUNCS[ufunc](*inputs)
+            prim = _UFUNCS.get(ufunc)
+            if prim is not None:
+                return prim(*inputs)
+        if method == "reduce" and ufunc in _REDUCE_UFUNCS:
+            x = inputs[0]
+            axis = kwargs.get("axis", 0)
+            return _REDUCE_UFUNCS[ufunc](x, axis=_normalize_axis(axis, np.ndim(x)),
+                                         keepdims=bool(kwargs.get("keepdims", False)))
+        raise TraceError(f"tapegrad: np.{ufunc.__name__} ({method}) is not traced; use a traced "
+                         f"equivalent\n  at {user_line()}")
+
+    def __array_function__(self, func, types, args, kwargs):
+        handler = _ARRAY_FUNCTIONS.get(func)
+        if handler is None:
+            raise TraceError(f"tapegrad: np.{func.__name__} is not traced; use a traced "
+                             f"equivalent\n  at {user_line()}")
+        return handler(*args, **kwargs)
+
+
+def _resolve_shape(shape, size):
+    shape = [int(n) for n in shape]
+    if -1 in shape:
+        known = int(np.prod([n for n in shape if n != -1]))
+        shape[shape.index(-1)] = size // known if known else 0
+    return tuple(shape)
+
+
+_REDUCE_UFUNCS = {np.add: P.sum_, np.multiply: P.prod, np.maximum: P.amax, np.minimum: P.amin}
+
+
+# ---------------------------------------------------------------------------------------------
+# NumPy functions on tracers
+# ---------------------------------------------------------------------------------------------
+
+def _reduction(prim):
+    def reduce(x, axis=None, dtype=None, out=None, keepdims=False, **unused):
+        return prim(x, axis=_normalize_axis(axis, np.ndim(x)), keepdims=bool(keepdims))
+    return reduce
+
+
+def _dot(a, b, out=None):
+    if np.ndim(a) == 0 or np.ndim(b) == 0:
+        return P.mul(a, b)
+    return P.matmul(a, b)
+
+
+def _reshape(a, shape=None, order="C", newshape=None):
+    shape = newshape if shape is None else shape
+    shape = (shape,) if isinstance(shape, int) else shape
+    return P.reshape(a, shape=_resolve_shape(shape, int(np.prod(shape_of(a))) if shape_of(a) else 1))
+
+
+def _transpose(a, axes=None):
+    ndim = np.ndim(a)
+    axes = tuple(reversed(range(ndim))) if axes is None else tuple(x % ndim for x in axes)
+    return P.transpose(a, axes=axes)
+
+
+def _concatenate(arrays, axis=0, out=None, **unused):
+    arrays = tuple(arrays)
+    return P.cat(*arrays, axis=axis % np.ndim(arrays[0]))
+
+
+def _stack(arrays, axis=0, out=None, **unused):
+    arrays = tuple(arrays)
+    return P.stack(*arrays, axis=axis % (np.ndim(arrays[0]) + 1))
+
+
+def _where(condition, x=None, y=None):
+    if x is None or y is None:
+        raise TraceError(f"tapegrad: one-argument np.where has a data-dependent shape\n  at "
+                         f"{user_line()}")
+    return P.where(condition, x, y)
+
+
+def _clip(a, a_min=None, a_max=None, out=None, **kwargs):
+    a_min = kwargs.get("min", a_min)
+    a_max = kwargs.get("max", a_max)
+    return P.clamp(a, min=a_min, max=a_max)
+
+
+def _norm(x, ord=None, axis=None, keepdims=False):
+    return P.norm(x, ord=2 if ord is None else ord, axis=_normalize_axis(axis, np.ndim(x)),
+                  keepdims=keepdims)
+
+
+def _like(fill):
+    def make(a, dtype=None, **unused):
+        return np.full(shape_of(a), fill, dtype=dtype or dtype_of(a))
+    return make
+
+
+def _broadcast_to(array, shape, subok=False):
+    return P.broadcast_to(array, shape=tuple(shape))
+
+
+def _outer(a, b, out=None):
+    size_a = int(np.prod(shape_of(a))) if shape_of(a) else 1
+    size_b = int(np.prod(shape_of(b))) if shape_of(b) else 1
+    return P.mul(P.reshape(a, shape=(size_a, 1)), P.reshape(b, shape=(1, size_b)))
+
+
+def _squeeze(a, axis=None):
+    shape = shape_of(a)
+    axes = _normalize_axis(axis, len(shape)) if axis is not None else tuple(
+        i for i, n in enumerate(shape) if n == 1)
+    return P.reshape(a, shape=tuple(n for i, n in enumerate(shape) if i not in axes))
+
+
+def _expand_dims(a, axis):
+    shape = list(shape_of(a))
+    shape.insert(axis % (len(shape) + 1), 1)
+    return P.reshape(a, shape=tuple(shape))
+
+
+def _mean(a, axis=None, dtype=None, out=None, keepdims=False, **unused):
+    return P.mean(a, axis=_normalize_axis(axis, np.ndim(a)), keepdims=bool(keepdims))
+
+
+_ARRAY_FUNCTIONS = {
+    np.sum: _reduction(P.sum_), np.mean: _mean, np.prod: _reduction(P.prod),
+    np.amax: _reduction(P.amax), np.amin: _reduction(P.amin), np.max: _reduction(P.amax),
+    np.min: _reduction(P.amin), np.dot: _dot, np.matmul: P.matmul, np.reshape: _reshape,
+    np.transpose: _transpose, np.concatenate: _concatenate, np.stack: _stack, np.where: _where,
+    np.clip: _clip, np.linalg.norm: _norm, np.zeros_like: _like(0), np.ones_like: _like(1),
+    np.broadcast_to: _broadcast_to, np.outer: _outer, np.squeeze: _squeeze,
+    np.expand_dims: _expand_dims, np.shape: shape_of, np.ndim: lambda a: len(shape_of(a)),
+    np.size: lambda a: int(np.prod(shape_of(a))),
+    np.ravel: lambda a, order="C": _reshape(a, (-1,)),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Reverse mode on the tape being recorded
+# ---------------------------------------------------------------------------------------------
+
+def backward_on_tape(ctx, start, output, wrt):
+    """Record the adjoint sweep of the instructions from `start` on, from `output` to `wrt`.
+
+    The cotangents are built by the registry's VJP rules applied to tracers, so the adjoint sweep
+    is recorded as ordinary primitive instructions. Returns one cotangent per `wrt` tracer (zeros
+    for inputs the output does not depend on).
+    """
+    tape = ctx.tape
+    if output.size != 1:
+        raise TypeError(f"tapegrad: grad needs a function with one scalar output, got shape "
+                        f"{output.shape}; use vmap or sum the output")
+    wrt_slots = {t._slot for t in wrt}
+    depends = set(wrt_slots)
+    for ins in tape.instrs[start:]:
+        if ins.prim.differentiable and any(s in depends for s in ins.ins):
+            depends.add(ins.out)
+    cotangents = {}
+    if output._slot in depends:
+        cotangents[output._slot] = np.ones(output.shape, dtype=output.dtype)
+    end = len(tape.instrs)
+    previous_phase, ctx.phase = ctx.phase, ADJOINT
+    try:
+        for ins in reversed(tape.instrs[start:end]):
+            g = cotangents.pop(ins.out, None)
+            if g is None:
+                continue
+            args = [ctx.value_of(s) for s in ins.ins]
+            ans = ctx.tracers[ins.out]
+            for argnum, slot in enumerate(ins.ins):
+                if slot not in depends or tape.dtypes[slot].kind not in "fc":
+                    continue
+                c = ins.prim.vjp(argnum, g, ans, args, ins.params)
+                if c is None:
+                    continue
+                c = P.unbroadcast(c, tape.shapes[slot])
+                cotangents[slot] = c if slot not in cotangents else cotangents[slot] + c
+    finally:
+        ctx.phase = previous_phase
+    result = []
+    for t in wrt:
+        c = cotangents.get(t._slot)
+        result.append(np.zeros(t.shape, t.dtype) if c is None else c)
+    return result
+
+
+def is_tracer(value):
+    return isinstance(value, Tracer)
+
+
+__all__ = ["Tracer", "TraceContext", "TraceError", "ConcreteNumber", "current", "user_line",
+           "backward_on_tape", "is_tracer", "bind"]
