@@ -79,13 +79,19 @@ def defvjp_variadic(prim, rule):
     prim.variadic_vjp = rule
 
 
+_levels = {}  # type -> _bind_level, cached: bind sits on every eager operation's hot path
+
+
 def bind(prim, args, params):
     """Run `prim` on args: the value type with the highest _bind_level handles the call."""
     handler, level = None, 0
     for arg in args:
-        arg_level = getattr(type(arg), "_bind_level", 0)
+        kind = type(arg)
+        arg_level = _levels.get(kind)
+        if arg_level is None:
+            arg_level = _levels[kind] = getattr(kind, "_bind_level", 0)
         if arg_level > level:
-            handler, level = type(arg), arg_level
+            handler, level = kind, arg_level
     if handler is None:
         return prim.impl(*args, **params)
     return handler._bind(prim, args, params)

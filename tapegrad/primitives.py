@@ -9,6 +9,8 @@ to each input's shape.
 Parameters (`axis`, `shape`, `index`, ...) arrive normalised: axis is a tuple of non-negative ints or
 None, shapes are tuples.
 """
+import math
+
 import numpy as np
 
 from .core import defprim, defvjp, defvjp_variadic, dtype_of, ndim_of, shape_of
@@ -56,7 +58,6 @@ def _softplus(x):
 
 def _erf(x):
     # NumPy has no erf ufunc; math.erf is exact, and erf (gelu) is rare enough to pay for it
-    import math
     x = np.asarray(x)
     return np.vectorize(math.erf, otypes=[np.result_type(x, np.float32)])(x)
 
@@ -212,7 +213,18 @@ transpose = defprim("transpose", lambda x, axes: np.transpose(x, axes),
                     grad_fn_name=_transpose_name, source="np.transpose({0}, {axes})", kind="shape")
 defvjp(transpose, lambda g, ans, x, axes: transpose(g, axes=tuple(np.argsort(axes).tolist())))
 
-broadcast_to = defprim("broadcast_to", lambda x, shape: np.broadcast_to(x, shape),
+def _broadcast_to(x, shape):
+    # a filled copy: writable like PyTorch's expand().clone(), and far cheaper than a
+    # stride-tricks view for the small arrays of eager code
+    x = np.asarray(x)
+    if x.shape == tuple(shape):
+        return x
+    out = np.empty(shape, dtype=x.dtype)
+    out[...] = x
+    return out
+
+
+broadcast_to = defprim("broadcast_to", _broadcast_to,
                        grad_fn_name="ExpandBackward0", source="np.broadcast_to({0}, {shape})",
                        kind="shape")
 defvjp(broadcast_to, lambda g, ans, x, shape: unbroadcast(g, shape_of(x)))
@@ -331,7 +343,7 @@ def expand_reduced(g, shape, axis, keepdims):
 
 def _count(shape, axis):
     axes = range(len(shape)) if axis is None else axis
-    return int(np.prod([shape[i] for i in axes]))
+    return math.prod(shape[i] for i in axes)
 
 
 def _sum(x, axis=None, keepdims=False):
@@ -339,7 +351,8 @@ def _sum(x, axis=None, keepdims=False):
 
 
 def _mean(x, axis=None, keepdims=False):
-    return np.asarray(np.mean(x, axis=axis, keepdims=keepdims))
+    x = np.asarray(x)
+    return np.asarray(np.add.reduce(x, axis=axis, keepdims=keepdims) / _count(x.shape, axis))
 
 
 def _prod(x, axis=None, keepdims=False):

@@ -43,8 +43,6 @@ class RemovableHandle:
 def _weak_float_fix(out, args):
     """PyTorch computes in the widest float of the dimensioned tensors; Python floats and 0-d
     tensors do not widen them, and integer tensors mixed with Python floats give the default dtype."""
-    if out.dtype != np.float64:
-        return out
     dimensioned = [a.dtype for a in args if isinstance(a, (Tensor, np.ndarray)) and a.ndim > 0]
     zero_d = [a.dtype for a in args if isinstance(a, (Tensor, np.ndarray)) and a.ndim == 0]
     for group in (dimensioned, zero_d):
@@ -73,6 +71,8 @@ def _broadcast_error(args):
 class Tensor:
     _bind_level = 1
     __array_priority__ = 1000
+    __slots__ = ("_data", "_requires_grad", "grad_fn", "_grad", "_version_counter",
+                 "_accumulator", "__weakref__")
 
     def __init__(self, *args, **kwargs):
         raise TypeError("tapegrad: create tensors with tapegrad.tensor(data), tapegrad.ones(...), "
@@ -88,7 +88,6 @@ class Tensor:
         t._grad = None
         t._version_counter = [0]
         t._accumulator = None
-        t._name_hint = None
         return t
 
     @classmethod
@@ -99,7 +98,14 @@ class Tensor:
 
     @classmethod
     def _bind(cls, prim, args, params, name=None):
-        data_args = [a._data if isinstance(a, Tensor) else a for a in args]
+        data_args = []
+        tracked = False
+        for a in args:
+            if isinstance(a, Tensor):
+                data_args.append(a._data)
+                tracked = tracked or a._requires_grad
+            else:
+                data_args.append(a)
         try:
             out = prim.impl(*data_args, **params)
         except ValueError:
@@ -109,14 +115,18 @@ class Tensor:
             raise error from None
         if not isinstance(out, np.ndarray):
             out = np.asarray(out)
-        out = _weak_float_fix(out, args)
-        if (prim.differentiable and out.dtype.kind == "f" and is_grad_enabled()
-                and any(isinstance(a, Tensor) and a._requires_grad for a in args)):
-            next_functions = tuple((graph.node_of(a), 0)
-                                   if isinstance(a, Tensor) and a._requires_grad else (None, 0)
-                                   for a in args)
+        if out.dtype == np.float64:
+            out = _weak_float_fix(out, args)
+        if tracked and prim.differentiable and out.dtype.kind == "f" and is_grad_enabled():
+            next_functions = []
+            for a in args:
+                if isinstance(a, Tensor) and a._requires_grad:
+                    node = a.grad_fn if a.grad_fn is not None else a._grad_accumulator()
+                    next_functions.append((node, 0))
+                else:
+                    next_functions.append((None, 0))
             node_type = graph.node_class(name or prim.torch_name(args, params))
-            return cls._from_node(out, node_type(prim, tuple(args), out, params, next_functions))
+            return cls._from_node(out, node_type(prim, args, out, params, tuple(next_functions)))
         return cls._wrap(out)
 
     def _grad_accumulator(self):

@@ -52,6 +52,7 @@ class AccumulateGrad(Node):
         self._retained = None
 
 
+_NO_VERSION = (None,)
 _node_classes = {}
 
 
@@ -72,7 +73,7 @@ class PrimitiveNode(Node):
         self.ans = ans
         self.params = params
         self.next_functions = next_functions
-        self.versions = tuple(getattr(x, "_version", None) for x in inputs)
+        self.versions = [getattr(x, "_version_counter", _NO_VERSION)[0] for x in inputs]
         self.freed = False
         self._pre_hooks = None
         self._retained = None
@@ -83,7 +84,7 @@ class PrimitiveNode(Node):
         if self.freed:
             raise RuntimeError(_FREED_MESSAGE)
         for i, (x, version) in enumerate(zip(self.inputs, self.versions)):
-            if version is not None and x._version != version:
+            if version is not None and x._version_counter[0] != version:
                 raise RuntimeError(
                     "one of the variables needed for gradient computation has been modified by an "
                     f"inplace operation: [{x.type()} {list(x.shape)}], which is input {i} of "
@@ -93,22 +94,20 @@ class PrimitiveNode(Node):
 
     def input_grads(self, g, create_graph):
         """Cotangents of the inputs that need one, each summed back to its input's shape."""
-        from ..tensor import Tensor
         self.check_saved()
         if create_graph:
             args = self.inputs
-            ans = Tensor._from_node(self.ans, self)
+            ans = _Tensor()._from_node(self.ans, self)
         else:
-            args = tuple(x._data if isinstance(x, Tensor) else x for x in self.inputs)
+            args = tuple(getattr(x, "_data", x) for x in self.inputs)
             ans = self.ans
         grads = []
-        with np.errstate(all="ignore"):
-            for i, (nxt, _) in enumerate(self.next_functions):
-                if nxt is None:
-                    grads.append(None)
-                    continue
-                ct = self.prim.vjp(i, g, ans, args, self.params)
-                grads.append(None if ct is None else unbroadcast(ct, self.inputs[i].shape))
+        for i, (nxt, _) in enumerate(self.next_functions):
+            if nxt is None:
+                grads.append(None)
+                continue
+            ct = self.prim.vjp(i, g, ans, args, self.params)
+            grads.append(None if ct is None else unbroadcast(ct, args[i].shape))
         return grads
 
 
@@ -153,12 +152,14 @@ def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capt
     for node, g in zip(roots, root_grads):
         _accumulate(buffer, node, g)
     mode = enable_grad() if create_graph else no_grad()
-    with mode:
+    check_nan = anomaly_enabled()
+    with mode, np.errstate(all="ignore"):
         for node in _topological_order(roots):
             g = buffer.pop(node, None)
             if g is None:
                 continue
-            g = _run_tensor_hooks(node, g)
+            if node._pre_hooks or node._retained is not None:
+                g = _run_tensor_hooks(node, g)
             if capture is not None and node in capture:
                 capture[node] = g if capture[node] is None else capture[node] + g
             if isinstance(node, AccumulateGrad):
@@ -166,7 +167,7 @@ def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capt
                     _accumulate_into_leaf(node.variable, g, create_graph)
                 continue
             cts = node.input_grads(g, create_graph)
-            if anomaly_enabled():
+            if check_nan:
                 _check_nan(node, cts)
             for (nxt, _), ct in zip(node.next_functions, cts):
                 if ct is not None:
@@ -183,7 +184,7 @@ def _check_nan(node, cts):
 
 
 def _run_tensor_hooks(node, g):
-    from ..tensor import Tensor
+    Tensor = _Tensor()
     if node._pre_hooks:
         for hook in list(node._pre_hooks.values()):
             wrapped = g if isinstance(g, Tensor) else Tensor._wrap(g)
@@ -199,7 +200,7 @@ def _run_tensor_hooks(node, g):
 
 
 def _accumulate_into_leaf(variable, g, create_graph):
-    from ..tensor import Tensor
+    Tensor = _Tensor()
     if isinstance(g, Tensor):
         new = g if create_graph else g.detach()
     else:
@@ -212,6 +213,12 @@ def _accumulate_into_leaf(variable, g, create_graph):
         variable.grad = variable.grad + new
     else:
         variable.grad._data += new._data
+
+
+def _Tensor():
+    """The Tensor class, imported late: tensor.py imports this module."""
+    from ..tensor import Tensor
+    return Tensor
 
 
 def node_of(tensor):
