@@ -560,3 +560,35 @@ UFUNC_PRIMITIVES = {
     np.not_equal: ne, np.logical_and: logical_and, np.logical_or: logical_or,
     np.logical_not: logical_not, np.isnan: isnan, np.floor: floor, np.matmul: matmul,
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# Scalar forms for the compiled backends: one Numba expression per elementwise primitive over
+# float64 operands {0} {1} {2} (booleans are 0.0/1.0). `math` is in scope; these work in @njit
+# and in numba.cuda device code alike, and the backends' tests check them against `impl`.
+# ---------------------------------------------------------------------------------------------
+
+_SCALAR_FORMS = {
+    "neg": "-{0}", "exp": "math.exp({0})", "log": "math.log({0})", "log1p": "math.log1p({0})",
+    "expm1": "math.expm1({0})", "sqrt": "math.sqrt({0})", "sin": "math.sin({0})",
+    "cos": "math.cos({0})", "tan": "math.tan({0})", "tanh": "math.tanh({0})",
+    "abs": "abs({0})", "sign": "(1.0 if {0} > 0.0 else (-1.0 if {0} < 0.0 else {0}))",
+    "sigmoid": "(1.0 / (1.0 + math.exp(-{0})))",
+    "relu": "({0} if not {0} <= 0.0 else 0.0)",
+    "softplus": "(max({0}, 0.0) + math.log1p(math.exp(-abs({0}))))",
+    "erf": "math.erf({0})",
+    "add": "({0} + {1})", "sub": "({0} - {1})", "mul": "({0} * {1})", "div": "({0} / {1})",
+    # NaN wins, as in np.maximum / np.minimum
+    "maximum": "({0} if ({0} >= {1} or {0} != {0}) else {1})",
+    "minimum": "({0} if ({0} <= {1} or {0} != {0}) else {1})",
+    "pow": "({0} ** {1})", "where": "({1} if {0} != 0.0 else {2})",
+    "lt": "(1.0 if {0} < {1} else 0.0)", "le": "(1.0 if {0} <= {1} else 0.0)",
+    "gt": "(1.0 if {0} > {1} else 0.0)", "ge": "(1.0 if {0} >= {1} else 0.0)",
+    "eq": "(1.0 if {0} == {1} else 0.0)", "ne": "(1.0 if {0} != {1} else 0.0)",
+    "logical_and": "(1.0 if ({0} != 0.0 and {1} != 0.0) else 0.0)",
+    "logical_or": "(1.0 if ({0} != 0.0 or {1} != 0.0) else 0.0)",
+    "logical_not": "(1.0 if {0} == 0.0 else 0.0)",
+    "isnan": "(1.0 if {0} != {0} else 0.0)", "floor": "math.floor({0}) * 1.0",
+}
+for _name, _form in _SCALAR_FORMS.items():
+    globals()[_name if _name not in ("abs", "pow") else _name + "_"].scalar = _form
