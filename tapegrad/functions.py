@@ -176,7 +176,7 @@ def _method(name):
 
 
 _METHOD_FUNCTIONS = (
-    "add sub mul div pow neg exp log log1p expm1 sqrt rsqrt sin cos tan tanh sigmoid relu abs "
+    "add sub mul div pow neg exp log log1p expm1 sqrt rsqrt sin cos tan tanh sigmoid relu abs erf "
     "sign square reciprocal clamp clip sum mean prod amax amin max min argmax argmin logsumexp "
     "norm softmax log_softmax std var reshape flatten squeeze unsqueeze t transpose permute "
     "unbind split chunk numel maximum minimum clone detach").split()

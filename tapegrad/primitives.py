@@ -119,8 +119,14 @@ defvjp(cast, lambda g, ans, x, dtype: cast(g, dtype=dtype_of(x).name))
 # Binary elementwise functions (NumPy broadcasting)
 # ---------------------------------------------------------------------------------------------
 
+def _is_number(x):
+    return isinstance(x, (int, float))
+
+
 add = defprim("add", np.add, source="({0} + {1})")
-sub = defprim("sub", np.subtract, source="({0} - {1})")
+sub = defprim("sub", np.subtract, source="({0} - {1})",
+              grad_fn_name=lambda args, params: "RsubBackward1" if _is_number(args[0])
+              else "SubBackward0")
 mul = defprim("mul", np.multiply, source="({0} * {1})")
 div = defprim("div", _quiet(np.true_divide), source="({0} / {1})")
 maximum = defprim("maximum", np.maximum, source="np.maximum({0}, {1})")
@@ -144,7 +150,9 @@ defvjp(minimum, lambda g, ans, x, y: _split_ties(g, x < y, x == y),
 
 
 def _pow_name(args, params):
-    return "PowBackward1" if ndim_of(args[1]) or hasattr(args[1], "_bind_level") else "PowBackward0"
+    # PyTorch: tensor ** number, tensor ** tensor, number ** tensor
+    return ("PowBackward2" if _is_number(args[0]) else
+            "PowBackward0" if _is_number(args[1]) else "PowBackward1")
 
 
 pow_ = defprim("pow", _quiet(np.power), grad_fn_name=_pow_name, source="({0} ** {1})")
@@ -276,14 +284,29 @@ def _is_advanced(index):
 
 
 def _getitem_name(args, params):
+    # PyTorch applies basic indices one dim at a time, skipping full slices; its grad_fn is the
+    # last one applied (x[a:b] alone is a fast path that always slices)
     index = params["index"]
     if _is_advanced(index):
         return "IndexBackward0"
-    if len(index) == 1 and isinstance(index[0], (int, np.integer)):
-        return "SelectBackward0"
-    if all(isinstance(i, slice) for i in index):
+    if len(index) == 1 and isinstance(index[0], slice):
         return "SliceBackward0"
-    return "AsStridedBackward0"
+    shape = shape_of(args[0])
+    dims, dim = [], 0
+    for item in index:
+        dims.append(dim)
+        if item is Ellipsis:
+            dim += len(shape) - sum(1 for i in index if i is not None and i is not Ellipsis)
+        elif item is not None:
+            dim += 1
+    for item, dim in zip(reversed(index), reversed(dims)):
+        if item is None:
+            return "UnsqueezeBackward0"
+        if isinstance(item, (int, np.integer)):
+            return "SelectBackward0"
+        if isinstance(item, slice) and item.indices(shape[dim]) != (0, shape[dim], 1):
+            return "SliceBackward0"
+    return "AliasBackward0"
 
 
 def _getitem(x, index):

@@ -469,6 +469,9 @@ class Tensor:
     def tanh(self):
         return P.tanh(self)
 
+    def erf(self):
+        return P.erf(self)
+
     def sigmoid(self):
         return P.sigmoid(self)
 
@@ -482,7 +485,7 @@ class Tensor:
         return P.sign(self)
 
     def square(self):
-        return P.mul(self, self)
+        return P.pow_(self, 2)
 
     def rsqrt(self):
         return 1 / P.sqrt(self)
@@ -523,10 +526,11 @@ class Tensor:
         return P.prod(x, axis=_axes(dim, self.ndim), keepdims=keepdim)
 
     def amax(self, dim=(), keepdim=False):
-        return P.amax(self, axis=_axes(dim or None, self.ndim), keepdims=keepdim)
+        # dim=() means every dim; dim=0 is a dim (so no `dim or None`)
+        return P.amax(self, axis=_axes(None if dim == () else dim, self.ndim), keepdims=keepdim)
 
     def amin(self, dim=(), keepdim=False):
-        return P.amin(self, axis=_axes(dim or None, self.ndim), keepdims=keepdim)
+        return P.amin(self, axis=_axes(None if dim == () else dim, self.ndim), keepdims=keepdim)
 
     def max(self, dim=None, keepdim=False):
         return _extremum(self, dim, keepdim, P.amax, np.argmax, "max")
@@ -587,20 +591,25 @@ class Tensor:
         if self.ndim == 0:
             return self.reshape(1)
         start, end = _dim(start_dim, self.ndim), _dim(end_dim, self.ndim)
+        if start == end:
+            return self  # nothing to merge: PyTorch returns the tensor itself
         shape = self.shape[:start] + (-1,) + self.shape[end + 1:]
         return self.reshape(shape)
 
     def squeeze(self, dim=None):
+        # PyTorch names the three overloads: all dims, one dim, a tuple of dims
         if dim is None:
-            shape = tuple(n for n in self.shape if n != 1)
+            shape, name = tuple(n for n in self.shape if n != 1), "SqueezeBackward0"
         else:
-            dims = _axes(dim, self.ndim)
+            dims = _axes(dim, self.ndim) or ()
             shape = tuple(n for i, n in enumerate(self.shape) if not (i in dims and n == 1))
-        return P.reshape(self, shape=shape)
+            name = "SqueezeBackward1" if isinstance(dim, int) else "SqueezeBackward2"
+        return Tensor._bind(P.reshape, (self,), {"shape": shape}, name)
 
     def unsqueeze(self, dim):
         d = _dim(dim, self.ndim + 1)
-        return P.reshape(self, shape=self.shape[:d] + (1,) + self.shape[d:])
+        return Tensor._bind(P.reshape, (self,), {"shape": self.shape[:d] + (1,) + self.shape[d:]},
+                            "UnsqueezeBackward0")
 
     def expand(self, *sizes):
         sizes = _size_args(sizes)
@@ -631,26 +640,36 @@ class Tensor:
         axes = list(range(self.ndim))
         a, b = _dim(dim0, self.ndim), _dim(dim1, self.ndim)
         axes[a], axes[b] = axes[b], axes[a]
-        return P.transpose(self, axes=tuple(axes))
+        return Tensor._bind(P.transpose, (self,), {"axes": tuple(axes)}, "TransposeBackward0")
 
     def permute(self, *dims):
         dims = tuple(_dim(d, self.ndim) for d in _size_args(dims))
         if sorted(dims) != list(range(self.ndim)):
             raise RuntimeError(f"permute(): dims {list(dims)} are not a permutation of the "
                                f"{self.ndim} dimensions of the input")
-        return P.transpose(self, axes=dims)
+        return Tensor._bind(P.transpose, (self,), {"axes": dims}, "PermuteBackward0")
 
     def unbind(self, dim=0):
         d = _dim(dim, self.ndim)
-        return tuple(self[(slice(None),) * d + (i,)] for i in range(self.shape[d]))
+        return tuple(Tensor._bind(P.getitem, (self,), {"index": (slice(None),) * d + (i,)},
+                                  "UnbindBackward0") for i in range(self.shape[d]))
 
     def split(self, split_size, dim=0):
         d = _dim(dim, self.ndim)
         n = self.shape[d]
-        sizes = [split_size] * (n // split_size) + ([n % split_size] if n % split_size else []) \
-            if isinstance(split_size, int) else list(split_size)
+        if isinstance(split_size, int):
+            sizes = [split_size] * (n // split_size) + ([n % split_size] if n % split_size else [])
+            name = "SplitBackward0"
+        else:
+            sizes, name = list(split_size), "SplitWithSizesBackward0"
+            if sum(sizes) != n:
+                raise RuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {n} "
+                                   f"(input tensor's size at dimension {d}), but got "
+                                   f"split_sizes={sizes}")
         starts = np.cumsum([0] + sizes[:-1])
-        return tuple(self[(slice(None),) * d + (slice(s, s + k),)] for s, k in zip(starts, sizes))
+        return tuple(Tensor._bind(P.getitem, (self,),
+                                  {"index": (slice(None),) * d + (slice(int(s), int(s + k)),)}, name)
+                     for s, k in zip(starts, sizes))
 
     def chunk(self, chunks, dim=0):
         n = self.shape[_dim(dim, self.ndim)]
@@ -663,7 +682,11 @@ class Tensor:
 
     # ------------------------------------------------------------------ indexing
     def __getitem__(self, index):
-        return P.getitem(self, index=_normalise_index(index))
+        index = _normalise_index(index)
+        integers, rest = _integers_first(index)
+        if integers is not None:
+            return P.getitem(P.getitem(self, index=integers), index=rest)
+        return P.getitem(self, index=index)
 
     def __setitem__(self, index, value):
         if isinstance(value, Tensor) and value.dtype != self.dtype:
@@ -788,6 +811,26 @@ def _normalise_index(index):
             raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
         out.append(item)
     return tuple(out)
+
+
+def _integers_first(index):
+    """Split an index mixing integers with index arrays: PyTorch selects with the integers first,
+    where NumPy would broadcast them with the arrays (x[1, :, idx] differs in layout)."""
+    if not (P._is_advanced(index) and any(isinstance(i, (int, np.integer)) for i in index)):
+        return None, index
+    integers, rest = [], []
+    for item in index:
+        if isinstance(item, (int, np.integer)):
+            integers.append(item)
+            continue
+        rest.append(item)
+        if item is Ellipsis:
+            integers.append(item)
+        elif isinstance(item, np.ndarray) and item.dtype == np.bool_:
+            integers.extend([slice(None)] * item.ndim)
+        elif item is not None:
+            integers.append(slice(None))
+    return tuple(integers), tuple(rest)
 
 
 _ReturnTypes = {name: collections.namedtuple(name, ["values", "indices"]) for name in ("max", "min")}

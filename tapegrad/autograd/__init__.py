@@ -54,7 +54,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
             if g is not None:
                 x.grad = g if x.grad is None else x.grad + g
         return
-    graph.run_backward([t.grad_fn for t in tensors], roots, retain, create_graph)
+    graph.run_backward([graph.node_of(t) for t in tensors], roots, retain, create_graph)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
@@ -70,7 +70,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             raise RuntimeError("One of the differentiated Tensors does not require grad")
     roots = _root_grads(outputs, grad_outputs, create_graph)
     capture = {graph.node_of(x): None for x in inputs}
-    graph.run_backward([t.grad_fn for t in outputs], roots, retain, create_graph, capture)
+    graph.run_backward([graph.node_of(t) for t in outputs], roots, retain, create_graph, capture)
     result = []
     for i, x in enumerate(inputs):
         g = capture[graph.node_of(x)]

@@ -39,6 +39,8 @@ def _analytical_jacobian(fn, inputs, i, out_index):
     from ..tensor import Tensor
     out = _outputs(fn, inputs)[out_index]
     jac = np.zeros((inputs[i].numel(), out.numel()))
+    if not (isinstance(out, Tensor) and out.requires_grad):
+        return jac  # an output cut from the graph (a constant derivative): its Jacobian is zero
     for j in range(out.numel()):
         seed = np.zeros(out.numel())
         seed[j] = 1
@@ -80,7 +82,9 @@ def gradgradcheck(func, inputs, grad_outputs=None, **kwargs):
 
     def first_derivative(*xs):
         out = func(*xs)
-        seed = (Tensor._wrap(np.ones(out.shape)) if grad_outputs is None else grad_outputs)
+        # a random cotangent, as PyTorch uses: ones would hide rules that mix up elements
+        seed = (Tensor._wrap(np.random.default_rng(0).standard_normal(out.shape))
+                if grad_outputs is None else grad_outputs)
         diff = [x for x in xs if isinstance(x, Tensor) and x.requires_grad]
         return grad(out, diff, seed, create_graph=True, allow_unused=True)
 
