@@ -85,6 +85,8 @@ class TraceContext:
             return arg._slot
         if getattr(type(arg), "_bind_level", 0) == 1:      # an eager Tensor: its data is a constant
             arg = arg.detach().numpy()
+        if isinstance(arg, ConcreteNumber):
+            arg._refuse()
         return self.tape.add_const(arg)
 
     def record(self, prim, args, params):
@@ -128,6 +130,9 @@ def _normalize_index(index):
         index = (index,)
     out = []
     for item in index:
+        if isinstance(item, Tracer) and item.dtype == np.bool_:
+            raise TraceError(f"tapegrad: boolean-mask indexing gives a data-dependent shape; use "
+                             f"np.where(mask, x, 0) instead\n  at {user_line()}")
         if isinstance(item, Tracer):
             raise TraceError(f"tapegrad: indexing with a traced value is not supported; index "
                              f"with Python ints, slices or constant arrays\n  at {user_line()}")
@@ -663,18 +668,17 @@ _ARRAY_FUNCTIONS = {
 # Reverse mode on the tape being recorded
 # ---------------------------------------------------------------------------------------------
 
-def backward_on_tape(ctx, start, output, wrt):
-    """Record the adjoint sweep of the instructions from `start` on, from `output` to `wrt`.
+def backward_on_tape(ctx, start, output, wrt_slots):
+    """Record the adjoint sweep of the instructions from `start` on, from `output` to `wrt_slots`.
 
     The cotangents are built by the registry's VJP rules applied to tracers, so the adjoint sweep
-    is recorded as ordinary primitive instructions. Returns one cotangent per `wrt` tracer (zeros
-    for inputs the output does not depend on).
+    is recorded as ordinary primitive instructions. Returns one cotangent per slot (zeros for
+    inputs the output does not depend on).
     """
     tape = ctx.tape
     if output.size != 1:
         raise TypeError(f"tapegrad: grad needs a function with one scalar output, got shape "
                         f"{output.shape}; use vmap or sum the output")
-    wrt_slots = {t._slot for t in wrt}
     depends = set(wrt_slots)
     for ins in tape.instrs[start:]:
         if ins.prim.differentiable and any(s in depends for s in ins.ins):
@@ -702,9 +706,9 @@ def backward_on_tape(ctx, start, output, wrt):
     finally:
         ctx.phase = previous_phase
     result = []
-    for t in wrt:
-        c = cotangents.get(t._slot)
-        result.append(np.zeros(t.shape, t.dtype) if c is None else c)
+    for slot in wrt_slots:
+        c = cotangents.get(slot)
+        result.append(np.zeros(tape.shapes[slot], tape.dtypes[slot]) if c is None else c)
     return result
 
 

@@ -71,7 +71,7 @@ def value_and_grad(fun, argnums=0, has_aux=False):
             # a fresh slot per argument, so that closures over the same value stay constants
             alias = ctx.record(P.reshape, (args[i],), {"shape": tuple(np.shape(_value(args[i])))})
             args[i] = alias
-            wrt.append(alias)
+            wrt.append(alias._slot)     # the slot now: an element write moves the handle on
         start = len(ctx.tape.instrs)
         out = fun(*args)
         value, aux = out if has_aux else (out, None)
@@ -80,7 +80,7 @@ def value_and_grad(fun, argnums=0, has_aux=False):
         else:
             if np.size(value) != 1:
                 raise TypeError("tapegrad: grad needs a function with one scalar output")
-            grads = [np.zeros(w.shape, w.dtype) for w in wrt]
+            grads = [np.zeros(ctx.tape.shapes[s], ctx.tape.dtypes[s]) for s in wrt]
         grads = grads[0] if single else tuple(grads)
         return ((value, aux), grads) if has_aux else (value, grads)
 
@@ -125,7 +125,7 @@ class Vmapped:
     def __init__(self, fun, in_axes=0):
         self.fun = fun
         self.in_axes = in_axes
-        functools.update_wrapper(self, fun)
+        functools.update_wrapper(self, fun, updated=())
 
     def axes_for(self, args):
         axes = self.in_axes
@@ -228,7 +228,7 @@ class Jitted:
         self.traces = 0                      # how many times fun was traced (for tests and users)
         self._retrace_streak = 0
         self._warned = False
-        functools.update_wrapper(self, fun)
+        functools.update_wrapper(self, fun, updated=())
 
     # ---- signature
     def _split(self, args):

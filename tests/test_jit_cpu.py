@@ -1,0 +1,197 @@
+"""tapegrad_jit.cpu: compiled sweeps against the reference interpreter and hand-written gradients."""
+import subprocess
+import sys
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+import tapegrad as tg
+from samples import SAMPLES
+from tape_faces import assert_close, weighted
+
+pytest.importorskip("numba")
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda s: s.id)
+def test_sample_table_jit_matches_reference(sample):
+    f, values, _ = weighted(sample)
+    vg = tg.value_and_grad(f, argnums=tuple(range(len(values))))
+    jitted = tg.jit(vg)
+    expected = jitted.tape(*values).run(*values)
+    jitted(*values)                          # first call traces
+    value, grads = jitted(*values)           # second call runs compiled code
+    assert jitted.traces == 1
+    # the compiled sweeps compute in float64 and round float32 results once, at the end
+    tol = 1e-12 if np.asarray(expected[0]).dtype == np.float64 else 1e-6
+    assert_close(value, expected[0], rtol=tol, atol=tol)
+    for g, e in zip(grads, expected[1]):
+        assert np.shape(g) == np.shape(e) and np.asarray(g).dtype == np.asarray(e).dtype
+        assert_close(g, e, rtol=tol, atol=tol)
+
+
+def test_import_tapegrad_does_not_import_numba():
+    code = "import sys, tapegrad; tapegrad.jit(lambda x: x); print('numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def rosenbrock(x):
+    return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+def rosenbrock_grad(x):
+    a = x[1:] - x[:-1] ** 2
+    g = np.zeros_like(x)
+    g[:-1] = -400.0 * a * x[:-1] - 2.0 * (1.0 - x[:-1])
+    g[1:] += 200.0 * a
+    return g
+
+
+def test_rosenbrock():
+    x = np.random.default_rng(0).uniform(-2, 2, 1000)
+    f = tg.jit(tg.value_and_grad(rosenbrock))
+    for _ in range(2):
+        value, grad = f(x)
+        assert_close(value, rosenbrock(x))
+        assert_close(grad, rosenbrock_grad(x), rtol=1e-10)
+
+
+def mlp_loss(w1, b1, w2, b2, x, t):
+    h = np.tanh(x @ w1 + b1)
+    return np.mean((h @ w2 + b2 - t) ** 2)
+
+
+def test_mlp_float32():
+    rng = np.random.default_rng(1)
+    args = [rng.standard_normal(s).astype(np.float32) * 0.3
+            for s in [(20, 16), (16,), (16, 3), (3,), (8, 20), (8, 3)]]
+    f = tg.jit(tg.value_and_grad(mlp_loss, argnums=(0, 1, 2, 3)))
+    expected = tg.value_and_grad(mlp_loss, argnums=(0, 1, 2, 3))(*args)
+    f(*args)
+    value, grads = f(*args)
+    assert np.asarray(value).dtype == np.float32
+    assert_close(value, expected[0], rtol=1e-5)
+    for g, e in zip(grads, expected[1]):
+        assert g.dtype == np.float32
+        assert_close(g, e, rtol=1e-4, atol=1e-6)
+
+
+def test_scalar_graph_with_lists():
+    def f(x):
+        v = [x[i] for i in range(4)]
+        for k in range(20):
+            v.append(np.log(1.0 + np.exp(v[-3])) * v[-2] / (1.0 + v[-1] * v[-1]))
+        return v[-1]
+    x = np.array([0.1, -0.2, 0.3, 0.4])
+    jf = tg.jit(tg.value_and_grad(f))
+    jf(x)
+    value, grad = jf(x * 1.5)
+    expected = tg.value_and_grad(f)(x * 1.5)
+    assert_close(value, expected[0], rtol=1e-12)
+    assert_close(grad, expected[1], rtol=1e-12)
+
+
+def test_decorator_forms_and_tape_attribute():
+    @tg.jit
+    def f(x):
+        return np.sin(x) * 2
+
+    @tg.jit(device="cpu")
+    def g(x):
+        return np.cos(x)
+
+    x = np.linspace(0, 1, 5)
+    assert_close(f(x), np.sin(x) * 2)
+    assert_close(f(x), np.sin(x) * 2)
+    assert_close(g(x), np.cos(x))
+    assert "sin" in str(f.tape(x))
+
+
+def test_static_int_arguments_and_signatures():
+    f = tg.jit(lambda x, n: np.sum(x ** n))
+    x = np.array([1.0, 2.0])
+    assert_close(f(x, 2), 5.0)
+    assert_close(f(x, 3), 9.0)
+    assert_close(f(x, 2), 5.0)
+    assert_close(f(np.array([1.0, 2.0, 3.0]), 2), 14.0)
+    assert f.traces == 3
+
+
+def test_vmap_grad_runs_rows_in_parallel():
+    def f(x, w):
+        return np.sum(np.tanh(x * w) ** 2)
+    xs = np.random.default_rng(2).standard_normal((64, 3))
+    w = np.array([0.5, -1.0, 2.0])
+    jf = tg.jit(tg.vmap(tg.grad(f), in_axes=(0, None)))
+    expected = np.stack([tg.grad(f)(x, w) for x in xs])
+    jf(xs, w)
+    assert_close(jf(xs, w), expected)
+    assert jf.traces == 1
+
+
+def test_vmap_rows_on_their_own_paths():
+    def f(x):
+        y = x
+        while np.sum(y * y) < 100.0:         # a different number of doublings per row
+            y = y * 2.0
+        if y[0] > 0:
+            return np.sum(y ** 2)
+        return np.sum(np.sin(y))
+    xs = np.random.default_rng(3).uniform(-3, 3, size=(40, 2))
+    jf = tg.jit(tg.vmap(tg.value_and_grad(f)))
+    values, grads = jf(xs)
+    for _ in range(2):
+        values, grads = jf(xs)
+    for x, v, g in zip(xs, values, grads):
+        ev, eg = tg.value_and_grad(f)(x)
+        assert_close(v, ev)
+        assert_close(g, eg)
+
+
+def test_threads_share_a_jitted_function():
+    f = tg.jit(tg.value_and_grad(lambda x: np.sum(np.sin(x) * x)))
+    errors = []
+
+    def worker(seed):
+        x = np.random.default_rng(seed).standard_normal(7)
+        for _ in range(50):
+            value, grad = f(x)
+            if not np.allclose(grad, np.cos(x) * x + np.sin(x)):
+                errors.append(seed)
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert f.traces == 1
+
+
+def test_retrace_on_every_call_warns():
+    def f(x, limit):
+        y = x
+        while y < limit:                     # the number of steps grows with the limit
+            y = y + 1.0
+        return y
+    jf = tg.jit(f)
+    with pytest.warns(RuntimeWarning, match="retraced"):
+        for limit in range(30):
+            assert_close(jf(np.array(0.0), np.array(float(limit))), max(limit, 0))
+
+
+def test_no_warning_for_two_alternating_paths():
+    jf = tg.jit(lambda x: x * 2 if x > 0 else -x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for k in range(40):
+            x = np.array(k % 2 - 0.5)
+            assert_close(jf(x), x * 2 if x > 0 else -x)
+    assert jf.traces == 2
+
+
+def test_unknown_device_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown device"):
+        tg.jit(lambda x: x, device="tpu")(np.ones(2))
