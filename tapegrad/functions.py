@@ -46,6 +46,8 @@ def _infer_dtype(data):
 
 def _finish(data, requires_grad):
     t = Tensor._wrap(data)
+    if requires_grad and data.dtype.kind != "f":  # the factories' wording in PyTorch
+        raise RuntimeError("Only Tensors of floating point and complex dtype can require gradients")
     if requires_grad:
         t.requires_grad_(True)
     return t
@@ -198,7 +200,19 @@ def cat(tensors, dim=0):
     tensors = list(tensors)
     if not tensors:
         raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
-    return P.cat(*tensors, axis=_dim(dim, tensors[0].ndim))
+    axis = _dim(dim, tensors[0].ndim)
+    first = tuple(tensors[0].shape)
+    for i, t in enumerate(tensors[1:], 1):
+        shape = tuple(t.shape)
+        if len(shape) != len(first):
+            raise RuntimeError("Tensors must have same number of dimensions: got "
+                               f"{len(first)} and {len(shape)}")
+        for d, (n, m) in enumerate(zip(first, shape)):
+            if d != axis and n != m:
+                raise RuntimeError(f"Sizes of tensors must match except in dimension {axis}. "
+                                   f"Expected size {n} but got size {m} for tensor number {i} "
+                                   "in the list.")
+    return P.cat(*tensors, axis=axis)
 
 
 concat = concatenate = cat
@@ -208,11 +222,11 @@ def stack(tensors, dim=0):
     tensors = list(tensors)
     if not tensors:
         raise RuntimeError("stack expects a non-empty TensorList")
-    shapes = {tuple(t.shape) for t in tensors}
-    if len(shapes) > 1:
-        raise RuntimeError(f"stack expects each tensor to be equal size, but got {list(tensors[0].shape)} "
-                           f"at entry 0 and {[list(s) for s in shapes if s != tuple(tensors[0].shape)][0]} "
-                           "at another entry")
+    for i, t in enumerate(tensors[1:], 1):
+        if t.shape != tensors[0].shape:
+            raise RuntimeError("stack expects each tensor to be equal size, but got "
+                               f"{list(tensors[0].shape)} at entry 0 and {list(t.shape)} at "
+                               f"entry {i}")
     return P.stack(*tensors, axis=_dim(dim, tensors[0].ndim + 1))
 
 

@@ -57,14 +57,18 @@ def _np(d):
 
 
 def _broadcast_error(args):
-    shapes = [a.shape for a in args if hasattr(a, "shape")]
-    for dim in range(1, max(len(s) for s in shapes) + 1):
-        sizes = {s[-dim] for s in shapes if len(s) >= dim} - {1}
-        if len(sizes) > 1:
-            a, b = sorted(sizes)[:2]
-            nd = max(len(s) for s in shapes)
-            return RuntimeError(f"The size of tensor a ({a}) must match the size of tensor b ({b}) "
-                                f"at non-singleton dimension {nd - dim}")
+    return _shapes_error([a.shape for a in args if hasattr(a, "shape")])
+
+
+def _shapes_error(shapes):
+    """PyTorch's error for shapes that do not broadcast: a is the first size met, b the other."""
+    nd = max(len(s) for s in shapes)
+    for dim in range(1, nd + 1):
+        sizes = [s[-dim] for s in shapes if len(s) >= dim and s[-dim] != 1]
+        others = [n for n in sizes if n != sizes[0]] if sizes else []
+        if others:
+            return RuntimeError(f"The size of tensor a ({sizes[0]}) must match the size of tensor "
+                                f"b ({others[0]}) at non-singleton dimension {nd - dim}")
     return None
 
 
@@ -126,7 +130,10 @@ class Tensor:
                 else:
                     next_functions.append((None, 0))
             node_type = graph.node_class(name or prim.torch_name(args, params))
-            return cls._from_node(out, node_type(prim, args, out, params, tuple(next_functions)))
+            node = node_type(prim, args, out, params, tuple(next_functions))
+            t = cls._from_node(out, node)
+            node.out_version = t._version_counter  # the node keeps `out`'s memory: watch writes
+            return t
         return cls._wrap(out)
 
     def _grad_accumulator(self):
@@ -147,8 +154,8 @@ class Tensor:
                 "computed variable in a subgraph that doesn't require differentiation use "
                 "var_no_grad = var.detach().")
         if flag and self._data.dtype.kind not in "fc":
-            raise RuntimeError("Only Tensors of floating point and complex dtype can require "
-                               f"gradients (got dtype {self.dtype})")
+            raise RuntimeError("only Tensors of floating point dtype can require gradients "
+                               f"(got {self.dtype})")
         self._requires_grad = bool(flag)
 
     def requires_grad_(self, requires_grad=True):
@@ -182,7 +189,8 @@ class Tensor:
 
     @property
     def data(self):
-        return self.detach()
+        # unlike detach(), .data does not share the version counter (PyTorch's documented escape)
+        return Tensor._wrap(self._data)
 
     @data.setter
     def data(self, value):
@@ -615,6 +623,12 @@ class Tensor:
         sizes = _size_args(sizes)
         lead = len(sizes) - self.ndim
         shape = tuple(self.shape[i - lead] if n == -1 else n for i, n in enumerate(sizes))
+        for i, n in enumerate(self.shape):
+            if n != 1 and n != shape[lead + i]:
+                raise RuntimeError(
+                    f"The expanded size of the tensor ({shape[lead + i]}) must match the existing "
+                    f"size ({n}) at non-singleton dimension {lead + i}.  Target sizes: "
+                    f"{list(shape)}.  Tensor sizes: {list(self.shape)}")
         return P.broadcast_to(self, shape=shape)
 
     def expand_as(self, other):
@@ -644,9 +658,12 @@ class Tensor:
 
     def permute(self, *dims):
         dims = tuple(_dim(d, self.ndim) for d in _size_args(dims))
-        if sorted(dims) != list(range(self.ndim)):
-            raise RuntimeError(f"permute(): dims {list(dims)} are not a permutation of the "
-                               f"{self.ndim} dimensions of the input")
+        if len(set(dims)) != len(dims):
+            raise RuntimeError("permute(): duplicate dims are not allowed.")
+        if len(dims) != self.ndim:
+            raise RuntimeError("permute(sparse_coo): number of dimensions in the tensor input does "
+                               "not match the length of the desired ordering of dimensions i.e. "
+                               f"input.dim() = {self.ndim} is not equal to len(dims) = {len(dims)}")
         return Tensor._bind(P.transpose, (self,), {"axes": dims}, "PermuteBackward0")
 
     def unbind(self, dim=0):
@@ -684,9 +701,15 @@ class Tensor:
     def __getitem__(self, index):
         index = _normalise_index(index)
         integers, rest = _integers_first(index)
-        if integers is not None:
-            return P.getitem(P.getitem(self, index=integers), index=rest)
-        return P.getitem(self, index=index)
+        try:
+            if integers is not None:
+                return P.getitem(P.getitem(self, index=integers), index=rest)
+            return P.getitem(self, index=index)
+        except IndexError as e:  # NumPy's words for PyTorch's
+            message = str(e).replace("for axis", "for dimension")
+            if message.startswith("too many indices"):
+                message = f"too many indices for tensor of dimension {self.ndim}"
+            raise IndexError(message) from None
 
     def __setitem__(self, index, value):
         if isinstance(value, Tensor) and value.dtype != self.dtype:
@@ -773,7 +796,11 @@ def _axes(dim, ndim):
     if dim is None:
         return None
     dims = (dim,) if isinstance(dim, int) else tuple(dim)
-    return tuple(sorted(_dim(d, ndim) for d in dims)) if ndim else None
+    axes = [_dim(d, ndim) for d in dims]
+    if len(set(axes)) != len(axes):
+        repeated = next(a for a in axes if axes.count(a) > 1)
+        raise RuntimeError(f"dim {repeated} appears multiple times in the list of dims")
+    return tuple(sorted(axes)) if ndim else None
 
 
 def _size_args(shape):
@@ -859,9 +886,36 @@ def matmul(a, b):
     if not sa or not sb:
         raise RuntimeError("both arguments to matmul need to be at least 1D, but they are "
                            f"{len(sa)}D and {len(sb)}D")
-    inner_a, inner_b = sa[-1], sb[-2] if len(sb) > 1 else sb[0]
-    if inner_a != inner_b:
-        left = "x".join(map(str, sa if len(sa) > 1 else (1,) + sa))
-        right = "x".join(map(str, sb if len(sb) > 1 else sb + (1,)))
-        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({left} and {right})")
+    error = _matmul_error(tuple(sa), tuple(sb))
+    if error is not None:
+        raise error
     return P.matmul(a, b)
+
+
+def _matmul_error(sa, sb):
+    """PyTorch's message for each way its matmul dispatches (dot, mv, mm with folding, bmm)."""
+    na, nb = len(sa), len(sb)
+    k_a, k_b = sa[-1], sb[-2] if nb > 1 else sb[0]
+    if na > 2 or nb > 2:
+        if nb > 2 or na == 1:  # batched: broadcast the batch dims, then bmm
+            batch_error = _shapes_error([sa[:-2], sb[:-2]])
+            if batch_error is not None:
+                raise batch_error
+            if k_a != k_b:
+                batch = int(np.prod(np.broadcast_shapes(sa[:-2], sb[:-2]), dtype=np.int64))
+                return RuntimeError("Expected size for first two dimensions of batch2 tensor to "
+                                    f"be: [{batch}, {k_a}] but got: [{batch}, {k_b}].")
+            return None
+        sa = (int(np.prod(sa[:-1], dtype=np.int64)), k_a)  # PyTorch folds the batch into rows
+    if k_a == k_b:
+        return None
+    if na == 1 and nb == 1:
+        return RuntimeError(f"inconsistent tensor size, expected tensor [{k_a}] and src [{k_b}] to "
+                            f"have the same number of elements, but got {k_a} and {k_b} elements "
+                            "respectively")
+    if nb == 1:
+        return RuntimeError(f"size mismatch, got input ({sa[0]}), mat ({sa[0]}x{k_a}), "
+                            f"vec ({k_b})")
+    left = "x".join(map(str, sa if len(sa) > 1 else (1,) + sa))
+    return RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({left} and "
+                        f"{'x'.join(map(str, sb))})")

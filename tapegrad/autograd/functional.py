@@ -100,3 +100,8 @@ def hvp(func, inputs, v=None, create_graph=False, strict=False):
     hv = grad(gs, xs, tuple(vs), create_graph=create_graph, allow_unused=True)
     hv = tuple(h if h is not None else x.detach() * 0 for h, x in zip(hv, xs))
     return (out if create_graph else out.detach()), _unpack(is_tuple, _detached(hv, create_graph))
+
+
+def vhp(func, inputs, v=None, create_graph=False, strict=False):
+    """(func(inputs), v^T H): the Hessian is symmetric, so this is hvp."""
+    return hvp(func, inputs, v, create_graph, strict)

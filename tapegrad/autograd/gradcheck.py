@@ -65,8 +65,9 @@ def gradcheck(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=T
             bad = ~np.isclose(analytical, numerical, rtol=rtol, atol=atol)
             if bad.any():
                 k, j = map(int, np.argwhere(bad)[0])
+                element = tuple(int(n) for n in np.unravel_index(k, x.shape))
                 message = (f"Jacobian mismatch for output {o} with respect to input {i}, at input "
-                           f"element {np.unravel_index(k, x.shape)} and output element {j}:\n"
+                           f"element {element} and output element {j}:\n"
                            f"numerical:{numerical[k, j]}\nanalytical:{analytical[k, j]}\n")
                 if raise_exception:
                     raise GradcheckError(message)

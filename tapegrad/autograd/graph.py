@@ -4,6 +4,7 @@ Every node stands for one primitive application and owns exactly one output tens
 primitive's inputs, output data and parameters; backward asks the registry rule for each input's
 cotangent. Leaves that require grad end in an AccumulateGrad node, as in PyTorch.
 """
+import re
 import weakref
 
 import numpy as np
@@ -17,6 +18,11 @@ from .grad_mode import enable_grad, no_grad
 _SAVES_NOTHING = frozenset(
     {"add", "sub", "neg", "sum", "mean", "reshape", "transpose", "broadcast_to", "cat", "stack",
      "getitem", "index_add"})
+# Rules that read the primitive's output: an in-place change of that output must fail loudly, as
+# in PyTorch, since the node keeps the output's memory. The first set reads nothing else.
+_SAVES_OUTPUT_ONLY = frozenset(
+    {"exp", "expm1", "sqrt", "tan", "tanh", "sigmoid", "softmax", "log_softmax"})
+_SAVES_OUTPUT = _SAVES_OUTPUT_ONLY | {"div", "pow", "prod", "amax", "amin", "logsumexp", "norm"}
 
 _FREED_MESSAGE = (
     "Trying to backward through the graph a second time (or directly access saved tensors after "
@@ -42,6 +48,17 @@ class Node:
             "tapegrad: Node.register_hook is not supported; use Tensor.register_hook instead")
 
 
+def _modified_error(tensor_type, shape, producer, version, expected, where):
+    # PyTorch's wording, naming the modified tensor by the op that last wrote it
+    which = "" if producer is None else (
+        f", which is output 0 of {re.sub(r'Backward[0-9]*$', '', producer.name())},")
+    return RuntimeError(
+        "one of the variables needed for gradient computation has been modified by an inplace "
+        f"operation: [{tensor_type} {list(shape)}]{which} is at version {version}; expected "
+        f"version {expected} instead. Hint: {where}; the operation that modified it is in-place "
+        "(name ends in '_') or an element assignment: clone() the tensor before modifying it.")
+
+
 class AccumulateGrad(Node):
     __slots__ = ("variable",)
 
@@ -65,7 +82,7 @@ def node_class(name):
 
 
 class PrimitiveNode(Node):
-    __slots__ = ("prim", "inputs", "ans", "params", "versions", "freed")
+    __slots__ = ("prim", "inputs", "ans", "params", "versions", "freed", "out_version")
 
     def __init__(self, prim, inputs, ans, params, next_functions):
         self.prim = prim
@@ -77,20 +94,25 @@ class PrimitiveNode(Node):
         self.freed = False
         self._pre_hooks = None
         self._retained = None
+        self.out_version = None  # the output tensor's version counter, set by Tensor._bind
 
     def check_saved(self):
-        if self.prim.name in _SAVES_NOTHING:
+        name = self.prim.name
+        if name in _SAVES_NOTHING:
             return
         if self.freed:
             raise RuntimeError(_FREED_MESSAGE)
+        if name in _SAVES_OUTPUT and self.out_version is not None and self.out_version[0]:
+            from ..dtypes import from_numpy_dtype
+            raise _modified_error(f"torch.{from_numpy_dtype(self.ans.dtype).tensor_type}",
+                                  self.ans.shape, self, self.out_version[0], 0,
+                                  f"it is the output of {self.name()}")
+        if name in _SAVES_OUTPUT_ONLY:
+            return
         for i, (x, version) in enumerate(zip(self.inputs, self.versions)):
             if version is not None and x._version_counter[0] != version:
-                raise RuntimeError(
-                    "one of the variables needed for gradient computation has been modified by an "
-                    f"inplace operation: [{x.type()} {list(x.shape)}], which is input {i} of "
-                    f"{self.name()}, is at version {x._version}; expected version {version} "
-                    "instead. Hint: the operation that modified it is in-place (name ends in '_') "
-                    "or an element assignment; clone() the tensor before modifying it.")
+                raise _modified_error(x.type(), x.shape, x.grad_fn, x._version, version,
+                                      f"it is input {i} of {self.name()}")
 
     def input_grads(self, g, create_graph):
         """Cotangents of the inputs that need one, each summed back to its input's shape."""
