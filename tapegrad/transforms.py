@@ -24,7 +24,14 @@ def _as_array(value):
     """NumPy data of an argument (Tensors give their data; Python floats become 0-d float64)."""
     if getattr(type(value), "_bind_level", 0) == 1:
         return value.detach().numpy()
+    if _is_gpu_array(value):                # tracing reads a GPU array's values on the host
+        return value.copy_to_host() if hasattr(value, "copy_to_host") else value.get()
     return np.asarray(value)
+
+
+def _is_gpu_array(value):
+    # numba device arrays (and the CUDA simulator's) have copy_to_host; CuPy has the interface
+    return hasattr(value, "__cuda_array_interface__") or hasattr(value, "copy_to_host")
 
 
 def _is_static(value):
@@ -93,6 +100,8 @@ def value_and_grad(fun, argnums=0, has_aux=False):
 
 
 def _value(x):
+    if _is_gpu_array(x):
+        return x                            # shape and dtype are read without a copy
     return x._value if isinstance(x, Tracer) else _as_array(x)
 
 
@@ -244,7 +253,7 @@ class Jitted:
         return tuple(key), inputs
 
     def _device_array(self, value):
-        if hasattr(value, "__cuda_array_interface__") and self.device != "cpu":
+        if _is_gpu_array(value) and self.device != "cpu":
             return value
         array = _as_array(value)
         return array if array.dtype.kind != "O" else np.asarray(array, dtype=np.float64)
@@ -314,7 +323,11 @@ class Jitted:
                 self._note_retrace(False)
                 return result
         self._note_retrace(True)
-        _, traced = self._new_program(self.fun, args, signature)
+        program, traced = self._new_program(self.fun, args, signature)
+        if any(_is_gpu_array(a) for a in inputs):
+            ok, result = program(inputs)    # results stay on the GPU, as on later calls
+            if ok:
+                return result
         return traced
 
     def _call_batched(self, args):
@@ -344,6 +357,8 @@ class Jitted:
 
     @staticmethod
     def _merge(results, program, leaves, rows, ok_rows, n):
+        if hasattr(program, "merge"):       # a GPU backend keeps results where the inputs live
+            return program.merge(results, leaves, rows, ok_rows, n)
         if results is None:
             stacked = [np.empty((n,) + leaf.shape[1:], leaf.dtype) for leaf in leaves]
             results = (program.out_tree, stacked)
