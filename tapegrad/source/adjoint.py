@@ -1,0 +1,632 @@
+"""Emit the derivative function: the forward sweep, then the adjoint sweep, as a Python AST.
+
+The adjoint sweep visits statements in reverse. Its invariant: when it reaches a statement, every
+variable holds the value it had just after that statement ran in the forward sweep. An
+assignment that overwrites a value the adjoint sweep still needs therefore saves the old value
+first (in `x_old` outside loops, in a stack inside them) and the adjoint sweep restores it right
+after that statement's adjoint. Only values that adjoint code actually reads are saved: the
+sweep is generated once to learn which names it reads, then again with the saving in place.
+
+Stacks are plain Numba-friendly containers: a preallocated `np.empty(trips)` indexed by the loop
+variable in a top-level `for i in range(...)` loop without `break`, a list (`append`/`pop`)
+elsewhere. Branches are replayed from their (restored) conditions, loops run their recorded
+number of trips backwards.
+"""
+import ast
+import re
+
+from . import ir, table
+from .analysis import index_kind, walk
+from .errors import TransformError
+from .namer import Namer
+from .normalise import operand_node
+from .symbol import Symbol, kind_of, literal
+
+COMMENT = "__comment__"
+_CHEAP = {"add", "sub", "mul", "div", "neg", "lt", "le", "gt", "ge", "eq", "ne"}
+
+
+def parse_stmts(text):
+    return ast.parse(text).body
+
+
+def comment(text):
+    """A statement that stands for a comment until the source is printed (ASTs hold none)."""
+    return ast.Expr(ast.Call(func=ast.Name(id=COMMENT, ctx=ast.Load()),
+                             args=[ast.Constant(text)], keywords=[]))
+
+
+def src(node):
+    return ast.unparse(node)
+
+
+def zero_of(kind, like):
+    if kind.is_array:
+        return f"np.zeros_like({like})"
+    return {"float": "0.0", "int": "0", "bool": "False"}[kind.dtype]
+
+
+def empty_of(kind):
+    """A typed placeholder for a variable that is saved before its first assignment."""
+    if not kind.is_array:
+        return zero_of(kind, None)
+    dtype = {"float": "", "int": ", np.int64", "bool": ", np.bool_"}[kind.dtype]
+    return f"np.empty({(0,) * kind.ndim}{dtype})"
+
+
+def _groups(stmts):
+    """Runs of consecutive statements normalised from one user statement."""
+    groups = []
+    for stmt in stmts:
+        if groups and groups[-1][0].origin is stmt.origin:
+            groups[-1].append(stmt)
+        else:
+            groups.append([stmt])
+    return groups
+
+
+def _loads(nodes):
+    return {n.id for node in nodes for n in ast.walk(node)
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def mentions(text, name):
+    return re.search(rf"\b{re.escape(name)}\b", text) is not None
+
+
+class Site:
+    """A place in the forward sweep that saves a value for the adjoint sweep."""
+
+    def __init__(self, storage, name, index=None):
+        self.storage = storage  # "saved" | "list" | "array"
+        self.name = name
+        self.index = index  # the slot of an "array" stack: the loop variable (minus start)
+
+    def push(self, value):
+        if self.storage == "saved":
+            return f"{self.name} = {value}"
+        if self.storage == "list":
+            return f"{self.name}.append({value})"
+        return f"{self.name}[{self.index}] = {value}"
+
+    def pop(self):
+        if self.storage == "saved":
+            return self.name
+        if self.storage == "list":
+            return f"{self.name}.pop()"
+        return f"{self.name}[{self.index}]"
+
+
+class Emitter:
+    def __init__(self, fn, analysis, wrt):
+        self.fn = fn
+        self.kinds = analysis.kinds
+        self.active = analysis.active
+        self.wrt = list(wrt)
+        self.temps = fn.temps
+        names = set(fn.params) | set(fn.constants) | {"np", "math", "_"}
+        for stmt in walk(fn.body):
+            if isinstance(stmt, ir.Assign):
+                names.add(stmt.target)
+            elif isinstance(stmt, ir.Loop) and stmt.target:
+                names.add(stmt.target)
+        self.primal_names = names - {"np", "math", "_"}
+        self.base_names = names
+        self.assignments = self._count_assignments()
+        self.logged = set()  # temporaries the forward sweep logs (decided by the adjoint sweep)
+
+    def _count_assignments(self):
+        counts = {p: 1 for p in self.fn.params}
+        for stmt in walk(self.fn.body):
+            target = stmt.target if isinstance(stmt, (ir.Assign, ir.Loop)) else None
+            if target:
+                counts[target] = counts.get(target, 0) + 1
+        return counts
+
+    def _reset(self, needed):
+        self.namer = Namer(self.base_names)
+        self.needed = needed
+        self.bars = {}
+        self.new_names = {}
+        self.sites = {}
+        self.site_loops = {}
+        self.preinit = {}
+        self.list_stacks = []
+        self.defined = {}  # site key -> (maybe defined, definitely defined)
+        if needed is not None:
+            self._scan(self.fn.body, set(self.fn.params), set(self.fn.params))
+
+    # -- names ---------------------------------------------------------------------------------
+
+    def bar(self, name):
+        if name not in self.bars:
+            self.bars[name] = self.namer.fresh(f"{name}_bar")
+        return self.bars[name]
+
+    def new_name(self, name):
+        if name not in self.new_names:
+            self.new_names[name] = self.namer.fresh(f"{name}_new")
+        return self.new_names[name]
+
+    def kind(self, operand):
+        if isinstance(operand, ir.Const):
+            return kind_of(operand.value)
+        return self.kinds[operand]
+
+    def sym(self, operand):
+        if isinstance(operand, ir.Const):
+            return operand.value
+        return Symbol(operand, self.kinds[operand])
+
+    def is_active(self, operand):
+        return isinstance(operand, str) and operand in self.active
+
+    # -- which assignments save values ---------------------------------------------------------
+
+    def _scan(self, stmts, maybe, definite):
+        """Record, for each assignment, whether its target may / must hold a value already."""
+        for stmt in stmts:
+            if isinstance(stmt, ir.Assign):
+                self.defined[id(stmt)] = (stmt.target in maybe, stmt.target in definite)
+                maybe.add(stmt.target)
+                definite.add(stmt.target)
+            elif isinstance(stmt, ir.If):
+                m1, d1 = set(maybe), set(definite)
+                m2, d2 = set(maybe), set(definite)
+                self._scan(stmt.body, m1, d1)
+                self._scan(stmt.orelse, m2, d2)
+                maybe |= m1 | m2
+                definite |= d1 & d2
+            elif isinstance(stmt, ir.Loop):
+                inside = {s.target for s in walk(stmt.body) if isinstance(s, ir.Assign)}
+                if stmt.target:
+                    inside.add(stmt.target)
+                self._scan(stmt.body, maybe | inside, set(definite) | ({stmt.target} - {None}))
+                maybe |= inside
+
+    def site(self, key, name, kind, loops, always=False):
+        """The saving place for `name` at this statement, or None if nothing needs saving."""
+        if self.needed is None or name not in self.needed:
+            return None
+        if isinstance(key, int) and name in self.temps:
+            return None  # temporaries are recomputed or logged instead (_provide_temps)
+        if key in self.sites:
+            return self.sites[key]
+        if not always:
+            maybe, definite = self.defined.get(key, (True, False))
+            if not maybe:
+                return None
+            if not definite and name not in self.fn.params:
+                self.preinit.setdefault(name, kind)
+        if not loops:
+            site = Site("saved", self.namer.fresh(f"{name}_old"))
+        elif len(loops) == 1 and loops[0].counted and not kind.is_array:
+            loop = loops[0]
+            index = loop.target if loop.start == ir.Const(0) else \
+                f"{loop.target} - {src(operand_node(loop.start))}"
+            site = Site("array", self.namer.fresh(f"{name}_stack"), index)
+            self.site_loops.setdefault(id(loop), []).append((site, kind))
+        else:
+            site = Site("list", self.namer.fresh(f"{name}_stack"))
+            self.list_stacks.append(site)
+        self.sites[key] = site
+        return site
+
+    # -- forward sweep -------------------------------------------------------------------------
+
+    def fwd_block(self, stmts, loops):
+        out = []
+        for stmt in stmts:
+            out += getattr(self, "fwd_" + type(stmt).__name__)(stmt, loops)
+        return out
+
+    def fwd_Assign(self, stmt, loops):
+        out = []
+        site = self.site(id(stmt), stmt.target, self.kinds[stmt.target], loops)
+        if site is not None:
+            out += parse_stmts(site.push(stmt.target))
+        expr = stmt.expr
+        if isinstance(expr, ir.Index):
+            value = ast.Subscript(value=ast.Name(id=expr.array, ctx=ast.Load()), slice=expr.index,
+                                  ctx=ast.Load())
+        else:
+            value = expr.forward
+            out += self._shape_check(stmt)
+        out.append(ast.Assign(targets=[ast.Name(id=stmt.target, ctx=ast.Store())], value=value))
+        if id(stmt) in self.logged:
+            site = self.site((id(stmt), "log"), stmt.target, self.kinds[stmt.target], loops,
+                             always=True)
+            if site is not None:
+                out += parse_stmts(site.push(stmt.target))
+        return out
+
+    def _shape_check(self, stmt):
+        """Equal-ndim arrays that meet elementwise must have equal shapes: the adjoint does not
+        sum over broadcast axes of length 1 (they are unknown before run time)."""
+        expr = stmt.expr
+        if not isinstance(expr.op, table.Elementwise) or stmt.target not in self.active:
+            return []
+        arrays = [a for a in dict.fromkeys(expr.args) if isinstance(a, str)
+                  and self.kinds[a].is_array]
+        checks = []
+        for other in arrays[1:]:
+            if self.kinds[other].ndim == self.kinds[arrays[0]].ndim:
+                message = (f"tapegrad.source: line {stmt.origin.lineno} broadcasts arrays of "
+                           "equal ndim and different shapes")
+                checks += parse_stmts(
+                    f"assert {arrays[0]}.shape == {other}.shape, {message!r}")
+        return checks
+
+    def fwd_SetIndex(self, stmt, loops):
+        out = []
+        element = index_kind(self.kinds[stmt.array], stmt.index)
+        site = self.site(id(stmt), stmt.array, element, loops, always=True)
+        target = f"{stmt.array}[{src(stmt.index)}]"
+        if site is not None:
+            out += parse_stmts(site.push(target + (".copy()" if element.is_array else "")))
+        out += parse_stmts(f"{target} = {src(operand_node(stmt.value))}")
+        return out
+
+    def fwd_If(self, stmt, loops):
+        body = self.fwd_block(stmt.body, loops) or [ast.Pass()]
+        orelse = self.fwd_block(stmt.orelse, loops)
+        return [ast.If(test=operand_node(stmt.cond), body=body, orelse=orelse)]
+
+    def fwd_Loop(self, stmt, loops):
+        inner = loops + (stmt,)
+        body = []
+        if stmt.count:
+            body += parse_stmts(f"{stmt.count} += 1")
+        if stmt.target and not stmt.counted:
+            site = self.site((id(stmt), "target"), stmt.target, self.kinds[stmt.target], inner,
+                             always=True)
+            if site is not None:
+                body += parse_stmts(site.push(stmt.target))
+        body += self.fwd_block(stmt.body, inner)
+        out = []
+        for site, kind in self.site_loops.get(id(stmt), []):
+            dtype = {"float": "", "int": ", np.int64", "bool": ", np.bool_"}[kind.dtype]
+            out += parse_stmts(f"{site.name} = np.empty({self._trips(stmt)}{dtype})")
+        if stmt.target is None:
+            out.append(ast.While(test=ast.Constant(True), body=body, orelse=[]))
+        else:
+            bounds = [stmt.start, stmt.stop, stmt.step]
+            if stmt.step == ir.Const(1):
+                bounds = bounds[:2] if stmt.start != ir.Const(0) else bounds[1:2]
+            call = ast.Call(func=ast.Name(id="range", ctx=ast.Load()),
+                            args=[operand_node(b) for b in bounds], keywords=[])
+            out.append(ast.For(target=ast.Name(id=stmt.target, ctx=ast.Store()), iter=call,
+                               body=body, orelse=[]))
+        return out
+
+    def _trips(self, loop):
+        start, stop = loop.start, loop.stop
+        if isinstance(stop, ir.Const) and isinstance(start, ir.Const):
+            return literal(max(stop.value - start.value, 0))
+        if start == ir.Const(0):
+            return f"max({src(operand_node(stop))}, 0)"
+        return f"max({src(operand_node(stop))} - {src(operand_node(start))}, 0)"
+
+    def fwd_Break(self, stmt, loops):
+        return [ast.Break()]
+
+    def fwd_Continue(self, stmt, loops):
+        return [ast.Continue()]
+
+    # -- adjoint sweep -------------------------------------------------------------------------
+
+    def rev_block(self, stmts, loops):
+        out = []
+        enclosing = getattr(self, "_commented", None)
+        for group in reversed(_groups(stmts)):
+            code = []
+            self._commented = group[0].origin
+            for stmt in reversed(group):
+                code += getattr(self, "rev_" + type(stmt).__name__)(stmt, loops)
+            self._commented = enclosing
+            if not code:
+                continue
+            if loops:
+                code = self._provide_temps(group, code, loops) + code
+            origin = group[0].origin
+            if origin.text and origin is not enclosing:
+                out.append(comment(f"line {origin.lineno}: {origin.text}"))
+            out += code
+        return out
+
+    def _provide_temps(self, group, code, loops):
+        """Temporaries of one statement, as its adjoint reads them, inside loops (where later
+        trips overwrote them): cheap scalar arithmetic is recomputed, the rest was logged by the
+        forward sweep and is read back."""
+        defs = {s.target: s for s in group if isinstance(s, ir.Assign) and s.target in self.temps}
+        reads = _loads(code)
+        assigned = set()
+        for stmt in walk(group):
+            if isinstance(stmt, ir.Assign) and stmt.target not in self.temps:
+                assigned.add(stmt.target)
+            elif isinstance(stmt, ir.SetIndex):
+                assigned.add(stmt.array)
+        need = {t for t in defs if t in reads}
+        for temp in reversed(list(defs)):
+            if temp in need and self._recomputable(defs[temp], assigned):
+                need |= {a for a in _loads([defs[temp].expr.forward]) if a in defs}
+        lines = []
+        for temp, stmt in defs.items():
+            if temp not in need:
+                continue
+            if self._recomputable(stmt, assigned):
+                lines.append(ast.Assign(targets=[ast.Name(id=temp, ctx=ast.Store())],
+                                        value=stmt.expr.forward))
+            else:
+                self.logged.add(id(stmt))
+                site = self.site((id(stmt), "log"), temp, self.kinds[temp], loops, always=True)
+                if site is not None:
+                    lines += parse_stmts(f"{temp} = {site.pop()}")
+        return lines
+
+    def _recomputable(self, stmt, assigned):
+        expr = stmt.expr
+        if not isinstance(expr, ir.Call) or self.kinds[stmt.target].is_array:
+            return False
+        cheap = isinstance(expr.op, table.Identity) or (
+            isinstance(expr.op, table.Elementwise) and expr.op.prim.name in _CHEAP)
+        return cheap and not (_loads([expr.forward]) & assigned)
+
+    def zero(self, name):
+        return f"{self.bar(name)} = {zero_of(self.kinds[name], self.bar(name))}"
+
+    def rev_Assign(self, stmt, loops):
+        target, expr = stmt.target, stmt.expr
+        site = self.site(id(stmt), target, self.kinds[target], loops)
+        if isinstance(expr, ir.Index):
+            return self._rev_index(stmt, site)
+        names = [a for a in expr.args if isinstance(a, str)]
+        in_args = target in names
+        new = self.new_name(target) if (in_args and site is not None) else target
+        terms = self.terms(expr, target, new) if target in self.active else []
+        pre, post = [], []
+        if site is not None:
+            restore = f"{target} = {site.pop()}"
+            if in_args:
+                if any(mentions(text, new) for _, text in terms):
+                    pre.append(f"{new} = {target}")
+                pre.append(restore)
+            else:
+                post.append(restore)
+        lines = self._accumulate([t for t in terms if t[0] != target], expr)
+        if target in self.active:
+            own = [text for name, text in terms if name == target]
+            if in_args:
+                if own != [self.bar(target)]:
+                    lines.append(f"{self.bar(target)} = {' + '.join(own)}" if own
+                                 else self.zero(target))
+            elif target not in self.temps:
+                lines.append(self.zero(target))
+        return parse_stmts("\n".join(pre + lines + post))
+
+    def _accumulate(self, terms, expr):
+        """`a_bar += term` (or `a_bar = term` for single-use temporaries), per argument."""
+        grouped = {}
+        for name, text in terms:
+            grouped.setdefault(name, []).append(text)
+        for arg in expr.args:
+            if self.is_active(arg) and arg in self.temps and arg not in grouped:
+                grouped[arg] = []  # used here, but no gradient flows: its adjoint is zero
+        lines = []
+        for name, texts in grouped.items():
+            if name in self.temps:
+                lines.append(f"{self.bar(name)} = {' + '.join(texts)}" if texts
+                             else self.zero(name))
+            else:
+                lines.append(f"{self.bar(name)} += {' + '.join(texts)}")
+        return lines
+
+    def _rev_index(self, stmt, site):
+        target, expr = stmt.target, stmt.expr
+        lines = []
+        if target in self.active and expr.array in self.active:
+            if expr.array in self.temps:
+                lines.append(f"{self.bar(expr.array)} = np.zeros_like({expr.array})")
+            lines.append(f"{self.bar(expr.array)}[{src(expr.index)}] += {self.bar(target)}")
+            if target not in self.temps:
+                lines.append(self.zero(target))
+        if site is not None:
+            restore = f"{target} = {site.pop()}"
+            lines = [restore] + lines if target in expr.reads else lines + [restore]
+        return parse_stmts("\n".join(lines))
+
+    def terms(self, expr, target, ans_name):
+        """[(argument, adjoint contribution as source)] for the active arguments of `expr`."""
+        out_kind = self.kinds[target]
+        g = Symbol(self.bar(target), out_kind)
+        ans = Symbol(ans_name, out_kind)
+        op = expr.op
+        args = expr.args
+        active = [(k, a) for k, a in enumerate(args) if self.is_active(a)]
+        if isinstance(op, table.Identity):
+            return [(a, g.text) for _, a in active]
+        if isinstance(op, table.Constant):
+            return []
+        if isinstance(op, table.Elementwise):
+            if not op.prim.differentiable:
+                return []
+            values = tuple(self.sym(a) for a in args)
+            terms = []
+            for k, a in active:
+                cot = op.prim.vjp(k, g, ans, values, {})
+                if cot is None:
+                    continue
+                terms.append((a, self._unbroadcast(cot, self.kinds[a], a)))
+            return terms
+        if isinstance(op, table.Reduction):
+            return [(a, self._reduction_adjoint(op.name, a, g, ans)) for _, a in active]
+        if isinstance(op, table.MatMul):
+            return self._matmul_adjoint(args, g, active)
+        raise AssertionError(op)
+
+    def _unbroadcast(self, cot, kind, name):
+        """Sum a cotangent back to the kind of its argument (the shape-aware part of
+        `primitives.unbroadcast`, decided statically from ndims)."""
+        text = cot.text if isinstance(cot, Symbol) else literal(cot)
+        cot_ndim = cot.kind.ndim if isinstance(cot, Symbol) else 0
+        if cot_ndim == kind.ndim:
+            return text
+        if kind.ndim == 0:
+            return f"np.sum({text})"
+        if cot_ndim < kind.ndim:
+            return f"np.full_like({name}, {text})" if name in self.temps else text
+        for _ in range(cot_ndim - kind.ndim):
+            text = f"np.sum({text}, axis=0)"
+        return text
+
+    def _reduction_adjoint(self, name, x, g, ans):
+        # primitives.py writes these with expand_reduced, which needs static shapes
+        spread = f"np.full_like({x}, {g.text})" if x in self.temps else g.text
+        if name == "sum":
+            return spread
+        if name == "mean":
+            return f"{spread} / {x}.size"
+        # amax / amin: ties share the gradient evenly, as in primitives._extremum_vjp
+        return f"np.where({x} == {ans.text}, {g.text}, 0.0) / np.sum({x} == {ans.text})"
+
+    def _matmul_adjoint(self, args, g, active):
+        a, b = args
+        na, nb = self.kind(a).ndim, self.kind(b).ndim
+        a_t, b_t = src(operand_node(a)), src(operand_node(b))
+        rules = {  # the cases of primitives._matmul_vjp_left/right, written for known ndims
+            (1, 1): (f"{g.text} * {b_t}", f"{g.text} * {a_t}"),
+            (2, 1): (f"np.outer({g.text}, {b_t})", f"np.dot({g.text}, {a_t})"),
+            (1, 2): (f"np.dot({b_t}, {g.text})", f"np.outer({a_t}, {g.text})"),
+            (2, 2): (f"np.dot({g.text}, {b_t}.T)", f"np.dot({a_t}.T, {g.text})"),
+        }[(na, nb)]
+        return [(arg, rules[k]) for k, arg in active]
+
+    def rev_SetIndex(self, stmt, loops):
+        element = index_kind(self.kinds[stmt.array], stmt.index)
+        site = self.site(id(stmt), stmt.array, element, loops, always=True)
+        target = f"{stmt.array}[{src(stmt.index)}]"
+        lines = []
+        if stmt.array in self.active:
+            bar_elem = f"{self.bar(stmt.array)}[{src(stmt.index)}]"
+            value = stmt.value
+            if self.is_active(value):
+                vkind = self.kinds[value]
+                text = bar_elem
+                if element.is_array and vkind.ndim < element.ndim:
+                    text = f"np.sum({text})" if vkind.ndim == 0 else text
+                elif element.is_array and value in self.temps:
+                    text += ".copy()"  # the slice is zeroed next: keep its values
+                op = "=" if value in self.temps else "+="
+                lines.append(f"{self.bar(value)} {op} {text}")
+            lines.append(f"{bar_elem} = 0.0")
+        if site is not None:
+            lines.append(f"{target} = {site.pop()}")
+        return parse_stmts("\n".join(lines))
+
+    def rev_If(self, stmt, loops):
+        body = self.rev_block(stmt.body, loops)
+        orelse = self.rev_block(stmt.orelse, loops)
+        if not body and not orelse:
+            return []
+        if not body:
+            test = ast.UnaryOp(op=ast.Not(), operand=operand_node(stmt.cond))
+            return [ast.If(test=test, body=orelse, orelse=[])]
+        return [ast.If(test=operand_node(stmt.cond), body=body, orelse=orelse)]
+
+    def rev_Loop(self, stmt, loops):
+        inner = loops + (stmt,)
+        body = self.rev_block(stmt.body, inner)
+        if stmt.target and not stmt.counted:
+            site = self.site((id(stmt), "target"), stmt.target, self.kinds[stmt.target], inner,
+                             always=True)
+            if site is not None:
+                body = parse_stmts(f"{stmt.target} = {site.pop()}") + body
+        if not body:
+            return []
+        if stmt.counted:
+            start = src(operand_node(stmt.start))
+            stop = src(operand_node(stmt.stop))
+            last = literal(stmt.stop.value - 1) if isinstance(stmt.stop, ir.Const) \
+                else f"{stop} - 1"
+            end = literal(stmt.start.value - 1) if isinstance(stmt.start, ir.Const) \
+                else f"{start} - 1"
+            head = parse_stmts(f"for {stmt.target} in range({last}, {end}, -1): pass")[0]
+        else:
+            head = parse_stmts(f"for _ in range({stmt.count}): pass")[0]
+        head.body = body
+        return [head]
+
+    def rev_Break(self, stmt, loops):
+        return []
+
+    def rev_Continue(self, stmt, loops):
+        return []
+
+    # -- the whole function --------------------------------------------------------------------
+
+    def build(self, mode):
+        fn = self.fn
+        result_kind = self.kinds.get(fn.result)
+        if result_kind is None or result_kind.is_array:
+            raise TransformError(f"the function must return a scalar, not {result_kind}",
+                                 filename=fn.filename, construct="Return")
+        self._reset(None)
+        probe = ast.Module(body=self.rev_block(fn.body, ()), type_ignores=[])
+        reads = {n.id for n in ast.walk(probe) if isinstance(n, ast.Name)
+                 and isinstance(n.ctx, ast.Load)}
+        self._reset(reads & self.primal_names)
+        forward = self.fwd_block(fn.body, ())
+        seed = []
+        if fn.result in self.active:
+            bars = [n for n in self._active_in_order() if n not in self.temps]
+            seed = [f"{self.bar(n)} = {zero_of(self.kinds[n], n)}" for n in bars
+                    if n != fn.result]
+            seed.append(f"{self.bar(fn.result)} = 1.0")
+        adjoint = self.rev_block(fn.body, ())
+        header = [f"{name} = {empty_of(kind)}" for name, kind in self.preinit.items()]
+        header += [f"{site.name} = []" for site in self.list_stacks]
+        grads = []
+        for name in self.wrt:
+            if fn.result in self.active:
+                grads.append(self.bar(name))
+            else:
+                grads.append(zero_of(self.kinds[name], name))
+        value = fn.result
+        if any(fn.result == name for name in self._saved_names()):
+            # the adjoint sweep restores earlier values of the result: keep the final one
+            value = self.namer.fresh(f"{fn.result}_value")
+            forward += parse_stmts(f"{value} = {fn.result}")
+        body = parse_stmts("\n".join(header)) + forward
+        body.append(comment("adjoint sweep"))
+        body += parse_stmts("\n".join(seed)) + adjoint
+        return body, grads, value
+
+    def _saved_names(self):
+        for key, site in self.sites.items():
+            if isinstance(key, int):
+                stmt = next(s for s in walk(self.fn.body) if id(s) == key)
+                yield stmt.target if isinstance(stmt, ir.Assign) else stmt.array
+            elif key[1] == "target":
+                yield next(s for s in walk(self.fn.body) if id(s) == key[0]).target
+
+    def generated_temps(self):
+        """Names the cleanup may substitute away: temporaries and their adjoints."""
+        names = set(self.temps) | set(self.new_names.values())
+        return names | {self.bars[t] for t in self.temps if t in self.bars}
+
+    def scalar_names(self):
+        return {self.bars[n] for n in self.bars if not self.kinds[n].is_array}
+
+    def array_names(self):
+        arrays = {n for n in self.primal_names if self.kinds.get(n) and self.kinds[n].is_array}
+        return arrays | {self.bars[n] for n in self.bars if self.kinds[n].is_array}
+
+    def _active_in_order(self):
+        seen = [p for p in self.fn.params if p in self.active]
+        for stmt in walk(self.fn.body):
+            if isinstance(stmt, ir.Assign) and stmt.target in self.active:
+                seen.append(stmt.target)
+            if isinstance(stmt, ir.SetIndex) and stmt.array in self.active:
+                seen.append(stmt.array)
+        return list(dict.fromkeys(seed for seed in seen))
+

@@ -1,0 +1,92 @@
+"""`grad` and `value_and_grad`: callables that run emitted derivative code."""
+import functools
+import linecache
+
+import numpy as np
+
+from .emit import emit
+from .errors import TransformError
+from .kinds import FLOAT, kind_of_value
+
+
+class _SourceDerivative:
+    def __init__(self, fun, argnums, jit, mode):
+        self.fun = fun
+        self.argnums = argnums
+        self.jit = jit
+        self.mode = mode
+        self._compiled = {}  # kinds -> (Emitted, callable)
+        self._last = None
+        functools.update_wrapper(self, fun)
+
+    def _wrt(self):
+        return (self.argnums,) if isinstance(self.argnums, int) else tuple(self.argnums)
+
+    def _prepare(self, args):
+        """Kinds of the arguments; differentiated ones are made float (as JAX and torch want)."""
+        args = list(args)
+        for num in self._wrt():
+            if num < len(args):
+                value = args[num]
+                if isinstance(value, np.ndarray) or hasattr(value, "__array__"):
+                    args[num] = np.asarray(value, dtype=np.float64)
+                elif not isinstance(value, (bool, np.bool_)):
+                    args[num] = float(value)
+        kinds = []
+        for position, value in enumerate(args):
+            kind = kind_of_value(value)
+            if kind is None:
+                raise TransformError(f"argument {position} ({type(value).__name__}) is not a "
+                                     "number or a NumPy array", construct="argument")
+            kinds.append(kind)
+        return args, tuple(kinds)
+
+    def _build(self, kinds):
+        if kinds not in self._compiled:
+            emitted = emit(self.fun, self.argnums, kinds, self.mode)
+            if self.jit:
+                from tapegrad_jit.source_jit import compile_source  # numba only when asked
+                function = compile_source(emitted.source, emitted.name, emitted.constants)
+            else:
+                function = _exec_source(emitted)
+            self._compiled[kinds] = (emitted, function)
+        self._last = kinds
+        return self._compiled[kinds]
+
+    def __call__(self, *args):
+        args, kinds = self._prepare(args)
+        _, function = self._build(kinds)
+        return function(*args)
+
+    def source_for(self, *args):
+        """The emitted source for arguments like these."""
+        _, kinds = self._prepare(args)
+        return emit(self.fun, self.argnums, kinds, self.mode).source
+
+    @property
+    def source(self):
+        if self._last is not None:
+            return self._compiled[self._last][0].source
+        import inspect
+        n_params = len(inspect.signature(self.fun).parameters)
+        return emit(self.fun, self.argnums, (FLOAT,) * n_params, self.mode).source
+
+
+def _exec_source(emitted):
+    filename = f"<tapegrad.source {emitted.name}>"
+    # registered so that tracebacks and pdb show the emitted lines
+    linecache.cache[filename] = (len(emitted.source), None, emitted.source.splitlines(True),
+                                 filename)
+    namespace = dict(emitted.constants)
+    exec(compile(emitted.source, filename, "exec"), namespace)
+    return namespace[emitted.name]
+
+
+def grad(fun, argnums=0, jit=False):
+    """A function computing the gradient of scalar `fun` by emitted derivative code."""
+    return _SourceDerivative(fun, argnums, jit, "grad")
+
+
+def value_and_grad(fun, argnums=0, jit=False):
+    """A function returning (fun(*args), gradient), by emitted derivative code."""
+    return _SourceDerivative(fun, argnums, jit, "value_and_grad")

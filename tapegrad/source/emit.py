@@ -1,0 +1,88 @@
+"""Put the pieces together: normal form -> analysis -> adjoint AST -> cleanup -> source (astor)."""
+import ast
+import re
+from dataclasses import dataclass
+
+import astor
+
+from .adjoint import COMMENT, Emitter
+from .analysis import analyse
+from .errors import TransformError
+from .kinds import kind_of_value
+from .normalise import normalise
+from .optimise import drop_orphan_comments, optimise
+from .symbol import literal
+
+
+@dataclass
+class Emitted:
+    source: str
+    name: str  # of the emitted function
+    constants: dict  # arrays the emitted code reads as globals (closures over constants)
+
+
+def emit(fun, argnums, arg_kinds, mode="value_and_grad"):
+    """Emit derivative source for `fun` specialised to `arg_kinds` (one Kind per parameter).
+    mode: "grad" returns the gradient, "value_and_grad" returns (value, gradient)."""
+    fn = normalise(fun)
+    if len(arg_kinds) != len(fn.params):
+        raise TransformError(f"{fn.name} takes {len(fn.params)} arguments, got "
+                             f"{len(arg_kinds)}", filename=fn.filename, construct="Call")
+    single = isinstance(argnums, int)
+    nums = (argnums,) if single else tuple(argnums)
+    for num in nums:
+        if not 0 <= num < len(fn.params):
+            raise TransformError(f"argnums {num} is out of range for {fn.name}",
+                                 filename=fn.filename, construct="argnums")
+        if arg_kinds[num].dtype == "bool":
+            raise TransformError(f"cannot differentiate with respect to the flag "
+                                 f"`{fn.params[num]}`", filename=fn.filename, construct="argnums")
+    wrt = [fn.params[n] for n in nums]
+    known = dict(zip(fn.params, arg_kinds))
+    known.update({name: kind_of_value(value) for name, value in fn.constants.items()})
+    analysis = analyse(fn, known, wrt)
+    emitter = Emitter(fn, analysis, wrt)
+    body, grads, value = emitter.build(mode)
+    grad_text = grads[0] if single else "(" + ", ".join(grads) + ("," if len(grads) == 1 else "") + ")"
+    returned = grad_text if mode == "grad" else f"{value}, {grad_text}"
+    body += ast.parse(f"return {returned}").body
+    name = f"{'grad' if mode == 'grad' else 'value_and_grad'}_{fn.name}"
+    body = optimise(body, keep=set(), substitutable=emitter.generated_temps(),
+                    scalars=emitter.scalar_names(), arrays=emitter.array_names())
+    body = drop_orphan_comments(body, COMMENT)
+    args = ast.arguments(posonlyargs=[], args=[ast.arg(arg=p) for p in fn.params], vararg=None,
+                         kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[])
+    doc = ast.Expr(ast.Constant(f"{'Gradient' if mode == 'grad' else 'Value and gradient'} of "
+                                f"{fn.name} with respect to {', '.join(wrt)} "
+                                f"(emitted by tapegrad.source)."))
+    func = ast.FunctionDef(name=name, args=args, body=[doc] + body, decorator_list=[],
+                           returns=None, type_comment=None)
+    scalars = {k: v for k, v in fn.constants.items() if not hasattr(v, "shape")}
+    prelude = [ast.parse(f"{k} = {literal(v)}").body[0] for k, v in scalars.items()]
+    module = ast.Module(body=prelude + [func], type_ignores=[])
+    ast.fix_missing_locations(module)
+    texts = _number_comments(module)
+    text = _comments(astor.to_source(module), texts)
+    header = "import math\n\nimport numpy as np\n"
+    arrays = [k for k, v in fn.constants.items() if hasattr(v, "shape")]
+    if arrays:
+        header += "".join(f"# {k}: array from the enclosing scope\n" for k in arrays)
+    return Emitted(header + "\n\n" + text, name,
+                   {k: v for k, v in fn.constants.items() if hasattr(v, "shape")})
+
+
+def _number_comments(module):
+    """Swap each marker's text for a number, so that astor never wraps a marker's line."""
+    texts = []
+    for node in ast.walk(module):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id == COMMENT):
+            texts.append(node.args[0].value)
+            node.args[0] = ast.Constant(len(texts) - 1)
+    return texts
+
+
+def _comments(text, texts):
+    """Turn the comment marker statements back into `# ...` lines."""
+    pattern = re.compile(rf"^(\s*){COMMENT}\((\d+)\)$", re.M)
+    return pattern.sub(lambda m: f"{m.group(1)}# {texts[int(m.group(2))]}", text)

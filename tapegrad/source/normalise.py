@@ -1,0 +1,692 @@
+"""Parse a user function and bring it to the normal form of ir.py.
+
+Calls to other user functions are inlined (their locals get the callee's name as prefix, as in
+`helper_x`), so their adjoints appear in place, transformed like the caller's code. Names that are
+not local resolve through the function's closure and globals: modules `np` and `math`, numbers and
+arrays (closures over constants), other user functions; everything else is refused.
+"""
+import ast
+import builtins
+import inspect
+import math
+import numbers
+import textwrap
+import types
+
+import numpy as np
+
+from .. import primitives as P
+from . import ir, table
+from .kinds import BOOL, INT, broadcast
+from .errors import TransformError
+from .namer import Namer
+from .restructure import restructure
+
+_BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow",
+           ast.MatMult: "matmul"}
+_COMPARE = {ast.Lt: "lt", ast.LtE: "le", ast.Gt: "gt", ast.GtE: "ge", ast.Eq: "eq",
+            ast.NotEq: "ne"}
+_PLAIN_CALLS = {builtins.len, builtins.int, builtins.min, builtins.max, builtins.abs}
+
+
+def _canonical_spelling(obj):
+    """`np.sin`, `math.exp` or `len`: how emitted code names a known function."""
+    name = getattr(obj, "__name__", None)
+    if name and getattr(np, name, None) is obj:
+        return ast.parse(f"np.{name}", mode="eval").body
+    if name and getattr(math, name, None) is obj:
+        return ast.parse(f"math.{name}", mode="eval").body
+    if name and getattr(builtins, name, None) is obj:
+        return ast.Name(id=name, ctx=ast.Load())
+    raise TypeError(obj)
+
+
+def operand_node(operand):
+    if isinstance(operand, ir.Const):
+        value = operand.value
+        if isinstance(value, numbers.Real) and not isinstance(value, bool) and value < 0:
+            return ast.UnaryOp(op=ast.USub(), operand=ast.Constant(-value))
+        return ast.Constant(value)
+    return ast.Name(id=operand, ctx=ast.Load())
+
+
+class _Scope:
+    """One function being normalised: the main function, or a callee being inlined."""
+
+    def __init__(self, fun, node, filename, line_offset, lines, rename):
+        self.fun = fun
+        self.node = node
+        self.filename = filename
+        self.line_offset = line_offset
+        self.lines = lines
+        self.rename = rename  # local name -> emitted name
+
+    def lookup(self, name):
+        code = self.fun.__code__
+        if name in code.co_freevars and self.fun.__closure__:
+            cell = self.fun.__closure__[code.co_freevars.index(name)]
+            return cell.cell_contents
+        if name in self.fun.__globals__:
+            return self.fun.__globals__[name]
+        if hasattr(builtins, name):
+            return getattr(builtins, name)
+        raise KeyError(name)
+
+
+def _parse(fun):
+    if not isinstance(fun, types.FunctionType):
+        raise TransformError(f"can only transform Python functions, not {type(fun).__name__}",
+                             construct=type(fun).__name__)
+    filename = inspect.getsourcefile(fun) or "<unknown>"
+    try:
+        lines, first = inspect.getsourcelines(fun)
+    except (OSError, TypeError) as exc:
+        raise TransformError(f"no source for {fun.__name__}: {exc}", filename=filename,
+                             construct="source") from exc
+    tree = ast.parse(textwrap.dedent("".join(lines)))
+    node = tree.body[0]
+    if not isinstance(node, ast.FunctionDef) or node.name != fun.__name__:
+        raise TransformError("only `def` functions can be transformed (not lambdas)",
+                             filename=filename, lineno=first, construct="Lambda")
+    return node, filename, first - 1, lines
+
+
+class Normaliser:
+    def __init__(self, fun, argnums):
+        self.fun = fun
+        self.namer = Namer()
+        self.temps = set()
+        self.constants = {}
+        self.inlining = []
+        self.temp_base = "t"
+
+    # -- errors --------------------------------------------------------------------------------
+
+    def error(self, message, node, construct=None, scope=None):
+        scope = scope or self.scope
+        lineno = getattr(node, "lineno", None)
+        if lineno is not None:
+            lineno += scope.line_offset
+        return TransformError(message, filename=scope.filename, lineno=lineno,
+                              construct=construct or type(node).__name__)
+
+    def origin(self, node):
+        scope = self.scope
+        lineno = node.lineno + scope.line_offset
+        text = scope.lines[node.lineno - 1].strip() if node.lineno <= len(scope.lines) else ""
+        if isinstance(node, (ast.If, ast.For, ast.While)):
+            text = text.split("#")[0].strip()
+        if scope.fun is not self.fun:
+            text = f"{scope.fun.__name__}: {text}"
+        return ir.Origin(lineno, text)
+
+    # -- entry ---------------------------------------------------------------------------------
+
+    def run(self):
+        node, filename, offset, lines = _parse(self.fun)
+        local_names = self._local_names(node)
+        self.namer.taken |= local_names
+        rename = {n: n for n in local_names}
+        self.scope = _Scope(self.fun, node, filename, offset, lines, rename)
+        self._check_signature(node)
+        params = [a.arg for a in node.args.args]
+        result = self._result_name(node)
+        flag = self.namer.fresh("returned")
+        rename.update({result: result, flag: flag})
+        body, flag_used = restructure(node.body, [result], flag, self._located)
+        out = []
+        if flag_used:
+            out.append(self._set(flag, ir.Const(False), node))
+        self.block(body, out)
+        return ir.Function(name=node.name, params=params, body=out, result=result,
+                           temps=self.temps, constants=self.constants, filename=filename,
+                           lines=lines)
+
+    def _located(self, message, node, construct):
+        return self.error(message, node if node is not None else self.scope.node, construct)
+
+    def _check_signature(self, node):
+        args = node.args
+        if args.vararg or args.kwarg or args.kwonlyargs or args.posonlyargs or args.defaults:
+            raise self.error("only plain positional parameters are supported", node, "arguments")
+
+    def _result_name(self, node):
+        returns = [n for n in ast.walk(node) if isinstance(n, ast.Return)]
+        last = node.body[-1] if node.body else None
+        if (len(returns) == 1 and returns[0] is last and isinstance(last.value, ast.Name)
+                and last.value.id in self.scope.rename):
+            return self.scope.rename[last.value.id]
+        return self.namer.fresh("result")
+
+    @staticmethod
+    def _local_names(node):
+        names = {a.arg for a in node.args.args}
+        for child in ast.walk(node):
+            if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store):
+                names.add(child.id)
+        return names
+
+    # -- statements ----------------------------------------------------------------------------
+
+    def block(self, stmts, out):
+        for stmt in stmts:
+            self.statement(stmt, out)
+        return out
+
+    def statement(self, node, out):
+        method = getattr(self, "stmt_" + type(node).__name__, None)
+        if method is None:
+            raise self.error(f"`{type(node).__name__}` statements are not supported", node)
+        method(node, out)
+
+    def stmt_Pass(self, node, out):
+        pass
+
+    def stmt_Expr(self, node, out):
+        if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            return  # docstring
+        raise self.error("expression statements (calls for their side effects) are not supported",
+                         node, "Expr")
+
+    def stmt_Assign(self, node, out):
+        if len(node.targets) != 1:
+            raise self.error("chained assignment `a = b = ...` is not supported", node, "Assign")
+        target = node.targets[0]
+        origin = self.origin(node)
+        if isinstance(target, ast.Name):
+            name = self.local(target)
+            self.temp_base = name
+            self.expr(node.value, out, origin, target=name)
+        elif isinstance(target, ast.Subscript):
+            self.assign_index(target, node.value, out, origin)
+        elif isinstance(target, ast.Tuple):
+            self.assign_tuple(target, node.value, out, origin)
+        else:
+            raise self.error(f"assignment to {type(target).__name__} is not supported", target)
+
+    def stmt_AugAssign(self, node, out):
+        origin = self.origin(node)
+        target = node.target
+        if isinstance(target, ast.Name):
+            name = self.local(target)
+            self.temp_base = name
+            value = ast.copy_location(ast.BinOp(left=ast.Name(id=target.id, ctx=ast.Load()),
+                                                op=node.op, right=node.value), node)
+            self.expr(value, out, origin, target=name)
+        elif isinstance(target, ast.Subscript):
+            load = ast.copy_location(ast.Subscript(value=target.value, slice=target.slice,
+                                                   ctx=ast.Load()), target)
+            value = ast.copy_location(ast.BinOp(left=load, op=node.op, right=node.value), node)
+            self.assign_index(target, value, out, origin)
+        else:
+            raise self.error("augmented assignment to this target is not supported", node)
+
+    def assign_index(self, target, value_node, out, origin):
+        array = self.name_operand(target.value, out, origin, "indexed assignment")
+        self.temp_base = array
+        index, reads = self.plain(target.slice)
+        value = self.expr(value_node, out, origin)
+        out.append(ir.SetIndex(array, index, reads, value, origin))
+
+    def assign_tuple(self, target, value_node, out, origin):
+        names = []
+        for elt in target.elts:
+            if not isinstance(elt, ast.Name):
+                raise self.error("tuple targets must be plain names", elt, "Tuple")
+            names.append(self.local(elt))
+        if isinstance(value_node, ast.Tuple) and len(value_node.elts) == len(names):
+            values = []
+            for elt in value_node.elts:
+                self.temp_base = names[len(values)]
+                operand = self.expr(elt, out, origin)
+                if isinstance(operand, str) and operand in names:
+                    # `a, b = b, a`: read every right-hand value before writing any target
+                    operand = self.copy_to_temp(operand, out, origin)
+                values.append(operand)
+        elif isinstance(value_node, ast.Call) and self._user_function(value_node) is not None:
+            values = self.inline(value_node, out, origin, n_results=len(names))
+        else:
+            raise self.error("tuple unpacking needs a tuple of values or a helper returning one",
+                             value_node, "Tuple")
+        for name, value in zip(names, values):
+            out.append(ir.Assign(name, ir.Call(table.Identity(), [value], operand_node(value)),
+                                 origin))
+
+    def stmt_If(self, node, out):
+        origin = self.origin(node)
+        self.temp_base = "cond"
+        cond = self.expr(node.test, out, origin)
+        body = self.block(node.body, [])
+        orelse = self.block(node.orelse, [])
+        out.append(ir.If(cond, body, orelse, origin))
+
+    def stmt_Break(self, node, out):
+        out.append(ir.Break(self.origin(node)))
+
+    def stmt_Continue(self, node, out):
+        out.append(ir.Continue(self.origin(node)))
+
+    def stmt_While(self, node, out):
+        # restructure() left only `while True:`
+        origin = self.origin(node)
+        count = self.namer.fresh("loop_trips")
+        out.append(self._set(count, ir.Const(0), node))
+        body = self.block(node.body, [])
+        out.append(ir.Loop(None, None, None, None, body, origin, counted=False, count=count))
+
+    def stmt_For(self, node, out):
+        origin = self.origin(node)
+        if not isinstance(node.target, ast.Name):
+            raise self.error("loop targets must be plain names", node.target, "For.target")
+        target = self.local(node.target)
+        assigned = {self.scope.rename.get(n.id, n.id) for n in ast.walk(ast.Module(node.body, []))
+                    if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        if target in assigned:
+            raise self.error(f"the loop variable `{target}` is assigned inside the loop", node,
+                             "For.target")
+        prefix = []
+        if self._is_range(node.iter):
+            args = node.iter.args
+            if node.iter.keywords or not 1 <= len(args) <= 3:
+                raise self.error("range() takes 1 to 3 positional arguments here", node.iter,
+                                 "range")
+            self.temp_base = target
+            bounds = [self.expr(a, out, origin) for a in args]
+            for bound in bounds:
+                if isinstance(bound, str) and bound in assigned:
+                    raise self.error(f"the range bound `{bound}` changes inside the loop",
+                                     node.iter, "range")
+            start, stop, step = ([ir.Const(0)] + bounds + [ir.Const(1)])[:3] if len(bounds) == 1 \
+                else (bounds + [ir.Const(1)])[:3]
+            loop_var = target
+        else:
+            # for row in array  ->  for row_index in range(len(array)): row = array[row_index]
+            array = self.name_operand(node.iter, out, origin, "loop over a value")
+            length = self.namer.fresh(f"{array}_len")
+            out.append(ir.Assign(length, ir.Call(table.CALLS[builtins.len], [array], ast.Call(
+                func=ast.Name(id="len", ctx=ast.Load()), args=[operand_node(array)],
+                keywords=[])), origin))
+            loop_var = self.namer.fresh(f"{target}_index")
+            start, stop, step = ir.Const(0), length, ir.Const(1)
+            prefix.append(ir.Assign(target, ir.Index(array, ast.Name(id=loop_var, ctx=ast.Load()),
+                                                     [loop_var]), origin))
+        body = self.block(node.body, prefix)
+        counted = step == ir.Const(1) and not _has_break(body)
+        count = None if counted else self.namer.fresh(f"{loop_var}_trips")
+        if count:
+            out.append(self._set(count, ir.Const(0), node))
+        out.append(ir.Loop(loop_var, start, stop, step, body, origin, counted=counted, count=count))
+
+    def _is_range(self, node):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+            return False
+        if node.func.id in self.scope.rename:
+            return False
+        try:
+            return self.scope.lookup(node.func.id) is range
+        except KeyError:
+            return False
+
+    def _set(self, name, const, node):
+        return ir.Assign(name, ir.Call(table.Identity(), [const], operand_node(const)),
+                         ir.Origin(node.lineno + self.scope.line_offset, ""))
+
+    # -- expressions ---------------------------------------------------------------------------
+
+    def local(self, name_node):
+        return self.scope.rename[name_node.id]
+
+    def new_temp(self):
+        name = self.namer.fresh(self.temp_base)
+        self.temps.add(name)
+        return name
+
+    def copy_to_temp(self, operand, out, origin):
+        temp = self.new_temp()
+        out.append(ir.Assign(temp, ir.Call(table.Identity(), [operand], operand_node(operand)),
+                             origin))
+        return temp
+
+    def name_operand(self, node, out, origin, what):
+        operand = self.expr(node, out, origin)
+        if not isinstance(operand, str):
+            raise self.error(f"{what} needs an array, not a constant", node)
+        return operand
+
+    def emit(self, op, args, forward, out, origin, target):
+        name = target or self.new_temp()
+        out.append(ir.Assign(name, ir.Call(op, args, forward), origin))
+        return name
+
+    def expr(self, node, out, origin, target=None):
+        """Normalise `node`; returns its operand (a name or Const). With `target`, the value is
+        written to that name."""
+        method = getattr(self, "expr_" + type(node).__name__, None)
+        if method is None:
+            raise self.error(f"`{type(node).__name__}` expressions are not supported", node)
+        operand = method(node, out, origin, target)
+        if target is not None and operand != target:
+            out.append(ir.Assign(target, ir.Call(table.Identity(), [operand],
+                                                 operand_node(operand)), origin))
+            operand = target
+        return operand
+
+    def expr_Constant(self, node, out, origin, target):
+        if isinstance(node.value, (bool, int, float)):
+            return ir.Const(node.value)
+        raise self.error(f"constant {node.value!r} is not a number", node, "Constant")
+
+    def expr_Name(self, node, out, origin, target):
+        if node.id in self.scope.rename:
+            return self.scope.rename[node.id]
+        try:
+            value = self.scope.lookup(node.id)
+        except KeyError:
+            raise self.error(f"name `{node.id}` is not defined", node, "Name") from None
+        return self.global_value(node.id, value, node)
+
+    def global_value(self, name, value, node):
+        if isinstance(value, (bool, int, float, np.floating, np.integer)):
+            return ir.Const(value.item() if isinstance(value, np.generic) else value)
+        if isinstance(value, np.ndarray):
+            known = self.constants.get(name)
+            if known is not None and known is not value:
+                raise self.error(f"two different arrays are both called `{name}`", node, "Name")
+            self.constants[name] = value
+            self.namer.reserve(name)
+            return name
+        raise self.error(f"`{name}` ({type(value).__name__}) can only be called or is not a "
+                         "number or array", node, "Name")
+
+    def expr_Attribute(self, node, out, origin, target):
+        base = node.value
+        if isinstance(base, ast.Name) and base.id not in self.scope.rename:
+            module = self._resolve(base)
+            if module in table.MODULES:
+                value = getattr(module, node.attr, None)
+                if isinstance(value, (int, float)):
+                    return ir.Const(value)
+            raise self.error(f"`{base.id}.{node.attr}` is not supported", node, "Attribute")
+        if node.attr in table.INT_ATTRIBUTES:
+            array = self.name_operand(base, out, origin, f".{node.attr}")
+            forward = ast.Attribute(value=operand_node(array), attr=node.attr, ctx=ast.Load())
+            return self.emit(table.Constant(lambda kinds, nodes: INT), [array], forward,
+                             out, origin, target)
+        raise self.error(f"attribute `.{node.attr}` is not supported", node, "Attribute")
+
+    def _resolve(self, name_node):
+        try:
+            return self.scope.lookup(name_node.id)
+        except KeyError:
+            raise self.error(f"name `{name_node.id}` is not defined", name_node, "Name") from None
+
+    def expr_UnaryOp(self, node, out, origin, target):
+        if isinstance(node.op, ast.UAdd):
+            return self.expr(node.operand, out, origin)
+        operand = self.expr(node.operand, out, origin)
+        if isinstance(node.op, ast.USub):
+            if isinstance(operand, ir.Const):
+                return ir.Const(-operand.value)
+            forward = ast.UnaryOp(op=ast.USub(), operand=operand_node(operand))
+            return self.emit(table.Elementwise(P.neg, 1), [operand], forward, out, origin, target)
+        if isinstance(node.op, ast.Not):
+            forward = ast.UnaryOp(op=ast.Not(), operand=operand_node(operand))
+            return self.emit(table.Constant(lambda kinds, nodes: BOOL), [operand],
+                             forward, out, origin, target)
+        raise self.error(f"unary `{type(node.op).__name__}` is not supported", node, "UnaryOp")
+
+    def expr_BinOp(self, node, out, origin, target):
+        left = self.expr(node.left, out, origin)
+        right = self.expr(node.right, out, origin)
+        forward = ast.BinOp(left=operand_node(left), op=node.op, right=operand_node(right))
+        name = _BINOPS.get(type(node.op))
+        if name == "matmul":
+            op = table.MatMul()
+        elif name is not None:
+            op = table.Elementwise(getattr(P, name if name != "pow" else "pow_"), 2)
+        elif isinstance(node.op, ast.FloorDiv):
+            op = table.Constant(_broadcast_kinds)  # piecewise constant: zero gradient is right
+        elif isinstance(node.op, ast.Mod):
+            op = table.Constant(_broadcast_kinds, active_ok=False)
+        else:
+            raise self.error(f"operator `{type(node.op).__name__}` is not supported", node,
+                             "BinOp")
+        return self.emit(op, [left, right], forward, out, origin, target)
+
+    def expr_Compare(self, node, out, origin, target):
+        if len(node.ops) != 1:
+            raise self.error("chained comparisons are not supported; use `and`", node, "Compare")
+        name = _COMPARE.get(type(node.ops[0]))
+        if name is None:
+            raise self.error(f"comparison `{type(node.ops[0]).__name__}` is not supported", node,
+                             "Compare")
+        left = self.expr(node.left, out, origin)
+        right = self.expr(node.comparators[0], out, origin)
+        forward = ast.Compare(left=operand_node(left), ops=node.ops,
+                              comparators=[operand_node(right)])
+        return self.emit(table.Elementwise(getattr(P, name), 2), [left, right], forward, out,
+                         origin, target)
+
+    def expr_BoolOp(self, node, out, origin, target):
+        # both sides are evaluated: numerical conditions have no side effects to skip
+        values = [self.expr(v, out, origin) for v in node.values]
+        forward = ast.BoolOp(op=node.op, values=[operand_node(v) for v in values])
+        return self.emit(table.Constant(lambda kinds, nodes: BOOL), values,
+                         forward, out, origin, target)
+
+    def expr_IfExp(self, node, out, origin, target):
+        cond = self.expr(node.test, out, origin)
+        name = target or self.namer.fresh(self.temp_base)
+        body = []
+        self.expr(node.body, body, origin, target=name)
+        orelse = []
+        self.expr(node.orelse, orelse, origin, target=name)
+        out.append(ir.If(cond, body, orelse, origin))
+        return name
+
+    def expr_Subscript(self, node, out, origin, target):
+        base = node.value
+        if isinstance(base, ast.Attribute) and base.attr == "shape":
+            array = self.name_operand(base.value, out, origin, ".shape")
+            index, _ = self.plain(node.slice)
+            forward = ast.Subscript(value=ast.Attribute(value=operand_node(array), attr="shape",
+                                                        ctx=ast.Load()), slice=index,
+                                    ctx=ast.Load())
+            return self.emit(table.Constant(lambda kinds, nodes: INT), [array], forward,
+                             out, origin, target)
+        array = self.name_operand(base, out, origin, "indexing")
+        index, reads = self.plain(node.slice)
+        name = target or self.new_temp()
+        out.append(ir.Assign(name, ir.Index(array, index, reads), origin))
+        return name
+
+    def expr_Call(self, node, out, origin, target):
+        if node.keywords:
+            raise self.error("keyword arguments are not supported", node, "keyword")
+        func = node.func
+        if isinstance(func, ast.Attribute) and not (isinstance(func.value, ast.Name)
+                                                    and func.value.id not in self.scope.rename):
+            return self.method_call(node, out, origin, target)
+        if self._user_function(node) is not None:
+            return self.inline(node, out, origin, n_results=1, target=target)[0]
+        obj = self._callee(node)
+        op = table.CALLS.get(obj) if _hashable(obj) else None
+        if op is None:
+            raise self.error(f"call to `{ast.unparse(func)}` is not supported", node, "Call")
+        spelling = _canonical_spelling(obj)
+        if isinstance(op, table.Constant) and obj not in (np.sign, np.floor, np.isnan):
+            # constructors and integer helpers: arguments are plain integer code (shapes)
+            plain_args = [self.plain(a)[0] for a in node.args]
+            forward = ast.Call(func=spelling, args=plain_args, keywords=[])
+            args = [a for a in (self._maybe_operand(a) for a in node.args) if a is not None]
+            return self.emit(op, args, forward, out, origin, target)
+        args = [self.expr(a, out, origin) for a in node.args]
+        if isinstance(op, table.Elementwise) and len(args) != op.nargs:
+            raise self.error(f"`{ast.unparse(func)}` takes {op.nargs} arguments here", node,
+                             "Call")
+        if isinstance(op, (table.Reduction, table.Identity)) and len(args) != 1:
+            raise self.error(f"`{ast.unparse(func)}` is supported with one argument (no axis)",
+                             node, "Call")
+        if isinstance(op, table.MatMul) and len(args) != 2:
+            raise self.error(f"`{ast.unparse(func)}` takes 2 arguments", node, "Call")
+        forward = ast.Call(func=spelling, args=[operand_node(a) for a in args], keywords=[])
+        return self.emit(op, args, forward, out, origin, target)
+
+    def _maybe_operand(self, node):
+        if isinstance(node, ast.Name) and node.id in self.scope.rename:
+            return self.scope.rename[node.id]
+        return None
+
+    def method_call(self, node, out, origin, target):
+        func = node.func
+        op = table.METHODS.get(func.attr)
+        if op is None:
+            raise self.error(f"method `.{func.attr}()` is not supported", node, "Call")
+        receiver = self.name_operand(func.value, out, origin, f".{func.attr}()")
+        args = [receiver] + [self.expr(a, out, origin) for a in node.args]
+        expected = 2 if isinstance(op, table.MatMul) else 1
+        if len(args) != expected:
+            raise self.error(f"`.{func.attr}()` is supported without arguments (no axis)", node,
+                             "Call")
+        forward = ast.Call(func=ast.Attribute(value=operand_node(receiver), attr=func.attr,
+                                              ctx=ast.Load()),
+                           args=[operand_node(a) for a in args[1:]], keywords=[])
+        return self.emit(op, args, forward, out, origin, target)
+
+    def _callee(self, node):
+        func = node.func
+        if isinstance(func, ast.Name):
+            if func.id in self.scope.rename:
+                raise self.error(f"calling the local value `{func.id}` is not supported", node,
+                                 "Call")
+            return self._resolve(func)
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+            module = self._resolve(func.value)
+            if module in table.MODULES:
+                return getattr(module, func.attr, None)
+            raise self.error(f"`{ast.unparse(func)}` is not a numpy or math function", node,
+                             "Call")
+        raise self.error(f"call to `{ast.unparse(func)}` is not supported", node, "Call")
+
+    def _user_function(self, node):
+        func = node.func
+        if isinstance(func, ast.Name) and func.id not in self.scope.rename:
+            try:
+                obj = self.scope.lookup(func.id)
+            except KeyError:
+                return None
+            if isinstance(obj, types.FunctionType) and not _hashable_known(obj):
+                return obj
+        return None
+
+    # -- plain integer code (indices, shapes) ---------------------------------------------------
+
+    def plain(self, node):
+        """Check integer/slice code and rename its locals; returns (ast, names read)."""
+        reads = []
+
+        def visit(n):
+            if isinstance(n, ast.Name):
+                if n.id in self.scope.rename:
+                    name = self.scope.rename[n.id]
+                    reads.append(name)
+                    return ast.Name(id=name, ctx=ast.Load())
+                value = self._resolve(n)
+                if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+                    return ast.Constant(int(value))
+                raise self.error(f"`{n.id}` cannot appear in an index or a shape", n, "Name")
+            if isinstance(n, ast.Constant):
+                if n.value is None or isinstance(n.value, (int, float)):
+                    return ast.Constant(n.value)
+            if isinstance(n, ast.Slice):
+                return ast.Slice(*(visit(p) if p is not None else None
+                                   for p in (n.lower, n.upper, n.step)))
+            if isinstance(n, ast.Tuple):
+                return ast.Tuple(elts=[visit(e) for e in n.elts], ctx=ast.Load())
+            if isinstance(n, ast.BinOp) and isinstance(n.op, (ast.Add, ast.Sub, ast.Mult,
+                                                               ast.FloorDiv, ast.Mod)):
+                return ast.BinOp(left=visit(n.left), op=n.op, right=visit(n.right))
+            if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub):
+                return ast.UnaryOp(op=n.op, operand=visit(n.operand))
+            if (isinstance(n, ast.Subscript) and isinstance(n.value, ast.Attribute)
+                    and n.value.attr == "shape"):
+                return ast.Subscript(value=ast.Attribute(value=visit(n.value.value), attr="shape",
+                                                         ctx=ast.Load()),
+                                     slice=visit(n.slice), ctx=ast.Load())
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and not n.keywords:
+                if self._resolve(n.func) in _PLAIN_CALLS:
+                    return ast.Call(func=ast.Name(id=n.func.id, ctx=ast.Load()),
+                                    args=[visit(a) for a in n.args], keywords=[])
+            raise self.error(f"`{ast.unparse(n)}` is not supported in an index or a shape", n,
+                             type(n).__name__)
+
+        return visit(node), reads
+
+    # -- inlining user functions ----------------------------------------------------------------
+
+    def inline(self, node, out, origin, n_results, target=None):
+        callee = self._user_function(node)
+        if callee in self.inlining or callee is self.fun:
+            raise self.error(f"recursive call to `{callee.__name__}`", node, "Call")
+        args = [self.expr(a, out, origin) for a in node.args]
+        if node.keywords:
+            raise self.error("keyword arguments are not supported", node, "keyword")
+        callee_node, filename, offset, lines = _parse(callee)
+        outer = self.scope
+        prefix = callee.__name__
+        rename = {n: self.namer.fresh(f"{prefix}_{n}") for n in sorted(self._local_names(
+            callee_node))}
+        self.scope = _Scope(callee, callee_node, filename, offset, lines, rename)
+        self.inlining.append(callee)
+        try:
+            self._check_signature(callee_node)
+            params = [a.arg for a in callee_node.args.args]
+            if len(params) != len(args):
+                raise self.error(f"`{prefix}` takes {len(params)} arguments", node, "Call",
+                                 scope=outer)
+            for param, arg in zip(params, args):
+                out.append(ir.Assign(rename[param], ir.Call(table.Identity(), [arg],
+                                                            operand_node(arg)), origin))
+            if n_results == 1:
+                results = [target or self.namer.fresh(f"{prefix}_result")]
+            else:
+                results = [self.namer.fresh(f"{prefix}_result") for _ in range(n_results)]
+            flag = self.namer.fresh(f"{prefix}_returned")
+            rename.update({name: name for name in results + [flag]})
+            body, flag_used = restructure(callee_node.body, results, flag, self._located)
+            if flag_used:
+                out.append(self._set(flag, ir.Const(False), callee_node))
+            self.block(body, out)
+        finally:
+            self.inlining.pop()
+            self.scope = outer
+        return results
+
+
+def _broadcast_kinds(kinds, nodes):
+    return broadcast(*kinds)
+
+
+def _hashable(obj):
+    try:
+        hash(obj)
+        return True
+    except TypeError:
+        return False
+
+
+def _hashable_known(obj):
+    return _hashable(obj) and obj in table.CALLS
+
+
+def _has_break(stmts):
+    for stmt in stmts:
+        if isinstance(stmt, ir.Break):
+            return True
+        if isinstance(stmt, ir.If) and (_has_break(stmt.body) or _has_break(stmt.orelse)):
+            return True
+    return False
+
+
+def normalise(fun, argnums=()):
+    return Normaliser(fun, argnums).run()

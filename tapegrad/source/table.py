@@ -1,0 +1,123 @@
+"""Which `math.*`, `np.*` and builtin calls the transformer knows, and what each one becomes.
+
+Keys are the function objects themselves, so `import numpy as np`, `from math import sin` and
+`import math as m` all resolve the same way. Anything absent is refused with a TransformError.
+
+    Elementwise(prim)     a registry primitive; its rule comes from primitives.py through Symbols
+    Reduction(name)       np.sum / np.mean / np.max / np.min over all axes (shape-aware emitters)
+    MatMul()              np.dot, np.matmul, the @ operator (1-D and 2-D operands)
+    Identity()            float(x), np.copy(x), x.copy(): the value passes, and so does its adjoint
+    Constant(kind_rule)   constructors and piecewise-constant functions: no gradient flows
+"""
+import ast
+import builtins
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .. import primitives as P
+from .kinds import INT, Kind, broadcast
+
+
+@dataclass(frozen=True)
+class Elementwise:
+    prim: object
+    nargs: int
+
+
+@dataclass(frozen=True)
+class Reduction:
+    name: str  # sum | mean | amax | amin
+
+
+@dataclass(frozen=True)
+class MatMul:
+    pass
+
+
+@dataclass(frozen=True)
+class Identity:
+    to_float: bool = False  # float(n) turns an integer into a float
+
+
+@dataclass(frozen=True)
+class Constant:
+    """No gradient flows. `result(arg_kinds, arg_nodes)` gives the kind of the result;
+    `active_ok` says whether differentiable inputs are fine (floor, sign: yes; % : no)."""
+    result: Callable
+    active_ok: bool = True
+
+
+def _same_as_first(kinds, nodes):
+    return kinds[0]
+
+
+def _shape_ndim(nodes):
+    # np.zeros(n) -> 1-D; np.zeros((n, m)) -> 2-D
+    shape = nodes[0] if nodes else None
+    return len(shape.elts) if isinstance(shape, (ast.Tuple, ast.List)) else 1
+
+
+def _allocated(dtype):
+    return lambda kinds, nodes: Kind(dtype, _shape_ndim(nodes))
+
+
+def _like(kinds, nodes):
+    return Kind("float", kinds[0].ndim)
+
+
+def _int_result(kinds, nodes):
+    return INT
+
+
+def _float_of_first(kinds, nodes):
+    return Kind("float", kinds[0].ndim)
+
+
+def _elementwise(prim, nargs=1):
+    return Elementwise(prim, nargs)
+
+
+_UNARY = {"sin": P.sin, "cos": P.cos, "tan": P.tan, "tanh": P.tanh, "exp": P.exp, "log": P.log,
+          "log1p": P.log1p, "expm1": P.expm1, "sqrt": P.sqrt}
+
+CALLS = {}
+for _name, _prim in _UNARY.items():
+    CALLS[getattr(np, _name)] = _elementwise(_prim)
+    CALLS[getattr(math, _name)] = _elementwise(_prim)
+
+CALLS.update({
+    np.abs: _elementwise(P.abs_), np.absolute: _elementwise(P.abs_),
+    math.fabs: _elementwise(P.abs_), builtins.abs: _elementwise(P.abs_),
+    math.erf: _elementwise(P.erf),
+    np.maximum: _elementwise(P.maximum, 2), np.minimum: _elementwise(P.minimum, 2),
+    builtins.max: _elementwise(P.maximum, 2), builtins.min: _elementwise(P.minimum, 2),
+    np.power: _elementwise(P.pow_, 2), math.pow: _elementwise(P.pow_, 2),
+    np.where: _elementwise(P.where, 3),
+    np.sum: Reduction("sum"), np.mean: Reduction("mean"),
+    np.max: Reduction("amax"), np.amax: Reduction("amax"),
+    np.min: Reduction("amin"), np.amin: Reduction("amin"),
+    np.dot: MatMul(), np.matmul: MatMul(),
+    builtins.float: Identity(to_float=True), np.copy: Identity(),
+    np.sign: Constant(_same_as_first), np.floor: Constant(_float_of_first),
+    math.floor: Constant(_int_result), builtins.int: Constant(_int_result),
+    builtins.len: Constant(_int_result),
+    np.zeros: Constant(_allocated("float")), np.ones: Constant(_allocated("float")),
+    np.empty: Constant(_allocated("float")),
+    np.zeros_like: Constant(_like), np.ones_like: Constant(_like),
+    np.arange: Constant(lambda kinds, nodes: Kind(broadcast(*kinds).dtype, 1)),
+    np.linspace: Constant(lambda kinds, nodes: Kind("float", 1)),
+    np.isnan: Constant(lambda kinds, nodes: Kind("bool", kinds[0].ndim)),
+})
+
+# methods on array values: x.sum(), x.copy(), ...
+METHODS = {"sum": Reduction("sum"), "mean": Reduction("mean"), "max": Reduction("amax"),
+           "min": Reduction("amin"), "copy": Identity(), "dot": MatMul()}
+
+# attributes of array values that are plain integers
+INT_ATTRIBUTES = {"size", "ndim"}
+
+MODULES = (np, math)
+

@@ -1,0 +1,35 @@
+"""Compile derivative source emitted by tapegrad.source with `numba.njit`.
+
+The emitted module is written to the shared on-disk cache (tapegrad_jit.cache) and imported from
+there, so that Numba's `cache=True` can keep the machine code beside it: a new process loads the
+compiled gradient without compiling again. Arrays the code reads from the enclosing scope become
+module globals (Numba freezes them as constants), and a hash of their bytes is part of the entry's
+text, so different arrays never share an entry.
+"""
+import hashlib
+
+from .cache import load_module
+
+
+def _constants_line(constants):
+    digest = hashlib.sha256()
+    for name in sorted(constants):
+        value = constants[name]
+        digest.update(name.encode() + str(value.dtype).encode() + str(value.shape).encode())
+        digest.update(value.tobytes())
+    return f"# constants {digest.hexdigest()}\n" if constants else ""
+
+
+def compile_source(source, name, constants=None):
+    """The function `name` of emitted `source`, compiled with numba.njit(cache=True)."""
+    import numba
+
+    constants = constants or {}
+    module = load_module("source", _constants_line(constants) + source)
+    for key, value in constants.items():
+        setattr(module, key, value)
+    compiled = getattr(module, f"_{name}_njit", None)
+    if compiled is None:
+        compiled = numba.njit(cache=True)(getattr(module, name))
+        setattr(module, f"_{name}_njit", compiled)
+    return compiled
