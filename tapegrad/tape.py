@@ -380,9 +380,77 @@ def eliminate_common_subexpressions(tape):
     return _apply_alias(tape, kept, alias, tape.consts)
 
 
+def simplify(tape):
+    """Algebra that saves passes over memory (results stay within rounding of the original):
+
+    x ** 1 -> x and x ** 2 -> x * x; a constant array of one repeated value in an elementwise
+    instruction -> that value; and sums of scatter-adds into zeros (the adjoints of several
+    slices of one array) -> one chain of scatter-adds into the same array.
+    """
+    from .core import REGISTRY
+    consts = dict(tape.consts)
+    uses = {}
+    for ins in tape.instrs:
+        for slot in ins.ins:
+            uses[slot] = uses.get(slot, 0) + 1
+    for slot in list(tape.outputs) + [g.slot for g in tape.guards]:
+        uses[slot] = uses.get(slot, 0) + 1
+    produced = {ins.out: ins for ins in tape.instrs}
+    alias, kept, merged = {}, [], set()
+
+    def scalar_const(value, dtype):
+        slot = tape.new_slot((), dtype)
+        consts[slot] = np.asarray(value, dtype=dtype)
+        return slot
+
+    def zero_scatter(slot, shape, dtype):
+        ins = produced.get(slot)
+        return (ins is not None and ins.prim.name == "index_add" and uses.get(slot) == 1
+                and _is_const_value(consts, ins.ins[0], 0) and tape.shapes[slot] == shape
+                and tape.dtypes[ins.ins[0]] == dtype)
+
+    for ins in tape.instrs:
+        name, ins_slots = ins.prim.name, tuple(alias.get(s, s) for s in ins.ins)
+        shape, dtype = tape.shapes[ins.out], tape.dtypes[ins.out]
+        if name == "pow" and ins_slots[1] in consts and np.ndim(consts[ins_slots[1]]) == 0:
+            exponent = consts[ins_slots[1]]
+            base = ins_slots[0]
+            same = tape.shapes[base] == shape and tape.dtypes[base] == dtype
+            if exponent == 1 and same:
+                alias[ins.out] = base
+                continue
+            if exponent == 2 and same:
+                kept.append(Instr(REGISTRY["mul"], (base, base), ins.out, {}, ins.phase))
+                continue
+        if name in ELEMENTWISE and not ins.params:
+            ins_slots = tuple(
+                scalar_const(np.ravel(consts[s])[0], dtype)
+                if s in consts and np.size(consts[s]) > 1 and tape.dtypes[s] == dtype
+                and np.all(np.ravel(consts[s]) == np.ravel(consts[s])[0])
+                and any(tape.shapes[o] == shape for o in ins_slots if o != s) else s
+                for s in ins_slots)
+        if name == "add" and tape.shapes[ins_slots[0]] == tape.shapes[ins_slots[1]] == shape:
+            for into, scatter in ((0, 1), (1, 0)):
+                if zero_scatter(ins_slots[scatter], shape, dtype) and \
+                        tape.dtypes[ins_slots[into]] == dtype:
+                    inner = produced[ins_slots[scatter]]
+                    merged.add(inner.out)
+                    kept.append(Instr(inner.prim, (ins_slots[into], alias.get(inner.ins[1],
+                                                                            inner.ins[1])),
+                                      ins.out, inner.params, ins.phase))
+                    break
+            else:
+                kept.append(Instr(ins.prim, ins_slots, ins.out, ins.params, ins.phase))
+            continue
+        kept.append(Instr(ins.prim, ins_slots, ins.out, ins.params, ins.phase))
+    kept = [ins for ins in kept if ins.out not in merged]
+    return _apply_alias(tape, kept, alias, consts)
+
+
 def optimize(tape):
     """The standard pipeline a backend runs before compiling."""
     tape = fold_constants(tape)
+    tape = simplify(tape)
     tape = eliminate_common_subexpressions(tape)
     return eliminate_dead_code(tape)
 

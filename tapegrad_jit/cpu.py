@@ -18,10 +18,12 @@ The interpreter is generated once from the registry, stored in the on-disk cache
 compiled with Numba's `cache=True`, so a new process loads machine code instead of compiling.
 """
 import threading
+import warnings
 
 import numpy as np
 
 from tapegrad.core import REGISTRY
+from tapegrad.tape import GuardFailure, tree_flatten, tree_unflatten
 
 from . import cache
 
@@ -639,7 +641,6 @@ class Program:
             v[offset:offset + size] = np.ravel(value)
         if self._run(self.code, self.ipool, v):
             return False, None
-        from tapegrad.tape import tree_unflatten
         leaves = [v[o:o + n].reshape(shape).astype(dtype)
                   for o, n, shape, dtype in self.outputs]
         return True, tree_unflatten(self.out_tree, leaves)
@@ -684,5 +685,55 @@ def _threads():
 
 
 def compile(tape):
-    """Lower an (optimized) tape for the compiled interpreter."""
-    return Program(tape)
+    """Compile an (optimized) tape: generated code for short array tapes, else the interpreter."""
+    from . import fused
+    interpreter = []
+
+    def fallback():
+        if not interpreter:
+            interpreter.append(Program(tape))
+        return interpreter[0]
+
+    if fused.worth_generating(tape):
+        try:
+            return fused.FusedProgram(tape, fallback)
+        except fused.Unsupported:
+            pass
+    try:
+        return fallback()
+    except UnsupportedPrimitive as exc:
+        warnings.warn(f"{exc}; this tape runs on the NumPy reference interpreter",
+                      RuntimeWarning, stacklevel=3)
+        return ReferenceProgram(tape)
+
+
+class ReferenceProgram:
+    """The tape's NumPy reference interpreter behind the Program interface (for primitives the
+    compiled interpreter does not know yet)."""
+
+    def __init__(self, tape):
+        self.tape = tape
+        self.out_tree = tape.out_tree
+
+    def __call__(self, inputs):
+        try:
+            return True, self.tape.run(*inputs)
+        except GuardFailure:
+            return False, None
+
+    def run_batched(self, inputs, axes, rows):
+        ok = np.zeros(rows.size, dtype=bool)
+        results = []
+        for i, row in enumerate(rows):
+            row_inputs = [value if axis is None else np.take(value, row, axis=axis)
+                          for value, axis in zip(inputs, axes)]
+            done, result = self(row_inputs)
+            ok[i] = done
+            results.append(tree_flatten(result, lambda x: False)[0] if done else None)
+        template = next((r for r in results if r is not None), None)
+        if template is None:
+            return ok, [np.zeros((rows.size,) + self.tape.shapes[s], self.tape.dtypes[s])
+                        for s in self.tape.outputs]
+        leaves = [np.stack([r[k] if r is not None else np.zeros_like(template[k])
+                            for r in results]) for k in range(len(template))]
+        return ok, leaves

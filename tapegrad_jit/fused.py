@@ -1,0 +1,516 @@
+"""Straight-line Numba code for array tapes: fused elementwise loops, BLAS matmul, native dtypes.
+
+Where a tape works on large arrays, per-op interpretation costs a pass over memory per instruction.
+Such tapes are short, so here each one becomes a generated function: chains of same-shaped
+elementwise instructions run as one loop keeping intermediate values in registers (and a full
+`sum` of the chain accumulates inside it), matmul calls BLAS through np.dot, and arrays keep their
+dtypes (float32 stays float32). The source is content-hashed into the disk cache and compiled with
+`cache=True`, so a new process with the same tape loads machine code.
+
+Only primitives with a plain array form are generated here; any other tape stays with the
+interpreter (cpu.Program), which handles every primitive.
+"""
+import warnings
+
+import numpy as np
+
+from tapegrad.tape import ELEMENTWISE, tree_unflatten
+
+from . import cache
+
+ARRAY_MIN_SIZE = 4096       # a slot this large makes a tape worth generating code for
+MAX_INSTRUCTIONS = 400      # longer tapes are scalar-heavy: the interpreter serves them
+
+
+class Unsupported(NotImplementedError):
+    pass
+
+
+def _size(shape):
+    return int(np.prod(shape)) if shape else 1
+
+
+def worth_generating(tape):
+    return (len(tape.instrs) <= MAX_INSTRUCTIONS
+            and any(_size(shape) >= ARRAY_MIN_SIZE for shape in tape.shapes))
+
+
+def _scalar_form(name):
+    from tapegrad.core import REGISTRY
+    form = getattr(REGISTRY[name], "scalar", None)
+    if form is None:
+        raise Unsupported(name)
+    return form
+
+
+def _dtype(dtype):
+    return f"np.{np.dtype(dtype).name}"
+
+
+class _Generator:
+    def __init__(self, tape):
+        self.tape = tape
+        self.lines = []
+        self.const_args = []              # array constants, passed as arguments
+        self.const_names = {}
+        self.uses = {}
+        for ins in tape.instrs:
+            for s in ins.ins:
+                self.uses[s] = self.uses.get(s, 0) + 1
+        for s in tape.outputs:
+            self.uses[s] = self.uses.get(s, 0) + 1
+        for g in tape.guards:
+            self.uses[g.slot] = self.uses.get(g.slot, 0) + 1
+        self.flat = set()                 # slots whose flat view f<slot> exists
+
+    # ---- names
+    def is_scalar(self, slot):
+        return self.tape.shapes[slot] == ()
+
+    def name(self, slot):
+        tape = self.tape
+        if slot in tape.consts:
+            value = np.asarray(tape.consts[slot])
+            if value.ndim == 0:
+                return repr(float(value)) if value.dtype.kind in "fb" else repr(int(value))
+            if slot not in self.const_names:
+                self.const_names[slot] = f"k{len(self.const_args)}"
+                self.const_args.append(np.ascontiguousarray(value))
+            return self.const_names[slot]
+        return f"s{slot}"
+
+    def emit(self, line, depth=1):
+        self.lines.append("    " * depth + line)
+
+    def flat_of(self, slot):
+        name = self.name(slot)
+        if self.is_scalar(slot) and slot not in self.tape.consts:
+            raise AssertionError("scalars have no flat view")
+        flat = f"f_{name}"
+        if flat not in self.flat:
+            self.emit(f"{flat} = {name}.reshape({_size(self.tape.shapes[slot])})")
+            self.flat.add(flat)
+        return flat
+
+    # ---- whole tape
+    def generate(self):
+        tape = self.tape
+        inputs = [self.name(s) for s in tape.inputs]
+        guards_of = {}
+        for number, guard in enumerate(sorted(tape.guards, key=lambda g: g.position), 1):
+            guards_of.setdefault(guard.slot, []).append((number, guard))
+        for slot in list(tape.inputs) + list(tape.consts):
+            for number, guard in guards_of.pop(slot, ()):
+                self.guard(number, guard)
+        order = self.schedule()
+        done = set()
+        position = 0
+        while position < len(order):
+            k = order[position]
+            position += 1
+            if k in done:
+                continue
+            ins = tape.instrs[k]
+            if self.loop_member(ins):
+                group = [k]
+                while position < len(order) and self.loop_member(tape.instrs[order[position]]) \
+                        and tape.shapes[tape.instrs[order[position]].out] == tape.shapes[ins.out]:
+                    group.append(order[position])
+                    position += 1
+                finished = self.fused_loop(group, order[position:], done)
+            else:
+                self.instruction(ins)
+                finished = [k]
+            for j in finished:
+                done.add(j)
+                for number, guard in guards_of.pop(tape.instrs[j].out, ()):
+                    self.guard(number, guard)
+        outputs = ", ".join(self.name(s) for s in tape.outputs)
+        body = "\n".join(self.lines)
+        args = ", ".join(inputs + [f"k{i}" for i in range(len(self.const_args))])
+        return (f"import math\n\nimport numpy as np\nfrom numba import njit\n\n\n"
+                f"@njit(cache=True, error_model='numpy', nogil=True)\n"
+                f"def tape_function({args}):\n{body}\n"
+                f"    return 0, ({outputs},)\n")
+
+    def loop_member(self, ins):
+        return (ins.prim.name in ELEMENTWISE and self.tape.shapes[ins.out] != ()
+                and not set(ins.params) - {"dtype"})
+
+    def schedule(self):
+        """Instruction order with every other instruction moved just before its first reader, so
+        that elementwise instructions of one shape (forward and adjoint alike) meet in one loop."""
+        tape = self.tape
+        pending = {}
+        order, placed = [], set()
+
+        def place(k):
+            if k in placed:
+                return
+            placed.add(k)
+            for slot in tape.instrs[k].ins:
+                producer = tape.producer.get(slot)
+                if producer is not None and producer in pending:
+                    place(pending.pop(producer))
+            order.append(k)
+
+        guarded = {g.slot for g in tape.guards}
+        for k, ins in enumerate(tape.instrs):
+            if self.loop_member(ins) or ins.out in guarded:
+                place(k)
+            else:
+                pending[k] = k
+        for k in sorted(pending):
+            place(k)
+        return order
+
+    def guard(self, number, guard):
+        # a failed guard returns its number and placeholder outputs of the right types
+        fail = ", ".join(self._placeholder(s) for s in self.tape.outputs)
+        test = self.name(guard.slot) if self.is_scalar(guard.slot) else \
+            f"{self.name(guard.slot)}.reshape(1)[0]"
+        self.emit(f"if ({test} != 0) != {guard.expected}:")
+        self.emit(f"return {number}, ({fail},)", 2)
+
+    def _placeholder(self, slot):
+        shape, dtype = self.tape.shapes[slot], self.tape.dtypes[slot]
+        if shape == ():
+            return f"{_dtype(dtype)}(0)"
+        return f"np.zeros({shape}, {_dtype(dtype)})"
+
+    # ---- fused elementwise loops
+    def operand(self, slot, members, shape):
+        tape = self.tape
+        if slot in members:
+            return f"r{slot}"
+        op_shape = tape.shapes[slot]
+        if op_shape == () and slot not in tape.consts:
+            return self.name(slot)
+        if _size(op_shape) == 1:
+            return self.name(slot) if op_shape == () else f"{self.flat_of(slot)}[0]"
+        n = _size(shape)
+        lead = len(shape) - len(op_shape)
+        padded = (1,) * lead + tuple(op_shape)
+        if padded == tuple(shape):
+            return f"{self.flat_of(slot)}[i]"
+        if tuple(shape[lead:]) == tuple(op_shape) and 1 not in op_shape:
+            return f"{self.flat_of(slot)}[i % {_size(op_shape)}]"
+        trailing = 0
+        while trailing < len(padded) and padded[len(padded) - 1 - trailing] == 1:
+            trailing += 1
+        if tuple(padded[:len(padded) - trailing]) == tuple(shape[:len(shape) - trailing]):
+            return f"{self.flat_of(slot)}[i // {_size(shape[len(shape) - trailing:])}]"
+        spread = f"b_{self.name(slot)}_{n}"
+        self.emit(f"{spread} = np.ascontiguousarray(np.broadcast_to({self.name(slot)}, "
+                  f"{tuple(shape)})).reshape({n})")
+        return f"{spread}[i]"
+
+    def absorbable(self, ins, members, n, absorbed, available):
+        """A later instruction that can run inside the loop: a full sum of a member, or an
+        accumulation of a member into a contiguous run of another array."""
+        tape = self.tape
+        name = ins.prim.name
+        if name == "sum" and ins.params.get("axis") is None and ins.ins[0] in members:
+            return "sum"
+        if name != "index_add" or ins.ins[1] not in members:
+            return None
+        base, values = ins.ins
+        positions = np.ravel(np.arange(_size(tape.shapes[base])).reshape(
+            tape.shapes[base])[ins.params["index"]])
+        if positions.size != n or not np.array_equal(
+                positions, np.arange(positions[0], positions[0] + n)):
+            return None
+        if base in tape.consts:
+            return "accumulate" if not np.any(tape.consts[base]) else None
+        # updating the base in place: only an array this tape made and nothing else reads
+        if base in absorbed or (base in available and base not in tape.inputs
+                                and self.uses.get(base, 0) == 1):
+            return "accumulate"
+        return None
+
+    def fused_loop(self, group, rest, done):
+        tape = self.tape
+        instrs = [tape.instrs[k] for k in group]
+        shape = tape.shapes[instrs[0].out]
+        n = _size(shape)
+        members = {ins.out for ins in instrs}
+        available = set(tape.inputs) | {tape.instrs[k].out for k in done}
+        absorbed, extra = {}, []
+        for k in rest:
+            ins = tape.instrs[k]
+            if k in done or ins.prim.name not in ("sum", "index_add"):
+                continue
+            kind = self.absorbable(ins, members, n, absorbed, available)
+            if kind is not None and all(s in members or s in available or s in absorbed
+                                        or s in tape.consts for s in ins.ins):
+                absorbed[ins.out] = (ins, kind)
+                extra.append(k)
+        inside = {}
+        for ins in instrs + [a for a, _ in absorbed.values()]:
+            for s in ins.ins:
+                if s in members or s in absorbed:
+                    inside[s] = inside.get(s, 0) + 1
+        stored = [ins.out for ins in instrs if self.uses.get(ins.out, 0) > inside.get(ins.out, 0)]
+        for slot in stored:
+            self.emit(f"{self.name(slot)} = np.empty({tuple(shape)}, {_dtype(tape.dtypes[slot])})")
+        body, after = [], []
+        for out, (ins, kind) in absorbed.items():
+            dtype = _dtype(tape.dtypes[out])
+            if kind == "sum":
+                self.emit(f"acc_{out} = {dtype}(0)")
+                body.append(f"acc_{out} += r{ins.ins[0]}")
+                after.append(f"{self.name(out)} = acc_{out}")
+                continue
+            base = ins.ins[0]
+            if base in absorbed:
+                self.emit(f"{self.name(out)} = {self.name(base)}")
+            elif base in tape.consts:
+                self.emit(f"{self.name(out)} = np.zeros({tuple(tape.shapes[out])}, {dtype})")
+            else:
+                self.emit(f"{self.name(out)} = {self.name(base)}")
+            positions = np.ravel(np.arange(_size(tape.shapes[base])).reshape(
+                tape.shapes[base])[ins.params["index"]])
+            body.append(f"{self.flat_of(out)}[{int(positions[0])} + i] += r{ins.ins[1]}")
+        loop = []
+        for ins in instrs:
+            operands = [self.operand(s, members, shape) for s in ins.ins]
+            loop.append(f"r{ins.out} = {self._form(ins).format(*operands)}")
+            if ins.out in stored:
+                loop.append(f"{self.flat_of(ins.out)}[i] = r{ins.out}")
+        self.emit(f"for i in range({n}):")
+        for line in loop + body:
+            self.emit(line, 2)
+        for line in after:
+            self.emit(line)
+        return group + extra
+
+    def _form(self, ins):
+        name = ins.prim.name
+        if name == "cast":
+            return f"{_dtype(ins.params['dtype'])}({{0}})"
+        return _scalar_form(name)
+
+    # ---- other instructions
+    def instruction(self, ins):
+        method = getattr(self, "gen_" + ins.prim.name, None)
+        if ins.prim.name in ELEMENTWISE and not (set(ins.params) - {"dtype"}):
+            method = self.gen_elementwise_scalar
+        if method is None:
+            raise Unsupported(ins.prim.name)
+        method(ins, **ins.params)
+
+    def out(self, ins):
+        return self.name(ins.out)
+
+    def gen_elementwise_scalar(self, ins, **params):
+        # 0-d values: plain scalar arithmetic
+        operands = [self.name(s) if self.is_scalar(s) else f"{self.flat_of(s)}[0]"
+                    for s in ins.ins]
+        dtype = _dtype(self.tape.dtypes[ins.out])
+        self.emit(f"{self.out(ins)} = {dtype}({self._form(ins).format(*operands)})")
+
+    def _array(self, slot):
+        """An expression for the slot as an array (scalars become 0-d arrays)."""
+        if self.is_scalar(slot):
+            return f"np.full((), {self.name(slot)}, {_dtype(self.tape.dtypes[slot])})"
+        return self.name(slot)
+
+    def _gather(self, ins, indices):
+        out_shape = self.tape.shapes[ins.out]
+        indices = np.asarray(indices).ravel()
+        src = self.flat_of(ins.ins[0]) if not self.is_scalar(ins.ins[0]) else None
+        if src is None:
+            self.emit(f"{self.out(ins)} = np.full({tuple(out_shape)}, {self.name(ins.ins[0])}, "
+                      f"{_dtype(self.tape.dtypes[ins.out])})")
+            return
+        n = indices.size
+        if out_shape == ():
+            self.emit(f"{self.out(ins)} = {src}[{int(indices[0])}]")
+        elif n and np.array_equal(indices, np.arange(indices[0], indices[0] + n)):
+            self.emit(f"{self.out(ins)} = {src}[{int(indices[0])}:{int(indices[0]) + n}]"
+                      f".reshape({tuple(out_shape)})")
+        else:
+            index_map = self._const_array(indices.astype(np.int64))
+            self.emit(f"{self.out(ins)} = {src}[{index_map}].reshape({tuple(out_shape)})")
+
+    def _const_array(self, value):
+        self.const_args.append(np.ascontiguousarray(value))
+        return f"k{len(self.const_args) - 1}"
+
+    def gen_getitem(self, ins, index):
+        shape = self.tape.shapes[ins.ins[0]]
+        self._gather(ins, np.arange(_size(shape)).reshape(shape)[index])
+
+    def gen_transpose(self, ins, axes):
+        shape = self.tape.shapes[ins.ins[0]]
+        self._gather(ins, np.arange(_size(shape)).reshape(shape).transpose(axes))
+
+    def gen_broadcast_to(self, ins, shape):
+        in_shape = self.tape.shapes[ins.ins[0]]
+        self._gather(ins, np.broadcast_to(np.arange(_size(in_shape)).reshape(in_shape), shape))
+
+    def gen_reshape(self, ins, shape):
+        src = ins.ins[0]
+        if shape == ():
+            self.emit(f"{self.out(ins)} = {self.flat_of(src)}[0]")
+        elif self.is_scalar(src):
+            self._gather(ins, np.zeros(_size(shape), dtype=np.int64))
+        else:
+            self.emit(f"{self.out(ins)} = {self.name(src)}.reshape({tuple(shape)})")
+
+    def gen_clone(self, ins):
+        self.emit(f"{self.out(ins)} = {self.name(ins.ins[0])}")
+
+    def _scatter(self, ins, index, accumulate):
+        tape = self.tape
+        base, values = ins.ins
+        shape = tape.shapes[base]
+        positions = np.arange(_size(shape)).reshape(shape)[index]
+        count = np.size(positions)
+        dtype = _dtype(tape.dtypes[ins.out])
+        out = self.out(ins)
+        if base in tape.consts and not np.any(tape.consts[base]):
+            self.emit(f"{out} = np.zeros({tuple(shape)}, {dtype})")
+        else:
+            self.emit(f"{out} = {self._array(base)}.astype({dtype})")
+        self.flat.discard(f"f_{out}")
+        flat = self.flat_of(ins.out)
+        value = (self.name(values) if self.is_scalar(values) else
+                 f"{self.flat_of(values)}[0]" if _size(tape.shapes[values]) == 1 else None)
+        if value is None and _size(tape.shapes[values]) != count:
+            spread = f"b_{self.name(values)}_{count}"
+            self.emit(f"{spread} = np.ascontiguousarray(np.broadcast_to({self.name(values)}, "
+                      f"{np.shape(positions)})).reshape({count})")
+            value = f"{spread}[j]"
+        elif value is None:
+            value = f"{self.flat_of(values)}[j]"
+        operator = "+=" if accumulate else "="
+        flat_positions = np.ravel(positions)
+        if count and np.array_equal(flat_positions,
+                                    np.arange(flat_positions[0], flat_positions[0] + count)):
+            self.emit(f"for j in range({count}):")
+            self.emit(f"{flat}[{int(flat_positions[0])} + j] {operator} {value}", 2)
+        else:
+            index_map = self._const_array(flat_positions.astype(np.int64))
+            self.emit(f"for j in range({count}):")
+            self.emit(f"{flat}[{index_map}[j]] {operator} {value}", 2)
+
+    def gen_index_add(self, ins, index):
+        self._scatter(ins, index, True)
+
+    def gen_setitem(self, ins, index):
+        self._scatter(ins, index, False)
+
+    def _reduce(self, ins, axis, init, update, scale=None):
+        tape = self.tape
+        x = ins.ins[0]
+        shape = tape.shapes[x]
+        dtype = _dtype(tape.dtypes[ins.out])
+        out = self.out(ins)
+        if self.is_scalar(x):
+            self.emit(f"{out} = {dtype}({self.name(x)}{'' if scale is None else ' * ' + repr(scale)})")
+            return
+        axes = tuple(range(len(shape))) if axis is None else axis
+        kept = tuple(1 if i in axes else n for i, n in enumerate(shape))
+        flat = self.flat_of(x)
+        if _size(kept) == 1 and tape.shapes[ins.out] == ():
+            self.emit(f"acc = {dtype}({init})")
+            self.emit(f"for i in range({_size(shape)}):")
+            self.emit(f"v = {flat}[i]", 2)
+            self.emit(update.format(target="acc"), 2)
+            self.emit(f"{out} = acc" + ("" if scale is None else f" * {scale!r}"))
+            return
+        targets = np.broadcast_to(np.arange(_size(kept)).reshape(kept), shape)
+        index_map = self._const_array(targets.ravel().astype(np.int64))
+        self.emit(f"t_{out} = np.full({_size(kept)}, {init}, {dtype})")
+        self.emit(f"for i in range({_size(shape)}):")
+        self.emit(f"v = {flat}[i]", 2)
+        self.emit(update.format(target=f"t_{out}[{index_map}[i]]"), 2)
+        if scale is not None:
+            self.emit(f"t_{out} *= {scale!r}")
+        out_shape = tape.shapes[ins.out]
+        if out_shape == ():
+            self.emit(f"{out} = t_{out}[0]")
+        else:
+            self.emit(f"{out} = t_{out}.reshape({tuple(out_shape)})")
+
+    def gen_sum(self, ins, axis=None, keepdims=False):
+        self._reduce(ins, axis, "0", "{target} += v")
+
+    def gen_mean(self, ins, axis=None, keepdims=False):
+        shape = self.tape.shapes[ins.ins[0]]
+        count = _size(shape) // max(_size(self.tape.shapes[ins.out]), 1)
+        self._reduce(ins, axis, "0", "{target} += v", scale=1.0 / max(count, 1))
+
+    def gen_prod(self, ins, axis=None, keepdims=False):
+        self._reduce(ins, axis, "1", "{target} *= v")
+
+    def gen_amax(self, ins, axis=None, keepdims=False):
+        self._reduce(ins, axis, "-np.inf", "{target} = v if (v > {target} or v != v) else {target}")
+
+    def gen_amin(self, ins, axis=None, keepdims=False):
+        self._reduce(ins, axis, "np.inf", "{target} = v if (v < {target} or v != v) else {target}")
+
+    def gen_matmul(self, ins):
+        tape = self.tape
+        (a, b), out = ins.ins, self.out(ins)
+        a_shape, b_shape = tape.shapes[a], tape.shapes[b]
+        if len(a_shape) > 2 or len(b_shape) > 2:
+            raise Unsupported("batched matmul")
+        dtype = _dtype(tape.dtypes[ins.out])
+        a2 = (1,) + a_shape if len(a_shape) == 1 else a_shape
+        b2 = b_shape + (1,) if len(b_shape) == 1 else b_shape
+        left = f"{self.name(a)}.reshape({a2}).astype({dtype})"
+        right = f"{self.name(b)}.reshape({b2}).astype({dtype})"
+        out_shape = tape.shapes[ins.out]
+        product = f"np.dot({left}, {right})"
+        if out_shape == ():
+            self.emit(f"{out} = {product}[0, 0]")
+        else:
+            self.emit(f"{out} = np.ascontiguousarray({product}).reshape({tuple(out_shape)})")
+
+
+class FusedProgram:
+    """A generated function for one tape; same calling convention as cpu.Program."""
+
+    def __init__(self, tape, fallback):
+        generator = _Generator(tape)
+        self.source = generator.generate()
+        self.function = cache.load_module("tape_function", self.source).tape_function
+        self.consts = generator.const_args
+        self.inputs = [(tape.shapes[s], tape.dtypes[s]) for s in tape.inputs]
+        self.outputs = [(tape.shapes[s], tape.dtypes[s]) for s in tape.outputs]
+        self.out_tree = tape.out_tree
+        self.tape = tape
+        self._fallback = fallback
+        self._compiled = False
+
+    def __call__(self, inputs):
+        if not self._compiled:
+            # the first call compiles (or loads from disk); code Numba cannot type falls back to
+            # the interpreter, which runs every tape
+            try:
+                result = self._call(inputs)
+            except Exception as exc:     # noqa: BLE001 - numba raises many error types
+                warnings.warn(f"tapegrad_jit: generated code for this tape failed to compile "
+                              f"({type(exc).__name__}: {str(exc)[:200]}); using the interpreter",
+                              RuntimeWarning)
+                self._call = self._fallback()
+                return self._call(inputs)
+            self._compiled = True
+            return result
+        return self._call(inputs)
+
+    def _call(self, inputs):
+        args = [np.ascontiguousarray(np.reshape(value, shape), dtype=dtype) if shape else
+                dtype.type(np.asarray(value).reshape(()))
+                for (shape, dtype), value in zip(self.inputs, inputs)]
+        status, outputs = self.function(*args, *self.consts)
+        if status:
+            return False, None
+        leaves = [np.asarray(value, dtype=dtype).reshape(shape)
+                  for (shape, dtype), value in zip(self.outputs, outputs)]
+        return True, tree_unflatten(self.out_tree, leaves)
+
+    def run_batched(self, inputs, axes, rows):
+        return self._fallback().run_batched(inputs, axes, rows)
