@@ -544,22 +544,62 @@ defvjp(matmul, _matmul_vjp_left, _matmul_vjp_right)
 # Losses that PyTorch shows as one node
 # ---------------------------------------------------------------------------------------------
 
+def _reduce_loss(out, reduction):
+    return np.asarray(out.mean() if reduction == "mean" else out.sum() if reduction == "sum" else out)
+
+
+def _loss_count(x, reduction):
+    return int(np.prod(shape_of(x))) if reduction == "mean" else 1
+
+
 def _mse_loss(x, y, reduction="mean"):
     d = np.subtract(x, y)
-    out = d * d
-    return np.asarray(out.mean() if reduction == "mean" else out.sum() if reduction == "sum" else out)
+    return _reduce_loss(d * d, reduction)
 
 
 def _mse_vjp(sign_):
     def rule(g, ans, x, y, reduction="mean"):
         d = x - y
-        n = 1 if reduction != "mean" else int(np.prod(shape_of(d)))
-        return g * (sign_ * 2.0 / n) * d
+        return g * (sign_ * 2.0 / _loss_count(d, reduction)) * d
     return rule
 
 
 mse_loss = defprim("mse_loss", _mse_loss, grad_fn_name="MseLossBackward0", kind="loss")
 defvjp(mse_loss, _mse_vjp(1.0), _mse_vjp(-1.0))
+
+
+def _bce_logs(p):
+    # PyTorch clamps the logs at -100 so that probabilities of exactly 0 and 1 stay finite
+    return maximum(log(p), -100.0), maximum(log(1 - p), -100.0)
+
+
+def _bce(p, y, weight, reduction="mean"):
+    with np.errstate(divide="ignore"):
+        log_p, log_1mp = np.maximum(np.log(p), -100.0), np.maximum(np.log(1 - p), -100.0)
+    return _reduce_loss(-(y * log_p + (1 - y) * log_1mp) * weight, reduction)
+
+
+_BCE_EPSILON = float(np.float32(1e-12))  # PyTorch's constant is a C float
+
+
+def _bce_vjp_input(g, ans, p, y, weight, reduction="mean"):
+    # PyTorch's rule: (p - y) / max(p (1 - p), 1e-12), finite at p = 0 and p = 1
+    return (p - y) / maximum((1 - p) * p, _BCE_EPSILON) * g * weight / _loss_count(p, reduction)
+
+
+def _bce_vjp_target(g, ans, p, y, weight, reduction="mean"):
+    log_p, log_1mp = _bce_logs(p)
+    return g * weight / _loss_count(p, reduction) * (log_1mp - log_p)
+
+
+def _bce_vjp_weight(g, ans, p, y, weight, reduction="mean"):
+    log_p, log_1mp = _bce_logs(p)
+    return -g / _loss_count(p, reduction) * (y * log_p + (1 - y) * log_1mp)
+
+
+binary_cross_entropy = defprim("binary_cross_entropy", _bce, kind="loss",
+                               grad_fn_name="BinaryCrossEntropyBackward0")
+defvjp(binary_cross_entropy, _bce_vjp_input, _bce_vjp_target, _bce_vjp_weight)
 
 
 def _copy(x):

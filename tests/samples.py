@@ -387,6 +387,19 @@ for _reduction in ("mean", "sum", "none"):
 add("mse_loss", randn(4), randn(4), params={"reduction": "mean"}, diff=(0,),
     api=lambda t, x, y: t.nn.functional.mse_loss(x, y), note="target-constant")
 
+_p = uniform(0.1, 0.9, 2, 3)
+for _reduction in ("mean", "sum", "none"):
+    add("binary_cross_entropy", _p, uniform(0, 1, 2, 3), 1.0, params={"reduction": _reduction},
+        api=lambda t, p, y, w, r=_reduction: t.nn.functional.binary_cross_entropy(
+            p, y, reduction=r))
+add("binary_cross_entropy", _p, uniform(0, 1, 2, 3), uniform(0.5, 2, 3),
+    params={"reduction": "mean"}, note="weight",  # PyTorch takes no gradient for the weight
+    api=lambda t, p, y, w: t.nn.functional.binary_cross_entropy(p, y, weight=w.detach()))
+# probabilities of exactly 0 and 1: the logs clamp at -100 and the gradient stays finite
+add("binary_cross_entropy", np.array([0.0, 1.0, 0.5, 1.0]), np.array([0.0, 1.0, 1.0, 0.0]), 1.0,
+    params={"reduction": "mean"}, diff=(0,), note="saturated", finite_differences=False,
+    api=lambda t, p, y, w: t.nn.functional.binary_cross_entropy(p, y))
+
 
 def differentiable_primitives():
     return sorted(name for name, prim in REGISTRY.items() if prim.differentiable)

@@ -6,6 +6,8 @@ gradients, second derivatives and grad_fn names against PyTorch.
 """
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
 
 import tapegrad
 from tapegrad.autograd import gradcheck, gradgradcheck
@@ -207,3 +209,76 @@ def test_second_derivatives_match_torch(sample):
             assert np.isfinite(g).all()
             g, r = g[np.isfinite(r)], r[np.isfinite(r)]
         np.testing.assert_allclose(g, r, rtol=1e-8, atol=1e-10)
+
+
+# ---------------------------------------------------------------------------------------------
+# Properties over generated shapes (hypothesis)
+# ---------------------------------------------------------------------------------------------
+
+_FAST = settings(max_examples=25, deadline=None, derandomize=True)
+_floats = st.floats(-3, 3, allow_nan=False, width=64)
+
+
+@_FAST
+@given(hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=3, max_side=3), st.data())
+def test_binary_gradients_sum_back_over_broadcast_axes(shapes, data):
+    """d/dx sum(x * y) is y summed over the axes x was broadcast along, whatever the shapes."""
+    sx, sy = shapes.input_shapes
+    x = data.draw(hnp.arrays(np.float64, sx, elements=_floats))
+    y = data.draw(hnp.arrays(np.float64, sy, elements=_floats))
+    tx, ty = tapegrad.tensor(x, requires_grad=True), tapegrad.tensor(y, requires_grad=True)
+    (tx * ty).sum().backward()
+    full = np.broadcast_to(y, shapes.result_shape)
+    lead = len(shapes.result_shape) - len(sx)
+    expected = full.sum(axis=tuple(range(lead)))
+    expected = expected.sum(axis=tuple(i for i, n in enumerate(sx) if n == 1), keepdims=True)
+    assert tx.grad.shape == tuple(sx) and ty.grad.shape == tuple(sy)
+    np.testing.assert_allclose(tx.grad.numpy(), expected.reshape(sx), atol=1e-12)
+
+
+@_FAST
+@given(hnp.array_shapes(min_dims=1, max_dims=3, max_side=4), st.data())
+def test_reductions_match_torch_for_any_dims(shape, data):
+    torch = pytest.importorskip("torch")
+    x = data.draw(hnp.arrays(np.float64, shape, elements=_floats, unique=True))
+    dims = data.draw(st.lists(st.integers(-len(shape), len(shape) - 1), min_size=1,
+                              max_size=len(shape), unique_by=lambda d: d % len(shape)))
+    keepdim = data.draw(st.booleans())
+    method = data.draw(st.sampled_from(["sum", "mean", "amax", "amin", "logsumexp", "norm"]))
+    results = []
+    for lib in (tapegrad, torch):
+        t = lib.tensor(x, requires_grad=True)
+        if method == "norm":
+            out = t.norm(2, dim=tuple(dims), keepdim=keepdim)
+        else:
+            out = getattr(t, method)(tuple(dims), keepdim=keepdim)
+        (out * lib.tensor(_cotangent(tuple(out.shape)))).sum().backward()
+        results.append((_numpy(out), t.grad.numpy()))
+    (out, grad), (ref, ref_grad) = results
+    assert out.shape == ref.shape
+    np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-9, atol=1e-12)
+
+
+@_FAST
+@given(st.lists(st.integers(0, 4), min_size=1, max_size=8), st.integers(1, 3))
+def test_repeated_indices_scatter_add_like_numpy(index, width):
+    x = tapegrad.tensor(np.arange(5.0 * width).reshape(5, width), dtype=tapegrad.float64,
+                        requires_grad=True)
+    w = _cotangent((len(index), width))
+    (x[tapegrad.tensor(index)] * tapegrad.tensor(w)).sum().backward()
+    expected = np.zeros((5, width))
+    np.add.at(expected, np.array(index), w)
+    np.testing.assert_allclose(x.grad.numpy(), expected)
+
+
+@_FAST
+@given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=4),
+                  elements=st.floats(-30, 30, allow_nan=False, width=64)), st.data())
+def test_softmax_rows_sum_to_one_and_their_gradient_to_zero(x, data):
+    dim = data.draw(st.integers(-x.ndim, x.ndim - 1))
+    t = tapegrad.tensor(x, requires_grad=True)
+    y = t.softmax(dim)
+    np.testing.assert_allclose(y.detach().numpy().sum(axis=dim), 1.0, rtol=1e-12)
+    y.sum().backward()  # the sum of each row is constant, so its gradient vanishes
+    np.testing.assert_allclose(t.grad.numpy(), 0.0, atol=1e-12)

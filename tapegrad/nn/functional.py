@@ -108,11 +108,10 @@ def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
 
 def binary_cross_entropy(input, target, weight=None, reduction="mean"):
     _same_shape("binary_cross_entropy", input, target)
-    # PyTorch clamps the logs at -100 so that 0 and 1 probabilities stay finite
-    log_p = P.clamp(P.log(input), min=-100.0)
-    log_1mp = P.clamp(P.log(1 - input), min=-100.0)
-    loss = -(target * log_p + (1 - target) * log_1mp)
-    return _reduce(loss if weight is None else loss * weight, reduction)
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    return P.binary_cross_entropy(input, target, 1.0 if weight is None else weight,
+                                  reduction=reduction)
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean",
@@ -157,7 +156,10 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
         return picked.neg().reshape(out_shape)
     if reduction == "sum":
         return -picked.sum()
-    return -picked.sum() / float(sample_w.sum())
+    total = float(sample_w.sum())
+    if total == 0:  # every target ignored: PyTorch's loss is nan, its gradient zero
+        return -picked.sum() + float("nan")
+    return -picked.sum() / total
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
