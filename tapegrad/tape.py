@@ -326,8 +326,7 @@ def _size(shape):
 def _is_const_value(consts, slot, number):
     if slot not in consts:
         return False
-    value = np.asarray(consts[slot])
-    return value.size <= _FOLD_LIMIT and bool(np.all(value == number))
+    return bool(np.all(np.asarray(consts[slot]) == number))
 
 
 def _identity_operand(tape, name, ins, consts, out):

@@ -112,12 +112,25 @@ class _Generator:
                 continue
             ins = tape.instrs[k]
             if self.loop_member(ins):
-                group = [k]
-                while position < len(order) and self.loop_member(tape.instrs[order[position]]) \
-                        and tape.shapes[tape.instrs[order[position]].out] == tape.shapes[ins.out]:
-                    group.append(order[position])
+                group, hoisted = [k], []
+                members = {ins.out}
+                while position < len(order):
+                    nxt = tape.instrs[order[position]]
+                    if order[position] in done:
+                        pass
+                    elif self.loop_member(nxt) and tape.shapes[nxt.out] == tape.shapes[ins.out]:
+                        group.append(order[position])
+                        members.add(nxt.out)
+                    elif not self.loop_member(nxt) and nxt.prim.name != "index_add" and \
+                            not members.intersection(nxt.ins):
+                        # independent of the loop (a view, a scalar): computed before it
+                        hoisted.append(order[position])
+                    else:
+                        break
                     position += 1
-                finished = self.fused_loop(group, order[position:], done)
+                for j in hoisted:
+                    self.instruction(tape.instrs[j])
+                finished = hoisted + self.fused_loop(group, order[position:], done | set(hoisted))
             else:
                 self.instruction(ins)
                 finished = [k]
@@ -343,7 +356,11 @@ class _Generator:
 
     def gen_transpose(self, ins, axes):
         shape = self.tape.shapes[ins.ins[0]]
-        self._gather(ins, np.arange(_size(shape)).reshape(shape).transpose(axes))
+        if self.is_scalar(ins.ins[0]) or len(shape) != 2:
+            self._gather(ins, np.arange(_size(shape)).reshape(shape).transpose(axes))
+            return
+        # a strided copy beats an index map
+        self.emit(f"{self.out(ins)} = np.ascontiguousarray({self.name(ins.ins[0])}.T)")
 
     def gen_broadcast_to(self, ins, shape):
         in_shape = self.tape.shapes[ins.ins[0]]
@@ -420,12 +437,30 @@ class _Generator:
             self.emit(update.format(target="acc"), 2)
             self.emit(f"{out} = acc" + ("" if scale is None else f" * {scale!r}"))
             return
-        targets = np.broadcast_to(np.arange(_size(kept)).reshape(kept), shape)
-        index_map = self._const_array(targets.ravel().astype(np.int64))
         self.emit(f"t_{out} = np.full({_size(kept)}, {init}, {dtype})")
-        self.emit(f"for i in range({_size(shape)}):")
-        self.emit(f"v = {flat}[i]", 2)
-        self.emit(update.format(target=f"t_{out}[{index_map}[i]]"), 2)
+        lead = 0
+        while lead < len(shape) and lead in axes:
+            lead += 1
+        if set(axes) == set(range(lead)):
+            # leading axes reduced: rows of the input add into the output row
+            inner = _size(shape[lead:])
+            self.emit(f"for o in range({_size(shape[:lead])}):")
+            self.emit(f"for j in range({inner}):", 2)
+            self.emit(f"v = {flat}[o * {inner} + j]", 3)
+            self.emit(update.format(target=f"t_{out}[j]"), 3)
+        elif set(axes) == set(range(len(shape) - len(axes), len(shape))):
+            # trailing axes reduced: each output element is a contiguous run of the input
+            inner = _size(shape[len(shape) - len(axes):])
+            self.emit(f"for o in range({_size(kept)}):")
+            self.emit(f"for j in range({inner}):", 2)
+            self.emit(f"v = {flat}[o * {inner} + j]", 3)
+            self.emit(update.format(target=f"t_{out}[o]"), 3)
+        else:
+            targets = np.broadcast_to(np.arange(_size(kept)).reshape(kept), shape)
+            index_map = self._const_array(targets.ravel().astype(np.int64))
+            self.emit(f"for i in range({_size(shape)}):")
+            self.emit(f"v = {flat}[i]", 2)
+            self.emit(update.format(target=f"t_{out}[{index_map}[i]]"), 2)
         if scale is not None:
             self.emit(f"t_{out} *= {scale!r}")
         out_shape = tape.shapes[ins.out]
@@ -460,8 +495,11 @@ class _Generator:
         dtype = _dtype(tape.dtypes[ins.out])
         a2 = (1,) + a_shape if len(a_shape) == 1 else a_shape
         b2 = b_shape + (1,) if len(b_shape) == 1 else b_shape
-        left = f"{self.name(a)}.reshape({a2}).astype({dtype})"
-        right = f"{self.name(b)}.reshape({b2}).astype({dtype})"
+        left, right = f"{self.name(a)}.reshape({a2})", f"{self.name(b)}.reshape({b2})"
+        if tape.dtypes[a] != tape.dtypes[ins.out]:
+            left += f".astype({dtype})"
+        if tape.dtypes[b] != tape.dtypes[ins.out]:
+            right += f".astype({dtype})"
         out_shape = tape.shapes[ins.out]
         product = f"np.dot({left}, {right})"
         if out_shape == ():
