@@ -564,7 +564,7 @@ class Emitter:
 
     # -- the whole function --------------------------------------------------------------------
 
-    def build(self, mode):
+    def build(self):
         fn = self.fn
         result_kind = self.kinds.get(fn.result)
         if result_kind is None or result_kind.is_array:

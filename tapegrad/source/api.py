@@ -1,5 +1,6 @@
 """`grad` and `value_and_grad`: callables that run emitted derivative code."""
 import functools
+import inspect
 import linecache
 
 import numpy as np
@@ -67,7 +68,6 @@ class _SourceDerivative:
     def source(self):
         if self._last is not None:
             return self._compiled[self._last][0].source
-        import inspect
         n_params = len(inspect.signature(self.fun).parameters)
         return emit(self.fun, self.argnums, (FLOAT,) * n_params, self.mode).source
 

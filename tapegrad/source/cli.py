@@ -1,10 +1,10 @@
-"""`tapegrad grad-source FILE.py:FUNC [--argnums ...] [--kinds ...]`: print emitted derivative code."""
+"""`tapegrad grad-source FILE.py:FUNC [--argnums ...] [--kinds ...]`: print derivative code."""
 import argparse
 import importlib.util
+import inspect
 import os
 import sys
 
-from .api import grad, value_and_grad
 from .emit import emit
 from .errors import TransformError
 from .kinds import FLOAT, parse_kind
@@ -41,7 +41,6 @@ def grad_source_main(argv):
                         help="emit value_and_grad (returns the value too)")
     args = parser.parse_args(argv)
     fun = _load_function(args.target)
-    import inspect
     n_params = len(inspect.signature(fun).parameters)
     try:
         kinds = tuple(parse_kind(k) for k in args.kinds.split(",")) if args.kinds \
@@ -57,5 +56,3 @@ def grad_source_main(argv):
         return 1
     return 0
 
-
-__all__ = ["grad_source_main", "grad", "value_and_grad"]

@@ -42,8 +42,8 @@ def emit(fun, argnums, arg_kinds, mode="value_and_grad"):
     known.update({name: kind_of_value(value) for name, value in fn.constants.items()})
     analysis = analyse(fn, known, wrt)
     emitter = Emitter(fn, analysis, wrt)
-    body, grads, value = emitter.build(mode)
-    grad_text = grads[0] if single else "(" + ", ".join(grads) + ("," if len(grads) == 1 else "") + ")"
+    body, grads, value = emitter.build()
+    grad_text = grads[0] if single else f"({', '.join(grads)}{',' if len(grads) == 1 else ''})"
     returned = grad_text if mode == "grad" else f"{value}, {grad_text}"
     body += ast.parse(f"return {returned}").body
     name = f"{'grad' if mode == 'grad' else 'value_and_grad'}_{fn.name}"

@@ -92,7 +92,7 @@ def _parse(fun):
 
 
 class Normaliser:
-    def __init__(self, fun, argnums):
+    def __init__(self, fun):
         self.fun = fun
         self.namer = Namer()
         self.temps = set()
@@ -688,5 +688,5 @@ def _has_break(stmts):
     return False
 
 
-def normalise(fun, argnums=()):
-    return Normaliser(fun, argnums).run()
+def normalise(fun):
+    return Normaliser(fun).run()
