@@ -12,6 +12,8 @@ was observed to be truthy (`expected=True`) or not. Guards sit between instructi
 the number of instructions recorded before them), so a backend can check each one as soon as its slot
 is computed and stop: results are never computed on a path the inputs did not take.
 """
+import math
+
 import numpy as np
 
 from .core import REGISTRY
@@ -39,6 +41,8 @@ class Instr:
 
     def key(self):
         """Identity for common-subexpression elimination."""
+        if not self.params:
+            return (self.prim.name, self.ins)
         return (self.prim.name, self.ins, params_key(self.params))
 
 
@@ -124,8 +128,8 @@ class Tape:
 
     # ---- building
     def new_slot(self, shape, dtype):
-        self.shapes.append(tuple(shape))
-        self.dtypes.append(np.dtype(dtype))
+        self.shapes.append(shape if type(shape) is tuple else tuple(shape))
+        self.dtypes.append(dtype if isinstance(dtype, np.dtype) else np.dtype(dtype))
         return len(self.shapes) - 1
 
     def add_input(self, shape, dtype):
@@ -320,13 +324,20 @@ def fold_constants(tape):
 
 
 def _size(shape):
-    return int(np.prod(shape)) if shape else 1
+    return math.prod(shape)
 
 
 def _is_const_value(consts, slot, number):
     if slot not in consts:
         return False
-    return bool(np.all(np.asarray(consts[slot]) == number))
+    value = consts[slot]
+    if isinstance(value, (int, float)):
+        return value == number
+    return bool(np.all(np.asarray(value) == number))
+
+
+_BINARY_IDS = frozenset(("mul", "add", "sub", "div"))
+_IDENTITY_NAMES = _BINARY_IDS | {"reshape", "broadcast_to"}
 
 
 def _identity_operand(tape, name, ins, consts, out):
@@ -334,6 +345,8 @@ def _identity_operand(tape, name, ins, consts, out):
     def same_type(slot):
         return tape.shapes[slot] == tape.shapes[out] and tape.dtypes[slot] == tape.dtypes[out]
 
+    if name not in _IDENTITY_NAMES or not any(s in consts for s in ins) and name in _BINARY_IDS:
+        return None
     if name == "mul":
         for a, b in ((0, 1), (1, 0)):
             if _is_const_value(consts, ins[b], 1) and same_type(ins[a]):

@@ -61,9 +61,14 @@ class TraceContext:
 
     def __enter__(self):
         _state.stack.append(self)
+        # values computed while tracing follow IEEE silently (overflow, log 0), as compiled code
+        # does; one errstate for the whole trace instead of one per instruction
+        self._errstate = np.errstate(all="ignore")
+        self._errstate.__enter__()
         return self
 
     def __exit__(self, *exc):
+        self._errstate.__exit__(*exc)
         _state.stack.pop()
 
     def new_input(self, value):
@@ -78,6 +83,9 @@ class TraceContext:
 
     def operand(self, arg):
         """The slot of an argument; anything that is not a tracer of this trace is a constant."""
+        if type(arg) is Tracer:
+            if arg._ctx is self:
+                return arg._slot
         if isinstance(arg, Tracer):
             if arg._ctx is not self:
                 raise TraceError("tapegrad: a tracer from another trace reached this one (a traced "
@@ -91,10 +99,14 @@ class TraceContext:
 
     def record(self, prim, args, params):
         slots = [self.operand(a) for a in args]
-        values = [a._value if isinstance(a, Tracer) else _plain(a) for a in args]
-        value = np.asarray(prim.impl(*values, **params))
+        values = [a._value if type(a) is Tracer else _plain(a) for a in args]
+        value = getattr(prim.impl, "__wrapped__", prim.impl)(*values, **params)
+        if type(value) is not np.ndarray:
+            value = np.asarray(value)
         out = self.tape.add_instr(prim, slots, params, value.shape, value.dtype, self.phase)
-        return self._tracer(out, value)
+        tracer = Tracer(self, out, value)
+        self.tracers[out] = tracer
+        return tracer
 
     def value_of(self, slot):
         """What a VJP rule receives for an instruction input: its tracer, or the constant itself."""

@@ -17,6 +17,7 @@ instructions works in a few kilobytes.
 The interpreter is generated once from the registry, stored in the on-disk cache (see cache.py) and
 compiled with Numba's `cache=True`, so a new process loads machine code instead of compiling.
 """
+import math
 import threading
 import warnings
 
@@ -231,7 +232,7 @@ class UnsupportedPrimitive(NotImplementedError):
 
 
 def _size(shape):
-    return int(np.prod(shape)) if shape else 1
+    return math.prod(shape)
 
 
 class _Ref:

@@ -10,6 +10,7 @@ dtypes (float32 stays float32). The source is content-hashed into the disk cache
 Only primitives with a plain array form are generated here; any other tape stays with the
 interpreter (cpu.Program), which handles every primitive.
 """
+import math
 import warnings
 
 import numpy as np
@@ -27,7 +28,7 @@ class Unsupported(NotImplementedError):
 
 
 def _size(shape):
-    return int(np.prod(shape)) if shape else 1
+    return math.prod(shape)
 
 
 def worth_generating(tape):
