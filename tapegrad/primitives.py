@@ -22,6 +22,7 @@ def _quiet(fn):
         with np.errstate(all="ignore"):
             return fn(*args, **params)
     impl.__name__ = fn.__name__
+    impl.__wrapped__ = fn  # tracing calls fn inside one errstate for the whole trace
     return impl
 
 
