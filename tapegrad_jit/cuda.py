@@ -377,6 +377,7 @@ class CudaProgram:
         self._plan = None
         self._consts = None
         self._row_kernels = {}
+        self._no_rows = None
 
     def __repr__(self):
         return f"<CudaProgram: {len(self.tape.instrs)} instructions>"
@@ -426,6 +427,8 @@ class CudaProgram:
     # ---- batched row tapes
     def _row_kernel(self, mapped):
         with self._lock:
+            if self._no_rows is None:
+                self._no_rows = cuda.to_device(np.zeros(1, dtype=np.int64))
             entry = self._row_kernels.get(mapped)
             if entry is None:
                 source, big = row_kernel_source(self.tape, mapped, config.MAX_ROW_OPS,
@@ -456,29 +459,33 @@ class CudaProgram:
         K.to_rows_minor(flat, math.prod(shape[:axis]), n, math.prod(shape[axis + 1:]), out)
         return out
 
-    def run_batched(self, inputs, input_axes, rows):
-        """Run the row tape on the given rows: (ok_rows mask, one array per output leaf, each with
-        one entry per given row; rows whose guards failed hold garbage)."""
+    def _launch(self, inputs, input_axes, rows):
+        """Run the row kernel on `rows` (None: every row, in order). Returns (outputs as
+        (elements, rows) device arrays, status per row on the device, number of failed rows,
+        whether the inputs were device arrays)."""
         tape = self.tape
         mapped = tuple(ax is not None for ax in input_axes)
         kernel, big = self._row_kernel(mapped)
         n = next(np.shape(a)[ax] for a, ax in zip(inputs, input_axes) if ax is not None)
-        rows = np.asarray(rows, dtype=np.int64)
-        m = rows.size
-        full = m == n            # the rows are sorted and distinct: all of them, in order
-        row_index = cuda.to_device(rows) if not full else cuda.to_device(np.zeros(1, np.int64))
-        on_device = any(is_device_array(a) for a in inputs)
+        full = rows is None or len(rows) == n      # the rows are sorted and distinct: all of them
+        m = n if full else len(rows)
+        row_index = self._no_rows if full else cuda.to_device(np.asarray(rows, dtype=np.int64))
         soa = [self._rows_minor(a, slot, ax, n)
                for a, slot, ax in zip(inputs, tape.inputs, input_axes)]
         outs = [cuda.device_array((math.prod(tape.shapes[s]), m), dtype=tape.dtypes[s])
                 for s in tape.outputs]
         status = cuda.device_array(m, dtype=np.int32)
+        failures = cuda.to_device(np.zeros(1, dtype=np.int32))
         blocks = max(1, (m + config.THREADS - 1) // config.THREADS)
-        kernel[blocks, config.THREADS](row_index, m, full, *soa, *big, *outs, status)
-        ok_rows = status.copy_to_host() == 0
+        kernel[blocks, config.THREADS](row_index, m, full, *soa, *big, *outs, status, failures)
+        on_device = any(is_device_array(a) for a in inputs)
+        return outs, status, int(failures.copy_to_host()[0]), on_device
+
+    def _leaves(self, outs, m, on_device):
+        """Output arrays with one entry per row, back in the rows-first layout."""
         leaves = []
-        for slot, out in zip(tape.outputs, outs):
-            shape = (m,) + tuple(tape.shapes[slot])
+        for slot, out in zip(self.tape.outputs, outs):
+            shape = (m,) + tuple(self.tape.shapes[slot])
             if not on_device:
                 leaves.append(np.ascontiguousarray(out.copy_to_host().T).reshape(shape))
             elif out.shape[0] == 1:
@@ -487,7 +494,23 @@ class CudaProgram:
                 flat = cuda.device_array(out.shape[0] * m, dtype=out.dtype)
                 K.to_rows_major(out, flat)
                 leaves.append(flat.reshape(shape))
-        return ok_rows, leaves
+        return leaves
+
+    def run_all(self, inputs, input_axes, n):
+        """The whole batch when every row takes this tape's path: (out_tree, leaves), with no
+        per-row work on the host; None when some row took another path."""
+        outs, _, failures, on_device = self._launch(inputs, input_axes, None)
+        if failures:
+            return None
+        return self.out_tree, self._leaves(outs, n, on_device)
+
+    def run_batched(self, inputs, input_axes, rows):
+        """Run the row tape on the given rows: (ok_rows mask, one array per output leaf, each with
+        one entry per given row; rows whose guards failed hold garbage)."""
+        outs, status, failures, on_device = self._launch(inputs, input_axes, rows)
+        m = len(rows)
+        ok_rows = status.copy_to_host() == 0 if failures else np.ones(m, dtype=bool)
+        return ok_rows, self._leaves(outs, m, on_device)
 
     def merge(self, results, leaves, rows, ok_rows, n):
         """Fold one run_batched result into the full batch (results is None at first)."""

@@ -378,8 +378,10 @@ def row_kernel_source(tape, mapped, limit, inline_limit):
     """(source, big constant slots) of the kernel running a lowered row tape, one thread a row.
 
     mapped: per tape input, whether it has a batch axis (else every row reads the same value).
-    Signature: kernel(rows, m, full, x0.., c0.., out0.., status); x and out are (elements, rows),
-    unmapped inputs (elements, 1), big constants flat. status[t] = 0, or 1 + the failed guard.
+    Signature: kernel(rows, m, full, x0.., c0.., out0.., status, failures); x and out are
+    (elements, rows), unmapped inputs (elements, 1), big constants flat. status[t] = 0, or 1 + the
+    failed guard; failures[0] counts the rows that stopped, so that the host reads one number when
+    every row took the traced path.
     """
     lines = _Lines(limit)
     values = {}
@@ -406,6 +408,7 @@ def row_kernel_source(tape, mapped, limit, inline_limit):
             flag = values[guard.slot].reshape(-1)[0]
             lines.emit(f"if ({flag} != 0.0) != {guard.expected}:")
             lines.emit(f"    status[t] = {number + 1}")
+            lines.emit("    cuda.atomic.add(failures, 0, 1)")
             lines.emit("    return")
             g += 1
         if ins is None:
@@ -417,7 +420,7 @@ def row_kernel_source(tape, mapped, limit, inline_limit):
     lines.emit("status[t] = 0")
     args = (["rows", "m", "full"] + [f"x{k}" for k in range(len(tape.inputs))]
             + [f"c{k}" for k in range(len(big))] + [f"out{k}" for k in range(len(tape.outputs))]
-            + ["status"])
+            + ["status", "failures"])
     head = [f"def row_kernel({', '.join(args)}):",
             "    t = cuda.grid(1)",
             "    if t >= m:",

@@ -112,6 +112,17 @@ def test_rows_on_other_paths_run_on_their_own_path(on_device):
     assert vg.traces == 3
 
 
+def test_whole_batch_fast_path_reports_rows_on_other_paths():
+    x = np.array([1.0, 2.0, -1.0])
+    program = C.compile(tg.jit(tg.vmap(tg.grad(branchy))).tape(x))    # the path of row 0
+    assert program.run_all([x], [0], 3) is None
+    ok_rows, leaves = program.run_batched([x], [0], np.arange(3))
+    assert ok_rows.tolist() == [True, True, False]
+    assert_close(leaves[0][:2], tg.vmap(tg.grad(branchy))(x[:2]))
+    tree, leaves = program.run_all([x[:2]], [0], 2)
+    assert_close(leaves[0], tg.vmap(tg.grad(branchy))(x[:2]))
+
+
 def test_while_loops_take_a_path_per_trip_count():
     def grow(x):
         y = x
