@@ -42,6 +42,11 @@ _BACKEND_FORMS = {
     "cast_int": "(float(int({0})) if {0} == {0} else 0.0)",
     "cast_bool": "(1.0 if {0} != 0.0 else 0.0)",
     "finite_or_zero": "({0} if abs({0}) < math.inf else 0.0)",
+    # scalar superinstructions: an adjoint sweep is mostly `acc + g * y`, `acc + g / y`, `-(g * y)`
+    # (same operations in the same order as the instructions they replace: bit-for-bit equal)
+    "muladd": "({2} + {0} * {1})",
+    "divadd": "({2} + {0} / {1})",
+    "negmul": "(-({0} * {1}))",
 }
 
 
@@ -587,11 +592,53 @@ def _plan(lowering, pinned):
 # Programs
 # ---------------------------------------------------------------------------------------------
 
+def _superinstructions(tape):
+    """Pairs of scalar instructions to run as one op: {consumer index: (form, operand slots)},
+    and the producers folded into them (computed inside their one reader, never stored)."""
+    uses = {}
+    for ins in tape.instrs:
+        for slot in ins.ins:
+            uses[slot] = uses.get(slot, 0) + 1
+    for slot in list(tape.outputs) + [g.slot for g in tape.guards]:
+        uses[slot] = uses.get(slot, 0) + 2
+    producer = {ins.out: ins for ins in tape.instrs}
+
+    def single_scalar(slot, *names):
+        ins = producer.get(slot)
+        if ins is None or ins.prim.name not in names or uses.get(slot) != 1:
+            return None
+        if any(tape.shapes[s] != () or tape.dtypes[s].kind != "f" for s in ins.ins + (ins.out,)):
+            return None
+        return ins
+
+    fused, folded = {}, set()
+    for k, ins in enumerate(tape.instrs):
+        if tape.shapes[ins.out] != () or tape.dtypes[ins.out].kind != "f":
+            continue
+        if ins.prim.name == "add" and all(tape.shapes[s] == () for s in ins.ins):
+            for term, acc in ((1, 0), (0, 1)):
+                inner = single_scalar(ins.ins[term], "mul", "div")
+                if inner is not None and inner.out not in folded:
+                    fused[k] = ("muladd" if inner.prim.name == "mul" else "divadd",
+                                (inner.ins[0], inner.ins[1], ins.ins[acc]))
+                    folded.add(inner.out)
+                    break
+        elif ins.prim.name == "mul" and all(tape.shapes[s] == () for s in ins.ins):
+            for negated, other in ((0, 1), (1, 0)):
+                inner = single_scalar(ins.ins[negated], "neg")
+                if inner is not None and inner.out not in folded:
+                    fused[k] = ("negmul", (inner.ins[0], ins.ins[other]))
+                    folded.add(inner.out)
+                    break
+    return fused, folded
+
+
 class Program:
     """A tape lowered for the compiled interpreter. Call with the input arrays."""
 
     def __init__(self, tape):
         lowering = _Lowering(tape)
+        fused, folded = _superinstructions(tape)
         input_refs = [lowering.ref(s) for s in tape.inputs]
         guards = sorted(tape.guards, key=lambda g: g.position)
         next_guard = 0
@@ -599,7 +646,13 @@ class Program:
             while next_guard < len(guards) and guards[next_guard].position <= k:
                 lowering.lower_guard(guards[next_guard], next_guard + 1)
                 next_guard += 1
-            if ins is not None:
+            if ins is None or ins.out in folded:
+                continue
+            if k in fused:
+                form, operands = fused[k]
+                lowering.elementwise(form, lowering.ref(ins.out), (),
+                                     [(lowering.ref(s), ()) for s in operands])
+            else:
                 lowering.lower(ins)
         output_refs = [lowering.ref(s) for s in tape.outputs]
         pinned = {r.buf for r in input_refs + output_refs}
