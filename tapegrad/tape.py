@@ -202,6 +202,16 @@ class Tape:
 
     __repr__ = __str__
 
+    def use_counts(self):
+        """How many times each slot is read: by instructions, guards and the outputs."""
+        uses = {}
+        for ins in self.instrs:
+            for slot in ins.ins:
+                uses[slot] = uses.get(slot, 0) + 1
+        for slot in list(self.outputs) + [g.slot for g in self.guards]:
+            uses[slot] = uses.get(slot, 0) + 1
+        return uses
+
     def count(self, phase=None):
         return sum(1 for ins in self.instrs if phase is None or ins.phase == phase)
 
@@ -401,12 +411,7 @@ def simplify(tape):
     """
     from .core import REGISTRY
     consts = dict(tape.consts)
-    uses = {}
-    for ins in tape.instrs:
-        for slot in ins.ins:
-            uses[slot] = uses.get(slot, 0) + 1
-    for slot in list(tape.outputs) + [g.slot for g in tape.guards]:
-        uses[slot] = uses.get(slot, 0) + 1
+    uses = tape.use_counts()
     produced = {ins.out: ins for ins in tape.instrs}
     alias, kept, merged = {}, [], set()
 

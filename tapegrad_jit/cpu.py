@@ -595,12 +595,9 @@ def _plan(lowering, pinned):
 def _superinstructions(tape):
     """Pairs of scalar instructions to run as one op: {consumer index: (form, operand slots)},
     and the producers folded into them (computed inside their one reader, never stored)."""
-    uses = {}
-    for ins in tape.instrs:
-        for slot in ins.ins:
-            uses[slot] = uses.get(slot, 0) + 1
+    uses = tape.use_counts()
     for slot in list(tape.outputs) + [g.slot for g in tape.guards]:
-        uses[slot] = uses.get(slot, 0) + 2
+        uses[slot] += 1             # results must be stored: never folded away
     producer = {ins.out: ins for ins in tape.instrs}
 
     def single_scalar(slot, *names):

@@ -54,14 +54,7 @@ class _Generator:
         self.lines = []
         self.const_args = []              # array constants, passed as arguments
         self.const_names = {}
-        self.uses = {}
-        for ins in tape.instrs:
-            for s in ins.ins:
-                self.uses[s] = self.uses.get(s, 0) + 1
-        for s in tape.outputs:
-            self.uses[s] = self.uses.get(s, 0) + 1
-        for g in tape.guards:
-            self.uses[g.slot] = self.uses.get(g.slot, 0) + 1
+        self.uses = tape.use_counts()
         self.flat = set()                 # slots whose flat view f<slot> exists
 
     # ---- names
