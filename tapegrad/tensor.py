@@ -12,6 +12,7 @@ import numpy as np
 from . import dtypes
 from . import primitives as P
 from ._tensor_str import format_tensor
+from .operators import PrimitiveOperators
 from .autograd import graph
 from .autograd.grad_mode import is_grad_enabled
 
@@ -72,7 +73,7 @@ def _shapes_error(shapes):
     return None
 
 
-class Tensor:
+class Tensor(PrimitiveOperators):
     _bind_level = 1
     __array_priority__ = 1000
     __slots__ = ("_data", "_requires_grad", "grad_fn", "_grad", "_version_counter",
@@ -284,7 +285,6 @@ class Tensor:
         return format_tensor(self._data, requires_grad=self._requires_grad, grad_fn_name=name)
 
     __str__ = __repr__
-    __hash__ = object.__hash__
 
     # ------------------------------------------------------------------ conversion
     def item(self):
@@ -369,86 +369,19 @@ class Tensor:
         return self
 
     # ------------------------------------------------------------------ arithmetic
-    def __add__(self, other):
-        return P.add(self, other)
-
-    def __radd__(self, other):
-        return P.add(other, self)
-
-    def __sub__(self, other):
-        return P.sub(self, other)
-
-    def __rsub__(self, other):
-        return P.sub(other, self)
-
-    def __mul__(self, other):
-        return P.mul(self, other)
-
-    def __rmul__(self, other):
-        return P.mul(other, self)
-
-    def __truediv__(self, other):
-        return P.div(self, other)
-
-    def __rtruediv__(self, other):
-        return P.div(other, self)
-
-    def __pow__(self, other):
-        return P.pow_(self, other)
-
-    def __rpow__(self, other):
-        return P.pow_(other, self)
-
-    def __neg__(self):
-        return P.neg(self)
-
-    def __pos__(self):
-        return self
-
-    def __abs__(self):
-        return P.abs_(self)
-
+    # (operators come from PrimitiveOperators; matmul adds PyTorch's shape errors)
     def __matmul__(self, other):
         return matmul(self, other)
 
     def __rmatmul__(self, other):
         return matmul(other, self)
 
-    def __lt__(self, other):
-        return P.lt(self, other)
-
-    def __le__(self, other):
-        return P.le(self, other)
-
-    def __gt__(self, other):
-        return P.gt(self, other)
-
-    def __ge__(self, other):
-        return P.ge(self, other)
-
-    def __eq__(self, other):
-        return P.eq(self, other)
-
-    def __ne__(self, other):
-        return P.ne(self, other)
-
-    def __and__(self, other):
-        return P.logical_and(self, other)
-
-    def __or__(self, other):
-        return P.logical_or(self, other)
-
-    def __invert__(self):
-        return P.logical_not(self)
-
-    add = __add__
-    sub = __sub__
-    mul = __mul__
-    div = __truediv__
-    pow = __pow__
-    neg = __neg__
-    matmul = __matmul__
-    lt, le, gt, ge, eq, ne = __lt__, __le__, __gt__, __ge__, __eq__, __ne__
+    # PyTorch's method names for the operators
+    _ops = PrimitiveOperators
+    add, sub, mul, div, pow = _ops.__add__, _ops.__sub__, _ops.__mul__, _ops.__truediv__, _ops.__pow__
+    neg, matmul = _ops.__neg__, __matmul__
+    lt, le, gt, ge, eq, ne = _ops.__lt__, _ops.__le__, _ops.__gt__, _ops.__ge__, _ops.__eq__, _ops.__ne__
+    del _ops
 
     def exp(self):
         return P.exp(self)

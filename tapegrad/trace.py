@@ -17,6 +17,7 @@ import numpy as np
 
 from . import primitives as P
 from .core import bind, dtype_of, shape_of
+from .operators import PrimitiveOperators
 from .tape import ADJOINT, FORWARD, Tape
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -235,7 +236,7 @@ _COMPOSED_UFUNCS = {
 }
 
 
-class Tracer:
+class Tracer(PrimitiveOperators):
     """A traced value: a slot of the tape being recorded, with its concrete value."""
 
     _bind_level = 2
@@ -303,7 +304,6 @@ class Tracer:
     def __format__(self, spec):
         return format(self._value.item() if self.size == 1 else self._value, spec)
 
-    __hash__ = object.__hash__
 
     # ---- leaving the tape: guards, and clear errors
     def __bool__(self):
@@ -345,79 +345,6 @@ class Tracer:
 
     def tolist(self):
         return [self[i] for i in range(len(self))]
-
-    # ---- arithmetic
-    def __add__(self, other):
-        return P.add(self, other)
-
-    def __radd__(self, other):
-        return P.add(other, self)
-
-    def __sub__(self, other):
-        return P.sub(self, other)
-
-    def __rsub__(self, other):
-        return P.sub(other, self)
-
-    def __mul__(self, other):
-        return P.mul(self, other)
-
-    def __rmul__(self, other):
-        return P.mul(other, self)
-
-    def __truediv__(self, other):
-        return P.div(self, other)
-
-    def __rtruediv__(self, other):
-        return P.div(other, self)
-
-    def __pow__(self, other):
-        return P.pow_(self, other)
-
-    def __rpow__(self, other):
-        return P.pow_(other, self)
-
-    def __matmul__(self, other):
-        return P.matmul(self, other)
-
-    def __rmatmul__(self, other):
-        return P.matmul(other, self)
-
-    def __neg__(self):
-        return P.neg(self)
-
-    def __pos__(self):
-        return self
-
-    def __abs__(self):
-        return P.abs_(self)
-
-    def __lt__(self, other):
-        return P.lt(self, other)
-
-    def __le__(self, other):
-        return P.le(self, other)
-
-    def __gt__(self, other):
-        return P.gt(self, other)
-
-    def __ge__(self, other):
-        return P.ge(self, other)
-
-    def __eq__(self, other):
-        return P.eq(self, other)
-
-    def __ne__(self, other):
-        return P.ne(self, other)
-
-    def __and__(self, other):
-        return P.logical_and(self, other)
-
-    def __or__(self, other):
-        return P.logical_or(self, other)
-
-    def __invert__(self):
-        return P.logical_not(self)
 
     # ---- indexing (writes are copy-on-write: this handle moves to the new slot)
     def __getitem__(self, index):
