@@ -1,0 +1,16 @@
+"""The registry: every workload, in the order the report shows them.
+
+To add a workload, write a module here that defines a `Workload` (see harness.py and any module
+below for the pattern) and list it in WORKLOADS.
+"""
+from . import batched, gpu_rosenbrock, mlp, ode, rosenbrock, scalar_graph, seed
+
+WORKLOADS = [
+    seed.WORKLOAD,
+    *scalar_graph.WORKLOADS,
+    rosenbrock.WORKLOAD,
+    mlp.WORKLOAD,
+    ode.WORKLOAD,
+    *batched.WORKLOADS,
+    gpu_rosenbrock.WORKLOAD,
+]

@@ -1,0 +1,173 @@
+"""The scalar graph of "Fastest Autograd in the West" (A. Rogozhnikov, 2023), float64.
+
+100 inputs, then n operations cycling through softplus of node[-10], sum of nodes[-30:-10:5],
+product node[-20] * node[-10], and softmax of the last 4 nodes (adding 4 nodes); value and
+gradient of the last node with respect to the inputs. The graph is one op list: the Python
+function every framework differentiates interprets it (unrolling into the same graph when traced),
+and the C and Numba yardsticks sweep the very same list.
+
+The gradient shrinks geometrically with depth (about 1e-35 after 1k ops) and underflows to zero
+well before 10k ops, in every implementation: at 10k ops the check has the value and zeros.
+"""
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..frameworks import standard
+from ..harness import CS_STEP, Impl, Problem, Skip, Workload, complex_step
+
+N_INPUTS = 100
+SOFTPLUS, SUM, PROD, SOFTMAX = range(4)
+# Op layout of ../shared/reference/agraph_ref.c: struct {int op, nin, out; int ins[8];}
+OP_DTYPE = np.dtype([("op", np.int32), ("nin", np.int32), ("out", np.int32),
+                     ("ins", np.int32, 8)])
+
+
+def graph_ops(n_ops):
+    """The op list; `out` is the first slot an op writes (softmax writes nin slots)."""
+    ops = np.zeros(n_ops, OP_DTYPE)
+    n = N_INPUTS
+    for k in range(n_ops):
+        op = k % 4
+        ins = {SOFTPLUS: [n - 10], SUM: range(n - 30, n - 10, 5),
+               PROD: [n - 20, n - 10], SOFTMAX: range(n - 4, n)}[op]
+        ops[k]["op"], ops[k]["nin"], ops[k]["out"] = op, len(ins), n
+        ops[k]["ins"][:len(ins)] = ins
+        n += 4 if op == SOFTMAX else 1
+    return ops, n
+
+
+def make_graph_function(ops):
+    program = [(int(o["op"]), [int(i) for i in o["ins"][:o["nin"]]]) for o in ops]
+
+    def scalar_graph(x):
+        v = [x[i] for i in range(N_INPUTS)]
+        for op, ins in program:
+            if op == SOFTPLUS:
+                v.append(np.log(1.0 + np.exp(v[ins[0]])))
+            elif op == SUM:
+                v.append(sum([v[i] for i in ins]))
+            elif op == PROD:
+                v.append(v[ins[0]] * v[ins[1]])
+            else:
+                # No max shift: values here stay far from exp overflow, and tracers need no max.
+                e = [np.exp(v[i]) for i in ins]
+                s = sum(e)
+                v.extend([ei / s for ei in e])
+        return v[-1]
+    return scalar_graph
+
+
+def build(n_ops):
+    ops, n_vals = graph_ops(n_ops)
+    f = make_graph_function(ops)
+    x = np.random.default_rng(0).standard_normal(N_INPUTS)
+    # All 100 directions at once: row i of the input carries the perturbation of x[i].
+    value, grad = complex_step(f, x[:, None] + 1j * CS_STEP * np.eye(N_INPUTS))
+    return Problem(f=f, args=(x,), argnums=(0,), value=float(value[0]), grad=grad,
+                   size=f"{n_ops} ops", extra=dict(ops=ops, n_vals=n_vals))
+
+
+# ---------------------------------------------------------------- yardsticks
+
+def _sweep_buffers(p):
+    v = np.zeros(p.extra["n_vals"])
+    v[:N_INPUTS] = p.args[0]     # inputs are never overwritten: fill them once
+    return v, np.zeros_like(v)
+
+
+def numba_setup(p):
+    from .. import kernels
+    ops = p.extra["ops"]
+    code, nin, out = (np.ascontiguousarray(ops[k]) for k in ("op", "nin", "out"))
+    ins = np.ascontiguousarray(ops["ins"])
+    v, g = _sweep_buffers(p)
+    target = p.extra["n_vals"] - 1
+    return lambda: (kernels.graph_sweeps(code, nin, out, ins, v, g, target), g[:N_INPUTS])
+
+
+def reference_dir():
+    """../shared/reference beside the checkout, or $TAPEGRAD_REFERENCE_DIR."""
+    env = os.environ.get("TAPEGRAD_REFERENCE_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "reference"
+
+
+def build_c_reference():
+    """Compile agraph_ref.c into a per-user cache (keyed by its hash); path of the library."""
+    src = reference_dir() / "agraph_ref.c"
+    if not src.is_file():
+        raise Skip(f"no C reference at {src}")
+    cc = shutil.which(os.environ.get("CC", "gcc")) or shutil.which("cc")
+    if cc is None:
+        raise Skip("no C compiler")
+    key = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tapegrad-bench"
+    lib = cache / f"agraph_ref-{key}.so"
+    if not lib.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        # Build under a temporary name, then rename: concurrent runs never see half a file.
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
+        os.close(fd)
+        cmd = [cc, "-O3", "-march=native", "-shared", "-fPIC", "-o", tmp, str(src), "-lm"]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            os.unlink(tmp)
+            raise Skip("C reference did not build: " + done.stderr.strip()[:100])
+        os.replace(tmp, lib)
+    return lib
+
+
+def c_setup(p):
+    lib = ctypes.CDLL(str(build_c_reference()))
+    c_int, c_void_p = ctypes.c_int, ctypes.c_void_p
+    lib.run.argtypes = [c_int, c_void_p, c_void_p, c_void_p, c_int, c_int, c_int]
+    lib.run.restype = None
+    ops = p.extra["ops"]
+    n_vals = p.extra["n_vals"]
+    v, g = _sweep_buffers(p)
+    call = (len(ops), ops.ctypes.data, v.ctypes.data, g.ctypes.data, n_vals, n_vals - 1, 1)
+
+    def run():
+        lib.run(*call)
+        return v[-1], g[:N_INPUTS]
+    return run
+
+
+# XLA's compile time grows faster than linearly with the unrolled graph: here (2 cores,
+# jax 0.10.2) 11 s for 100 ops, 31 s for 200 ops, and 1k ops had not compiled after 15 min.
+JAX = {
+    100: dict(runs_in={"JAX jit": "full"},
+              notes={"JAX jit": "first call = trace + compile (about 10 s)"}),
+    1000: dict(runs_in={"JAX jit": "slow"},
+               notes={"JAX jit": "XLA compile takes over 15 min; see scalar_graph_100"}),
+    10000: dict(exclude={"JAX jit": "XLA compile would take hours; see scalar_graph_100"}),
+}
+
+
+def _workload(n_ops, quick_ops):
+    label = f"{n_ops // 1000}k" if n_ops >= 1000 else str(n_ops)
+    return Workload(
+        name=f"scalar_graph_{label}",
+        title=f"scalar graph, {n_ops} ops of softplus/sum/prod/softmax, value+grad",
+        build=build,
+        sizes={"full": n_ops, "quick": quick_ops},
+        impls=[Impl("C reference", "hand-written", c_setup,
+                    note="../shared/reference/agraph_ref.c, gcc -O3 -march=native"),
+               Impl("Numba interpreter", "hand-written", numba_setup,
+                    note="hand-written sweeps over the op list")]
+        + standard(**JAX[n_ops]),
+        yardsticks=("C reference", "Numba interpreter"),
+        dtype="float64",
+        target="tapegrad jit CPU <= 1.5x C; tracing + compile < 1 s",
+        rtol=1e-9,
+        atol=1e-12,
+    )
+
+
+WORKLOADS = [_workload(100, 100), _workload(1000, 1000), _workload(10000, 2000)]
