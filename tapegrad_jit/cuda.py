@@ -10,6 +10,11 @@
   * `program.run_batched(inputs, input_axes, rows) -> (ok_rows, leaves)` runs the row tape of
     jit(vmap(f)) with one thread per row (see cuda_plan.row_kernel_source); a row whose guards
     differ from the traced path stops and is reported, and the front door runs it on its own path.
+    Row tapes longer than config.MAX_ROW_OPS scalar operations run instead on the row interpreter:
+    the CPU backend's instruction arrays (tapegrad_jit.cpu), one compiled kernel for every tape,
+    with every row's slots in device memory at V[offset, row].
+  * `program.run_all(...)` is the whole-batch fast path: failed rows are counted on the device, so
+    a call whose rows all take one path does no per-row work on the host.
 
 Inputs are NumPy arrays (copied to the device; results come back as NumPy) or device arrays
 (`__cuda_array_interface__`: numba device arrays, CuPy; results stay on the device as numba
@@ -385,6 +390,7 @@ class CudaProgram:
         self._consts = None
         self._row_kernels = {}
         self._no_rows = None
+        self._interp = None
 
     def __repr__(self):
         return f"<CudaProgram: {len(self.tape.instrs)} instructions>"
@@ -433,17 +439,29 @@ class CudaProgram:
 
     # ---- batched row tapes
     def _row_kernel(self, mapped):
+        """(kernel, big constants) of straight-line row code, or None where the row tape is
+        too long for it (then the row interpreter runs it)."""
         with self._lock:
             if self._no_rows is None:
                 self._no_rows = cuda.to_device(np.zeros(1, dtype=np.int64))
-            entry = self._row_kernels.get(mapped)
-            if entry is None:
-                source, big = row_kernel_source(self.tape, mapped, config.MAX_ROW_OPS,
-                                                config.MAX_INLINE_CONST)
-                consts = [_upload(self.tape.consts[s], np.float64) for s in big]
-                entry = self._row_kernels[mapped] = (K.compile_source(source, "row_kernel"),
-                                                     consts)
-            return entry
+            if mapped not in self._row_kernels:
+                try:
+                    source, big = row_kernel_source(self.tape, mapped, config.MAX_ROW_OPS,
+                                                    config.MAX_INLINE_CONST)
+                except UnsupportedOnCuda as exc:
+                    if "scalar operations" not in str(exc):
+                        raise
+                    self._row_kernels[mapped] = None
+                else:
+                    consts = [_upload(self.tape.consts[s], np.float64) for s in big]
+                    self._row_kernels[mapped] = (K.compile_source(source, "row_kernel"), consts)
+            return self._row_kernels[mapped]
+
+    def _interpreter(self):
+        with self._lock:
+            if self._interp is None:
+                self._interp = _RowInterpreter(self.tape)
+            return self._interp
 
     def _rows_minor(self, array, slot, axis, n):
         """An input as (elements, rows) on the device; unmapped inputs as (elements, 1)."""
@@ -472,20 +490,24 @@ class CudaProgram:
         whether the inputs were device arrays)."""
         tape = self.tape
         mapped = tuple(ax is not None for ax in input_axes)
-        kernel, big = self._row_kernel(mapped)
+        straight = self._row_kernel(mapped)
         n = next(np.shape(a)[ax] for a, ax in zip(inputs, input_axes) if ax is not None)
         full = rows is None or len(rows) == n      # the rows are sorted and distinct: all of them
         m = n if full else len(rows)
         row_index = self._no_rows if full else cuda.to_device(np.asarray(rows, dtype=np.int64))
+        on_device = any(is_device_array(a) for a in inputs)
         soa = [self._rows_minor(a, slot, ax, n)
                for a, slot, ax in zip(inputs, tape.inputs, input_axes)]
+        if straight is None:
+            outs, status, failures = self._interpreter().run(soa, mapped, row_index, full, m)
+            return outs, status, failures, on_device
+        kernel, big = straight
         outs = [cuda.device_array((math.prod(tape.shapes[s]), m), dtype=tape.dtypes[s])
                 for s in tape.outputs]
         status = cuda.device_array(m, dtype=np.int32)
         failures = cuda.to_device(np.zeros(1, dtype=np.int32))
         blocks = max(1, (m + config.THREADS - 1) // config.THREADS)
         kernel[blocks, config.THREADS](row_index, m, full, *soa, *big, *outs, status, failures)
-        on_device = any(is_device_array(a) for a in inputs)
         return outs, status, int(failures.copy_to_host()[0]), on_device
 
     def _leaves(self, outs, m, on_device):
@@ -543,3 +565,64 @@ class CudaProgram:
         if is_device_array(leaf):
             return cuda.device_array(shape, dtype=leaf.dtype)
         return np.empty(shape, dtype=leaf.dtype)
+
+
+class _RowInterpreter:
+    """A row tape as the CPU backend's instruction arrays (one format for both backends), run by
+    the row interpreter kernel: one thread per row, every row's slots in V[offset, thread]."""
+
+    def __init__(self, tape):
+        from . import cpu
+        if set(K.INTERPRETER_OPS) != set(cpu._ARRAY_OPS):
+            raise UnsupportedOnCuda("tapegrad.jit(device='cuda'): the row interpreter does not "
+                                    "know the CPU backend's ops " + ", ".join(sorted(
+                                        set(cpu._ARRAY_OPS) ^ set(K.INTERPRETER_OPS))))
+        program = cpu.Program(tape)
+        self.kernel = K.interpreter(cpu.ELEMENTWISE_FORMS, cpu.OPCODE)
+        self.code = cuda.to_device(np.ascontiguousarray(program.code))
+        self.ipool = cuda.to_device(np.ascontiguousarray(program.ipool))
+        self.v0 = program.v0
+        self.inputs = program.inputs               # (offset, size, shape) per tape input
+        self.outputs = program.outputs             # (offset, size, shape, dtype) per output
+
+    def run(self, soa, mapped, row_index, full, m):
+        """soa: each input as (elements, rows) or (elements, 1) device arrays. Returns (outputs as
+        (elements, rows) device arrays of their dtypes, status, failed row count)."""
+        v0 = self.v0.copy()
+        X_parts, in_offsets, in_sizes = [], [], []
+        for (offset, size, _), array, is_mapped in zip(self.inputs, soa, mapped):
+            if is_mapped:
+                X_parts.append(array)
+                in_offsets.append(offset)
+                in_sizes.append(size)
+            else:                                  # the same value for every row: into v0
+                v0[offset:offset + size] = array.copy_to_host().reshape(-1)
+        v0_device = cuda.to_device(v0)
+        n = X_parts[0].shape[1] if X_parts else 1
+        X = cuda.device_array((max(sum(in_sizes), 1), n), dtype=np.float64)
+        row = 0
+        for part in X_parts:
+            K.copy(_flat(part), X[row:row + part.shape[0]].reshape(part.shape[0] * n))
+            row += part.shape[0]
+        out_sizes = [size for _, size, _, _ in self.outputs]
+        Y = cuda.device_array((max(sum(out_sizes), 1), m), dtype=np.float64)
+        status = cuda.device_array(m, dtype=np.int32)
+        failures = cuda.to_device(np.zeros(1, dtype=np.int32))
+        chunk = max(1, min(m, config.INTERPRETER_BYTES // (8 * v0.size)))
+        V = cuda.device_array((v0.size, chunk), dtype=np.float64)
+        out_offsets = [offset for offset, _, _, _ in self.outputs]
+        ints = [cuda.to_device(np.asarray(a, dtype=np.int64))
+                for a in (in_offsets, in_sizes, out_offsets, out_sizes)]
+        for first in range(0, m, chunk):
+            count = min(chunk, m - first)
+            blocks = (count + config.THREADS - 1) // config.THREADS
+            self.kernel[blocks, config.THREADS](
+                self.code, self.ipool, v0_device, V, row_index, full, first, count, ints[0],
+                ints[1], X, ints[2], ints[3], Y, status, failures)
+        outs, row = [], 0
+        for _, size, _, dtype in self.outputs:
+            out = cuda.device_array((size, m), dtype=dtype)
+            K.copy(Y[row:row + size].reshape(size * m), out.reshape(size * m))
+            outs.append(out)
+            row += size
+        return outs, status, int(failures.copy_to_host()[0])

@@ -18,8 +18,12 @@ REDUCE_SERIAL_OUTPUTS = 64 if SIMULATOR else 4096
 REDUCE_SERIAL_K = 16 if SIMULATOR else 256
 
 # A batched tape is turned into straight-line code per row; past this many scalar operations per
-# row the generated kernel would take too long to compile and would spill registers heavily.
-MAX_ROW_OPS = 50_000
+# row that kernel would take long to compile and spill registers, so the rows run on the row
+# interpreter instead (the CPU backend's instruction arrays, one compiled kernel for every tape).
+MAX_ROW_OPS = 200 if SIMULATOR else 4000
+# The interpreter keeps every row's slots in device memory: rows go in launches of at most this
+# many bytes of slots.
+INTERPRETER_BYTES = 1 << 16 if SIMULATOR else 1 << 30
 # Constants with more elements than this are passed to kernels as arrays instead of literals.
 MAX_INLINE_CONST = 16
 

@@ -244,3 +244,117 @@ def matmul(a, b, out, a_offsets, b_offsets, M, K, N):
     tile = config.TILE
     grid = ((N + tile - 1) // tile, (M + tile - 1) // tile, a_offsets.shape[0])
     kernel[grid, (tile, tile)](a, b, out, a_offsets, b_offsets, M, K, N)
+
+
+# ---------------------------------------------------------------------------------------------
+# The row interpreter: the CPU backend's instruction arrays (tapegrad_jit.cpu: code, ipool, v0),
+# run by one thread per row over V[slot offset, thread], so that neighbouring threads touch
+# neighbouring addresses on every op. For row tapes too long for straight-line code.
+# ---------------------------------------------------------------------------------------------
+
+_INTERPRETER_SOURCE = """
+def interpret_rows(code, ipool, v0, V, rows, full, first, count, in_offsets, in_sizes, X,
+                   out_offsets, out_sizes, Y, status, failures):
+    t = cuda.grid(1)
+    if t >= count:
+        return
+    i = first + t
+    r = i if full else rows[i]
+    for s in range(v0.shape[0]):
+        V[s, t] = v0[s]
+    column = 0
+    for q in range(in_offsets.shape[0]):
+        for j in range(in_sizes[q]):
+            V[in_offsets[q] + j, t] = X[column + j, r]
+        column += in_sizes[q]
+    failed = 0
+    for k in range(code.shape[0]):
+        # one row of the CPU backend's format: OP, OUT, N, A, B, C, SA, SB, SC, X0, X1, X2
+        op, o, n, a, b, c = code[k, 0], code[k, 1], code[k, 2], code[k, 3], code[k, 4], code[k, 5]
+        if op < {num_elementwise}:
+            sa, sb, sc = code[k, 6], code[k, 7], code[k, 8]
+            for j in range(n):
+                x = V[a + j * sa, t]
+                y = V[b + j * sb, t]
+                z = V[c + j * sc, t]
+{elementwise_cases}
+        elif op == {guard}:
+            if (V[a, t] != 0.0) != (code[k, 9] != 0):
+                failed = code[k, 10]
+                break
+        elif op == {gather}:
+            m = code[k, 9]
+            for j in range(n):
+                V[o + j, t] = V[a + ipool[m + j], t]
+        elif op == {scatter_add} or op == {scatter_set}:
+            sb = code[k, 7]
+            m = code[k, 9]
+            for j in range(n):
+                V[o + j, t] = V[a + j, t] if code[k, 11] != 0 else 0.0
+            for j in range(code[k, 10]):
+                if op == {scatter_add}:
+                    V[o + ipool[m + j], t] += V[b + j * sb, t]
+                else:
+                    V[o + ipool[m + j], t] = V[b + j * sb, t]
+        elif op == {place}:
+            m = code[k, 9]
+            for j in range(code[k, 10]):
+                V[o + ipool[m + j], t] = V[a + j, t]
+        elif op == {matmul}:
+            rows_a = code[k, 9]
+            inner = code[k, 10]
+            cols_b = code[k, 11]
+            for bz in range(code[k, 8]):
+                for p in range(rows_a):
+                    for q in range(cols_b):
+                        acc = 0.0
+                        for w in range(inner):
+                            acc += (V[a + bz * code[k, 6] + p * inner + w, t]
+                                    * V[b + bz * code[k, 7] + w * cols_b + q, t])
+                        V[o + (bz * rows_a + p) * cols_b + q, t] = acc
+        else:
+            kind = op - {reduce_sum}
+            m = code[k, 9]
+            init = 0.0 if kind == 0 else (1.0 if kind == 1 else (
+                -math.inf if kind == 2 else math.inf))
+            for j in range(n):
+                V[o + j, t] = init
+            for w in range(code[k, 10]):
+                target = o if m < 0 else o + ipool[m + w]
+                x = V[a + w, t]
+                acc = V[target, t]
+                if kind == 0:
+                    V[target, t] = acc + x
+                elif kind == 1:
+                    V[target, t] = acc * x
+                elif kind == 2:
+                    if x > acc or x != x:
+                        V[target, t] = x
+                elif x < acc or x != x:
+                    V[target, t] = x
+    status[i] = failed
+    if failed != 0:
+        cuda.atomic.add(failures, 0, 1)
+        return
+    column = 0
+    for q in range(out_offsets.shape[0]):
+        for j in range(out_sizes[q]):
+            Y[column + j, i] = V[out_offsets[q] + j, t]
+        column += out_sizes[q]
+"""
+
+INTERPRETER_OPS = ("guard", "gather", "scatter_add", "scatter_set", "place", "reduce_sum",
+                   "reduce_prod", "reduce_max", "reduce_min", "matmul")
+
+
+def interpreter(forms, opcodes):
+    """The row interpreter kernel for the CPU backend's opcode table (forms: [(name, form)])."""
+    cases = []
+    for opcode, (name, form) in enumerate(forms):
+        keyword = "if" if opcode == 0 else "elif"
+        cases += [f"{keyword} op == {opcode}:  # {name}",
+                  f"    V[o + j, t] = {form.format('x', 'y', 'z')}"]
+    body = "\n".join(" " * 16 + line for line in cases)
+    source = _INTERPRETER_SOURCE.format(num_elementwise=len(forms), elementwise_cases=body,
+                                        **{name: opcodes[name] for name in INTERPRETER_OPS})
+    return compile_source(source, "interpret_rows")

@@ -59,6 +59,24 @@ def test_sample_table_array_tape(sample):
 ROWS = 3
 
 
+@pytest.fixture(params=["straight-line", "interpreter"])
+def row_mode(request, monkeypatch):
+    """Row tapes run as generated straight-line code, or (past config.MAX_ROW_OPS scalar
+    operations) on the row interpreter over the CPU backend's instruction arrays: test both."""
+    monkeypatch.setattr(C.config, "MAX_ROW_OPS", 0 if request.param == "interpreter" else 10**6)
+    return request.param
+
+
+def programs_of(jitted):
+    return [p for paths in jitted._signatures.values() for p in paths]
+
+
+def assert_ran_in(mode, jitted):
+    for program in programs_of(jitted):
+        kernels = list(program._row_kernels.values())
+        assert kernels and all((k is None) == (mode == "interpreter") for k in kernels)
+
+
 def batch_of(values):
     rng = np.random.default_rng(1)
     return [np.stack([v + 0.01 * k * rng.standard_normal(np.shape(v)) for k in range(ROWS)])
@@ -66,14 +84,16 @@ def batch_of(values):
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=lambda s: s.id)
-def test_sample_table_batched(sample):
+def test_sample_table_batched(sample, row_mode):
     f, values, _ = weighted(sample)
     vg = tg.value_and_grad(f, argnums=tuple(range(len(values))))
     batch = batch_of(values)
     rows = [vg(*[b[k] for b in batch]) for k in range(ROWS)]
     expected = (np.stack([r[0] for r in rows]),
                 tuple(np.stack([r[1][i] for r in rows]) for i in range(len(values))))
-    assert_tree_close(tg.jit(tg.vmap(vg), device="cuda")(*batch), expected)
+    jitted = tg.jit(tg.vmap(vg), device="cuda")
+    assert_tree_close(jitted(*batch), expected)
+    assert_ran_in(row_mode, jitted)
 
 
 def bumpy(x):
@@ -83,13 +103,14 @@ def bumpy(x):
     return y
 
 
-def test_batched_grad_matches_cpu_for_numpy_and_device_inputs():
+def test_batched_grad_matches_cpu_for_numpy_and_device_inputs(row_mode):
     x = np.linspace(-3.0, 3.0, 11)
     expected = tg.jit(tg.vmap(tg.grad(bumpy)))(x)
     g = tg.jit(tg.vmap(tg.grad(bumpy)), device="cuda")
     assert_tree_close(g(x), expected)
     assert_tree_close(g(cuda.to_device(x)), expected, on_device=True)
     assert g.traces == 1
+    assert_ran_in(row_mode, g)
 
 
 def branchy(x):
@@ -101,7 +122,7 @@ def branchy(x):
 
 
 @pytest.mark.parametrize("on_device", [False, True])
-def test_rows_on_other_paths_run_on_their_own_path(on_device):
+def test_rows_on_other_paths_run_on_their_own_path(on_device, row_mode):
     x = np.array([-1.0, 0.7, 0.1, 2.0, -0.3, -2.0, 0.2])
     expected = tg.jit(tg.vmap(tg.value_and_grad(branchy)))(x)
     vg = tg.jit(tg.vmap(tg.value_and_grad(branchy)), device="cuda")
@@ -110,6 +131,7 @@ def test_rows_on_other_paths_run_on_their_own_path(on_device):
     assert vg.traces == 3                    # one tape per path, each traced once
     assert_tree_close(vg(arg), expected, on_device)
     assert vg.traces == 3
+    assert_ran_in(row_mode, vg)
 
 
 def test_whole_batch_fast_path_reports_rows_on_other_paths():
@@ -123,7 +145,7 @@ def test_whole_batch_fast_path_reports_rows_on_other_paths():
     assert_close(leaves[0], tg.vmap(tg.grad(branchy))(x[:2]))
 
 
-def test_while_loops_take_a_path_per_trip_count():
+def test_while_loops_take_a_path_per_trip_count(row_mode):
     def grow(x):
         y = x
         while y < 10.0:
@@ -135,7 +157,7 @@ def test_while_loops_take_a_path_per_trip_count():
     assert_tree_close(tg.jit(tg.vmap(tg.grad(grow)), device="cuda")(x), expected)
 
 
-def test_vector_rows_and_unmapped_inputs():
+def test_vector_rows_and_unmapped_inputs(row_mode):
     def energy(x, w):
         return np.sum(w * np.tanh(x) ** 2) + np.sum(x[:2] * x[1:])
 
@@ -146,9 +168,10 @@ def test_vector_rows_and_unmapped_inputs():
     gpu = tg.jit(vg, device="cuda")
     assert_tree_close(gpu(x, w), expected)
     assert_tree_close(gpu(cuda.to_device(x), cuda.to_device(w)), expected, on_device=True)
+    assert_ran_in(row_mode, gpu)
 
 
-def test_batch_axis_other_than_the_first():
+def test_batch_axis_other_than_the_first(row_mode):
     def f(x):
         return np.sum(np.sin(x) * np.arange(1.0, 5.0))
 
@@ -160,7 +183,7 @@ def test_batch_axis_other_than_the_first():
     assert_tree_close(gpu(cuda.to_device(np.ascontiguousarray(x))), expected, on_device=True)
 
 
-def test_batched_matmul_and_reductions_per_row():
+def test_batched_matmul_and_reductions_per_row(row_mode):
     def loss(x, w):
         h = np.tanh(x @ w)
         return np.sum(h * h) + np.max(h) - np.mean(np.exp(h))
@@ -171,7 +194,7 @@ def test_batched_matmul_and_reductions_per_row():
     assert_tree_close(tg.jit(vg, device="cuda")(x, w), tg.jit(vg)(x, w))
 
 
-def test_batched_float32():
+def test_batched_float32(row_mode):
     x = np.linspace(-2, 2, 6).astype(np.float32)
     expected = tg.jit(tg.vmap(tg.value_and_grad(bumpy)))(x)
     assert_tree_close(tg.jit(tg.vmap(tg.value_and_grad(bumpy)), device="cuda")(x), expected)
