@@ -19,7 +19,8 @@ def parse_args(argv):
     parser.add_argument("--quick", action="store_true",
                         help="small sizes, few repeats (about a minute; the CI smoke test)")
     parser.add_argument("--out", default="bench-results", metavar="DIR",
-                        help="where results.json and chart.png go (default: bench-results/)")
+                        help="where results.json, results.md and chart.png go "
+                             "(default: bench-results/)")
     parser.add_argument("--only", nargs="+", metavar="NAME",
                         help="run these workloads only (a name or its prefix, e.g. scalar_graph)")
     parser.add_argument("--slow", action="store_true",
@@ -124,8 +125,10 @@ def main(argv=None):
     print(out.text_report(report))
     os.makedirs(args.out, exist_ok=True)
     out.write_json(report, os.path.join(args.out, "results.json"))
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(out.markdown(report))
     charted = out.write_chart(report, os.path.join(args.out, "chart.png"))
-    print(f"\nwrote {os.path.join(args.out, 'results.json')}"
+    print(f"\nwrote {os.path.join(args.out, 'results.json')}, results.md"
           + (" and chart.png" if charted else " (no chart: matplotlib missing or nothing ran)"))
     bad = [r for e in report["workloads"] for r in e["results"]
            if r["status"] in ("FAILED", "error")]

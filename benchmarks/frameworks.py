@@ -48,6 +48,15 @@ def gpu_available():
         return False
 
 
+def gpu_only(build):
+    """A workload's build that skips the whole workload where no NVIDIA GPU can be used."""
+    def build_on_gpu(size):
+        if not gpu_available():
+            raise Skip("no CUDA GPU here")
+        return build(size)
+    return build_on_gpu
+
+
 def _jax():
     jax = _need("jax")
     # float64 workloads need x64; float32 inputs stay float32 under it.
@@ -62,21 +71,26 @@ def _jax_device(jax, device):
         raise Skip(f"JAX has no {device} backend here") from exc
 
 
-def _torch_device(torch, device):
-    if device == "cuda" and not torch.cuda.is_available():
+def _torch_sync(torch, device):
+    """What waits for PyTorch's queued GPU work (nothing on the CPU); skips without a GPU."""
+    if device == "cpu":
+        return lambda: None
+    if not torch.cuda.is_available():
         raise Skip("PyTorch sees no CUDA GPU")
-    return device
+    return torch.cuda.synchronize
 
 
 # ---------------------------------------------------------------- eager, PyTorch-style
 
-def eager_setup(module_name):
+def eager_setup(module_name, device="cpu"):
     """Leaves with requires_grad, forward, backward(): PyTorch eager and tapegrad eager alike."""
     def setup(p):
         mod = _need(module_name)
         f = rebind(p.f, np=mod)
+        on_gpu = {} if device == "cpu" else {"device": device}    # tapegrad has no device=
+        sync = _torch_sync(mod, device)
         # np.asarray keeps Python floats float64 (torch.tensor(0.5) would be float32).
-        args = [mod.tensor(np.asarray(a), requires_grad=i in p.argnums)
+        args = [mod.tensor(np.asarray(a), requires_grad=i in p.argnums, **on_gpu)
                 for i, a in enumerate(p.args)]
         leaves = [args[i] for i in p.argnums]
 
@@ -86,8 +100,10 @@ def eager_setup(module_name):
             out = f(*args)
             if p.batched:               # d sum(f(x)) / dx is f'(x) pointwise
                 out.sum().backward()
-                return None, [x.grad for x in leaves]
-            out.backward()
+                out = None
+            else:
+                out.backward()
+            sync()
             return out, [x.grad for x in leaves]
         return run
     return setup
@@ -117,11 +133,10 @@ def torch_vmap_setup(device="cpu"):
     """torch.func.vmap(grad(f)) for the batched workloads."""
     def setup(p):
         torch = _need("torch")
-        dev = _torch_device(torch, device)
+        sync = _torch_sync(torch, device)
         from torch.func import grad, vmap
         fn = vmap(grad(rebind(p.f, np=torch)))
-        args = [torch.tensor(a, device=dev) for a in p.args]
-        sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+        args = [torch.tensor(a, device=device) for a in p.args]
 
         def run():
             out = fn(*args)
@@ -228,7 +243,8 @@ def standard(batched=False, gpu=False, fd=False, notes=None, runs_in=None, exclu
         impls = [
             Impl("tapegrad jit CUDA", "tapegrad", tapegrad_jit_setup("cuda")),
             Impl("JAX jit GPU", "peer", jax_setup("gpu"), note="first call = trace + compile"),
-            Impl("PyTorch func.vmap(grad) GPU", "peer", torch_vmap_setup("cuda")),
+            Impl("PyTorch func.vmap(grad) GPU", "peer", torch_vmap_setup("cuda")) if batched
+            else Impl("PyTorch eager GPU", "peer", eager_setup("torch", "cuda")),
         ]
     else:
         impls = [

@@ -42,6 +42,8 @@ def version(package):
 def describe():
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
+        # Load when the run started: other work on the machine widens the spread.
+        "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "usable_cores": usable,
@@ -55,5 +57,7 @@ def describe():
 def summary(machine):
     versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
     gpu = machine["gpu"] or "no GPU"
-    return (f"{machine['cpu']}, {machine['usable_cores']} of {machine['cores']} cores, {gpu}; "
-            f"Python {machine['python']}; {versions}")
+    load = machine["load_avg_1min"]
+    load = "" if load is None else f", load {load:.1f} at start"
+    return (f"{machine['cpu']}, {machine['usable_cores']} of {machine['cores']} cores, {gpu}"
+            f"{load}; Python {machine['python']}; {versions}")

@@ -20,8 +20,8 @@ def _row(r):
     ok = r["status"] == "ok"
     spread = f"{fmt_time(r['q1_s'])} - {fmt_time(r['q3_s'])}" if ok else ""
     ratio = f"{r['ratio']:.3g}x" if "ratio" in r else ""
-    return (r["impl"], r["status"], fmt_time(r.get("median_s")), spread, ratio,
-            fmt_time(r.get("first_call_s")), r.get("note", ""))
+    return (r["impl"], r["status"], fmt_time(r.get("median_s")), spread,
+            fmt_time(r.get("min_s")), ratio, fmt_time(r.get("first_call_s")), r.get("note", ""))
 
 
 def _sorted(results):
@@ -34,7 +34,7 @@ def table(entry):
     if entry["status"] != "ok":
         return "\n".join(lines + [f"   skipped: {entry['note']}"])
     lines.append(f"   yardstick: {entry['yardstick'] or 'none ran'}; target: {entry['target']}")
-    header = ("implementation", "status", "median", "IQR", "ratio", "1st call", "note")
+    header = ("implementation", "status", "median", "IQR", "min", "ratio", "1st call", "note")
     rows = [header] + [_row(r) for r in _sorted(entry["results"])]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     for row in rows:
@@ -48,10 +48,28 @@ def table(entry):
 def text_report(report):
     head = [f"tapegrad benchmarks ({report['mode']} mode), {report['created']}",
             "machine: " + summary(report["machine"]),
-            "median per call of value+grad (IQR over samples); ratio = median / the workload's "
-            "yardstick in this run;\n1st call = the first call alone (tracing and compiling "
+            "median per call of value+grad (IQR and min over samples; a wide IQR means other "
+            "work shared the machine);\nratio = median / the workload's yardstick in this run; "
+            "1st call = the first call alone (tracing and compiling "
             "happen there; imports and setup do not)."]
     return "\n\n".join(["\n".join(head)] + [table(e) for e in report["workloads"]])
+
+
+def markdown(report):
+    """The results as Markdown tables (for a README), ok rows only, fastest first."""
+    parts = [f"Machine: {summary(report['machine'])}."]
+    for entry in report["workloads"]:
+        rows = [_row(r) for r in _sorted(entry["results"]) if r["status"] == "ok"]
+        if not rows:
+            continue
+        lines = [f"**{entry['name']}** ({entry['size']}, {entry['dtype']}; "
+                 f"ratio to {entry['yardstick']})", "",
+                 "| implementation | median | IQR | min | ratio | 1st call |",
+                 "| --- | --- | --- | --- | --- | --- |"]
+        # _row's columns without status and note
+        lines += ["| " + " | ".join((row[0],) + row[2:7]) + " |" for row in rows]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
 
 
 def write_json(report, path):

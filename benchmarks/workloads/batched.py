@@ -6,8 +6,8 @@ Numba kernel; on a GPU (own workload, only where one is present) against JAX on 
 """
 import numpy as np
 
-from ..frameworks import gpu_available, standard
-from ..harness import CS_STEP, Impl, Problem, Skip, Workload, complex_step
+from ..frameworks import gpu_only, standard
+from ..harness import CS_STEP, Impl, Problem, Workload, complex_step
 
 STEPS = 8
 
@@ -24,12 +24,6 @@ def build(n):
     _, grad = complex_step(bumpy, x + 1j * CS_STEP)
     return Problem(f=bumpy, args=(x,), argnums=(0,), value=None, grad=grad, size=f"{n} points",
                    batched=True)
-
-
-def build_gpu(n):
-    if not gpu_available():
-        raise Skip("no CUDA GPU here")
-    return build(n)
 
 
 def numba_setup(p):
@@ -53,7 +47,7 @@ WORKLOADS = [
               + standard(batched=True, fd=True),
               ("Numba prange forward-mode", "JAX jit"),
               "tapegrad jit CPU (vmap rows in parallel) against hand-written Numba"),
-    _workload("batched_gpu", "GPU", build_gpu, {"full": 10_000_000, "quick": 100_000},
+    _workload("batched_gpu", "GPU", gpu_only(build), {"full": 10_000_000, "quick": 100_000},
               standard(batched=True, gpu=True),
               ("JAX jit GPU", "PyTorch func.vmap(grad) GPU"),
               "tapegrad jit CUDA >= 1.0x JAX jit throughput on the same GPU"),
