@@ -309,8 +309,8 @@ class _ArrayPlan:
                 tape.dtypes[ins.ins[0]] == dtype:
             self.alias[out] = ins_slots[0]
             return lambda values: None
-        if len(ins_slots) == 1 and size and np.array_equal(
-                source, np.arange(source[0], source[0] + size)) and tape.dtypes[ins.ins[0]] == dtype:
+        contiguous = size and np.array_equal(source, np.arange(source[0], source[0] + size))
+        if len(ins_slots) == 1 and contiguous and tape.dtypes[ins.ins[0]] == dtype:
             start, base = int(source[0]), ins_slots[0]    # a contiguous run: a view, no copy
 
             def view(values):

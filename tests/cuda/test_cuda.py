@@ -329,6 +329,19 @@ def test_constants_are_uploaded_once():
     assert program._device_consts() is before
 
 
+def test_generated_kernels_go_to_the_disk_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TAPEGRAD_CACHE_DIR", str(tmp_path))
+    source = "def twice(x, out):\n    i = cuda.grid(1)\n    if i < x.shape[0]:\n" \
+             "        out[i] = math.exp(x[i]) * 0.0 + 2.0 * x[i]\n"
+    kernel = C.K.compile_source(source, "twice", disk=True)
+    x = np.arange(5.0)
+    out = cuda.device_array(5)
+    kernel[1, 8](cuda.to_device(x), out)
+    assert_close(out.copy_to_host(), 2.0 * x)
+    (entry,) = [p for p in tmp_path.iterdir() if p.name.startswith("cuda_twice_")]
+    assert "@cuda.jit(cache=True)\ndef twice" in entry.read_text()
+
+
 # ---------------------------------------------------------------------------------------------
 # Errors: a clear message where kernels cannot run
 # ---------------------------------------------------------------------------------------------
