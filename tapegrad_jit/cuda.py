@@ -108,8 +108,12 @@ class _ArrayPlan:
     def __init__(self, tape):
         self.tape = tape
         self.alias = {}
+        self.view_of = {}        # slot -> slot whose buffer it is a view of
         self.steps = []          # callables step(values) -> False to stop (a failed guard)
+        self._pool = {}
         self._plan()
+        self.escaping = self._escaping()
+        self.lock = threading.Lock()    # kept buffers serve one call at a time
 
     def resolve(self, slot):
         while slot in self.alias:
@@ -220,10 +224,9 @@ class _ArrayPlan:
         n = math.prod(shape)
         kernel = K.compile_source(source, "fused")
         inputs = [self.resolve(s) for s in inputs]
-        dtypes = [tape.dtypes[s] for s in stored]
 
         def step(values):
-            outs = [cuda.device_array(n, dtype=d) for d in dtypes]
+            outs = [self.buffer(s) for s in stored]
             K.launch_1d(kernel, n, n, *[values[s] for s in inputs], *outs)
             values.update(zip(stored, outs))
         return step
@@ -272,7 +275,7 @@ class _ArrayPlan:
         def fill(values, result):
             src = values[x]
             if order is not None:
-                moved = cuda.device_array(src.shape[0], dtype=src.dtype)
+                moved = self.buffer(("moved", out), src.dtype, src.shape[0])
                 K.gather(src, order, moved)
                 src = moved
             K.reduce(op, src, result, outer, count, inner)
@@ -312,6 +315,7 @@ class _ArrayPlan:
         contiguous = size and np.array_equal(source, np.arange(source[0], source[0] + size))
         if len(ins_slots) == 1 and contiguous and tape.dtypes[ins.ins[0]] == dtype:
             start, base = int(source[0]), ins_slots[0]    # a contiguous run: a view, no copy
+            self.view_of[out] = base
 
             def view(values):
                 values[out] = values[base][start:start + size]
@@ -348,14 +352,36 @@ class _ArrayPlan:
         return self._writing(ins.out, fill)
 
     def _writing(self, out, fill):
-        """A step that allocates the buffer of slot `out` and has fill(values, buffer) write it."""
-        dtype, size = self.tape.dtypes[out], math.prod(self.tape.shapes[out])
-
+        """A step that takes the buffer of slot `out` and has fill(values, buffer) write it."""
         def step(values):
-            result = cuda.device_array(size, dtype=dtype)
+            result = self.buffer(out)
             fill(values, result)
             values[out] = result
         return step
+
+    def _escaping(self):
+        """Slots whose memory a result can reach (outputs, and what they are views of)."""
+        escaping = set()
+        for slot in self.tape.outputs:
+            slot = self.resolve(slot)
+            escaping.add(slot)
+            while slot in self.view_of:
+                slot = self.resolve(self.view_of[slot])
+                escaping.add(slot)
+        return escaping
+
+    def buffer(self, slot, dtype=None, size=None):
+        """Device memory for a slot: kept from call to call (allocating is slow on a GPU), except
+        where a result can reach it, which gets fresh memory every call."""
+        dtype = self.tape.dtypes[slot] if dtype is None else dtype
+        size = math.prod(self.tape.shapes[slot]) if size is None else size
+        if slot in self.escaping:
+            return cuda.device_array(size, dtype=dtype)
+        key = (slot, np.dtype(dtype).str, size)
+        buffer = self._pool.get(key)
+        if buffer is None:
+            buffer = self._pool[key] = cuda.device_array(size, dtype=dtype)
+        return buffer
 
     # ---- running
     def run(self, values):
@@ -420,8 +446,9 @@ class CudaProgram:
                 values[slot] = _flat(_as_device(array))
             else:
                 values[slot] = _upload(array, tape.dtypes[slot])
-        if not plan.run(values):
-            return False, None
+        with plan.lock:
+            if not plan.run(values):
+                return False, None
         leaves = []
         for slot in tape.outputs:
             base = plan.resolve(slot)

@@ -311,6 +311,22 @@ def test_array_guards_retrace_and_never_use_a_stale_path():
     assert jitted.traces == 2
 
 
+@pytest.mark.parametrize("on_device", [False, True])
+def test_results_of_one_call_survive_the_next(on_device):
+    def f(x):
+        y = np.sin(x) * 2.0
+        z = np.exp(y[::2]) + 1.0
+        return y[1:], np.sum(z * z), z
+
+    jitted = tg.jit(f, device="cuda")
+    x1, x2 = np.linspace(0, 1, 7), np.linspace(-2, 3, 7)
+    put = cuda.to_device if on_device else (lambda a: a)
+    first = jitted(put(x1))
+    jitted(put(x1))
+    jitted(put(x2))                          # reuses the kept buffers of intermediates
+    assert_tree_close(first, jitted.tape(x1).run(x1), on_device)
+
+
 def test_float32_array_tape():
     x = np.linspace(-1, 1, 9).astype(np.float32)
     vg = tg.value_and_grad(lambda x: np.sum(np.tanh(x) * x + np.exp(-x * x)))
