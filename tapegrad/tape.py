@@ -77,37 +77,38 @@ def params_key(params):
 
 def tree_flatten(tree, is_leaf):
     leaves = []
+    return leaves, _walk(tree, is_leaf, leaves)
 
-    def walk(node):
-        if isinstance(node, (tuple, list)):
-            return (type(node), tuple(walk(child) for child in node))
-        if isinstance(node, dict):
-            keys = tuple(node)
-            return (dict, keys, tuple(walk(node[k]) for k in keys))
-        if node is None:
-            return None
-        if not is_leaf(node):
-            node = np.asarray(node)
-        leaves.append(node)
-        return "*"
 
-    return leaves, walk(tree)
+# Module-level recursion, not nested closures: a closure that refers to itself is a reference cycle
+# that would keep the leaves (result arrays) alive until the garbage collector runs.
+def _walk(node, is_leaf, leaves):
+    if isinstance(node, (tuple, list)):
+        return (type(node), tuple(_walk(child, is_leaf, leaves) for child in node))
+    if isinstance(node, dict):
+        keys = tuple(node)
+        return (dict, keys, tuple(_walk(node[k], is_leaf, leaves) for k in keys))
+    if node is None:
+        return None
+    if not is_leaf(node):
+        node = np.asarray(node)
+    leaves.append(node)
+    return "*"
 
 
 def tree_unflatten(structure, leaves):
-    it = iter(leaves)
+    return _build(structure, iter(leaves))
 
-    def build(node):
-        if node is None:
-            return None
-        if node == "*":
-            return next(it)
-        if node[0] is dict:
-            return {k: build(child) for k, child in zip(node[1], node[2])}
-        kind, children = node
-        return kind(build(child) for child in children)
 
-    return build(structure)
+def _build(node, it):
+    if node is None:
+        return None
+    if node == "*":
+        return next(it)
+    if node[0] is dict:
+        return {k: _build(child, it) for k, child in zip(node[1], node[2])}
+    kind, children = node
+    return kind([_build(child, it) for child in children])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ Only primitives with a plain array form are generated here; any other tape stays
 interpreter (cpu.Program), which handles every primitive.
 """
 import math
+import sys
+import threading
 import warnings
 
 import numpy as np
@@ -21,6 +23,30 @@ from . import cache
 
 ARRAY_MIN_SIZE = 4096       # a slot this large makes a tape worth generating code for
 MAX_INSTRUCTIONS = 400      # longer tapes are scalar-heavy: the interpreter serves them
+POOL_MIN_BYTES = 1 << 16    # arrays this large come from a per-program pool (see _Workspace)
+
+# float32 tanh as Eigen (and so XLA) computes it: a rational function on [-9, 9] that LLVM
+# vectorises, where math.tanh is a scalar libm call (about 50x slower); evaluated in float64,
+# it stays within 2 ulp of float32 (NumPy's own float32 tanh is within 1).
+_HELPERS = """
+
+@njit(inline="always")
+def tanh_f32(a):
+    x = a if a < 9.0 else 9.0
+    x = x if x > -9.0 else -9.0
+    x2 = x * x
+    p = x2 * -2.76076847742355e-16 + 2.00018790482477e-13
+    p = x2 * p + -8.60467152213735e-11
+    p = x2 * p + 5.12229709037114e-08
+    p = x2 * p + 1.48572235717979e-05
+    p = x2 * p + 6.37261928875436e-04
+    p = x2 * p + 4.89352455891786e-03
+    q = x2 * 1.19825839466702e-06 + 1.18534705686654e-04
+    q = x2 * q + 2.26843463243900e-03
+    q = x2 * q + 4.89352518554385e-03
+    r = x * p / q
+    return a if (abs(a) < 0.0004 or a != a) else r
+"""
 
 
 class Unsupported(NotImplementedError):
@@ -56,6 +82,8 @@ class _Generator:
         self.const_names = {}
         self.uses = tape.use_counts()
         self.flat = set()                 # slots whose flat view f<slot> exists
+        self.work = []                    # (shape, dtype) of each pooled array argument w<k>
+        self.views = set()                # transposes left as strided views (matmul operands)
 
     # ---- names
     def is_scalar(self, slot):
@@ -75,6 +103,14 @@ class _Generator:
 
     def emit(self, line, depth=1):
         self.lines.append("    " * depth + line)
+
+    def alloc(self, shape, dtype):
+        """An expression for a new uninitialised array: a pooled argument when it is large."""
+        shape, dtype = tuple(shape), np.dtype(dtype)
+        if _size(shape) * dtype.itemsize < POOL_MIN_BYTES:
+            return f"np.empty({shape}, {_dtype(dtype)})"
+        self.work.append((shape, dtype))
+        return f"w{len(self.work) - 1}"
 
     def flat_of(self, slot):
         name = self.name(slot)
@@ -134,8 +170,9 @@ class _Generator:
                     self.guard(number, guard)
         outputs = ", ".join(self.name(s) for s in tape.outputs)
         body = "\n".join(self.lines)
-        args = ", ".join(inputs + [f"k{i}" for i in range(len(self.const_args))])
-        return (f"import math\n\nimport numpy as np\nfrom numba import njit\n\n\n"
+        args = ", ".join(inputs + [f"k{i}" for i in range(len(self.const_args))]
+                         + [f"w{i}" for i in range(len(self.work))])
+        return (f"import math\n\nimport numpy as np\nfrom numba import njit\n{_HELPERS}\n\n"
                 f"@njit(cache=True, error_model='numpy', nogil=True)\n"
                 f"def tape_function({args}):\n{body}\n"
                 f"    return 0, ({outputs},)\n")
@@ -259,8 +296,10 @@ class _Generator:
                     inside[s] = inside.get(s, 0) + 1
         stored = [ins.out for ins in instrs if self.uses.get(ins.out, 0) > inside.get(ins.out, 0)]
         for slot in stored:
-            self.emit(f"{self.name(slot)} = np.empty({tuple(shape)}, {_dtype(tape.dtypes[slot])})")
+            self.emit(f"{self.name(slot)} = {self.alloc(shape, tape.dtypes[slot])}")
         body, after = [], []
+        root = {}      # accumulated slot -> the first slot of its chain of in-place updates
+        fresh = {}     # chain started from zeros -> [(body line, offset)] of its updates
         for out, (ins, kind) in absorbed.items():
             dtype = _dtype(tape.dtypes[out])
             if kind == "sum":
@@ -271,13 +310,31 @@ class _Generator:
             base = ins.ins[0]
             if base in absorbed:
                 self.emit(f"{self.name(out)} = {self.name(base)}")
+                root[out] = root[base]
             elif base in tape.consts:
-                self.emit(f"{self.name(out)} = np.zeros({tuple(tape.shapes[out])}, {dtype})")
+                self.emit(f"{self.name(out)} = {self.alloc(tape.shapes[out], tape.dtypes[out])}")
+                root[out] = out
+                fresh[out] = []
             else:
                 self.emit(f"{self.name(out)} = {self.name(base)}")
+                root[out] = out
             positions = np.ravel(np.arange(_size(tape.shapes[base])).reshape(
                 tape.shapes[base])[ins.params["index"]])
+            if root[out] in fresh:
+                fresh[root[out]].append((len(body), int(positions[0])))
             body.append(f"{self.flat_of(out)}[{int(positions[0])} + i] += r{ins.ins[1]}")
+        # An element's first update in a chain that starts from zeros stores instead of adding:
+        # the term with the largest offset reaches each element first (earliest iteration), so
+        # it stores, and only elements no term writes are zeroed (no zero-fill pass over memory).
+        for start, writes in fresh.items():
+            top = max(offset for _, offset in writes)
+            first = next(line for line, offset in writes if offset == top)
+            body[first] = body[first].replace(" += ", " = ", 1)
+            flat, total = self.flat_of(start), _size(tape.shapes[start])
+            if top > 0:
+                self.emit(f"{flat}[:{top}] = 0")
+            if top + n < total:
+                self.emit(f"{flat}[{top + n}:] = 0")
         loop = []
         for ins in instrs:
             operands = [self.operand(s, members, shape) for s in ins.ins]
@@ -293,6 +350,8 @@ class _Generator:
 
     def _form(self, ins):
         name = ins.prim.name
+        if name == "tanh" and self.tape.dtypes[ins.out] == np.float32:
+            return "tanh_f32({0})"
         if name == "cast":
             return f"{_dtype(ins.params['dtype'])}({{0}})"
         return _scalar_form(name)
@@ -353,8 +412,20 @@ class _Generator:
         if self.is_scalar(ins.ins[0]) or len(shape) != 2:
             self._gather(ins, np.arange(_size(shape)).reshape(shape).transpose(axes))
             return
+        if self.matmul_only(ins.out):
+            # BLAS reads a transposed operand in place: no copy
+            self.views.add(ins.out)
+            self.emit(f"{self.out(ins)} = {self.name(ins.ins[0])}.T")
+            return
         # a strided copy beats an index map
         self.emit(f"{self.out(ins)} = np.ascontiguousarray({self.name(ins.ins[0])}.T)")
+
+    def matmul_only(self, slot):
+        """True when every reader of slot is a 2-D matmul (not an output or a guard)."""
+        readers = [ins for ins in self.tape.instrs if slot in ins.ins]
+        return (sum(ins.ins.count(slot) for ins in readers) == self.uses.get(slot, 0)
+                and all(ins.prim.name == "matmul" and all(
+                    len(self.tape.shapes[s]) == 2 for s in ins.ins) for ins in readers))
 
     def gen_broadcast_to(self, ins, shape):
         in_shape = self.tape.shapes[ins.ins[0]]
@@ -489,17 +560,52 @@ class _Generator:
         dtype = _dtype(tape.dtypes[ins.out])
         a2 = (1,) + a_shape if len(a_shape) == 1 else a_shape
         b2 = b_shape + (1,) if len(b_shape) == 1 else b_shape
-        left, right = f"{self.name(a)}.reshape({a2})", f"{self.name(b)}.reshape({b2})"
+        left, right = [self.name(s) if s in self.views else f"{self.name(s)}.reshape({shape})"
+                       for s, shape in ((a, a2), (b, b2))]
         if tape.dtypes[a] != tape.dtypes[ins.out]:
             left += f".astype({dtype})"
         if tape.dtypes[b] != tape.dtypes[ins.out]:
             right += f".astype({dtype})"
         out_shape = tape.shapes[ins.out]
-        product = f"np.dot({left}, {right})"
+        product = f"mm_{out}"
+        # BLAS writes straight into the result (a pooled array when large)
+        self.emit(f"{product} = {self.alloc((a2[0], b2[1]), tape.dtypes[ins.out])}")
+        self.emit(f"np.dot({left}, {right}, {product})")
         if out_shape == ():
             self.emit(f"{out} = {product}[0, 0]")
         else:
-            self.emit(f"{out} = np.ascontiguousarray({product}).reshape({tuple(out_shape)})")
+            self.emit(f"{out} = {product}.reshape({tuple(out_shape)})")
+
+
+class _Workspace:
+    """The large arrays a generated function writes (results and temporaries), kept between calls.
+
+    A fresh large array costs page faults on first touch (on the Rosenbrock gradient, more than the
+    arithmetic). An array is lent to a call only while nothing else refers to it: a result the
+    caller still holds, or any view of it, keeps its array out of the pool, so results are never
+    overwritten; results that were dropped, and temporaries, are reused.
+    """
+    DEPTH = 3                      # arrays kept per site (results held across calls)
+
+    def __init__(self, specs):
+        self.specs = specs
+        self.pools = [[] for _ in specs]
+        self.lock = threading.Lock()
+
+    def take(self):
+        arrays = []
+        with self.lock:
+            for (shape, dtype), pool in zip(self.specs, self.pools):
+                for array in pool:
+                    # references: the pool, this loop's variable and getrefcount's argument
+                    if sys.getrefcount(array) == 3:
+                        break
+                else:
+                    array = np.empty(shape, dtype)
+                    if len(pool) < self.DEPTH:
+                        pool.append(array)
+                arrays.append(array)    # lent: referred to until the call returns
+        return arrays
 
 
 class FusedProgram:
@@ -510,6 +616,7 @@ class FusedProgram:
         self.source = generator.generate()
         self.function = cache.load_module("tape_function", self.source).tape_function
         self.consts = generator.const_args
+        self.workspace = _Workspace(generator.work)
         self.inputs = [(tape.shapes[s], tape.dtypes[s]) for s in tape.inputs]
         self.outputs = [(tape.shapes[s], tape.dtypes[s]) for s in tape.outputs]
         self.out_tree = tape.out_tree
@@ -537,7 +644,7 @@ class FusedProgram:
         args = [np.ascontiguousarray(np.reshape(value, shape), dtype=dtype) if shape else
                 dtype.type(np.asarray(value).reshape(()))
                 for (shape, dtype), value in zip(self.inputs, inputs)]
-        status, outputs = self.function(*args, *self.consts)
+        status, outputs = self.function(*args, *self.consts, *self.workspace.take())
         if status:
             return False, None
         leaves = [np.asarray(value, dtype=dtype).reshape(shape)

@@ -215,6 +215,7 @@ def _one_per_primitive():
 def generate_always(monkeypatch):
     from tapegrad_jit import fused
     monkeypatch.setattr(fused, "ARRAY_MIN_SIZE", 1)
+    monkeypatch.setattr(fused, "POOL_MIN_BYTES", 0)     # every array from the pool
 
 
 @pytest.mark.parametrize("sample", _one_per_primitive(), ids=lambda s: s.id)
@@ -244,6 +245,57 @@ def test_generated_rosenbrock_is_one_loop():
     [program] = next(iter(f._signatures.values()))
     assert isinstance(program, fused.FusedProgram)
     assert program.source.count("for i in range") == 1
+
+
+def test_generated_stencil_accumulates_into_fresh_array(generate_always):
+    # three shifted slices: the adjoint chain into zeros stores first, zeroes only the edges
+    def f(x):
+        return np.sum(x[2:] * x[1:-1] - np.sin(x[:-2]) * x[1:-1])
+    x = np.random.default_rng(5).uniform(-1, 1, 40)
+    jf = tg.jit(tg.value_and_grad(f))
+    expected = jf.tape(x).run(x)
+    jf(x)
+    value, grad = jf(x)
+    assert_close(value, expected[0], rtol=1e-12)
+    assert_close(grad, expected[1], rtol=1e-12, atol=1e-12)
+
+
+def test_pooled_results_are_never_overwritten(generate_always):
+    from tapegrad_jit import fused
+    f = tg.jit(tg.value_and_grad(rosenbrock))
+    x = np.random.default_rng(6).uniform(-2, 2, 64)
+    f(x)
+    _, held = f(x)
+    kept = held.copy()
+    _, other = f(x * 0.5)
+    view = other[3:]
+    del other
+    _, third = f(x * 0.25)
+    assert np.array_equal(held, kept) and not np.shares_memory(view, third)
+    assert_close(third, rosenbrock_grad(x * 0.25), rtol=1e-10)
+    del held, view, third
+    [program] = next(iter(f._signatures.values()))
+    assert isinstance(program, fused.FusedProgram)
+    buffers = {f(x)[1].ctypes.data for _ in range(4)}
+    assert len(buffers) == 1          # dropped results are reused, not allocated again
+
+
+def test_generated_float32_tanh_is_close_to_numpy():
+    from tapegrad_jit import fused
+    edges = [0.0, -0.0, 1e-30, -3e-4, 5e-4, 9.0, -9.0, np.inf, -np.inf, np.nan]
+    x = np.concatenate([np.linspace(-12, 12, 200001), edges]).astype(np.float32)
+    f = tg.jit(lambda v: np.tanh(v) * 2.0)
+    f(x)                                 # the first call returns the traced result
+    got = f(x) / 2
+    [program] = next(iter(f._signatures.values()))
+    assert isinstance(program, fused.FusedProgram) and "tanh_f32(" in program.source
+    assert got.dtype == np.float32
+    exact = np.tanh(x.astype(np.float64))
+    finite = np.isfinite(exact)
+    error = np.abs(got[finite] - exact[finite]) / np.maximum(np.abs(exact[finite]), 1e-38)
+    assert error.max() < 3e-7            # NumPy's float32 tanh: about 1.1e-7
+    assert np.isnan(got[-1]) and got[-3] == 1.0 and got[-2] == -1.0
+    assert np.signbit(got[200002]) and got[200003] == np.float32(1e-30)
 
 
 def test_generated_code_checks_guards(generate_always):
