@@ -342,9 +342,18 @@ class _ArrayPlan:
         base, vals = ins.ins
         bshape, vshape = tape.shapes[base], tape.shapes[vals]
         dst = np.arange(math.prod(bshape)).reshape(bshape)[ins.params["index"]]
-        src = np.broadcast_to(np.arange(math.prod(vshape)).reshape(vshape), np.shape(dst))
-        dst, src = _device_index(np.ravel(dst)), _device_index(np.ravel(src))
+        src = np.ravel(np.broadcast_to(np.arange(math.prod(vshape)).reshape(vshape),
+                                       np.shape(dst)))
+        dst = np.ravel(dst)
+        zero_base = base in tape.consts and not np.any(tape.consts[base])
         base, vals = self.resolve(base), self.resolve(vals)
+        if dst.size and np.array_equal(dst, np.arange(dst[0], dst[0] + dst.size)) and \
+                np.array_equal(src, np.arange(src.size)):
+            # the adjoint of a slice: one pass adding the values into a run, no index maps
+            start = int(dst[0])
+            return self._writing(ins.out, lambda values, result: K.add_run(
+                None if zero_base else values[base], values[vals], start, result))
+        dst, src = _device_index(dst), _device_index(src)
 
         def fill(values, result):
             K.copy(values[base], result)

@@ -124,6 +124,23 @@ def _to_rows_major(src, out):
         out[i] = src[j, t]
 
 
+@cuda.jit
+def _add_run(base, has_base, values, start, out):
+    # out = base, plus values added into out[start:start + len(values)]
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        j = i - start
+        acc = base[i] if has_base else 0.0
+        if 0 <= j < values.shape[0]:
+            acc += values[j]
+        out[i] = acc
+
+
+def add_run(base, values, start, out):
+    """out = base (None: zeros) with values added into the run starting at `start`."""
+    launch_1d(_add_run, out.shape[0], out if base is None else base, base is not None, values,
+              start, out)
+
+
 def gather(src, index, out):
     launch_1d(_gather, out.shape[0], src, index, out)
 
