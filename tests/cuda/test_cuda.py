@@ -373,6 +373,14 @@ def test_no_gpu_error_names_the_fix(monkeypatch):
     assert "pip install -e '.[cuda]'" in message and "NUMBA_ENABLE_CUDASIM=1" in message
 
 
+def test_strided_device_arrays_are_refused_with_the_fix():
+    jitted = tg.jit(tg.grad(lambda x: np.sum(x * x)), device="cuda")
+    strided = cuda.to_device(np.arange(8.0))[::2]
+    jitted(cuda.to_device(np.arange(4.0)))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        jitted(strided)
+
+
 def test_missing_numba_cuda_error_names_the_fix():
     code = ("import sys; sys.modules['numba.cuda'] = None\n"
             "import numpy as np, tapegrad as tg\n"
