@@ -1,8 +1,8 @@
 """Rosenbrock at n = 1e7 as an array tape on the GPU, value+grad, float64.
 
-tapegrad's jit(value_and_grad, device="cuda") (fused elementwise kernels, a block reduction,
-gathers and scatter-adds for the shifted slices) against JAX jit on the same GPU; inputs live on
-the device for both. Only where an NVIDIA GPU is present.
+tapegrad's jit(value_and_grad, device="cuda") (fused elementwise kernels, a block reduction, device
+views for the shifted slices and one-pass adds for their adjoints) against the GPU peers; inputs
+live on the device. Only where an NVIDIA GPU is present.
 """
 from ..frameworks import gpu_only, standard
 from ..harness import Workload
