@@ -13,8 +13,10 @@ elsewhere. Branches are replayed from their (restored) conditions, loops run the
 number of trips backwards.
 """
 import ast
+import math
 import re
 
+from .. import primitives as P
 from . import ir, table
 from .analysis import index_kind, walk
 from .errors import TransformError
@@ -38,6 +40,13 @@ def comment(text):
 
 def src(node):
     return ast.unparse(node)
+
+
+def index_src(index):
+    """An index as it reads inside brackets (`i, :`, not the tuple `(i, :)`, a syntax error)."""
+    if isinstance(index, ast.Tuple) and len(index.elts) > 1:
+        return ", ".join(src(e) for e in index.elts)
+    return src(index)
 
 
 def zero_of(kind, like):
@@ -68,6 +77,43 @@ def _groups(stmts):
 def _loads(nodes):
     return {n.id for node in nodes for n in ast.walk(node)
             if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def _expand(text, ndim, axes, keepdims):
+    """The cotangent of a reduction over `axes`, indexed to broadcast against its ndim-D input
+    (`g[:, None]`): what primitives.expand_reduced does with static shapes, in a form Numba
+    compiles (it has no keepdims). Reduced leading axes broadcast as they are."""
+    if keepdims:
+        return text
+    parts = ["None" if k in axes else ":" for k in range(ndim)]
+    while parts and parts[0] == "None":
+        parts.pop(0)
+    while parts and parts[-1] == ":":
+        parts.pop()
+    return f"({text})[{', '.join(parts)}]" if parts else text
+
+
+def _reduce(function, text, ndim, axes):
+    """`np.sum(t)` over every axis, else `np.sum(t, axis=...)`."""
+    if len(axes) == ndim:
+        return f"{function}({text})"
+    axis = axes[0] if len(axes) == 1 else axes
+    return f"{function}({text}, axis={axis})"
+
+
+def _sum_keeping(text, axis, ndim):
+    """np.sum(text, axis=axis, keepdims=True), written without keepdims (Numba has none)."""
+    if ndim == 1:
+        return f"np.sum({text}) * np.ones(1)"
+    parts = ["None" if k == axis else ":" for k in range(axis + 1)]
+    return f"np.sum({text}, axis={axis})[{', '.join(parts)}]"
+
+
+def _is_math_spelled(forward):
+    """The user wrote `math.f(x)` or a builtin (`abs`, `max`) on scalars."""
+    func = forward.func if isinstance(forward, ast.Call) else None
+    return (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
+            and func.value.id == "math") or isinstance(func, ast.Name)
 
 
 def mentions(text, name):
@@ -113,6 +159,9 @@ class Emitter:
         self.primal_names = names - {"np", "math", "_"}
         self.base_names = names
         self.assignments = self._count_assignments()
+        # temporaries are assigned once: their defining statements
+        self.definitions = {s.target: s for s in walk(fn.body)
+                            if isinstance(s, ir.Assign) and s.target in self.temps}
         self.logged = set()  # temporaries the forward sweep logs (decided by the adjoint sweep)
 
     def _count_assignments(self):
@@ -153,10 +202,35 @@ class Emitter:
             return kind_of(operand.value)
         return self.kinds[operand]
 
-    def sym(self, operand):
+    def sym(self, operand, math_style=False):
         if isinstance(operand, ir.Const):
             return operand.value
-        return Symbol(operand, self.kinds[operand])
+        return Symbol(operand, self.kinds[operand], math_style)
+
+    def shape_source(self, name):
+        """A name whose value has the shape of `name`: for a temporary made elementwise from
+        arrays of its own ndim (whose shapes the forward sweep asserts equal), one of those, so
+        that the adjoint does not log a temporary inside a loop only to read its shape."""
+        while name in self.definitions:
+            expr = self.definitions[name].expr
+            if not isinstance(expr, ir.Call):
+                break
+            kind = self.kinds[name]
+            if isinstance(expr.op, table.Identity):
+                args = expr.args
+            elif isinstance(expr.op, table.Elementwise):
+                args = [a for a in expr.args[:expr.op.n_values]
+                        if isinstance(a, str) and self.kinds[a].is_array]
+                if any(self.kinds[a].ndim != kind.ndim for a in args):
+                    break  # a lower-ndim operand may widen axes of length 1
+                args = [a for a in args if self.kinds[a].ones == kind.ones]
+            else:
+                break
+            args = sorted((a for a in args if isinstance(a, str)), key=self.temps.__contains__)
+            if not args:
+                break
+            name = args[0]
+        return name
 
     def is_active(self, operand):
         return isinstance(operand, str) and operand in self.active
@@ -244,33 +318,61 @@ class Emitter:
         """Equal-ndim arrays that meet elementwise must have equal shapes: the adjoint does not
         sum over broadcast axes of length 1 (they are unknown before run time)."""
         expr = stmt.expr
+        if isinstance(expr.op, table.MatMul):
+            return self._matmul_check(stmt)
         if not isinstance(expr.op, table.Elementwise) or stmt.target not in self.active:
             return []
-        arrays = [a for a in dict.fromkeys(expr.args) if isinstance(a, str)
+        arrays = [a for a in dict.fromkeys(expr.args[:expr.op.n_values]) if isinstance(a, str)
                   and self.kinds[a].is_array]
         checks = []
+        message = (f"tapegrad.source: line {stmt.origin.lineno} broadcasts arrays of equal ndim "
+                   "and different shapes")
+        first = arrays[0] if arrays else None
         for other in arrays[1:]:
-            if self.kinds[other].ndim == self.kinds[arrays[0]].ndim:
-                message = (f"tapegrad.source: line {stmt.origin.lineno} broadcasts arrays of "
-                           "equal ndim and different shapes")
-                checks += parse_stmts(
-                    f"assert {arrays[0]}.shape == {other}.shape, {message!r}")
+            a, b = self.kinds[first], self.kinds[other]
+            if a.ndim != b.ndim:
+                continue
+            if not (a.ones | b.ones):
+                checks += parse_stmts(f"assert {first}.shape == {other}.shape, {message!r}")
+                continue
+            # axes known to be 1 (keepdims) broadcast; the others must agree
+            axes = [k for k in range(a.ndim) if k not in a.ones | b.ones]
+            if axes:
+                left = ", ".join(f"{first}.shape[{k}]" for k in axes)
+                right = ", ".join(f"{other}.shape[{k}]" for k in axes)
+                checks += parse_stmts(f"assert ({left},) == ({right},), {message!r}")
         return checks
+
+    def _matmul_check(self, stmt):
+        """Stacks of matrices must have equal batch shapes (no broadcasting of length 1)."""
+        a, b = stmt.expr.args
+        if stmt.target not in self.active or not isinstance(a, str) or not isinstance(b, str):
+            return []
+        na, nb = self.kinds[a].ndim, self.kinds[b].ndim
+        m = min(na, nb)
+        if m <= 2:
+            return []
+        message = f"tapegrad.source: line {stmt.origin.lineno} broadcasts batch axes"
+        return parse_stmts(f"assert {a}.shape[{na - m}:-2] == {b}.shape[{nb - m}:-2], "
+                           f"{message!r}")
 
     def fwd_SetIndex(self, stmt, loops):
         out = []
         element = index_kind(self.kinds[stmt.array], stmt.index)
         site = self.site(id(stmt), stmt.array, element, loops, always=True)
-        target = f"{stmt.array}[{src(stmt.index)}]"
+        target = f"{stmt.array}[{index_src(stmt.index)}]"
         if site is not None:
             out += parse_stmts(site.push(target + (".copy()" if element.is_array else "")))
         out += parse_stmts(f"{target} = {src(operand_node(stmt.value))}")
         return out
 
     def fwd_If(self, stmt, loops):
-        body = self.fwd_block(stmt.body, loops) or [ast.Pass()]
+        body = self.fwd_block(stmt.body, loops)
         orelse = self.fwd_block(stmt.orelse, loops)
-        return [ast.If(test=operand_node(stmt.cond), body=body, orelse=orelse)]
+        if not body and orelse:  # `a or b`: b runs when a is false
+            test = ast.UnaryOp(op=ast.Not(), operand=operand_node(stmt.cond))
+            return [ast.If(test=test, body=orelse, orelse=[])]
+        return [ast.If(test=operand_node(stmt.cond), body=body or [ast.Pass()], orelse=orelse)]
 
     def fwd_Loop(self, stmt, loops):
         inner = loops + (stmt,)
@@ -373,7 +475,8 @@ class Emitter:
         return cheap and not (_loads([expr.forward]) & assigned)
 
     def zero(self, name):
-        return f"{self.bar(name)} = {zero_of(self.kinds[name], self.bar(name))}"
+        like = self.shape_source(name) if name in self.temps else self.bar(name)
+        return f"{self.bar(name)} = {zero_of(self.kinds[name], like)}"
 
     def rev_Assign(self, stmt, loops):
         target, expr = stmt.target, stmt.expr
@@ -426,8 +529,9 @@ class Emitter:
         lines = []
         if target in self.active and expr.array in self.active:
             if expr.array in self.temps:
-                lines.append(f"{self.bar(expr.array)} = np.zeros_like({expr.array})")
-            lines.append(f"{self.bar(expr.array)}[{src(expr.index)}] += {self.bar(target)}")
+                lines.append(f"{self.bar(expr.array)} = "
+                             f"np.zeros_like({self.shape_source(expr.array)})")
+            lines.append(f"{self.bar(expr.array)}[{index_src(expr.index)}] += {self.bar(target)}")
             if target not in self.temps:
                 lines.append(self.zero(target))
         if site is not None:
@@ -450,49 +554,128 @@ class Emitter:
         if isinstance(op, table.Elementwise):
             if not op.prim.differentiable:
                 return []
-            values = tuple(self.sym(a) for a in args)
+            style = _is_math_spelled(expr.forward)
+            g = Symbol(g.text, g.kind, style)
+            values = tuple(self.sym(a, style) for a in args[:op.n_values])
+            params = {p: self.sym(a, style) for p, a in zip(op.params, args[op.n_values:])}
             terms = []
             for k, a in active:
-                cot = op.prim.vjp(k, g, ans, values, {})
+                if k >= op.n_values:
+                    continue  # a parameter (analysis refuses active ones)
+                cot = op.prim.vjp(k, g, ans, values, params)
                 if cot is None:
                     continue
                 terms.append((a, self._unbroadcast(cot, self.kinds[a], a)))
             return terms
         if isinstance(op, table.Reduction):
-            return [(a, self._reduction_adjoint(op.name, a, g, ans)) for _, a in active]
+            return [(a, self._reduction_adjoint(op, a, g, ans)) for _, a in active]
         if isinstance(op, table.MatMul):
             return self._matmul_adjoint(args, g, active)
+        if isinstance(op, table.Transpose):
+            # the registry's rule needs no shapes: transpose back by the inverse permutation
+            x = args[0]
+            axes = op.axes or tuple(reversed(range(self.kinds[x].ndim)))
+            cot = P.transpose.vjp(0, g, ans, (self.sym(x),), {"axes": axes})
+            return [(x, cot.text)] if self.is_active(x) else []
+        if isinstance(op, table.Reshape):
+            # the registry's rule reshapes back to shape_of(x): x's shape is known at run time
+            # (contiguous first: Numba reshapes only contiguous arrays, and g may be transposed)
+            x = args[0]
+            return [(x, f"np.ascontiguousarray({g.text}).reshape({self.shape_source(x)}.shape)")] \
+                if self.is_active(x) else []
         raise AssertionError(op)
 
     def _unbroadcast(self, cot, kind, name):
         """Sum a cotangent back to the kind of its argument (the shape-aware part of
-        `primitives.unbroadcast`, decided statically from ndims)."""
+        `primitives.unbroadcast`, decided statically from ndims and axes known to be 1)."""
         text = cot.text if isinstance(cot, Symbol) else literal(cot)
-        cot_ndim = cot.kind.ndim if isinstance(cot, Symbol) else 0
-        if cot_ndim == kind.ndim:
-            return text
+        cot_kind = cot.kind if isinstance(cot, Symbol) else None
+        cot_ndim = cot_kind.ndim if cot_kind else 0
         if kind.ndim == 0:
-            return f"np.sum({text})"
-        if cot_ndim < kind.ndim:
-            return f"np.full_like({name}, {text})" if name in self.temps else text
+            return f"np.sum({text})" if cot_ndim else text
         for _ in range(cot_ndim - kind.ndim):
             text = f"np.sum({text}, axis=0)"
-        return text
+        if cot_ndim >= kind.ndim:
+            lead = cot_ndim - kind.ndim
+            for axis in sorted(kind.ones):
+                if axis + lead not in cot_kind.ones:
+                    text = _sum_keeping(text, axis, kind.ndim)
+            return text
+        return self._spread(text, cot_ndim == 0, name)
 
-    def _reduction_adjoint(self, name, x, g, ans):
-        # primitives.py writes these with expand_reduced, which needs static shapes
-        spread = f"np.full_like({x}, {g.text})" if x in self.temps else g.text
-        if name == "sum":
+    def _spread(self, text, scalar, name):
+        """A cotangent that broadcasts against `name`, made full-size for a temporary (whose
+        adjoint is assigned, not added into an array of the right shape)."""
+        if name not in self.temps:
+            return text
+        like = self.shape_source(name)
+        # a writable, contiguous array (np.broadcast_to gives a read-only view, which Numba
+        # types apart from other arrays and cannot reshape)
+        return f"np.full_like({like}, {text})" if scalar else f"np.zeros_like({like}) + {text}"
+
+    def _reduction_adjoint(self, op, x, g, ans):
+        # primitives.py writes these rules with expand_reduced, which needs static shapes; here
+        # they are written for the ndim and axes known when transforming (the test
+        # test_shape_aware_rules_agree_with_the_registry checks them against the registry)
+        ndim = self.kinds[x].ndim
+        axes = op.axes(ndim)
+        every = len(axes) == ndim and not op.keepdims  # the cotangent is a scalar
+
+        def expand(text):  # the cotangent and the result, as the user reduced them
+            return _expand(text, ndim, axes, op.keepdims)
+
+        def reduce(text, function="np.sum"):  # reduced and expanded again (no keepdims)
+            return _expand(_reduce(function, text, ndim, axes), ndim, axes, False)
+
+        like = self.shape_source(x)
+        spread = self._spread(expand(g.text), every, x)
+        if op.name == "sum":
             return spread
-        if name == "mean":
-            return f"{spread} / {x}.size"
-        # amax / amin: ties share the gradient evenly, as in primitives._extremum_vjp
-        return f"np.where({x} == {ans.text}, {g.text}, 0.0) / np.sum({x} == {ans.text})"
+        if op.name == "mean":
+            count = f"{like}.size" if len(axes) == ndim else \
+                " * ".join(f"{like}.shape[{a}]" for a in axes)
+            return f"{spread} / ({count})"
+        ans_e = expand(ans.text)
+        if op.name in ("amax", "amin"):
+            # ties share the gradient evenly, as in primitives._extremum_vjp
+            hit = f"({x} == {ans_e})"
+            return f"np.where({hit}, {expand(g.text)}, 0.0) / {reduce(hit)}"
+        if op.name == "prod":
+            # primitives._prod_vjp: ans / x, except at zeros (a lone zero gets the product of
+            # the others, two zeros give 0)
+            nonzero = f"np.where({x} == 0.0, 1.0, {x})"
+            lone = f"{reduce(f'{x} == 0.0')} == 1"
+            others = reduce(nonzero, "np.prod")
+            at_zero = f"({others} if {lone} else 0.0)" if len(axes) == ndim else \
+                f"np.where({lone}, {others}, 0.0)"
+            return (f"{expand(g.text)} * np.where({x} == 0.0, {at_zero}, "
+                    f"{ans_e} / {nonzero})")
+        # norm, as primitives._norm_vjp
+        if op.ord == 1:
+            return f"{expand(g.text)} * np.sign({x})"
+        if op.ord == math.inf:
+            hit = f"(np.abs({x}) == {ans_e})"
+            return (f"np.where({hit}, {expand(g.text)}, 0.0) / {reduce(hit)} "
+                    f"* np.sign({x})")
+        safe = f"({ans.text} if {ans.text} != 0.0 else 1.0)" if every else \
+            f"np.where({ans_e} == 0.0, 1.0, {ans_e})"  # the subgradient 0 at x == 0
+        return f"{expand(g.text)} * {x} / {safe}"
 
     def _matmul_adjoint(self, args, g, active):
         a, b = args
         na, nb = self.kind(a).ndim, self.kind(b).ndim
         a_t, b_t = src(operand_node(a)), src(operand_node(b))
+        if max(na, nb) > 2:
+            # stacks of matrices: primitives._matmul_vjp_left/right with the batch axes that
+            # broadcast (a 2-D operand against a stack) summed away
+            def swap(text, n):
+                return f"{text}.T" if n == 2 else f"np.swapaxes({text}, -1, -2)"
+
+            rules = [f"{g.text} @ {swap(b_t, nb)}", f"{swap(a_t, na)} @ {g.text}"]
+            for k, n in enumerate((na, nb)):
+                for _ in range(max(na, nb) - n):
+                    rules[k] = f"np.sum({rules[k]}, axis=0)"
+            return [(arg, rules[k]) for k, arg in active]
         rules = {  # the cases of primitives._matmul_vjp_left/right, written for known ndims
             (1, 1): (f"{g.text} * {b_t}", f"{g.text} * {a_t}"),
             (2, 1): (f"np.outer({g.text}, {b_t})", f"np.dot({g.text}, {a_t})"),
@@ -504,10 +687,10 @@ class Emitter:
     def rev_SetIndex(self, stmt, loops):
         element = index_kind(self.kinds[stmt.array], stmt.index)
         site = self.site(id(stmt), stmt.array, element, loops, always=True)
-        target = f"{stmt.array}[{src(stmt.index)}]"
+        target = f"{stmt.array}[{index_src(stmt.index)}]"
         lines = []
         if stmt.array in self.active:
-            bar_elem = f"{self.bar(stmt.array)}[{src(stmt.index)}]"
+            bar_elem = f"{self.bar(stmt.array)}[{index_src(stmt.index)}]"
             value = stmt.value
             if self.is_active(value):
                 vkind = self.kinds[value]

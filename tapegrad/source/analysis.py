@@ -5,10 +5,11 @@ variables get an adjoint (`x_bar`). One kind per variable: a name that is a scal
 and an array in another is refused, as Numba would refuse it.
 """
 import ast
+import dataclasses
 
 from . import ir, table
 from .errors import TransformError
-from .kinds import FLOAT, INT, Kind, broadcast, unify
+from .kinds import INT, Kind, broadcast, unify
 from .symbol import kind_of
 
 _BOOL_PRIMS = {"lt", "le", "gt", "ge", "eq", "ne"}
@@ -26,12 +27,20 @@ def walk(stmts):
 
 
 def index_kind(array_kind, index):
-    """Kind of array[index]: each integer component drops a dimension, a slice keeps it."""
+    """Kind of array[index]: each integer component drops a dimension, a slice keeps it, and
+    `None` adds an axis of length 1."""
     parts = index.elts if isinstance(index, ast.Tuple) else [index]
-    if len(parts) > array_kind.ndim:
+    new = [p for p in parts if isinstance(p, ast.Constant) and p.value is None]
+    if len(parts) - len(new) > array_kind.ndim:
         return None
-    dropped = sum(not isinstance(p, ast.Slice) for p in parts)
-    return Kind(array_kind.dtype, array_kind.ndim - dropped)
+    ndim, ones = 0, set()
+    for part in parts:
+        if part in new:
+            ones.add(ndim)
+        if part in new or isinstance(part, ast.Slice):
+            ndim += 1
+    ndim += array_kind.ndim - (len(parts) - len(new))  # trailing axes not indexed
+    return Kind(array_kind.dtype, ndim, frozenset(ones))
 
 
 class Analysis:
@@ -53,7 +62,7 @@ class Analysis:
     def run(self):
         for name in self.wrt:
             if self.kinds[name].dtype != "float":
-                self.kinds[name] = Kind("float", self.kinds[name].ndim)
+                self.kinds[name] = dataclasses.replace(self.kinds[name], dtype="float")
         changed = True
         while changed:
             changed = False
@@ -70,7 +79,32 @@ class Analysis:
             for stmt in walk(self.fn.body):
                 changed |= self._activity_of(stmt)
         self._check(self.fn.body)
+        self._prune_temps()
         return self
+
+    def _prune_temps(self):
+        """A temporary that only feeds conditions (`np.sum(y * y) < 100.0`) carries no
+        gradient: it is made inactive, so the adjoint sweep writes nothing for it."""
+        changed = True
+        while changed:
+            changed = False
+            carried = set()
+            for stmt in walk(self.fn.body):
+                if isinstance(stmt, ir.Assign) and stmt.target in self.active:
+                    expr = stmt.expr
+                    if isinstance(expr, ir.Index):
+                        carried.add(expr.array)
+                    elif isinstance(expr.op, table.Elementwise):
+                        if expr.op.prim.differentiable:
+                            carried.update(a for a in expr.args[:expr.op.n_values]
+                                           if isinstance(a, str))
+                    elif not isinstance(expr.op, table.Constant):
+                        carried.update(a for a in expr.args if isinstance(a, str))
+                elif isinstance(stmt, ir.SetIndex) and isinstance(stmt.value, str):
+                    carried.add(stmt.value)
+            for name in (self.fn.temps & self.active) - carried:
+                self.active.discard(name)
+                changed = True
 
     def _assigned(self):
         for stmt in walk(self.fn.body):
@@ -116,8 +150,9 @@ class Analysis:
     def _call_kind(self, expr, kinds, stmt):
         op = expr.op
         if isinstance(op, table.Identity):
-            return Kind("float", kinds[0].ndim) if op.to_float else kinds[0]
+            return dataclasses.replace(kinds[0], dtype="float") if op.to_float else kinds[0]
         if isinstance(op, table.Elementwise):
+            kinds = kinds[:op.n_values]
             name = op.prim.name
             if name in _BOOL_PRIMS:
                 return broadcast(*kinds, dtype="bool")
@@ -128,14 +163,36 @@ class Analysis:
                 return broadcast(*kinds, dtype="float")
             return broadcast(*kinds)
         if isinstance(op, table.Reduction):
-            if kinds[0].ndim == 0:
+            x = kinds[0]
+            if x.ndim == 0:
                 raise self.error("reductions take arrays", stmt, "Call")
-            return FLOAT if op.name == "mean" else Kind(kinds[0].dtype)
+            try:
+                axes = op.axes(x.ndim)
+            except ValueError as exc:
+                raise self.error(str(exc), stmt, "axis") from None
+            if op.name == "norm" and op.ord is not None and len(axes) > 1:
+                raise self.error("matrix norms are not supported: give `axis` for vector norms",
+                                 stmt, "ord")
+            return op.kind(x)
         if isinstance(op, table.MatMul):
             a, b = kinds
-            if not (1 <= a.ndim <= 2 and 1 <= b.ndim <= 2):
-                raise self.error("matmul/dot take 1-D or 2-D arrays here", stmt, "MatMult")
+            if op.dot and not (1 <= a.ndim <= 2 and 1 <= b.ndim <= 2):
+                raise self.error("np.dot takes 1-D or 2-D arrays here (np.matmul or @ take "
+                                 "stacks of matrices)", stmt, "Call")
+            if a.ndim == 0 or b.ndim == 0 or (max(a.ndim, b.ndim) > 2 and min(a.ndim, b.ndim) < 2):
+                raise self.error("matmul takes arrays, and 1-D ones only with 1-D or 2-D "
+                                 "partners here", stmt, "MatMult")
+            if max(a.ndim, b.ndim) > 2:
+                return Kind("float", max(a.ndim, b.ndim))
             return Kind("float", a.ndim + b.ndim - 2)
+        if isinstance(op, table.Reshape):
+            return Kind(kinds[0].dtype, op.ndim, op.ones)
+        if isinstance(op, table.Transpose):
+            x = kinds[0]
+            axes = op.axes or tuple(reversed(range(x.ndim)))
+            if sorted(axes) != list(range(x.ndim)):
+                raise self.error(f"axes {axes} do not fit {x.ndim}-D arrays", stmt, "Call")
+            return Kind(x.dtype, x.ndim, frozenset(i for i, a in enumerate(axes) if a in x.ones))
         if isinstance(op, table.Constant):
             nodes = expr.forward.args if isinstance(expr.forward, ast.Call) else []
             return op.result(kinds, nodes)
@@ -151,6 +208,9 @@ class Analysis:
                 flows = False
             elif isinstance(expr.op, table.Elementwise) and not expr.op.prim.differentiable:
                 flows = False
+            elif isinstance(expr.op, table.Elementwise):
+                flows = any(isinstance(a, str) and a in self.active
+                            for a in expr.args[:expr.op.n_values])
             else:
                 flows = any(isinstance(a, str) and a in self.active for a in expr.args)
             target = stmt.target if flows else None
@@ -172,6 +232,12 @@ class Analysis:
                     raise self.error(f"`{ast.unparse(expr.forward)}` has a derivative this "
                                      "transformer does not know", stmt, type(expr.forward.op)
                                      .__name__ if isinstance(expr.forward, ast.BinOp) else "Call")
+                if (isinstance(expr.op, table.Elementwise) and expr.op.params
+                        and any(isinstance(a, str) and a in self.active
+                                for a in expr.args[expr.op.n_values:])):
+                    raise self.error(f"`{ast.unparse(expr.forward)}`: no gradient flows to "
+                                     f"its {' and '.join(expr.op.params)} arguments; they must "
+                                     "not depend on a differentiated argument", stmt, "Call")
                 if (isinstance(expr.op, table.Identity) and isinstance(expr.forward, ast.Name)
                         and self.kinds[stmt.target].is_array):
                     aliases[stmt.target] = stmt

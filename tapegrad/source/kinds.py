@@ -15,6 +15,9 @@ _ORDER = {"bool": 0, "int": 1, "float": 2}
 class Kind:
     dtype: str  # "bool" | "int" | "float"
     ndim: int = 0
+    # axes known to have length 1 (keepdims reductions, reshape to 1, `None` in an index): the
+    # adjoint sums a cotangent over such axes where it meets a wider array
+    ones: frozenset = frozenset()
 
     @property
     def is_array(self):
@@ -67,7 +70,17 @@ def join_dtype(*dtypes):
 def broadcast(*kinds, dtype=None):
     """Kind of an elementwise result; `dtype` overrides (comparisons give bool, / gives float)."""
     ndim = max(k.ndim for k in kinds)
-    return Kind(dtype or join_dtype(*(k.dtype for k in kinds)), ndim)
+    return Kind(dtype or join_dtype(*(k.dtype for k in kinds)), ndim, broadcast_ones(kinds, ndim))
+
+
+def broadcast_ones(kinds, ndim):
+    """Axes of a broadcast result that are 1 in every array covering them (right-aligned)."""
+    ones = set()
+    for axis in range(ndim):
+        covering = [k for k in kinds if k.ndim >= ndim - axis]
+        if covering and all(axis - (ndim - k.ndim) in k.ones for k in covering):
+            ones.add(axis)
+    return frozenset(ones)
 
 
 def unify(old, new):
@@ -76,4 +89,4 @@ def unify(old, new):
         return new
     if old.ndim != new.ndim:
         return None
-    return Kind(join_dtype(old.dtype, new.dtype), old.ndim)
+    return Kind(join_dtype(old.dtype, new.dtype), old.ndim, old.ones & new.ones)

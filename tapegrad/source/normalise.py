@@ -7,6 +7,7 @@ arrays (closures over constants), other user functions; everything else is refus
 """
 import ast
 import builtins
+import dataclasses
 import inspect
 import math
 import numbers
@@ -36,9 +37,20 @@ def _canonical_spelling(obj):
         return ast.parse(f"np.{name}", mode="eval").body
     if name and getattr(math, name, None) is obj:
         return ast.parse(f"math.{name}", mode="eval").body
+    if name and getattr(np.linalg, name, None) is obj:
+        return ast.parse(f"np.linalg.{name}", mode="eval").body
     if name and getattr(builtins, name, None) is obj:
         return ast.Name(id=name, ctx=ast.Load())
     raise TypeError(obj)
+
+
+def static_node(value):
+    """Source of a static argument (an axis, keepdims, ord) as emitted code spells it."""
+    if isinstance(value, tuple):
+        return ast.Tuple(elts=[static_node(v) for v in value], ctx=ast.Load())
+    if value == math.inf:
+        return ast.parse("np.inf", mode="eval").body
+    return ast.Constant(value)
 
 
 def operand_node(operand):
@@ -400,13 +412,18 @@ class Normaliser:
 
     def expr_Attribute(self, node, out, origin, target):
         base = node.value
-        if isinstance(base, ast.Name) and base.id not in self.scope.rename:
-            module = self._resolve(base)
+        if self._module(base) is not None or (isinstance(base, ast.Name)
+                                              and base.id not in self.scope.rename):
+            module = self._module(base)
             if module in table.MODULES:
                 value = getattr(module, node.attr, None)
                 if isinstance(value, (int, float)):
                     return ir.Const(value)
             raise self.error(f"`{base.id}.{node.attr}` is not supported", node, "Attribute")
+        if node.attr == "T":
+            array = self.name_operand(base, out, origin, ".T")
+            forward = ast.Attribute(value=operand_node(array), attr="T", ctx=ast.Load())
+            return self.emit(table.Transpose(), [array], forward, out, origin, target)
         if node.attr in table.INT_ATTRIBUTES:
             array = self.name_operand(base, out, origin, f".{node.attr}")
             forward = ast.Attribute(value=operand_node(array), attr=node.attr, ctx=ast.Load())
@@ -454,25 +471,53 @@ class Normaliser:
         return self.emit(op, [left, right], forward, out, origin, target)
 
     def expr_Compare(self, node, out, origin, target):
-        if len(node.ops) != 1:
-            raise self.error("chained comparisons are not supported; use `and`", node, "Compare")
-        name = _COMPARE.get(type(node.ops[0]))
-        if name is None:
-            raise self.error(f"comparison `{type(node.ops[0]).__name__}` is not supported", node,
-                             "Compare")
+        for op in node.ops:
+            if type(op) not in _COMPARE:
+                raise self.error(f"comparison `{type(op).__name__}` is not supported", node,
+                                 "Compare")
         left = self.expr(node.left, out, origin)
-        right = self.expr(node.comparators[0], out, origin)
-        forward = ast.Compare(left=operand_node(left), ops=node.ops,
-                              comparators=[operand_node(right)])
-        return self.emit(table.Elementwise(getattr(P, name), 2), [left, right], forward, out,
-                         origin, target)
+        if len(node.ops) == 1:
+            right = self.expr(node.comparators[0], out, origin)
+            return self._compare(left, node.ops[0], right, out, origin, target)
+        # `a < b < c` is `a < b and b < c`: b is read once, c only when a < b holds
+        name = target or self.namer.fresh(self.temp_base)
+        block = out
+        for k, (op, comparator) in enumerate(zip(node.ops, node.comparators)):
+            right = self.expr(comparator, block, origin)
+            test = self._compare(left, op, right, block, origin, None)
+            block.append(self._copy(name, test, origin))
+            if k < len(node.ops) - 1:
+                inner = []
+                block.append(ir.If(test, inner, [], origin))
+                block = inner
+            left = right
+        return name
+
+    def _compare(self, left, op, right, out, origin, target):
+        forward = ast.Compare(left=operand_node(left), ops=[op], comparators=[operand_node(right)])
+        return self.emit(table.Elementwise(getattr(P, _COMPARE[type(op)]), 2), [left, right],
+                         forward, out, origin, target)
+
+    def _copy(self, name, operand, origin):
+        return ir.Assign(name, ir.Call(table.Identity(), [operand], operand_node(operand)),
+                         origin)
 
     def expr_BoolOp(self, node, out, origin, target):
-        # both sides are evaluated: numerical conditions have no side effects to skip
-        values = [self.expr(v, out, origin) for v in node.values]
-        forward = ast.BoolOp(op=node.op, values=[operand_node(v) for v in values])
-        return self.emit(table.Constant(lambda kinds, nodes: BOOL), values,
-                         forward, out, origin, target)
+        # short-circuit, as Python runs it: a later operand runs only when the ones before it
+        # leave the result open (`i < n and x[i] > 0` must not read x[n])
+        name = target or self.namer.fresh(self.temp_base)
+        block = out
+        for k, value_node in enumerate(node.values):
+            value = self.expr(value_node, block, origin)
+            block.append(self._copy(name, value, origin))
+            if k < len(node.values) - 1:
+                inner = []
+                if isinstance(node.op, ast.And):
+                    block.append(ir.If(value, inner, [], origin))
+                else:
+                    block.append(ir.If(value, [], inner, origin))
+                block = inner
+        return name
 
     def expr_IfExp(self, node, out, origin, target):
         cond = self.expr(node.test, out, origin)
@@ -501,13 +546,14 @@ class Normaliser:
         return name
 
     def expr_Call(self, node, out, origin, target):
-        if node.keywords:
-            raise self.error("keyword arguments are not supported", node, "keyword")
         func = node.func
-        if isinstance(func, ast.Attribute) and not (isinstance(func.value, ast.Name)
-                                                    and func.value.id not in self.scope.rename):
+        if (isinstance(func, ast.Attribute) and self._module(func.value) is None
+                and not (isinstance(func.value, ast.Name)
+                         and func.value.id not in self.scope.rename)):
             return self.method_call(node, out, origin, target)
         if self._user_function(node) is not None:
+            if node.keywords:
+                raise self.error("keyword arguments are not supported", node, "keyword")
             return self.inline(node, out, origin, n_results=1, target=target)[0]
         obj = self._callee(node)
         op = table.CALLS.get(obj) if _hashable(obj) else None
@@ -515,22 +561,120 @@ class Normaliser:
             raise self.error(f"call to `{ast.unparse(func)}` is not supported", node, "Call")
         spelling = _canonical_spelling(obj)
         if isinstance(op, table.Constant) and obj not in (np.sign, np.floor, np.isnan):
+            if node.keywords:
+                raise self.error("keyword arguments are not supported", node, "keyword")
             # constructors and integer helpers: arguments are plain integer code (shapes)
             plain_args = [self.plain(a)[0] for a in node.args]
             forward = ast.Call(func=spelling, args=plain_args, keywords=[])
             args = [a for a in (self._maybe_operand(a) for a in node.args) if a is not None]
             return self.emit(op, args, forward, out, origin, target)
-        args = [self.expr(a, out, origin) for a in node.args]
-        if isinstance(op, table.Elementwise) and len(args) != op.nargs:
-            raise self.error(f"`{ast.unparse(func)}` takes {op.nargs} arguments here", node,
-                             "Call")
-        if isinstance(op, (table.Reduction, table.Identity)) and len(args) != 1:
-            raise self.error(f"`{ast.unparse(func)}` is supported with one argument (no axis)",
+        return self.call_op(op, spelling, [], node, f"`{ast.unparse(func)}`", out, origin, target)
+
+    def call_op(self, op, spelling, operands, node, what, out, origin, target):
+        """A call of a table entry: `operands` holds the receiver of a method call; the static
+        arguments (axis, keepdims, shapes, axes) are checked and printed as written."""
+        receiver = len(operands)
+        arg_nodes = list(node.args)
+        if node.keywords and not isinstance(op, table.Reduction):
+            raise self.error("keyword arguments are not supported here", node, "keyword")
+        n_values = {table.Elementwise: getattr(op, "nargs", 0), table.MatMul: 2}.get(type(op), 1)
+        n_values -= len(getattr(op, "params", ()))
+        while len(operands) < n_values and arg_nodes:
+            operands.append(self.expr(arg_nodes.pop(0), out, origin))
+        if len(operands) < n_values:
+            raise self.error(f"{what} takes {n_values} arguments here", node, "Call")
+        statics, keywords = [], []
+        if isinstance(op, table.Elementwise):
+            if len(arg_nodes) != len(op.params):
+                raise self.error(f"{what} takes {op.nargs} arguments here", node, "Call")
+            for arg in arg_nodes:  # np.clip(x, 0.0, None): a bound may be left out
+                none = isinstance(arg, ast.Constant) and arg.value is None
+                operands.append(ir.Const(None) if none else self.expr(arg, out, origin))
+            arg_nodes = []
+        elif isinstance(op, table.Reduction):
+            op, statics, keywords = self._reduction_params(op, arg_nodes, node, what)
+        elif isinstance(op, table.Reshape):
+            op, statics = self._reshape_params(op, arg_nodes, node, what)
+        elif isinstance(op, table.Transpose):
+            axes = tuple(self.static_value(a, "axes") for a in arg_nodes)
+            if len(axes) == 1 and not isinstance(axes[0], int):
+                axes = axes[0]
+            if axes is not None and not (axes == () or all(isinstance(a, int) for a in axes)):
+                raise self.error(f"{what} takes a tuple of axes", node, "Call")
+            op = table.Transpose(axes or None)
+            statics = [static_node(self.static_value(a, "axes")) for a in arg_nodes]
+        elif arg_nodes:
+            raise self.error(f"{what} takes {n_values} arguments here", node, "Call")
+        printed = operands[receiver:]  # a method's receiver is part of its spelling
+        forward = ast.Call(func=spelling, args=[operand_node(a) for a in printed] + statics,
+                           keywords=keywords)
+        return self.emit(op, operands, forward, out, origin, target)
+
+    def static_value(self, node, what):
+        """The value of a static argument (axis, keepdims, ord): constants, tuples of them, and
+        global numbers such as `np.inf`."""
+        if isinstance(node, ast.Tuple):
+            return tuple(self.static_value(e, what) for e in node.elts)
+        if isinstance(node, ast.Constant) and (node.value is None
+                                               or isinstance(node.value, (bool, int, float))):
+            return node.value
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            value = self.static_value(node.operand, what)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return -value
+        if isinstance(node, ast.Name) and node.id not in self.scope.rename:
+            value = self._resolve(node)
+            if isinstance(value, (bool, int, float, np.integer, np.floating)):
+                return value.item() if isinstance(value, np.generic) else value
+        if isinstance(node, ast.Attribute) and self._module(node.value) is not None:
+            value = getattr(self._module(node.value), node.attr, None)
+            if isinstance(value, float):
+                return value
+        raise self.error(f"`{what}` must be a constant here, not `{ast.unparse(node)}`", node,
+                         what)
+
+    def _reduction_params(self, op, arg_nodes, node, what):
+        names = table.REDUCTION_PARAMS.get(op.name, table.DEFAULT_PARAMS)
+        if len(arg_nodes) > len(names):
+            raise self.error(f"{what} takes at most {len(names)} arguments after the array here",
                              node, "Call")
-        if isinstance(op, table.MatMul) and len(args) != 2:
-            raise self.error(f"`{ast.unparse(func)}` takes 2 arguments", node, "Call")
-        forward = ast.Call(func=spelling, args=[operand_node(a) for a in args], keywords=[])
-        return self.emit(op, args, forward, out, origin, target)
+        params = {n: self.static_value(a, n) for n, a in zip(names, arg_nodes)}
+        for keyword in node.keywords:
+            if keyword.arg not in table.KEYWORDS or keyword.arg in params \
+                    or (keyword.arg == "ord" and op.name != "norm"):
+                raise self.error(f"keyword `{keyword.arg}=` is not supported by {what}", node,
+                                 "keyword")
+            params[keyword.arg] = self.static_value(keyword.value, keyword.arg)
+        axis = params.get("axis")
+        if not (axis is None or _is_int(axis)
+                or (isinstance(axis, tuple) and all(_is_int(a) for a in axis))):
+            raise self.error(f"`axis` must be an int or a tuple of ints, not {axis!r}", node,
+                             "axis")
+        keepdims = params.get("keepdims", False)
+        if not isinstance(keepdims, bool):
+            raise self.error("`keepdims` must be True or False", node, "keepdims")
+        order = params.get("ord")
+        if order not in (None, 1, 2, math.inf):
+            raise self.error(f"norm of order {order!r} is not supported (None, 1, 2, np.inf)",
+                             node, "ord")
+        op = dataclasses.replace(op, axis=axis, keepdims=keepdims, ord=order)
+        statics = [static_node(params[n]) for n in names[:len(arg_nodes)]]
+        keywords = [ast.keyword(arg=k.arg, value=static_node(params[k.arg]))
+                    for k in node.keywords]
+        return op, statics, keywords
+
+    def _reshape_params(self, op, arg_nodes, node, what):
+        if op.ndim is not None:  # ravel / flatten
+            if arg_nodes:
+                raise self.error(f"{what} takes no arguments here", node, "Call")
+            return op, []
+        if not arg_nodes:
+            raise self.error(f"{what} needs a shape", node, "Call")
+        shape = [self.plain(a)[0] for a in arg_nodes]
+        parts = shape[0].elts if len(shape) == 1 and isinstance(shape[0], ast.Tuple) else shape
+        ones = frozenset(i for i, p in enumerate(parts)
+                         if isinstance(p, ast.Constant) and p.value == 1)
+        return table.Reshape(len(parts), ones), shape
 
     def _maybe_operand(self, node):
         if isinstance(node, ast.Name) and node.id in self.scope.rename:
@@ -543,15 +687,25 @@ class Normaliser:
         if op is None:
             raise self.error(f"method `.{func.attr}()` is not supported", node, "Call")
         receiver = self.name_operand(func.value, out, origin, f".{func.attr}()")
-        args = [receiver] + [self.expr(a, out, origin) for a in node.args]
-        expected = 2 if isinstance(op, table.MatMul) else 1
-        if len(args) != expected:
-            raise self.error(f"`.{func.attr}()` is supported without arguments (no axis)", node,
-                             "Call")
-        forward = ast.Call(func=ast.Attribute(value=operand_node(receiver), attr=func.attr,
-                                              ctx=ast.Load()),
-                           args=[operand_node(a) for a in args[1:]], keywords=[])
-        return self.emit(op, args, forward, out, origin, target)
+        spelling = ast.Attribute(value=operand_node(receiver), attr=func.attr, ctx=ast.Load())
+        return self.call_op(op, spelling, [receiver], node, f"`.{func.attr}()`", out, origin,
+                            target)
+
+    def _module(self, node):
+        """The module a dotted name means (`np`, `math`, `np.linalg`), or None."""
+        if isinstance(node, ast.Name):
+            if node.id in self.scope.rename:
+                return None
+            try:
+                value = self.scope.lookup(node.id)
+            except KeyError:
+                return None
+        elif isinstance(node, ast.Attribute):
+            base = self._module(node.value)
+            value = getattr(base, node.attr, None) if base is not None else None
+        else:
+            return None
+        return value if isinstance(value, types.ModuleType) else None
 
     def _callee(self, node):
         func = node.func
@@ -560,8 +714,11 @@ class Normaliser:
                 raise self.error(f"calling the local value `{func.id}` is not supported", node,
                                  "Call")
             return self._resolve(func)
-        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
-            module = self._resolve(func.value)
+        if isinstance(func, ast.Attribute) and (isinstance(func.value, ast.Name)
+                                                or self._module(func.value) is not None):
+            module = self._module(func.value)
+            if module is None:
+                module = self._resolve(func.value)
             if module in table.MODULES:
                 return getattr(module, func.attr, None)
             raise self.error(f"`{ast.unparse(func)}` is not a numpy or math function", node,
@@ -661,6 +818,10 @@ class Normaliser:
             self.inlining.pop()
             self.scope = outer
         return results
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _broadcast_kinds(kinds, nodes):

@@ -7,6 +7,7 @@ Passes over the function body, repeated until nothing changes:
 - a generated temporary used once, later in the same block, is substituted into that use.
 """
 import ast
+import copy
 
 
 def _loads(node):
@@ -80,7 +81,10 @@ class _Liveness:
             live_loop = set(live)
             while True:
                 changed_before = self.changed
-                body, live_in = self.block(list(stmt.body), live_loop | live, live_loop | live)
+                # a probe on a copy: the pass rewrites nested blocks in place, and must not drop
+                # stores whose reads (in the next trip) it has not seen yet
+                body, live_in = self.block(copy.deepcopy(stmt.body), live_loop | live,
+                                           live_loop | live)
                 self.changed = changed_before
                 if live_in <= live_loop:
                     break

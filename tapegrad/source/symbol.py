@@ -4,8 +4,11 @@
 Symbols for the cotangent, the output and the inputs, returns a Symbol whose text is the adjoint
 expression. Each Symbol knows the kind (dtype, ndim) of its value, which decides, for instance,
 whether `where` is written as `np.where(...)` (arrays) or as `a if c else b` (scalars, which keeps
-plain Python from turning floats into 0-d arrays).
+plain Python from turning floats into 0-d arrays). A Symbol made in `math` style (the user wrote
+`math.sin(x)` or `abs(x)` on scalars) writes scalar results with the registry's `math.*` scalar
+forms, so the adjoint of `math.sin(x)` reads `math.cos(x)`, as the user would write it.
 """
+import dataclasses
 import numbers
 
 from .. import primitives as P
@@ -53,9 +56,10 @@ class Symbol:
 
     _bind_level = 3
 
-    def __init__(self, text, kind):
+    def __init__(self, text, kind, math_style=False):
         self.text = text
         self.kind = kind
+        self.math_style = math_style
 
     def __repr__(self):
         return f"Symbol({self.text!r}, {self.kind})"
@@ -72,16 +76,20 @@ class Symbol:
             return simplified
         kind = broadcast(*(kind_of(a) for a in args))
         if prim.name in _COMPARISONS:
-            kind = Kind("bool", kind.ndim)
+            kind = dataclasses.replace(kind, dtype="bool")
         elif prim.name in ("div", "sqrt", "exp", "log", "sin", "cos"):
-            kind = Kind("float", kind.ndim)
+            kind = dataclasses.replace(kind, dtype="float")
+        math_style = any(isinstance(a, Symbol) and a.math_style for a in args)
         if prim.name == "where" and kind.ndim == 0:
             cond, a, b = (text_of(x) for x in args)
-            return Symbol(f"({a} if {cond} else {b})", kind)
+            return Symbol(f"({a} if {cond} else {b})", kind, math_style)
+        texts = [text_of(a) for a in args]
+        scalar = getattr(prim, "scalar", None) or ""
+        if math_style and kind.ndim == 0 and scalar.startswith("math."):
+            return Symbol(scalar.format(*texts), kind, math_style)
         if prim.source is None:
             raise TypeError(f"tapegrad.source: primitive '{prim.name}' has no source template")
-        texts = [text_of(a) for a in args]
-        return Symbol(prim.source.format(*texts, **params), kind)
+        return Symbol(prim.source.format(*texts, **params), kind, math_style)
 
     # operators bind the registry's primitives, exactly as Tensors and tracers do
     def __neg__(self):

@@ -4,8 +4,11 @@ Keys are the function objects themselves, so `import numpy as np`, `from math im
 `import math as m` all resolve the same way. Anything absent is refused with a TransformError.
 
     Elementwise(prim)     a registry primitive; its rule comes from primitives.py through Symbols
-    Reduction(name)       np.sum / np.mean / np.max / np.min over all axes (shape-aware emitters)
-    MatMul()              np.dot, np.matmul, the @ operator (1-D and 2-D operands)
+    Reduction(name)       np.sum / mean / max / min / prod, np.linalg.norm, with `axis` and
+                          `keepdims` (shape-aware emitters: the registry's rules need static shapes)
+    MatMul()              np.dot (1-D and 2-D), np.matmul and @ (also stacks of matrices)
+    Reshape()             np.reshape, x.reshape, x.ravel, x.flatten (the rule needs x's shape)
+    Transpose(axes)       np.transpose, x.T, x.transpose: the registry's rule through Symbols
     Identity()            float(x), np.copy(x), x.copy(): the value passes, and so does its adjoint
     Constant(kind_rule)   constructors and piecewise-constant functions: no gradient flows
 """
@@ -25,16 +28,66 @@ from .kinds import INT, Kind, broadcast
 class Elementwise:
     prim: object
     nargs: int
+    # trailing arguments that the registry takes as parameters (np.clip's bounds): no gradient
+    # flows to them, so they must not depend on a differentiated argument
+    params: tuple = ()
+
+    @property
+    def n_values(self):
+        return self.nargs - len(self.params)
 
 
 @dataclass(frozen=True)
 class Reduction:
-    name: str  # sum | mean | amax | amin
+    name: str  # sum | mean | amax | amin | prod | norm
+    axis: object = None  # None, an int or a tuple of ints, as the user wrote it (may be negative)
+    keepdims: bool = False
+    ord: object = None  # norm only: None (= 2), 1, 2 or inf
+
+    def axes(self, ndim):
+        """The reduced axes as a sorted tuple of non-negative ints; ValueError if out of range."""
+        if self.axis is None:
+            return tuple(range(ndim))
+        axes = self.axis if isinstance(self.axis, tuple) else (self.axis,)
+        out = []
+        for axis in axes:
+            if not -ndim <= axis < ndim:
+                raise ValueError(f"axis {axis} is out of bounds for {ndim}-D arrays")
+            out.append(axis % ndim)
+        if len(set(out)) != len(out):
+            raise ValueError("repeated axis")
+        return tuple(sorted(out))
+
+    def kind(self, x):
+        """The kind of the result for an argument of kind `x`."""
+        axes = self.axes(x.ndim)
+        dtype = "float" if self.name in ("mean", "norm") else x.dtype
+        if self.keepdims:
+            return Kind(dtype, x.ndim, x.ones | frozenset(axes))
+        kept = [k for k in range(x.ndim) if k not in axes]
+        return Kind(dtype, len(kept), frozenset(i for i, k in enumerate(kept) if k in x.ones))
+
+
+# how each reduction takes its static arguments: positional names after the array, keywords
+REDUCTION_PARAMS = {"norm": ("ord", "axis")}
+DEFAULT_PARAMS = ("axis",)
+KEYWORDS = {"axis", "keepdims", "ord"}
 
 
 @dataclass(frozen=True)
 class MatMul:
-    pass
+    dot: bool = False  # np.dot and x.dot: 1-D and 2-D only (N-D np.dot is not matmul)
+
+
+@dataclass(frozen=True)
+class Reshape:
+    ndim: object = None  # of the result: from the shape argument when None (ravel: 1)
+    ones: frozenset = frozenset()  # axes the shape sets to a literal 1
+
+
+@dataclass(frozen=True)
+class Transpose:
+    axes: object = None  # None: reversed
 
 
 @dataclass(frozen=True)
@@ -96,10 +149,16 @@ CALLS.update({
     builtins.max: _elementwise(P.maximum, 2), builtins.min: _elementwise(P.minimum, 2),
     np.power: _elementwise(P.pow_, 2), math.pow: _elementwise(P.pow_, 2),
     np.where: _elementwise(P.where, 3),
+    np.add: _elementwise(P.add, 2), np.subtract: _elementwise(P.sub, 2),
+    np.multiply: _elementwise(P.mul, 2), np.divide: _elementwise(P.div, 2),
+    np.true_divide: _elementwise(P.div, 2), np.negative: _elementwise(P.neg),
+    np.clip: Elementwise(P.clamp, 3, params=("min", "max")),
     np.sum: Reduction("sum"), np.mean: Reduction("mean"),
     np.max: Reduction("amax"), np.amax: Reduction("amax"),
     np.min: Reduction("amin"), np.amin: Reduction("amin"),
-    np.dot: MatMul(), np.matmul: MatMul(),
+    np.prod: Reduction("prod"), np.linalg.norm: Reduction("norm"),
+    np.dot: MatMul(dot=True), np.matmul: MatMul(),
+    np.reshape: Reshape(), np.ravel: Reshape(1), np.transpose: Transpose(),
     builtins.float: Identity(to_float=True), np.copy: Identity(),
     np.sign: Constant(_same_as_first), np.floor: Constant(_float_of_first),
     math.floor: Constant(_int_result), builtins.int: Constant(_int_result),
@@ -114,10 +173,12 @@ CALLS.update({
 
 # methods on array values: x.sum(), x.copy(), ...
 METHODS = {"sum": Reduction("sum"), "mean": Reduction("mean"), "max": Reduction("amax"),
-           "min": Reduction("amin"), "copy": Identity(), "dot": MatMul()}
+           "min": Reduction("amin"), "prod": Reduction("prod"), "copy": Identity(),
+           "dot": MatMul(dot=True), "reshape": Reshape(), "ravel": Reshape(1),
+           "flatten": Reshape(1), "transpose": Transpose()}
 
 # attributes of array values that are plain integers
 INT_ATTRIBUTES = {"size", "ndim"}
 
-MODULES = (np, math)
+MODULES = (np, math, np.linalg)
 
