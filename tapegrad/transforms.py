@@ -244,7 +244,10 @@ class Jitted:
         """(signature, traced input arrays, call template)."""
         key, inputs = [], []
         for a in args:
-            if _is_static(a):
+            if type(a) is np.ndarray and self.device == "cpu":
+                key.append((a.shape, a.dtype.str))     # the common case, checked cheaply
+                inputs.append(a)
+            elif _is_static(a):
                 key.append(("static", a))
             else:
                 array = self._device_array(a)
@@ -310,7 +313,7 @@ class Jitted:
 
     # ---- calling
     def __call__(self, *args):
-        if any(isinstance(a, Tracer) for a in args) or current() is not None:
+        if current() is not None or any(isinstance(a, Tracer) for a in args):
             return self.fun(*args)           # inside another trace: inline
         if self.batched:
             return self._call_batched(args)

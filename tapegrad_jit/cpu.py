@@ -136,7 +136,8 @@ _RUN_TEMPLATE = '''
 @njit(**OPTIONS)
 def run(code, ipool, v):
     """Run every op of `code` on the buffer v; 0, or the number of the first failed guard."""
-    for k in range(code.shape[0]):
+    for kk in range(code.shape[0]):
+        k = np.uint64(kk)
         op = code[k, 0]
         o = code[k, 1]
         n = code[k, 2]
@@ -145,9 +146,9 @@ def run(code, ipool, v):
         c = code[k, 5]
         if op < {num_elementwise}:
             if n == 1:
-                x = v[a]
-                y = v[b]
-                z = v[c]
+                # unsigned indices: no negative-index wraparound test per access
+                x = v[np.uint32(a)]
+                y = v[np.uint32(b)]
 {scalar_cases}
             else:
                 sa = code[k, 6]
@@ -204,8 +205,9 @@ def interpreter_source():
     scalar_cases, loop_cases = [], []
     for opcode, (name, form) in enumerate(ELEMENTWISE_FORMS):
         keyword = "if" if opcode == 0 else "elif"
+        # the third operand is read only by the forms that have one
         scalar_cases += [f"{keyword} op == {opcode}:  # {name}",
-                         f"    v[o] = {form.format('x', 'y', 'z')}"]
+                         f"    v[np.uint32(o)] = {form.format('x', 'y', 'v[np.uint32(c)]')}"]
         body = form.format("v[a + j * sa]", "v[b + j * sb]", "v[c + j * sc]")
         loop_cases += [f"{keyword} op == {opcode}:  # {name}",
                        "    for j in range(n):",
@@ -689,11 +691,14 @@ class Program:
         """(True, result tree), or (False, None) when a guard fails for these inputs."""
         v = self._buffer()
         for (offset, size, _), value in zip(self.inputs, inputs):
-            v[offset:offset + size] = np.ravel(value)
+            v[offset:offset + size] = value.ravel() if type(value) is np.ndarray else np.ravel(
+                value)
         if self._run(self.code, self.ipool, v):
             return False, None
         leaves = [v[o:o + n].reshape(shape).astype(dtype)
                   for o, n, shape, dtype in self.outputs]
+        if self.out_tree == "*":
+            return True, leaves[0]
         return True, tree_unflatten(self.out_tree, leaves)
 
     def run_batched(self, inputs, axes, rows):
