@@ -321,16 +321,26 @@ def fold_constants(tape):
     consts = dict(tape.consts)
     alias = {}
     kept = []
+    shapes = tape.shapes
     for ins in tape.instrs:
-        ins_slots = tuple(alias.get(s, s) for s in ins.ins)
-        if all(s in consts for s in ins_slots) and _size(tape.shapes[ins.out]) <= _FOLD_LIMIT:
+        ins_slots = ins.ins
+        if alias:
+            ins_slots = tuple([alias.get(s, s) for s in ins_slots])
+        n_const = 0
+        for s in ins_slots:
+            if s in consts:
+                n_const += 1
+        if n_const == len(ins_slots) and _size(shapes[ins.out]) <= _FOLD_LIMIT:
             consts[ins.out] = np.asarray(ins.prim.impl(*[consts[s] for s in ins_slots], **ins.params))
             continue
-        same = _identity_operand(tape, ins.prim.name, ins_slots, consts, ins.out)
-        if same is not None:
-            alias[ins.out] = same
-            continue
-        kept.append(Instr(ins.prim, ins_slots, ins.out, ins.params, ins.phase))
+        if n_const or ins.prim.name in _SHAPE_IDS:
+            same = _identity_operand(tape, ins.prim.name, ins_slots, consts, ins.out)
+            if same is not None:
+                alias[ins.out] = same
+                continue
+        # instructions are never changed in place: an unchanged one is shared with the new tape
+        kept.append(ins if ins_slots is ins.ins else Instr(ins.prim, ins_slots, ins.out,
+                                                             ins.params, ins.phase))
     return _apply_alias(tape, kept, alias, consts)
 
 
@@ -348,7 +358,8 @@ def _is_const_value(consts, slot, number):
 
 
 _BINARY_IDS = frozenset(("mul", "add", "sub", "div"))
-_IDENTITY_NAMES = _BINARY_IDS | {"reshape", "broadcast_to"}
+_SHAPE_IDS = frozenset(("reshape", "broadcast_to"))
+_IDENTITY_NAMES = _BINARY_IDS | _SHAPE_IDS
 
 
 def _identity_operand(tape, name, ins, consts, out):
@@ -376,27 +387,33 @@ def _identity_operand(tape, name, ins, consts, out):
 
 
 def _apply_alias(tape, kept, alias, consts):
+    """The new tape: `kept` already reads resolved slots (each pass resolves as it goes); guards
+    and outputs are resolved here."""
     def resolve(slot):
         while slot in alias:
             slot = alias[slot]
         return slot
 
-    instrs = [Instr(i.prim, tuple(resolve(s) for s in i.ins), i.out, i.params, i.phase) for i in kept]
-    result = _renumber_guards(tape, instrs, consts)
-    result.guards = [Guard(resolve(g.slot), g.expected, g.position, g.where) for g in result.guards]
+    result = tape.rebuilt(kept, [], consts)
     result.outputs = [resolve(s) for s in tape.outputs]
-    return _renumber_guards(result, result.instrs, consts)
+    guards = [Guard(resolve(g.slot), g.expected, g.position, g.where) for g in tape.guards]
+    where = {ins.out: k + 1 for k, ins in enumerate(kept)} if guards else {}
+    result.guards = [Guard(g.slot, g.expected, where.get(g.slot, 0), g.where) for g in guards]
+    return result
 
 
 def eliminate_common_subexpressions(tape):
     """Reuse the first of several identical instructions (same primitive, inputs and params)."""
     seen, alias, kept = {}, {}, []
     for ins in tape.instrs:
-        ins = Instr(ins.prim, tuple(alias.get(s, s) for s in ins.ins), ins.out, ins.params,
-                    ins.phase)
-        key = ins.key()
-        if key in seen:
-            alias[ins.out] = seen[key]
+        if alias:
+            ins_slots = tuple([alias.get(s, s) for s in ins.ins])
+            if ins_slots != ins.ins:
+                ins = Instr(ins.prim, ins_slots, ins.out, ins.params, ins.phase)
+        key = (ins.prim.name, ins.ins) if not ins.params else ins.key()
+        first = seen.get(key)
+        if first is not None:
+            alias[ins.out] = first
         else:
             seen[key] = ins.out
             kept.append(ins)
@@ -428,7 +445,9 @@ def simplify(tape):
                 and tape.dtypes[ins.ins[0]] == dtype)
 
     for ins in tape.instrs:
-        name, ins_slots = ins.prim.name, tuple(alias.get(s, s) for s in ins.ins)
+        name, ins_slots = ins.prim.name, ins.ins
+        if alias:
+            ins_slots = tuple([alias.get(s, s) for s in ins_slots])
         shape, dtype = tape.shapes[ins.out], tape.dtypes[ins.out]
         if name == "pow" and ins_slots[1] in consts and np.ndim(consts[ins_slots[1]]) == 0:
             exponent = consts[ins_slots[1]]
@@ -440,7 +459,8 @@ def simplify(tape):
             if exponent == 2 and same:
                 kept.append(Instr(REGISTRY["mul"], (base, base), ins.out, {}, ins.phase))
                 continue
-        if name in ELEMENTWISE and not ins.params:
+        if name in ELEMENTWISE and not ins.params and any(
+                [s in consts and getattr(consts[s], "size", 1) > 1 for s in ins_slots]):
             ins_slots = tuple(
                 scalar_const(np.ravel(consts[s])[0], dtype)
                 if s in consts and np.size(consts[s]) > 1 and tape.dtypes[s] == dtype
@@ -458,9 +478,11 @@ def simplify(tape):
                                       ins.out, inner.params, ins.phase))
                     break
             else:
-                kept.append(Instr(ins.prim, ins_slots, ins.out, ins.params, ins.phase))
+                kept.append(ins if ins_slots == ins.ins else Instr(ins.prim, ins_slots, ins.out,
+                                                                  ins.params, ins.phase))
             continue
-        kept.append(Instr(ins.prim, ins_slots, ins.out, ins.params, ins.phase))
+        kept.append(ins if ins_slots == ins.ins else Instr(ins.prim, ins_slots, ins.out,
+                                                          ins.params, ins.phase))
     kept = [ins for ins in kept if ins.out not in merged]
     return _apply_alias(tape, kept, alias, consts)
 
