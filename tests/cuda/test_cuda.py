@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 
 import tapegrad as tg
+from cuda_ready import READY, SKIP_REASON
 from samples import SAMPLES
 from tape_faces import assert_close, weighted
 
+if not READY:
+    pytest.skip(SKIP_REASON, allow_module_level=True)
 C = pytest.importorskip("tapegrad_jit.cuda")
 from numba import cuda  # noqa: E402  (after the skip: numba-cuda is there)
 
