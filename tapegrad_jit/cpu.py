@@ -358,9 +358,20 @@ class _Lowering:
         return self.broadcast(ref, kept, x_shape), (kept if _size(kept) == 1 else x_shape)
 
     # ---- one tape instruction
+    def scalar(self, opcode, out_slot, slots):
+        """A 0-d elementwise op (the bulk of scalar tapes), without the broadcasting machinery."""
+        refs = [self.ref(s) for s in slots]
+        while len(refs) < 3:
+            refs.append(refs[0])
+        self.ops.append([opcode, self.ref(out_slot), 1, refs[0], refs[1], refs[2], 1, 1, 1, 0, 0,
+                         0])
+
     def lower(self, ins):
         tape = self.tape
         name = ins.prim.name
+        if not ins.params and tape.shapes[ins.out] == () and name in ELEMENTWISE_OPCODE:
+            self.scalar(ELEMENTWISE_OPCODE[name], ins.out, ins.ins)
+            return
         params = ins.params
         shapes = [tape.shapes[s] for s in ins.ins]
         out_shape = tape.shapes[ins.out]
@@ -649,21 +660,19 @@ class Program:
                 continue
             if k in fused:
                 form, operands = fused[k]
-                lowering.elementwise(form, lowering.ref(ins.out), (),
-                                     [(lowering.ref(s), ()) for s in operands])
+                lowering.scalar(OPCODE[form], ins.out, operands)
             else:
                 lowering.lower(ins)
         output_refs = [lowering.ref(s) for s in tape.outputs]
         pinned = {r.buf for r in input_refs + output_refs}
         offsets, total = _plan(lowering, pinned)
 
-        code = np.zeros((len(lowering.ops), WIDTH), dtype=np.int32)
-        for k, op in enumerate(lowering.ops):
-            row = list(op)
-            for column in (OUT, A, B, C):
-                ref = row[column]
-                row[column] = offsets[ref.buf] + ref.delta
-            code[k] = row
+        rows = []
+        for op in lowering.ops:
+            out, a, b, c = op[OUT], op[A], op[B], op[C]
+            rows.append([op[OP], offsets[out.buf] + out.delta, op[N], offsets[a.buf] + a.delta,
+                         offsets[b.buf] + b.delta, offsets[c.buf] + c.delta] + op[SA:])
+        code = np.array(rows, dtype=np.int32).reshape(len(rows), WIDTH)
         v0 = np.zeros(max(total, 1))
         for buf, data in lowering.const_data.items():
             v0[offsets[buf]:offsets[buf] + data.size] = data
