@@ -363,6 +363,21 @@ def test_generated_kernels_go_to_the_disk_cache(tmp_path, monkeypatch):
     assert "@cuda.jit(cache=True)\ndef twice" in entry.read_text()
 
 
+def test_kernels_compile_for_a_real_gpu():
+    """The simulator runs kernels as Python; Numba's CUDA typing and NVVM see them only here."""
+    import os
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ptx_check.py")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(script)))
+    # no empty entry: it would put the working directory of any grandchild on the path
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    done = subprocess.run([sys.executable, script], capture_output=True, text=True, env=env,
+                          timeout=900)
+    if done.returncode == 77:
+        pytest.skip("no CUDA compiler libraries (pip install nvidia-nvvm nvidia-cuda-nvrtc)")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+
+
 # ---------------------------------------------------------------------------------------------
 # Errors: a clear message where kernels cannot run
 # ---------------------------------------------------------------------------------------------
