@@ -7,6 +7,7 @@ module globals (Numba freezes them as constants), and a hash of their bytes is p
 text, so different arrays never share an entry.
 """
 import hashlib
+import re
 
 from .cache import load_module
 
@@ -33,3 +34,23 @@ def compile_source(source, name, constants=None):
         compiled = numba.njit(cache=True)(getattr(module, name))
         setattr(module, f"_{name}_njit", compiled)
     return compiled
+
+
+def compile_errors():
+    """What Numba raises when it cannot type or lower code (not errors the code raises)."""
+    from numba.core.errors import NumbaError
+    return (NumbaError,)
+
+
+def failure(exc, source, constants=None):
+    """(line of `source` that Numba could not compile or None, Numba's reason in one line)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # Numba colours its messages
+    lines = [int(n) for n in re.findall(r'source_[0-9a-f]{24}\.py", line (\d+)', text)]
+    lines += [int(n) for n in re.findall(r"source_[0-9a-f]{24}\.py \((\d+)\)", text)]
+    prefix = 1 + bool(_constants_line(constants or {}))  # lines load_module puts first
+    line = lines[-1] - prefix if lines else None
+    reasons = [r.strip() for r in text.splitlines() if r.strip().startswith(">>>")]
+    specific = re.findall(r"TypingError: (.+)", text)
+    reason = specific[-1].strip() if specific else reasons[0][3:].strip() if reasons else \
+        next((r.strip() for r in text.splitlines() if r.strip() and "Failed in" not in r), "")
+    return line, reason

@@ -249,6 +249,22 @@ def math_style(x, y):
     return math.sin(x) * math.exp(y) + math.sqrt(x * y) + math.log1p(x) * math.tanh(y)
 
 
+def numba_spellings(X, x):
+    # what Numba has no spelling for: max/min/mean/prod over an axis, keepdims, tuple axes,
+    # vector norms over an axis, np.clip with a bound left out, transposes that are reshaped
+    m = np.max(X, axis=1, keepdims=True)
+    a = np.mean(X - m, axis=0) + np.min(X, axis=0) + np.prod(X, axis=0)
+    b = np.sum(X * X, axis=(0, 1), keepdims=True) + np.linalg.norm(X, axis=1, keepdims=True)
+    c = np.linalg.norm(X, ord=np.inf, axis=0) + np.clip(x, 0.0, None) + np.clip(x, None, 0.5)
+    return np.sum(a * c) + np.sum(b * X) + np.sum(X.T.reshape(-1) * X.ravel())
+
+
+def stacks_and_mixed_floats(A, B, W):
+    # stacks of matrices with `@`, a 2-D operand shared by the stack; float32 meets float64
+    C = np.tanh(A @ B)
+    return np.mean(np.matmul(C, W) ** 2)
+
+
 ROW = np.array([0.3, -0.7, 1.1])
 VEC = np.array([0.4, 0.9, -0.2])
 MAT = np.array([[0.5, -0.2, 0.1], [0.3, 0.8, -0.6]])
@@ -295,7 +311,11 @@ CORPUS = [
     (short_circuit, (VEC, 3), 0),
     (short_circuit, (np.array([0.5, -2.0, 3.0]), 3), 0),
     (math_style, (0.8, 0.5), (0, 1)),
+    (numba_spellings, (MAT, VEC), (0, 1)),
+    (stacks_and_mixed_floats, (STACK_A, STACK_B.astype(np.float32), MAT[:, :2].T.copy()),
+     (0, 1, 2)),
 ]
+NUMBA_CASES = CORPUS[-2:]
 
 
 def finite_differences(fun, args, argnum, h=1e-6):
@@ -335,8 +355,10 @@ def test_arguments_are_left_as_they_were():
     np.testing.assert_array_equal(x, VEC)
 
 
-# nested, while, writes, arrays, ODE, rows, sums over an axis, short-circuit `and`
-JIT_CASES = [CORPUS[i] for i in (6, 8, 14, 17, 19, 22, 24, 35)]
+
+# nested, while, writes, arrays, ODE, rows, short-circuit `and`; the reductions, clips, reshapes
+# and stacks Numba spells differently (each cold compile costs seconds: few cases, many constructs)
+JIT_CASES = [CORPUS[i] for i in (6, 8, 14, 17, 19, 22, 35)] + NUMBA_CASES
 
 
 @pytest.mark.parametrize("fun, args, argnums", JIT_CASES, ids=[_ids(c) for c in JIT_CASES])
@@ -592,6 +614,43 @@ def test_refusals_name_file_line_and_construct(fun, args, construct):
     first = fun.__code__.co_firstlineno
     assert first <= error.lineno <= first + 6
     assert f"test_source.py:{error.lineno}" in str(error)
+
+
+COUNTS = np.array([[1, 2, 3], [0, 1, 0]])
+
+
+def integer_matrix_times_floats(x):
+    y = np.sin(x)
+    return np.sum(COUNTS @ y)
+
+
+def test_what_numba_cannot_compile_is_a_transform_error_naming_the_line():
+    # Numba's @ wants equal dtypes (NumPy promotes int64 to float64): jit=False works
+    line = integer_matrix_times_floats.__code__.co_firstlineno + 2
+    expected = source.grad(integer_matrix_times_floats)(VEC)
+    with pytest.raises(TransformError) as info:
+        source.grad(integer_matrix_times_floats, jit=True)(VEC)
+    error = info.value
+    assert isinstance(error, source.JitError)
+    assert error.lineno == line and error.filename == __file__
+    message = str(error)
+    assert "integer_matrix_times_floats" in message and "jit=False" in message
+    assert "np.sum(COUNTS @ y)" in message and "same dtype" in message
+    assert error.__cause__ is None and error.__suppress_context__
+    np.testing.assert_allclose(expected, COUNTS.sum(axis=0) * np.cos(VEC))
+
+
+def test_numba_spellings_read_plainly():
+    text = source.grad(numba_spellings, argnums=(0, 1)).source_for(MAT, VEC)
+    forward = text.split("# adjoint sweep")[0]
+    code = "\n".join(line.split("#")[0] for line in text.splitlines())
+    assert "keepdims" not in code and "axis=(" not in code
+    assert "np.maximum(x, 0.0)" in forward and "np.minimum(x, 0.5)" in forward
+    assert "for i in range(X.shape[0]):" in forward and "np.max(X[i])" in forward
+    assert "np.ascontiguousarray(" in forward
+    stacks = source.grad(stacks_and_mixed_floats, argnums=(0, 1, 2)).source_for(
+        STACK_A, STACK_B, MAT[:, :2].T)
+    assert "for k in range(A.shape[0]):" in stacks and "A[k] @ B[k]" in stacks
 
 
 def test_lambdas_are_refused():

@@ -12,6 +12,6 @@ new function. `df.source` shows the code for the kinds of the last call, or for 
 before any call; `df.source_for(*args)` shows it for given example arguments.
 """
 from .api import grad, value_and_grad
-from .errors import TransformError
+from .errors import JitError, TransformError
 
-__all__ = ["grad", "value_and_grad", "TransformError"]
+__all__ = ["grad", "value_and_grad", "TransformError", "JitError"]

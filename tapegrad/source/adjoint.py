@@ -17,7 +17,7 @@ import math
 import re
 
 from .. import primitives as P
-from . import ir, table
+from . import forms, ir, table
 from .analysis import index_kind, walk
 from .errors import TransformError
 from .namer import Namer
@@ -25,6 +25,7 @@ from .normalise import operand_node
 from .symbol import Symbol, kind_of, literal
 
 COMMENT = "__comment__"
+ORIGIN = "tapegrad_origin"  # attribute of emitted statements: their ir.Origin
 _CHEAP = {"add", "sub", "mul", "div", "neg", "lt", "le", "gt", "ge", "eq", "ne"}
 
 
@@ -93,14 +94,6 @@ def _expand(text, ndim, axes, keepdims):
     return f"({text})[{', '.join(parts)}]" if parts else text
 
 
-def _reduce(function, text, ndim, axes):
-    """`np.sum(t)` over every axis, else `np.sum(t, axis=...)`."""
-    if len(axes) == ndim:
-        return f"{function}({text})"
-    axis = axes[0] if len(axes) == 1 else axes
-    return f"{function}({text}, axis={axis})"
-
-
 def _sum_keeping(text, axis, ndim):
     """np.sum(text, axis=axis, keepdims=True), written without keepdims (Numba has none)."""
     if ndim == 1:
@@ -114,6 +107,16 @@ def _is_math_spelled(forward):
     func = forward.func if isinstance(forward, ast.Call) else None
     return (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
             and func.value.id == "math") or isinstance(func, ast.Name)
+
+
+def _tagged(stmts, origin):
+    """Mark emitted statements with the user's line they come from (kept by deep copies), so that
+    an error in compiled code can name that line; nested statements keep their own marks."""
+    for stmt in stmts:
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.stmt) and not hasattr(node, ORIGIN):
+                setattr(node, ORIGIN, origin)
+    return stmts
 
 
 def mentions(text, name):
@@ -174,6 +177,7 @@ class Emitter:
 
     def _reset(self, needed):
         self.namer = Namer(self.base_names)
+        self.index_names = {}
         self.needed = needed
         self.bars = {}
         self.new_names = {}
@@ -291,7 +295,8 @@ class Emitter:
     def fwd_block(self, stmts, loops):
         out = []
         for stmt in stmts:
-            out += getattr(self, "fwd_" + type(stmt).__name__)(stmt, loops)
+            out += _tagged(getattr(self, "fwd_" + type(stmt).__name__)(stmt, loops),
+                           stmt.origin)
         return out
 
     def fwd_Assign(self, stmt, loops):
@@ -300,19 +305,113 @@ class Emitter:
         if site is not None:
             out += parse_stmts(site.push(stmt.target))
         expr = stmt.expr
+        lowered = None
         if isinstance(expr, ir.Index):
             value = ast.Subscript(value=ast.Name(id=expr.array, ctx=ast.Load()), slice=expr.index,
                                   ctx=ast.Load())
         else:
             value = expr.forward
             out += self._shape_check(stmt)
-        out.append(ast.Assign(targets=[ast.Name(id=stmt.target, ctx=ast.Store())], value=value))
+            lowered = self._lowered(stmt)
+        if isinstance(lowered, list):
+            out += parse_stmts("\n".join(lowered))
+        else:
+            value = value if lowered is None else ast.parse(lowered, mode="eval").body
+            out.append(ast.Assign(targets=[ast.Name(id=stmt.target, ctx=ast.Store())],
+                                  value=value))
         if id(stmt) in self.logged:
             site = self.site((id(stmt), "log"), stmt.target, self.kinds[stmt.target], loops,
                              always=True)
             if site is not None:
                 out += parse_stmts(site.push(stmt.target))
         return out
+
+    def _lowered(self, stmt):
+        """The forward of a construct that Numba cannot compile as the user spelled it (see
+        forms.py): an expression's text, lines that assign the target, or None to keep the
+        user's spelling."""
+        expr, target = stmt.expr, stmt.target
+        op, args = expr.op, expr.args
+        if isinstance(op, table.Elementwise) and op.prim is P.clamp:
+            # np.clip with a bound left out: one-sided, as np.maximum / np.minimum
+            x, low, high = (src(operand_node(a)) for a in args)
+            if args[2] == ir.Const(None):
+                return f"np.maximum({x}, {low})"
+            if args[1] == ir.Const(None):
+                return f"np.minimum({x}, {high})"
+            return None
+        forward = expr.forward
+        if isinstance(op, table.Reshape) and isinstance(forward.func, ast.Attribute) \
+                and forward.func.attr == "reshape" and not self._fresh(args[0]):
+            # Numba reshapes C-contiguous arrays only (a transpose or a slice is not)
+            contiguous = ast.parse(f"np.ascontiguousarray({args[0]})", mode="eval").body
+            if isinstance(forward.func, ast.Attribute) and forward.func.attr == "reshape" \
+                    and not (isinstance(forward.func.value, ast.Name)
+                             and forward.func.value.id == "np"):
+                forward = ast.Call(func=ast.Attribute(value=contiguous, attr="reshape",
+                                                      ctx=ast.Load()),
+                                   args=forward.args, keywords=forward.keywords)
+            else:
+                forward = ast.Call(func=forward.func, args=[contiguous] + forward.args[1:],
+                                   keywords=forward.keywords)
+            return src(forward)
+        if isinstance(op, table.MatMul) and max(self.kind(a).ndim for a in args) > 2:
+            a, b = args
+            result = self.namer.fresh(f"{target}_new") if target in args else target
+            lines = forms.loop_matmul(result, a, self.kind(a).ndim, b, self.kind(b).ndim,
+                                      self._fresh_index)
+            return lines + ([f"{target} = {result}"] if result != target else [])
+        if isinstance(op, table.Reduction):
+            return self._lowered_reduction(stmt)
+        return None
+
+    def _fresh_index(self, base):
+        """A loop index of generated loops: one name per base, reused by loops that follow each
+        other (generated loop nests use different bases)."""
+        if base not in self.index_names:
+            self.index_names[base] = self.namer.fresh(base)
+        return self.index_names[base]
+
+    def _fresh(self, name):
+        """Whether `name` is a temporary that holds a new C-contiguous array."""
+        stmt = self.definitions.get(name) if isinstance(name, str) else None
+        return (stmt is not None and isinstance(stmt.expr, ir.Call)
+                and isinstance(stmt.expr.op, (table.Elementwise, table.MatMul, table.Reduction)))
+
+    def _lowered_reduction(self, stmt):
+        op, (x,), target = stmt.expr.op, stmt.expr.args, stmt.target
+        ndim = self.kinds[x].ndim
+        axes = op.axes(ndim)
+        every = len(axes) == ndim
+        simple = {"sum": "np.sum", "mean": "np.mean", "amax": "np.max", "amin": "np.min",
+                  "prod": "np.prod"}
+        if not op.keepdims and (op.name == "sum" and isinstance(op.axis, int) or (
+                op.axis is None and (op.name != "norm" or ndim <= 2 and (
+                    op.ord is None or ndim == 1)))):
+            return None  # Numba compiles the user's spelling
+        if every or op.name in ("sum", "mean") or (op.name == "norm" and op.ord != math.inf):
+            if op.name == "mean":
+                value = f"{forms.sum_over(x, ndim, axes)} / {forms.count_over(x, ndim, axes)}" \
+                    if not every else f"np.mean({x})"
+            elif op.name == "norm" and op.ord == math.inf:
+                value = f"np.max(np.abs({x}))"
+            elif op.name == "norm":
+                value = forms.sum_over(f"np.abs({x})" if op.ord == 1 else f"{x} * {x}", ndim,
+                                       axes)
+                value = value if op.ord == 1 else f"np.sqrt({value})"
+            elif every:
+                value = f"{simple[op.name]}({x})"
+            else:
+                value = forms.sum_over(x, ndim, axes)
+            return forms.keep_dims(value, ndim, axes) if op.keepdims else value
+        # max, min, prod and the inf-norm over some axes: a loop over the kept ones
+        function = "np.max" if op.name == "norm" else simple[op.name]
+        wrap = "np.abs({})" if op.name == "norm" else "{}"
+        dtype = None if self.kinds[target].dtype == "float" else f"{x}.dtype"
+        result = self.namer.fresh(f"{target}_new") if target == x else target
+        lines = forms.loop_reduce(result, function, x, ndim, axes, op.keepdims,
+                                  self._fresh_index, dtype, wrap)
+        return lines + ([f"{target} = {result}"] if result != target else [])
 
     def _shape_check(self, stmt):
         """Equal-ndim arrays that meet elementwise must have equal shapes: the adjoint does not
@@ -433,7 +532,7 @@ class Emitter:
             origin = group[0].origin
             if origin.text and origin is not enclosing:
                 out.append(comment(f"line {origin.lineno}: {origin.text}"))
-            out += code
+            out += _tagged(code, origin)
         return out
 
     def _provide_temps(self, group, code, loops):
@@ -486,6 +585,7 @@ class Emitter:
         names = [a for a in expr.args if isinstance(a, str)]
         in_args = target in names
         new = self.new_name(target) if (in_args and site is not None) else target
+        self.term_lines = []  # statements that the terms read (loops Numba compiles)
         terms = self.terms(expr, target, new) if target in self.active else []
         pre, post = [], []
         if site is not None:
@@ -505,7 +605,7 @@ class Emitter:
                                  else self.zero(target))
             elif target not in self.temps:
                 lines.append(self.zero(target))
-        return parse_stmts("\n".join(pre + lines + post))
+        return parse_stmts("\n".join(pre + self.term_lines + lines + post))
 
     def _accumulate(self, terms, expr):
         """`a_bar += term` (or `a_bar = term` for single-use temporaries), per argument."""
@@ -624,8 +724,8 @@ class Emitter:
         def expand(text):  # the cotangent and the result, as the user reduced them
             return _expand(text, ndim, axes, op.keepdims)
 
-        def reduce(text, function="np.sum"):  # reduced and expanded again (no keepdims)
-            return _expand(_reduce(function, text, ndim, axes), ndim, axes, False)
+        def reduce(text):  # summed and expanded again (no keepdims)
+            return _expand(forms.sum_over(text, ndim, axes), ndim, axes, False)
 
         like = self.shape_source(x)
         spread = self._spread(expand(g.text), every, x)
@@ -645,7 +745,15 @@ class Emitter:
             # the others, two zeros give 0)
             nonzero = f"np.where({x} == 0.0, 1.0, {x})"
             lone = f"{reduce(f'{x} == 0.0')} == 1"
-            others = reduce(nonzero, "np.prod")
+            if len(axes) == ndim:
+                others = f"np.prod({nonzero})"
+            else:  # Numba's np.prod takes no axis: a loop over the kept axes
+                nonzero_name = self.namer.fresh(f"{x}_nonzero")
+                others_name = self.namer.fresh(f"{x}_others")
+                self.term_lines.append(f"{nonzero_name} = {nonzero}")
+                self.term_lines += forms.loop_reduce(others_name, "np.prod", nonzero_name, ndim,
+                                                     axes, False, self._fresh_index)
+                others = _expand(others_name, ndim, axes, False)
             at_zero = f"({others} if {lone} else 0.0)" if len(axes) == ndim else \
                 f"np.where({lone}, {others}, 0.0)"
             return (f"{expand(g.text)} * np.where({x} == 0.0, {at_zero}, "
@@ -666,16 +774,14 @@ class Emitter:
         na, nb = self.kind(a).ndim, self.kind(b).ndim
         a_t, b_t = src(operand_node(a)), src(operand_node(b))
         if max(na, nb) > 2:
-            # stacks of matrices: primitives._matmul_vjp_left/right with the batch axes that
-            # broadcast (a 2-D operand against a stack) summed away
-            def swap(text, n):
-                return f"{text}.T" if n == 2 else f"np.swapaxes({text}, -1, -2)"
-
-            rules = [f"{g.text} @ {swap(b_t, nb)}", f"{swap(a_t, na)} @ {g.text}"]
-            for k, n in enumerate((na, nb)):
-                for _ in range(max(na, nb) - n):
-                    rules[k] = f"np.sum({rules[k]}, axis=0)"
-            return [(arg, rules[k]) for k, arg in active]
+            # stacks of matrices: primitives._matmul_vjp_left/right per matrix, in a loop over
+            # the batch (Numba's @ takes 2-D arrays), summed for an operand the batch shares
+            positions = {k for k, _ in active}
+            cots = [self.namer.fresh(f"{name}_cot") if k in positions else None
+                    for k, name in enumerate((a_t, b_t))]
+            self.term_lines += forms.loop_matmul_adjoint(g.text, a_t, na, b_t, nb, *cots,
+                                                         self._fresh_index, self.shape_source)
+            return [(arg, cots[k]) for k, arg in active]
         rules = {  # the cases of primitives._matmul_vjp_left/right, written for known ndims
             (1, 1): (f"{g.text} * {b_t}", f"{g.text} * {a_t}"),
             (2, 1): (f"np.outer({g.text}, {b_t})", f"np.dot({g.text}, {a_t})"),

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import astor
 
-from .adjoint import COMMENT, Emitter
+from .adjoint import COMMENT, ORIGIN, Emitter
 from .analysis import analyse
 from .errors import TransformError
 from .kinds import kind_of_value
@@ -19,6 +19,9 @@ class Emitted:
     source: str
     name: str  # of the emitted function
     constants: dict  # arrays the emitted code reads as globals (closures over constants)
+    origins: dict = None  # line of `source` -> ir.Origin (the user's line it comes from)
+    function: str = ""  # the user's function, for messages
+    filename: str = "<unknown>"
 
 
 def emit(fun, argnums, arg_kinds, mode="value_and_grad"):
@@ -62,13 +65,43 @@ def emit(fun, argnums, arg_kinds, mode="value_and_grad"):
     module = ast.Module(body=prelude + [func], type_ignores=[])
     ast.fix_missing_locations(module)
     texts = _number_comments(module)
-    text = _comments(astor.to_source(module), texts)
+    marked = astor.to_source(module)
+    text = _comments(marked, texts)
     header = "import math\n\nimport numpy as np\n"
     arrays = [k for k, v in fn.constants.items() if hasattr(v, "shape")]
     if arrays:
         header += "".join(f"# {k}: array from the enclosing scope\n" for k in arrays)
-    return Emitted(header + "\n\n" + text, name,
-                   {k: v for k, v in fn.constants.items() if hasattr(v, "shape")})
+    header += "\n\n"
+    offset = header.count("\n")
+    origins = {line + offset: origin for line, origin in _origins(module, marked).items()}
+    return Emitted(header + text, name,
+                   {k: v for k, v in fn.constants.items() if hasattr(v, "shape")},
+                   origins, fn.name, fn.filename)
+
+
+def _statements(body):
+    for stmt in body:
+        yield stmt
+        for field in ("body", "orelse"):
+            inner = getattr(stmt, field, None)
+            if isinstance(inner, list):
+                yield from _statements(inner)
+
+
+def _origins(module, text):
+    """Printed line -> origin of the statement printed there: the printed text parses back to
+    the same statements in the same order (comment markers are one line each, as comments)."""
+    printed = list(_statements(ast.parse(text).body))
+    built = list(_statements(module.body))
+    if len(printed) != len(built):
+        return {}
+    origins = {}
+    for old, new in zip(built, printed):
+        origin = getattr(old, ORIGIN, None)
+        if origin is not None:  # a loop or an `if`: its header line (its body has its own)
+            last = new.lineno if hasattr(new, "body") else new.end_lineno or new.lineno
+            origins.update({line: origin for line in range(new.lineno, last + 1)})
+    return origins
 
 
 def _number_comments(module):

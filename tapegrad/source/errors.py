@@ -11,3 +11,7 @@ class TransformError(Exception):
         where = f"{filename}:{lineno}" if lineno is not None else filename
         what = f" [{construct}]" if construct else ""
         super().__init__(f"{where}: {message}{what}")
+
+
+class JitError(TransformError):
+    """`jit=True` and Numba cannot compile the emitted code: names the user's line and the fix."""
