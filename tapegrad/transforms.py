@@ -7,7 +7,9 @@ another trace (nested transforms, or under jit) they record onto the same tape, 
 
 `jit` imports `tapegrad_jit` (and with it numba) only when a jitted function is first called.
 """
+import contextlib
 import functools
+import gc
 import importlib
 import threading
 import warnings
@@ -178,6 +180,33 @@ def vmap(fun, in_axes=0):
 # Tracing a whole function onto a tape
 # ---------------------------------------------------------------------------------------------
 
+_gc_lock = threading.Lock()
+_gc_pauses = [0, False]     # active pauses, and whether the collector was enabled at the first
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Pause the cyclic garbage collector while a tape is traced, optimised and lowered.
+
+    These steps allocate one small object after another (tracers, instructions, slots) and free
+    almost none of them, so the collector would run a generation-2 sweep over the growing heap again
+    and again: more than half of the time of a 100k-instruction trace+compile. Reference counting
+    still frees what dies; the collector is enabled again (if it was) when the last pause ends.
+    """
+    with _gc_lock:
+        if _gc_pauses[0] == 0:
+            _gc_pauses[1] = gc.isenabled()
+            gc.disable()
+        _gc_pauses[0] += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses[0] -= 1
+            if _gc_pauses[0] == 0 and _gc_pauses[1]:
+                gc.enable()
+
+
 def trace_to_tape(fun, args):
     """Trace fun(*args): returns (tape, traced result as plain values). Static args are baked in."""
     with TraceContext() as ctx:
@@ -189,6 +218,9 @@ def trace_to_tape(fun, args):
                     for x in leaves]
     tape.out_tree = structure
     values = [x._value if isinstance(x, Tracer) else x for x in leaves]
+    # tracers refer to their context and the context to its tracers: break the cycle, so that they
+    # are freed by reference counting instead of waiting for (and slowing) the cyclic collector
+    ctx.tracers.clear()
     return tape, tree_unflatten(structure, values)
 
 
@@ -196,8 +228,9 @@ def make_tape(fun, optimized=True):
     """A function returning the tape of fun at the given arguments: `print(make_tape(f)(x))`."""
     @functools.wraps(fun)
     def tape_of(*args):
-        tape, _ = trace_to_tape(fun, args)
-        return optimize(tape) if optimized else tape
+        with gc_paused():
+            tape, _ = trace_to_tape(fun, args)
+            return optimize(tape) if optimized else tape
     return tape_of
 
 
@@ -270,8 +303,9 @@ class Jitted:
     def tape(self, *args):
         """The optimized tape this function runs for these arguments."""
         fun, args = self._row_function(args) if self.batched else (self.fun, args)
-        tape, _ = trace_to_tape(fun, args)
-        return optimize(tape)
+        with gc_paused():
+            tape, _ = trace_to_tape(fun, args)
+            return optimize(tape)
 
     def _row_function(self, args, row=0):
         """For jit(vmap(f)): f and the arguments of one row (the tape describes one row)."""
@@ -283,8 +317,11 @@ class Jitted:
         return self.fun.fun, row_args
 
     def _new_program(self, fun, args, signature):
-        tape, traced = trace_to_tape(fun, args)
-        program = self._module().compile(optimize(tape))
+        module = self._module()
+        with gc_paused():
+            tape, traced = trace_to_tape(fun, args)
+            program = module.compile(optimize(tape))
+            del tape
         with self._lock:
             self.traces += 1
             paths = self._signatures.setdefault(signature, [])
