@@ -13,6 +13,7 @@ from . import dtypes
 from . import primitives as P
 from ._tensor_str import format_tensor
 from .operators import PrimitiveOperators
+from . import autograd
 from .autograd import graph
 from .autograd.grad_mode import is_grad_enabled
 
@@ -229,8 +230,7 @@ class Tensor(PrimitiveOperators):
         return RemovableHandle(node._pre_hooks, key)
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
-        from .autograd import backward
-        backward(self, gradient, retain_graph, create_graph, inputs=inputs)
+        autograd.backward(self, gradient, retain_graph, create_graph, inputs=inputs)
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -711,6 +711,9 @@ class Tensor(PrimitiveOperators):
         from .functions import _generator
         sample = _generator().uniform(a, b, self.shape).astype(self._data.dtype)
         return self._inplace(P.setitem, (self, sample), {"index": (Ellipsis,)})
+
+
+graph.Tensor = Tensor
 
 
 # ---------------------------------------------------------------------------------------------

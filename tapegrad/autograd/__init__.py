@@ -18,7 +18,7 @@ def _as_tuple(x):
 
 def _root_grads(outputs, grad_outputs, create_graph):
     """The gradient fed to each output: given, or 1 for a scalar; PyTorch's errors otherwise."""
-    from ..tensor import Size, Tensor
+    Tensor = graph.Tensor
     grads = []
     for i, (out, g) in enumerate(zip(outputs, grad_outputs)):
         if not out.requires_grad:
@@ -33,7 +33,7 @@ def _root_grads(outputs, grad_outputs, create_graph):
         g_data = g._data if isinstance(g, Tensor) else np.asarray(g, dtype=out._data.dtype)
         if g_data.shape != out._data.shape:
             raise RuntimeError(f"Mismatch in shape: grad_output[{i}] has a shape of "
-                               f"{Size(g_data.shape)} and output[{i}] has a shape of {out.shape}.")
+                               f"{out.shape.__class__(g_data.shape)} and output[{i}] has a shape of {out.shape}.")
         if create_graph:
             grads.append(g if isinstance(g, Tensor) else Tensor._wrap(g_data))
         else:

@@ -69,6 +69,9 @@ class AccumulateGrad(Node):
         self._retained = None
 
 
+# The Tensor class: tensor.py sets it as it loads (it imports this module before defining Tensor).
+Tensor = None
+
 _NO_VERSION = (None,)
 _node_classes = {}
 
@@ -119,7 +122,7 @@ class PrimitiveNode(Node):
         self.check_saved()
         if create_graph:
             args = self.inputs
-            ans = _Tensor()._from_node(self.ans, self)
+            ans = Tensor._from_node(self.ans, self)
         else:
             args = tuple(getattr(x, "_data", x) for x in self.inputs)
             ans = self.ans
@@ -206,7 +209,6 @@ def _check_nan(node, cts):
 
 
 def _run_tensor_hooks(node, g):
-    Tensor = _Tensor()
     if node._pre_hooks:
         for hook in list(node._pre_hooks.values()):
             wrapped = g if isinstance(g, Tensor) else Tensor._wrap(g)
@@ -222,25 +224,18 @@ def _run_tensor_hooks(node, g):
 
 
 def _accumulate_into_leaf(variable, g, create_graph):
-    Tensor = _Tensor()
     if isinstance(g, Tensor):
         new = g if create_graph else g.detach()
     else:
         new = Tensor._wrap(np.array(g, dtype=variable._data.dtype, copy=True))
     if new._data.dtype != variable._data.dtype:
         new = new.to(variable.dtype)
-    if variable.grad is None:
-        variable.grad = new
+    if variable._grad is None:
+        variable._grad = new
     elif create_graph:
-        variable.grad = variable.grad + new
+        variable._grad = variable._grad + new
     else:
-        variable.grad._data += new._data
-
-
-def _Tensor():
-    """The Tensor class, imported late: tensor.py imports this module."""
-    from ..tensor import Tensor
-    return Tensor
+        variable._grad._data += new._data
 
 
 def node_of(tensor):
