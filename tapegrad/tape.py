@@ -145,9 +145,14 @@ class Tape:
         return slot
 
     def add_instr(self, prim, ins, params, shape, dtype, phase=FORWARD):
-        out = self.new_slot(shape, dtype)
-        self.producer[out] = len(self.instrs)
-        self.instrs.append(Instr(prim, ins, out, params, phase))
+        # new_slot inlined: this runs once per recorded instruction
+        shapes = self.shapes
+        shapes.append(shape if type(shape) is tuple else tuple(shape))
+        self.dtypes.append(dtype if isinstance(dtype, np.dtype) else np.dtype(dtype))
+        out = len(shapes) - 1
+        instrs = self.instrs
+        self.producer[out] = len(instrs)
+        instrs.append(Instr(prim, ins, out, params, phase))
         return out
 
     def add_guard(self, slot, expected, where=""):
@@ -325,7 +330,10 @@ def fold_constants(tape):
     for ins in tape.instrs:
         ins_slots = ins.ins
         if alias:
-            ins_slots = tuple([alias.get(s, s) for s in ins_slots])
+            for s in ins_slots:
+                if s in alias:
+                    ins_slots = tuple([alias.get(s, s) for s in ins_slots])
+                    break
         n_const = 0
         for s in ins_slots:
             if s in consts:

@@ -99,9 +99,19 @@ class TraceContext:
         return self.tape.add_const(arg)
 
     def record(self, prim, args, params):
-        slots = [self.operand(a) for a in args]
-        values = [a._value if type(a) is Tracer else _plain(a) for a in args]
-        value = getattr(prim.impl, "__wrapped__", prim.impl)(*values, **params)
+        # the hot path of tracing (one call per instruction): one pass over the arguments
+        slots, values = [], []
+        for a in args:
+            if type(a) is Tracer and a._ctx is self:
+                slots.append(a._slot)
+                values.append(a._value)
+            else:
+                slots.append(self.operand(a))
+                values.append(a._value if type(a) is Tracer else _plain(a))
+        impl = _TRACE_IMPLS.get(prim)
+        if impl is None:
+            impl = _TRACE_IMPLS[prim] = getattr(prim.impl, "__wrapped__", prim.impl)
+        value = impl(*values, **params)
         if type(value) is not np.ndarray:
             value = np.asarray(value)
         out = self.tape.add_instr(prim, slots, params, value.shape, value.dtype, self.phase)
@@ -114,6 +124,9 @@ class TraceContext:
         if slot in self.tape.consts:
             return self.tape.consts[slot]
         return self.tracers[slot]
+
+
+_TRACE_IMPLS = {}      # primitive -> the NumPy forward that tracing calls (inside one errstate)
 
 
 def _plain(arg):

@@ -259,7 +259,9 @@ class _Lowering:
         self.tape = tape
         self.sizes = []          # per virtual buffer
         self.const_data = {}     # buffer -> float64 data
-        self.ops = []            # [opcode, out, n, a, b, c, sa, sb, sc, x0, x1, x2] with _Refs
+        # one op = ROW ints, flat: opcode, out (buffer, delta), n, a, b, c (buffer, delta each),
+        # sa, sb, sc, x0, x1, x2 -- turned into `code` rows by NumPy once buffers have offsets
+        self.ops = []
         self.maps = []           # index maps for ipool
         self.map_offset = 0
         self.refs = {}           # slot -> _Ref
@@ -297,8 +299,11 @@ class _Lowering:
 
     def emit(self, opcode, out, n, a=None, b=None, c=None, sa=0, sb=0, sc=0, x0=0, x1=0, x2=0):
         a = a if a is not None else out
-        self.ops.append([OPCODE[opcode], out, int(n), a, b if b is not None else a,
-                         c if c is not None else a, sa, sb, sc, x0, x1, x2])
+        b = b if b is not None else a
+        c = c if c is not None else a
+        self.ops.extend((OPCODE[opcode], out.buf, out.delta, int(n), a.buf, a.delta, b.buf,
+                         b.delta, c.buf, c.delta, int(sa), int(sb), int(sc), int(x0), int(x1),
+                         int(x2)))
 
     # ---- building blocks
     def gather(self, out_ref, src, indices):
@@ -360,11 +365,13 @@ class _Lowering:
     # ---- one tape instruction
     def scalar(self, opcode, out_slot, slots):
         """A 0-d elementwise op (the bulk of scalar tapes), without the broadcasting machinery."""
-        refs = [self.ref(s) for s in slots]
-        while len(refs) < 3:
-            refs.append(refs[0])
-        self.ops.append([opcode, self.ref(out_slot), 1, refs[0], refs[1], refs[2], 1, 1, 1, 0, 0,
-                         0])
+        refs = self.refs
+        a = refs.get(slots[0]) or self.ref(slots[0])
+        b = (refs.get(slots[1]) or self.ref(slots[1])) if len(slots) > 1 else a
+        c = (refs.get(slots[2]) or self.ref(slots[2])) if len(slots) > 2 else a
+        out = refs.get(out_slot) or self.ref(out_slot)
+        self.ops.extend((opcode, out.buf, out.delta, 1, a.buf, a.delta, b.buf, b.delta, c.buf,
+                         c.delta, 1, 1, 1, 0, 0, 0))
 
     def lower(self, ins):
         tape = self.tape
@@ -564,41 +571,68 @@ class _Lowering:
 # Memory planning: buffers are reused once their last reader has run
 # ---------------------------------------------------------------------------------------------
 
+ROW = 16     # ints per op in _Lowering.ops
+
+
 def _plan(lowering, pinned):
-    """Offsets for every virtual buffer. Constants and `pinned` buffers (inputs, outputs) keep
-    their own range; any other buffer takes a free range of its size when first written and gives
-    it back after its last reader."""
+    """Offsets for every virtual buffer, and the ops as an int64 array [n_ops, ROW]. Constants
+    and `pinned` buffers (inputs, outputs) keep their own range; any other buffer takes a free
+    range of its size when first written and gives it back after its last reader."""
     sizes = lowering.sizes
-    first_def, last_use = {}, {}
-    for k, op in enumerate(lowering.ops):
-        first_def.setdefault(op[OUT].buf, k)
-        for ref in (op[OUT], op[A], op[B], op[C]):
-            last_use[ref.buf] = k
-    offsets = [None] * len(sizes)
-    top = 0
-    shared = []
-    for buf in range(len(sizes)):
-        if buf in lowering.const_data or buf in pinned or buf not in first_def:
-            offsets[buf] = top
-            top += sizes[buf]
-        else:
-            shared.append(buf)
-    expiring = {}
-    for buf in shared:
-        expiring.setdefault(last_use[buf], []).append(buf)
-    free = {}
-    for k, op in enumerate(lowering.ops):
-        buf = op[OUT].buf
-        if offsets[buf] is None:
-            pool = free.get(sizes[buf])
-            if pool:
-                offsets[buf] = pool.pop()
+    n_bufs = len(sizes)
+    ops = np.array(lowering.ops, dtype=np.int64).reshape(-1, ROW)
+    n_ops = ops.shape[0]
+    # first op writing each buffer, and last op touching it (as output or operand)
+    first_def = np.full(n_bufs, -1, dtype=np.int64)
+    written, first = np.unique(ops[:, 1], return_index=True)
+    first_def[written] = first
+    touched = ops[:, [1, 4, 6, 8]].ravel()
+    seen, last_rev = np.unique(touched[::-1], return_index=True)
+    last_use = np.full(n_bufs, -1, dtype=np.int64)
+    last_use[seen] = (touched.size - 1 - last_rev) // 4
+    size_arr = np.array(sizes, dtype=np.int64)
+    fixed = first_def < 0
+    if lowering.const_data:
+        fixed[list(lowering.const_data)] = True
+    if pinned:
+        fixed[list(pinned)] = True
+    offsets_arr = np.zeros(n_bufs, dtype=np.int64)
+    fixed_sizes = size_arr[fixed]
+    offsets_arr[fixed] = np.cumsum(fixed_sizes) - fixed_sizes
+    top = int(fixed_sizes.sum())
+    offsets = offsets_arr.tolist()
+    shared = np.flatnonzero(~fixed)
+    if shared.size:
+        # events in op order: at op k the buffer k writes is placed first, then the buffers whose
+        # last reader is k are freed (in buffer order)
+        times = np.concatenate([first_def[shared], last_use[shared]])
+        kinds = np.concatenate([np.zeros(shared.size, np.int64), np.ones(shared.size, np.int64)])
+        bufs = np.concatenate([shared, shared])
+        order = np.lexsort((bufs, kinds, times))
+        free = {}
+        for kind, buf in zip(kinds[order].tolist(), bufs[order].tolist()):
+            size = sizes[buf]
+            if kind:
+                pool = free.get(size)
+                if pool is None:
+                    free[size] = [offsets[buf]]
+                else:
+                    pool.append(offsets[buf])
             else:
-                offsets[buf] = top
-                top += sizes[buf]
-        for done in expiring.get(k, ()):
-            free.setdefault(sizes[done], []).append(offsets[done])
-    return offsets, top
+                pool = free.get(size)
+                if pool:
+                    offsets[buf] = pool.pop()
+                else:
+                    offsets[buf] = top
+                    top += size
+    offsets_arr = np.array(offsets, dtype=np.int64)
+    code = np.empty((n_ops, WIDTH), dtype=np.int64)
+    code[:, OP] = ops[:, 0]
+    code[:, N] = ops[:, 3]
+    for column, (buf_col, delta_col) in ((OUT, (1, 2)), (A, (4, 5)), (B, (6, 7)), (C, (8, 9))):
+        code[:, column] = offsets_arr[ops[:, buf_col]] + ops[:, delta_col]
+    code[:, SA:] = ops[:, 10:16]
+    return offsets, top, code.astype(np.int32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -665,14 +699,7 @@ class Program:
                 lowering.lower(ins)
         output_refs = [lowering.ref(s) for s in tape.outputs]
         pinned = {r.buf for r in input_refs + output_refs}
-        offsets, total = _plan(lowering, pinned)
-
-        rows = []
-        for op in lowering.ops:
-            out, a, b, c = op[OUT], op[A], op[B], op[C]
-            rows.append([op[OP], offsets[out.buf] + out.delta, op[N], offsets[a.buf] + a.delta,
-                         offsets[b.buf] + b.delta, offsets[c.buf] + c.delta] + op[SA:])
-        code = np.array(rows, dtype=np.int32).reshape(len(rows), WIDTH)
+        offsets, total, code = _plan(lowering, pinned)
         v0 = np.zeros(max(total, 1))
         for buf, data in lowering.const_data.items():
             v0[offsets[buf]:offsets[buf] + data.size] = data
