@@ -125,7 +125,7 @@ class Tape:
         self.guards = []
         self.outputs = []       # slots
         self.out_tree = "*"     # structure of the function's result over `outputs`
-        self.producer = {}      # slot -> index of the instruction writing it
+        self._producer = {}     # slot -> index of the instruction writing it (see producer)
 
     # ---- building
     def new_slot(self, shape, dtype):
@@ -151,12 +151,26 @@ class Tape:
         self.dtypes.append(dtype if isinstance(dtype, np.dtype) else np.dtype(dtype))
         out = len(shapes) - 1
         instrs = self.instrs
-        self.producer[out] = len(instrs)
+        producer = self._producer
+        if producer is not None:
+            producer[out] = len(instrs)
         instrs.append(Instr(prim, ins, out, params, phase))
         return out
 
     def add_guard(self, slot, expected, where=""):
         self.guards.append(Guard(slot, expected, len(self.instrs), where))
+
+    @property
+    def producer(self):
+        """slot -> index of the instruction writing it (built when first asked for: the passes
+        make one tape after another and rarely ask)."""
+        if self._producer is None:
+            self._producer = {ins.out: k for k, ins in enumerate(self.instrs)}
+        return self._producer
+
+    @producer.setter
+    def producer(self, value):
+        self._producer = value
 
     @property
     def num_slots(self):
@@ -169,7 +183,7 @@ class Tape:
         tape.inputs, tape.outputs, tape.out_tree = list(self.inputs), list(self.outputs), self.out_tree
         tape.consts = dict(self.consts if consts is None else consts)
         tape.instrs, tape.guards = instrs, guards
-        tape.producer = {ins.out: k for k, ins in enumerate(instrs)}
+        tape._producer = None
         return tape
 
     # ---- reference interpreter
@@ -437,9 +451,14 @@ def simplify(tape):
     """
     from .core import REGISTRY
     consts = dict(tape.consts)
-    uses = tape.use_counts()
     produced = {ins.out: ins for ins in tape.instrs}
     alias, kept, merged = {}, [], set()
+    counts = []
+
+    def uses(slot):
+        if not counts:
+            counts.append(tape.use_counts())
+        return counts[0].get(slot)
 
     def scalar_const(value, dtype):
         slot = tape.new_slot((), dtype)
@@ -448,7 +467,7 @@ def simplify(tape):
 
     def zero_scatter(slot, shape, dtype):
         ins = produced.get(slot)
-        return (ins is not None and ins.prim.name == "index_add" and uses.get(slot) == 1
+        return (ins is not None and ins.prim.name == "index_add" and uses(slot) == 1
                 and _is_const_value(consts, ins.ins[0], 0) and tape.shapes[slot] == shape
                 and tape.dtypes[ins.ins[0]] == dtype)
 

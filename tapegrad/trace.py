@@ -126,6 +126,7 @@ class TraceContext:
         return self.tracers[slot]
 
 
+_ADD = P.add
 _TRACE_IMPLS = {}      # primitive -> the NumPy forward that tracing calls (inside one errstate)
 
 
@@ -263,6 +264,19 @@ class Tracer(PrimitiveOperators):
 
     @classmethod
     def _bind(cls, prim, args, params):
+        first = args[0]
+        if type(first) is Tracer:
+            ctx = first._ctx
+            if prim is _ADD and len(args) == 2:
+                # `0 + x`, `x + 0` (Python's sum() starts from 0): x itself, under a new handle
+                # (fold_constants drops the same identity later; this saves recording it)
+                other = args[1]
+                if type(other) in (int, float) and other == 0 and first._value.dtype.kind in "fc":
+                    return Tracer(ctx, first._slot, first._value)
+            return ctx.record(prim, args, params)
+        if prim is _ADD and len(args) == 2 and type(args[1]) is Tracer and type(first) in (
+                int, float) and first == 0 and args[1]._value.dtype.kind in "fc":
+            return Tracer(args[1]._ctx, args[1]._slot, args[1]._value)
         ctx = None
         for arg in args:
             if isinstance(arg, Tracer):
