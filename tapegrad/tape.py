@@ -13,6 +13,8 @@ the number of instructions recorded before them), so a backend can check each on
 is computed and stop: results are never computed on a path the inputs did not take.
 """
 import math
+from collections import Counter
+from itertools import chain
 
 import numpy as np
 
@@ -224,12 +226,9 @@ class Tape:
 
     def use_counts(self):
         """How many times each slot is read: by instructions, guards and the outputs."""
-        uses = {}
-        for ins in self.instrs:
-            for slot in ins.ins:
-                uses[slot] = uses.get(slot, 0) + 1
-        for slot in list(self.outputs) + [g.slot for g in self.guards]:
-            uses[slot] = uses.get(slot, 0) + 1
+        uses = Counter(chain.from_iterable([ins.ins for ins in self.instrs]))
+        uses.update(self.outputs)
+        uses.update([g.slot for g in self.guards])
         return uses
 
     def count(self, phase=None):
@@ -486,8 +485,12 @@ def simplify(tape):
             if exponent == 2 and same:
                 kept.append(Instr(REGISTRY["mul"], (base, base), ins.out, {}, ins.phase))
                 continue
-        if name in ELEMENTWISE and not ins.params and any(
-                [s in consts and getattr(consts[s], "size", 1) > 1 for s in ins_slots]):
+        array_const = False
+        for s in ins_slots:
+            if s in consts and getattr(consts[s], "size", 1) > 1:
+                array_const = True
+                break
+        if array_const and name in ELEMENTWISE and not ins.params:
             ins_slots = tuple(
                 scalar_const(np.ravel(consts[s])[0], dtype)
                 if s in consts and np.size(consts[s]) > 1 and tape.dtypes[s] == dtype

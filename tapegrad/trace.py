@@ -18,7 +18,7 @@ import numpy as np
 from . import primitives as P
 from .core import bind, dtype_of, shape_of
 from .operators import PrimitiveOperators
-from .tape import ADJOINT, FORWARD, Tape
+from .tape import ADJOINT, FORWARD, Instr, Tape
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _NUMPY_DIR = os.path.dirname(os.path.abspath(np.__file__))
@@ -114,7 +114,16 @@ class TraceContext:
         value = impl(*values, **params)
         if type(value) is not np.ndarray:
             value = np.asarray(value)
-        out = self.tape.add_instr(prim, slots, params, value.shape, value.dtype, self.phase)
+        # Tape.add_instr, inlined
+        tape = self.tape
+        shapes, instrs = tape.shapes, tape.instrs
+        shapes.append(value.shape)
+        tape.dtypes.append(value.dtype)
+        out = len(shapes) - 1
+        producer = tape._producer
+        if producer is not None:
+            producer[out] = len(instrs)
+        instrs.append(Instr(prim, slots, out, params, self.phase))
         tracer = Tracer(self, out, value)
         self.tracers[out] = tracer
         return tracer
