@@ -11,6 +11,7 @@ Only primitives with a plain array form are generated here; any other tape stays
 interpreter (cpu.Program), which handles every primitive.
 """
 import math
+import re
 import sys
 import threading
 import warnings
@@ -341,9 +342,21 @@ class _Generator:
             loop.append(f"r{ins.out} = {self._form(ins).format(*operands)}")
             if ins.out in stored:
                 loop.append(f"{self.flat_of(ins.out)}[i] = r{ins.out}")
-        self.emit(f"for i in range({n}):")
-        for line in loop + body:
-            self.emit(line, 2)
+        lines = loop + body
+        moduli = re.findall(r"\[i % (\d+)\]", "\n".join(lines))
+        if moduli:
+            # an operand broadcast along the leading axes (a bias row): two nested loops, so that
+            # the inner one indexes it directly and vectorises (`i % m` per element does not)
+            m = int(moduli[0])
+            self.emit(f"for o in range({n // m}):")
+            self.emit(f"for j in range({m}):", 2)
+            self.emit(f"i = o * {m} + j", 3)
+            for line in lines:
+                self.emit(line.replace(f"[i % {m}]", "[j]").replace(f"[i // {m}]", "[o]"), 3)
+        else:
+            self.emit(f"for i in range({n}):")
+            for line in lines:
+                self.emit(line, 2)
         for line in after:
             self.emit(line)
         return group + extra
