@@ -656,28 +656,34 @@ def backward_on_tape(ctx, start, output, wrt_slots):
                         f"{output.shape}; use vmap or sum the output")
     depends = set(wrt_slots)
     for ins in tape.instrs[start:]:
-        if ins.prim.differentiable and any(s in depends for s in ins.ins):
-            depends.add(ins.out)
+        if ins.prim.differentiable:
+            for s in ins.ins:
+                if s in depends:
+                    depends.add(ins.out)
+                    break
     cotangents = {}
     if output._slot in depends:
         cotangents[output._slot] = np.ones(output.shape, dtype=output.dtype)
     end = len(tape.instrs)
+    consts, tracers, shapes, dtypes = tape.consts, ctx.tracers, tape.shapes, tape.dtypes
     previous_phase, ctx.phase = ctx.phase, ADJOINT
     try:
         for ins in reversed(tape.instrs[start:end]):
             g = cotangents.pop(ins.out, None)
             if g is None:
                 continue
-            args = [ctx.value_of(s) for s in ins.ins]
-            ans = ctx.tracers[ins.out]
+            args = [consts[s] if s in consts else tracers[s] for s in ins.ins]
+            ans = tracers[ins.out]
             for argnum, slot in enumerate(ins.ins):
-                if slot not in depends or tape.dtypes[slot].kind not in "fc":
+                if slot not in depends or dtypes[slot].kind not in "fc":
                     continue
                 c = ins.prim.vjp(argnum, g, ans, args, ins.params)
                 if c is None:
                     continue
-                c = P.unbroadcast(c, tape.shapes[slot])
-                cotangents[slot] = c if slot not in cotangents else cotangents[slot] + c
+                if type(c) is not Tracer or c._value.shape != shapes[slot]:
+                    c = P.unbroadcast(c, shapes[slot])
+                previous = cotangents.get(slot)
+                cotangents[slot] = c if previous is None else previous + c
     finally:
         ctx.phase = previous_phase
     result = []
