@@ -686,15 +686,21 @@ class Program:
         input_refs = [lowering.ref(s) for s in tape.inputs]
         guards = sorted(tape.guards, key=lambda g: g.position)
         next_guard = 0
+        shapes, scalar, n_guards = tape.shapes, lowering.scalar, len(guards)
         for k, ins in enumerate(tape.instrs + [None]):
-            while next_guard < len(guards) and guards[next_guard].position <= k:
+            while next_guard < n_guards and guards[next_guard].position <= k:
                 lowering.lower_guard(guards[next_guard], next_guard + 1)
                 next_guard += 1
             if ins is None or ins.out in folded:
                 continue
             if k in fused:
                 form, operands = fused[k]
-                lowering.scalar(OPCODE[form], ins.out, operands)
+                scalar(OPCODE[form], ins.out, operands)
+                continue
+            # the bulk of scalar tapes: 0-d elementwise instructions (lower() does the same)
+            opcode = ELEMENTWISE_OPCODE.get(ins.prim.name)
+            if opcode is not None and not ins.params and shapes[ins.out] == ():
+                scalar(opcode, ins.out, ins.ins)
             else:
                 lowering.lower(ins)
         output_refs = [lowering.ref(s) for s in tape.outputs]
