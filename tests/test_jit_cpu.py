@@ -311,3 +311,40 @@ def test_generated_code_checks_guards(generate_always):
         assert_close(value, expected[0])
         assert_close(grad, expected[1])
     assert jf.traces == 2
+
+
+def test_generated_bias_broadcast_runs_nested_loops(generate_always):
+    # a row broadcast over leading axes is indexed by the inner loop variable (no `i % n`)
+    def f(x, b, c):
+        return np.sum(np.tanh(x + b) * c)
+    rng = np.random.default_rng(7)
+    x, b, c = rng.standard_normal((6, 5)), rng.standard_normal(5), rng.standard_normal((6, 1))
+    jf = tg.jit(tg.value_and_grad(f, argnums=(0, 1, 2)))
+    expected = jf.tape(x, b, c).run(x, b, c)
+    jf(x, b, c)
+    value, grads = jf(x, b, c)
+    [program] = next(iter(jf._signatures.values()))
+    from tapegrad_jit import fused
+    assert isinstance(program, fused.FusedProgram)
+    assert "[i % 5]" not in program.source and "for j in range(5):" in program.source
+    assert_close(value, expected[0], rtol=1e-12)
+    for g, e in zip(grads, expected[1]):
+        assert_close(g, e, rtol=1e-12, atol=1e-12)
+
+
+def test_tracing_leaves_the_garbage_collector_as_it_was():
+    import gc
+    f = tg.jit(tg.value_and_grad(lambda x: np.sum(np.sin(x) * x)))
+    assert gc.isenabled()
+    f(np.arange(3.0))
+    assert gc.isenabled()
+    bad = tg.jit(lambda x: float(x) + 1)
+    with pytest.raises(TypeError):
+        bad(np.float64(1.0))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        f(np.arange(4.0))
+        assert not gc.isenabled()       # a collector the user paused stays paused
+    finally:
+        gc.enable()

@@ -176,3 +176,18 @@ def test_tensors_are_data_and_constants():
 def test_primitive_call_on_tracer_goes_through_registry():
     tape = tg.make_tape(lambda x: P.softplus(x))(np.zeros(2))
     assert [ins.prim.name for ins in tape.instrs] == ["softplus"]
+
+
+def test_adding_zero_records_nothing_and_keeps_handles_apart():
+    def f(x):
+        y = 0 + x           # sum() starts from 0
+        z = y + 0.0
+        z[0] = 5.0          # a write moves z's handle only
+        return x * 1.0 + z
+    x = np.arange(3.0)
+    tape = tg.make_tape(f, optimized=False)(x)
+    assert [ins.prim.name for ins in tape.instrs].count("add") == 1
+    assert_close(tape.run(x), f(x))
+    assert_close(tape.run(x), np.array([5.0, 2.0, 4.0]))
+    ints = tg.make_tape(lambda k: 0 + k, optimized=False)(np.arange(3))
+    assert [ins.prim.name for ins in ints.instrs] == ["add"]     # only floats: int + 0 is kept
