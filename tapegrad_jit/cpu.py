@@ -279,12 +279,18 @@ class _Lowering:
         return ref
 
     def ref(self, slot):
-        if slot not in self.refs:
+        ref = self.refs.get(slot)
+        if ref is None:
             if slot in self.tape.consts:
-                self.refs[slot] = self.const(self.tape.consts[slot])
+                ref = self.const(self.tape.consts[slot])
+            elif self.tape.shapes[slot] == ():
+                sizes = self.sizes             # buffer(1), inlined: most slots are scalars
+                sizes.append(1)
+                ref = _Ref(len(sizes) - 1)
             else:
-                self.refs[slot] = self.buffer(_size(self.tape.shapes[slot]))
-        return self.refs[slot]
+                ref = self.buffer(_size(self.tape.shapes[slot]))
+            self.refs[slot] = ref
+        return ref
 
     def index_map(self, indices):
         indices = np.ascontiguousarray(indices, dtype=np.int64).ravel()
