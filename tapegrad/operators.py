@@ -1,4 +1,4 @@
-"""Python operators as registry primitives: one mixin for Tensors, tracers and source symbols.
+"""Python operators and elementwise methods as registry primitives: one mixin for Tensors and tracers.
 
 Each operator binds a primitive, so the value kind of the operands (see core.bind) decides whether
 it computes, records a graph node, records a tape instruction or writes source text.
@@ -13,6 +13,13 @@ def _binary(prim, reflected=False):
     else:
         def method(self, other):
             return prim(self, other)
+    return method
+
+
+def _unary(prim):
+    def method(self):
+        return prim(self)
+    method.__name__ = prim.name
     return method
 
 
@@ -42,3 +49,9 @@ class PrimitiveOperators:
 
     def __invert__(self):
         return P.logical_not(self)
+
+    # elementwise methods with the same name on Tensors and tracers (x.exp(), x.tanh(), ...)
+    exp, log, log1p, expm1 = _unary(P.exp), _unary(P.log), _unary(P.log1p), _unary(P.expm1)
+    sqrt, sin, cos, tan, tanh = _unary(P.sqrt), _unary(P.sin), _unary(P.cos), _unary(P.tan), _unary(P.tanh)
+    erf, sigmoid, relu = _unary(P.erf), _unary(P.sigmoid), _unary(P.relu)
+    abs, sign = _unary(P.abs_), _unary(P.sign)

@@ -383,48 +383,6 @@ class Tensor(PrimitiveOperators):
     lt, le, gt, ge, eq, ne = _ops.__lt__, _ops.__le__, _ops.__gt__, _ops.__ge__, _ops.__eq__, _ops.__ne__
     del _ops
 
-    def exp(self):
-        return P.exp(self)
-
-    def log(self):
-        return P.log(self)
-
-    def log1p(self):
-        return P.log1p(self)
-
-    def expm1(self):
-        return P.expm1(self)
-
-    def sqrt(self):
-        return P.sqrt(self)
-
-    def sin(self):
-        return P.sin(self)
-
-    def cos(self):
-        return P.cos(self)
-
-    def tan(self):
-        return P.tan(self)
-
-    def tanh(self):
-        return P.tanh(self)
-
-    def erf(self):
-        return P.erf(self)
-
-    def sigmoid(self):
-        return P.sigmoid(self)
-
-    def relu(self):
-        return P.relu(self)
-
-    def abs(self):
-        return P.abs_(self)
-
-    def sign(self):
-        return P.sign(self)
-
     def square(self):
         return P.pow_(self, 2)
 

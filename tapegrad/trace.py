@@ -458,33 +458,6 @@ class Tracer(PrimitiveOperators):
     def astype(self, dtype):
         return P.cast(self, dtype=np.dtype(dtype).name)
 
-    def exp(self):
-        return P.exp(self)
-
-    def log(self):
-        return P.log(self)
-
-    def sqrt(self):
-        return P.sqrt(self)
-
-    def sin(self):
-        return P.sin(self)
-
-    def cos(self):
-        return P.cos(self)
-
-    def tanh(self):
-        return P.tanh(self)
-
-    def sigmoid(self):
-        return P.sigmoid(self)
-
-    def relu(self):
-        return P.relu(self)
-
-    def abs(self):
-        return P.abs_(self)
-
     def pow(self, other):
         return P.pow_(self, other)
 
