@@ -728,6 +728,8 @@ class Program:
         self.guards = guards
         self._local = threading.local()
         self._run = kernels().run
+        self._rows = False           # the generated row kernel: False until first asked for
+        self._lock = threading.Lock()
 
     def _buffer(self):
         v = getattr(self._local, "v", None)
@@ -749,11 +751,36 @@ class Program:
             return True, leaves[0]
         return True, tree_unflatten(self.out_tree, leaves)
 
+    def _row_kernel(self, n_rows):
+        """The generated row kernel (made on first use), or None: interpreter."""
+        from . import rows
+        if n_rows < rows.MIN_ROWS:
+            return None
+        with self._lock:
+            if self._rows is False:
+                try:
+                    self._rows = rows.kernel_for(self.tape)
+                except Exception as exc:      # e.g. Numba cannot compile it: keep interpreting
+                    warnings.warn(f"tapegrad_jit: generated row kernel unavailable ({exc}); the "
+                                  "interpreter runs the rows", RuntimeWarning, stacklevel=4)
+                    self._rows = None
+            return self._rows
+
     def run_batched(self, inputs, axes, rows):
         """Run the rows `rows` of a vmapped call in parallel; axes: batch axis per input (or None).
 
-        Returns (ok per row, stacked output leaves for those rows).
+        Returns (ok per row, stacked output leaves for those rows). A scalar row tape runs as
+        generated straight-line code per row (rows.py) once there are enough rows to pay for it.
         """
+        kernel = self._row_kernel(rows.size)
+        if kernel is not None:
+            from numba.core.errors import NumbaError
+            try:
+                return kernel.run_batched(inputs, axes, rows)
+            except NumbaError as exc:   # compiled on first use: Numba could not type or lower it
+                warnings.warn(f"tapegrad_jit: generated row kernel unavailable ({exc}); the "
+                              "interpreter runs the rows", RuntimeWarning, stacklevel=3)
+                self._rows = None
         v0 = self.v0.copy()
         batched, in_offsets, in_sizes = [], [], []
         for (offset, size, _), value, axis in zip(self.inputs, inputs, axes):

@@ -348,3 +348,83 @@ def test_tracing_leaves_the_garbage_collector_as_it_was():
         assert not gc.isenabled()       # a collector the user paused stays paused
     finally:
         gc.enable()
+
+
+# ---- vmap of a scalar row tape: generated straight-line code per row (tapegrad_jit/rows.py)
+
+@pytest.fixture
+def row_kernels_always(monkeypatch):
+    from tapegrad_jit import rows
+    monkeypatch.setattr(rows, "MIN_ROWS", 0)
+    return rows
+
+
+def _interpreted(program, inputs, axes, rows):
+    """The same rows on the interpreter (the reference for the generated row kernel)."""
+    saved = program._rows
+    program._rows = None
+    try:
+        return program.run_batched(inputs, axes, rows)
+    finally:
+        program._rows = saved
+
+
+def test_row_kernel_matches_interpreter(row_kernels_always):
+    def f(x, w):
+        y = x
+        for _ in range(3):
+            y = 0.9 * np.sin(y) + 0.1 * y * np.tanh(w * x) + 0.05 * np.exp(-y * y)
+        return y / (1.0 + np.abs(w)) + np.maximum(x, 0.0) ** 2
+    xs = np.concatenate([np.random.default_rng(4).uniform(-3, 3, 61), [0.0, np.inf, np.nan]])
+    jf = tg.jit(tg.vmap(tg.value_and_grad(f, argnums=(0, 1)), in_axes=(0, None)))
+    jf(xs, 0.3)
+    values, (gx, gw) = jf(xs, 0.3)
+    [program] = next(iter(jf._signatures.values()))
+    assert isinstance(program._rows, row_kernels_always.RowKernel)
+    assert "prange" in program._rows.source and "sin(" in program._rows.source
+    inputs, axes, rows = [xs, np.float64(0.3)], [0, None], np.arange(xs.size)
+    ok, leaves = program.run_batched(inputs, axes, rows)
+    ok_ref, ref = _interpreted(program, inputs, axes, rows)
+    assert ok.all() and ok_ref.all()
+    for got, want in zip(leaves, ref):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)      # same forms, same order: same bits
+    # a subset of rows (the front door's retry after a guard) reads the rows it is given
+    some = np.array([3, 7, 60], dtype=np.int64)
+    ok, part = program.run_batched(inputs, axes, some)
+    np.testing.assert_array_equal(part[0], leaves[0][some])
+    for x, v, g in zip(xs[:8], values, gx):
+        ev, (egx, _) = tg.value_and_grad(f, argnums=(0, 1))(x, 0.3)
+        assert_close(v, ev, rtol=1e-12)
+        assert_close(g, egx, rtol=1e-12)
+
+
+def test_row_kernel_reports_guarded_rows(row_kernels_always):
+    def f(x):
+        if x > 0.5:
+            return np.sin(x) * x
+        return x * x * x
+    xs = np.random.default_rng(5).uniform(-2, 2, 50)
+    jf = tg.jit(tg.vmap(tg.grad(f)))
+    for _ in range(2):
+        got = jf(xs)
+        np.testing.assert_allclose(got, [tg.grad(f)(x) for x in xs], rtol=1e-13)
+    assert jf.traces == 2                        # one tape per branch, each row on its own
+    programs = next(iter(jf._signatures.values()))
+    assert all(isinstance(p._rows, row_kernels_always.RowKernel) for p in programs)
+    rows = np.arange(xs.size)
+    for program in programs:
+        ok, leaves = program.run_batched([xs], [0], rows)
+        ok_ref, ref = _interpreted(program, [xs], [0], rows)
+        np.testing.assert_array_equal(ok, ok_ref)
+        assert 0 < ok.sum() < xs.size
+        np.testing.assert_array_equal(leaves[0][ok], ref[0][ok])
+
+
+def test_row_kernel_only_for_scalar_rows(row_kernels_always):
+    jf = tg.jit(tg.vmap(tg.grad(lambda x: np.sum(np.tanh(x) ** 2))))
+    xs = np.random.default_rng(6).standard_normal((20, 3))
+    jf(xs)
+    assert_close(jf(xs), 2 * np.tanh(xs) * (1 - np.tanh(xs) ** 2))
+    [program] = next(iter(jf._signatures.values()))
+    assert program._rows is None                 # arrays per row: the interpreter runs them
