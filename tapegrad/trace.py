@@ -135,7 +135,22 @@ class TraceContext:
         return self.tracers[slot]
 
 
-_ADD = P.add
+_ADD, _SUB, _MUL, _DIV, _NEG = P.add, P.sub, P.mul, P.div, P.neg
+def _direct_binary(prim, reflected=False):
+    """A tracer operator that records prim itself when the other operand's type is in _DIRECT."""
+    if reflected:
+        def method(self, other):
+            if type(other) in _DIRECT:
+                return _bind_tracer(prim, (other, self), {})
+            return prim(other, self)
+    else:
+        def method(self, other):
+            if type(other) in _DIRECT:
+                return _bind_tracer(prim, (self, other), {})
+            return prim(self, other)
+    return method
+
+
 _TRACE_IMPLS = {}      # primitive -> the NumPy forward that tracing calls (inside one errstate)
 
 
@@ -223,6 +238,31 @@ class ConcreteNumber(float):
     __hash__ = float.__hash__
 
 
+def _bind_tracer(prim, args, params):
+    """Tracer._bind: record prim on the trace of its tracer arguments."""
+    first = args[0]
+    if type(first) is Tracer:
+        ctx = first._ctx
+        if prim is _ADD and len(args) == 2:
+            # `0 + x`, `x + 0` (Python's sum() starts from 0): x itself, under a new handle
+            # (fold_constants drops the same identity later; this saves recording it)
+            other = args[1]
+            if type(other) in (int, float) and other == 0 and first._value.dtype.kind in "fc":
+                return Tracer(ctx, first._slot, first._value)
+        return ctx.record(prim, args, params)
+    if prim is _ADD and len(args) == 2 and type(args[1]) is Tracer and type(first) in (
+            int, float) and first == 0 and args[1]._value.dtype.kind in "fc":
+        return Tracer(args[1]._ctx, args[1]._slot, args[1]._value)
+    ctx = None
+    for arg in args:
+        if isinstance(arg, Tracer):
+            ctx = arg._ctx
+            break
+    if ctx is None:
+        ctx = current()
+    return ctx.record(prim, args, params)
+
+
 def _ufunc_table():
     table = dict(getattr(P, "UFUNC_PRIMITIVES", {}))
     table.update({
@@ -273,27 +313,19 @@ class Tracer(PrimitiveOperators):
 
     @classmethod
     def _bind(cls, prim, args, params):
-        first = args[0]
-        if type(first) is Tracer:
-            ctx = first._ctx
-            if prim is _ADD and len(args) == 2:
-                # `0 + x`, `x + 0` (Python's sum() starts from 0): x itself, under a new handle
-                # (fold_constants drops the same identity later; this saves recording it)
-                other = args[1]
-                if type(other) in (int, float) and other == 0 and first._value.dtype.kind in "fc":
-                    return Tracer(ctx, first._slot, first._value)
-            return ctx.record(prim, args, params)
-        if prim is _ADD and len(args) == 2 and type(args[1]) is Tracer and type(first) in (
-                int, float) and first == 0 and args[1]._value.dtype.kind in "fc":
-            return Tracer(args[1]._ctx, args[1]._slot, args[1]._value)
-        ctx = None
-        for arg in args:
-            if isinstance(arg, Tracer):
-                ctx = arg._ctx
-                break
-        if ctx is None:
-            ctx = current()
-        return ctx.record(prim, args, params)
+        return _bind_tracer(prim, args, params)
+
+    # Arithmetic operators of tracers record at once when the other operand is a tracer or a plain
+    # number/array (level <= 2, so bind would pick the tracer anyway): this skips the mixin's
+    # Primitive.__call__ -> bind -> _bind layers on the hot path of tracing. Anything else (a
+    # Tensor, a source symbol) goes through bind as before.
+    __add__, __radd__ = _direct_binary(_ADD), _direct_binary(_ADD, reflected=True)
+    __sub__, __rsub__ = _direct_binary(_SUB), _direct_binary(_SUB, reflected=True)
+    __mul__, __rmul__ = _direct_binary(_MUL), _direct_binary(_MUL, reflected=True)
+    __truediv__, __rtruediv__ = _direct_binary(_DIV), _direct_binary(_DIV, reflected=True)
+
+    def __neg__(self):
+        return _bind_tracer(_NEG, (self,), {})
 
     # ---- static information
     @property
@@ -482,7 +514,10 @@ class Tracer(PrimitiveOperators):
                 return _COMPOSED_UFUNCS[ufunc](*inputs)
             prim = _UFUNCS.get(ufunc)
             if prim is not None:
-                return prim(*inputs)
+                for a in inputs:
+                    if type(a) not in _DIRECT:
+                        return prim(*inputs)
+                return _bind_tracer(prim, inputs, {})
         if method == "reduce" and ufunc in _REDUCE_UFUNCS:
             x = inputs[0]
             axis = kwargs.get("axis", 0)
@@ -497,6 +532,11 @@ class Tracer(PrimitiveOperators):
             raise TraceError(f"tapegrad: np.{func.__name__} is not traced; use a traced "
                              f"equivalent\n  at {user_line()}")
         return handler(*args, **kwargs)
+
+
+# operand types that bind would hand to the tracer (level 0 values and tracers themselves)
+_DIRECT = frozenset((Tracer, float, int, bool, np.ndarray, np.float64, np.float32, np.int64,
+                     np.int32, np.bool_))
 
 
 def _resolve_shape(shape, size):

@@ -645,6 +645,9 @@ def _plan(lowering, pinned):
 # Programs
 # ---------------------------------------------------------------------------------------------
 
+_MULDIV, _NEG = ("mul", "div"), ("neg",)
+
+
 def _superinstructions(tape):
     """Pairs of scalar instructions to run as one op: {consumer index: (form, operand slots)},
     and the producers folded into them (computed inside their one reader, never stored)."""
@@ -653,31 +656,42 @@ def _superinstructions(tape):
         uses[slot] += 1             # results must be stored: never folded away
     producer = {ins.out: ins for ins in tape.instrs}
 
-    def single_scalar(slot, *names):
+    shapes, dtypes = tape.shapes, tape.dtypes
+
+    def single_scalar(slot, names):
         ins = producer.get(slot)
         if ins is None or ins.prim.name not in names or uses.get(slot) != 1:
             return None
-        if any(tape.shapes[s] != () or tape.dtypes[s].kind != "f" for s in ins.ins + (ins.out,)):
+        if shapes[ins.out] != () or dtypes[ins.out].kind != "f":
             return None
+        for s in ins.ins:
+            if shapes[s] != () or dtypes[s].kind != "f":
+                return None
         return ins
 
     fused, folded = {}, set()
     for k, ins in enumerate(tape.instrs):
-        if tape.shapes[ins.out] != () or tape.dtypes[ins.out].kind != "f":
+        name = ins.prim.name
+        if name != "add" and name != "mul":
             continue
-        if ins.prim.name == "add" and all(tape.shapes[s] == () for s in ins.ins):
+        if shapes[ins.out] != () or dtypes[ins.out].kind != "f":
+            continue
+        operands = ins.ins
+        if len(operands) != 2 or shapes[operands[0]] != () or shapes[operands[1]] != ():
+            continue
+        if name == "add":
             for term, acc in ((1, 0), (0, 1)):
-                inner = single_scalar(ins.ins[term], "mul", "div")
+                inner = single_scalar(operands[term], _MULDIV)
                 if inner is not None and inner.out not in folded:
                     fused[k] = ("muladd" if inner.prim.name == "mul" else "divadd",
-                                (inner.ins[0], inner.ins[1], ins.ins[acc]))
+                                (inner.ins[0], inner.ins[1], operands[acc]))
                     folded.add(inner.out)
                     break
-        elif ins.prim.name == "mul" and all(tape.shapes[s] == () for s in ins.ins):
+        else:
             for negated, other in ((0, 1), (1, 0)):
-                inner = single_scalar(ins.ins[negated], "neg")
+                inner = single_scalar(operands[negated], _NEG)
                 if inner is not None and inner.out not in folded:
-                    fused[k] = ("negmul", (inner.ins[0], ins.ins[other]))
+                    fused[k] = ("negmul", (inner.ins[0], operands[other]))
                     folded.add(inner.out)
                     break
     return fused, folded
