@@ -39,7 +39,18 @@ class Primitive:
         self.variadic_vjp = None
 
     def __call__(self, *args, **params):
-        return bind(self, args, params)
+        # dispatch (bind delegates here): the argument type with the highest _bind_level handles it
+        handler, level = None, 0
+        for arg in args:
+            kind = type(arg)
+            arg_level = _levels.get(kind)
+            if arg_level is None:
+                arg_level = _levels[kind] = getattr(kind, "_bind_level", 0)
+            if arg_level > level:
+                handler, level = kind, arg_level
+        if handler is None:
+            return self.impl(*args, **params)
+        return handler._bind(self, args, params)
 
     def __repr__(self):
         return f"<primitive {self.name}>"
@@ -84,17 +95,7 @@ _levels = {}  # type -> _bind_level, cached: bind sits on every eager operation'
 
 def bind(prim, args, params):
     """Run `prim` on args: the value type with the highest _bind_level handles the call."""
-    handler, level = None, 0
-    for arg in args:
-        kind = type(arg)
-        arg_level = _levels.get(kind)
-        if arg_level is None:
-            arg_level = _levels[kind] = getattr(kind, "_bind_level", 0)
-        if arg_level > level:
-            handler, level = kind, arg_level
-    if handler is None:
-        return prim.impl(*args, **params)
-    return handler._bind(prim, args, params)
+    return prim(*args, **params)  # the dispatch itself lives, inlined, in Primitive.__call__
 
 
 def shape_of(x):

@@ -32,6 +32,9 @@ _BROADCASTING = frozenset({"add", "sub", "mul", "div", "pow", "maximum", "minimu
                            "le", "gt", "ge", "eq", "ne", "logical_and", "logical_or", "mse_loss"})
 
 _handle_ids = itertools.count()
+_NO_EDGE = (None, 0)
+_FLOAT64 = np.dtype(np.float64)
+_node_classes = graph._node_classes  # name -> grad_fn class, read directly on the hot path
 
 
 class RemovableHandle:
@@ -74,6 +77,23 @@ def _shapes_error(shapes):
     return None
 
 
+_FAST_OPERANDS = frozenset({int, float})  # level-0 operands; Tensor joins once defined
+
+
+def _fast_binary(prim, reflected=False):
+    if reflected:
+        def method(self, other):
+            if type(self) is Tensor and type(other) in _FAST_OPERANDS:
+                return Tensor._bind(prim, (other, self), {})
+            return prim(other, self)
+    else:
+        def method(self, other):
+            if type(self) is Tensor and type(other) in _FAST_OPERANDS:
+                return Tensor._bind(prim, (self, other), {})
+            return prim(self, other)
+    return method
+
+
 class Tensor(PrimitiveOperators):
     _bind_level = 1
     __array_priority__ = 1000
@@ -105,13 +125,17 @@ class Tensor(PrimitiveOperators):
     @classmethod
     def _bind(cls, prim, args, params, name=None):
         data_args = []
+        versions = []  # each input's version now, kept by a graph node to detect in-place writes
         tracked = False
         for a in args:
             if isinstance(a, Tensor):
                 data_args.append(a._data)
-                tracked = tracked or a._requires_grad
+                versions.append(a._version_counter[0])
+                if a._requires_grad:
+                    tracked = True
             else:
                 data_args.append(a)
+                versions.append(None)
         try:
             out = prim.impl(*data_args, **params)
         except ValueError:
@@ -121,20 +145,33 @@ class Tensor(PrimitiveOperators):
             raise error from None
         if not isinstance(out, np.ndarray):
             out = np.asarray(out)
-        if out.dtype == np.float64:
+        if out.dtype == _FLOAT64:
             out = _weak_float_fix(out, args)
         if tracked and prim.differentiable and out.dtype.kind == "f" and is_grad_enabled():
             next_functions = []
             for a in args:
                 if isinstance(a, Tensor) and a._requires_grad:
-                    node = a.grad_fn if a.grad_fn is not None else a._grad_accumulator()
+                    node = a.grad_fn
+                    if node is None:
+                        node = a._accumulator
+                        if node is None:
+                            node = a._grad_accumulator()
                     next_functions.append((node, 0))
                 else:
-                    next_functions.append((None, 0))
-            node_type = graph.node_class(name or prim.torch_name(args, params))
-            node = node_type(prim, args, out, params, tuple(next_functions))
-            t = cls._from_node(out, node)
-            node.out_version = t._version_counter  # the node keeps `out`'s memory: watch writes
+                    next_functions.append(_NO_EDGE)
+            if not name:
+                name = prim.grad_fn_name
+                if not isinstance(name, str):
+                    name = name(args, params)
+            node_type = _node_classes.get(name) or graph.node_class(name)
+            node = node_type(prim, args, out, params, tuple(next_functions), versions)
+            t = object.__new__(cls)
+            t._data = out
+            t._requires_grad = True
+            t.grad_fn = node
+            t._grad = None
+            t._version_counter = node.out_version = [0]  # the node keeps `out`'s memory: watch writes
+            t._accumulator = None
             return t
         return cls._wrap(out)
 
@@ -376,9 +413,16 @@ class Tensor(PrimitiveOperators):
     def __rmatmul__(self, other):
         return matmul(other, self)
 
+    # the commonest operators skip core.bind when every operand is a Tensor or a Python number
+    # (those are exactly the cases bind would hand to Tensor._bind); anything else still binds
+    __add__, __radd__ = _fast_binary(P.add), _fast_binary(P.add, reflected=True)
+    __sub__, __rsub__ = _fast_binary(P.sub), _fast_binary(P.sub, reflected=True)
+    __mul__, __rmul__ = _fast_binary(P.mul), _fast_binary(P.mul, reflected=True)
+    __truediv__, __rtruediv__ = _fast_binary(P.div), _fast_binary(P.div, reflected=True)
+
     # PyTorch's method names for the operators
     _ops = PrimitiveOperators
-    add, sub, mul, div, pow = _ops.__add__, _ops.__sub__, _ops.__mul__, _ops.__truediv__, _ops.__pow__
+    add, sub, mul, div, pow = __add__, __sub__, __mul__, __truediv__, _ops.__pow__
     neg, matmul = _ops.__neg__, __matmul__
     lt, le, gt, ge, eq, ne = _ops.__lt__, _ops.__le__, _ops.__gt__, _ops.__ge__, _ops.__eq__, _ops.__ne__
     del _ops
@@ -418,7 +462,9 @@ class Tensor(PrimitiveOperators):
         if x._data.dtype.kind not in "fc":
             raise RuntimeError("mean(): could not infer output dtype. Input dtype must be either "
                                f"a floating point or complex dtype. Got: {x.dtype.tensor_type[:-6]}")
-        return P.mean(x, axis=_axes(dim, self.ndim), keepdims=keepdim)
+        # a lone Tensor argument: bind would hand the call to its _bind
+        axis = None if dim is None else _axes(dim, self.ndim)
+        return type(x)._bind(P.mean, (x,), {"axis": axis, "keepdims": keepdim})
 
     def prod(self, dim=None, keepdim=False, dtype=None):
         x = self if dtype is None else self.to(dtype)
@@ -672,6 +718,7 @@ class Tensor(PrimitiveOperators):
 
 
 graph.Tensor = Tensor
+_FAST_OPERANDS = frozenset({int, float, Tensor})
 
 
 # ---------------------------------------------------------------------------------------------

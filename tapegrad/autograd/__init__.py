@@ -25,9 +25,11 @@ def _root_grads(outputs, grad_outputs, create_graph):
             raise RuntimeError(f"element {i} of tensors does not require grad and does not have "
                                "a grad_fn")
         if g is None:
-            if out.numel() != 1:
+            data = out._data
+            if data.size != 1:
                 raise RuntimeError("grad can be implicitly created only for scalar outputs")
-            g = np.ones(out.shape, dtype=out._data.dtype)
+            g = np.empty(data.shape, dtype=data.dtype)
+            g.fill(1)
             grads.append(Tensor._wrap(g) if create_graph else g)
             continue
         g_data = g._data if isinstance(g, Tensor) else np.asarray(g, dtype=out._data.dtype)
@@ -43,6 +45,16 @@ def _root_grads(outputs, grad_outputs, create_graph):
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
     """Accumulate the gradients of `tensors` into the .grad of the leaves of their graph."""
+    if (grad_tensors is None and inputs is None and isinstance(tensors, graph.Tensor)
+            and tensors._requires_grad and tensors._data.size == 1):
+        # the common case, `loss.backward()`: one scalar root, its gradient implied (as _root_grads)
+        data = tensors._data
+        g = np.empty(data.shape, dtype=data.dtype)
+        g.fill(1)
+        retain = create_graph if retain_graph is None else retain_graph
+        graph.run_backward([graph.node_of(tensors)], [graph.Tensor._wrap(g) if create_graph else g],
+                           retain, create_graph)
+        return
     tensors = _as_tuple(tensors)
     grad_tensors = _as_tuple(grad_tensors) if grad_tensors is not None else (None,) * len(tensors)
     retain = create_graph if retain_graph is None else retain_graph

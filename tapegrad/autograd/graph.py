@@ -11,7 +11,7 @@ import numpy as np
 
 from ..primitives import unbroadcast
 from .anomaly import anomaly_enabled
-from .grad_mode import enable_grad, no_grad
+from .grad_mode import _set_enabled, is_grad_enabled
 
 # Rules of these primitives read only shapes, so their graphs survive a backward without
 # retain_graph, and in-place changes of their inputs are harmless (PyTorch saves nothing for them).
@@ -87,13 +87,15 @@ def node_class(name):
 class PrimitiveNode(Node):
     __slots__ = ("prim", "inputs", "ans", "params", "versions", "freed", "out_version")
 
-    def __init__(self, prim, inputs, ans, params, next_functions):
+    def __init__(self, prim, inputs, ans, params, next_functions, versions=None):
         self.prim = prim
         self.inputs = inputs
         self.ans = ans
         self.params = params
         self.next_functions = next_functions
-        self.versions = [getattr(x, "_version_counter", _NO_VERSION)[0] for x in inputs]
+        if versions is None:  # Tensor._bind passes them, read as it unwraps the inputs
+            versions = [getattr(x, "_version_counter", _NO_VERSION)[0] for x in inputs]
+        self.versions = versions
         self.freed = False
         self._pre_hooks = None
         self._retained = None
@@ -112,27 +114,53 @@ class PrimitiveNode(Node):
                                   f"it is the output of {self.name()}")
         if name in _SAVES_OUTPUT_ONLY:
             return
-        for i, (x, version) in enumerate(zip(self.inputs, self.versions)):
+        versions = self.versions
+        i = 0
+        for x in self.inputs:
+            version = versions[i]
             if version is not None and x._version_counter[0] != version:
                 raise _modified_error(x.type(), x.shape, x.grad_fn, x._version, version,
                                       f"it is input {i} of {self.name()}")
+            i += 1
 
     def input_grads(self, g, create_graph):
         """Cotangents of the inputs that need one, each summed back to its input's shape."""
-        self.check_saved()
+        if self.prim.name not in _SAVES_NOTHING:
+            self.check_saved()
         if create_graph:
             args = self.inputs
             ans = Tensor._from_node(self.ans, self)
         else:
-            args = tuple(getattr(x, "_data", x) for x in self.inputs)
+            inputs = self.inputs
+            if len(inputs) == 2:  # unrolled for the common arities
+                a, b = inputs
+                args = (getattr(a, "_data", a), getattr(b, "_data", b))
+            elif len(inputs) == 1:
+                a, = inputs
+                args = (getattr(a, "_data", a),)
+            else:
+                args = tuple([getattr(x, "_data", x) for x in inputs])
             ans = self.ans
+        prim, params = self.prim, self.params
+        # Primitive.vjp inlined for the common case: one rule per argument
+        rules = prim.vjp_rules if prim.variadic_vjp is None and prim.differentiable else ()
         grads = []
-        for i, (nxt, _) in enumerate(self.next_functions):
+        i = 0
+        for nxt, _ in self.next_functions:
             if nxt is None:
                 grads.append(None)
-                continue
-            ct = self.prim.vjp(i, g, ans, args, self.params)
-            grads.append(None if ct is None else unbroadcast(ct, args[i].shape))
+            else:
+                if i < len(rules):
+                    rule = rules[i]
+                    ct = None if rule is None else rule(g, ans, *args, **params)
+                else:
+                    ct = prim.vjp(i, g, ans, args, params)
+                if ct is not None:
+                    shape = args[i].shape
+                    if getattr(ct, "shape", ()) != shape:
+                        ct = unbroadcast(ct, shape)
+                grads.append(ct)
+            i += 1
         return grads
 
 
@@ -142,17 +170,17 @@ class PrimitiveNode(Node):
 
 def _topological_order(roots):
     """Nodes reachable from roots, each before every node it sends gradient to."""
-    order, seen = [], set()
+    order, seen = [], set()  # nodes hash by identity
     for root in roots:
-        if root is None or id(root) in seen:
+        if root is None or root in seen:
             continue
-        seen.add(id(root))
+        seen.add(root)
         stack = [(root, iter(root.next_functions))]
         while stack:
             node, children = stack[-1]
             for child, _ in children:
-                if child is not None and id(child) not in seen:
-                    seen.add(id(child))
+                if child is not None and child not in seen:
+                    seen.add(child)
                     stack.append((child, iter(child.next_functions)))
                     break
             else:
@@ -176,29 +204,37 @@ def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capt
     buffer = {}
     for node, g in zip(roots, root_grads):
         _accumulate(buffer, node, g)
-    mode = enable_grad() if create_graph else no_grad()
     check_nan = anomaly_enabled()
-    with mode, np.errstate(all="ignore"):
-        for node in _topological_order(roots):
-            g = buffer.pop(node, None)
-            if g is None:
-                continue
-            if node._pre_hooks or node._retained is not None:
-                g = _run_tensor_hooks(node, g)
-            if capture is not None and node in capture:
-                capture[node] = g if capture[node] is None else capture[node] + g
-            if isinstance(node, AccumulateGrad):
-                if capture is None:
-                    _accumulate_into_leaf(node.variable, g, create_graph)
-                continue
-            cts = node.input_grads(g, create_graph)
-            if check_nan:
-                _check_nan(node, cts)
-            for (nxt, _), ct in zip(node.next_functions, cts):
-                if ct is not None:
-                    _accumulate(buffer, nxt, ct)
-            if not retain_graph:
-                node.freed = True
+    previous = is_grad_enabled()  # as `with enable_grad()/no_grad()`, without the context objects
+    _set_enabled(create_graph)
+    try:
+        with np.errstate(all="ignore"):
+            for node in _topological_order(roots):
+                g = buffer.pop(node, None)
+                if g is None:
+                    continue
+                if node._pre_hooks or node._retained is not None:
+                    g = _run_tensor_hooks(node, g)
+                if capture is not None and node in capture:
+                    capture[node] = g if capture[node] is None else capture[node] + g
+                if isinstance(node, AccumulateGrad):
+                    if capture is None:
+                        _accumulate_into_leaf(node.variable, g, create_graph)
+                    continue
+                cts = node.input_grads(g, create_graph)
+                if check_nan:
+                    _check_nan(node, cts)
+                i = 0
+                for nxt, _ in node.next_functions:
+                    ct = cts[i]
+                    i += 1
+                    if ct is not None:
+                        old = buffer.get(nxt)
+                        buffer[nxt] = ct if old is None else old + ct
+                if not retain_graph:
+                    node.freed = True
+    finally:
+        _set_enabled(previous)
 
 
 def _check_nan(node, cts):
