@@ -6,12 +6,31 @@ it computes, records a graph node, records a tape instruction or writes source t
 from . import primitives as P
 
 
-def _binary(prim, reflected=False):
+def binary_operator(prim, reflected=False, shortcut_types=None, handle=None):
+    """The method `self <op> other` (or `other <op> self` when reflected), binding prim.
+
+    shortcut_types: for hot paths (eager ops, tracing), a set of exact types; when both operands'
+    types are in it, the call goes straight to handle(prim, args, params) (default: the owner's
+    _bind), which is what dispatch would pick anyway. The owner may add itself to the set once
+    its class exists.
+    """
+    if shortcut_types is None:
+        if reflected:
+            def method(self, other):
+                return prim(other, self)
+        else:
+            def method(self, other):
+                return prim(self, other)
+        return method
     if reflected:
         def method(self, other):
+            if type(self) in shortcut_types and type(other) in shortcut_types:
+                return (handle or type(self)._bind)(prim, (other, self), {})
             return prim(other, self)
     else:
         def method(self, other):
+            if type(self) in shortcut_types and type(other) in shortcut_types:
+                return (handle or type(self)._bind)(prim, (self, other), {})
             return prim(self, other)
     return method
 
@@ -26,16 +45,16 @@ def _unary(prim):
 class PrimitiveOperators:
     __slots__ = ()
 
-    __add__, __radd__ = _binary(P.add), _binary(P.add, reflected=True)
-    __sub__, __rsub__ = _binary(P.sub), _binary(P.sub, reflected=True)
-    __mul__, __rmul__ = _binary(P.mul), _binary(P.mul, reflected=True)
-    __truediv__, __rtruediv__ = _binary(P.div), _binary(P.div, reflected=True)
-    __pow__, __rpow__ = _binary(P.pow_), _binary(P.pow_, reflected=True)
-    __matmul__, __rmatmul__ = _binary(P.matmul), _binary(P.matmul, reflected=True)
-    __lt__, __le__ = _binary(P.lt), _binary(P.le)
-    __gt__, __ge__ = _binary(P.gt), _binary(P.ge)
-    __eq__, __ne__ = _binary(P.eq), _binary(P.ne)
-    __and__, __or__ = _binary(P.logical_and), _binary(P.logical_or)
+    __add__, __radd__ = binary_operator(P.add), binary_operator(P.add, reflected=True)
+    __sub__, __rsub__ = binary_operator(P.sub), binary_operator(P.sub, reflected=True)
+    __mul__, __rmul__ = binary_operator(P.mul), binary_operator(P.mul, reflected=True)
+    __truediv__, __rtruediv__ = binary_operator(P.div), binary_operator(P.div, reflected=True)
+    __pow__, __rpow__ = binary_operator(P.pow_), binary_operator(P.pow_, reflected=True)
+    __matmul__, __rmatmul__ = binary_operator(P.matmul), binary_operator(P.matmul, reflected=True)
+    __lt__, __le__ = binary_operator(P.lt), binary_operator(P.le)
+    __gt__, __ge__ = binary_operator(P.gt), binary_operator(P.ge)
+    __eq__, __ne__ = binary_operator(P.eq), binary_operator(P.ne)
+    __and__, __or__ = binary_operator(P.logical_and), binary_operator(P.logical_or)
     __hash__ = object.__hash__  # defining __eq__ would otherwise make values unhashable
 
     def __neg__(self):

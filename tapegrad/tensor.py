@@ -12,7 +12,7 @@ import numpy as np
 from . import dtypes
 from . import primitives as P
 from ._tensor_str import format_tensor
-from .operators import PrimitiveOperators
+from .operators import PrimitiveOperators, binary_operator
 from . import autograd
 from .autograd import graph
 from .autograd.grad_mode import is_grad_enabled
@@ -77,21 +77,12 @@ def _shapes_error(shapes):
     return None
 
 
-_FAST_OPERANDS = frozenset({int, float})  # level-0 operands; Tensor joins once defined
+# exact operand types whose arithmetic skips dispatch (Tensor joins once it is defined)
+_FAST_OPERANDS = {int, float}
 
 
-def _fast_binary(prim, reflected=False):
-    if reflected:
-        def method(self, other):
-            if type(self) is Tensor and type(other) in _FAST_OPERANDS:
-                return Tensor._bind(prim, (other, self), {})
-            return prim(other, self)
-    else:
-        def method(self, other):
-            if type(self) is Tensor and type(other) in _FAST_OPERANDS:
-                return Tensor._bind(prim, (self, other), {})
-            return prim(self, other)
-    return method
+def _fast_operator(prim, reflected=False):
+    return binary_operator(prim, reflected, shortcut_types=_FAST_OPERANDS)
 
 
 class Tensor(PrimitiveOperators):
@@ -415,10 +406,10 @@ class Tensor(PrimitiveOperators):
 
     # the commonest operators skip core.bind when every operand is a Tensor or a Python number
     # (those are exactly the cases bind would hand to Tensor._bind); anything else still binds
-    __add__, __radd__ = _fast_binary(P.add), _fast_binary(P.add, reflected=True)
-    __sub__, __rsub__ = _fast_binary(P.sub), _fast_binary(P.sub, reflected=True)
-    __mul__, __rmul__ = _fast_binary(P.mul), _fast_binary(P.mul, reflected=True)
-    __truediv__, __rtruediv__ = _fast_binary(P.div), _fast_binary(P.div, reflected=True)
+    __add__, __radd__ = _fast_operator(P.add), _fast_operator(P.add, reflected=True)
+    __sub__, __rsub__ = _fast_operator(P.sub), _fast_operator(P.sub, reflected=True)
+    __mul__, __rmul__ = _fast_operator(P.mul), _fast_operator(P.mul, reflected=True)
+    __truediv__, __rtruediv__ = _fast_operator(P.div), _fast_operator(P.div, reflected=True)
 
     # PyTorch's method names for the operators
     _ops = PrimitiveOperators
@@ -718,7 +709,7 @@ class Tensor(PrimitiveOperators):
 
 
 graph.Tensor = Tensor
-_FAST_OPERANDS = frozenset({int, float, Tensor})
+_FAST_OPERANDS.add(Tensor)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import primitives as P
 from .core import bind, dtype_of, shape_of
-from .operators import PrimitiveOperators
+from .operators import PrimitiveOperators, binary_operator
 from .tape import ADJOINT, FORWARD, Instr, Tape
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -136,21 +136,13 @@ class TraceContext:
 
 
 _ADD, _SUB, _MUL, _DIV, _NEG = P.add, P.sub, P.mul, P.div, P.neg
-def _direct_binary(prim, reflected=False):
-    """A tracer operator that records prim itself when the other operand's type is in _DIRECT."""
-    if reflected:
-        def method(self, other):
-            if type(other) in _DIRECT:
-                return _bind_tracer(prim, (other, self), {})
-            return prim(other, self)
-    else:
-        def method(self, other):
-            if type(other) in _DIRECT:
-                return _bind_tracer(prim, (self, other), {})
-            return prim(self, other)
-    return method
+
+# exact operand types that tracer arithmetic records without dispatch (Tracer joins once defined)
+_DIRECT = {float, int, bool, np.ndarray, np.float64, np.float32, np.int64, np.int32, np.bool_}
 
 
+def _direct(prim, reflected=False):
+    return binary_operator(prim, reflected, shortcut_types=_DIRECT, handle=_bind_tracer)
 _TRACE_IMPLS = {}      # primitive -> the NumPy forward that tracing calls (inside one errstate)
 
 
@@ -319,10 +311,10 @@ class Tracer(PrimitiveOperators):
     # number/array (level <= 2, so bind would pick the tracer anyway): this skips the mixin's
     # Primitive.__call__ -> bind -> _bind layers on the hot path of tracing. Anything else (a
     # Tensor, a source symbol) goes through bind as before.
-    __add__, __radd__ = _direct_binary(_ADD), _direct_binary(_ADD, reflected=True)
-    __sub__, __rsub__ = _direct_binary(_SUB), _direct_binary(_SUB, reflected=True)
-    __mul__, __rmul__ = _direct_binary(_MUL), _direct_binary(_MUL, reflected=True)
-    __truediv__, __rtruediv__ = _direct_binary(_DIV), _direct_binary(_DIV, reflected=True)
+    __add__, __radd__ = _direct(_ADD), _direct(_ADD, reflected=True)
+    __sub__, __rsub__ = _direct(_SUB), _direct(_SUB, reflected=True)
+    __mul__, __rmul__ = _direct(_MUL), _direct(_MUL, reflected=True)
+    __truediv__, __rtruediv__ = _direct(_DIV), _direct(_DIV, reflected=True)
 
     def __neg__(self):
         return _bind_tracer(_NEG, (self,), {})
@@ -535,8 +527,7 @@ class Tracer(PrimitiveOperators):
 
 
 # operand types that bind would hand to the tracer (level 0 values and tracers themselves)
-_DIRECT = frozenset((Tracer, float, int, bool, np.ndarray, np.float64, np.float32, np.int64,
-                     np.int32, np.bool_))
+_DIRECT.add(Tracer)
 
 
 def _resolve_shape(shape, size):
