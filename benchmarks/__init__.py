@@ -7,6 +7,6 @@ kernels.py (hand-written Numba yardsticks), workloads/ (one module per workload 
 registry), machine.py and report.py (what is printed and saved). Importing this package
 imports neither numba nor any peer: each implementation imports what it needs at setup.
 """
-from .cli import main
+from .cli import DESCRIPTION, add_arguments, main, run
 
-__all__ = ["main"]
+__all__ = ["DESCRIPTION", "add_arguments", "main", "run"]

@@ -11,13 +11,20 @@ from .machine import describe
 from .workloads import WORKLOADS
 
 
+DESCRIPTION = ("Compare tapegrad's faces with PyTorch, JAX, HIPS autograd, tangent-ad, finite "
+               "differences and hand-written gradients; every result is checked first.")
+
+
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks",
-        description="Compare tapegrad's faces with PyTorch, JAX, HIPS autograd, tangent, finite "
-                    "differences and hand-written gradients; every result is checked first.")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=DESCRIPTION)
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def add_arguments(parser):
+    """The options of `python -m benchmarks`, also those of `tapegrad bench`."""
     parser.add_argument("--quick", action="store_true",
-                        help="small sizes, few repeats (about a minute; the CI smoke test)")
+                        help="small sizes, few repeats (about 10 s; the CI smoke test)")
     parser.add_argument("--out", default="bench-results", metavar="DIR",
                         help="where results.json, results.md and chart.png go "
                              "(default: bench-results/)")
@@ -28,7 +35,6 @@ def parse_args(argv):
     parser.add_argument("--list", action="store_true", help="list workloads and implementations")
     parser.add_argument("--strict", action="store_true",
                         help="exit with status 1 when any implementation FAILED or crashed")
-    return parser.parse_args(argv)
 
 
 def select(names):
@@ -104,7 +110,11 @@ def list_workloads():
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parse_args(argv)
+    return run(parse_args(argv), argv)
+
+
+def run(args, argv):
+    """Run the benchmarks `args` (parsed by add_arguments' options) ask for."""
     if args.list:
         list_workloads()
         return 0

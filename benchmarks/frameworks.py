@@ -157,7 +157,8 @@ def autograd_setup(p):
 
 
 def tangent_setup(p):
-    tangent = _need("tangent")           # tangent 0.1.9 fails to import with gast >= 0.3
+    # the `tangent` module of tangent-ad (the maintained successor; tangent 0.1.9 no longer imports)
+    tangent = _need("tangent")
     df = tangent.grad(p.f, wrt=p.argnums, preserve_result=True, verbose=0)
 
     def run():
@@ -254,7 +255,7 @@ def standard(batched=False, gpu=False, fd=False, notes=None, runs_in=None, exclu
             Impl("PyTorch eager", "peer", eager_setup("torch")),
             Impl("JAX jit", "peer", jax_setup("cpu"), note="first call = trace + compile"),
             Impl("HIPS autograd", "peer", autograd_setup),
-            Impl("tangent", "peer", tangent_setup),
+            Impl("tangent-ad", "peer", tangent_setup),
         ]
         if batched:
             impls.append(Impl("PyTorch func.vmap(grad)", "peer", torch_vmap_setup("cpu")))

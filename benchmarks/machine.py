@@ -5,7 +5,7 @@ import shutil
 import subprocess
 from importlib import metadata
 
-PACKAGES = ("numpy", "numba", "numba-cuda", "torch", "jax", "jaxlib", "autograd", "tangent",
+PACKAGES = ("numpy", "numba", "numba-cuda", "torch", "jax", "jaxlib", "autograd", "tangent-ad",
             "tapegrad")
 
 

@@ -1,58 +1,80 @@
-"""`tapegrad grad-source FILE.py:FUNC [--argnums ...] [--kinds ...]`: print derivative code."""
-import argparse
-import importlib.util
+"""`tapegrad grad-source FILE.py:FUNC [--argnums ...] [--kinds ...] [--arg ...]`: print
+derivative code.
+
+Argument kinds (float scalar, 1-d float array, ...) come from --kinds, else from the --arg
+values, else they are guessed: float scalars, then 1-d float arrays if scalars cannot work.
+"""
 import inspect
-import os
 import sys
 
 from .emit import emit
 from .errors import TransformError
-from .kinds import FLOAT, parse_kind
+from .kinds import FLOAT, Kind, kind_of_value, parse_kind
 
 
-def _load_function(target):
-    path, _, name = target.rpartition(":")
-    if not path or not name:
-        raise SystemExit(f"grad-source: expected FILE.py:FUNC, got {target!r}")
-    if not os.path.exists(path):
-        raise SystemExit(f"grad-source: no file {path}")
-    module_name = "_tapegrad_grad_source_" + os.path.splitext(os.path.basename(path))[0]
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # inspect.getsource finds the file through the module
-    spec.loader.exec_module(module)
-    fun = getattr(module, name, None)
-    if fun is None:
-        raise SystemExit(f"grad-source: {path} has no function {name!r}")
-    return fun
-
-
-def grad_source_main(argv):
-    parser = argparse.ArgumentParser(
-        prog="tapegrad grad-source",
-        description="Print the derivative source that tapegrad.source emits for FILE.py:FUNC.")
-    parser.add_argument("target", help="FILE.py:FUNC")
-    parser.add_argument("--argnums", type=int, nargs="+", default=[0],
+def add_arguments(parser):
+    """The options of `tapegrad grad-source`."""
+    from ..cli import add_target_arguments
+    add_target_arguments(parser)
+    parser.add_argument("--argnums", type=int, nargs="+", default=[0], metavar="N",
                         help="positions of the arguments to differentiate (default: 0)")
     parser.add_argument("--kinds", default=None,
                         help="comma-separated argument kinds: float, int, bool, array (= float1d), "
-                             "float2d, int1d, ... (default: float for every argument)")
+                             "float2d, int1d, ... (default: the kinds of the --arg values, else "
+                             "float scalars, else 1-d float arrays)")
     parser.add_argument("--value", action="store_true",
                         help="emit value_and_grad (returns the value too)")
-    args = parser.parse_args(argv)
-    fun = _load_function(args.target)
+
+
+def _kinds(args, n_params):
+    """(kinds to try in order, whether they were guessed)."""
+    from ..cli import UserError, parse_values
+    if args.kinds:
+        try:
+            kinds = tuple(parse_kind(k) for k in args.kinds.split(","))
+        except ValueError as exc:
+            raise UserError(f"--kinds {args.kinds}: {exc}") from None
+        if len(kinds) != n_params:
+            raise UserError(f"--kinds gives {len(kinds)} kinds for {n_params} arguments: give "
+                            f"one per argument, comma-separated")
+        return [kinds], False
+    if args.arg:
+        values = parse_values(args.arg)
+        kinds = []
+        for i, value in enumerate(values):
+            kind = kind_of_value(value)
+            if kind is None:
+                raise UserError(f"--arg {args.arg[i]!r} is a {type(value).__name__}: give a "
+                                f"number or a NumPy array, or pass --kinds")
+            kinds.append(kind)
+        kinds += [FLOAT] * (n_params - len(kinds))
+        return [tuple(kinds)], False
+    return [(FLOAT,) * n_params, (Kind("float", 1),) * n_params], True
+
+
+def grad_source_run(args):
+    """Run `tapegrad grad-source` on parsed arguments; exit status."""
+    from ..cli import load_function
+    fun = load_function(args.target)
     n_params = len(inspect.signature(fun).parameters)
-    try:
-        kinds = tuple(parse_kind(k) for k in args.kinds.split(",")) if args.kinds \
-            else (FLOAT,) * n_params
-    except ValueError as exc:
-        parser.error(str(exc))
     argnums = args.argnums[0] if len(args.argnums) == 1 else tuple(args.argnums)
     mode = "value_and_grad" if args.value else "grad"
-    try:
-        print(emit(fun, argnums, kinds, mode).source, end="")
-    except TransformError as exc:
-        print(f"tapegrad grad-source: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
+    candidates, guessed = _kinds(args, n_params)
+    first_error = None
+    for kinds in candidates:
+        try:
+            source = emit(fun, argnums, kinds, mode).source
+        except TransformError as exc:
+            first_error = first_error or exc
+            continue
+        if guessed and kinds != candidates[0]:
+            print(f"tapegrad grad-source: note: float scalars do not fit {fun.__name__} "
+                  f"({first_error}); every argument is taken as a 1-d float array here. Pass "
+                  f"--kinds or --arg to choose.", file=sys.stderr)
+        print(source, end="")
+        return 0
+    hint = (" (every argument was taken as a float scalar, then as a 1-d float array: pass "
+            "--kinds, e.g. --kinds array,float, or --arg values such as --arg \"np.ones(3)\")"
+            if guessed else "")
+    print(f"tapegrad grad-source: {first_error}{hint}", file=sys.stderr)
+    return 1
