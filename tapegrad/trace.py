@@ -9,6 +9,7 @@ What cannot be recorded raises TraceError naming the user's line and the fix: `m
 and `float()` on a tracer (they leave the tape), and numbers from `.item()` used in arithmetic.
 """
 import linecache
+import math
 import os
 import sys
 import threading
@@ -174,20 +175,83 @@ def _normalize_index(index):
     out = []
     for item in index:
         if isinstance(item, Tracer) and item.dtype == np.bool_:
-            raise TraceError(f"tapegrad: boolean-mask indexing gives a data-dependent shape; use "
-                             f"np.where(mask, x, 0) instead\n  at {user_line()}")
+            raise TraceError(f"tapegrad: boolean-mask indexing with a traced mask gives a "
+                             f"data-dependent shape; use np.where(mask, x, 0) instead\n  at "
+                             f"{user_line()}")
         if isinstance(item, Tracer):
             raise TraceError(f"tapegrad: indexing with a traced value is not supported; index "
                              f"with Python ints, slices or constant arrays\n  at {user_line()}")
         if isinstance(item, list):
             item = np.asarray(item)
-        if isinstance(item, np.ndarray) and item.dtype == bool:
-            raise TraceError(f"tapegrad: boolean-mask indexing gives a data-dependent shape; use "
-                             f"np.where(mask, x, 0) instead\n  at {user_line()}")
+        if isinstance(item, np.ndarray) and item.dtype == bool and item.ndim:
+            # a constant mask selects the same elements as its nonzero() positions (NumPy's rule)
+            out.extend(np.nonzero(item))
+            continue
         if isinstance(item, np.integer):
             item = int(item)
         out.append(item)
     return tuple(out)
+
+
+def _last_writes(shape, index):
+    """For a write whose integer arrays repeat a position: (index of the positions written, in
+    unravelled form; which of the broadcast values land, flat; their shape). NumPy stores the last
+    value written to a position, so only that one may get a gradient. None when nothing repeats."""
+    if not any(isinstance(i, np.ndarray) for i in index):
+        return None
+    positions = np.arange(math.prod(shape)).reshape(shape)[index]
+    flat = positions.ravel()
+    # the first occurrence in the reversed order is the last write
+    _, first_reversed = np.unique(flat[::-1], return_index=True)
+    if first_reversed.size == flat.size:
+        return None
+    keep = np.sort(flat.size - 1 - first_reversed)
+    return np.unravel_index(flat[keep], shape), keep, positions.shape
+
+
+def _winning_values(value, last):
+    _, keep, shape = last
+    if np.shape(value) != shape:
+        value = P.broadcast_to(value, shape=shape)
+    return P.getitem(P.reshape(value, shape=(math.prod(shape),)), index=(keep,))
+
+
+def _mask_write(target, mask, value):
+    """`target[mask] = value` with a traced boolean mask: np.where, when the shape is static."""
+    shape = target.shape
+    if np.ndim(value) > 0 and np.size(value) != 1 or mask.shape != shape[:mask.ndim]:
+        raise TraceError(
+            f"tapegrad: a write through a traced boolean mask of shape {mask.shape} into shape "
+            f"{shape} stores a data-dependent number of values; write one value (x[mask] = 0.0) "
+            f"or use x = np.where(mask, values, x)\n  at {user_line()}")
+    if mask.ndim < len(shape):
+        mask = P.reshape(mask, shape=mask.shape + (1,) * (len(shape) - mask.ndim))
+    value = P.reshape(value, shape=()) if isinstance(value, Tracer) and value.ndim else value
+    result = P.where(mask, value, target)
+    return result if result.dtype == target.dtype else P.cast(result, dtype=target.dtype.name)
+
+
+def _inplace(prim, symbol):
+    """`x <op>= y` on a traced array: NumPy updates x itself (every name bound to it sees the
+    result), keeping its shape and dtype; a 0-d value is a NumPy scalar and is rebound instead."""
+    def method(self, other):
+        result = prim(self, other)
+        if self.ndim == 0:
+            return result
+        if result.shape != self.shape:
+            raise ValueError(f"non-broadcastable output operand with shape {self.shape} doesn't "
+                             f"match the broadcast shape {result.shape} (in `{symbol}`)\n  at "
+                             f"{user_line()}")
+        if result.dtype != self.dtype:
+            if not np.can_cast(result.dtype, self.dtype, "same_kind"):
+                raise TypeError(f"Cannot cast `{symbol}` output from {result.dtype} to "
+                                f"{self.dtype} with casting rule 'same_kind'; convert with "
+                                f"x = x.astype(...) first\n  at {user_line()}")
+            result = P.cast(result, dtype=self.dtype.name)
+        self._move_to(result)
+        return self
+    method.__name__ = f"__i{prim.name}__"
+    return method
 
 
 class ConcreteNumber(float):
@@ -273,20 +337,9 @@ def _ufunc_table():
 _UFUNCS = _ufunc_table()
 
 
-def _logaddexp(a, b):
-    # log(e^a + e^b) = max + softplus(-|a - b|) stays finite in both tails
-    if np.ndim(a) == 0 and not isinstance(a, Tracer) and a == 0:
-        return P.softplus(b)
-    if np.ndim(b) == 0 and not isinstance(b, Tracer) and b == 0:
-        return P.softplus(a)
-    big = P.maximum(a, b)
-    return big + P.softplus(-P.abs_(a - b))
-
-
 _COMPOSED_UFUNCS = {
     np.square: lambda x: x * x,
     np.reciprocal: lambda x: 1.0 / x,
-    np.logaddexp: _logaddexp,
     np.fabs: P.abs_,
 }
 
@@ -411,9 +464,31 @@ class Tracer(PrimitiveOperators):
         return P.getitem(self, index=_normalize_index(index))
 
     def __setitem__(self, index, value):
-        new = P.setitem(self, value, index=_normalize_index(index))
+        if isinstance(index, Tracer) and index.dtype == np.bool_:
+            self._move_to(_mask_write(self, index, value))
+            return
+        index = _normalize_index(index)
+        last = _last_writes(self.shape, index)
+        if last is not None:
+            value, index = _winning_values(value, last), last[0]
+        self._move_to(P.setitem(self, value, index=index))
+
+    def _move_to(self, new):
+        """Point this handle at a new version of its array (an element write, an in-place op).
+
+        The instructions that read the old version keep reading its slot (the tape is single
+        assignment), and their VJP rules find that slot's tracer in ctx.tracers: it must keep the
+        old value, not follow this handle. ctx.tracers keeps `new` for the new slot, so it never
+        holds a handle that moves. O(1): nothing is copied here.
+        """
+        ctx = self._ctx
+        if ctx.tracers.get(self._slot) is self:
+            ctx.tracers[self._slot] = Tracer(ctx, self._slot, self._value)
         self._slot, self._value = new._slot, new._value
-        self._ctx.tracers[new._slot] = self
+
+    __iadd__, __isub__ = _inplace(P.add, "+="), _inplace(P.sub, "-=")
+    __imul__, __itruediv__ = _inplace(P.mul, "*="), _inplace(P.div, "/=")
+    __ipow__, __imatmul__ = _inplace(P.pow_, "**="), _inplace(P.matmul, "@=")
 
     def __iter__(self):
         if self.ndim == 0:

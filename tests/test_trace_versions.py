@@ -1,0 +1,435 @@
+"""Element writes and in-place operators on the tape faces keep every version an instruction read.
+
+A traced array written after it was read (`y = x ** 2; x[0] = 5`) gets a new slot (copy-on-write),
+and the adjoint of each earlier read must use the value that read saw. Every pattern below is plain
+NumPy code, run three ways: by NumPy itself (the value, and central finite differences in float64:
+the ground truth, aliasing included), through every tape face (tg.grad, tg.value_and_grad, the
+reference interpreter of tg.make_tape, tg.vmap, tg.jit on the CPU, first and compiled calls), and
+through PyTorch's autograd, where each write is a clone followed by index_put (the same versions,
+without PyTorch's refusal to backpropagate through a saved tensor modified in place).
+"""
+import numpy as np
+import pytest
+
+import tapegrad as tg
+from tapegrad.trace import TraceError
+
+RNG = np.random.default_rng(7)
+MASK = np.array([True, False, True, True, False])
+MASK2 = np.array([[True, False, True], [False, False, True]])
+
+
+# ---------------------------------------------------------------------------------------------
+# Patterns: f(x, xp) -> scalar, NumPy code with xp = np (or the PyTorch shim below)
+# ---------------------------------------------------------------------------------------------
+
+def read_then_write_input(x, xp):            # the issue's repro
+    y = x ** 2.0
+    x[0] = 5.0
+    return xp.sum(y)
+
+
+def read_then_write_both_used(x, xp):
+    y = x ** 2.0
+    x[0] = 5.0
+    return xp.sum(y * x) + xp.sum(xp.sin(x))
+
+
+def write_reads_other_element(x, xp):        # t[1] = t[2] * 2
+    t = x * 1.5
+    u = xp.sin(t)
+    t[1] = t[2] * 2
+    return xp.sum(u * t) + xp.sum(t * t * t)
+
+
+def write_same_element_from_itself(x, xp):
+    t = xp.exp(x)
+    t[2] = t[2] * t[0]
+    t[0] = t[2] + t[1]
+    return xp.sum(t * xp.tanh(x))
+
+
+def augmented_element(x, xp):
+    y = xp.tanh(x)
+    x[1] += y[3] * 2.0
+    x[2] *= x[1]
+    x[3] -= y[0]
+    x[4] /= 3.0
+    return xp.sum(x * y) + xp.sum(x * x)
+
+
+def slice_writes(x, xp):
+    t = x * 1.0
+    s = t[1:4] * 2.0
+    t[1:4] = t[0:3] * t[2:5]
+    t[::2] = s[0] + t[::2]
+    return xp.sum(t * s[1]) + xp.sum(xp.sin(t))
+
+
+def fancy_index_writes(x, xp):
+    t = xp.exp(x)
+    r = t[xp.asarray([4, 0])]
+    t[xp.asarray([0, 3, 1])] = t[xp.asarray([2, 2, 4])] * 3.0
+    return xp.sum(t * t) + xp.sum(r * t[xp.asarray([1, 2])])
+
+
+def constant_mask_writes(x, xp):
+    t = x * 2.0
+    u = t * t
+    t[xp.asarray(MASK)] = t[xp.asarray(MASK)] * x[xp.asarray([1, 0, 2])]
+    return xp.sum(t * u)
+
+
+def traced_mask_write(x, xp):
+    t = xp.sin(x) * 3.0
+    u = t * x
+    t[t > 0.5] = 0.25
+    return xp.sum(t * u) + xp.sum(t * t)
+
+
+def traced_mask_write_traced_value(x, xp):
+    t = x * 1.0
+    t[x < 0.0] = x[0] * x[1]
+    return xp.sum(t * t * x)
+
+
+def write_in_loop(x, xp):
+    t = x * 1.0
+    for i in range(1, 5):
+        t[i] = t[i - 1] * t[i] + xp.sin(t[i])
+    return xp.sum(t) + t[4] * t[0]
+
+
+def running_recurrence(x, xp):
+    t = x * 1.0
+    for i in range(4):
+        old = t * 1.0
+        t[i + 1] = old[i] * 0.5 + t[i + 1]
+        t[i] = old[i + 1] * old[i]
+    return xp.sum(t * t)
+
+
+def inplace_whole_array(x, xp):
+    y = x * 1.0
+    z = y                      # an alias: NumPy's in-place ops update what both names see
+    y += x * x
+    y *= 2.0
+    y -= xp.sin(x)
+    y /= 1.5
+    y **= 2.0
+    return xp.sum(z * x)
+
+
+def inplace_broadcast_row(x, xp):
+    t = x * 1.0
+    t += xp.sin(x[0])         # a 0-d operand broadcast over the array
+    t[2:] -= t[:3]
+    return xp.sum(t * t)
+
+
+def scalar_accumulator(x, xp):
+    acc = x[0]                 # a NumPy scalar: += rebinds, x[0] keeps its value
+    first = acc
+    for i in range(1, 5):
+        acc += x[i] * acc
+    return acc + first * x[0]
+
+
+# 2-D patterns (x has shape (2, 3))
+
+def rows_and_columns(x, xp):
+    t = x * 1.0
+    c = t[:, 1] * 1.0
+    t[0] = t[1] * t[0]
+    t[:, 2] = c * 3.0
+    t[1, 0] += t[0, 2]
+    return xp.sum(t * t) + xp.sum(c * x[:, 0])
+
+
+def matmul_then_write(x, xp):
+    w = x.T * 1.0              # (3, 2)
+    p = x @ w                  # reads w before the writes below
+    w[0, 0] = 2.0
+    w[1:] *= p[0, 1]
+    return xp.sum(p) + xp.sum((x @ w) ** 2.0)
+
+
+def inplace_matmul(x, xp):
+    s = x[:, :2] * 1.0         # (2, 2)
+    k = s
+    s @= s.T
+    return xp.sum(k * x[:, 1:])
+
+
+def mask_2d(x, xp):
+    t = x * 1.0
+    t[xp.asarray(MASK2)] = t[xp.asarray(MASK2)] ** 2.0
+    t[t > 0.3] = t[0, 0]
+    return xp.sum(t * x)
+
+
+PATTERNS_1D = [read_then_write_input, read_then_write_both_used, write_reads_other_element,
+               write_same_element_from_itself, augmented_element, slice_writes,
+               fancy_index_writes, constant_mask_writes, traced_mask_write,
+               traced_mask_write_traced_value, write_in_loop, running_recurrence,
+               inplace_whole_array, inplace_broadcast_row, scalar_accumulator]
+PATTERNS_2D = [rows_and_columns, matmul_then_write, inplace_matmul, mask_2d]
+PATTERNS = [(f, (5,)) for f in PATTERNS_1D] + [(f, (2, 3)) for f in PATTERNS_2D]
+IDS = [f.__name__ for f, _ in PATTERNS]
+
+
+def point(shape, seed=0):
+    # away from the kinks of the traced masks (|sin(x)*3 - 0.5| and |x| > 0.05 at these seeds)
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-1.2, 1.2, size=shape)
+
+
+def numpy_f(f):
+    return lambda x: f(np.array(x, dtype=np.float64, copy=True), np)
+
+
+def traced_f(f):
+    return lambda x: f(x, np)
+
+
+def finite_differences(f, x, eps=1e-6):
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        up, down = x.copy(), x.copy()
+        up[i] += eps
+        down[i] -= eps
+        g[i] = (f(up) - f(down)) / (2 * eps)
+    return g
+
+
+def check(actual, expected, rtol=1e-6, atol=1e-7):
+    np.testing.assert_allclose(np.asarray(actual, dtype=float), expected, rtol=rtol, atol=atol)
+
+
+# ---------------------------------------------------------------------------------------------
+# Every tape face against NumPy's value and finite differences
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("f, shape", PATTERNS, ids=IDS)
+def test_grad_faces_match_finite_differences(f, shape):
+    x = point(shape)
+    keep = x.copy()
+    value, expected = numpy_f(f)(x), finite_differences(numpy_f(f), x)
+    g = traced_f(f)
+    check(tg.grad(g)(x), expected)
+    v, gv = tg.value_and_grad(g)(x)
+    check(v, value, rtol=1e-12, atol=1e-12)
+    check(gv, expected)
+    for optimized in (False, True):
+        tape = tg.make_tape(tg.value_and_grad(g), optimized=optimized)(x)
+        v, gv = tape.run(x)
+        check(v, value, rtol=1e-12, atol=1e-12)
+        check(gv, expected)
+    jitted = tg.jit(tg.value_and_grad(g))
+    for _ in range(2):                       # traced first call, compiled second call
+        v, gv = jitted(x)
+        check(v, value, rtol=1e-12, atol=1e-12)
+        check(gv, expected)
+    jg = tg.jit(tg.grad(g))
+    jg(x)
+    check(jg(x), expected)
+    # a compiled tape fed another point: the versions are in the tape, not in the traced values
+    other = point(shape, seed=1)
+    check(jg(other), finite_differences(numpy_f(f), other))
+    np.testing.assert_array_equal(x, keep)  # the caller's array is never written
+
+
+@pytest.mark.parametrize("f, shape", PATTERNS, ids=IDS)
+def test_vmap_grad_matches_finite_differences(f, shape):
+    xs = np.stack([point(shape, seed) for seed in (0, 1, 2)])
+    expected = np.stack([finite_differences(numpy_f(f), row) for row in xs])
+    check(tg.vmap(tg.grad(traced_f(f)))(xs), expected)
+    batched = tg.jit(tg.vmap(tg.grad(traced_f(f))))
+    batched(xs)
+    check(batched(xs), expected)
+
+
+def test_issue_repro_values():
+    f = traced_f(read_then_write_input)
+    x = np.array([1.0, 2.0, 3.0])
+    check(tg.grad(f)(x), [2.0, 4.0, 6.0])
+    jg = tg.jit(tg.grad(f))
+    jg(x)
+    check(jg(x), [2.0, 4.0, 6.0])
+
+
+def test_second_order_through_a_write():
+    def f(x):
+        y = x ** 3.0
+        x[0] = 2.0
+        return np.sum(y * x)
+    # d/dx_i of grad_i: f = 2 x0^3 + x1^4 + x2^4; diag hessian (12 x0, 12 x1^2, 12 x2^2)
+    x = np.array([0.5, -1.0, 1.5])
+    check(tg.grad(lambda x: np.sum(tg.grad(f)(x)))(x), [12 * 0.5, 12.0, 12 * 1.5 ** 2])
+
+
+# ---------------------------------------------------------------------------------------------
+# Against PyTorch: each write is clone + index_put, in-place ops rebind (aliases see them)
+# ---------------------------------------------------------------------------------------------
+
+class _TorchArray:
+    """A PyTorch tensor with NumPy's in-place semantics, written functionally: a write replaces
+    the tensor this box holds by a clone with the elements put, so every name bound to the box
+    sees it, and autograd sees ordinary out-of-place operations."""
+
+    def __init__(self, t):
+        self.t = t
+
+    @staticmethod
+    def unwrap(v):
+        return v.t if isinstance(v, _TorchArray) else v
+
+    def __getitem__(self, index):
+        return _TorchArray(self.t[_torch_index(index)])
+
+    def __setitem__(self, index, value):
+        t = self.t.clone()
+        t[_torch_index(index)] = self.unwrap(value)
+        self.t = t
+
+    def _inplace(self, result):
+        if self.t.ndim == 0:
+            return _TorchArray(result)
+        self.t = result
+        return self
+
+    @property
+    def T(self):
+        return _TorchArray(self.t.T)
+
+    @property
+    def ndim(self):
+        return self.t.ndim
+
+
+def _torch_index(index):
+    torch = pytest.importorskip("torch")
+    items = index if isinstance(index, tuple) else (index,)
+    items = tuple(torch.as_tensor(i) if isinstance(i, np.ndarray) else
+                  i.t if isinstance(i, _TorchArray) else i for i in items)
+    return items if isinstance(index, tuple) else items[0]
+
+
+def _box_ops():
+    import operator
+    for name in ("add", "sub", "mul", "truediv", "pow", "matmul", "gt", "lt"):
+        op = getattr(operator, name)
+        setattr(_TorchArray, f"__{name}__",
+                lambda self, other, op=op: _TorchArray(op(self.t, _TorchArray.unwrap(other))))
+        setattr(_TorchArray, f"__r{name}__",
+                lambda self, other, op=op: _TorchArray(op(_TorchArray.unwrap(other), self.t)))
+        if name not in ("gt", "lt"):
+            setattr(_TorchArray, f"__i{name}__",
+                    lambda self, other, op=op: self._inplace(op(self.t, _TorchArray.unwrap(other))))
+    _TorchArray.__neg__ = lambda self: _TorchArray(-self.t)
+
+
+_box_ops()
+
+
+class _TorchNumpy:
+    """The few np.* functions the patterns call, on boxes."""
+
+    def __init__(self, torch):
+        self.torch = torch
+
+    def asarray(self, value):
+        return value
+
+    def __getattr__(self, name):
+        fn = getattr(self.torch, name)
+        return lambda *args: _TorchArray(fn(*[_TorchArray.unwrap(a) for a in args]))
+
+
+@pytest.mark.parametrize("f, shape", PATTERNS, ids=IDS)
+def test_grad_matches_pytorch(f, shape):
+    torch = pytest.importorskip("torch")
+    x = point(shape, seed=3)
+    leaf = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    out = f(_TorchArray(leaf.clone()), _TorchNumpy(torch))
+    out.t.backward()
+    v, g = tg.value_and_grad(traced_f(f))(x)
+    check(v, out.t.item(), rtol=1e-12, atol=1e-12)
+    check(g, leaf.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cost, semantics and errors of writes
+# ---------------------------------------------------------------------------------------------
+
+def test_writes_copy_nothing_while_tracing():
+    # a write is one setitem instruction on a new slot: the handle moves, no copy of the array
+    # is recorded and no instruction is added for the versions kept
+    def f(x):
+        for i in range(x.shape[0]):
+            x[i] = x[i] * 2.0
+        return np.sum(x)
+    tape = tg.make_tape(f, optimized=False)(np.ones(50))
+    names = [ins.prim.name for ins in tape.instrs]
+    assert names.count("setitem") == 50 and len(names) == 50 * 3 + 1
+
+
+def test_inplace_keeps_dtype_and_shape_as_numpy():
+    def f(x):
+        y = x.astype(np.float32)
+        y += x                                 # float64 operand: y stays float32
+        return y
+    for face in (tg.jit(f), tg.jit(f)):
+        assert face(np.ones(3)).dtype == np.float32
+        assert face(np.ones(3)).dtype == np.float32
+
+    def grow(x):
+        y = x[0] * 1.0
+        y += x                                 # (3,) += (2, 3): NumPy refuses
+        return y
+    with pytest.raises(ValueError, match="non-broadcastable output operand"):
+        tg.grad(lambda x: np.sum(grow(x)))(np.ones((2, 3)))
+
+    def bad(x):
+        k = (x > 0) * 1                        # an int64 traced array
+        k /= 2                                 # NumPy: UFuncTypeError (a TypeError)
+        return np.sum(k * x)
+    with pytest.raises(TypeError, match="same_kind"):
+        tg.grad(bad)(np.ones(3))
+
+
+def test_traced_mask_write_of_many_values_is_refused():
+    def f(x):
+        x[x > 0] = x[:2]
+        return np.sum(x)
+    with pytest.raises(TraceError, match="data-dependent"):
+        tg.grad(f)(np.array([1.0, -1.0, 2.0]))
+
+
+def test_traced_mask_read_is_refused():
+    with pytest.raises(TraceError, match="boolean-mask"):
+        tg.grad(lambda x: np.sum(x[x > 0]))(np.array([1.0, -1.0]))
+
+
+def test_duplicate_fancy_write_last_wins():
+    # NumPy: x[[0, 0]] = [a, b] stores b; only b reaches the output
+    def f(x):
+        t = x * 1.0
+        t[np.array([0, 0, 2])] = x[np.array([1, 2, 0])] * 3.0
+        return np.sum(t * t)
+    x = np.array([0.3, -0.7, 1.1])
+    check(tg.grad(f)(x), finite_differences(numpy_f(lambda x, xp: f(x)), x))
+
+
+def test_duplicate_fancy_write_of_broadcast_values():
+    def f(x):
+        t = x * 1.0
+        t[[0, 0, 1]] = 7.0
+        t[np.array([[1, 1], [2, 2]])] = x[:2]     # rows of repeated positions: the last column wins
+        return np.sum(t * t * x)
+    x = np.array([0.3, -0.7, 1.1])
+    expected = finite_differences(numpy_f(lambda x, xp: f(x)), x)
+    check(tg.grad(f)(x), expected)
+    jg = tg.jit(tg.grad(f))
+    jg(x)
+    check(jg(x), expected)
