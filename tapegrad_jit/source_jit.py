@@ -9,7 +9,11 @@ text, so different arrays never share an entry.
 import hashlib
 import re
 
-from .cache import load_module
+from .cache import load_module, seal
+
+
+# part of the entry's text, so that machine code Numba cached under other options is not reused
+_PREAMBLE = "# numba.njit(cache=True, error_model='numpy')\n"
 
 
 def _constants_line(constants):
@@ -26,12 +30,14 @@ def compile_source(source, name, constants=None):
     import numba
 
     constants = constants or {}
-    module = load_module("source", _constants_line(constants) + source)
+    module = load_module("source", _PREAMBLE + _constants_line(constants) + source)
     for key, value in constants.items():
         setattr(module, key, value)
     compiled = getattr(module, f"_{name}_njit", None)
     if compiled is None:
-        compiled = numba.njit(cache=True)(getattr(module, name))
+        # NumPy's error model: 1/0 gives inf (not ZeroDivisionError), as jit=False and the
+        # traced face do
+        compiled = seal(numba.njit(cache=True, error_model="numpy")(getattr(module, name)))
         setattr(module, f"_{name}_njit", compiled)
     return compiled
 
@@ -47,7 +53,8 @@ def failure(exc, source, constants=None):
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # Numba colours its messages
     lines = [int(n) for n in re.findall(r'source_[0-9a-f]{24}\.py", line (\d+)', text)]
     lines += [int(n) for n in re.findall(r"source_[0-9a-f]{24}\.py \((\d+)\)", text)]
-    prefix = 1 + bool(_constants_line(constants or {}))  # lines load_module puts first
+    # lines put before `source`: load_module's header, the preamble, the constants' hash
+    prefix = 2 + bool(_constants_line(constants or {}))
     line = lines[-1] - prefix if lines else None
     reasons = [r.strip() for r in text.splitlines() if r.strip().startswith(">>>")]
     specific = re.findall(r"TypingError: (.+)", text)

@@ -1,8 +1,10 @@
 """`grad` and `value_and_grad`: callables that run emitted derivative code."""
 import functools
-import inspect
 import linecache
+import math
+import os
 import re
+import types
 
 import numpy as np
 
@@ -10,12 +12,18 @@ from . import ir
 from .emit import emit
 from .errors import JitError, TransformError
 from .kinds import FLOAT, kind_of_value
+from .normalise import stale
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tapegrad/
 
 
 class _SourceDerivative:
     def __init__(self, fun, argnums, jit, mode):
-        self.fun = fun
-        self.argnums = argnums
+        self.fun, self._bound = _target(fun)
+        # arguments that functools.partial binds come first: argnums count after them
+        shift = len(self._bound)
+        self.argnums = argnums + shift if isinstance(argnums, int) else \
+            tuple(n + shift for n in argnums)
         self.jit = jit
         self.mode = mode
         self._compiled = {}  # kinds -> (Emitted, callable)
@@ -27,16 +35,19 @@ class _SourceDerivative:
 
     def _prepare(self, args):
         """Kinds of the arguments; differentiated ones are made float (as JAX and torch want).
-        Float arrays are computed in float64: Numba will not multiply a float32 matrix by a
-        float64 one (and a literal such as 2.0 makes float32 code float64), and jit=False runs
-        the same code on the same values so that both give the same numbers."""
-        args = list(args)
+        NumPy scalars and 0-d arrays become Python numbers (Numba would type a 0-d array as an
+        array, which math.sin and scalar code refuse). Float arrays are computed in float64:
+        Numba will not multiply a float32 matrix by a float64 one (and a literal such as 2.0
+        makes float32 code float64), and jit=False runs the same code on the same values so
+        that both give the same numbers."""
+        args = [_plain_scalar(value) for value in self._bound + tuple(args)]
         for num in self._wrt():
             if num < len(args):
                 value = args[num]
                 if isinstance(value, np.ndarray) or hasattr(value, "__array__"):
-                    args[num] = np.asarray(value, dtype=np.float64)
-                elif not isinstance(value, (bool, np.bool_)):
+                    value = np.asarray(value, dtype=np.float64)
+                    args[num] = value.item() if value.ndim == 0 else value
+                elif not isinstance(value, (bool, complex)):
                     args[num] = float(value)
         for position, value in enumerate(args):
             if isinstance(value, np.ndarray) and value.dtype.kind == "f" \
@@ -46,13 +57,17 @@ class _SourceDerivative:
         for position, value in enumerate(args):
             kind = kind_of_value(value)
             if kind is None:
-                raise TransformError(f"argument {position} ({type(value).__name__}) is not a "
-                                     "number or a NumPy array", construct="argument")
+                what = "complex numbers are not supported" if np.iscomplexobj(value) else \
+                    "is not a number or a NumPy array of bool, int or float"
+                raise TransformError(f"argument {position} ({type(value).__name__}) of "
+                                     f"`{getattr(self.fun, '__name__', self.fun)}`: {what}",
+                                     construct="argument")
             kinds.append(kind)
         return args, tuple(kinds)
 
     def _build(self, kinds):
-        if kinds not in self._compiled:
+        known = self._compiled.get(kinds)
+        if known is None or stale(known[0].reads):
             emitted = emit(self.fun, self.argnums, kinds, self.mode)
             if self.jit:
                 from tapegrad_jit.source_jit import compile_source  # numba only when asked
@@ -67,7 +82,10 @@ class _SourceDerivative:
         args, kinds = self._prepare(args)
         emitted, function = self._build(kinds)
         if not self.jit:
-            return function(*args)
+            # NumPy floats follow IEEE (1/0 -> inf, sqrt(-1) -> nan) where Python floats raise
+            args = [np.float64(a) if type(a) is float else a for a in args]
+            with np.errstate(all="ignore"):  # as compiled code: no warnings
+                return function(*args)
         from tapegrad_jit.source_jit import compile_errors
         try:
             return function(*args)  # Numba compiles on the first call with new types
@@ -83,8 +101,61 @@ class _SourceDerivative:
     def source(self):
         if self._last is not None:
             return self._compiled[self._last][0].source
-        n_params = len(inspect.signature(self.fun).parameters)
-        return emit(self.fun, self.argnums, (FLOAT,) * n_params, self.mode).source
+        bound = self._prepare(())[1]  # kinds of what functools.partial binds
+        kinds = bound + (FLOAT,) * (self.fun.__code__.co_argcount - len(bound))
+        return emit(self.fun, self.argnums, kinds, self.mode).source
+
+
+def _target(fun):
+    """(the Python function to transform, the leading arguments functools.partial binds), or a
+    TransformError saying what to pass instead."""
+    bound = ()
+    while isinstance(fun, (functools.partial, staticmethod)):
+        if isinstance(fun, staticmethod):
+            fun = fun.__func__
+            continue
+        if fun.keywords:
+            raise TransformError(
+                f"functools.partial binds keyword arguments ({', '.join(fun.keywords)}): "
+                "tapegrad.source takes positional arguments only; bind them positionally",
+                construct="partial")
+        bound = tuple(fun.args) + bound
+        fun = fun.func
+    name = getattr(fun, "__name__", type(fun).__name__)
+    if isinstance(fun, types.FunctionType):
+        filename = os.path.abspath(fun.__code__.co_filename)
+        if filename.startswith(_PACKAGE + os.sep):
+            raise TransformError(
+                f"`{name}` is a wrapper made by tapegrad ({fun.__code__.co_qualname}), not "
+                "the code of your function: pass the plain Python function to "
+                "tapegrad.source (jit=True compiles it with Numba); for derivatives of "
+                "derivatives use the traced face, tg.grad(tg.grad(f))",
+                filename=filename, lineno=fun.__code__.co_firstlineno, construct="decorator")
+        return fun, bound
+    if isinstance(fun, _SourceDerivative):
+        reason = ("is itself a tapegrad.source derivative: derivatives of derivatives are not "
+                  "emitted; use the traced face, tg.grad(tg.grad(f))")
+    elif isinstance(fun, types.MethodType):
+        reason = (f"is a method bound to {type(fun.__self__).__name__} `{fun.__self__!r:.40}`, "
+                  "which is not a number or an array: write it as a function of numbers and "
+                  "arrays (a @staticmethod or a module-level def) and pass that")
+    elif isinstance(fun, classmethod):
+        reason = ("is a classmethod, whose first argument is a class: write it as a function of "
+                  "numbers and arrays (a @staticmethod or a module-level def) and pass that")
+    elif type(fun).__module__.split(".")[0] == "tapegrad":
+        reason = (f"is a tapegrad {type(fun).__name__} object (from tg.jit, tg.vmap, ...): "
+                  "pass the plain Python function (jit=True compiles it with Numba)")
+    else:
+        reason = (f"is a {type(fun).__name__}, not a Python function: pass the `def` or "
+                  "`lambda` that computes the value")
+    raise TransformError(f"`{name}` {reason}", construct=type(fun).__name__)
+
+
+def _plain_scalar(value):
+    """np.float64(2.0), np.int64(3), np.bool_(True) and 0-d arrays as Python numbers."""
+    if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0):
+        return value.item()
+    return value
 
 
 def _jit_error(emitted, exc):
@@ -118,7 +189,30 @@ def _exec_source(emitted):
                                  filename)
     namespace = dict(emitted.constants)
     exec(compile(emitted.source, filename, "exec"), namespace)
+    # the emitted code reads these names as globals at call time: IEEE versions of `math.*` and
+    # `float`, so that plain Python gives what Numba and NumPy give at singular points
+    namespace.update(math=_IEEE_MATH, float=np.float64)
     return namespace[emitted.name]
+
+
+def _ieee(ufunc):
+    def function(*args):
+        return ufunc(*(np.float64(a) for a in args))
+    function.__name__ = ufunc.__name__
+    return function
+
+
+# math.* functions that raise (ValueError, OverflowError) where NumPy gives nan or inf
+_IEEE_MATH = types.SimpleNamespace(**{name: getattr(math, name) for name in dir(math)
+                                      if not name.startswith("_")})
+for _name, _ufunc in {"sin": np.sin, "cos": np.cos, "tan": np.tan, "sinh": np.sinh,
+                      "cosh": np.cosh, "tanh": np.tanh, "asin": np.arcsin, "acos": np.arccos,
+                      "atan": np.arctan, "asinh": np.arcsinh, "acosh": np.arccosh,
+                      "atanh": np.arctanh, "exp": np.exp, "expm1": np.expm1, "log": np.log,
+                      "log1p": np.log1p, "log2": np.log2, "log10": np.log10, "sqrt": np.sqrt,
+                      "fabs": np.abs, "pow": np.power, "hypot": np.hypot, "atan2": np.arctan2,
+                      "fmod": np.fmod}.items():
+    setattr(_IEEE_MATH, _name, _ieee(_ufunc))
 
 
 def grad(fun, argnums=0, jit=False):

@@ -22,6 +22,7 @@ class Emitted:
     origins: dict = None  # line of `source` -> ir.Origin (the user's line it comes from)
     function: str = ""  # the user's function, for messages
     filename: str = "<unknown>"
+    reads: dict = None  # globals and closure values it was made from (normalise.stale)
 
 
 def emit(fun, argnums, arg_kinds, mode="value_and_grad"):
@@ -76,7 +77,7 @@ def emit(fun, argnums, arg_kinds, mode="value_and_grad"):
     origins = {line + offset: origin for line, origin in _origins(module, marked).items()}
     return Emitted(header + text, name,
                    {k: v for k, v in fn.constants.items() if hasattr(v, "shape")},
-                   origins, fn.name, fn.filename)
+                   origins, fn.name, fn.filename, fn.reads)
 
 
 def _statements(body):

@@ -8,6 +8,7 @@ class TransformError(Exception):
         self.filename = filename
         self.lineno = lineno
         self.construct = construct
+        self.message = message
         where = f"{filename}:{lineno}" if lineno is not None else filename
         what = f" [{construct}]" if construct else ""
         super().__init__(f"{where}: {message}{what}")

@@ -96,3 +96,4 @@ class Function:
     constants: dict = field(default_factory=dict)  # global name -> value read by the code
     filename: str = "<unknown>"
     lines: list = field(default_factory=list)
+    reads: dict = field(default_factory=dict)  # (function, name) -> value looked up

@@ -7,8 +7,10 @@ arrays (closures over constants), other user functions; everything else is refus
 """
 import ast
 import builtins
+import contextlib
 import dataclasses
 import inspect
+import linecache
 import math
 import numbers
 import textwrap
@@ -65,42 +67,134 @@ def operand_node(operand):
 class _Scope:
     """One function being normalised: the main function, or a callee being inlined."""
 
-    def __init__(self, fun, node, filename, line_offset, lines, rename):
+    def __init__(self, fun, node, filename, line_offset, lines, rename, reads):
         self.fun = fun
         self.node = node
         self.filename = filename
         self.line_offset = line_offset
         self.lines = lines
         self.rename = rename  # local name -> emitted name
+        self.reads = reads  # {(function, name): value}: what the emitted code was made from
 
     def lookup(self, name):
-        code = self.fun.__code__
-        if name in code.co_freevars and self.fun.__closure__:
-            cell = self.fun.__closure__[code.co_freevars.index(name)]
+        value = resolve(self.fun, name)
+        self.reads[self.fun, name] = value
+        return value
+
+
+def resolve(fun, name):
+    """What `name` means inside `fun` now: a closure cell, a global or a builtin (KeyError)."""
+    code = fun.__code__
+    if name in code.co_freevars and fun.__closure__:
+        cell = fun.__closure__[code.co_freevars.index(name)]
+        try:
             return cell.cell_contents
-        if name in self.fun.__globals__:
-            return self.fun.__globals__[name]
-        if hasattr(builtins, name):
-            return getattr(builtins, name)
-        raise KeyError(name)
+        except ValueError:  # a cell not assigned yet
+            raise KeyError(name) from None
+    if name in fun.__globals__:
+        return fun.__globals__[name]
+    if hasattr(builtins, name):
+        return getattr(builtins, name)
+    raise KeyError(name)
+
+
+def _same(old, new):
+    if old is new:
+        return True
+    if type(old) is not type(new) or not isinstance(old, (numbers.Number, np.generic)):
+        return False
+    return bool(old == new) or (old != old and new != new)  # NaN stays NaN
+
+
+def stale(reads):
+    """True when a global or closure value that emitted code was made from has changed since
+    (`k = 3.0` after `x * k` was emitted with k = 2.0; a helper function rebound): the code
+    holds numbers as literals and inlines helpers, so it must be emitted again."""
+    for (fun, name), value in reads.items():
+        try:
+            if not _same(value, resolve(fun, name)):
+                return True
+        except KeyError:
+            return True
+    return False
+
+
+def _decorated(fun):
+    """A note for errors about a wrapper made by a decorator with functools.wraps, or ''."""
+    if not isinstance(fun, types.FunctionType) or getattr(fun, "__wrapped__", None) is None:
+        return ""
+    code = fun.__code__
+    return (f"`{fun.__name__}` is decorated: it is the wrapper `{code.co_qualname}` "
+            f"({code.co_filename}:{code.co_firstlineno}) that functools.wraps named after the "
+            f"function it wraps. tapegrad.source differentiates the function you pass, so it "
+            f"read the wrapper, and cannot transform it. Pass the undecorated function "
+            f"(`{fun.__name__}.__wrapped__`) if the decorator does not change the value, or "
+            f"write what the decorator computes into a function of your own. The wrapper: ")
 
 
 def _parse(fun):
+    """(FunctionDef, filename, line offset, lines) of `fun` itself: the source of its own code
+    object, never the function that functools.wraps says it wraps (inspect.getsource follows
+    `__wrapped__`, which would differentiate the undecorated body of a decorated function)."""
     if not isinstance(fun, types.FunctionType):
         raise TransformError(f"can only transform Python functions, not {type(fun).__name__}",
                              construct=type(fun).__name__)
-    filename = inspect.getsourcefile(fun) or "<unknown>"
+    code = fun.__code__
+    filename = inspect.getsourcefile(fun) or code.co_filename
+    if code.co_name == "<lambda>":
+        return _parse_lambda(fun, filename)
     try:
-        lines, first = inspect.getsourcelines(fun)
-    except (OSError, TypeError) as exc:
+        lines, first = inspect.getsourcelines(code)
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+    except (OSError, TypeError, SyntaxError) as exc:
         raise TransformError(f"no source for {fun.__name__}: {exc}", filename=filename,
                              construct="source") from exc
-    tree = ast.parse(textwrap.dedent("".join(lines)))
     node = tree.body[0]
-    if not isinstance(node, ast.FunctionDef) or node.name != fun.__name__:
-        raise TransformError("only `def` functions can be transformed (not lambdas)",
-                             filename=filename, lineno=first, construct="Lambda")
+    if isinstance(node, ast.AsyncFunctionDef):
+        raise TransformError("async functions are not supported", filename=filename,
+                             lineno=first, construct="AsyncFunctionDef")
+    if not isinstance(node, ast.FunctionDef) or node.name != code.co_name:
+        raise TransformError(f"no source for {fun.__name__}: the source at its line is not its "
+                             "`def`", filename=filename, lineno=first, construct="source")
     return node, filename, first - 1, lines
+
+
+def _parse_lambda(fun, filename):
+    """A lambda as `def lambda_(params): return body`. The lambda is found in its file by its
+    line and by the columns its bytecode comes from (a line may hold several lambdas)."""
+    code = fun.__code__
+    lines = linecache.getlines(filename, fun.__globals__)
+    try:
+        tree = ast.parse("".join(lines)) if lines else None
+    except SyntaxError:
+        tree = None
+    if tree is None:
+        raise TransformError(f"no source for the lambda at line {code.co_firstlineno}",
+                             filename=filename, lineno=code.co_firstlineno, construct="source")
+    # (RESUME and RETURN carry an empty span at column 0)
+    spots = {(line, col) for line, end, col, end_col in code.co_positions()
+             if None not in (line, end, col, end_col) and (end, end_col) > (line, col)}
+    params = list(code.co_varnames[:code.co_argcount])
+    found = [n for n in ast.walk(tree) if isinstance(n, ast.Lambda)
+             and n.lineno == code.co_firstlineno and [a.arg for a in n.args.args] == params
+             and spots and all(_inside(n, spot) for spot in spots)]
+    # nested lambdas: the innermost one holds all of the code's positions
+    found = [n for n in found if not any(m is not n and _inside(n, (m.lineno, m.col_offset))
+                                         for m in found)]
+    if len(found) != 1:
+        raise TransformError("cannot tell which lambda on this line to transform: write it "
+                             "as a `def`", filename=filename, lineno=code.co_firstlineno,
+                             construct="Lambda")
+    lam = found[0]
+    node = ast.FunctionDef(name="lambda_", args=lam.args,
+                           body=[ast.copy_location(ast.Return(value=lam.body), lam.body)],
+                           decorator_list=[], returns=None, type_comment=None)
+    return ast.copy_location(node, lam), filename, 0, lines
+
+
+def _inside(node, spot):
+    """Whether the (line, column) `spot` lies within `node`'s source span."""
+    return (node.lineno, node.col_offset) <= spot < (node.end_lineno, node.end_col_offset)
 
 
 class Normaliser:
@@ -111,6 +205,7 @@ class Normaliser:
         self.constants = {}
         self.inlining = []
         self.temp_base = "t"
+        self.reads = {}  # the globals and closure values looked up (see `stale`)
 
     # -- errors --------------------------------------------------------------------------------
 
@@ -129,17 +224,21 @@ class Normaliser:
         if isinstance(node, (ast.If, ast.For, ast.While)):
             text = text.split("#")[0].strip()
         if scope.fun is not self.fun:
-            text = f"{scope.fun.__name__}: {text}"
+            text = f"{scope.node.name}: {text}"
         return ir.Origin(lineno, text)
 
     # -- entry ---------------------------------------------------------------------------------
 
     def run(self):
+        with _explained(self.fun):
+            return self._run()
+
+    def _run(self):
         node, filename, offset, lines = _parse(self.fun)
         local_names = self._local_names(node)
         self.namer.taken |= local_names
         rename = {n: n for n in local_names}
-        self.scope = _Scope(self.fun, node, filename, offset, lines, rename)
+        self.scope = _Scope(self.fun, node, filename, offset, lines, rename, self.reads)
         self._check_signature(node)
         params = [a.arg for a in node.args.args]
         result = self._result_name(node)
@@ -152,7 +251,7 @@ class Normaliser:
         self.block(body, out)
         return ir.Function(name=node.name, params=params, body=out, result=result,
                            temps=self.temps, constants=self.constants, filename=filename,
-                           lines=lines)
+                           lines=lines, reads=self.reads)
 
     def _located(self, message, node, construct):
         return self.error(message, node if node is not None else self.scope.node, construct)
@@ -788,12 +887,16 @@ class Normaliser:
         args = [self.expr(a, out, origin) for a in node.args]
         if node.keywords:
             raise self.error("keyword arguments are not supported", node, "keyword")
+        with _explained(callee):
+            return self._inline(callee, args, node, out, origin, n_results, target)
+
+    def _inline(self, callee, args, node, out, origin, n_results, target):
         callee_node, filename, offset, lines = _parse(callee)
         outer = self.scope
-        prefix = callee.__name__
+        prefix = callee_node.name
         rename = {n: self.namer.fresh(f"{prefix}_{n}") for n in sorted(self._local_names(
             callee_node))}
-        self.scope = _Scope(callee, callee_node, filename, offset, lines, rename)
+        self.scope = _Scope(callee, callee_node, filename, offset, lines, rename, self.reads)
         self.inlining.append(callee)
         try:
             self._check_signature(callee_node)
@@ -818,6 +921,19 @@ class Normaliser:
             self.inlining.pop()
             self.scope = outer
         return results
+
+
+@contextlib.contextmanager
+def _explained(fun):
+    """Errors inside a decorator's wrapper say that it is one, and what to pass instead."""
+    try:
+        yield
+    except TransformError as exc:
+        note = _decorated(fun)
+        if not note or exc.construct == "decorator":
+            raise
+        raise TransformError(note + exc.message, filename=exc.filename, lineno=exc.lineno,
+                             construct="decorator") from exc
 
 
 def _is_int(value):

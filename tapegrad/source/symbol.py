@@ -11,10 +11,15 @@ forms, so the adjoint of `math.sin(x)` reads `math.cos(x)`, as the user would wr
 import dataclasses
 import numbers
 
+import numpy as np
+
 from .. import primitives as P
 from ..core import bind
 from .kinds import Kind, broadcast
 
+_NP_DTYPES = {"bool": np.dtype(np.bool_), "int": np.dtype(np.int64),
+              "float": np.dtype(np.float64)}
+_KIND_OF_DTYPE = {"b": "bool", "i": "int", "u": "int", "f": "float"}
 _COMPARISONS = {"lt", "le", "gt", "ge", "eq", "ne", "logical_and", "logical_or", "logical_not",
                 "isnan"}
 
@@ -65,6 +70,11 @@ class Symbol:
         return f"Symbol({self.text!r}, {self.kind})"
 
     @property
+    def np_dtype(self):
+        # core.dtype_of reads this: rules that cast (`cast(x > 0, dtype=dtype_of(x).name)`)
+        return _NP_DTYPES[self.kind.dtype]
+
+    @property
     def shape(self):
         # rules that need static shapes (reductions, indexing) are emitted by adjoint.py instead
         raise TypeError("tapegrad.source: symbols carry no static shape")
@@ -75,11 +85,18 @@ class Symbol:
         if simplified is not None:
             return simplified
         kind = broadcast(*(kind_of(a) for a in args))
+        math_style = any(isinstance(a, Symbol) and a.math_style for a in args)
         if prim.name in _COMPARISONS:
             kind = dataclasses.replace(kind, dtype="bool")
+        elif prim.name == "cast":
+            kind = dataclasses.replace(kind, dtype=_KIND_OF_DTYPE[np.dtype(params["dtype"]).kind])
+            if kind.ndim == 0:  # numbers have no .astype
+                text = text_of(args[0])
+                return Symbol(f"(1.0 if {text} else 0.0)" if kind_of(args[0]).dtype == "bool"
+                              and kind.dtype == "float" else f"{kind.dtype}({text})", kind,
+                              math_style)
         elif prim.name in ("div", "sqrt", "exp", "log", "sin", "cos"):
             kind = dataclasses.replace(kind, dtype="float")
-        math_style = any(isinstance(a, Symbol) and a.math_style for a in args)
         if prim.name == "where" and kind.ndim == 0:
             cond, a, b = (text_of(x) for x in args)
             return Symbol(f"({a} if {cond} else {b})", kind, math_style)
