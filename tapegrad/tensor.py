@@ -6,6 +6,7 @@ forward and, when grad mode is on and an input requires grad, hangs a graph node
 import collections
 import itertools
 import warnings
+import weakref
 
 import numpy as np
 
@@ -88,8 +89,10 @@ def _fast_operator(prim, reflected=False):
 class Tensor(PrimitiveOperators):
     _bind_level = 1
     __array_priority__ = 1000
+    # _view (a _ViewOf) and _views (weak references to a base's views) are set only on views and
+    # their bases, so creating other tensors costs nothing for them; read them with getattr
     __slots__ = ("_data", "_requires_grad", "grad_fn", "_grad", "_version_counter",
-                 "_accumulator", "__weakref__")
+                 "_accumulator", "_view", "_views", "__weakref__")
 
     def __init__(self, *args, **kwargs):
         raise TypeError("tapegrad: create tensors with tapegrad.tensor(data), tapegrad.ones(...), "
@@ -168,7 +171,9 @@ class Tensor(PrimitiveOperators):
 
     def _grad_accumulator(self):
         if self._accumulator is None:
-            self._accumulator = graph.AccumulateGrad(self)
+            with graph.leaf_grad_lock:  # threads sharing a leaf must share its one accumulator
+                if self._accumulator is None:
+                    self._accumulator = graph.AccumulateGrad(self)
         return self._accumulator
 
     # ------------------------------------------------------------------ autograd attributes
@@ -225,6 +230,14 @@ class Tensor(PrimitiveOperators):
     @data.setter
     def data(self, value):
         self._data = value._data if isinstance(value, Tensor) else np.asarray(value)
+
+    @property
+    def _base(self):
+        view = getattr(self, "_view", None)
+        return None if view is None else view.root
+
+    def _is_view(self):
+        return getattr(self, "_view", None) is not None
 
     def detach(self):
         """A tensor sharing this one's memory and version counter, cut from the graph."""
@@ -510,8 +523,20 @@ class Tensor(PrimitiveOperators):
         return Tensor._wrap(np.asarray(np.any(self._data)))
 
     # ------------------------------------------------------------------ shapes
+    def _view_op(self, prim, params, name=None, multi=None):
+        """A shape primitive with PyTorch's view semantics: where NumPy can, the result shares this
+        tensor's memory and version counter, and an in-place write to either side reaches the
+        other's history. multi: (op name, output index) for ops returning several views."""
+        if prim is P.getitem and P._is_advanced(params["index"]):
+            return Tensor._bind(prim, (self,), params, name)  # advanced indexing copies
+        prim = _VIEW_FORMS.get(prim, prim)
+        out = Tensor._bind(prim, (self,), params, name)
+        if np.may_share_memory(out._data, self._data):
+            _attach_view(out, self, prim, params, multi)
+        return out
+
     def reshape(self, *shape):
-        return P.reshape(self, shape=_resolve_shape(_size_args(shape), self.numel()))
+        return self._view_op(P.reshape, {"shape": _resolve_shape(_size_args(shape), self.numel())})
 
     def view(self, *shape):
         if len(shape) == 1 and isinstance(shape[0], dtypes.dtype):
@@ -540,12 +565,12 @@ class Tensor(PrimitiveOperators):
             dims = _axes(dim, self.ndim) or ()
             shape = tuple(n for i, n in enumerate(self.shape) if not (i in dims and n == 1))
             name = "SqueezeBackward1" if isinstance(dim, int) else "SqueezeBackward2"
-        return Tensor._bind(P.reshape, (self,), {"shape": shape}, name)
+        return self._view_op(P.reshape, {"shape": shape}, name)
 
     def unsqueeze(self, dim):
         d = _dim(dim, self.ndim + 1)
-        return Tensor._bind(P.reshape, (self,), {"shape": self.shape[:d] + (1,) + self.shape[d:]},
-                            "UnsqueezeBackward0")
+        return self._view_op(P.reshape, {"shape": self.shape[:d] + (1,) + self.shape[d:]},
+                             "UnsqueezeBackward0")
 
     def expand(self, *sizes):
         sizes = _size_args(sizes)
@@ -557,7 +582,7 @@ class Tensor(PrimitiveOperators):
                     f"The expanded size of the tensor ({shape[lead + i]}) must match the existing "
                     f"size ({n}) at non-singleton dimension {lead + i}.  Target sizes: "
                     f"{list(shape)}.  Tensor sizes: {list(self.shape)}")
-        return P.broadcast_to(self, shape=shape)
+        return self._view_op(P.broadcast_to, {"shape": shape})
 
     def expand_as(self, other):
         return self.expand(other.shape)
@@ -568,7 +593,7 @@ class Tensor(PrimitiveOperators):
     def t(self):
         if self.ndim > 2:
             raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {self.ndim}D")
-        return self if self.ndim < 2 else P.transpose(self, axes=(1, 0))
+        return self if self.ndim < 2 else self._view_op(P.transpose, {"axes": (1, 0)})
 
     @property
     def T(self):
@@ -582,7 +607,7 @@ class Tensor(PrimitiveOperators):
         axes = list(range(self.ndim))
         a, b = _dim(dim0, self.ndim), _dim(dim1, self.ndim)
         axes[a], axes[b] = axes[b], axes[a]
-        return Tensor._bind(P.transpose, (self,), {"axes": tuple(axes)}, "TransposeBackward0")
+        return self._view_op(P.transpose, {"axes": tuple(axes)}, "TransposeBackward0")
 
     def permute(self, *dims):
         dims = tuple(_dim(d, self.ndim) for d in _size_args(dims))
@@ -592,12 +617,13 @@ class Tensor(PrimitiveOperators):
             raise RuntimeError("permute(sparse_coo): number of dimensions in the tensor input does "
                                "not match the length of the desired ordering of dimensions i.e. "
                                f"input.dim() = {self.ndim} is not equal to len(dims) = {len(dims)}")
-        return Tensor._bind(P.transpose, (self,), {"axes": dims}, "PermuteBackward0")
+        return self._view_op(P.transpose, {"axes": dims}, "PermuteBackward0")
 
     def unbind(self, dim=0):
         d = _dim(dim, self.ndim)
-        return tuple(Tensor._bind(P.getitem, (self,), {"index": (slice(None),) * d + (i,)},
-                                  "UnbindBackward0") for i in range(self.shape[d]))
+        return tuple(self._view_op(P.getitem, {"index": (slice(None),) * d + (i,)},
+                                   "UnbindBackward0", multi=("Unbind", i))
+                     for i in range(self.shape[d]))
 
     def split(self, split_size, dim=0):
         d = _dim(dim, self.ndim)
@@ -612,9 +638,10 @@ class Tensor(PrimitiveOperators):
                                    f"(input tensor's size at dimension {d}), but got "
                                    f"split_sizes={sizes}")
         starts = np.cumsum([0] + sizes[:-1])
-        return tuple(Tensor._bind(P.getitem, (self,),
-                                  {"index": (slice(None),) * d + (slice(int(s), int(s + k)),)}, name)
-                     for s, k in zip(starts, sizes))
+        return tuple(self._view_op(P.getitem,
+                                   {"index": (slice(None),) * d + (slice(int(s), int(s + k)),)},
+                                   name, multi=(name[:-9], i))
+                     for i, (s, k) in enumerate(zip(starts, sizes)))
 
     def chunk(self, chunks, dim=0):
         n = self.shape[_dim(dim, self.ndim)]
@@ -631,8 +658,9 @@ class Tensor(PrimitiveOperators):
         integers, rest = _integers_first(index)
         try:
             if integers is not None:
-                return P.getitem(P.getitem(self, index=integers), index=rest)
-            return P.getitem(self, index=index)
+                return self._view_op(P.getitem, {"index": integers})._view_op(P.getitem,
+                                                                              {"index": rest})
+            return self._view_op(P.getitem, {"index": index})
         except IndexError as e:  # NumPy's words for PyTorch's
             message = str(e).replace("for axis", "for dimension")
             if message.startswith("too many indices"):
@@ -646,25 +674,38 @@ class Tensor(PrimitiveOperators):
 
     # ------------------------------------------------------------------ in-place
     def _inplace(self, prim, args, params, name=None):
-        """Compute out of place, write the result into this tensor's memory, rebase its history."""
-        needs_graph = is_grad_enabled() and any(isinstance(a, Tensor) and a._requires_grad
-                                                for a in args)
-        if needs_graph and self.is_leaf and self._requires_grad:
-            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
-                               "operation.")
+        """Compute out of place, write the result into this tensor's memory, rebase its history
+        (for a view, its base's history too: PyTorch's CopySlices), then its base's views'."""
+        view = getattr(self, "_view", None)
+        grad_mode = is_grad_enabled()
+        needs_graph = grad_mode and any(isinstance(a, Tensor) and a._requires_grad for a in args)
+        if grad_mode:
+            _check_inplace_allowed(self, view, needs_graph)
         if needs_graph:
-            # the node must see the old value, which the write below overwrites
-            before = Tensor._wrap(self._data.copy(), self._requires_grad)
-            before.grad_fn, before._accumulator = self.grad_fn, self._accumulator
+            before = _snapshot(self)  # the node must see the old value, which the write overwrites
             args = tuple(before if a is self else a for a in args)
         result = Tensor._bind(prim, args, params, name)
-        if not np.can_cast(result._data.dtype, self._data.dtype, "same_kind"):
+        out = result._data
+        if out.shape != self._data.shape:
+            raise RuntimeError(f"output with shape {list(self.shape)} doesn't match the broadcast "
+                               f"shape {list(out.shape)}")
+        if not np.can_cast(out.dtype, self._data.dtype, "same_kind"):
             raise RuntimeError(f"result type {result.dtype.tensor_type[:-6]} can't be cast to the "
                                f"desired output type {self.dtype.tensor_type[:-6]}")
-        np.copyto(self._data, result._data, casting="unsafe")
+        if not self._data.flags.writeable:  # an expanded tensor: NumPy's read-only broadcast view
+            raise RuntimeError("unsupported operation: more than one element of the written-to "
+                               "tensor refers to a single memory location. Please clone() the "
+                               "tensor before performing the operation.")
+        np.copyto(self._data, out, casting="unsafe")
         self._version_counter[0] += 1
         if needs_graph:
-            self.grad_fn, self._requires_grad = result.grad_fn, True
+            if view is None:
+                root = self
+                self.grad_fn, self._requires_grad = result.grad_fn, True
+            else:
+                root = view.root
+                root.grad_fn, root._requires_grad = _write_back(view, result).grad_fn, True
+            _refresh_views(root)
         return self
 
     def add_(self, other, alpha=1):
@@ -689,7 +730,8 @@ class Tensor(PrimitiveOperators):
         return self._inplace(P.clamp, (self,), {"min": _scalar(min), "max": _scalar(max)})
 
     def zero_(self):
-        return self._inplace(P.mul, (self, 0), {}, "ZeroBackward0")
+        # written, not multiplied by 0: inf and NaN entries become 0 too
+        return self._inplace(P.setitem, (self, 0), {"index": (Ellipsis,)}, "ZeroBackward0")
 
     def fill_(self, value):
         return self._inplace(P.setitem, (self, value), {"index": (Ellipsis,)}, "FillBackward0")
@@ -707,9 +749,145 @@ class Tensor(PrimitiveOperators):
         sample = _generator().uniform(a, b, self.shape).astype(self._data.dtype)
         return self._inplace(P.setitem, (self, sample), {"index": (Ellipsis,)})
 
+    # augmented assignment is in place, as in PyTorch (`w -= lr * w.grad` keeps w's identity);
+    # `@=` is not: torch.Tensor has no __imatmul__, so Python rebinds through __matmul__
+    __iadd__, __isub__, __imul__, __itruediv__, __ipow__ = add_, sub_, mul_, div_, pow_
+
 
 graph.Tensor = Tensor
 _FAST_OPERANDS.add(Tensor)
+
+
+# ---------------------------------------------------------------------------------------------
+# Views and in-place writes
+# ---------------------------------------------------------------------------------------------
+
+class _ViewPrimitive:
+    """A shape primitive whose eager forward returns a NumPy view of its input, for Tensor views;
+    its name and derivative rules are the registry primitive's."""
+
+    def __init__(self, prim, impl):
+        self.prim = prim
+        self.impl = self.eager_impl = impl
+
+    def __getattr__(self, name):
+        return getattr(self.prim, name)
+
+
+def _getitem_view(x, index):
+    # a trailing Ellipsis makes NumPy return a 0-d view rather than a scalar for x[i] of a vector
+    return x[index] if any(i is Ellipsis for i in index) else x[index + (Ellipsis,)]
+
+
+def _broadcast_view(x, shape):
+    return x if x.shape == tuple(shape) else np.broadcast_to(x, shape)  # read-only, as expand()
+
+
+_VIEW_FORMS = {P.getitem: _ViewPrimitive(P.getitem, _getitem_view),
+               P.broadcast_to: _ViewPrimitive(P.broadcast_to, _broadcast_view)}
+
+
+class _ViewOf:
+    """What makes a tensor a view: its root base, the shape ops from the root's data to its own,
+    whether grad mode was on when it was made, and (op name, output index) for multi-view ops."""
+    __slots__ = ("root", "steps", "grad_mode", "multi")
+
+    def __init__(self, root, steps, grad_mode, multi):
+        self.root, self.steps, self.grad_mode, self.multi = root, steps, grad_mode, multi
+
+
+def _attach_view(out, base, prim, params, multi):
+    info = getattr(base, "_view", None)
+    root = base if info is None else info.root
+    steps = ((prim, params),) if info is None else info.steps + ((prim, params),)
+    if multi is None and info is not None:
+        multi = info.multi
+    out._version_counter = base._version_counter  # PyTorch: a view and its base share one
+    out._view = _ViewOf(root, steps, is_grad_enabled(), multi)
+    refs = getattr(root, "_views", None)
+    if refs is None:
+        refs = root._views = []
+    elif len(refs) % 64 == 0:  # drop dead views now and then, so a loop of views stays bounded
+        refs[:] = [ref for ref in refs if ref() is not None]
+    refs.append(weakref.ref(out))
+
+
+_NO_GRAD_VIEW = ("A view was created in no_grad mode and is being modified inplace with grad "
+                 "mode enabled. Given that this use case is ambiguous and error-prone, it is "
+                 "forbidden. You can clarify your code by moving both the view and the inplace "
+                 "either both inside the no_grad block (if you don't want the inplace to be "
+                 "tracked) or both outside (if you want the inplace to be tracked).")
+
+
+def _check_inplace_allowed(t, view, needs_graph):
+    """PyTorch's refusals of an in-place write in grad mode."""
+    if view is None:
+        if needs_graph and t.grad_fn is None and t._requires_grad:
+            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
+                               "operation.")
+        return
+    root = view.root
+    if not view.grad_mode and root._requires_grad:
+        raise RuntimeError(_NO_GRAD_VIEW)
+    if not needs_graph:
+        return
+    if root.grad_fn is None and root._requires_grad:
+        raise RuntimeError("a view of a leaf Variable that requires grad is being used in an "
+                           "in-place operation.")
+    if view.multi is not None:
+        op, index = view.multi
+        raise RuntimeError(
+            f"Output {index} of {op} is a view and is being modified inplace. This view is the "
+            "output of a function that returns multiple views. Such functions do not allow the "
+            "output views to be modified inplace. You should replace the inplace operation by an "
+            "out-of-place one.")
+
+
+def _snapshot(t):
+    """A copy of t's value that carries t's history: what a node reads after t is overwritten."""
+    s = Tensor._wrap(t._data.copy(), t._requires_grad)
+    s.grad_fn = t.grad_fn
+    if t.grad_fn is None and t._requires_grad:
+        s._accumulator = t._grad_accumulator()
+    return s
+
+
+def _write_back(view, value):
+    """The root's new value as a graph: `value` written through the view's shape ops into the
+    root's old value (PyTorch's CopySlices), so gradients reach the root's old history too."""
+    parents = [_snapshot(view.root)]
+    for prim, params in view.steps[:-1]:
+        parents.append(Tensor._bind(prim, (parents[-1],), params))
+    for (prim, params), parent in zip(reversed(view.steps), reversed(parents)):
+        name = "CopySlices" if parent is parents[0] else None
+        if prim.name == "getitem":
+            value = Tensor._bind(P.setitem, (parent, value), {"index": params["index"]}, name)
+        elif prim.name == "transpose":
+            inverse = tuple(np.argsort(params["axes"]).tolist())
+            value = Tensor._bind(P.transpose, (value,), {"axes": inverse}, name)
+        else:  # reshape, or an expand that broadcast nothing (a real one is read-only)
+            value = Tensor._bind(P.reshape, (value,), {"shape": parent._data.shape}, name)
+    return value
+
+
+def _refresh_views(root):
+    """After root's history changed, each view made in grad mode reads its values from the new
+    root (PyTorch regenerates a view's grad_fn as AsStridedBackward0)."""
+    refs = getattr(root, "_views", None)
+    if not refs:
+        return
+    alive = []
+    for ref in refs:
+        v = ref()
+        if v is None:
+            continue
+        alive.append(ref)
+        if v._view.grad_mode:
+            t, last = root, len(v._view.steps) - 1
+            for i, (prim, params) in enumerate(v._view.steps):
+                t = Tensor._bind(prim, (t,), params, "AsStridedBackward0" if i == last else None)
+            v.grad_fn, v._requires_grad = t.grad_fn, t._requires_grad
+    refs[:] = alive
 
 
 # ---------------------------------------------------------------------------------------------

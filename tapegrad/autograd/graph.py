@@ -5,6 +5,7 @@ primitive's inputs, output data and parameters; backward asks the registry rule 
 cotangent. Leaves that require grad end in an AccumulateGrad node, as in PyTorch.
 """
 import re
+import threading
 import weakref
 
 import numpy as np
@@ -255,8 +256,15 @@ def _run_tensor_hooks(node, g):
         tensor = node._retained()
         if tensor is not None:
             data = g.detach() if isinstance(g, Tensor) else Tensor._wrap(np.array(g))
-            tensor.grad = data if tensor.grad is None else tensor.grad + data
+            with leaf_grad_lock:
+                tensor._grad = data if tensor._grad is None else tensor._grad + data
     return g
+
+
+# Backward passes in several threads may reach one leaf at once: the read-modify-write of its
+# .grad (NumPy drops the GIL inside large in-place adds) must not interleave. One lock serves all
+# leaves: it is taken once per leaf per backward, uncontended in a single thread.
+leaf_grad_lock = threading.Lock()
 
 
 def _accumulate_into_leaf(variable, g, create_graph):
@@ -266,12 +274,13 @@ def _accumulate_into_leaf(variable, g, create_graph):
         new = Tensor._wrap(np.array(g, dtype=variable._data.dtype, copy=True))
     if new._data.dtype != variable._data.dtype:
         new = new.to(variable.dtype)
-    if variable._grad is None:
-        variable._grad = new
-    elif create_graph:
-        variable._grad = variable._grad + new
-    else:
-        variable._grad._data += new._data
+    with leaf_grad_lock:
+        if variable._grad is None:
+            variable._grad = new
+        elif create_graph:
+            variable._grad = variable._grad + new
+        else:
+            variable._grad._data += new._data
 
 
 def node_of(tensor):
