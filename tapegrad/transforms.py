@@ -18,6 +18,7 @@ from collections import OrderedDict
 import numpy as np
 
 from . import primitives as P
+from .captures import captured
 from .tape import optimize, tree_flatten, tree_unflatten
 from .trace import TraceContext, Tracer, backward_on_tape, current
 
@@ -42,6 +43,29 @@ def _is_static(value):
         value, np.ndarray)
 
 
+_CONTAINERS = (tuple, list, dict)      # pytree nodes: a traced input per leaf
+
+
+def _any_leaf(value):
+    return True
+
+
+def _leaves(args):
+    """The leaves of the arguments, containers (pytrees) flattened."""
+    return tree_flatten(list(args), _any_leaf)[0]
+
+
+def _trace_arg(ctx, value):
+    """An argument as the traced function sees it: static values as they are, arrays as new
+    inputs of the tape, containers rebuilt around their traced leaves."""
+    if _is_static(value):
+        return value
+    if type(value) in _CONTAINERS:
+        leaves, structure = tree_flatten(value, _any_leaf)
+        return tree_unflatten(structure, [_trace_arg(ctx, leaf) for leaf in leaves])
+    return ctx.new_input(_as_array(value))
+
+
 def _concrete(tree):
     leaves, structure = tree_flatten(tree, lambda x: isinstance(x, Tracer))
     return tree_unflatten(structure, [x._value if isinstance(x, Tracer) else x for x in leaves])
@@ -53,44 +77,122 @@ def _in_trace(fun, args, body):
     for arg in args:
         if isinstance(arg, Tracer):
             ctx = arg._ctx
+        elif type(arg) in _CONTAINERS:
+            for leaf in _leaves((arg,)):
+                if isinstance(leaf, Tracer):
+                    ctx = leaf._ctx
     if ctx is not None:
         return body(ctx, args)
     with TraceContext() as ctx:
-        traced = [a if _is_static(a) else ctx.new_input(_as_array(a)) for a in args]
-        return _concrete(body(ctx, traced))
+        try:
+            return _concrete(body(ctx, [_trace_arg(ctx, a) for a in args]))
+        finally:
+            # each tracer refers to ctx and ctx to every tracer: without this the cycle keeps
+            # every intermediate value of the trace alive until the cyclic collector runs
+            ctx.tracers.clear()
+
+
+def _input_leaves(args):
+    """(argument position, leaf) of each value that becomes a tape input, in input order."""
+    for i, a in enumerate(args):
+        for leaf in _leaves((a,)) if type(a) in _CONTAINERS else (a,):
+            if not _is_static(leaf):
+                yield i, leaf
+
+
+def _function_name(fun):
+    return getattr(fun, "__name__", type(fun).__name__)
+
+
+def _complex_error(where, fname, what):
+    return TypeError(
+        f"tapegrad.{where}: {what} of {fname} is complex; the traced face computes gradients and "
+        "compiled code in real arithmetic only, and would drop the imaginary part. Split complex "
+        "values into real and imaginary parts (pass z.real and z.imag as two float arguments and "
+        "compute with them), or call the function without tapegrad")
 
 
 # ---------------------------------------------------------------------------------------------
 # grad and value_and_grad
 # ---------------------------------------------------------------------------------------------
 
-def value_and_grad(fun, argnums=0, has_aux=False):
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _argnum_positions(where, argnums, positions, nargs, fname):
+    """argnums normalised against the positional arguments of this call (negative ones count
+    from the end, as in Python indexing)."""
+    out = []
+    for i in positions:
+        if not -nargs <= i < nargs:
+            raise TypeError(
+                f"tapegrad.{where}: differentiating with respect to argnums={argnums!r} needs at "
+                f"least {i + 1 if i >= 0 else -i} positional arguments, but {fname} was called "
+                f"with {nargs}; pass the argument positionally or change argnums")
+        out.append(int(i) % nargs)
+    return out
+
+
+def _wrt_leaf(where, ctx, leaf, i, argnums, fname):
+    """A fresh slot for one differentiated leaf (so that closures over the same value stay
+    constants), after checking that it is a floating-point value."""
+    if _is_static(leaf):
+        raise TypeError(
+            f"tapegrad.{where} requires floating-point inputs, but argument {i} of {fname} "
+            f"(argnums={argnums!r}) is a Python {type(leaf).__name__} ({leaf!r}), which tapegrad "
+            f"treats as static; pass a float instead, e.g. float({leaf!r}) or an np.float64 array")
+    dtype = np.dtype(_value(leaf).dtype) if hasattr(_value(leaf), "dtype") else np.asarray(
+        _value(leaf)).dtype
+    if dtype.kind == "c":
+        raise _complex_error(where, fname, f"argument {i} (argnums={argnums!r}, {dtype})")
+    if dtype.kind != "f":
+        raise TypeError(
+            f"tapegrad.{where} requires floating-point inputs, but argument {i} of {fname} "
+            f"(argnums={argnums!r}) has dtype {dtype}; convert it, e.g. x.astype(np.float64), "
+            "or leave it out of argnums")
+    return ctx.record(P.reshape, (leaf,), {"shape": tuple(np.shape(_value(leaf)))})
+
+
+def value_and_grad(fun, argnums=0, has_aux=False, _where="value_and_grad"):
     """A function returning (fun(*args), d fun / d args[argnums]); with has_aux fun returns
-    (value, aux) and the result is ((value, aux), grad). argnums may be a tuple."""
-    single = isinstance(argnums, int)
-    positions = (argnums,) if single else tuple(argnums)
+    (value, aux) and the result is ((value, aux), grad). argnums may be a tuple (an argument may
+    appear more than once: its gradient is given each time). A differentiated argument may be a
+    pytree (dict, list, tuple of arrays); its gradient has the same structure."""
+    single = _is_int(argnums)
+    positions = (argnums,) if single else tuple(argnums) if isinstance(
+        argnums, (tuple, list)) else None
+    if positions is None or not all(_is_int(i) for i in positions):
+        raise TypeError(f"tapegrad.{_where}: argnums must be an int or a tuple of ints, got "
+                        f"{argnums!r}")
+    fname = _function_name(fun)
 
     def body(ctx, args):
         args = list(args)
-        wrt = []
-        for i in positions:
-            if _is_static(args[i]) or np.asarray(_value(args[i])).dtype.kind not in "fc":
-                raise TypeError(f"tapegrad: grad needs floating-point inputs; argument {i} is "
-                                f"{type(args[i]).__name__} {np.asarray(_value(args[i])).dtype}")
-            # a fresh slot per argument, so that closures over the same value stay constants
-            alias = ctx.record(P.reshape, (args[i],), {"shape": tuple(np.shape(_value(args[i])))})
-            args[i] = alias
-            wrt.append(alias._slot)     # the slot now: an element write moves the handle on
-        start = len(ctx.tape.instrs)
+        wanted = _argnum_positions(_where, argnums, positions, len(args), fname)
+        trees = {}                  # position -> (structure, wrt slots), each argument once
+        for i in dict.fromkeys(wanted):
+            leaves, structure = tree_flatten(args[i], _any_leaf)
+            aliases = [_wrt_leaf(_where, ctx, leaf, i, argnums, fname) for leaf in leaves]
+            args[i] = tree_unflatten(structure, aliases)
+            trees[i] = structure, [a._slot for a in aliases]   # slots now: writes move handles
+        wrt = [s for _, slots in trees.values() for s in slots]
+        start, first_slot = len(ctx.tape.instrs), len(ctx.tape.dtypes)
         out = fun(*args)
         value, aux = out if has_aux else (out, None)
+        if any(dt.kind == "c" for dt in ctx.tape.dtypes[first_slot:]):
+            raise _complex_error(_where, fname, "a value computed inside (from a complex "
+                                 "constant, captured scalar or result)")
         if isinstance(value, Tracer):
             grads = backward_on_tape(ctx, start, value, wrt)
         else:
             if np.size(value) != 1:
                 raise TypeError("tapegrad: grad needs a function with one scalar output")
             grads = [np.zeros(ctx.tape.shapes[s], ctx.tape.dtypes[s]) for s in wrt]
-        grads = grads[0] if single else tuple(grads)
+        grads = iter(grads)
+        per_arg = {i: tree_unflatten(structure, [next(grads) for _ in slots])
+                   for i, (structure, slots) in trees.items()}
+        grads = per_arg[wanted[0]] if single else tuple(per_arg[i] for i in wanted)
         return ((value, aux), grads) if has_aux else (value, grads)
 
     @functools.wraps(fun)
@@ -109,7 +211,7 @@ def _value(x):
 
 def grad(fun, argnums=0, has_aux=False):
     """A function returning d fun / d args[argnums] (and aux, with has_aux)."""
-    vg = value_and_grad(fun, argnums, has_aux)
+    vg = value_and_grad(fun, argnums, has_aux, _where="grad")
 
     @functools.wraps(fun)
     def grad_fun(*args):
@@ -127,7 +229,27 @@ def grad(fun, argnums=0, has_aux=False):
 def _take(value, row, axis):
     if isinstance(value, Tracer):
         return P.getitem(value, index=(slice(None),) * axis + (row,))
+    if type(value) in _CONTAINERS:
+        leaves, structure = tree_flatten(value, _any_leaf)
+        return tree_unflatten(structure, [_take(leaf, row, axis) for leaf in leaves])
     return np.take(_as_array(value), row, axis=axis)
+
+
+def _mapped_shapes(value):
+    """Shapes of an argument's leaves (one for an array, several for a pytree)."""
+    if type(value) in _CONTAINERS:
+        return [np.shape(_value(leaf)) for leaf in _leaves((value,))]
+    return [np.shape(_value(value))]
+
+
+def _zero_row(value, axis):
+    """A row of an argument whose mapped axis is empty: zeros of the row's shape and dtype."""
+    if type(value) in _CONTAINERS:
+        leaves, structure = tree_flatten(value, _any_leaf)
+        return tree_unflatten(structure, [_zero_row(leaf, axis) for leaf in leaves])
+    array = _value(value)
+    shape = np.shape(array)
+    return np.zeros(shape[:axis] + shape[axis + 1:], np.dtype(array.dtype))
 
 
 class Vmapped:
@@ -139,22 +261,47 @@ class Vmapped:
         functools.update_wrapper(self, fun, updated=())
 
     def axes_for(self, args):
+        """The mapped axis of each argument (None: not mapped), normalised, and the batch size.
+        Errors name the argument, the axis and its shape (JAX's checks)."""
         axes = self.in_axes
         if not isinstance(axes, (tuple, list)):
             axes = (axes,) * len(args)
         if len(axes) != len(args):
             raise ValueError(f"tapegrad.vmap: in_axes has {len(axes)} entries for {len(args)} "
                              "arguments")
-        axes = tuple(None if a is None or _is_static(args[i]) and not isinstance(args[i], int)
-                     else a % max(np.ndim(_value(args[i])), 1) if a is not None else None
-                     for i, a in enumerate(axes))
-        sizes = {np.shape(_value(a))[ax] for a, ax in zip(args, axes) if ax is not None}
+        normalised, sizes = [], {}
+        for i, (arg, axis) in enumerate(zip(args, axes)):
+            if axis is None or isinstance(arg, (str, bytes, type(None))):
+                normalised.append(None)
+                continue
+            if not _is_int(axis):
+                raise TypeError(f"tapegrad.vmap: in_axes entries must be ints or None, got "
+                                f"{axis!r} for argument {i}")
+            for shape in _mapped_shapes(arg):
+                if not shape:
+                    raise ValueError(
+                        f"tapegrad.vmap: argument {i} is 0-d (a scalar), so it has no axis "
+                        f"{axis} to map; use in_axes=None for it, or give it a batch axis")
+                if not -len(shape) <= axis < len(shape):
+                    need = axis + 1 if axis >= 0 else -axis
+                    raise ValueError(
+                        f"tapegrad.vmap: in_axes={axis} for argument {i} maps its axis {axis}, "
+                        f"so it must have at least {need} dimensions, but it has {len(shape)} "
+                        f"(shape {shape}); use in_axes=None for an argument that is not mapped")
+                sizes.setdefault(shape[axis % len(shape)], i)
+            normalised.append(int(axis) % max(len(_mapped_shapes(arg)[0]), 1))
+        if not sizes:
+            raise ValueError("tapegrad.vmap: in_axes maps no argument (all None); map at least "
+                             "one argument over its batch axis")
         if len(sizes) != 1:
-            raise ValueError(f"tapegrad.vmap: mapped axes must have one size, got {sorted(sizes)}")
-        return axes, sizes.pop()
+            detail = ", ".join(f"argument {i} has {n}" for n, i in sizes.items())
+            raise ValueError(f"tapegrad.vmap: the mapped axes must have one size ({detail})")
+        return tuple(normalised), next(iter(sizes))
 
     def __call__(self, *args):
         axes, n = self.axes_for(args)
+        if n == 0:
+            return self.empty(args, axes)
         rows = [self.fun(*[a if ax is None else _take(a, r, ax) for a, ax in zip(args, axes)])
                 for r in range(n)]
         leaves_per_row = []
@@ -169,6 +316,16 @@ class Vmapped:
             else:
                 stacked.append(np.stack([np.asarray(x) for x in column]))
         return tree_unflatten(structure, stacked)
+
+    def empty(self, args, axes):
+        """An empty batch gives empty results of the right shapes and dtypes (as JAX does): fun
+        runs once on a row of zeros to learn them."""
+        row = [a if ax is None else _zero_row(a, ax) for a, ax in zip(args, axes)]
+        with np.errstate(all="ignore"):
+            out = self.fun(*row)
+        leaves, structure = tree_flatten(out, lambda x: isinstance(x, Tracer))
+        return tree_unflatten(structure, [np.empty((0,) + np.shape(_value(x)), _value(x).dtype)
+                                          for x in leaves])
 
 
 def vmap(fun, in_axes=0):
@@ -210,8 +367,11 @@ def gc_paused():
 def trace_to_tape(fun, args):
     """Trace fun(*args): returns (tape, traced result as plain values). Static args are baked in."""
     with TraceContext() as ctx:
-        traced = [a if _is_static(a) else ctx.new_input(_as_array(a)) for a in args]
-        out = fun(*traced)
+        try:
+            out = fun(*[_trace_arg(ctx, a) for a in args])
+        except BaseException:
+            ctx.tracers.clear()
+            raise
     leaves, structure = tree_flatten(out, lambda x: isinstance(x, Tracer))
     tape = ctx.tape
     tape.outputs = [x._slot if isinstance(x, Tracer) and x._ctx is ctx else tape.add_const(x)
@@ -258,14 +418,20 @@ def _backend(device):
 
 
 class Jitted:
-    """A function compiled per input signature; each signature keeps a tape per guard path."""
+    """A function compiled per input signature; each signature keeps a tape per guard path.
+
+    The signature is the arguments' shapes and dtypes, the values of static arguments (Python
+    ints, bools, strings, None), the structure of pytree arguments, and the values of the Python
+    scalars the function reads from globals and closures (see tapegrad.captures)."""
 
     def __init__(self, fun, device="cpu"):
         self.fun = fun
         self.device = device
         self.batched = isinstance(fun, Vmapped)
         self._signatures = OrderedDict()     # signature -> list of compiled programs
+        self._captures = None                # what fun reads from globals/closures (first trace)
         self._lock = threading.RLock()
+        self._trace_lock = threading.RLock()
         self._backend_module = None
         self.traces = 0                      # how many times fun was traced (for tests and users)
         self._retrace_streak = 0
@@ -281,7 +447,12 @@ class Jitted:
                 key.append((a.shape, a.dtype.str))     # the common case, checked cheaply
                 inputs.append(a)
             elif _is_static(a):
-                key.append(("static", a))
+                key.append(("static", type(a), a))     # 1 and True are equal but trace apart
+            elif type(a) in _CONTAINERS:
+                leaves, structure = tree_flatten(a, _any_leaf)
+                leaf_key, leaf_inputs = self._split(leaves)
+                key.append((structure, leaf_key))
+                inputs.extend(leaf_inputs)
             else:
                 array = self._device_array(a)
                 key.append((array.shape, array.dtype.str))
@@ -312,17 +483,35 @@ class Jitted:
         axes, n = self.fun.axes_for(args)
         if n == 0:
             raise ValueError("tapegrad.vmap: empty batch")
-        row_args = [a if ax is None else np.take(_as_array(a), row, axis=ax)
-                    for a, ax in zip(args, axes)]
+        row_args = [a if ax is None else _take(a, row, ax) for a, ax in zip(args, axes)]
         return self.fun.fun, row_args
 
+    def _paths(self, base):
+        """The programs kept for these arguments (base: their _split key) and captured values."""
+        signature = (base, self._captures.key()) if self._captures else base
+        with self._lock:
+            return list(self._signatures.get(signature, ()))
+
     def _new_program(self, fun, args, signature):
+        """Trace and compile fun(*args) and keep it under the arguments' signature (as _split
+        gives it) and the captured scalars' values read now."""
         module = self._module()
+        captures = captured(self.fun)
+        captured_key = captures.key()
         with gc_paused():
             tape, traced = trace_to_tape(fun, args)
-            program = module.compile(optimize(tape))
+            tape = optimize(tape)
+            self._refuse_complex(tape, args)
+            program = module.compile(tape)
             del tape
         with self._lock:
+            if self._captures is None or captures.identity != self._captures.identity:
+                # keys made with another set of captured locations never match again
+                if self._captures is not None:
+                    self._signatures.clear()
+                self._captures = captures
+            if captures:
+                signature = (signature, captured_key)
             self.traces += 1
             paths = self._signatures.setdefault(signature, [])
             paths.insert(0, program)
@@ -335,12 +524,25 @@ class Jitted:
                 self._warn(f"more than {MAX_SIGNATURES} input signatures (shapes/dtypes/ints)")
         return program, traced
 
+    def _refuse_complex(self, tape, args):
+        """The compiled backends hold every slot in real arrays: refuse complex rather than
+        drop imaginary parts."""
+        complex_inputs = [n for n, s in enumerate(tape.inputs) if tape.dtypes[s].kind == "c"]
+        if complex_inputs:
+            names = [f"argument {i}" for i, _ in _input_leaves(args)]
+            what = names[complex_inputs[0]] if len(names) == len(tape.inputs) else "an argument"
+            raise _complex_error("jit", _function_name(self.fun), what)
+        if any(dtype.kind == "c" for dtype in tape.dtypes):
+            raise _complex_error("jit", _function_name(self.fun), "a value computed inside "
+                                 "(from a complex constant, captured scalar or result)")
+
     def _warn(self, reason):
         if not self._warned:
             self._warned = True
             warnings.warn(f"tapegrad.jit: {getattr(self.fun, '__name__', 'function')} is retraced "
                           f"on most calls ({reason}); each retrace costs a trace and compile. Pass "
-                          "varying numbers as arrays, not Python ints, and avoid branches whose "
+                          "varying numbers as arrays, not as Python ints or as scalars the "
+                          "function reads from globals or closures, and avoid branches whose "
                           "outcome changes on every call.", RuntimeWarning, stacklevel=3)
 
     def _note_retrace(self, retraced):
@@ -354,16 +556,21 @@ class Jitted:
             return self.fun(*args)           # inside another trace: inline
         if self.batched:
             return self._call_batched(args)
-        signature, inputs = self._split(args)
-        with self._lock:
-            paths = list(self._signatures.get(signature, ()))
-        for program in paths:
+        base, inputs = self._split(args)
+        for program in self._paths(base):
             ok, result = program(inputs)
             if ok:
                 self._note_retrace(False)
                 return result
-        self._note_retrace(True)
-        program, traced = self._new_program(self.fun, args, signature)
+        with self._trace_lock:
+            # threads that missed together trace once: the first traces, the others find its tape
+            for program in self._paths(base):
+                ok, result = program(inputs)
+                if ok:
+                    self._note_retrace(False)
+                    return result
+            self._note_retrace(True)
+            program, traced = self._new_program(self.fun, args, base)
         if any(_is_gpu_array(a) for a in inputs):
             ok, result = program(inputs)    # results stay on the GPU, as on later calls
             if ok:
@@ -372,10 +579,11 @@ class Jitted:
 
     def _call_batched(self, args):
         axes, n = self.fun.axes_for(args)
-        signature, inputs = self._split(args)
-        input_axes = [ax for a, ax in zip(args, axes) if not _is_static(a)]
-        with self._lock:
-            paths = list(self._signatures.get(signature, ()))
+        if n == 0:
+            return self.fun.empty(args, axes)
+        base, inputs = self._split(args)
+        input_axes = [axes[i] for i, _ in _input_leaves(args)]
+        paths = self._paths(base)
         if paths and hasattr(paths[0], "run_all"):
             # a GPU program runs the whole batch and counts failed rows on the device: when none
             # failed there is no per-row work on the host (an arange of 1e7 rows costs more than
@@ -398,7 +606,7 @@ class Jitted:
                 # a row took a path no tape has seen: trace it and run the rows that follow it
                 retraced = True
                 fun, row_args = self._row_function(args, int(pending[0]))
-                program, _ = self._new_program(fun, row_args, signature)
+                program, _ = self._new_program(fun, row_args, base)
                 paths = [program]
         self._note_retrace(retraced)
         return tree_unflatten(results[0], results[1])
