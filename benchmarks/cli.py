@@ -6,7 +6,7 @@ import os
 import sys
 
 from . import report as out
-from .harness import FULL, NOT_AVAILABLE, QUICK, add_ratios, measure_impl
+from .harness import FULL, NOT_AVAILABLE, QUICK, add_ratios, check_goals, measure_impl
 from .machine import describe
 from .workloads import WORKLOADS
 
@@ -93,6 +93,7 @@ def run_workload(workload, settings, progress):
         entry["results"].append(measure_impl(impl, problem, workload, settings))
         progress.advance()
     entry["yardstick"] = add_ratios(entry["results"], workload.yardsticks)
+    entry["goals"] = check_goals(workload.goals, entry["results"], workload.yardsticks)
     times = {r["impl"]: r["median_s"] for r in entry["results"] if r["status"] == "ok"}
     for label, num, den in workload.ratios:
         if num in times and den in times:

@@ -46,6 +46,18 @@ class Impl:
 
 
 @dataclass
+class Goal:
+    """A target the project states, checked in every run (quick runs too).
+
+    measure "ratio": impl's median / versus's median (versus defaults to the workload's first
+    yardstick) must be at most `limit`; "first_call_s": impl's first call at most `limit` s."""
+    impl: str
+    limit: float
+    versus: Optional[str] = None
+    measure: str = "ratio"
+
+
+@dataclass
 class Workload:
     name: str
     title: str
@@ -58,6 +70,7 @@ class Workload:
     rtol: float = 1e-6               # elementwise relative tolerance of the check
     atol: float = 1e-9               # absolute tolerance, as a fraction of the largest entry
     ratios: tuple = ()               # (label, numerator, denominator impl) printed below the table
+    goals: tuple = ()                # Goal list: the targets a run flags as met or MISSED
 
 
 # quick: --quick; full: the default; slow: --slow adds what takes minutes (huge JAX compiles).
@@ -200,6 +213,26 @@ def add_ratios(results, yardsticks):
         if base is not None and r["status"] == "ok":
             r["ratio"] = r["median_s"] / times[base]
     return base
+
+
+def check_goals(goals, results, yardsticks):
+    """One dict per goal: impl, what, limit, value (None: not measured) and met (bool/None)."""
+    ok = {r["impl"]: r for r in results if r["status"] == "ok"}
+    checked = []
+    for goal in goals:
+        versus = goal.versus or yardsticks[0]
+        value = None
+        if goal.measure == "first_call_s":
+            what = "first call (s)"
+            if goal.impl in ok:
+                value = ok[goal.impl]["first_call_s"]
+        else:
+            what = f"time / {versus}"
+            if goal.impl in ok and versus in ok:
+                value = ok[goal.impl]["median_s"] / ok[versus]["median_s"]
+        checked.append(dict(impl=goal.impl, what=what, limit=goal.limit, value=value,
+                            met=None if value is None else bool(value <= goal.limit)))
+    return checked
 
 
 # ---------------------------------------------------------------- references

@@ -42,7 +42,29 @@ def table(entry):
         lines.append("   " + "  ".join(cells).rstrip())
     for label, value in entry["ratios"].items():
         lines.append(f"   {label}: {value:.3g}")
+    lines += ["   " + goal_line(g) for g in entry.get("goals", ())]
     return "\n".join(lines)
+
+
+def goal_line(goal):
+    """'target met: ...', 'target MISSED: ...' or 'target not measured: ...'."""
+    verdict = {True: "met", False: "MISSED", None: "not measured"}[goal["met"]]
+    unit = "s" if goal["what"].endswith("(s)") else "x"
+    value = "" if goal["value"] is None else f"{goal['value']:.3g}{unit} "
+    what = goal["what"].replace(" (s)", "")
+    return f"target {verdict}: {goal['impl']} {what} {value}(<= {goal['limit']:g}{unit})"
+
+
+def goals_summary(report):
+    """The last lines of the report: every missed target, or that all measured ones were met."""
+    goals = [(e["name"], g) for e in report["workloads"] for g in e.get("goals", ())]
+    missed = [f"  {name}: {goal_line(g)}" for name, g in goals if g["met"] is False]
+    met = sum(g["met"] is True for _, g in goals)
+    caveat = (" (quick mode: small sizes and few samples, so a ratio here only hints at a full "
+              "run's)" if report["mode"] == "quick" else "")
+    if not missed:
+        return f"targets: {met} met, none missed{caveat}."
+    return "\n".join([f"targets: {met} met, {len(missed)} MISSED{caveat}:"] + missed)
 
 
 def text_report(report):
@@ -52,7 +74,8 @@ def text_report(report):
             "work shared the machine);\nratio = median / the workload's yardstick in this run; "
             "1st call = the first call alone (tracing and compiling "
             "happen there; imports and setup do not)."]
-    return "\n\n".join(["\n".join(head)] + [table(e) for e in report["workloads"]])
+    return "\n\n".join(["\n".join(head)] + [table(e) for e in report["workloads"]]
+                       + [goals_summary(report)])
 
 
 def markdown(report):

@@ -43,6 +43,10 @@ def test_quick_run_writes_results(tmp_path):
         # Hand-written NumPy needs nothing but NumPy, so every workload has a yardstick.
         assert workload["yardstick"] is not None
         assert any(r.get("ratio") == 1.0 for r in workload["results"])
+        # every stated target is reported as met, MISSED or not measured, quick mode too
+        assert workload["goals"] and all(g["met"] in (True, False, None)
+                                         for g in workload["goals"])
+    assert "\ntargets: " in done.stdout
 
 
 def test_import_stays_light():
@@ -70,3 +74,63 @@ def test_wrong_gradient_is_failed_not_timed():
     assert measure_impl(right, problem, workload, QUICK)["status"] == "ok"
     absent = Impl("absent", "peer", _not_installed)
     assert measure_impl(absent, problem, workload, QUICK)["status"] == "skipped"
+
+
+def test_goals_flag_a_missed_target():
+    from benchmarks.harness import Goal, check_goals
+    from benchmarks.report import goal_line, goals_summary
+    results = [dict(impl="C", status="ok", median_s=1.0, first_call_s=0.0),
+               dict(impl="jit", status="ok", median_s=1.47, first_call_s=1.2),
+               dict(impl="jit value", status="ok", median_s=0.7, first_call_s=0.1),
+               dict(impl="absent", status="skipped")]
+    goals = check_goals([Goal("jit", 1.3), Goal("jit", 1.0, measure="first_call_s"),
+                         Goal("jit", 3.0, versus="jit value"), Goal("absent", 2.0)],
+                        results, ("C",))
+    assert [g["met"] for g in goals] == [False, False, True, None]
+    assert goals[0]["value"] == 1.47 and goals[2]["value"] == 2.1
+    assert goal_line(goals[0]) == "target MISSED: jit time / C 1.47x (<= 1.3x)"
+    assert goal_line(goals[1]) == "target MISSED: jit first call 1.2s (<= 1s)"
+    assert goal_line(goals[3]) == "target not measured: absent time / C (<= 2x)"
+    report = dict(mode="quick", workloads=[dict(name="w", goals=goals)])
+    summary = goals_summary(report)
+    assert summary.startswith("targets: 1 met, 2 MISSED (quick mode")
+    assert "w: target MISSED: jit time / C 1.47x" in summary
+    report["workloads"][0]["goals"] = goals[2:]
+    assert goals_summary(report).startswith("targets: 1 met, none missed")
+
+
+def test_every_stated_target_is_a_checked_goal():
+    from benchmarks.workloads import WORKLOADS
+    for workload in WORKLOADS:
+        names = {impl.name for impl in workload.impls}
+        if "<=" in workload.target or ">=" in workload.target:
+            assert workload.goals, workload.name
+        for goal in workload.goals:
+            assert goal.impl in names and (goal.versus or workload.yardsticks[0]) in names
+
+
+def test_c_tape_interpreter_matches_the_reference_gradient():
+    from benchmarks.harness import Skip, check
+    from benchmarks.workloads import scalar_graph
+    problem = scalar_graph.build(300)
+    try:
+        run = scalar_graph.c_setup(problem)
+    except Skip as exc:
+        import pytest
+        pytest.skip(str(exc))
+    for _ in range(2):                  # a second sweep starts from fresh adjoints
+        value, grad = run()
+        assert check((value, grad), problem, rtol=1e-9, atol=1e-12) is None
+    assert np.count_nonzero(grad) > 10          # the last node depends on some inputs only
+    numba_value, numba_grad = scalar_graph.numba_setup(problem)()
+    np.testing.assert_allclose(grad, numba_grad, rtol=1e-12, atol=1e-300)
+
+
+def test_nothing_reads_outside_the_repository():
+    """Code and tests use files of this repository only (a fresh clone has nothing beside it)."""
+    this = Path(__file__).resolve()
+    for folder in ("tapegrad", "tapegrad_jit", "benchmarks", "examples", "tests"):
+        for path in (ROOT / folder).rglob("*.py"):
+            text = path.read_text()
+            if path.resolve() != this:
+                assert "../shared" not in text and '"shared"' not in text, path

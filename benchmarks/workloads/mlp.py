@@ -4,7 +4,7 @@ respect to the four parameter arrays. float32 throughout, checked against float6
 import numpy as np
 
 from ..frameworks import standard
-from ..harness import Impl, Problem, Workload
+from ..harness import Goal, Impl, Problem, Workload
 
 
 def mlp_loss(w1, b1, w2, b2, x, t):
@@ -46,6 +46,8 @@ WORKLOAD = Workload(
     yardsticks=("JAX jit", "PyTorch eager", "NumPy hand-written"),
     dtype="float32",
     target="tapegrad jit CPU <= 1.0x JAX jit and PyTorch eager",
+    goals=(Goal("tapegrad jit CPU", 1.0, versus="JAX jit"),
+           Goal("tapegrad jit CPU", 1.0, versus="PyTorch eager")),
     rtol=1e-3,
     atol=1e-4,
 )

@@ -9,7 +9,7 @@ import dataclasses
 import numpy as np
 
 from ..frameworks import jax_setup, standard
-from ..harness import CS_STEP, Impl, Problem, Workload, complex_step
+from ..harness import CS_STEP, Goal, Impl, Problem, Workload, complex_step
 
 DT = 0.01
 PARAMS = (9.81, 0.5, 1.0, 0.0)   # k, c, initial angle, initial angular velocity
@@ -68,6 +68,7 @@ WORKLOAD = Workload(
     yardsticks=("Numba adjoint",),
     dtype="float64",
     target="tapegrad source jit <= 1.5x Numba adjoint; faster than JAX jit incl. compile",
+    goals=(Goal("tapegrad source jit", 1.5),),
     rtol=1e-8,
     atol=1e-10,
 )

@@ -6,7 +6,7 @@ gradient/function cost ratio.
 import numpy as np
 
 from ..frameworks import standard
-from ..harness import Impl, Problem, Workload
+from ..harness import Goal, Impl, Problem, Workload
 
 
 def rosenbrock(x):
@@ -70,6 +70,8 @@ WORKLOAD = Workload(
     yardsticks=("Numba fused", "NumPy hand-written"),
     dtype="float64",
     target="tapegrad jit CPU <= 1.3x Numba fused; grad/f cost <= 3",
+    goals=(Goal("tapegrad jit CPU", 1.3),
+           Goal("tapegrad jit CPU", 3.0, versus="tapegrad jit CPU value only")),
     rtol=1e-9,
     atol=1e-12,
     ratios=(("grad/f cost, hand-written Numba", "Numba fused", "Numba value only"),

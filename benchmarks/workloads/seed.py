@@ -6,7 +6,7 @@ x = ones(2, 2, requires_grad=True); out = mean((x + 2) * (x + 2) * 3); out.backw
 import numpy as np
 
 from ..frameworks import standard
-from ..harness import Impl, Problem, Workload
+from ..harness import Goal, Impl, Problem, Workload
 
 
 def seed_graph(x):
@@ -41,6 +41,7 @@ WORKLOAD = Workload(
     yardsticks=("PyTorch eager", "NumPy hand-written"),
     dtype="float32",
     target="tapegrad eager <= 1.0x PyTorch eager",
+    goals=(Goal("tapegrad eager", 1.0),),
     rtol=1e-5,
     atol=1e-6,
 )
