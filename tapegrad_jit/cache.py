@@ -1,22 +1,43 @@
-"""On-disk cache of generated code, shared by the processes of one user.
+"""On-disk cache of generated code and of its machine code, private to one user.
 
-Entries are Python modules (generated Numba kernels); Numba's own `cache=True` then stores their
-machine code beside them, so a new process imports a module and loads compiled code without
-compiling. An entry's name and header carry a hash of its content and of the tapegrad, Numba and
-Python versions; it is written to a temporary file and renamed into place, so a reader sees a whole
-entry or none, and two processes writing the same entry at once write the same bytes. An entry that is
-truncated, corrupt, from other versions or owned by another user is a miss and is rebuilt.
+Entries are Python modules (generated Numba kernels) in a per-user directory; Numba's `cache=True`
+machine code for their functions goes to its `__pycache__`. Nothing there is trusted as found:
+
+- The directory, its `__pycache__` and every parent must belong to this user (or root) and be
+  writable by no one else (a sticky parent such as /tmp is fine). Otherwise tapegrad warns once and
+  runs uncached: entries go to a fresh private temporary directory and no machine code is loaded or
+  kept. tapegrad never changes the mode of a directory it did not make.
+- Every file read must be a regular file of this user, writable by no one else, with the expected
+  content: a source entry must equal the text tapegrad would write (its name and header carry a hash
+  of its content and of the tapegrad, Numba and Python versions); machine code is stored in
+  tapegrad's own sealed format (a SHA-256 digest over the payload, which names the function and
+  signature it holds) instead of Numba's index files, so a planted, truncated or flipped `.nbi`,
+  `.nbc` or `.pyc` is never unpickled. Modules are executed from tapegrad's own text, never from
+  bytecode found on disk.
+- Anything unreadable or invalid is a miss: the entry is rebuilt and rewritten. Files are written
+  to a temporary name and renamed into place, and machine code is stored one file per signature, so
+  processes compiling at once never leave a half-written or mismatched file.
 """
+import atexit
 import hashlib
-import importlib.util
+import inspect
 import os
+import pickle
+import shutil
+import stat
 import sys
 import tempfile
 import threading
+import types
+import warnings
 
 _HEADER = "# tapegrad generated code; key "
-_lock = threading.Lock()
-_loaded = {}
+_SEAL = b"tapegrad sealed numba code 1\n"
+_lock = threading.RLock()
+_loaded = {}          # entry key -> module
+_stores = {}          # requested cache directory -> _Store serving it
+_entries = {}         # path of an entry's source file -> the _Store it lives in
+_warned = set()
 
 
 def versions():
@@ -24,22 +45,6 @@ def versions():
     import tapegrad
     return (f"tapegrad {getattr(tapegrad, '__version__', '?')}; numba {numba.__version__}; "
             f"python {sys.version.split()[0]}")
-
-
-def cache_dir():
-    """The per-user cache directory, created private (0700); TAPEGRAD_CACHE_DIR overrides it."""
-    root = os.environ.get("TAPEGRAD_CACHE_DIR")
-    if not root:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        root = os.path.join(base, "tapegrad")
-    os.makedirs(root, mode=0o700, exist_ok=True)
-    info = os.stat(root)
-    if info.st_uid != os.getuid():
-        raise PermissionError(f"tapegrad: cache directory {root} belongs to another user; set "
-                              "TAPEGRAD_CACHE_DIR to a directory of your own")
-    if info.st_mode & 0o077:
-        os.chmod(root, 0o700)     # never load code that other users could have written
-    return root
 
 
 def key_of(source):
@@ -51,50 +56,287 @@ def _entry_text(key, source):
     return f"{_HEADER}{key} body {body_hash}\n{source}"
 
 
-def _valid(path, key, source):
-    """True when the file at path is exactly the entry for key, written by this user."""
-    try:
-        info = os.stat(path)
-        if info.st_uid != os.getuid():
-            return False
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError):
-        return False
-    return text == _entry_text(key, source)
+def _warn_once(reason, message):
+    if reason not in _warned:
+        _warned.add(reason)
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 
-def _write_atomically(path, text):
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".py")
+# ---------------------------------------------------------------------------------------------
+# Directories
+# ---------------------------------------------------------------------------------------------
+
+def requested_dir():
+    """The cache directory asked for: TAPEGRAD_CACHE_DIR, else $XDG_CACHE_HOME/tapegrad, else
+    ~/.cache/tapegrad."""
+    root = os.environ.get("TAPEGRAD_CACHE_DIR")
+    if not root:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(base, "tapegrad")
+    return os.path.abspath(root)
+
+
+def _private(info, sticky_ok=False):
+    """Why a directory with this lstat is unsafe to load from, or None when it is safe."""
+    if not stat.S_ISDIR(info.st_mode):
+        return "is not a directory"
+    if info.st_uid not in (os.getuid(), 0):
+        return f"belongs to another user (uid {info.st_uid})"
+    if info.st_mode & 0o022 and not (sticky_ok and info.st_mode & stat.S_ISVTX):
+        return f"is writable by other users (mode {stat.S_IMODE(info.st_mode):o})"
+    return None
+
+
+def _make_private_dir(path):
+    """Create path (and missing parents) as 0700 directories; an existing one is left as it is."""
+    missing = []
+    while not os.path.lexists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:       # made by another process meanwhile: checked below
+            pass
+
+
+def _check_dir(path):
+    """None when code may be loaded from directory `path`, else the reason it may not."""
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symbolic link"
+    reason = _private(info)
+    if reason is None and info.st_uid != os.getuid():
+        reason = f"belongs to another user (uid {info.st_uid})"
+    if reason is not None:
+        return reason
+    # every parent: nobody else may rename or replace what is below it
+    parent = os.path.dirname(os.path.realpath(path))
+    while True:
+        reason = _private(os.stat(parent), sticky_ok=True)
+        if reason is not None:
+            return f"has a parent {parent} that {reason}"
+        if parent == os.path.dirname(parent):
+            return None
+        parent = os.path.dirname(parent)
+
+
+class _Store:
+    """Where entries go: a private persistent directory, or a private temporary one (uncached)."""
+
+    def __init__(self, root, persistent):
+        self.root = root
+        self.persistent = persistent
+        self.numba_dir = os.path.join(root, "__pycache__")
+
+
+def _open_store(root):
+    """The store for the requested directory `root`: persistent when root is safe and writable."""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        _make_private_dir(root)
+        reason = _check_dir(root)
+        if reason is None:
+            _make_private_dir(os.path.join(root, "__pycache__"))
+            reason = _check_dir(os.path.join(root, "__pycache__"))
+            if reason is not None:
+                reason = "__pycache__ " + reason
+        if reason is None:
+            probe = tempfile.TemporaryFile(dir=os.path.join(root, "__pycache__"))
+            probe.close()
+            return _Store(root, True)
+    except OSError as exc:
+        reason = f"cannot be used ({exc.strerror or exc})"
+    _warn_once(("dir", root), f"tapegrad: the cache directory {root} {reason}; running without "
+               "the disk cache (generated code is compiled in every process). Set "
+               "TAPEGRAD_CACHE_DIR to a directory that only you can write, or fix this one "
+               "(chmod 700, owned by you).")
+    return _temporary_store()
+
+
+_temporary = []
+
+
+def _temporary_store():
+    if not _temporary:
+        root = tempfile.mkdtemp(prefix="tapegrad-uncached-")
+        atexit.register(shutil.rmtree, root, True)
+        _temporary.append(_Store(root, False))
+    return _temporary[0]
+
+
+def store():
+    """The _Store for the current environment (decided once per requested directory)."""
+    root = requested_dir()
+    with _lock:
+        found = _stores.get(root)
+        if found is None:
+            found = _stores[root] = _open_store(root)
+        return found
+
+
+def cache_dir():
+    """The directory generated code is stored in now (a private temporary one when uncached)."""
+    return store().root
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------
+
+def _read_own(path):
+    """The bytes of path when it is a regular file of this user that nobody else can write."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if (not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid()
+                or info.st_mode & 0o022):
+            return None
+        try:
+            return handle.read()
+        except OSError:
+            return None
+
+
+def _write_atomically(path, data):
+    """Write bytes to path so that readers see the old file or the whole new one."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        try:
             os.unlink(tmp)
+        except OSError:
+            pass
         raise
 
 
+class _SealedFile:
+    """Stands in for Numba's index and data files (IndexDataCacheFile) of one function: one file
+    per signature, named by a hash of Numba's key, holding a SHA-256 digest and then the pickled
+    (entry key, Numba's key, Numba's payload). A file is unpickled only after its owner, mode and
+    digest are checked; any failure is a miss, and the recompiled code replaces the file."""
+
+    def __init__(self, directory, base, stamp, dump):
+        self.directory, self.base, self.stamp, self.dump = directory, base, stamp, dump
+
+    def _path(self, key_text):
+        digest = hashlib.sha256(key_text.encode()).hexdigest()[:20]
+        return os.path.join(self.directory, f"{self.base}.{digest}.nbc")
+
+    def load(self, key):
+        key_text = repr(key)
+        data = _read_own(self._path(key_text))
+        if data is None or not data.startswith(_SEAL):
+            return None
+        digest, body = data[len(_SEAL):len(_SEAL) + 32], data[len(_SEAL) + 32:]
+        if hashlib.sha256(body).digest() != digest:
+            return None
+        try:
+            stamp, stored_key, payload = pickle.loads(body)
+            if stamp != self.stamp or stored_key != key_text:
+                return None
+            return pickle.loads(payload)
+        except Exception:       # noqa: BLE001 - whatever fails to unpickle is a miss
+            return None
+
+    def save(self, key, data):
+        key_text = repr(key)
+        body = pickle.dumps((self.stamp, key_text, self.dump(data)), protocol=4)
+        _write_atomically(self._path(key_text), _SEAL + hashlib.sha256(body).digest() + body)
+
+    def flush(self):
+        pass
+
+
+def _guarded(method, name, what):
+    def call(*args):
+        try:
+            return method(*args)
+        except Exception as exc:     # noqa: BLE001 - a cache fault must never stop a computation
+            _warn_once(("io", what), f"tapegrad: could not {what} the disk cache for {name} "
+                       f"({type(exc).__name__}: {exc}); compiling instead")
+            return None
+    return call
+
+
+def seal(dispatcher):
+    """Make a Numba dispatcher of a cached entry read and write only sealed, checked files (or
+    nothing, when uncached or when its cache is not the kind this module knows). Returns it."""
+    cache = getattr(dispatcher, "_cache", None)
+    if cache is None or not hasattr(cache, "_cache_file"):
+        return dispatcher                 # cache=False: Numba keeps nothing on disk
+    try:
+        path = inspect.getfile(dispatcher.py_func)
+        entry = _entries.get(path)
+        base = cache._impl.filename_base
+        dump = cache._cache_file._dump
+    except (AttributeError, TypeError):
+        entry = None
+    if entry is None or not entry[0].persistent:
+        cache.disable()
+        return dispatcher
+    store, key = entry
+    cache._cache_file = _SealedFile(store.numba_dir, base, key, dump)
+    name = getattr(dispatcher.py_func, "__qualname__", "?")
+    cache.load_overload = _guarded(cache.load_overload, name, "read")
+    cache.save_overload = _guarded(cache.save_overload, name, "write")
+    return dispatcher
+
+
+# ---------------------------------------------------------------------------------------------
+# Modules
+# ---------------------------------------------------------------------------------------------
+
+def _place_entry(store_, name, text):
+    """The path of a valid entry file for text in store_ (written when missing or invalid)."""
+    path = os.path.join(store_.root, name + ".py")
+    data = text.encode("utf-8")
+    if _read_own(path) != data:
+        _write_atomically(path, data)
+    return path
+
+
 def load_module(prefix, source):
-    """Import generated `source` from the cache (writing it there first on a miss)."""
+    """The module of generated `source`, from the cache (written there first on a miss); its
+    Numba functions keep their machine code in sealed files (see the module docstring)."""
     key = key_of(source)
     with _lock:
         module = _loaded.get(key)
         if module is not None:
             return module
         name = f"{prefix}_{key[:24]}"
-        path = os.path.join(cache_dir(), name + ".py")
-        if not _valid(path, key, source):
-            _write_atomically(path, _entry_text(key, source))
+        text = _entry_text(key, source)
+        chosen = store()
+        try:
+            path = _place_entry(chosen, name, text)
+        except OSError as exc:
+            _warn_once(("entry", chosen.root), f"tapegrad: cannot write to the cache directory "
+                       f"{chosen.root} ({exc.strerror or exc}); running without the disk cache")
+            chosen = _temporary_store()
+            path = _place_entry(chosen, name, text)
+        _entries[path] = (chosen, key)
         module_name = f"tapegrad_jit._cached.{name}"
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        module = importlib.util.module_from_spec(spec)
-        # Numba's disk cache re-imports a function's module by name when it loads machine code
+        module = types.ModuleType(module_name)
+        module.__file__ = path
+        # Numba's cached code refers to its module by name when loaded
         sys.modules[module_name] = module
-        spec.loader.exec_module(module)
+        # executed from this text, never from a file's bytecode
+        exec(compile(text, path, "exec"), module.__dict__)
+        for value in list(vars(module).values()):
+            if hasattr(value, "py_func") and hasattr(value, "_cache"):
+                seal(value)
         _loaded[key] = module
         return module
+
+
+def loaded_modules():
+    """The generated modules this process has loaded (one per distinct source)."""
+    with _lock:
+        return list(_loaded.values())

@@ -7,6 +7,12 @@ elementwise instructions run as one loop keeping intermediate values in register
 dtypes (float32 stays float32). The source is content-hashed into the disk cache and compiled with
 `cache=True`, so a new process with the same tape loads machine code.
 
+The generated text depends on the tape's instructions, ranks, dtypes and which dimensions are 1
+(broadcasting), never on sizes: every size, offset and non-round constant (1/n of a mean) is read
+from the int64 and float64 arrays `z` and `c` passed at each call. Tapes traced for other sizes
+give the same source, so one module and one compiled function serve them all (a module per size
+was never freed: 200 sizes cost 360 MB).
+
 Only primitives with a plain array form are generated here; any other tape stays with the
 interpreter (cpu.Program), which handles every primitive.
 """
@@ -24,7 +30,6 @@ from . import cache
 
 ARRAY_MIN_SIZE = 4096       # a slot this large makes a tape worth generating code for
 MAX_INSTRUCTIONS = 400      # longer tapes are scalar-heavy: the interpreter serves them
-POOL_MIN_BYTES = 1 << 16    # arrays this large come from a per-program pool (see _Workspace)
 
 # float32 tanh as Eigen (and so XLA) computes it: a rational function on [-9, 9] that LLVM
 # vectorises, where math.tanh is a scalar libm call (about 50x slower); evaluated in float64,
@@ -85,6 +90,11 @@ class _Generator:
         self.flat = set()                 # slots whose flat view f<slot> exists
         self.work = []                    # (shape, dtype) of each pooled array argument w<k>
         self.views = set()                # transposes left as strided views (matmul operands)
+        self.ints = []                    # values of the runtime integers z<k> (sizes, offsets)
+        self.int_names = {}               # role of an integer -> its name
+        self.floats = []                  # values of the runtime constants c<k>
+        self.spreads = 0                  # broadcast copies b<k>
+        self.loop = None                  # the fused loop being generated (names its sizes)
 
     # ---- names
     def is_scalar(self, slot):
@@ -95,21 +105,64 @@ class _Generator:
         if slot in tape.consts:
             value = np.asarray(tape.consts[slot])
             if value.ndim == 0:
-                return repr(float(value)) if value.dtype.kind in "fb" else repr(int(value))
+                if slot not in self.const_names:
+                    self.const_names[slot] = self.scalar_const(value)
+                return self.const_names[slot]
             if slot not in self.const_names:
                 self.const_names[slot] = f"k{len(self.const_args)}"
                 self.const_args.append(np.ascontiguousarray(value))
             return self.const_names[slot]
         return f"s{slot}"
 
+    # ---- runtime sizes and constants (the text must not depend on their values)
+    def int_(self, value, role=None):
+        """The name of a runtime integer holding value. A role (a structural key such as
+        ("size", slot)) gives one name to every use of it; without one, each use is its own."""
+        if role is not None and role in self.int_names:
+            return self.int_names[role]
+        self.ints.append(int(value))
+        name = f"z{len(self.ints) - 1}"
+        if role is not None:
+            self.int_names[role] = name
+        return name
+
+    def float_(self, value):
+        self.floats.append(float(value))
+        return f"c{len(self.floats) - 1}"
+
+    def size_of(self, slot):
+        return self.int_(_size(self.tape.shapes[slot]), ("size", slot))
+
+    def shape_of(self, shape, role=None):
+        """A tuple expression of runtime integers for shape."""
+        names = [self.int_(n, None if role is None else role + (k,)) for k, n in enumerate(shape)]
+        return "(" + ", ".join(names) + ("," if len(names) == 1 else "") + ")"
+
+    def slot_shape(self, slot):
+        return self.shape_of(self.tape.shapes[slot], ("shape", slot))
+
+    def scalar_const(self, value):
+        """A 0-d constant: small round numbers (exponents, halves) stay literals that Numba folds;
+        any other value is a runtime constant."""
+        if value.dtype.kind in "fb":
+            number = float(value)
+            if math.isfinite(number) and abs(number) <= 4 and (4 * number).is_integer():
+                return repr(number)
+            return self.float_(number)
+        number = int(value)
+        if abs(number) <= 4 or not -2 ** 63 <= number < 2 ** 63:
+            return repr(number)
+        return self.int_(number)
+
     def emit(self, line, depth=1):
         self.lines.append("    " * depth + line)
 
     def alloc(self, shape, dtype):
-        """An expression for a new uninitialised array: a pooled argument when it is large."""
+        """An expression for a new uninitialised array: a pooled argument (whatever its size,
+        so that the text does not depend on sizes)."""
         shape, dtype = tuple(shape), np.dtype(dtype)
-        if _size(shape) * dtype.itemsize < POOL_MIN_BYTES:
-            return f"np.empty({shape}, {_dtype(dtype)})"
+        if shape == ():
+            return f"np.empty((), {_dtype(dtype)})"
         self.work.append((shape, dtype))
         return f"w{len(self.work) - 1}"
 
@@ -119,7 +172,7 @@ class _Generator:
             raise AssertionError("scalars have no flat view")
         flat = f"f_{name}"
         if flat not in self.flat:
-            self.emit(f"{flat} = {name}.reshape({_size(self.tape.shapes[slot])})")
+            self.emit(f"{flat} = {name}.reshape({self.size_of(slot)})")
             self.flat.add(flat)
         return flat
 
@@ -172,10 +225,12 @@ class _Generator:
         outputs = ", ".join(self.name(s) for s in tape.outputs)
         body = "\n".join(self.lines)
         args = ", ".join(inputs + [f"k{i}" for i in range(len(self.const_args))]
-                         + [f"w{i}" for i in range(len(self.work))])
+                         + [f"w{i}" for i in range(len(self.work))] + ["z", "c"])
+        unpack = "".join([f"    z{k} = z[{k}]\n" for k in range(len(self.ints))]
+                         + [f"    c{k} = c[{k}]\n" for k in range(len(self.floats))])
         return (f"import math\n\nimport numpy as np\nfrom numba import njit\n{_HELPERS}\n\n"
                 f"@njit(cache=True, error_model='numpy', nogil=True)\n"
-                f"def tape_function({args}):\n{body}\n"
+                f"def tape_function({args}):\n{unpack}{body}\n"
                 f"    return 0, ({outputs},)\n")
 
     def loop_member(self, ins):
@@ -221,7 +276,7 @@ class _Generator:
         shape, dtype = self.tape.shapes[slot], self.tape.dtypes[slot]
         if shape == ():
             return f"{_dtype(dtype)}(0)"
-        return f"np.zeros({shape}, {_dtype(dtype)})"
+        return f"np.zeros({self.slot_shape(slot)}, {_dtype(dtype)})"
 
     # ---- fused elementwise loops
     def operand(self, slot, members, shape):
@@ -233,22 +288,32 @@ class _Generator:
             return self.name(slot)
         if _size(op_shape) == 1:
             return self.name(slot) if op_shape == () else f"{self.flat_of(slot)}[0]"
-        n = _size(shape)
         lead = len(shape) - len(op_shape)
         padded = (1,) * lead + tuple(op_shape)
         if padded == tuple(shape):
             return f"{self.flat_of(slot)}[i]"
+
+        def tail(k):
+            # the size of the loop's last k axes; one name per loop and k, so that `i % m` and
+            # `i // m` of one split share it (fused_loop nests the loop on it)
+            return self.int_(_size(shape[len(shape) - k:]), ("tail", self.loop, k))
         if tuple(shape[lead:]) == tuple(op_shape) and 1 not in op_shape:
-            return f"{self.flat_of(slot)}[i % {_size(op_shape)}]"
+            return f"{self.flat_of(slot)}[i % {tail(len(op_shape))}]"
         trailing = 0
         while trailing < len(padded) and padded[len(padded) - 1 - trailing] == 1:
             trailing += 1
         if tuple(padded[:len(padded) - trailing]) == tuple(shape[:len(shape) - trailing]):
-            return f"{self.flat_of(slot)}[i // {_size(shape[len(shape) - trailing:])}]"
-        spread = f"b_{self.name(slot)}_{n}"
-        self.emit(f"{spread} = np.ascontiguousarray(np.broadcast_to({self.name(slot)}, "
-                  f"{tuple(shape)})).reshape({n})")
+            return f"{self.flat_of(slot)}[i // {tail(trailing)}]"
+        spread = self.spread(slot, shape)
         return f"{spread}[i]"
+
+    def spread(self, slot, shape):
+        """A contiguous copy of slot broadcast to shape, flat."""
+        spread = f"b{self.spreads}"
+        self.spreads += 1
+        self.emit(f"{spread} = np.ascontiguousarray(np.broadcast_to({self.name(slot)}, "
+                  f"{self.shape_of(shape)})).reshape({self.int_(_size(shape))})")
+        return spread
 
     def absorbable(self, ins, members, n, absorbed, available):
         """A later instruction that can run inside the loop: a full sum of a member, or an
@@ -278,6 +343,7 @@ class _Generator:
         instrs = [tape.instrs[k] for k in group]
         shape = tape.shapes[instrs[0].out]
         n = _size(shape)
+        self.loop = instrs[0].out
         members = {ins.out for ins in instrs}
         available = set(tape.inputs) | {tape.instrs[k].out for k in done}
         absorbed, extra = {}, []
@@ -323,7 +389,7 @@ class _Generator:
                 tape.shapes[base])[ins.params["index"]])
             if root[out] in fresh:
                 fresh[root[out]].append((len(body), int(positions[0])))
-            body.append(f"{self.flat_of(out)}[{int(positions[0])} + i] += r{ins.ins[1]}")
+            body.append(f"{self.flat_of(out)}[{self.int_(positions[0])} + i] += r{ins.ins[1]}")
         # An element's first update in a chain that starts from zeros stores instead of adding:
         # the term with the largest offset reaches each element first (earliest iteration), so
         # it stores, and only elements no term writes are zeroed (no zero-fill pass over memory).
@@ -331,11 +397,10 @@ class _Generator:
             top = max(offset for _, offset in writes)
             first = next(line for line, offset in writes if offset == top)
             body[first] = body[first].replace(" += ", " = ", 1)
-            flat, total = self.flat_of(start), _size(tape.shapes[start])
-            if top > 0:
-                self.emit(f"{flat}[:{top}] = 0")
-            if top + n < total:
-                self.emit(f"{flat}[{top + n}:] = 0")
+            flat = self.flat_of(start)
+            # both edges, empty or not: which are empty depends on sizes, the text must not
+            self.emit(f"{flat}[:{self.int_(top)}] = 0")
+            self.emit(f"{flat}[{self.int_(top + n)}:] = 0")
         loop = []
         for ins in instrs:
             operands = [self.operand(s, members, shape) for s in ins.ins]
@@ -343,18 +408,20 @@ class _Generator:
             if ins.out in stored:
                 loop.append(f"{self.flat_of(ins.out)}[i] = r{ins.out}")
         lines = loop + body
-        moduli = re.findall(r"\[i % (\d+)\]", "\n".join(lines))
-        if moduli:
-            # an operand broadcast along the leading axes (a bias row): two nested loops, so that
-            # the inner one indexes it directly and vectorises (`i % m` per element does not)
-            m = int(moduli[0])
-            self.emit(f"for o in range({n // m}):")
+        text = "\n".join(lines)
+        split = re.findall(r"\[i % (z\d+)\]", text) or re.findall(r"\[i // (z\d+)\]", text)
+        if split:
+            # an operand broadcast along the leading axes (a bias row) or the trailing ones (a
+            # column): two nested loops, so that the inner one indexes it directly and vectorises
+            # (`i % m` or `i // m` per element does not)
+            m = split[0]
+            self.emit(f"for o in range({self.int_(n // self.ints[int(m[1:])])}):")
             self.emit(f"for j in range({m}):", 2)
             self.emit(f"i = o * {m} + j", 3)
             for line in lines:
                 self.emit(line.replace(f"[i % {m}]", "[j]").replace(f"[i // {m}]", "[o]"), 3)
         else:
-            self.emit(f"for i in range({n}):")
+            self.emit(f"for i in range({self.size_of(instrs[0].out)}):")
             for line in lines:
                 self.emit(line, 2)
         for line in after:
@@ -399,18 +466,18 @@ class _Generator:
         indices = np.asarray(indices).ravel()
         src = self.flat_of(ins.ins[0]) if not self.is_scalar(ins.ins[0]) else None
         if src is None:
-            self.emit(f"{self.out(ins)} = np.full({tuple(out_shape)}, {self.name(ins.ins[0])}, "
-                      f"{_dtype(self.tape.dtypes[ins.out])})")
+            self.emit(f"{self.out(ins)} = np.full({self.slot_shape(ins.out)}, "
+                      f"{self.name(ins.ins[0])}, {_dtype(self.tape.dtypes[ins.out])})")
             return
         n = indices.size
         if out_shape == ():
-            self.emit(f"{self.out(ins)} = {src}[{int(indices[0])}]")
+            self.emit(f"{self.out(ins)} = {src}[{self.int_(indices[0])}]")
         elif n and np.array_equal(indices, np.arange(indices[0], indices[0] + n)):
-            self.emit(f"{self.out(ins)} = {src}[{int(indices[0])}:{int(indices[0]) + n}]"
-                      f".reshape({tuple(out_shape)})")
+            self.emit(f"{self.out(ins)} = {src}[{self.int_(indices[0])}:"
+                      f"{self.int_(indices[0] + n)}].reshape({self.slot_shape(ins.out)})")
         else:
             index_map = self._const_array(indices.astype(np.int64))
-            self.emit(f"{self.out(ins)} = {src}[{index_map}].reshape({tuple(out_shape)})")
+            self.emit(f"{self.out(ins)} = {src}[{index_map}].reshape({self.slot_shape(ins.out)})")
 
     def _const_array(self, value):
         self.const_args.append(np.ascontiguousarray(value))
@@ -451,7 +518,7 @@ class _Generator:
         elif self.is_scalar(src):
             self._gather(ins, np.zeros(_size(shape), dtype=np.int64))
         else:
-            self.emit(f"{self.out(ins)} = {self.name(src)}.reshape({tuple(shape)})")
+            self.emit(f"{self.out(ins)} = {self.name(src)}.reshape({self.slot_shape(ins.out)})")
 
     def gen_clone(self, ins):
         self.emit(f"{self.out(ins)} = {self.name(ins.ins[0])}")
@@ -465,7 +532,7 @@ class _Generator:
         dtype = _dtype(tape.dtypes[ins.out])
         out = self.out(ins)
         if base in tape.consts and not np.any(tape.consts[base]):
-            self.emit(f"{out} = np.zeros({tuple(shape)}, {dtype})")
+            self.emit(f"{out} = np.zeros({self.slot_shape(ins.out)}, {dtype})")
         else:
             self.emit(f"{out} = {self._array(base)}.astype({dtype})")
         self.flat.discard(f"f_{out}")
@@ -473,21 +540,18 @@ class _Generator:
         value = (self.name(values) if self.is_scalar(values) else
                  f"{self.flat_of(values)}[0]" if _size(tape.shapes[values]) == 1 else None)
         if value is None and _size(tape.shapes[values]) != count:
-            spread = f"b_{self.name(values)}_{count}"
-            self.emit(f"{spread} = np.ascontiguousarray(np.broadcast_to({self.name(values)}, "
-                      f"{np.shape(positions)})).reshape({count})")
-            value = f"{spread}[j]"
+            value = f"{self.spread(values, np.shape(positions))}[j]"
         elif value is None:
             value = f"{self.flat_of(values)}[j]"
         operator = "+=" if accumulate else "="
         flat_positions = np.ravel(positions)
         if count and np.array_equal(flat_positions,
                                     np.arange(flat_positions[0], flat_positions[0] + count)):
-            self.emit(f"for j in range({count}):")
-            self.emit(f"{flat}[{int(flat_positions[0])} + j] {operator} {value}", 2)
+            self.emit(f"for j in range({self.int_(count)}):")
+            self.emit(f"{flat}[{self.int_(flat_positions[0])} + j] {operator} {value}", 2)
         else:
             index_map = self._const_array(flat_positions.astype(np.int64))
-            self.emit(f"for j in range({count}):")
+            self.emit(f"for j in range({self.int_(count)}):")
             self.emit(f"{flat}[{index_map}[j]] {operator} {value}", 2)
 
     def gen_index_add(self, ins, index):
@@ -502,50 +566,52 @@ class _Generator:
         shape = tape.shapes[x]
         dtype = _dtype(tape.dtypes[ins.out])
         out = self.out(ins)
+        scale = None if scale is None else self.float_(scale)
         if self.is_scalar(x):
-            self.emit(f"{out} = {dtype}({self.name(x)}{'' if scale is None else ' * ' + repr(scale)})")
+            self.emit(f"{out} = {dtype}({self.name(x)}{'' if scale is None else ' * ' + scale})")
             return
         axes = tuple(range(len(shape))) if axis is None else axis
         kept = tuple(1 if i in axes else n for i, n in enumerate(shape))
         flat = self.flat_of(x)
         if _size(kept) == 1 and tape.shapes[ins.out] == ():
             self.emit(f"acc = {dtype}({init})")
-            self.emit(f"for i in range({_size(shape)}):")
+            self.emit(f"for i in range({self.size_of(x)}):")
             self.emit(f"v = {flat}[i]", 2)
             self.emit(update.format(target="acc"), 2)
-            self.emit(f"{out} = acc" + ("" if scale is None else f" * {scale!r}"))
+            self.emit(f"{out} = acc" + ("" if scale is None else f" * {scale}"))
             return
-        self.emit(f"t_{out} = np.full({_size(kept)}, {init}, {dtype})")
+        kept_size = self.int_(_size(kept))
+        self.emit(f"t_{out} = np.full({kept_size}, {init}, {dtype})")
         lead = 0
         while lead < len(shape) and lead in axes:
             lead += 1
         if set(axes) == set(range(lead)):
             # leading axes reduced: rows of the input add into the output row
-            inner = _size(shape[lead:])
-            self.emit(f"for o in range({_size(shape[:lead])}):")
+            inner = self.int_(_size(shape[lead:]))
+            self.emit(f"for o in range({self.int_(_size(shape[:lead]))}):")
             self.emit(f"for j in range({inner}):", 2)
             self.emit(f"v = {flat}[o * {inner} + j]", 3)
             self.emit(update.format(target=f"t_{out}[j]"), 3)
         elif set(axes) == set(range(len(shape) - len(axes), len(shape))):
             # trailing axes reduced: each output element is a contiguous run of the input
-            inner = _size(shape[len(shape) - len(axes):])
-            self.emit(f"for o in range({_size(kept)}):")
+            inner = self.int_(_size(shape[len(shape) - len(axes):]))
+            self.emit(f"for o in range({kept_size}):")
             self.emit(f"for j in range({inner}):", 2)
             self.emit(f"v = {flat}[o * {inner} + j]", 3)
             self.emit(update.format(target=f"t_{out}[o]"), 3)
         else:
             targets = np.broadcast_to(np.arange(_size(kept)).reshape(kept), shape)
             index_map = self._const_array(targets.ravel().astype(np.int64))
-            self.emit(f"for i in range({_size(shape)}):")
+            self.emit(f"for i in range({self.size_of(x)}):")
             self.emit(f"v = {flat}[i]", 2)
             self.emit(update.format(target=f"t_{out}[{index_map}[i]]"), 2)
         if scale is not None:
-            self.emit(f"t_{out} *= {scale!r}")
+            self.emit(f"t_{out} *= {scale}")
         out_shape = tape.shapes[ins.out]
         if out_shape == ():
             self.emit(f"{out} = t_{out}[0]")
         else:
-            self.emit(f"{out} = t_{out}.reshape({tuple(out_shape)})")
+            self.emit(f"{out} = t_{out}.reshape({self.slot_shape(ins.out)})")
 
     def gen_sum(self, ins, axis=None, keepdims=False):
         self._reduce(ins, axis, "0", "{target} += v")
@@ -573,7 +639,8 @@ class _Generator:
         dtype = _dtype(tape.dtypes[ins.out])
         a2 = (1,) + a_shape if len(a_shape) == 1 else a_shape
         b2 = b_shape + (1,) if len(b_shape) == 1 else b_shape
-        left, right = [self.name(s) if s in self.views else f"{self.name(s)}.reshape({shape})"
+        left, right = [self.name(s) if s in self.views else
+                       f"{self.name(s)}.reshape({self.shape_of(shape)})"
                        for s, shape in ((a, a2), (b, b2))]
         if tape.dtypes[a] != tape.dtypes[ins.out]:
             left += f".astype({dtype})"
@@ -587,7 +654,7 @@ class _Generator:
         if out_shape == ():
             self.emit(f"{out} = {product}[0, 0]")
         else:
-            self.emit(f"{out} = {product}.reshape({tuple(out_shape)})")
+            self.emit(f"{out} = {product}.reshape({self.slot_shape(ins.out)})")
 
 
 class _Workspace:
@@ -629,6 +696,8 @@ class FusedProgram:
         self.source = generator.generate()
         self.function = cache.load_module("tape_function", self.source).tape_function
         self.consts = generator.const_args
+        self.sizes = np.array(generator.ints, dtype=np.int64)
+        self.scalars = np.array(generator.floats, dtype=np.float64)
         self.workspace = _Workspace(generator.work)
         self.inputs = [(tape.shapes[s], tape.dtypes[s]) for s in tape.inputs]
         self.outputs = [(tape.shapes[s], tape.dtypes[s]) for s in tape.outputs]
@@ -657,7 +726,8 @@ class FusedProgram:
         args = [np.ascontiguousarray(np.reshape(value, shape), dtype=dtype) if shape else
                 dtype.type(np.asarray(value).reshape(()))
                 for (shape, dtype), value in zip(self.inputs, inputs)]
-        status, outputs = self.function(*args, *self.consts, *self.workspace.take())
+        status, outputs = self.function(*args, *self.consts, *self.workspace.take(), self.sizes,
+                                        self.scalars)
         if status:
             return False, None
         leaves = [np.asarray(value, dtype=dtype).reshape(shape)

@@ -214,8 +214,7 @@ def _one_per_primitive():
 @pytest.fixture
 def generate_always(monkeypatch):
     from tapegrad_jit import fused
-    monkeypatch.setattr(fused, "ARRAY_MIN_SIZE", 1)
-    monkeypatch.setattr(fused, "POOL_MIN_BYTES", 0)     # every array from the pool
+    monkeypatch.setattr(fused, "ARRAY_MIN_SIZE", 1)     # (every array comes from the pool)
 
 
 @pytest.mark.parametrize("sample", _one_per_primitive(), ids=lambda s: s.id)
@@ -326,7 +325,7 @@ def test_generated_bias_broadcast_runs_nested_loops(generate_always):
     [program] = next(iter(jf._signatures.values()))
     from tapegrad_jit import fused
     assert isinstance(program, fused.FusedProgram)
-    assert "[i % 5]" not in program.source and "for j in range(5):" in program.source
+    assert "[i % " not in program.source and "for j in range(" in program.source
     assert_close(value, expected[0], rtol=1e-12)
     for g, e in zip(grads, expected[1]):
         assert_close(g, e, rtol=1e-12, atol=1e-12)
