@@ -36,7 +36,10 @@ def user_line():
         filename = os.path.abspath(frame.f_code.co_filename)
         if not filename.startswith((_PACKAGE_DIR, _NUMPY_DIR)):
             code = linecache.getline(filename, frame.f_lineno).strip()
-            return f"{frame.f_code.co_filename}:{frame.f_lineno}: {code}"
+            # a file under the working directory is shown relative to it, as the user named it
+            shown = os.path.relpath(filename) if filename.startswith(os.getcwd() + os.sep) \
+                else frame.f_code.co_filename
+            return f"{shown}:{frame.f_lineno}: {code}"
         frame = frame.f_back
     return "<unknown>"
 
