@@ -73,10 +73,24 @@ def is_device_array(value):
     return bool(_numba_config.ENABLE_CUDASIM) and type(value).__name__ == "FakeCUDAArray"
 
 
+class _HostView:
+    """What NumPy reads as an array through __array_interface__ (see _as_device)."""
+
+    def __init__(self, interface):
+        self.__array_interface__ = {key: interface.get(key) for key in ("shape", "typestr",
+                                                                        "data", "strides")}
+        self.__array_interface__["version"] = 3
+
+
 def _as_device(value):
     """A numba device array viewing `value` (no copy)."""
     if hasattr(value, "copy_to_host"):
         return value
+    if _numba_config.ENABLE_CUDASIM:
+        # the simulator has no as_cuda_array, and its device memory is host memory: an object
+        # exposing __cuda_array_interface__ there points at host memory, viewed as it is
+        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+        return FakeCUDAArray(np.asarray(_HostView(value.__cuda_array_interface__)))
     return cuda.as_cuda_array(value)
 
 

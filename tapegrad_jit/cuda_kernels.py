@@ -231,6 +231,8 @@ def reduce(op, x, out, outer, K, inner):
     """out[a, b] = op over k of x[a, k, b] (flat arrays, out of the accumulator's dtype)."""
     serial, parts_kernel = _reduce_kernels(op, _accumulator(out.dtype))
     count = outer * inner
+    if count == 0:
+        return          # no outputs; a launch of zero blocks is an error on a GPU
     if count >= config.REDUCE_SERIAL_OUTPUTS or K <= config.REDUCE_SERIAL_K:
         launch_1d(serial, count, x, out, outer, K, inner)
         return
@@ -252,35 +254,52 @@ def matmul(a, b, out, a_offsets, b_offsets, M, K, N):
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
     col = cuda.blockIdx.x * {tile} + tx
-    row = cuda.blockIdx.y * {tile} + ty
-    z = cuda.blockIdx.z
-    ao = a_offsets[z]
-    bo = b_offsets[z]
-    acc = np.{dtype}(0)
-    for t0 in range(0, K, {tile}):
-        if row < M and t0 + tx < K:
-            sa[ty, tx] = a[ao + row * K + t0 + tx]
-        else:
-            sa[ty, tx] = 0
-        if col < N and t0 + ty < K:
-            sb[ty, tx] = b[bo + (t0 + ty) * N + col]
-        else:
-            sb[ty, tx] = 0
-        cuda.syncthreads()
-        for j in range({tile}):
-            acc += sa[ty, j] * sb[j, tx]
-        cuda.syncthreads()
-    if row < M and col < N:
-        out[(z * M + row) * N + col] = acc
+    # grids stop at 65535 blocks in y and z: blocks step over further row tiles and batch
+    # entries (the same trip counts for every thread of a block, so syncthreads stays safe)
+    for z in range(cuda.blockIdx.z, a_offsets.shape[0], cuda.gridDim.z):
+        ao = a_offsets[z]
+        bo = b_offsets[z]
+        for row0 in range(cuda.blockIdx.y * {tile}, M, cuda.gridDim.y * {tile}):
+            row = row0 + ty
+            acc = np.{dtype}(0)
+            for t0 in range(0, K, {tile}):
+                if row < M and t0 + tx < K:
+                    sa[ty, tx] = a[ao + row * K + t0 + tx]
+                else:
+                    sa[ty, tx] = 0
+                if col < N and t0 + ty < K:
+                    sb[ty, tx] = b[bo + (t0 + ty) * N + col]
+                else:
+                    sb[ty, tx] = 0
+                cuda.syncthreads()
+                for j in range({tile}):
+                    acc += sa[ty, j] * sb[j, tx]
+                cuda.syncthreads()
+            if row < M and col < N:
+                out[(z * M + row) * N + col] = acc
 """
+
+# CUDA's limits on a launch: threads per block, and blocks along grid axes y and z (x allows
+# 2**31 - 1). The simulator accepts any launch, so launches are sized by these functions, which
+# tests check at sizes the simulator cannot run.
+MAX_THREADS_PER_BLOCK = 1024
+MAX_GRID_X = 2**31 - 1
+MAX_GRID_YZ = 65535
+
+
+def matmul_launch(M, N, batch, tile=None):
+    """(grid, block) of the matmul kernel for `batch` (M, K) @ (K, N) products."""
+    tile = config.TILE if tile is None else tile
+    grid = (max(1, (N + tile - 1) // tile), max(1, min(MAX_GRID_YZ, (M + tile - 1) // tile)),
+            max(1, min(MAX_GRID_YZ, batch)))
+    return grid, (tile, tile)
 
 
 def matmul(a, b, out, a_offsets, b_offsets, M, K, N):
     dtype = np.dtype(out.dtype).name
     kernel = compile_source(_MATMUL_SOURCE.format(tile=config.TILE, dtype=dtype), "matmul")
-    tile = config.TILE
-    grid = ((N + tile - 1) // tile, (M + tile - 1) // tile, a_offsets.shape[0])
-    kernel[grid, (tile, tile)](a, b, out, a_offsets, b_offsets, M, K, N)
+    grid, block = matmul_launch(M, N, a_offsets.shape[0])
+    kernel[grid, block](a, b, out, a_offsets, b_offsets, M, K, N)
 
 
 # ---------------------------------------------------------------------------------------------
