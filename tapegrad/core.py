@@ -28,9 +28,11 @@ class Primitive:
     """
 
     def __init__(self, name, impl, *, grad_fn_name, source=None, kind="elementwise",
-                 differentiable=True):
+                 differentiable=True, eager_impl=None):
         self.name = name
         self.impl = impl
+        # the eager face follows PyTorch's values where they differ from NumPy's (sign(NaN))
+        self.eager_impl = impl if eager_impl is None else eager_impl
         self.grad_fn_name = grad_fn_name  # a str, or a function (args, params) -> str
         self.source = source  # template such as "np.sin({0})"; None where an emitter needs care
         self.kind = kind  # elementwise | reduction | linalg | shape | index | loss | other

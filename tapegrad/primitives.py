@@ -41,7 +41,15 @@ cos = defprim("cos", np.cos, source="np.cos({0})")
 tan = defprim("tan", np.tan, source="np.tan({0})")
 tanh = defprim("tanh", np.tanh, source="np.tanh({0})")
 abs_ = defprim("abs", np.abs, source="np.abs({0})")
-sign = defprim("sign", np.sign, source="np.sign({0})", differentiable=False)
+
+
+def _torch_sign(x):
+    # the eager face gives PyTorch's values: torch.sign(NaN) is 0 where np.sign gives NaN
+    out = np.sign(x)
+    return np.where(np.isnan(out), 0, out) if out.dtype.kind == "f" else out
+
+
+sign = defprim("sign", np.sign, eager_impl=_torch_sign, source="np.sign({0})")
 
 
 def _sigmoid(x):
@@ -63,9 +71,9 @@ def _erf(x):
     return np.vectorize(math.erf, otypes=[np.result_type(x, np.float32)])(x)
 
 
-sigmoid = defprim("sigmoid", _sigmoid, source="(1.0 / (1.0 + np.exp(-{0})))")
+sigmoid = defprim("sigmoid", _quiet(_sigmoid), source="(1.0 / (1.0 + np.exp(-{0})))")
 relu = defprim("relu", _relu, source="np.maximum({0}, 0.0)")
-softplus = defprim("softplus", _softplus, source="np.logaddexp(0.0, {0})")
+softplus = defprim("softplus", _quiet(_softplus), source="np.logaddexp(0.0, {0})")
 erf = defprim("erf", _erf, source="math.erf({0})")
 
 defvjp(neg, lambda g, ans, x: -g)
@@ -78,11 +86,22 @@ defvjp(sin, lambda g, ans, x: g * cos(x))
 defvjp(cos, lambda g, ans, x: -g * sin(x))
 defvjp(tan, lambda g, ans, x: g * (ans * ans + 1))
 defvjp(tanh, lambda g, ans, x: g * (1 - ans * ans))
-defvjp(abs_, lambda g, ans, x: g * sign(x))
-defvjp(sigmoid, lambda g, ans, x: g * ans * (1 - ans))
-defvjp(relu, lambda g, ans, x: where(x > 0, g, 0))
+defvjp(abs_, lambda g, ans, x: g * _sgn(x))
+# sigmoid(-x), not 1 - ans: exact in the upper tail too (logaddexp's second derivative is this)
+defvjp(sigmoid, lambda g, ans, x: g * ans * sigmoid(-x))
+defvjp(relu, lambda g, ans, x: where(ans <= 0, 0, g))  # PyTorch: NaN passes the gradient
 defvjp(softplus, lambda g, ans, x: g * sigmoid(x))
 defvjp(erf, lambda g, ans, x: g * (2 / np.sqrt(np.pi)) * exp(-(x * x)))
+
+
+def _sgn(x):
+    """sign(x) with 0 at NaN, as PyTorch's derivative formulas use it (np.sign(NaN) is NaN)."""
+    dtype = dtype_of(x).name
+    return cast(x > 0, dtype=dtype) - cast(x < 0, dtype=dtype)
+
+
+# PyTorch's zero gradient for sign, so that `sign(x).sum().backward()` runs
+defvjp(sign, lambda g, ans, x: zeros_of(x))
 
 
 def _clamp(x, min=None, max=None):
@@ -139,15 +158,27 @@ defvjp(mul, lambda g, ans, x, y: g * y, lambda g, ans, x, y: g * x)
 defvjp(div, lambda g, ans, x, y: g / y, lambda g, ans, x, y: -g * ans / y)
 
 
-def _split_ties(g, winner, tie):
-    # PyTorch splits the gradient evenly between equal arguments of maximum/minimum
-    return where(winner, g, where(tie, g * 0.5, 0))
+def _split_ties(g, loser, tie):
+    # PyTorch: each argument that does not lose gets the gradient, halved at ties; NaN loses to
+    # nothing, so both arguments of maximum(NaN, y) get all of it
+    return where(loser, 0, where(tie, g * 0.5, g))
 
 
-defvjp(maximum, lambda g, ans, x, y: _split_ties(g, x > y, x == y),
-       lambda g, ans, x, y: _split_ties(g, y > x, x == y))
-defvjp(minimum, lambda g, ans, x, y: _split_ties(g, x < y, x == y),
+defvjp(maximum, lambda g, ans, x, y: _split_ties(g, x < y, x == y),
        lambda g, ans, x, y: _split_ties(g, y < x, x == y))
+defvjp(minimum, lambda g, ans, x, y: _split_ties(g, x > y, x == y),
+       lambda g, ans, x, y: _split_ties(g, y > x, x == y))
+
+
+_LN2 = math.log(2)
+logaddexp = defprim("logaddexp", _quiet(np.logaddexp), source="np.logaddexp({0}, {1})")
+logaddexp2 = defprim("logaddexp2", _quiet(np.logaddexp2), source="np.logaddexp2({0}, {1})")
+# d/dx log(e^x + e^y) = sigmoid(x - y): smooth where x == y (a rule through max(x, y) has a zero
+# second derivative there), and PyTorch's values at infinities (NaN at inf, inf)
+defvjp(logaddexp, lambda g, ans, x, y: g * sigmoid(x - y),
+       lambda g, ans, x, y: g * sigmoid(y - x))
+defvjp(logaddexp2, lambda g, ans, x, y: g * sigmoid((x - y) * _LN2),
+       lambda g, ans, x, y: g * sigmoid((y - x) * _LN2))
 
 
 def _pow_name(args, params):
@@ -422,9 +453,11 @@ def _prod_vjp(g, ans, x, axis=None, keepdims=False):
 
 
 def _extremum_vjp(g, ans, x, axis=None, keepdims=False):
-    # ties share the gradient evenly, as torch.amax/amin do
+    # ties share the gradient evenly, as torch.amax/amin do; a NaN result comes from the NaNs of
+    # its slice, which share it as in torch.max() (x == NaN is never true)
     shape = shape_of(x)
-    hit = cast(x == expand_reduced(ans, shape, axis, keepdims), dtype=dtype_of(x).name)
+    hit = logical_or(x == expand_reduced(ans, shape, axis, keepdims), isnan(x))
+    hit = cast(hit, dtype=dtype_of(x).name)
     share = hit / expand_reduced(sum_(hit, axis=axis, keepdims=keepdims), shape, axis, keepdims)
     return expand_reduced(g, shape, axis, keepdims) * share
 
@@ -465,12 +498,12 @@ def _norm_vjp(g, ans, x, ord=2, axis=None, keepdims=False):
     shape = shape_of(x)
     g_full = expand_reduced(g, shape, axis, keepdims)
     if ord == 1:
-        return g_full * sign(x)
+        return g_full * _sgn(x)
     if ord == 2:
         # the subgradient 0 at x == 0, as PyTorch gives
         n = expand_reduced(ans, shape, axis, keepdims)
         return g_full * x / where(n == 0, 1, n)
-    return _extremum_vjp(g, ans, abs_(x), axis, keepdims) * sign(x)
+    return _extremum_vjp(g, ans, abs_(x), axis, keepdims) * _sgn(x)
 
 
 norm = defprim("norm", _norm, grad_fn_name="LinalgVectorNormBackward0", kind="reduction")
@@ -623,6 +656,7 @@ UFUNC_PRIMITIVES = {
     np.less: lt, np.less_equal: le, np.greater: gt, np.greater_equal: ge, np.equal: eq,
     np.not_equal: ne, np.logical_and: logical_and, np.logical_or: logical_or,
     np.logical_not: logical_not, np.isnan: isnan, np.floor: floor, np.matmul: matmul,
+    np.logaddexp: logaddexp, np.logaddexp2: logaddexp2,
 }
 
 
@@ -646,13 +680,21 @@ _SCALAR_FORMS = {
     "maximum": "({0} if ({0} >= {1} or {0} != {0}) else {1})",
     "minimum": "({0} if ({0} <= {1} or {0} != {0}) else {1})",
     "pow": "({0} ** {1})", "where": "({1} if {0} != 0.0 else {2})",
+    # np.logaddexp's and np.logaddexp2's own steps: equal arguments (infinities too) first, NaN last
+    "logaddexp": "({0} + 0.6931471805599453 if {0} == {1} else"
+                 " ({0} + math.log1p(math.exp({1} - {0})) if {0} > {1} else"
+                 " ({1} + math.log1p(math.exp({0} - {1})) if {0} < {1} else {0} + {1})))",
+    "logaddexp2": "({0} + 1.0 if {0} == {1} else"
+                  " ({0} + 1.4426950408889634 * math.log1p(2.0 ** ({1} - {0})) if {0} > {1} else"
+                  " ({1} + 1.4426950408889634 * math.log1p(2.0 ** ({0} - {1})) if {0} < {1}"
+                  " else {0} + {1})))",
     "lt": "(1.0 if {0} < {1} else 0.0)", "le": "(1.0 if {0} <= {1} else 0.0)",
     "gt": "(1.0 if {0} > {1} else 0.0)", "ge": "(1.0 if {0} >= {1} else 0.0)",
     "eq": "(1.0 if {0} == {1} else 0.0)", "ne": "(1.0 if {0} != {1} else 0.0)",
     "logical_and": "(1.0 if ({0} != 0.0 and {1} != 0.0) else 0.0)",
     "logical_or": "(1.0 if ({0} != 0.0 or {1} != 0.0) else 0.0)",
     "logical_not": "(1.0 if {0} == 0.0 else 0.0)",
-    "isnan": "(1.0 if {0} != {0} else 0.0)", "floor": "math.floor({0}) * 1.0",
+    "isnan": "(1.0 if {0} != {0} else 0.0)", "floor": "(math.floor({0}) * 1.0 if abs({0}) < 4503599627370496.0 else {0})",
 }
 for _name, _form in _SCALAR_FORMS.items():
     globals()[_name if _name not in ("abs", "pow") else _name + "_"].scalar = _form

@@ -131,7 +131,7 @@ class Tensor(PrimitiveOperators):
                 data_args.append(a)
                 versions.append(None)
         try:
-            out = prim.impl(*data_args, **params)
+            out = prim.eager_impl(*data_args, **params)
         except ValueError:
             error = _broadcast_error(args) if prim.name in _BROADCASTING else None
             if error is None:
@@ -452,6 +452,12 @@ class Tensor(PrimitiveOperators):
 
     def minimum(self, other):
         return P.minimum(self, other)
+
+    def logaddexp(self, other):
+        return P.logaddexp(self, other)
+
+    def logaddexp2(self, other):
+        return P.logaddexp2(self, other)
 
     def where(self, condition, other):
         return P.where(condition, self, other)
@@ -978,9 +984,18 @@ def _extremum(x, dim, keepdim, prim, arg_fn, name):
         return Tensor._bind(prim, (x,), {"axis": None, "keepdims": False},
                             name.capitalize() + "Backward1")
     d = _dim(dim, x.ndim)
-    values = Tensor._bind(prim, (x,), {"axis": (d,), "keepdims": keepdim},
-                          name.capitalize() + "Backward0")
-    return _ReturnTypes[name](values, _arg_extremum(x, d, keepdim, arg_fn))
+    indices = _arg_extremum(x, d, keepdim, arg_fn)
+    if x.ndim == 0:
+        values = Tensor._bind(prim, (x,), {"axis": (d,), "keepdims": keepdim},
+                              name.capitalize() + "Backward0")
+    else:
+        # PyTorch's max(dim) selects one element per slice (the first of ties, the first NaN), so
+        # its gradient is one-hot at `indices`: gather them (torch.amax shares ties instead)
+        grids = np.indices(indices.shape, sparse=True)
+        rest = grids[d + 1:] if keepdim else grids[d:]
+        index = tuple(grids[:d]) + (indices._data,) + tuple(rest)
+        values = Tensor._bind(P.getitem, (x,), {"index": index}, name.capitalize() + "Backward0")
+    return _ReturnTypes[name](values, indices)
 
 
 def _arg_extremum(x, dim, keepdim, arg_fn):

@@ -138,6 +138,12 @@ add("abs", np.array([0.0, 1.0, -1.0]), api=lambda t, x: t.abs(x), note="kink",
     finite_differences=False)
 add("relu", np.array([0.0, 1.0, -1.0]), api=lambda t, x: t.relu(x), note="kink",
     finite_differences=False)
+# NaN and infinities: abs has gradient 0 at NaN (PyTorch's sgn), relu passes it, clamp stops it
+_specials = np.array([np.nan, 0.0, -1.0, 2.0, np.inf, -np.inf])
+add("abs", _specials, api=lambda t, x: t.abs(x), note="nan", finite_differences=False)
+add("relu", _specials, api=lambda t, x: t.relu(x), note="nan", finite_differences=False)
+add("clamp", _specials, params={"min": -0.5, "max": 0.5}, api=lambda t, x: x.clamp(-0.5, 0.5),
+    note="nan", finite_differences=False)
 # far tails, where naive formulas overflow
 add("sigmoid", np.array([-40.0, -5.0, 5.0, 40.0]), api=lambda t, x: t.sigmoid(x), note="tails")
 add("softplus", np.array([-40.0, -5.0, 5.0, 40.0]), api=lambda t, x: t.nn.functional.softplus(x),
@@ -168,6 +174,8 @@ _BINARY = {
     "maximum": (randn, randn, lambda t, x, y: t.maximum(x, y)),
     "minimum": (randn, randn, lambda t, x, y: t.minimum(x, y)),
     "pow": (lambda *s: uniform(0.3, 2.0, *s), randn, lambda t, x, y: x ** y),
+    "logaddexp": (randn, randn, lambda t, x, y: t.logaddexp(x, y)),
+    "logaddexp2": (randn, randn, lambda t, x, y: t.logaddexp2(x, y)),
 }
 for _prim, (_make_x, _make_y, _api) in _BINARY.items():
     for _sx, _sy in BROADCAST_PAIRS:
@@ -182,12 +190,31 @@ add("mul", randn(2, 2), 3.0, api=lambda t, x, c: x * c)
 add("div", 1.0, away_from(randn(3), [0], 0.5), api=lambda t, c, x: c / x)
 add("div", randn(3), 4.0, api=lambda t, x, c: x / c)
 
+# NaN and infinities: PyTorch passes the whole gradient to both arguments where either is NaN
+for _prim in ("maximum", "minimum"):
+    add(_prim, np.array([np.nan, 1.0, np.nan, 2.0, 1.0, np.inf, -np.inf]),
+        np.array([1.0, np.nan, np.nan, 2.0, np.inf, np.inf, -np.inf]),
+        api=lambda t, x, y, p=_prim: getattr(t, p)(x, y), note="nan", finite_differences=False)
+
 # ties: PyTorch splits the gradient evenly between equal arguments
 _tie = np.array([1.0, -2.0, 3.0, 0.5])
 add("maximum", _tie, np.array([1.0, 0.0, 3.0, 0.7]), api=lambda t, x, y: t.maximum(x, y),
     note="ties", finite_differences=False)
 add("minimum", _tie, np.array([1.0, 0.0, 3.0, 0.7]), api=lambda t, x, y: t.minimum(x, y),
     note="ties", finite_differences=False)
+
+# logaddexp is smooth where its arguments are equal (second derivative 1/4 there); infinite and NaN
+# arguments take PyTorch's gradients (0 and 1 against an infinity, NaN for inf with inf)
+for _prim in ("logaddexp", "logaddexp2"):
+    add(_prim, _tie, _tie.copy(), api=lambda t, x, y, _prim=_prim: getattr(t, _prim)(x, y),
+        note="equal")
+    add(_prim, np.array([np.inf, -np.inf, 1.0, np.inf, -np.inf, np.nan, 2.0]),
+        np.array([1.0, 1.0, np.inf, np.inf, -np.inf, 1.0, -np.inf]),
+        api=lambda t, x, y, _prim=_prim: getattr(t, _prim)(x, y), note="infinite",
+        finite_differences=False)
+
+# sign: a zero gradient (PyTorch's), off the jump for finite differences
+add("sign", away_from(randn(2, 3), [0]), api=lambda t, x: t.sign(x))
 
 # pow with a Python exponent (PowBackward0), including 0, negative and fractional exponents
 for _p in (2, 3, 0.5, -1, 0, 1):
@@ -326,6 +353,15 @@ for _prim in ("amax", "amin"):
         api=lambda t, x, p=_prim: getattr(x, p)(1), note="ties", finite_differences=False)
     add(_prim, _ties, params={"axis": None, "keepdims": False},
         api=lambda t, x, p=_prim: getattr(x, p)(), note="ties", finite_differences=False)
+# NaN: a slice's NaNs share its gradient as in torch.max() (one-hot for a lone NaN; torch.amax gives
+# NaN there), and max(dim) picks the NaN, as torch.max(x, dim) does
+_nans = np.array([[np.nan, 3.0, np.nan, 1.0], [2.0, np.nan, -np.inf, 0.0],
+                  [np.inf, 1.0, 2.0, np.inf]])
+for _prim in ("amax", "amin"):
+    add(_prim, _nans, params={"axis": None, "keepdims": False},
+        api=lambda t, x, p=_prim: getattr(x, p[1:])(), note="nan", finite_differences=False)
+    add(_prim, _nans[1:], params={"axis": (1,), "keepdims": False},
+        api=lambda t, x, p=_prim: getattr(x, p[1:])(1)[0], note="nan", finite_differences=False)
 
 # prod at zeros: one zero takes the product of the others, two zeros give 0
 _zeros = np.array([[0.0, 2.0, 3.0], [0.0, 0.0, 1.5], [1.0, -2.0, 0.5]])
