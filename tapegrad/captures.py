@@ -169,20 +169,28 @@ class _Walker:
             return
         self.seen.add(id(obj))
         if isinstance(obj, types.FunctionType):
-            self.function(obj, None)
+            self.function(obj, {})
         elif isinstance(obj, types.MethodType):
             if isinstance(obj.__func__, types.FunctionType):
-                self.function(obj.__func__, obj.__self__)
+                self.function(obj.__func__, {0: obj.__self__})
         elif isinstance(obj, functools.partial):
-            self.callable(obj.func)
+            if isinstance(obj.func, types.FunctionType):
+                # arguments bound by the partial are roots like `self`: `partial(Model.loss, m)`
+                bound = dict(enumerate(obj.args))
+                bound.update(obj.keywords)
+                self.function(obj.func, bound)
+            else:
+                self.callable(obj.func)
         elif type(obj).__module__.startswith("tapegrad") and hasattr(obj, "fun"):
             self.callable(obj.fun)          # Jitted, Vmapped
         elif not isinstance(obj, type):
             call = getattr(type(obj), "__call__", None)
             if isinstance(call, types.FunctionType):
-                self.function(call, obj)    # a callable object: `self.k` in __call__
+                self.function(call, {0: obj})   # a callable object: `self.k` in __call__
 
-    def function(self, fun, bound_self):
+    def function(self, fun, bound):
+        """Analyse a Python function; bound maps parameters (by position or name) to the objects
+        bound to them (a method's self, a partial's arguments)."""
         filename = os.path.abspath(fun.__code__.co_filename)
         if filename.startswith(_library_dirs()):
             return
@@ -197,13 +205,19 @@ class _Walker:
                 if callable(contents):
                     self.callable(contents)
             return
-        cells = dict(zip(fun.__code__.co_freevars, fun.__closure__ or ()))
-        local_self = fun.__code__.co_varnames[0] if bound_self is not None and (
-            fun.__code__.co_argcount) else None
-        self.code(fun.__code__, fun.__globals__, cells, local_self, bound_self)
+        code = fun.__code__
+        cells = dict(zip(code.co_freevars, fun.__closure__ or ()))
+        parameters = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
+        objects = {}
+        for where, value in bound.items():
+            name = parameters[where] if isinstance(where, int) and where < len(parameters) \
+                else where
+            if name in parameters:
+                objects[name] = value
+        self.code(code, fun.__globals__, cells, objects)
 
     # ---- bytecode
-    def code(self, code, globals_, cells, local_self, bound_self):
+    def code(self, code, globals_, cells, objects):
         instructions = list(dis.get_instructions(code))
         i = 0
         while i < len(instructions):
@@ -221,8 +235,8 @@ class _Walker:
                 if name not in cells:
                     continue                # a local variable of fun that inner code shares
                 root = cells[name]
-            elif name == local_self:
-                kind, root = "object", bound_self
+            elif name in objects:
+                kind, root = "object", objects[name]
             else:
                 continue
             chain = []
@@ -245,7 +259,7 @@ class _Walker:
                 # nested def/lambda/genexpr: globals are shared; a free variable is one of fun's
                 # closure cells when fun received it from outside, else a local of fun
                 inner = {n: cells[n] for n in const.co_freevars if n in cells}
-                self.code(const, globals_, inner, None, None)
+                self.code(const, globals_, inner, {})
 
     def location(self, kind, root, name, chain):
         identity = (kind, id(root), name, chain)

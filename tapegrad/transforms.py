@@ -134,21 +134,32 @@ def _argnum_positions(where, argnums, positions, nargs, fname):
     return out
 
 
-def _wrt_leaf(where, ctx, leaf, i, argnums, fname):
+def _leaf_names(tree, prefix):
+    """'argument 0["w"][1]' for each leaf of a pytree, in tree_flatten's order."""
+    if isinstance(tree, (tuple, list)):
+        return [n for k, child in enumerate(tree) for n in _leaf_names(child, f"{prefix}[{k}]")]
+    if isinstance(tree, dict):
+        return [n for k in tree for n in _leaf_names(tree[k], f"{prefix}[{k!r}]")]
+    return [] if tree is None else [prefix]
+
+
+def _wrt_leaf(where, ctx, leaf, name, argnums, fname):
     """A fresh slot for one differentiated leaf (so that closures over the same value stay
     constants), after checking that it is a floating-point value."""
     if _is_static(leaf):
+        kind = type(leaf).__name__
+        kind = f"Python {kind}" if type(leaf).__module__ == "builtins" else f"NumPy {kind} scalar"
         raise TypeError(
-            f"tapegrad.{where} requires floating-point inputs, but argument {i} of {fname} "
-            f"(argnums={argnums!r}) is a Python {type(leaf).__name__} ({leaf!r}), which tapegrad "
-            f"treats as static; pass a float instead, e.g. float({leaf!r}) or an np.float64 array")
+            f"tapegrad.{where} requires floating-point inputs, but {name} of {fname} "
+            f"(argnums={argnums!r}) is a {kind} ({leaf!r}), which tapegrad treats as "
+            f"static; pass a float instead, e.g. float({leaf!r}) or an np.float64 array")
     dtype = np.dtype(_value(leaf).dtype) if hasattr(_value(leaf), "dtype") else np.asarray(
         _value(leaf)).dtype
     if dtype.kind == "c":
-        raise _complex_error(where, fname, f"argument {i} (argnums={argnums!r}, {dtype})")
+        raise _complex_error(where, fname, f"{name} (argnums={argnums!r}, {dtype})")
     if dtype.kind != "f":
         raise TypeError(
-            f"tapegrad.{where} requires floating-point inputs, but argument {i} of {fname} "
+            f"tapegrad.{where} requires floating-point inputs, but {name} of {fname} "
             f"(argnums={argnums!r}) has dtype {dtype}; convert it, e.g. x.astype(np.float64), "
             "or leave it out of argnums")
     return ctx.record(P.reshape, (leaf,), {"shape": tuple(np.shape(_value(leaf)))})
@@ -173,7 +184,9 @@ def value_and_grad(fun, argnums=0, has_aux=False, _where="value_and_grad"):
         trees = {}                  # position -> (structure, wrt slots), each argument once
         for i in dict.fromkeys(wanted):
             leaves, structure = tree_flatten(args[i], _any_leaf)
-            aliases = [_wrt_leaf(_where, ctx, leaf, i, argnums, fname) for leaf in leaves]
+            names = _leaf_names(args[i], f"argument {i}")
+            aliases = [_wrt_leaf(_where, ctx, leaf, name, argnums, fname)
+                       for leaf, name in zip(leaves, names)]
             args[i] = tree_unflatten(structure, aliases)
             trees[i] = structure, [a._slot for a in aliases]   # slots now: writes move handles
         wrt = [s for _, slots in trees.values() for s in slots]
@@ -624,7 +637,24 @@ class Jitted:
 
 
 def jit(fun=None, *, device="cpu"):
-    """Compile fun with Numba: `jit(f)`, `@jit`, `@jit(device="cuda")`."""
+    """Compile fun with Numba: `jit(f)`, `@jit`, `@jit(device="cuda")`.
+
+    What a compiled tape holds constant, exactly: a tape is traced for, and only reused with,
+    the same argument shapes and dtypes, the same static arguments (Python ints, bools, strings,
+    None; 1 and True apart), the same structure of dict/list/tuple arguments, passing guards, and
+    the same values of the Python scalars (bool, int, float, complex, str, bytes, None, NumPy
+    scalars, tuples of these) the function reads from module globals and closures: by name,
+    through attribute and constant-subscript chains (`cfg.k`, `params["k"]`), inside lambdas,
+    generator expressions and nested functions, and in the user functions, closures of closures,
+    `functools.partial`s, bound methods (`self.k`) and callable objects it reaches that way. A
+    change to any of these traces again, so a call never runs a stale tape.
+
+    Arrays read from globals or closures are constants of the tape, as in Numba and JAX: an
+    in-place change, or binding the name to another array, is not seen (binding it to a scalar
+    is). Pass arrays that change as arguments. Not covered: values reached through calls, loops or
+    computed names (`cfg.get("k")`, `getattr(cfg, name)`), and functions of the standard library,
+    NumPy and installed packages. Complex values raise TypeError (the compiled sweeps are real).
+    """
     if fun is None:
         return lambda f: Jitted(f, device)
     return Jitted(fun, device)
