@@ -33,6 +33,8 @@ def add_arguments(parser):
     parser.add_argument("--slow", action="store_true",
                         help="also run what takes minutes (JAX compiling the 1k-op scalar graph)")
     parser.add_argument("--list", action="store_true", help="list workloads and implementations")
+    parser.add_argument("--brief", action="store_true",
+                        help="tables of the implementations that ran only (results.json keeps all)")
     parser.add_argument("--strict", action="store_true",
                         help="exit with status 1 when any implementation FAILED or crashed")
 
@@ -133,7 +135,7 @@ def run(args, argv):
             report["workloads"].append(run_workload(workload, settings, progress))
     finally:
         progress.close()
-    print(out.text_report(report))
+    print(out.text_report(report, brief=args.brief))
     os.makedirs(args.out, exist_ok=True)
     out.write_json(report, os.path.join(args.out, "results.json"))
     with open(os.path.join(args.out, "results.md"), "w") as f:

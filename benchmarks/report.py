@@ -28,14 +28,16 @@ def _sorted(results):
     return sorted(results, key=lambda r: (STATUS_ORDER[r["status"]], r.get("median_s", 0)))
 
 
-def table(entry):
-    """One workload's table as text."""
+def table(entry, brief=False):
+    """One workload's table as text; brief: the implementations that ran, and one line naming
+    those that did not."""
     lines = [f"== {entry['name']}: {entry['title']} ({entry['size']}, {entry['dtype']})"]
     if entry["status"] != "ok":
-        return "\n".join(lines + [f"   skipped: {entry['note']}"])
+        return "\n".join(lines + [f"   {'not run' if brief else 'skipped'}: {entry['note']}"])
     lines.append(f"   yardstick: {entry['yardstick'] or 'none ran'}; target: {entry['target']}")
     header = ("implementation", "status", "median", "IQR", "min", "ratio", "1st call", "note")
-    rows = [header] + [_row(r) for r in _sorted(entry["results"])]
+    shown = [r for r in entry["results"] if not brief or r["status"] != "skipped"]
+    rows = [header] + [_row(r) for r in _sorted(shown)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     for row in rows:
         cells = [c.ljust(w) for c, w in zip(row, widths)] + [row[-1]]
@@ -43,6 +45,9 @@ def table(entry):
     for label, value in entry["ratios"].items():
         lines.append(f"   {label}: {value:.3g}")
     lines += ["   " + goal_line(g) for g in entry.get("goals", ())]
+    absent = [r["impl"] for r in entry["results"] if r["status"] == "skipped"]
+    if brief and absent:
+        lines.append(f"   not run here (not installed or not in this mode): {', '.join(absent)}")
     return "\n".join(lines)
 
 
@@ -67,14 +72,14 @@ def goals_summary(report):
     return "\n".join([f"targets: {met} met, {len(missed)} MISSED{caveat}:"] + missed)
 
 
-def text_report(report):
+def text_report(report, brief=False):
     head = [f"tapegrad benchmarks ({report['mode']} mode), {report['created']}",
             "machine: " + summary(report["machine"]),
             "median per call of value+grad (IQR and min over samples; a wide IQR means other "
             "work shared the machine);\nratio = median / the workload's yardstick in this run; "
             "1st call = the first call alone (tracing and compiling "
             "happen there; imports and setup do not)."]
-    return "\n\n".join(["\n".join(head)] + [table(e) for e in report["workloads"]]
+    return "\n\n".join(["\n".join(head)] + [table(e, brief) for e in report["workloads"]]
                        + [goals_summary(report)])
 
 

@@ -185,8 +185,8 @@ def demo(args):
 
     if args.no_bench:
         return 0
-    _banner("4. A quick benchmark table (tapegrad bench --quick --only seed rosenbrock)")
-    bench_args = ["--quick", "--only", "seed", "rosenbrock", "--out", args.out]
+    _banner("4. A quick benchmark (tapegrad bench --quick --brief --only seed rosenbrock)")
+    bench_args = ["--quick", "--brief", "--only", "seed", "rosenbrock", "--out", args.out]
     return _run_bench(_bench_parser().parse_args(bench_args), bench_args)
 
 

@@ -134,3 +134,18 @@ def test_nothing_reads_outside_the_repository():
             text = path.read_text()
             if path.resolve() != this:
                 assert "../shared" not in text and '"shared"' not in text, path
+
+
+def test_brief_table_names_what_did_not_run_instead_of_listing_it():
+    from benchmarks.report import table
+    entry = dict(name="w", title="t", size="2", dtype="float64", status="ok", yardstick="C",
+                 target="", ratios={}, goals=[],
+                 results=[dict(impl="C", group="hand-written", status="ok", median_s=1e-3,
+                               q1_s=1e-3, q3_s=1e-3, min_s=1e-3, first_call_s=1e-3, ratio=1.0),
+                          dict(impl="JAX jit", group="peer", status="skipped",
+                               note="jax not installed")])
+    full, brief = table(entry), table(entry, brief=True)
+    assert "jax not installed" in full and "skipped" in full
+    assert "skipped" not in brief and "not run here (not installed or not in this mode): JAX jit" in brief
+    skipped = dict(entry, status="skipped", note="no CUDA GPU here")
+    assert table(skipped, brief=True).endswith("not run: no CUDA GPU here")

@@ -1,0 +1,130 @@
+"""README truths and examples/: the README's Python examples print what their comments say, the
+output blocks under them are what they print, every script in examples/ runs, and the README's
+test command is the one CI runs.
+
+A README line `print(expr)   # expected` (continued by comment-only lines below it) must print
+`expected`; `...` in it matches any text (digits beyond those shown).
+"""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+MARK = "@@readme-check@@"
+
+_FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
+_PRINT = re.compile(r"^(\s*print\(.*\))\s+# (.*)$")
+_CONTINUED = re.compile(r"^\s*# ?(.*)$")
+
+
+def readme_examples(text):
+    """[(python source, output block after it or None)] for runnable python blocks."""
+    blocks = [(m.group(1), m.group(2)) for m in _FENCE.finditer(text)]
+    found = []
+    for i, (lang, body) in enumerate(blocks):
+        if lang == "python" and body.startswith(("import ", "from ")):
+            after = blocks[i + 1] if i + 1 < len(blocks) else None
+            found.append((body, after[1] if after and after[0] == "" else None))
+    return found
+
+
+def instrument(source):
+    """The source with each commented print bracketed by markers; the expected texts."""
+    lines, expected, out = source.splitlines(), [], []
+    i = 0
+    while i < len(lines):
+        match = _PRINT.match(lines[i])
+        if not match:
+            out.append(lines[i])
+            i += 1
+            continue
+        want = [match.group(2)]
+        i += 1
+        while i < len(lines) and _CONTINUED.match(lines[i]):
+            want.append(_CONTINUED.match(lines[i]).group(1))
+            i += 1
+        indent = re.match(r"\s*", match.group(1)).group(0)
+        out += [f"{indent}print({MARK!r})", match.group(1), f"{indent}print({MARK!r})"]
+        expected.append("\n".join(want))
+    return "\n".join(out) + "\n", expected
+
+
+def matches(expected, actual):
+    pattern = ".*?".join(re.escape(part) for part in expected.split("..."))
+    return re.fullmatch(pattern, actual, re.S) is not None
+
+
+def run_example(source, tmp_path):
+    (tmp_path / "readme.py").write_text(source)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "readme.py"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+EXAMPLES = readme_examples(README.read_text())
+
+
+def test_the_readme_has_checked_examples():
+    assert len(EXAMPLES) >= 3
+    assert sum(len(instrument(src)[1]) for src, _ in EXAMPLES) >= 5
+    assert any(block for _, block in EXAMPLES)          # the printed tape
+
+
+@pytest.mark.parametrize("source,block", EXAMPLES, ids=lambda x: (x or "")[:30])
+def test_readme_example_prints_what_the_readme_says(source, block, tmp_path):
+    instrumented, expected = instrument(source)
+    stdout = run_example(instrumented, tmp_path)
+    printed = stdout.split(MARK + "\n")[1::2]
+    assert len(printed) == len(expected)
+    for want, got in zip(expected, printed):
+        assert matches(want, got.rstrip("\n")), f"README says {want!r}, it printed {got!r}"
+    if block is not None:
+        assert block in stdout.replace(MARK + "\n", ""), stdout
+
+
+def test_the_check_catches_a_wrong_comment():
+    source, expected = instrument("x = 2\nprint(x + 1)   # 4\nprint([x])   # [1,\n#  2]\nx = 1\n")
+    assert expected == ["4", "[1,\n 2]"]
+    assert source.count(MARK) == 4 and "x = 1" in source
+    assert not matches("4", "3") and matches("(-1.42..., 2)", "(-1.4257, 2)")
+    assert not matches("(array(0.8325...), 1)", "(0.8325, 1)")
+
+
+def test_example_scripts_run():
+    scripts = sorted(p for p in (ROOT / "examples").glob("*.py") if p.name != "__init__.py")
+    assert {p.name for p in scripts} >= {"seed_tutorial.py", "model.py"}
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    for script in scripts:
+        done = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, (script, done.stderr)
+        assert done.stdout
+
+
+def test_readme_test_command_is_what_ci_runs():
+    command = re.search(r"^Run all the tests.*?```bash\n(.*?)\n```", README.read_text(),
+                        re.S | re.M).group(1)
+    assert "test" in command and "bash .ci/test" in command
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert command in ci.splitlines()
+    # the test extra brings PyTorch, so the comparisons with it run instead of skipping
+    setup = (ROOT / "setup.cfg").read_text()
+    test_extra = re.search(r"^test =\n((?:    .*\n)+)", setup, re.M).group(1).split()
+    assert "torch" in test_extra
+
+
+def test_examples_package_names_its_files():
+    sys.path.insert(0, str(ROOT))
+    try:
+        import examples
+    finally:
+        sys.path.remove(str(ROOT))
+    for path in (examples.SEED_TUTORIAL, examples.SEED_EXPECTED, examples.MODEL):
+        assert path.is_file()
