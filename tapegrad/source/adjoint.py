@@ -385,10 +385,12 @@ class Emitter:
         every = len(axes) == ndim
         simple = {"sum": "np.sum", "mean": "np.mean", "amax": "np.max", "amin": "np.min",
                   "prod": "np.prod"}
+        # Numba compiles the user's spelling, except the inf-norm (Numba's skips NaNs after the
+        # first element, where NumPy's is NaN)
         if not op.keepdims and (op.name == "sum" and isinstance(op.axis, int) or (
-                op.axis is None and (op.name != "norm" or ndim <= 2 and (
+                op.axis is None and (op.name != "norm" or ndim <= 2 and op.ord != math.inf and (
                     op.ord is None or ndim == 1)))):
-            return None  # Numba compiles the user's spelling
+            return None
         if every or op.name in ("sum", "mean") or (op.name == "norm" and op.ord != math.inf):
             if op.name == "mean":
                 value = f"{forms.sum_over(x, ndim, axes)} / {forms.count_over(x, ndim, axes)}" \
@@ -737,9 +739,9 @@ class Emitter:
             return f"{spread} / ({count})"
         ans_e = expand(ans.text)
         if op.name in ("amax", "amin"):
-            # ties share the gradient evenly, as in primitives._extremum_vjp
-            hit = f"({x} == {ans_e})"
-            return f"np.where({hit}, {expand(g.text)}, 0.0) / {reduce(hit)}"
+            # as primitives._extremum_vjp: ties share the gradient evenly, NaNs share a NaN
+            hit = f"np.where(np.logical_or({x} == {ans_e}, np.isnan({x})), 1.0, 0.0)"
+            return f"{expand(g.text)} * ({hit} / {reduce(hit)})"
         if op.name == "prod":
             # primitives._prod_vjp: ans / x, except at zeros (a lone zero gets the product of
             # the others, two zeros give 0)
@@ -759,15 +761,19 @@ class Emitter:
             return (f"{expand(g.text)} * np.where({x} == 0.0, {at_zero}, "
                     f"{ans_e} / {nonzero})")
         # norm, as primitives._norm_vjp
+        sign = self._abs_slope(x)
         if op.ord == 1:
-            return f"{expand(g.text)} * np.sign({x})"
+            return f"{expand(g.text)} * {sign}"
         if op.ord == math.inf:
-            hit = f"(np.abs({x}) == {ans_e})"
-            return (f"np.where({hit}, {expand(g.text)}, 0.0) / {reduce(hit)} "
-                    f"* np.sign({x})")
+            hit = f"np.where(np.logical_or(np.abs({x}) == {ans_e}, np.isnan({x})), 1.0, 0.0)"
+            return f"{expand(g.text)} * ({hit} / {reduce(hit)}) * {sign}"
         safe = f"({ans.text} if {ans.text} != 0.0 else 1.0)" if every else \
             f"np.where({ans_e} == 0.0, 1.0, {ans_e})"  # the subgradient 0 at x == 0
         return f"{expand(g.text)} * {x} / {safe}"
+
+    def _abs_slope(self, x):
+        """d|x|/dx as the registry's rule for abs writes it (0 at 0 and at NaN, as PyTorch)."""
+        return P.abs_.vjp(0, 1, None, (self.sym(x),), {}).text
 
     def _matmul_adjoint(self, args, g, active):
         a, b = args

@@ -290,6 +290,11 @@ class Normaliser:
             raise self.error(f"`{type(node).__name__}` statements are not supported", node)
         method(node, out)
 
+    def stmt_FunctionDef(self, node, out):
+        raise self.error(f"a `def` inside the function is not supported: define `{node.name}` "
+                         "outside it (a module-level function or one in the enclosing function) "
+                         "and call it", node, "FunctionDef")
+
     def stmt_Pass(self, node, out):
         pass
 
