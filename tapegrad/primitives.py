@@ -87,8 +87,7 @@ defvjp(cos, lambda g, ans, x: -g * sin(x))
 defvjp(tan, lambda g, ans, x: g * (ans * ans + 1))
 defvjp(tanh, lambda g, ans, x: g * (1 - ans * ans))
 defvjp(abs_, lambda g, ans, x: g * _sgn(x))
-# sigmoid(-x), not 1 - ans: exact in the upper tail too (logaddexp's second derivative is this)
-defvjp(sigmoid, lambda g, ans, x: g * ans * sigmoid(-x))
+defvjp(sigmoid, lambda g, ans, x: g * ans * (1 - ans))
 defvjp(relu, lambda g, ans, x: where(ans <= 0, 0, g))  # PyTorch: NaN passes the gradient
 defvjp(softplus, lambda g, ans, x: g * sigmoid(x))
 defvjp(erf, lambda g, ans, x: g * (2 / np.sqrt(np.pi)) * exp(-(x * x)))
@@ -694,7 +693,9 @@ _SCALAR_FORMS = {
     "logical_and": "(1.0 if ({0} != 0.0 and {1} != 0.0) else 0.0)",
     "logical_or": "(1.0 if ({0} != 0.0 or {1} != 0.0) else 0.0)",
     "logical_not": "(1.0 if {0} == 0.0 else 0.0)",
-    "isnan": "(1.0 if {0} != {0} else 0.0)", "floor": "(math.floor({0}) * 1.0 if abs({0}) < 4503599627370496.0 else {0})",
+    "isnan": "(1.0 if {0} != {0} else 0.0)",
+    # math.floor returns an int: NaN, inf and |x| >= 2**52 (already whole) pass through
+    "floor": "(math.floor({0}) * 1.0 if abs({0}) < 4503599627370496.0 else {0})",
 }
 for _name, _form in _SCALAR_FORMS.items():
     globals()[_name if _name not in ("abs", "pow") else _name + "_"].scalar = _form

@@ -18,7 +18,7 @@ from .grad_mode import _set_enabled, is_grad_enabled
 # retain_graph, and in-place changes of their inputs are harmless (PyTorch saves nothing for them).
 _SAVES_NOTHING = frozenset(
     {"add", "sub", "neg", "sum", "mean", "reshape", "transpose", "broadcast_to", "cat", "stack",
-     "getitem", "index_add"})
+     "getitem", "index_add", "sign"})
 # Rules that read the primitive's output: an in-place change of that output must fail loudly, as
 # in PyTorch, since the node keeps the output's memory. The first set reads nothing else.
 _SAVES_OUTPUT_ONLY = frozenset(
