@@ -35,6 +35,7 @@ _BROADCASTING = frozenset({"add", "sub", "mul", "div", "pow", "maximum", "minimu
 _handle_ids = itertools.count()
 _NO_EDGE = (None, 0)
 _FLOAT64 = np.dtype(np.float64)
+_CAST = P.cast
 _node_classes = graph._node_classes  # name -> grad_fn class, read directly on the hot path
 
 
@@ -139,7 +140,7 @@ class Tensor(PrimitiveOperators):
             raise error from None
         if not isinstance(out, np.ndarray):
             out = np.asarray(out)
-        if out.dtype == _FLOAT64:
+        if out.dtype == _FLOAT64 and prim is not _CAST:  # a cast's dtype is what was asked
             out = _weak_float_fix(out, args)
         if tracked and prim.differentiable and out.dtype.kind == "f" and is_grad_enabled():
             next_functions = []
@@ -688,8 +689,9 @@ class Tensor(PrimitiveOperators):
         if grad_mode:
             _check_inplace_allowed(self, view, needs_graph)
         if needs_graph:
-            before = _snapshot(self)  # the node must see the old value, which the write overwrites
-            args = tuple(before if a is self else a for a in args)
+            # the node must see the old value, which the write overwrites; self as another operand
+            # stays itself, so a node that saved it fails loudly in backward, as in PyTorch
+            args = (_snapshot(self),) + tuple(args[1:])
         result = Tensor._bind(prim, args, params, name)
         out = result._data
         if out.shape != self._data.shape:
@@ -704,6 +706,10 @@ class Tensor(PrimitiveOperators):
                                "tensor before performing the operation.")
         np.copyto(self._data, out, casting="unsafe")
         self._version_counter[0] += 1
+        if needs_graph and prim is P.pow_ and isinstance(args[1], Tensor):
+            # PyTorch's pow_ with a tensor exponent keeps its result: a later write must fail
+            result.grad_fn.out_version = graph.VersionSince(self._version_counter,
+                                                            self._version_counter[0])
         if needs_graph:
             if view is None:
                 root = self
@@ -740,7 +746,8 @@ class Tensor(PrimitiveOperators):
         return self._inplace(P.setitem, (self, 0), {"index": (Ellipsis,)}, "ZeroBackward0")
 
     def fill_(self, value):
-        return self._inplace(P.setitem, (self, value), {"index": (Ellipsis,)}, "FillBackward0")
+        name = "FillBackward3" if isinstance(value, Tensor) else "FillBackward2"
+        return self._inplace(P.setitem, (self, value), {"index": (Ellipsis,)}, name)
 
     def copy_(self, src):
         return self._inplace(P.setitem, (self, src), {"index": (Ellipsis,)}, "CopyBackwards")

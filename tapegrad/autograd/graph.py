@@ -18,9 +18,10 @@ from .grad_mode import _set_enabled, is_grad_enabled
 # retain_graph, and in-place changes of their inputs are harmless (PyTorch saves nothing for them).
 _SAVES_NOTHING = frozenset(
     {"add", "sub", "neg", "sum", "mean", "reshape", "transpose", "broadcast_to", "cat", "stack",
-     "getitem", "index_add", "sign"})
+     "getitem", "index_add", "setitem", "sign"})
 # Rules that read the primitive's output: an in-place change of that output must fail loudly, as
-# in PyTorch, since the node keeps the output's memory. The first set reads nothing else.
+# in PyTorch, since the node keeps the output's memory. The first set reads nothing else: their
+# registry rules must read only `ans` (as PyTorch's do), or a write to the input goes unseen.
 _SAVES_OUTPUT_ONLY = frozenset(
     {"exp", "expm1", "sqrt", "tan", "tanh", "sigmoid", "softmax", "log_softmax"})
 _SAVES_OUTPUT = _SAVES_OUTPUT_ONLY | {"div", "pow", "prod", "amax", "amin", "logsumexp", "norm"}
@@ -50,14 +51,27 @@ class Node:
 
 
 def _modified_error(tensor_type, shape, producer, version, expected, where):
-    # PyTorch's wording, naming the modified tensor by the op that last wrote it
+    # PyTorch's wording, naming the modified tensor by the op that last wrote it (ExpBackward0 is
+    # "Exp", PowBackward1 "Pow1")
     which = "" if producer is None else (
-        f", which is output 0 of {re.sub(r'Backward[0-9]*$', '', producer.name())},")
+        f", which is output 0 of {re.sub(r'Backward0?', '', producer.name())},")
     return RuntimeError(
         "one of the variables needed for gradient computation has been modified by an inplace "
         f"operation: [{tensor_type} {list(shape)}]{which} is at version {version}; expected "
         f"version {expected} instead. Hint: {where}; the operation that modified it is in-place "
         "(name ends in '_') or an element assignment: clone() the tensor before modifying it.")
+
+
+class VersionSince:
+    """A node's output version counted from `start`: for an in-place op whose node keeps its
+    result, the tensor written is at version `start` right after the write."""
+    __slots__ = ("counter", "start")
+
+    def __init__(self, counter, start):
+        self.counter, self.start = counter, start
+
+    def __getitem__(self, i):
+        return self.counter[0] - self.start
 
 
 class AccumulateGrad(Node):
@@ -108,10 +122,13 @@ class PrimitiveNode(Node):
             return
         if self.freed:
             raise RuntimeError(_FREED_MESSAGE)
-        if name in _SAVES_OUTPUT and self.out_version is not None and self.out_version[0]:
+        out = self.out_version
+        if name in _SAVES_OUTPUT and out is not None and out[0]:
             from ..dtypes import from_numpy_dtype
+            version, expected = ((out.counter[0], out.start) if isinstance(out, VersionSince)
+                                 else (out[0], 0))
             raise _modified_error(f"torch.{from_numpy_dtype(self.ans.dtype).tensor_type}",
-                                  self.ans.shape, self, self.out_version[0], 0,
+                                  self.ans.shape, self, version, expected,
                                   f"it is the output of {self.name()}")
         if name in _SAVES_OUTPUT_ONLY:
             return
