@@ -532,11 +532,35 @@ class _Lowering:
             self.elementwise("mul", self.ref(ins.out), d_shape, [(diff, d_shape), (diff, d_shape)])
             return
         squares = self.elementwise("mul", None, d_shape, [(diff, d_shape), (diff, d_shape)])
+        self._reduce_loss(ins, squares, d_shape, reduction)
+
+    def _reduce_loss(self, ins, losses, shape, reduction):
+        """A loss primitive's reduction ("sum" or "mean") of its elementwise losses."""
         if reduction == "sum":
-            self.reduce("sum", self.ref(ins.out), squares, d_shape, None)
+            self.reduce("sum", self.ref(ins.out), losses, shape, None)
             return
-        total, _ = self.reduce("sum", None, squares, d_shape, None)
-        self._scale(self.ref(ins.out), total, (), 1.0 / max(_size(d_shape), 1))
+        total, _ = self.reduce("sum", None, losses, shape, None)
+        self._scale(self.ref(ins.out), total, (), 1.0 / max(_size(shape), 1))
+
+    def lower_binary_cross_entropy(self, ins, shapes, out_shape, reduction="mean"):
+        """-(y log p + (1 - y) log(1 - p)) * weight, each log clamped at -100 as in PyTorch."""
+        (p, y, weight), (p_shape, y_shape, w_shape) = [self.ref(s) for s in ins.ins], shapes
+        one, floor = (self.const(1.0), ()), (self.const(-100.0), ())
+        q = self.elementwise("sub", None, p_shape, [one, (p, p_shape)])
+        log_p, log_q = (self.elementwise("maximum", None, p_shape, [
+            (self.elementwise("log", None, p_shape, [(v, p_shape)]), p_shape), floor])
+            for v in (p, q))
+        py_shape = np.broadcast_shapes(p_shape, y_shape)
+        hit = self.elementwise("mul", None, py_shape, [(y, y_shape), (log_p, p_shape)])
+        y_miss = self.elementwise("sub", None, y_shape, [one, (y, y_shape)])
+        miss = self.elementwise("mul", None, py_shape, [(y_miss, y_shape), (log_q, p_shape)])
+        both = self.elementwise("add", None, py_shape, [(hit, py_shape), (miss, py_shape)])
+        l_shape = np.broadcast_shapes(py_shape, w_shape)
+        out = self.ref(ins.out) if reduction == "none" else None
+        losses = self.elementwise("mul", out, l_shape, [(both, py_shape), (weight, w_shape)])
+        losses = self.elementwise("neg", out, l_shape, [(losses, l_shape)])
+        if reduction != "none":
+            self._reduce_loss(ins, losses, l_shape, reduction)
 
     def lower_clamp(self, ins, shapes, out_shape, min=None, max=None):
         ref, shape = self.ref(ins.ins[0]), shapes[0]
