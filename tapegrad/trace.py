@@ -340,10 +340,22 @@ def _ufunc_table():
 _UFUNCS = _ufunc_table()
 
 
+def _reciprocal(x):
+    out = 1.0 / x
+    # NumPy's reciprocal keeps an integer dtype (1/2 -> 0)
+    return out if out.dtype == dtype_of(x) else P.cast(out, dtype=dtype_of(x).name)
+
+
+def _fabs(x):
+    # fabs is a float function: integers come out as float64, as from NumPy
+    kind = dtype_of(x).kind
+    return P.abs_(x if kind == "f" else P.cast(x, dtype=np.fabs(np.zeros((), dtype_of(x))).dtype.name))
+
+
 _COMPOSED_UFUNCS = {
     np.square: lambda x: x * x,
-    np.reciprocal: lambda x: 1.0 / x,
-    np.fabs: P.abs_,
+    np.reciprocal: _reciprocal,
+    np.fabs: _fabs,
 }
 
 
@@ -499,24 +511,21 @@ class Tracer(PrimitiveOperators):
         return (P.getitem(self, index=(i,)) for i in range(self.shape[0]))
 
     # ---- methods in NumPy and PyTorch spelling
-    def _reduce(self, prim, axis, keepdims, dim, keepdim):
-        axis = dim if dim is not None else axis
-        return prim(self, axis=_normalize_axis(axis, self.ndim), keepdims=bool(keepdims or keepdim))
+    # NumPy's keywords (dtype, out, initial, where) and PyTorch's (dim, keepdim) alike
+    def sum(self, axis=None, keepdims=False, dim=None, keepdim=False, **numpy_kwargs):
+        return _sum(self, _dim(axis, dim), keepdims=keepdims or keepdim, **numpy_kwargs)
 
-    def sum(self, axis=None, keepdims=False, dim=None, keepdim=False):
-        return self._reduce(P.sum_, axis, keepdims, dim, keepdim)
+    def mean(self, axis=None, keepdims=False, dim=None, keepdim=False, **numpy_kwargs):
+        return _mean(self, _dim(axis, dim), keepdims=keepdims or keepdim, **numpy_kwargs)
 
-    def mean(self, axis=None, keepdims=False, dim=None, keepdim=False):
-        return self._reduce(P.mean, axis, keepdims, dim, keepdim)
+    def prod(self, axis=None, keepdims=False, dim=None, keepdim=False, **numpy_kwargs):
+        return _prod(self, _dim(axis, dim), keepdims=keepdims or keepdim, **numpy_kwargs)
 
-    def prod(self, axis=None, keepdims=False, dim=None, keepdim=False):
-        return self._reduce(P.prod, axis, keepdims, dim, keepdim)
+    def max(self, axis=None, keepdims=False, dim=None, keepdim=False, **numpy_kwargs):
+        return _amax(self, _dim(axis, dim), keepdims=keepdims or keepdim, **numpy_kwargs)
 
-    def max(self, axis=None, keepdims=False, dim=None, keepdim=False):
-        return self._reduce(P.amax, axis, keepdims, dim, keepdim)
-
-    def min(self, axis=None, keepdims=False, dim=None, keepdim=False):
-        return self._reduce(P.amin, axis, keepdims, dim, keepdim)
+    def min(self, axis=None, keepdims=False, dim=None, keepdim=False, **numpy_kwargs):
+        return _amin(self, _dim(axis, dim), keepdims=keepdims or keepdim, **numpy_kwargs)
 
     amax, amin = max, min
 
@@ -527,7 +536,15 @@ class Tracer(PrimitiveOperators):
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
         return P.reshape(self, shape=_resolve_shape(shape, self.size))
 
-    view = reshape
+    def view(self, *shape):
+        """PyTorch's view(shape) is a reshape; NumPy's view() is the same array (the same handle,
+        so writes through either name are seen by both); NumPy's view(dtype) is refused."""
+        if not shape:
+            return self
+        if len(shape) == 1 and not isinstance(shape[0], (int, np.integer, tuple, list)):
+            raise TraceError(f"tapegrad: view({shape[0]!r}) reinterprets memory, which the tape "
+                             f"cannot record; use astype\n  at {user_line()}")
+        return self.reshape(*shape)
 
     def flatten(self):
         return self.reshape(-1)
@@ -555,7 +572,7 @@ class Tracer(PrimitiveOperators):
         return self.transpose()
 
     def dot(self, other):
-        return P.matmul(self, other)
+        return _dot(self, other)
 
     def astype(self, dtype):
         return P.cast(self, dtype=np.dtype(dtype).name)
@@ -589,10 +606,8 @@ class Tracer(PrimitiveOperators):
                         return prim(*inputs)
                 return _bind_tracer(prim, inputs, {})
         if method == "reduce" and ufunc in _REDUCE_UFUNCS:
-            x = inputs[0]
-            axis = kwargs.get("axis", 0)
-            return _REDUCE_UFUNCS[ufunc](x, axis=_normalize_axis(axis, np.ndim(x)),
-                                         keepdims=bool(kwargs.get("keepdims", False)))
+            kwargs.setdefault("axis", 0)       # ufunc.reduce reduces the first axis by default
+            return _REDUCE_UFUNCS[ufunc](*inputs, **kwargs)
         raise TraceError(f"tapegrad: np.{ufunc.__name__} ({method}) is not traced; use a traced "
                          f"equivalent\n  at {user_line()}")
 
@@ -608,6 +623,10 @@ class Tracer(PrimitiveOperators):
 _DIRECT.add(Tracer)
 
 
+def _dim(axis, dim):
+    return dim if dim is not None else axis
+
+
 def _resolve_shape(shape, size):
     shape = [int(n) for n in shape]
     if -1 in shape:
@@ -616,23 +635,70 @@ def _resolve_shape(shape, size):
     return tuple(shape)
 
 
-_REDUCE_UFUNCS = {np.add: P.sum_, np.multiply: P.prod, np.maximum: P.amax, np.minimum: P.amin}
-
-
 # ---------------------------------------------------------------------------------------------
 # NumPy functions on tracers
 # ---------------------------------------------------------------------------------------------
 
-def _reduction(prim):
-    def reduce(x, axis=None, dtype=None, out=None, keepdims=False, **unused):
-        return prim(x, axis=_normalize_axis(axis, np.ndim(x)), keepdims=bool(keepdims))
+def _no_out(out):
+    if out is not None:
+        raise TraceError(f"tapegrad: out= cannot be traced; use the returned value\n  at "
+                         f"{user_line()}")
+
+
+def _reduction(prim, identity=None, combine=None):
+    """np.sum/prod/max/min (and ufunc.reduce) with NumPy's arguments: dtype casts first, `where`
+    masks elements out (with the identity, or `initial` for max/min), `initial` joins the result."""
+    def reduce(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=True):
+        _no_out(out)
+        if dtype is not None and np.dtype(dtype) != dtype_of(a):
+            a = P.cast(a, dtype=np.dtype(dtype).name)
+        if initial is not None:
+            initial = np.asarray(initial).astype(dtype_of(a))    # NumPy: in the operand's dtype
+        if where is not True:
+            fill = initial if identity is None else identity
+            if fill is None:
+                raise ValueError(f"reduction operation '{prim.name}' does not have an identity, "
+                                 f"so to use a where mask one has to specify 'initial'\n  at "
+                                 f"{user_line()}")
+            filled = P.where(where, a, fill)
+            a = filled if dtype_of(filled) == dtype_of(a) else P.cast(filled, dtype=dtype_of(a).name)
+        result = prim(a, axis=_normalize_axis(axis, np.ndim(a)), keepdims=bool(keepdims))
+        if initial is not None:
+            joined = combine(result, initial)
+            result = joined if dtype_of(joined) == dtype_of(result) else P.cast(
+                joined, dtype=dtype_of(result).name)
+        return result
     return reduce
 
 
+_sum = _reduction(P.sum_, 0, P.add)
+_prod = _reduction(P.prod, 1, P.mul)
+_amax = _reduction(P.amax, None, P.maximum)
+_amin = _reduction(P.amin, None, P.minimum)
+_REDUCE_UFUNCS = {np.add: _sum, np.multiply: _prod, np.maximum: _amax, np.minimum: _amin}
+
+
 def _dot(a, b, out=None):
-    if np.ndim(a) == 0 or np.ndim(b) == 0:
+    """np.dot: a sum over the last axis of a and the second-to-last of b (the last when b is 1-D);
+    result shape a.shape[:-1] + b.shape[:-2] + b.shape[-1:]. matmul agrees unless b has 3+ axes
+    (matmul broadcasts stacks instead); then b's contracted axis moves to the front and one 2-D
+    matmul does it."""
+    if out is not None:
+        raise TraceError(f"tapegrad: out= cannot be traced\n  at {user_line()}")
+    sa, sb = shape_of(a), shape_of(b)
+    if not sa or not sb:
         return P.mul(a, b)
-    return P.matmul(a, b)
+    if len(sb) <= 2:
+        return P.matmul(a, b)
+    n = sa[-1]
+    if sb[-2] != n:
+        raise ValueError(f"shapes {sa} and {sb} not aligned: {n} (dim {len(sa) - 1}) != "
+                         f"{sb[-2]} (dim {len(sb) - 2})")
+    axes = (len(sb) - 2,) + tuple(range(len(sb) - 2)) + (len(sb) - 1,)
+    rest = sb[:-2] + sb[-1:]
+    b2 = P.reshape(P.transpose(b, axes=axes), shape=(n, math.prod(rest)))
+    a2 = P.reshape(a, shape=(math.prod(sa[:-1]), n))
+    return P.reshape(P.matmul(a2, b2), shape=sa[:-1] + rest)
 
 
 def _reshape(a, shape=None, order="C", newshape=None):
@@ -664,15 +730,78 @@ def _where(condition, x=None, y=None):
     return P.where(condition, x, y)
 
 
-def _clip(a, a_min=None, a_max=None, out=None, **kwargs):
-    a_min = kwargs.get("min", a_min)
-    a_max = kwargs.get("max", a_max)
-    return P.clamp(a, min=a_min, max=a_max)
+def _clip(a, a_min=None, a_max=None, out=None, *, min=None, max=None, **unused):
+    _no_out(out)
+    low = a_min if min is None else min
+    high = a_max if max is None else max
+    # NumPy promotes: integers clipped at 0.5 come out as floats
+    dtype = np.result_type(dtype_of(a), *[b if isinstance(b, (int, float)) else dtype_of(b)
+                                          for b in (low, high) if b is not None])
+    if dtype != dtype_of(a):
+        a = P.cast(a, dtype=dtype.name)
+    if all(b is None or np.ndim(b) == 0 and not isinstance(b, Tracer) for b in (low, high)):
+        return P.clamp(a, min=low, max=high)
+    # array or traced bounds broadcast with a (and get gradients): maximum, then minimum
+    if low is not None:
+        a = P.maximum(a, low)
+    if high is not None:
+        a = P.minimum(a, high)
+    return a if dtype_of(a) == dtype else P.cast(a, dtype=dtype.name)
 
 
 def _norm(x, ord=None, axis=None, keepdims=False):
-    return P.norm(x, ord=2 if ord is None else ord, axis=_normalize_axis(axis, np.ndim(x)),
-                  keepdims=keepdims)
+    """np.linalg.norm: vector norms over one axis, matrix norms over two (composed from
+    primitives); ord 2/-2/'nuc' of matrices need singular values and are refused."""
+    if dtype_of(x).kind not in "fc":
+        x = P.cast(x, dtype="float64")
+    ndim = np.ndim(x)
+    if axis is None:
+        if ord is None:
+            return P.norm(x, ord=2, axis=None, keepdims=keepdims)
+        if ndim not in (1, 2):
+            raise ValueError("Improper number of dimensions to norm.")
+        axis = tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    axes = tuple(int(a) % ndim for a in axes)
+    if len(axes) == 1:
+        return _vector_norm(x, ord, axes, keepdims)
+    if len(axes) == 2:
+        return _matrix_norm(x, ord, axes, keepdims)
+    raise ValueError("Improper number of dimensions to norm.")
+
+
+def _vector_norm(x, ord, axes, keepdims):
+    if ord is None or ord in (1, 2, np.inf):
+        return P.norm(x, ord=2 if ord is None else ord, axis=axes, keepdims=keepdims)
+    if isinstance(ord, str):
+        raise ValueError(f"Invalid norm order '{ord}' for vectors")
+    if ord == -np.inf:
+        return P.amin(P.abs_(x), axis=axes, keepdims=keepdims)
+    if ord == 0:
+        return P.cast(P.sum_(P.ne(x, 0), axis=axes, keepdims=keepdims), dtype=dtype_of(x).name)
+    powered = P.sum_(P.pow_(P.abs_(x), float(ord)), axis=axes, keepdims=keepdims)
+    return P.pow_(powered, 1.0 / float(ord))
+
+
+def _matrix_norm(x, ord, axes, keepdims):
+    row, col = axes
+    if row == col:
+        raise ValueError("Duplicate axes given.")
+    if ord is None or ord == "fro":
+        return P.norm(x, ord=2, axis=tuple(sorted(axes)), keepdims=keepdims)
+    if ord in (1, -1, np.inf, -np.inf):
+        # 1: the largest column sum of |x| (sum over rows); inf: the largest row sum
+        first, second = (row, col) if ord in (1, -1) else (col, row)
+        sums = P.sum_(P.abs_(x), axis=(first,), keepdims=True)
+        pick = P.amax if ord > 0 else P.amin
+        return pick(sums, axis=tuple(sorted(axes)), keepdims=True) if keepdims else P.reshape(
+            pick(sums, axis=(second,), keepdims=True),
+            shape=tuple(n for i, n in enumerate(shape_of(x)) if i not in axes))
+    if ord in (2, -2, "nuc"):
+        raise TraceError(f"tapegrad: np.linalg.norm with ord={ord!r} over a matrix needs singular "
+                         f"values, which are not traced; use ord='fro', 1 or inf\n  at "
+                         f"{user_line()}")
+    raise ValueError("Invalid norm order for matrices.")
 
 
 def _like(fill):
@@ -704,14 +833,19 @@ def _expand_dims(a, axis):
     return P.reshape(a, shape=tuple(shape))
 
 
-def _mean(a, axis=None, dtype=None, out=None, keepdims=False, **unused):
+def _mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=True):
+    _no_out(out)
+    if where is not True:
+        raise TraceError(f"tapegrad: np.mean(where=...) is not traced; use "
+                         f"np.sum(x, where=m) / np.sum(m)\n  at {user_line()}")
+    if dtype is not None and np.dtype(dtype) != dtype_of(a):
+        a = P.cast(a, dtype=np.dtype(dtype).name)
     return P.mean(a, axis=_normalize_axis(axis, np.ndim(a)), keepdims=bool(keepdims))
 
 
 _ARRAY_FUNCTIONS = {
-    np.sum: _reduction(P.sum_), np.mean: _mean, np.prod: _reduction(P.prod),
-    np.amax: _reduction(P.amax), np.amin: _reduction(P.amin), np.max: _reduction(P.amax),
-    np.min: _reduction(P.amin), np.dot: _dot, np.matmul: P.matmul, np.reshape: _reshape,
+    np.sum: _sum, np.mean: _mean, np.prod: _prod, np.amax: _amax, np.amin: _amin, np.max: _amax,
+    np.min: _amin, np.dot: _dot, np.matmul: P.matmul, np.reshape: _reshape,
     np.transpose: _transpose, np.concatenate: _concatenate, np.stack: _stack, np.where: _where,
     np.clip: _clip, np.linalg.norm: _norm, np.zeros_like: _like(0), np.ones_like: _like(1),
     np.broadcast_to: _broadcast_to, np.outer: _outer, np.squeeze: _squeeze,
