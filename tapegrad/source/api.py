@@ -1,5 +1,6 @@
 """`grad` and `value_and_grad`: callables that run emitted derivative code."""
 import functools
+import hashlib
 import linecache
 import math
 import os
@@ -28,10 +29,37 @@ class _SourceDerivative:
         self.mode = mode
         self._compiled = {}  # kinds -> (Emitted, callable)
         self._last = None
-        functools.update_wrapper(self, fun)
+        # name and docstring only: copying fun's __dict__ would overwrite this object's state
+        # when fun is itself a derivative
+        functools.update_wrapper(self, fun, updated=())
 
     def _wrt(self):
-        return (self.argnums,) if isinstance(self.argnums, int) else tuple(self.argnums)
+        nums = (self.argnums,) if isinstance(self.argnums, int) else tuple(self.argnums)
+        if isinstance(self.fun, _SourceDerivative):  # both see the same (float) arguments
+            nums += self.fun._wrt()
+        return nums
+
+    def _emit(self, kinds):
+        if not isinstance(self.fun, _SourceDerivative):
+            return emit(self.fun, self.argnums, kinds, self.mode)
+        # a derivative of a derivative: the code emitted for the inner one, transformed again
+        inner = self.fun._emit(kinds)
+        try:
+            emitted = emit(_exec_source(inner, ieee=False), self.argnums, kinds, self.mode)
+        except TransformError as exc:
+            raise TransformError(
+                f"a derivative of `{inner.function}`'s derivative transforms the code emitted "
+                f"for the first derivative, and cannot here: {exc.message}. Use the traced "
+                "face for this one: tg.grad(tg.grad(f))", filename=exc.filename,
+                lineno=exc.lineno, construct=exc.construct) from exc
+        emitted.reads = {**inner.reads, **emitted.reads}  # stale when either's globals change
+        return emitted
+
+    def _n_params(self):
+        fun = self.fun
+        while isinstance(fun, _SourceDerivative):
+            fun = fun.fun
+        return fun.__code__.co_argcount
 
     def _prepare(self, args):
         """Kinds of the arguments; differentiated ones are made float (as JAX and torch want).
@@ -68,7 +96,7 @@ class _SourceDerivative:
     def _build(self, kinds):
         known = self._compiled.get(kinds)
         if known is None or stale(known[0].reads):
-            emitted = emit(self.fun, self.argnums, kinds, self.mode)
+            emitted = self._emit(kinds)
             if self.jit:
                 from tapegrad_jit.source_jit import compile_source  # numba only when asked
                 function = compile_source(emitted.source, emitted.name, emitted.constants)
@@ -95,15 +123,15 @@ class _SourceDerivative:
     def source_for(self, *args):
         """The emitted source for arguments like these."""
         _, kinds = self._prepare(args)
-        return emit(self.fun, self.argnums, kinds, self.mode).source
+        return self._emit(kinds).source
 
     @property
     def source(self):
         if self._last is not None:
             return self._compiled[self._last][0].source
         bound = self._prepare(())[1]  # kinds of what functools.partial binds
-        kinds = bound + (FLOAT,) * (self.fun.__code__.co_argcount - len(bound))
-        return emit(self.fun, self.argnums, kinds, self.mode).source
+        kinds = bound + (FLOAT,) * (self._n_params() - len(bound))
+        return self._emit(kinds).source
 
 
 def _target(fun):
@@ -133,8 +161,11 @@ def _target(fun):
                 filename=filename, lineno=fun.__code__.co_firstlineno, construct="decorator")
         return fun, bound
     if isinstance(fun, _SourceDerivative):
-        reason = ("is itself a tapegrad.source derivative: derivatives of derivatives are not "
-                  "emitted; use the traced face, tg.grad(tg.grad(f))")
+        if fun.mode == "grad" and isinstance(fun.argnums, int):
+            return fun, fun._bound + bound  # its code is emitted, then transformed again
+        reason = ("is a tapegrad.source derivative that returns a tuple: differentiate "
+                  "source.grad(f, argnums=k) with one argnum (a derivative of a scalar), or use "
+                  "the traced face, tg.hessian(f)")
     elif isinstance(fun, types.MethodType):
         reason = (f"is a method bound to {type(fun.__self__).__name__} `{fun.__self__!r:.40}`, "
                   "which is not a number or an array: write it as a function of numbers and "
@@ -182,8 +213,11 @@ def _jit_error(emitted, exc):
                     construct=construct)
 
 
-def _exec_source(emitted):
-    filename = f"<tapegrad.source {emitted.name}>"
+def _exec_source(emitted, ieee=True):
+    """The emitted function, run by Python. ieee=False leaves `math` and `float` as they are,
+    for a function that is to be transformed again (a derivative of a derivative)."""
+    digest = hashlib.sha256(emitted.source.encode()).hexdigest()[:12]
+    filename = f"<tapegrad.source {emitted.name} {digest}>"  # one name per text: see linecache
     # registered so that tracebacks and pdb show the emitted lines
     linecache.cache[filename] = (len(emitted.source), None, emitted.source.splitlines(True),
                                  filename)
@@ -191,7 +225,8 @@ def _exec_source(emitted):
     exec(compile(emitted.source, filename, "exec"), namespace)
     # the emitted code reads these names as globals at call time: IEEE versions of `math.*` and
     # `float`, so that plain Python gives what Numba and NumPy give at singular points
-    namespace.update(math=_IEEE_MATH, float=np.float64)
+    if ieee:
+        namespace.update(math=_IEEE_MATH, float=np.float64)
     return namespace[emitted.name]
 
 

@@ -146,6 +146,7 @@ CALLS.update({
     math.fabs: _elementwise(P.abs_), builtins.abs: _elementwise(P.abs_),
     math.erf: _elementwise(P.erf),
     np.maximum: _elementwise(P.maximum, 2), np.minimum: _elementwise(P.minimum, 2),
+    np.logaddexp: _elementwise(P.logaddexp, 2), np.logaddexp2: _elementwise(P.logaddexp2, 2),
     builtins.max: _elementwise(P.maximum, 2), builtins.min: _elementwise(P.minimum, 2),
     np.power: _elementwise(P.pow_, 2), math.pow: _elementwise(P.pow_, 2),
     np.where: _elementwise(P.where, 3),
