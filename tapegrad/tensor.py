@@ -713,10 +713,10 @@ class Tensor(PrimitiveOperators):
         if needs_graph:
             if view is None:
                 root = self
-                self.grad_fn, self._requires_grad = result.grad_fn, True
+                _rebase(self, result.grad_fn)
             else:
                 root = view.root
-                root.grad_fn, root._requires_grad = _write_back(view, result).grad_fn, True
+                _rebase(root, _write_back(view, result).grad_fn)
             _refresh_views(root)
         return self
 
@@ -865,6 +865,14 @@ def _snapshot(t):
     return s
 
 
+def _rebase(t, node):
+    """t's history is now `node`; a retain_grad() moves along with it, as in PyTorch."""
+    old = t.grad_fn
+    if old is not None and old._retained is not None and old._retained() is t:
+        node._retained, old._retained = old._retained, None
+    t.grad_fn, t._requires_grad = node, True
+
+
 def _write_back(view, value):
     """The root's new value as a graph: `value` written through the view's shape ops into the
     root's old value (PyTorch's CopySlices), so gradients reach the root's old history too."""
@@ -899,7 +907,7 @@ def _refresh_views(root):
             t, last = root, len(v._view.steps) - 1
             for i, (prim, params) in enumerate(v._view.steps):
                 t = Tensor._bind(prim, (t,), params, "AsStridedBackward0" if i == last else None)
-            v.grad_fn, v._requires_grad = t.grad_fn, t._requires_grad
+            _rebase(v, t.grad_fn)
     refs[:] = alive
 
 

@@ -671,3 +671,61 @@ def test_cartesian_ops_on_nd_views_with_nan_and_inf_values_like_torch():
         return a, v, a._version
     for op in OPERATORS:
         assert_like_torch(case, op)
+
+
+# ---------------------------------------------------------------------------------------------
+# what else follows a tensor through an in-place write
+# ---------------------------------------------------------------------------------------------
+
+def test_retain_grad_follows_in_place_writes_like_torch():
+    def case(lib):
+        x = lib.tensor([1.0, 2.0], requires_grad=True)
+        a = x * 1
+        a.retain_grad()
+        a *= 3
+        b = a[0:1]
+        b.retain_grad()
+        b *= 5
+        (a * a).sum().backward()
+        return a.grad, b.grad, x.grad, a.retains_grad, b.retains_grad
+    assert_like_torch(case)
+
+
+def test_hooks_registered_before_an_in_place_write_like_torch():
+    def case(lib):
+        seen = []
+        x = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        a = x * 2
+        a.register_hook(lambda g: seen.append(g.clone()))
+        a *= lib.tensor([1.0, 10.0, 100.0])
+        a.register_hook(lambda g: seen.append(g * 1000))
+        a.sum().backward()
+        return seen, x.grad
+    assert_like_torch(case)
+
+
+def test_custom_function_refuses_a_saved_tensor_written_in_place():
+    def case(lib):
+        class Square(lib.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return x * x
+
+            @staticmethod
+            def backward(ctx, g):
+                x, = ctx.saved_tensors
+                return 2 * x * g
+        x = lib.tensor([1.0, 2.0], requires_grad=True)
+        a = x * 1
+        ok = Square.apply(a)
+        ok.sum().backward()
+        grad = x.grad.clone()
+        y = Square.apply(a)
+        a.mul_(3)
+        try:
+            y.sum().backward()
+        except RuntimeError as e:
+            return grad, str(e).split(" Hint:")[0]
+    ours = assert_like_torch(case)
+    assert "is at version 1; expected version 0 instead." in ours[1]

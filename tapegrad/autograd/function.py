@@ -9,13 +9,22 @@ class FunctionCtx:
     """The `ctx` handed to forward and backward."""
 
     def __init__(self):
-        self.saved_tensors = ()
+        self._saved, self._saved_versions = (), ()
         self.needs_input_grad = ()
         self.materialize_grads = True
 
     def save_for_backward(self, *tensors):
-        self.saved_tensors = tensors
+        self._saved = tensors
         self._saved_versions = tuple(getattr(t, "_version", None) for t in tensors)
+
+    @property
+    def saved_tensors(self):
+        # PyTorch refuses to hand back a saved tensor that was written in place since
+        for t, version in zip(self._saved, self._saved_versions):
+            if version is not None and t._version != version:
+                raise graph._modified_error(t.type(), t.shape, t.grad_fn, t._version, version,
+                                            "it was saved with ctx.save_for_backward")
+        return self._saved
 
     def mark_non_differentiable(self, *tensors):
         self.non_differentiable = tensors
