@@ -16,6 +16,13 @@ def energy(x):
     return np.sum(x * x)
 
 
+def pendulum_energy(theta, omega, g):
+    """Kinetic plus potential energy of a pendulum of unit mass and length (`tapegrad demo`)."""
+    kinetic = 0.5 * omega * omega
+    potential = g * (1.0 - np.cos(theta))
+    return kinetic + potential
+
+
 def pendulum(theta, omega, damping, length, dt, steps):
     """The angle of a damped pendulum after `steps` explicit Euler steps."""
     for _ in range(steps):
@@ -28,3 +35,4 @@ def pendulum(theta, omega, damping, length, dt, steps):
 if __name__ == "__main__":
     print(energy(np.array([0.5, -0.2, 1.0])))
     print(pendulum(0.5, 0.0, 0.1, 1.0, 0.01, 1000))
+    print(pendulum_energy(0.3, 1.2, 9.81))

@@ -172,13 +172,9 @@ def demo(args):
 
     _banner("3. Source transformation: the gradient as code a person can read")
     from . import source
-
-    def pendulum_energy(theta, omega, g):
-        kinetic = 0.5 * omega * omega
-        potential = g * (1.0 - np.cos(theta))
-        return kinetic + potential
-
-    dfun = source.grad(pendulum_energy, argnums=(0, 1))
+    model = importlib.import_module(examples.__name__ + ".model")
+    print(f"{inspect.getsource(model.pendulum_energy)}")
+    dfun = source.grad(model.pendulum_energy, argnums=(0, 1))
     print(dfun.source)
     d_theta, d_omega = (float(d) for d in dfun(0.3, 1.2, 9.81))
     print(f"grad at (0.3, 1.2, 9.81) = ({d_theta:.6f}, {d_omega:.6f})")
