@@ -11,6 +11,7 @@ import contextlib
 import functools
 import gc
 import importlib
+import sys
 import threading
 import warnings
 from collections import OrderedDict
@@ -20,7 +21,7 @@ import numpy as np
 from . import primitives as P
 from .captures import captured
 from .tape import optimize, tree_flatten, tree_unflatten
-from .trace import TraceContext, Tracer, backward_on_tape, current
+from .trace import _PACKAGE_DIR, TraceContext, Tracer, backward_on_tape, current
 
 
 def _as_array(value):
@@ -552,11 +553,15 @@ class Jitted:
     def _warn(self, reason):
         if not self._warned:
             self._warned = True
+            # point at the user's call: skip the frames of tapegrad (and tapegrad_jit)
+            frame, level = sys._getframe(1), 2
+            while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+                frame, level = frame.f_back, level + 1
             warnings.warn(f"tapegrad.jit: {getattr(self.fun, '__name__', 'function')} is retraced "
                           f"on most calls ({reason}); each retrace costs a trace and compile. Pass "
                           "varying numbers as arrays, not as Python ints or as scalars the "
                           "function reads from globals or closures, and avoid branches whose "
-                          "outcome changes on every call.", RuntimeWarning, stacklevel=3)
+                          "outcome changes on every call.", RuntimeWarning, stacklevel=level)
 
     def _note_retrace(self, retraced):
         self._retrace_streak = self._retrace_streak + 1 if retraced else 0

@@ -162,3 +162,22 @@ def test_binary_cross_entropy_compiles_on_the_cpu(reduction):
     expected.backward()
     np.testing.assert_allclose(value, expected.item(), rtol=1e-12)
     np.testing.assert_allclose(grads[0], tp.grad.numpy(), rtol=1e-9)
+
+
+def test_retrace_warning_points_at_the_users_line():
+    """docs/sharp_edges.rst: a function traced on most calls warns, at the user's call."""
+    import numpy as np
+
+    import tapegrad as tg
+    from tapegrad.transforms import MAX_SIGNATURES
+
+    @tg.jit
+    def scaled(x, n):               # n is a Python int: static, so each value is a new tape
+        return x * n
+
+    with pytest.warns(RuntimeWarning, match="retraced on most calls") as record:
+        for n in range(MAX_SIGNATURES + 2):
+            scaled(np.ones(2), n)   # the line the warning names
+    warning = [w for w in record if "retraced" in str(w.message)][0]
+    assert warning.filename == __file__
+    assert "scaled(np.ones(2), n)" in open(__file__).read().splitlines()[warning.lineno - 1]
