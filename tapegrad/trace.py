@@ -352,10 +352,27 @@ def _fabs(x):
     return P.abs_(x if kind == "f" else P.cast(x, dtype=np.fabs(np.zeros((), dtype_of(x))).dtype.name))
 
 
+def _logical(prim, symbol):
+    """&, |, ~ (np.bitwise_and/or, np.invert): logical on booleans; bitwise on integers, which
+    the tape cannot record, is refused rather than computed as logical."""
+    def apply(*args):
+        for a in args:
+            if not (isinstance(a, bool) or np.dtype(dtype_of(a)) == np.bool_):
+                raise TraceError(
+                    f"tapegrad: `{symbol}` on {np.dtype(dtype_of(a)).name} values is a bitwise "
+                    f"operation, which is not traced; compare first (x > 0) and combine "
+                    f"booleans, or use np.logical_and/or/not\n  at {user_line()}")
+        return prim(*args)
+    return apply
+
+
 _COMPOSED_UFUNCS = {
     np.square: lambda x: x * x,
     np.reciprocal: _reciprocal,
     np.fabs: _fabs,
+    np.bitwise_and: _logical(P.logical_and, "&"),
+    np.bitwise_or: _logical(P.logical_or, "|"),
+    np.invert: _logical(P.logical_not, "~"),
 }
 
 
@@ -501,6 +518,10 @@ class Tracer(PrimitiveOperators):
             ctx.tracers[self._slot] = Tracer(ctx, self._slot, self._value)
         self._slot, self._value = new._slot, new._value
 
+    __and__ = _logical(P.logical_and, "&")
+    __or__ = _logical(P.logical_or, "|")
+    __invert__ = _logical(P.logical_not, "~")
+
     __iadd__, __isub__ = _inplace(P.add, "+="), _inplace(P.sub, "-=")
     __imul__, __itruediv__ = _inplace(P.mul, "*="), _inplace(P.div, "/=")
     __ipow__, __imatmul__ = _inplace(P.pow_, "**="), _inplace(P.matmul, "@=")
@@ -597,6 +618,8 @@ class Tracer(PrimitiveOperators):
         if kwargs.get("out") is not None:
             raise TraceError(f"tapegrad: out= cannot be traced\n  at {user_line()}")
         if method == "__call__":
+            if kwargs:
+                return _ufunc_options(ufunc, inputs, kwargs)
             if ufunc in _COMPOSED_UFUNCS:
                 return _COMPOSED_UFUNCS[ufunc](*inputs)
             prim = _UFUNCS.get(ufunc)
@@ -617,6 +640,22 @@ class Tracer(PrimitiveOperators):
             raise TraceError(f"tapegrad: np.{func.__name__} is not traced; use a traced "
                              f"equivalent\n  at {user_line()}")
         return handler(*args, **kwargs)
+
+
+def _ufunc_options(ufunc, inputs, kwargs):
+    """A ufunc call with keywords: dtype= casts the result; casting/order/subok only check or lay
+    out memory; anything else (where=, signature=, ...) changes the values and is refused."""
+    options = {k: v for k, v in kwargs.items() if k not in ("out", "casting", "order", "subok")}
+    dtype = options.pop("dtype", None)
+    if options.get("where", True) is True:
+        options.pop("where", None)
+    if options:
+        raise TraceError(f"tapegrad: np.{ufunc.__name__}(..., {'=..., '.join(options)}=...) is not "
+                         f"traced; compute without it (np.where for masks)\n  at {user_line()}")
+    result = ufunc(*inputs)
+    if dtype is not None and np.dtype(dtype) != dtype_of(result):
+        result = P.cast(result, dtype=np.dtype(dtype).name)
+    return result
 
 
 # operand types that bind would hand to the tracer (level 0 values and tracers themselves)
@@ -671,10 +710,18 @@ def _reduction(prim, identity=None, combine=None):
     return reduce
 
 
+def _extremum(prim, combine):
+    reduce = _reduction(prim, None, combine)
+
+    def extremum(a, axis=None, out=None, keepdims=False, initial=None, where=True):
+        return reduce(a, axis, None, out, keepdims, initial, where)     # no dtype, as NumPy
+    return extremum
+
+
 _sum = _reduction(P.sum_, 0, P.add)
 _prod = _reduction(P.prod, 1, P.mul)
-_amax = _reduction(P.amax, None, P.maximum)
-_amin = _reduction(P.amin, None, P.minimum)
+_amax = _extremum(P.amax, P.maximum)
+_amin = _extremum(P.amin, P.minimum)
 _REDUCE_UFUNCS = {np.add: _sum, np.multiply: _prod, np.maximum: _amax, np.minimum: _amin}
 
 
@@ -741,11 +788,8 @@ def _clip(a, a_min=None, a_max=None, out=None, *, min=None, max=None, **unused):
         a = P.cast(a, dtype=dtype.name)
     if all(b is None or np.ndim(b) == 0 and not isinstance(b, Tracer) for b in (low, high)):
         return P.clamp(a, min=low, max=high)
-    # array or traced bounds broadcast with a (and get gradients): maximum, then minimum
-    if low is not None:
-        a = P.maximum(a, low)
-    if high is not None:
-        a = P.minimum(a, high)
+    # array or traced bounds broadcast with a and get gradients, as torch.clamp's (NaN: none)
+    a = P.clip(a, -np.inf if low is None else low, np.inf if high is None else high)
     return a if dtype_of(a) == dtype else P.cast(a, dtype=dtype.name)
 
 

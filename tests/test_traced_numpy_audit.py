@@ -13,9 +13,8 @@ Each case is checked against NumPy itself:
   points, through tg.grad and through tg.jit(tg.grad) (compiled);
 - at the special values, tg.grad and the compiled gradient agree (NaN where NaN).
 """
-import inspect
-import itertools
 import math
+import operator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,7 +42,27 @@ def _tables():
         entries.append((module + fn.__name__, fn, "function"))
     for name in _tracer_methods():
         entries.append((f"ndarray.{name}", name, "method"))
+    for name in _tracer_operators():
+        entries.append((name, name, "operator"))
     return entries
+
+
+_NOT_OPERATORS = {"__init__", "__new__", "__repr__", "__format__", "__array_ufunc__",
+                  "__array_function__", "__array__", "__array_priority__", "__len__", "__iter__",
+                  "__bool__", "__float__", "__int__", "__complex__", "__index__", "__hash__",
+                  "__str__", "__reduce__", "__reduce_ex__", "__sizeof__", "__class__", "__dir__",
+                  "__getattribute__", "__setattr__", "__delattr__", "__init_subclass__",
+                  "__subclasshook__", "__doc__", "__module__", "__slots__", "__weakref__",
+                  "__dict__", "__eq__x"}
+
+
+def _tracer_operators():
+    """The Python operators (and indexing) a traced array answers, as ndarray does."""
+    names = set()
+    for cls in trace.Tracer.__mro__[:-1]:
+        names.update(n for n in vars(cls) if n.startswith("__") and hasattr(np.ndarray, n)
+                     and n not in _NOT_OPERATORS)
+    return sorted(names)
 
 
 def _tracer_methods():
@@ -76,6 +95,7 @@ class Case:
     finite: bool = False           # special values without NaN/inf (NumPy leaves casts of them
                                    # to integers undefined)
     fd_eps: float = 1e-6
+    refused: tuple = ()            # input dtypes the tracer refuses with a TraceError on purpose
     grad_rtol: float = 1e-6
 
     def label(self):
@@ -208,6 +228,47 @@ CASES = {
 for _ufunc in list(trace._UFUNCS) + list(trace._COMPOSED_UFUNCS):
     CASES.setdefault(_ufunc, ufunc_cases(_ufunc))
 
+# bitwise operators: logical on booleans; on integers refused (not computed as logical)
+BITWISE2 = [C((2, 3), (2, 3), masks=(0, 1)), C((2, 3), (3,), masks=(0, 1)),
+            C((4, 1), (1, 3), masks=(0, 1)), C((2, 3), (2, 3), grad=False, refused=(np.int64,))]
+BITWISE1 = [C((2, 3), masks=(0,)), C((2, 3), grad=False, refused=(np.int64,))]
+CASES.update({np.bitwise_and: BITWISE2, np.bitwise_or: BITWISE2, np.invert: BITWISE1})
+
+_OPERATOR_UFUNCS = {"add": np.add, "sub": np.subtract, "mul": np.multiply,
+                    "truediv": np.true_divide, "pow": np.power, "matmul": np.matmul,
+                    "lt": np.less, "le": np.less_equal, "gt": np.greater,
+                    "ge": np.greater_equal, "eq": np.equal, "ne": np.not_equal}
+for _stem, _ufunc in _OPERATOR_UFUNCS.items():
+    _cases = [c for c in ufunc_cases(_ufunc) if not c.scalar_args]
+    CASES[f"__{_stem}__"] = CASES[f"__i{_stem}__"] = _cases
+    # x.__r<op>__(y) computes y <op> x
+    CASES[f"__r{_stem}__"] = [Case(**{**vars(c), "shapes": c.shapes[::-1]}) for c in _cases]
+CASES.update({
+    "__neg__": ufunc_cases(np.negative), "__abs__": ufunc_cases(np.absolute),
+    "__pos__": ufunc_cases(np.positive),
+    "__and__": BITWISE2, "__or__": BITWISE2, "__invert__": BITWISE1,
+    "__getitem__": [C((5,), extra=(2,)), C((5,), extra=(-1,)), C((5,), extra=(slice(1, 4),)),
+                    C((5,), extra=(slice(None, None, -2),)), C((2, 3), extra=((1, slice(None)),)),
+                    C((2, 3), extra=((Ellipsis, 1),)), C((2, 3), extra=((None, 0),)),
+                    C((2, 3), extra=((-1, -2),)), C((2, 3, 4), extra=((slice(None), [0, 2], 1),)),
+                    C((2, 3), extra=(np.array([[0, 1], [1, 0]]),)),
+                    C((2, 3), extra=(([0, 1, 1], [2, 0, 2]),)),
+                    C((5,), extra=(np.array([True, False, True, True, False]),)),
+                    C((2, 3), extra=(np.array([[True, False, True], [False, True, True]]),)),
+                    C((2, 3), extra=((np.array([False, True]), slice(1, None)),)),
+                    C((2, 3, 4), extra=((0, Ellipsis, slice(1, 3)),)), C((), extra=((),)),
+                    C((), extra=(None,)), C((3,), extra=([2, 2, 0],))],
+    "__setitem__": [C((5,), (), extra=(2,)), C((5,), (3,), extra=(slice(1, 4),)),
+                    C((5,), (), extra=(slice(None, None, -2),)),
+                    C((2, 3), (3,), extra=(0,)), C((2, 3), (2,), extra=((slice(None), -1),)),
+                    C((2, 3), (2, 1), extra=((Ellipsis, slice(0, 2)),)),
+                    C((2, 3, 4), (2, 3), extra=((slice(None), slice(None), 1),)),
+                    C((2, 3), (2,), extra=(([0, 1], [2, 0]),)),
+                    C((5,), (3,), extra=(np.array([True, False, True, True, False]),)),
+                    C((2, 3), (), extra=(np.array([[True, False, True], [False, True, True]]),)),
+                    C((4,), (3,), extra=([1, 3, 1],)), C((), (), extra=((),))],
+})
+
 
 def all_cases():
     out = []
@@ -273,7 +334,33 @@ def call(entry, kind, case, arrays):
             first = np.asarray(first)
         attr = getattr(first, entry)
         return attr if entry == "T" else attr(*rest, *case.extra, **case.kw)
+    if kind == "operator":
+        return _operate(entry, case, args)
     return entry(*args, *case.extra, **case.kw)
+
+
+def _operate(name, case, args):
+    first = args[0]
+    if isinstance(first, (np.ndarray, np.generic)):
+        first = first.copy()              # in-place operators and writes must not touch the case
+    if name == "__getitem__":
+        return first[case.extra[0]]
+    if name == "__setitem__":
+        first[case.extra[0]] = args[1]
+        return first
+    if len(args) == 1:
+        return getattr(first, name)()
+    if name.startswith("__i"):
+        # `x <op>= y` as Python runs it; a 0-d value is a NumPy scalar (NumPy's reductions and
+        # element reads give scalars), which `<op>=` rebinds
+        if isinstance(first, np.ndarray) and first.ndim == 0:
+            first = first[()]
+        return getattr(operator, name.strip("_"))(first, args[1])
+    if name.startswith("__r"):
+        # the reflected form: `other <op> x`; a Python float on the left reaches x.__r<op>__
+        other = args[1].item() if np.ndim(args[1]) == 0 and not hasattr(args[1], "_ctx") else args[1]
+        return getattr(first, name)(other)
+    return getattr(first, name)(args[1])
 
 
 def function_of(entry, kind, case, template):
@@ -320,12 +407,22 @@ def test_value_shape_dtype(name, entry, kind, case):
         if dtype == np.int64 and kind == "method" and entry == "astype":
             continue
         arrays = arrays_for(case, dtype, special_values(case, dtype))
+        if dtype in case.refused:
+            f, positions = function_of(entry, kind, case, arrays)
+            with pytest.raises(trace.TraceError):
+                tg.jit(f)(*[arrays[k] for k in positions])
+            continue
         with np.errstate(all="ignore"):
             try:
                 expected = call(entry, kind, case, arrays)
-            except (TypeError, ValueError):
-                continue             # NumPy refuses this dtype (e.g. logical ops are fine, ...)
+            except (TypeError, ValueError) as refusal:
+                expected = refusal   # NumPy refuses (this dtype, these shapes): so must the tape
         f, positions = function_of(entry, kind, case, arrays)
+        if isinstance(expected, Exception):
+            inputs = [arrays[k] for k in positions]
+            with pytest.raises(Exception):
+                tg.jit(f)(*inputs)
+            continue
         if not isinstance(expected, (np.ndarray, np.generic, float)):
             # shapes, ndim, size: static Python values, computed while tracing
             seen = []
@@ -359,9 +456,13 @@ def test_gradient(name, entry, kind, case):
     arrays = arrays_for(case, np.float64, smooth_values(case))
     f, positions = function_of(entry, kind, case, arrays)
     inputs = [arrays[k] for k in positions]
+    try:
+        out_shape = np.shape(f(*inputs))
+    except (TypeError, ValueError):
+        return                       # NumPy refuses the case; test_value_shape_dtype checks ours
     if not inputs:
         return
-    loss = weighted(f, np.shape(f(*inputs)))
+    loss = weighted(f, out_shape)
     argnums = tuple(range(len(inputs)))
     expected = [finite_differences(loss, inputs, k, case.fd_eps) for k in argnums]
     grads = tg.grad(loss, argnums=argnums)(*inputs)
@@ -395,3 +496,17 @@ def test_every_entry_has_cases():
 def test_tables_are_read():
     names = {name for name, _, _ in _tables()}
     assert {"add", "np.dot", "np.linalg.norm", "add.reduce", "ndarray.sum"} <= names
+
+
+def test_ufunc_keywords():
+    x = np.array([0.5, -1.0, 2.0])
+    f = tg.jit(lambda x: np.exp(x, dtype=np.float32) + np.sin(x, casting="same_kind"))
+    for _ in range(2):
+        assert_same(f(x), np.exp(x, dtype=np.float32) + np.sin(x), rtol=1e-6, what="dtype=")
+    mask = np.array([True, False, True])
+    with pytest.raises(trace.TraceError, match="where"):
+        tg.grad(lambda x: np.sum(np.add(x, 1.0, where=mask)))(x)
+    with pytest.raises(trace.TraceError, match="out="):
+        tg.grad(lambda x: np.sum(np.add(x, 1.0, out=np.empty(3))))(x)
+    with pytest.raises(trace.TraceError, match="out="):
+        tg.grad(lambda x: np.sum(x, out=np.empty(())))(x)
