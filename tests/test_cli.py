@@ -226,3 +226,19 @@ def test_install_holds_no_top_level_benchmarks_and_every_subpackage():
     for top in ("tapegrad", "tapegrad_jit"):
         for init in (ROOT / top).rglob("__init__.py"):
             assert ".".join(init.parent.relative_to(ROOT).parts) in packages
+
+
+def help_examples():
+    """The command lines the top-level --help shows under `examples:`."""
+    from tapegrad.cli import EXAMPLES_HELP
+    return [line.strip() for line in EXAMPLES_HELP.splitlines()
+            if line.strip().startswith(("tapegrad tape", "tapegrad grad-source"))]
+
+
+@pytest.mark.parametrize("command", help_examples())
+def test_help_examples_run(command, tmp_path):
+    """Every example of `tapegrad --help`, on the model file of examples/ (energy, pendulum)."""
+    shutil.copy(ROOT / "examples" / "model.py", tmp_path / "model.py")
+    done = tapegrad(*shlex.split(command)[1:], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "def grad_" in done.stdout or "-- adjoint sweep --" in done.stdout
