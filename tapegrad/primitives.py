@@ -128,6 +128,19 @@ clamp = defprim("clamp", _clamp, grad_fn_name="ClampBackward1")
 defvjp(clamp, _clamp_vjp)
 
 
+def _clip(x, low, high):
+    return np.minimum(np.maximum(x, low), high)
+
+
+# clamp between array (Tensor, traced) bounds, an absent one passed as -inf/inf: the gradient goes
+# to whichever of x, low, high the result is (x on ties; none where x < low == high), as PyTorch's
+# ClampBackward0 sends it; NaN anywhere stops it. low > high gives high, as np.clip, torch.clamp.
+clip = defprim("clip", _clip, grad_fn_name="ClampBackward0", source="np.clip({0}, {1}, {2})")
+defvjp(clip, lambda g, ans, x, low, high: where(logical_and(x >= low, x <= high), g, 0),
+       lambda g, ans, x, low, high: where(logical_and(x < low, low < high), g, 0),
+       lambda g, ans, x, low, high: where(logical_or(x > high, high < low), g, 0))
+
+
 def _cast(x, dtype):
     return np.asarray(x).astype(dtype)
 
@@ -680,6 +693,8 @@ _SCALAR_FORMS = {
     # NaN wins, as in np.maximum / np.minimum
     "maximum": "({0} if ({0} >= {1} or {0} != {0}) else {1})",
     "minimum": "({0} if ({0} <= {1} or {0} != {0}) else {1})",
+    "clip": "(min(max({0}, {1}), {2}) if ({0} == {0} and {1} == {1} and {2} == {2})"
+            " else math.nan)",
     "pow": "({0} ** {1})", "where": "({1} if {0} != 0.0 else {2})",
     # np.logaddexp's and np.logaddexp2's own steps: equal arguments (infinities too) first, NaN last
     "logaddexp": "({0} + 0.6931471805599453 if {0} == {1} else"

@@ -444,6 +444,9 @@ class Tensor(PrimitiveOperators):
     def clamp(self, min=None, max=None):
         if min is None and max is None:
             raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+        if isinstance(min, Tensor) or isinstance(max, Tensor):
+            # Tensor bounds broadcast and get gradients (torch's ClampBackward0)
+            return P.clip(self, -np.inf if min is None else min, np.inf if max is None else max)
         return P.clamp(self, min=_scalar(min), max=_scalar(max))
 
     clip = clamp

@@ -156,6 +156,17 @@ add("clamp", _x, params={"min": None, "max": 0.5}, api=lambda t, x: t.clamp(x, m
 add("clamp", np.array([-0.5, 0.5, 0.0]), params={"min": -0.5, "max": 0.5},
     api=lambda t, x: x.clamp(-0.5, 0.5), note="boundaries", finite_differences=False)
 
+# clip between array bounds (torch.clamp with Tensor bounds), broadcasting; off the kinks
+_x = away_from(randn(2, 3) * 2, [-0.5, 0.5])
+add("clip", _x, np.array([-0.5, 0.0, -0.5]), np.array([[0.5], [1.0]]),
+    api=lambda t, x, lo, hi: t.clamp(x, lo, hi))
+add("clip", _x, np.full(3, -0.5), np.inf, api=lambda t, x, lo, hi: x.clamp(min=lo), diff=(0, 1))
+# NaN, ties with either bound (x gets the gradient), low > high (high gets it)
+add("clip", np.array([np.nan, 0.0, 1.0, 2.0, -1.0, 0.5, 3.0, 1.0]),
+    np.array([0.0, np.nan, 1.0, 0.0, 0.0, 2.0, 0.0, 0.0]),
+    np.array([1.0, 1.0, 2.0, np.nan, 1.0, 1.0, 1.0, 1.0]),
+    api=lambda t, x, lo, hi: t.clamp(x, lo, hi), note="nan-ties", finite_differences=False)
+
 # casts between floats: float32 rounding limits what finite differences can resolve
 add("cast", randn(2, 3), params={"dtype": "float32"}, api=lambda t, x: x.float(),
     eps=1e-2, atol=1e-3, second_order=False)
