@@ -91,7 +91,8 @@ def value_key(value):
 def _compile_key(reads, slow):
     """One generated function reading every location in a single tuple expression: the per-call
     cost of captures is a few dictionary and attribute reads, like the input signature."""
-    namespace = {"_key": value_key, "slow": slow, "_plain": _PLAIN}
+    namespace = {"_key": value_key, "slow": slow, "_plain": _PLAIN,
+                 "_function": types.FunctionType}
     terms = []
     for n, (kind, root, name, chain) in enumerate(reads):
         namespace[f"r{n}"] = root
@@ -101,7 +102,8 @@ def _compile_key(reads, slow):
             term += f".{item}" if step == "." else f"[{item!r}]"
         # ints, strings and ordinary floats inline; everything else through value_key
         terms.append(f"((t{n}, v{n}) if (t{n} := type(v{n} := {term})) in _plain or t{n} is float "
-                     f"and v{n} != 0 and v{n} == v{n} else _key(v{n}))")
+                     f"and v{n} != 0 and v{n} == v{n} else v{n} if t{n} is _function "
+                     f"else _key(v{n}))")
     source = ("def key():\n    try:\n        return (" + ", ".join(terms) + ",)\n"
               "    except Exception:\n        return slow()\n")
     exec(source, namespace)
