@@ -113,12 +113,20 @@ def rosenbrock_problem(n):
     return problem, lambda out: out
 
 
-WORKLOADS = {
+WORKLOADS = {   # label: as README.md's GPU rows name the workload
     "batched_grad": dict(title="batched grad of a ~100-instruction scalar function, 1 thread/point",
+                         label="batched grad, {n} points (`jit(vmap(grad))`)",
                          build=batched_problem, batched=True),
-    "rosenbrock": dict(title="Rosenbrock value+grad, array tape", build=rosenbrock_problem,
+    "rosenbrock": dict(title="Rosenbrock value+grad, array tape",
+                       label="Rosenbrock value+grad, n = {n}", build=rosenbrock_problem,
                        batched=False),
 }
+
+
+def short_count(n):
+    """1e7 for 10000000; other counts as they are."""
+    exponent = len(str(n)) - 1
+    return f"1e{exponent}" if n == 10 ** exponent and exponent >= 3 else str(n)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,7 +322,8 @@ def main(argv=None):
         os.replace(tmp, args.json)
 
     for name, spec in WORKLOADS.items():
-        entry = dict(name=name, title=spec["title"], results=[])
+        entry = dict(name=name, title=spec["title"], label=spec["label"].format(
+            n=short_count(size)), results=[])
         report["workloads"].append(entry)
         problem, sample = spec["build"](size)
         entry["size"] = problem.size
@@ -327,8 +336,9 @@ def main(argv=None):
             print(f"{name}: {impl}: {summary(result)}", flush=True)
             save()
     save()
+    # a peer that fails is reported in the results, but only tapegrad's rows fail the check
     bad = [r for e in report["workloads"] for r in e["results"]
-           if r["status"] in ("FAILED", "error")]
+           if r["group"] == "tapegrad" and r["status"] in ("FAILED", "error")]
     return 1 if bad else 0
 
 

@@ -46,7 +46,7 @@ def environment(simulate):
 def test_simulated_check_runs_every_stage(tmp_path):
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, SCRIPT, str(out), "--simulate"], cwd=str(tmp_path),
-                          env=environment(False), capture_output=True, text=True, timeout=300)
+                          env=environment(False), capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert results["mode"] == "simulate" and results["ok"]
@@ -64,7 +64,8 @@ def test_simulated_check_runs_every_stage(tmp_path):
             for impl in ("tapegrad jit CUDA", "tapegrad jit CUDA, CuPy inputs"):
                 assert by[impl]["status"] == "ok" and by[impl]["results_on_device"]
     markdown = (out / "results.md").read_text()
-    assert "| Numba CUDA simulator | batched_grad, 64 points |" in markdown
+    assert "| Numba CUDA simulator | batched grad, 64 points (`jit(vmap(grad))`) |" in markdown
+    assert "| Numba CUDA simulator | Rosenbrock value+grad, n = 64 |" in markdown
     log = (out / "log").read_text()
     assert "PASSED" in log and "rosenbrock: tapegrad jit CUDA: run" in log
 
@@ -82,11 +83,13 @@ def test_a_failing_or_hanging_stage_is_recorded_and_the_next_runs(tmp_path):
     def broken(limit):
         raise RuntimeError("driver fell over")
 
-    # a stage whose process (and the process it started) outlives the limit: the group is killed
+    # a stage whose process (and the process it started) outlives the limit and ignores the
+    # SIGINT that comes first: the group is killed
+    deaf = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
     hang = ("import subprocess, sys, time\n"
-            "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+            f"child = subprocess.Popen([sys.executable, '-c', '{deaf}time.sleep(120)'])\n"
             "print(child.pid, flush=True)\n"
-            "time.sleep(120)\n")
+            f"{deaf}time.sleep(120)\n")
 
     def hanging(limit):
         in_time, _ = check.run_logged("hang", [sys.executable, "-c", hang], 2.0, check.env())
@@ -286,9 +289,10 @@ def test_interface_inputs_are_read_in_place_and_results_stay_on_device():
 
 @pytest.fixture
 def launch_audit(monkeypatch):
-    """Launches seen, as (grid, block); a launch outside CUDA's limits fails the test."""
+    """Launches seen, as (grid, block); a launch outside CUDA's limits fails the test. None on
+    a GPU, which refuses such launches itself."""
     if not SIMULATOR:
-        pytest.skip("audits the simulator's launches; a GPU checks its own")
+        return None
     from numba.cuda.simulator.kernel import FakeCUDAKernel
     from tapegrad_jit import cuda_kernels as K
     seen, launch = [], FakeCUDAKernel.__getitem__
@@ -325,4 +329,4 @@ def test_launches_on_empty_arrays_fit_the_hardware(shape, launch_audit):
     expected = vg(x, w)
     assert np.allclose(value, expected[0])
     assert all(np.shape(g) == np.shape(e) for g, e in zip(grads, expected[1]))
-    assert launch_audit
+    assert launch_audit is None or launch_audit
