@@ -133,10 +133,13 @@ def plain_square(x):
 
 
 @pytest.mark.parametrize("wrap, fix", [
-    (tg.grad, "tg.grad"), (tg.value_and_grad, "tg.grad"), (tg.jit, "plain Python function"),
+    (tg.grad, "tg.grad"), (tg.value_and_grad, "tg.grad"),
+    (lambda f: tg.jit(tg.vmap(f)), "plain Python function"),
     (tg.vmap, "plain Python function"), (lambda f: tg.no_grad()(f), "plain Python function"),
     (lambda f: source.value_and_grad(f), "one argnum"),
-], ids=["grad", "value_and_grad", "jit", "vmap", "no_grad", "source.value_and_grad"])
+    (functools.lru_cache, "it wraps `plain_square`"),
+], ids=["grad", "value_and_grad", "jit-vmap", "vmap", "no_grad", "source.value_and_grad",
+        "lru_cache"])
 def test_tapegrad_wrappers_are_refused_with_the_fix(wrap, fix):
     # tg.grad(f) used to be read as f: its "second derivative" came out as the first
     with pytest.raises(TransformError, match=re_escape(fix)):
@@ -145,6 +148,13 @@ def test_tapegrad_wrappers_are_refused_with_the_fix(wrap, fix):
 
 def test_a_source_derivative_is_differentiated_again():
     assert source.grad(source.grad(plain_square))(3.0) == 2.0
+
+
+@pytest.mark.parametrize("jit", JIT)
+def test_wrappers_that_keep_the_values_are_read_through(jit):
+    numba = pytest.importorskip("numba")
+    assert source.grad(numba.njit(plain_square), jit=jit)(3.0) == 6.0
+    assert source.grad(tg.jit(plain_square), jit=jit)(3.0) == 6.0
 
 
 def re_escape(text):
@@ -303,6 +313,31 @@ def test_globals_and_closures_that_change_are_read_again(jit):
     assert df(1.0) == pytest.approx(2.0)
     set_k(-1.5)
     assert df(1.0) == pytest.approx(-1.5)
+
+
+TABLE = np.array([1.0, 2.0, 3.0])
+
+
+def reads_a_global_array(x):
+    return np.sum(TABLE * x)
+
+
+@pytest.mark.parametrize("jit", JIT)
+def test_captured_arrays_are_constants_and_rebinding_is_seen(jit):
+    # as Numba (and the traced face): an array read from a global is a constant of the emitted
+    # code; both jit settings give the same numbers after an in-place change; a new array is seen
+    global TABLE
+    df = source.grad(reads_a_global_array, jit=jit)
+    original = TABLE
+    try:
+        np.testing.assert_array_equal(df(np.ones(3)), [1.0, 2.0, 3.0])
+        TABLE[0] = 10.0
+        np.testing.assert_array_equal(df(np.ones(3)), [1.0, 2.0, 3.0])
+        TABLE = np.array([4.0, 5.0, 6.0])
+        np.testing.assert_array_equal(df(np.ones(3)), [4.0, 5.0, 6.0])
+    finally:
+        original[0] = 1.0
+        TABLE = original
 
 
 def _helper_a(x):

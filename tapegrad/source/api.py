@@ -138,7 +138,10 @@ def _target(fun):
     """(the Python function to transform, the leading arguments functools.partial binds), or a
     TransformError saying what to pass instead."""
     bound = ()
-    while isinstance(fun, (functools.partial, staticmethod)):
+    while isinstance(fun, (functools.partial, staticmethod)) or _same_values(fun) is not None:
+        if not isinstance(fun, (functools.partial, staticmethod)):
+            fun = _same_values(fun)
+            continue
         if isinstance(fun, staticmethod):
             fun = fun.__func__
             continue
@@ -179,7 +182,24 @@ def _target(fun):
     else:
         reason = (f"is a {type(fun).__name__}, not a Python function: pass the `def` or "
                   "`lambda` that computes the value")
+        inner = getattr(fun, "__wrapped__", None)
+        if inner is not None:
+            reason += (f" (it wraps `{getattr(inner, '__name__', inner)}`: pass that if the "
+                       "wrapper does not change the value)")
     raise TransformError(f"`{name}` {reason}", construct=type(fun).__name__)
+
+
+def _same_values(fun):
+    """The Python function behind a wrapper that computes the same values (numba.njit's
+    dispatcher, tg.jit without vmap), or None."""
+    kind = type(fun)
+    if kind.__module__.split(".")[0] == "numba" and isinstance(getattr(fun, "py_func", None),
+                                                             types.FunctionType):
+        return fun.py_func
+    if kind.__module__ == "tapegrad.transforms" and kind.__name__ == "Jitted" \
+            and not getattr(fun, "batched", True):
+        return fun.fun
+    return None
 
 
 def _plain_scalar(value):

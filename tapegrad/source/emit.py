@@ -4,6 +4,7 @@ import re
 from dataclasses import dataclass
 
 import astor
+import numpy as np
 
 from .adjoint import COMMENT, ORIGIN, Emitter
 from .analysis import analyse
@@ -75,8 +76,11 @@ def emit(fun, argnums, arg_kinds, mode="value_and_grad"):
     header += "\n\n"
     offset = header.count("\n")
     origins = {line + offset: origin for line, origin in _origins(module, marked).items()}
+    # captured arrays are constants of the emitted code, as Numba freezes them under jit=True:
+    # copies, so that jit=False does not see later in-place changes that jit=True would not
     return Emitted(header + text, name,
-                   {k: v for k, v in fn.constants.items() if hasattr(v, "shape")},
+                   {k: np.array(v, copy=True) for k, v in fn.constants.items()
+                    if hasattr(v, "shape")},
                    origins, fn.name, fn.filename, fn.reads)
 
 
