@@ -602,7 +602,9 @@ class Tracer(PrimitiveOperators):
         return P.pow_(self, other)
 
     def clamp(self, min=None, max=None):
-        return P.clamp(self, min=min, max=max)
+        return _clip(self, min, max)  # array or traced bounds too, as np.clip
+
+    clip = clamp
 
     def softmax(self, dim):
         return P.softmax(self, axis=dim % self.ndim)

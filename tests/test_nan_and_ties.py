@@ -171,6 +171,17 @@ def test_traced_and_jit_match_torch(name, np_fn, tg_fn, torch_fn, xs):
             assert_same(g, ref, f"{name} {face}: gradient of argument {i}")
 
 
+def test_traced_clamp_and_clip_methods_take_array_bounds():
+    """x.clamp(min=lo) / x.clip(lo, hi) on tracers, with array bounds: torch.clamp's gradients."""
+    x, lo, hi = _specials((3, 4)), _specials((4,)), _specials((3, 1))
+    tx, tl, th = (torch.tensor(v, requires_grad=True) for v in (x, lo, hi))
+    (tx.clamp(min=tl).sum() + torch.clamp(tx, tl, th).sum()).backward()
+    grads = tg.grad(lambda x, lo, hi: np.sum(x.clamp(min=lo)) + np.sum(x.clip(lo, hi)),
+                    argnums=(0, 1, 2))(x, lo, hi)
+    for g, t in zip(grads, (tx, tl, th)):
+        assert_same(g, t.grad.numpy(), "clamp/clip methods")
+
+
 def test_large_arrays_take_the_generated_code_path():
     """Arrays of 4096+ elements run as generated Numba loops (tapegrad_jit.fused), not the
     interpreter: the same NaN semantics there."""
