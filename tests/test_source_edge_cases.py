@@ -737,3 +737,61 @@ def test_second_derivatives_that_cannot_be_emitted_are_refused():
         source.grad(source.grad(branchy, argnums=(0, 1)))(1.0, 2.0)
     with pytest.raises(TransformError, match=r"tg.grad\(tg.grad\(f\)\)"):
         source.grad(source.grad(abs_sum))(np.ones(3))
+
+
+# ---------------------------------------------------------------------------------------------
+# The corpus of tests/test_source.py (branches, loops, helpers, arrays) at NaN, inf and 0
+# ---------------------------------------------------------------------------------------------
+
+def _special(args, value):
+    """The arguments with `value` in the first float (and 0 in the third element of arrays)."""
+    out = []
+    for arg in args:
+        if isinstance(arg, np.ndarray) and arg.dtype.kind == "f":
+            arg = arg.copy()
+            arg.flat[0] = value
+            if arg.size > 2:
+                arg.flat[2] = 0.0
+        elif isinstance(arg, float):
+            arg = value
+        out.append(arg)
+    return tuple(out)
+
+
+def _parts(result, argnums):
+    value, grads = result
+    grads = grads if isinstance(argnums, tuple) else (grads,)
+    return [np.asarray(value, dtype=float)] + [np.asarray(g, dtype=float) for g in grads]
+
+
+SPECIAL = [nan, inf, -inf, 0.0, -1.0]
+
+
+def test_corpus_at_special_values_equals_the_traced_face():
+    from test_source import CORPUS
+    compared = 0
+    for fun, args, argnums in CORPUS:
+        try:
+            tg.value_and_grad(fun, argnums=argnums)(*args)
+        except Exception:  # math.* and float(x): the traced face refuses these (by design)
+            continue
+        compared += 1
+        for value in SPECIAL:
+            special = _special(args, value)
+            ours = _parts(source.value_and_grad(fun, argnums=argnums)(*special), argnums)
+            theirs = _parts(tg.value_and_grad(fun, argnums=argnums)(*special), argnums)
+            for a, b in zip(ours, theirs):
+                same(a, b)
+    assert compared >= 25
+
+
+def test_corpus_at_special_values_jit_equals_python():
+    from test_source import JIT_CASES
+    for fun, args, argnums in JIT_CASES:
+        plain = source.value_and_grad(fun, argnums=argnums)
+        compiled = source.value_and_grad(fun, argnums=argnums, jit=True)
+        for value in SPECIAL:
+            special = _special(args, value)
+            for a, b in zip(_parts(compiled(*special), argnums),
+                            _parts(plain(*special), argnums)):
+                same(a, b)
