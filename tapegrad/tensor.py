@@ -4,6 +4,7 @@ Every operation binds a primitive of the registry (primitives.py); `Tensor._bind
 forward and, when grad mode is on and an input requires grad, hangs a graph node on the result.
 """
 import collections
+import copy
 import itertools
 import warnings
 import weakref
@@ -408,7 +409,11 @@ class Tensor(PrimitiveOperators):
         return P.clone(self)
 
     def contiguous(self):
-        return self
+        # a copy where the memory is not in C order (a transpose, a strided slice), so writes to
+        # it leave the original alone, as in PyTorch
+        if self._data.flags.c_contiguous:
+            return self
+        return Tensor._bind(_C_ORDER_CLONE, (self,), {}, "CloneBackward0")
 
     # ------------------------------------------------------------------ arithmetic
     # (operators come from PrimitiveOperators; matmul adds PyTorch's shape errors)
@@ -778,16 +783,12 @@ _FAST_OPERANDS.add(Tensor)
 # Views and in-place writes
 # ---------------------------------------------------------------------------------------------
 
-class _ViewPrimitive:
-    """A shape primitive whose eager forward returns a NumPy view of its input, for Tensor views;
-    its name and derivative rules are the registry primitive's."""
-
-    def __init__(self, prim, impl):
-        self.prim = prim
-        self.impl = self.eager_impl = impl
-
-    def __getattr__(self, name):
-        return getattr(self.prim, name)
+def _eager_form(prim, impl):
+    """A copy of a registry primitive with another eager forward (a NumPy view for Tensor views, a
+    C-ordered copy); its name and derivative rules are the registry's (set when it loaded)."""
+    form = copy.copy(prim)
+    form.impl = form.eager_impl = impl
+    return form
 
 
 def _getitem_view(x, index):
@@ -799,8 +800,9 @@ def _broadcast_view(x, shape):
     return x if x.shape == tuple(shape) else np.broadcast_to(x, shape)  # read-only, as expand()
 
 
-_VIEW_FORMS = {P.getitem: _ViewPrimitive(P.getitem, _getitem_view),
-               P.broadcast_to: _ViewPrimitive(P.broadcast_to, _broadcast_view)}
+_VIEW_FORMS = {P.getitem: _eager_form(P.getitem, _getitem_view),
+               P.broadcast_to: _eager_form(P.broadcast_to, _broadcast_view)}
+_C_ORDER_CLONE = _eager_form(P.clone, np.ascontiguousarray)
 
 
 class _ViewOf:
@@ -813,17 +815,22 @@ class _ViewOf:
 
 
 def _attach_view(out, base, prim, params, multi):
-    info = getattr(base, "_view", None)
-    root = base if info is None else info.root
-    steps = ((prim, params),) if info is None else info.steps + ((prim, params),)
-    if multi is None and info is not None:
-        multi = info.multi
+    try:
+        info = base._view
+    except AttributeError:  # base is no view: it is the root
+        root, steps = base, ((prim, params),)
+    else:
+        root, steps = info.root, info.steps + ((prim, params),)
+        if multi is None:
+            multi = info.multi
     out._version_counter = base._version_counter  # PyTorch: a view and its base share one
     out._view = _ViewOf(root, steps, is_grad_enabled(), multi)
-    refs = getattr(root, "_views", None)
-    if refs is None:
-        refs = root._views = []
-    elif len(refs) % 64 == 0:  # drop dead views now and then, so a loop of views stays bounded
+    try:
+        refs = root._views
+    except AttributeError:
+        root._views = [weakref.ref(out)]
+        return
+    if len(refs) % 64 == 0:  # drop dead views now and then, so a loop of views stays bounded
         refs[:] = [ref for ref in refs if ref() is not None]
     refs.append(weakref.ref(out))
 

@@ -729,3 +729,19 @@ def test_custom_function_refuses_a_saved_tensor_written_in_place():
             return grad, str(e).split(" Hint:")[0]
     ours = assert_like_torch(case)
     assert "is at version 1; expected version 0 instead." in ours[1]
+
+
+def test_contiguous_copies_only_what_is_not_in_c_order_like_torch():
+    def case(lib):
+        x = lib.tensor(_data((3, 4), 17, False), dtype=lib.float64, requires_grad=True)
+        a = x * 1
+        same = a.contiguous() is a
+        c = a.t().contiguous()
+        s = a[:, ::2].contiguous()
+        c += 1  # copies: the base is untouched
+        s *= 2
+        flat = c.view(12)  # C order: a view again
+        flat[0] = 100.0
+        (a.sum() + (c * c).sum() + s.sum()).backward()
+        return same, a, c, s, x.grad, a._version, type(a.t().contiguous().grad_fn).__name__
+    assert_like_torch(case)
