@@ -284,7 +284,20 @@ def build_parser():
 
 
 def main(argv=None):
-    """Entry point of the `tapegrad` command; returns the exit status."""
+    """Entry point of the ``tapegrad`` command.
+
+    Args:
+        argv: the command line after ``tapegrad`` (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0, 1 when a transform fails, 2 for a mistake on the command line or in
+        the user's file (one message on stderr naming the fix).
+
+    Example:
+        >>> from tapegrad.cli import main
+        >>> main(["tape", "no_such_file.py:f"])
+        2
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv[argv.index(args.command) + 1:]     # what followed the subcommand
