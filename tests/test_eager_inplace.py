@@ -745,3 +745,32 @@ def test_contiguous_copies_only_what_is_not_in_c_order_like_torch():
         (a.sum() + (c * c).sum() + s.sum()).backward()
         return same, a, c, s, x.grad, a._version, type(a.t().contiguous().grad_fn).__name__
     assert_like_torch(case)
+
+
+def test_second_derivatives_through_in_place_writes_like_torch():
+    def case(lib):
+        x = lib.tensor([0.5, -1.0, 2.0], dtype=lib.float64, requires_grad=True)
+        a = x * x
+        a *= x  # x^3
+        a[1:] += x[:2] * 2
+        a /= 3
+        y = (a * a).sum()
+        g, = lib.autograd.grad(y, x, create_graph=True)
+        h, = lib.autograd.grad(g.sum(), x)
+        return y, g, h
+    assert_like_torch(case)
+
+
+def test_autograd_grad_with_respect_to_a_tensor_written_after_use_like_torch():
+    def case(lib):
+        x = lib.tensor([1.0, 2.0], requires_grad=True)
+        a = x * 2
+        y = (a * a).sum()
+        a += 1  # `a` is now a later version: y does not depend on it
+        try:
+            lib.autograd.grad(y, a)
+        except RuntimeError as e:
+            unused = str(e)
+        z = (a * a).sum()
+        return unused, lib.autograd.grad(z, a)[0], lib.autograd.grad(z, x)[0]
+    assert_like_torch(case)
