@@ -506,6 +506,18 @@ def test_values_at_singular_points(jit):
     same(grad, np.nan)   # inf - inf
 
 
+def divides_by_an_integer(x, n):
+    return x * (1 / n) + x * n
+
+
+@pytest.mark.parametrize("jit", JIT)
+def test_integer_division_by_zero_is_ieee_too(jit):
+    # Python's 1 / 0 raised ZeroDivisionError under jit=False; Numba's gives inf
+    value, grad = source.value_and_grad(divides_by_an_integer, jit=jit)(2.0, 0)
+    same(value, inf)
+    same(grad, inf)
+
+
 # ---------------------------------------------------------------------------------------------
 # NumPy scalars and 0-d arrays as arguments (jit=True used to type them as 0-d arrays)
 # ---------------------------------------------------------------------------------------------
