@@ -103,9 +103,7 @@ def _make_private_dir(path):
 def _check_dir(path):
     """None when code may be loaded from directory `path`, else the reason it may not."""
     info = os.lstat(path)
-    if stat.S_ISLNK(info.st_mode):
-        return "is a symbolic link"
-    reason = _private(info)
+    reason = "is a symbolic link" if stat.S_ISLNK(info.st_mode) else _private(info)
     if reason is None and info.st_uid != os.getuid():
         reason = f"belongs to another user (uid {info.st_uid})"
     if reason is not None:
@@ -134,6 +132,7 @@ def _open_store(root):
     """The store for the requested directory `root`: persistent when root is safe and writable."""
     try:
         _make_private_dir(root)
+        root = os.path.realpath(root)      # a link to a private directory is that directory
         reason = _check_dir(root)
         if reason is None:
             _make_private_dir(os.path.join(root, "__pycache__"))
@@ -186,7 +185,9 @@ def cache_dir():
 def _read_own(path):
     """The bytes of path when it is a regular file of this user that nobody else can write."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        # no link is followed; a planted FIFO does not block the open
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_NONBLOCK", 0))
     except OSError:
         return None
     with os.fdopen(fd, "rb") as handle:

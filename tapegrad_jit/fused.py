@@ -30,6 +30,7 @@ from . import cache
 
 ARRAY_MIN_SIZE = 4096       # a slot this large makes a tape worth generating code for
 MAX_INSTRUCTIONS = 400      # longer tapes are scalar-heavy: the interpreter serves them
+SMALL_OFFSET = 16           # start offsets up to this are literals in generated code
 
 # float32 tanh as Eigen (and so XLA) computes it: a rational function on [-9, 9] that LLVM
 # vectorises, where math.tanh is a scalar libm call (about 50x slower); evaluated in float64,
@@ -125,6 +126,11 @@ class _Generator:
         if role is not None:
             self.int_names[role] = name
         return name
+
+    def offset(self, value):
+        """A start offset: small ones (x[1:], x[:-1]) stay literals, so that LLVM sees how the
+        accesses of one loop overlap; others (x[n // 2:]) are runtime integers."""
+        return repr(int(value)) if 0 <= value <= SMALL_OFFSET else self.int_(value)
 
     def float_(self, value):
         self.floats.append(float(value))
@@ -389,7 +395,7 @@ class _Generator:
                 tape.shapes[base])[ins.params["index"]])
             if root[out] in fresh:
                 fresh[root[out]].append((len(body), int(positions[0])))
-            body.append(f"{self.flat_of(out)}[{self.int_(positions[0])} + i] += r{ins.ins[1]}")
+            body.append(f"{self.flat_of(out)}[{self.offset(positions[0])} + i] += r{ins.ins[1]}")
         # An element's first update in a chain that starts from zeros stores instead of adding:
         # the term with the largest offset reaches each element first (earliest iteration), so
         # it stores, and only elements no term writes are zeroed (no zero-fill pass over memory).
@@ -399,7 +405,7 @@ class _Generator:
             body[first] = body[first].replace(" += ", " = ", 1)
             flat = self.flat_of(start)
             # both edges, empty or not: which are empty depends on sizes, the text must not
-            self.emit(f"{flat}[:{self.int_(top)}] = 0")
+            self.emit(f"{flat}[:{self.offset(top)}] = 0")
             self.emit(f"{flat}[{self.int_(top + n)}:] = 0")
         loop = []
         for ins in instrs:
@@ -471,9 +477,9 @@ class _Generator:
             return
         n = indices.size
         if out_shape == ():
-            self.emit(f"{self.out(ins)} = {src}[{self.int_(indices[0])}]")
+            self.emit(f"{self.out(ins)} = {src}[{self.offset(indices[0])}]")
         elif n and np.array_equal(indices, np.arange(indices[0], indices[0] + n)):
-            self.emit(f"{self.out(ins)} = {src}[{self.int_(indices[0])}:"
+            self.emit(f"{self.out(ins)} = {src}[{self.offset(indices[0])}:"
                       f"{self.int_(indices[0] + n)}].reshape({self.slot_shape(ins.out)})")
         else:
             index_map = self._const_array(indices.astype(np.int64))
@@ -548,7 +554,7 @@ class _Generator:
         if count and np.array_equal(flat_positions,
                                     np.arange(flat_positions[0], flat_positions[0] + count)):
             self.emit(f"for j in range({self.int_(count)}):")
-            self.emit(f"{flat}[{self.int_(flat_positions[0])} + j] {operator} {value}", 2)
+            self.emit(f"{flat}[{self.offset(flat_positions[0])} + j] {operator} {value}", 2)
         else:
             index_map = self._const_array(flat_positions.astype(np.int64))
             self.emit(f"for j in range({self.int_(count)}):")
