@@ -78,7 +78,8 @@ class _Scope:
 
     def lookup(self, name):
         value = resolve(self.fun, name)
-        self.reads[self.fun, name] = value
+        if not isinstance(value, types.ModuleType):  # `np` and `math` are not rebound
+            self.reads[self.fun, name] = value
         return value
 
 
