@@ -242,3 +242,36 @@ def test_help_examples_run(command, tmp_path):
     done = tapegrad(*shlex.split(command)[1:], cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "def grad_" in done.stdout or "-- adjoint sweep --" in done.stdout
+
+
+def test_a_wheel_installs_benchmarks_and_examples_under_their_own_names(tmp_path):
+    """A regular (not editable) install: tapegrad bench and demo find their companions there,
+    with the C source and the expected output, and no top-level benchmarks/examples."""
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("setup.py", "setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for folder in ("tapegrad", "tapegrad_jit", "benchmarks", "examples"):
+        shutil.copytree(ROOT / folder, source / folder,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    built = subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-w",
+                                  str(tmp_path / "wheel"), str(source)],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-2000:]
+    wheel = next((tmp_path / "wheel").glob("tapegrad-*.whl"))
+    site = tmp_path / "site"
+    done = subprocess.run(pip + ["install", "--no-deps", "--target", str(site), str(wheel)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not (site / "benchmarks").exists() and not (site / "examples").exists()
+    code = ("import tapegrad.cli as c;"
+            "b, e = c.benchmarks_package(), c.examples_package();"
+            f"print(b.__name__, e.__name__, b.__file__.startswith({str(site)!r}),"
+            " e.SEED_TUTORIAL.is_file(), e.SEED_EXPECTED.is_file(),"
+            " (c.Path(b.__file__).parent / 'tape_interpreter.c').is_file())")
+    env = dict(os.environ, PYTHONPATH=str(site))
+    shown = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert shown.stdout.split() == ["tapegrad_benchmarks", "tapegrad_examples", "True", "True",
+                                    "True", "True"], shown.stderr
