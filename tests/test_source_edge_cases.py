@@ -155,6 +155,22 @@ def test_wrappers_that_keep_the_values_are_read_through(jit):
     numba = pytest.importorskip("numba")
     assert source.grad(numba.njit(plain_square), jit=jit)(3.0) == 6.0
     assert source.grad(tg.jit(plain_square), jit=jit)(3.0) == 6.0
+    assert source.grad(calls_an_njit_helper, jit=jit)(3.0) == 7.0
+
+
+def _njit_helper(u):
+    return u * u
+
+
+try:
+    import numba
+    _NJIT_HELPER = numba.njit(_njit_helper)
+except ImportError:  # the test above skips
+    _NJIT_HELPER = _njit_helper
+
+
+def calls_an_njit_helper(x):
+    return _NJIT_HELPER(x) + x
 
 
 def re_escape(text):
@@ -807,3 +823,10 @@ def test_corpus_at_special_values_jit_equals_python():
             for a, b in zip(_parts(compiled(*special), argnums),
                             _parts(plain(*special), argnums)):
                 same(a, b)
+
+
+def test_a_function_without_source_is_refused_with_the_fix():
+    namespace = {}
+    exec("def made(x):\n    return x * x\n", namespace)
+    with pytest.raises(TransformError, match="define it in a file"):
+        source.grad(namespace["made"])(1.0)

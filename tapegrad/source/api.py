@@ -13,7 +13,7 @@ from . import ir
 from .emit import emit
 from .errors import JitError, TransformError
 from .kinds import FLOAT, kind_of_value
-from .normalise import stale
+from .normalise import same_values, stale
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tapegrad/
 
@@ -139,9 +139,9 @@ def _target(fun):
     """(the Python function to transform, the leading arguments functools.partial binds), or a
     TransformError saying what to pass instead."""
     bound = ()
-    while isinstance(fun, (functools.partial, staticmethod)) or _same_values(fun) is not None:
+    while isinstance(fun, (functools.partial, staticmethod)) or same_values(fun) is not None:
         if not isinstance(fun, (functools.partial, staticmethod)):
-            fun = _same_values(fun)
+            fun = same_values(fun)
             continue
         if isinstance(fun, staticmethod):
             fun = fun.__func__
@@ -188,19 +188,6 @@ def _target(fun):
             reason += (f" (it wraps `{getattr(inner, '__name__', inner)}`: pass that if the "
                        "wrapper does not change the value)")
     raise TransformError(f"`{name}` {reason}", construct=type(fun).__name__)
-
-
-def _same_values(fun):
-    """The Python function behind a wrapper that computes the same values (numba.njit's
-    dispatcher, tg.jit without vmap), or None."""
-    kind = type(fun)
-    if kind.__module__.split(".")[0] == "numba" and isinstance(getattr(fun, "py_func", None),
-                                                             types.FunctionType):
-        return fun.py_func
-    if kind.__module__ == "tapegrad.transforms" and kind.__name__ == "Jitted" \
-            and not getattr(fun, "batched", True):
-        return fun.fun
-    return None
 
 
 def _as_numpy(value):

@@ -120,6 +120,19 @@ def stale(reads):
     return False
 
 
+def same_values(fun):
+    """The Python function behind a wrapper that computes the same values (numba.njit's
+    dispatcher, tg.jit without vmap), or None."""
+    kind = type(fun)
+    if kind.__module__.split(".")[0] == "numba" and isinstance(getattr(fun, "py_func", None),
+                                                             types.FunctionType):
+        return fun.py_func
+    if kind.__module__ == "tapegrad.transforms" and kind.__name__ == "Jitted" \
+            and not getattr(fun, "batched", True):
+        return fun.fun
+    return None
+
+
 def _decorated(fun):
     """A note for errors about a wrapper made by a decorator with functools.wraps, or ''."""
     if not isinstance(fun, types.FunctionType) or getattr(fun, "__wrapped__", None) is None:
@@ -148,8 +161,10 @@ def _parse(fun):
         lines, first = inspect.getsourcelines(code)
         tree = ast.parse(textwrap.dedent("".join(lines)))
     except (OSError, TypeError, SyntaxError) as exc:
-        raise TransformError(f"no source for {fun.__name__}: {exc}", filename=filename,
-                             construct="source") from exc
+        raise TransformError(f"no source for {fun.__name__} ({exc}): tapegrad.source reads a "
+                             "function's source, so define it in a file (a module or a script), "
+                             "not in `python -c`, exec() or an interactive prompt",
+                             filename=filename, construct="source") from exc
     node = tree.body[0]
     if isinstance(node, ast.AsyncFunctionDef):
         raise TransformError("async functions are not supported", filename=filename,
@@ -837,6 +852,7 @@ class Normaliser:
                 obj = self.scope.lookup(func.id)
             except KeyError:
                 return None
+            obj = same_values(obj) or obj
             if isinstance(obj, types.FunctionType) and not _hashable_known(obj):
                 return obj
         return None
