@@ -444,6 +444,7 @@ class Jitted:
         self.batched = isinstance(fun, Vmapped)
         self._signatures = OrderedDict()     # signature -> list of compiled programs
         self._captures = None                # what fun reads from globals/closures (first trace)
+        self._capture_key = None             # its key reader, None when it reads nothing
         self._lock = threading.RLock()
         self._trace_lock = threading.RLock()
         self._backend_module = None
@@ -502,7 +503,8 @@ class Jitted:
 
     def _paths(self, base):
         """The programs kept for these arguments (base: their _split key) and captured values."""
-        signature = (base, self._captures.key()) if self._captures else base
+        read = self._capture_key
+        signature = base if read is None else (base, read())
         with self._lock:
             return list(self._signatures.get(signature, ()))
 
@@ -524,6 +526,7 @@ class Jitted:
                 if self._captures is not None:
                     self._signatures.clear()
                 self._captures = captures
+                self._capture_key = captures.key if captures else None
             if captures:
                 signature = (signature, captured_key)
             self.traces += 1
@@ -575,7 +578,10 @@ class Jitted:
         if self.batched:
             return self._call_batched(args)
         base, inputs = self._split(args)
-        for program in self._paths(base):
+        read = self._capture_key            # the captured scalars' values join the signature
+        with self._lock:
+            paths = list(self._signatures.get(base if read is None else (base, read()), ()))
+        for program in paths:
             ok, result = program(inputs)
             if ok:
                 self._note_retrace(False)
