@@ -127,13 +127,17 @@ def test_c_tape_interpreter_matches_the_reference_gradient():
 
 
 def test_nothing_reads_outside_the_repository():
-    """Code and tests use files of this repository only (a fresh clone has nothing beside it)."""
+    """Code and tests use files of this repository only (a fresh clone has nothing beside it):
+    no path to the folder beside the checkout (../shared, parents[N] / "shared")."""
+    import re
+    beside = re.compile(r"\.\./shared|parents\[\d+\]\s*/\s*[\"']shared[\"']|/work/shared")
     this = Path(__file__).resolve()
     for folder in ("tapegrad", "tapegrad_jit", "benchmarks", "examples", "tests"):
         for path in (ROOT / folder).rglob("*.py"):
-            text = path.read_text()
             if path.resolve() != this:
-                assert "../shared" not in text and '"shared"' not in text, path
+                assert not beside.search(path.read_text()), path
+    assert beside.search('SEED = Path(__file__).resolve().parents[2] / "shared" / "seed"')
+    assert not beside.search('parent = tmp_path / "shared"')
 
 
 def test_brief_table_names_what_did_not_run_instead_of_listing_it():
