@@ -24,6 +24,7 @@ import builtins
 import dis
 import functools
 import os
+import sys
 import types
 
 import numpy as np
@@ -183,7 +184,7 @@ class _Walker:
                 self.function(obj.func, bound)
             else:
                 self.callable(obj.func)
-        elif type(obj).__module__.startswith("tapegrad") and hasattr(obj, "fun"):
+        elif type(obj).__module__.startswith("tapegrad") and "fun" in getattr(obj, "__dict__", ()):
             self.callable(obj.fun)          # Jitted, Vmapped
         elif not isinstance(obj, type):
             call = getattr(type(obj), "__call__", None)
@@ -242,8 +243,8 @@ class _Walker:
             else:
                 continue
             chain = []
-            self.location(kind, root, name, ())
-            while i < len(instructions):
+            follow = self.location(kind, root, name, ())
+            while follow and i < len(instructions):
                 nxt = instructions[i]
                 if nxt.opname in _LOAD_ATTR:
                     chain.append((".", nxt.argval))
@@ -255,7 +256,7 @@ class _Walker:
                     i += 2
                 else:
                     break
-                self.location(kind, root, name, tuple(chain))
+                follow = self.location(kind, root, name, tuple(chain))
         for const in code.co_consts:
             if isinstance(const, types.CodeType):
                 # nested def/lambda/genexpr: globals are shared; a free variable is one of fun's
@@ -264,22 +265,35 @@ class _Walker:
                 self.code(const, globals_, inner, {})
 
     def location(self, kind, root, name, chain):
+        """Record a location if it holds state; False when its attributes are not followed."""
         identity = (kind, id(root), name, chain)
         if identity in self.reads:
-            return
+            return True
         try:
             value = _read(kind, root, name, chain)
         except Exception:
             if kind == "global" and not chain:
                 self.reads[identity] = (kind, root, name, chain)   # defined later: watch it
-            return
+            return False
         if kind == "object" and not chain:
-            return                          # self itself: its attributes are the state
+            return True                     # self itself: its attributes are the state
+        if isinstance(value, types.ModuleType):
+            return not _is_library_module(value)   # np.pi, math.inf: not the user's state
         if is_scalar(value) or isinstance(value, np.ndarray):
             self.reads[identity] = (kind, root, name, chain)
         elif isinstance(value, (types.FunctionType, types.MethodType, functools.partial)):
             self.reads[identity] = (kind, root, name, chain)
             self.callable(value)
-        elif callable(value) and not isinstance(value, (type, types.ModuleType,
-                                                        types.BuiltinFunctionType)):
+        elif callable(value) and not isinstance(value, (type, types.BuiltinFunctionType)):
             self.callable(value)
+        return True
+
+
+def _is_library_module(module):
+    if module.__name__ in sys.builtin_module_names:
+        return True
+    filename = getattr(module, "__file__", None)
+    if filename is None:
+        return False                # made at run time (types.ModuleType): the user's
+    filename = os.path.abspath(filename)
+    return filename.startswith(_library_dirs()) or filename.startswith(_PACKAGE_DIR)
