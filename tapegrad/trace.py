@@ -63,6 +63,16 @@ class TraceContext:
         self.tape = Tape()
         self.tracers = {}
         self.phase = FORWARD
+        self._probes = {}
+
+    def probe(self, shape):
+        """np.arange(size).reshape(shape): NumPy's own indexing, transposes and reshapes of it
+        tell which element of a base array a view element is, whether NumPy would give a view
+        or a copy, and whether the view is writeable (see _View). Never written."""
+        probe = self._probes.get(shape)
+        if probe is None:
+            probe = self._probes[shape] = np.arange(math.prod(shape)).reshape(shape)
+        return probe
 
     def __enter__(self):
         _state.stack.append(self)
@@ -111,7 +121,7 @@ class TraceContext:
                 values.append(a._value)
             else:
                 slots.append(self.operand(a))
-                values.append(a._value if type(a) is Tracer else _plain(a))
+                values.append(a._value if isinstance(a, Tracer) else _plain(a))
         impl = _TRACE_IMPLS.get(prim)
         if impl is None:
             impl = _TRACE_IMPLS[prim] = getattr(prim.impl, "__wrapped__", prim.impl)
@@ -239,7 +249,7 @@ def _inplace(prim, symbol):
     result), keeping its shape and dtype; a 0-d value is a NumPy scalar and is rebound instead."""
     def method(self, other):
         result = prim(self, other)
-        if self.ndim == 0:
+        if self.ndim == 0 and type(self) is not _View:
             return result
         if result.shape != self.shape:
             raise ValueError(f"non-broadcastable output operand with shape {self.shape} doesn't "
@@ -493,7 +503,12 @@ class Tracer(PrimitiveOperators):
 
     # ---- indexing (writes are copy-on-write: this handle moves to the new slot)
     def __getitem__(self, index):
-        return P.getitem(self, index=_normalize_index(index))
+        index = _normalize_index(index)
+        out = P.getitem(self, index=index)
+        if len(index) == self.ndim and all(type(i) is int for i in index) or any(
+                isinstance(i, np.ndarray) for i in index):
+            return out          # an element (a NumPy scalar) or a fancy-index copy
+        return _as_view(self, out, lambda probe: probe[index], index)
 
     def __setitem__(self, index, value):
         if isinstance(index, Tracer) and index.dtype == np.bool_:
@@ -529,7 +544,7 @@ class Tracer(PrimitiveOperators):
     def __iter__(self):
         if self.ndim == 0:
             raise TypeError("iteration over a 0-d traced value")
-        return (P.getitem(self, index=(i,)) for i in range(self.shape[0]))
+        return (self[i] for i in range(self.shape[0]))
 
     # ---- methods in NumPy and PyTorch spelling
     # NumPy's keywords (dtype, out, initial, where) and PyTorch's (dim, keepdim) alike
@@ -555,7 +570,7 @@ class Tracer(PrimitiveOperators):
 
     def reshape(self, *shape):
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        return P.reshape(self, shape=_resolve_shape(shape, self.size))
+        return _reshape(self, shape)
 
     def view(self, *shape):
         """PyTorch's view(shape) is a reshape; NumPy's view() is the same array (the same handle,
@@ -568,9 +583,10 @@ class Tracer(PrimitiveOperators):
         return self.reshape(*shape)
 
     def flatten(self):
-        return self.reshape(-1)
+        return P.reshape(self, shape=(self.size,))         # always a copy, as in NumPy
 
-    ravel = flatten
+    def ravel(self):
+        return _reshape(self, (-1,))
 
     def transpose(self, *axes):
         if not axes or axes == (None,):
@@ -583,7 +599,7 @@ class Tracer(PrimitiveOperators):
             i, j = (a % self.ndim for a in axes)
             order[i], order[j] = order[j], order[i]
             axes = tuple(order)
-        return P.transpose(self, axes=tuple(a % self.ndim for a in axes))
+        return _transpose(self, axes)
 
     @property
     def T(self):
@@ -662,6 +678,87 @@ def _ufunc_options(ufunc, inputs, kwargs):
 
 # operand types that bind would hand to the tracer (level 0 values and tracers themselves)
 _DIRECT.add(Tracer)
+
+
+# ---------------------------------------------------------------------------------------------
+# Views: NumPy's basic indexing, transposes, reshapes (where no copy is needed), ravel, squeeze,
+# expand_dims and broadcast_to give arrays that share memory with their base, so a write through
+# either is seen by the other (`row = a[0]; row[1] = 5` changes a; `a[0, 1] = 5` changes row).
+# ---------------------------------------------------------------------------------------------
+
+_SLOT, _VALUE = Tracer._slot, Tracer._value        # the storage behind Tracer's slots
+
+
+class _View(Tracer):
+    """A traced view of a root array (a plain Tracer that owns its values).
+
+    `_where` indexes the root at the view's elements (the basic index itself for a direct view,
+    else integer arrays); `_probe` is the view taken of ctx.probe(root shape). The view caches a
+    slot computed from the root version `_seen`: when the root has been written since, reading
+    the view records a fresh gather (lazily, so writes cost nothing per view). A write through the
+    view is a write into the root at `_where`.
+    """
+
+    __slots__ = ("_root", "_probe", "_where", "_seen")
+
+    def _fresh(self):
+        root = self._root
+        if root._slot != self._seen:
+            new = P.getitem(root, index=self._where)
+            _SLOT.__set__(self, new._slot)
+            _VALUE.__set__(self, new._value)
+            self._seen = root._slot
+
+    @property
+    def _slot(self):
+        self._fresh()
+        return _SLOT.__get__(self)
+
+    @_slot.setter
+    def _slot(self, slot):
+        _SLOT.__set__(self, slot)
+
+    @property
+    def _value(self):
+        self._fresh()
+        return _VALUE.__get__(self)
+
+    @_value.setter
+    def _value(self, value):
+        _VALUE.__set__(self, value)
+
+    def _move_to(self, new):
+        if not self._probe.flags.writeable:
+            raise ValueError(f"assignment destination is read-only (a view made by "
+                             f"np.broadcast_to; write into a copy)\n  at {user_line()}")
+        root = self._root
+        root._move_to(P.setitem(root, new, index=self._where))
+        _SLOT.__set__(self, new._slot)
+        _VALUE.__set__(self, new._value)
+        self._seen = root._slot
+
+
+def _as_view(parent, out, take, index=None):
+    """`out`, computed from `parent`, as a view of parent's root when NumPy gives a view: when
+    take(probe of parent) shares memory with that probe (NumPy copies, e.g. a reshape of a
+    transposed array, come out as fresh arrays). `index`: the basic index that took it."""
+    if not isinstance(parent, Tracer) or not isinstance(out, Tracer):
+        return out
+    if type(parent) is _View:
+        root, parent_probe = parent._root, parent._probe
+    else:
+        root, parent_probe = parent, parent._ctx.probe(parent.shape)
+    probe = take(parent_probe)
+    if not isinstance(probe, np.ndarray) or not np.may_share_memory(probe, parent_probe):
+        return out
+    view = _View(out._ctx, _SLOT.__get__(out) if type(out) is _View else out._slot, out._value)
+    root_shape = _VALUE.__get__(root).shape
+    if index is not None and root is parent:
+        view._where = index
+    else:
+        view._where = np.unravel_index(probe, root_shape) if root_shape else ()
+    view._root, view._probe, view._seen = root, probe, root._slot
+    return view
 
 
 def _dim(axis, dim):
@@ -752,14 +849,15 @@ def _dot(a, b, out=None):
 
 def _reshape(a, shape=None, order="C", newshape=None):
     shape = newshape if shape is None else shape
-    shape = (shape,) if isinstance(shape, int) else shape
-    return P.reshape(a, shape=_resolve_shape(shape, int(np.prod(shape_of(a))) if shape_of(a) else 1))
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else shape
+    shape = _resolve_shape(shape, math.prod(shape_of(a)))
+    return _as_view(a, P.reshape(a, shape=shape), lambda probe: probe.reshape(shape))
 
 
 def _transpose(a, axes=None):
     ndim = np.ndim(a)
     axes = tuple(reversed(range(ndim))) if axes is None else tuple(x % ndim for x in axes)
-    return P.transpose(a, axes=axes)
+    return _as_view(a, P.transpose(a, axes=axes), lambda probe: probe.transpose(axes))
 
 
 def _concatenate(arrays, axis=0, out=None, **unused):
@@ -857,7 +955,9 @@ def _like(fill):
 
 
 def _broadcast_to(array, shape, subok=False):
-    return P.broadcast_to(array, shape=tuple(shape))
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    return _as_view(array, P.broadcast_to(array, shape=shape),
+                    lambda probe: np.broadcast_to(probe, shape))
 
 
 def _outer(a, b, out=None):
@@ -870,13 +970,13 @@ def _squeeze(a, axis=None):
     shape = shape_of(a)
     axes = _normalize_axis(axis, len(shape)) if axis is not None else tuple(
         i for i, n in enumerate(shape) if n == 1)
-    return P.reshape(a, shape=tuple(n for i, n in enumerate(shape) if i not in axes))
+    return _reshape(a, tuple(n for i, n in enumerate(shape) if i not in axes))
 
 
 def _expand_dims(a, axis):
     shape = list(shape_of(a))
     shape.insert(axis % (len(shape) + 1), 1)
-    return P.reshape(a, shape=tuple(shape))
+    return _reshape(a, tuple(shape))
 
 
 def _mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=True):

@@ -168,6 +168,88 @@ def mask_2d(x, xp):
     return xp.sum(t * x)
 
 
+# Views (NumPy's basic indexing, transposes, reshapes, squeeze, expand_dims, broadcast_to):
+# a write through a view changes its base, a write into the base is seen by its views
+
+def row_view_write(x, xp):
+    row = x[0]
+    row[1] = x[1, 2] * 3.0
+    return xp.sum(x * x)
+
+
+def chained_index_write(x, xp):
+    x[1][0] = x[0][2] ** 2.0
+    return xp.sum(xp.sin(x))
+
+
+def base_write_seen_by_view(x, xp):
+    col = x[:, 1]
+    x[0, 1] = 7.0 * x[1, 1]
+    return xp.sum(col * col)
+
+
+def transpose_view_write(x, xp):
+    t = x.T
+    t[0] += 1.0 * t[1]
+    return xp.sum(x ** 3.0)
+
+
+def reshape_view_write(x, xp):
+    flat = x.reshape(-1)
+    flat[::2] *= 2.0
+    return xp.sum(x * xp.cos(x))
+
+
+def reshape_copy_write(x, xp):
+    c = x.T.reshape(-1)        # NumPy copies here: the write stays in c
+    c[0] = 100.0
+    fancy = x[[0, 1]]          # a fancy index copies too
+    fancy[0, 0] = 5.0
+    return xp.sum(x * x) + xp.sum(c) + xp.sum(fancy * fancy)
+
+
+def view_of_view(x, xp):
+    v = x[:, 1:]
+    w = v[1]
+    w[0] = v[0, 1] * 2.0
+    x[0, 2] = 3.0 * x[1, 0]
+    return xp.sum(w * v[0]) + xp.sum(x)
+
+
+def iterate_rows_inplace(x, xp):
+    for row in x:
+        row *= 2.0
+    return xp.sum(x * x * x)
+
+
+def stale_view_returned(x, xp):
+    v = x[0]
+    x[0, 0] = 9.0 * x[1, 1]
+    return xp.sum(v * x[1])
+
+
+def expand_squeeze_views(x, xp):
+    e = xp.expand_dims(x, 0)
+    e[0, 1, 1] = x[0, 0] * 4.0
+    s = xp.squeeze(e, 0)
+    s[0, 2] = 1.0
+    return xp.sum(x * x)
+
+
+def broadcast_view_reads_base(x, xp):
+    b = xp.broadcast_to(x[0], (2, 3))
+    x[0, 0] = 5.0 * x[1, 2]
+    return xp.sum(b * x)
+
+
+def zero_d_view(x, xp):
+    e = x[0, 1, ...]           # a 0-d view: += writes into x
+    e += 2.0 * x[1, 2]
+    s = x[1, 1]                # an element: a NumPy scalar, += rebinds
+    s += 10.0
+    return xp.sum(x * x) + s
+
+
 PATTERNS_1D = [read_then_write_input, read_then_write_both_used, write_reads_other_element,
                write_same_element_from_itself, augmented_element, slice_writes,
                fancy_index_writes, constant_mask_writes, traced_mask_write,
@@ -176,6 +258,13 @@ PATTERNS_1D = [read_then_write_input, read_then_write_both_used, write_reads_oth
 PATTERNS_2D = [rows_and_columns, matmul_then_write, inplace_matmul, mask_2d]
 PATTERNS = [(f, (5,)) for f in PATTERNS_1D] + [(f, (2, 3)) for f in PATTERNS_2D]
 IDS = [f.__name__ for f, _ in PATTERNS]
+VIEW_PATTERNS = [row_view_write, chained_index_write, base_write_seen_by_view,
+                 transpose_view_write, reshape_view_write, reshape_copy_write, view_of_view,
+                 iterate_rows_inplace, stale_view_returned, expand_squeeze_views,
+                 broadcast_view_reads_base, zero_d_view]
+# every pattern against NumPy; the views only there (the PyTorch box has no views)
+ALL = PATTERNS + [(f, (2, 3)) for f in VIEW_PATTERNS]
+ALL_IDS = [f.__name__ for f, _ in ALL]
 
 
 def point(shape, seed=0):
@@ -210,7 +299,7 @@ def check(actual, expected, rtol=1e-6, atol=1e-7):
 # Every tape face against NumPy's value and finite differences
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("f, shape", PATTERNS, ids=IDS)
+@pytest.mark.parametrize("f, shape", ALL, ids=ALL_IDS)
 def test_grad_faces_match_finite_differences(f, shape):
     x = point(shape)
     keep = x.copy()
@@ -239,7 +328,7 @@ def test_grad_faces_match_finite_differences(f, shape):
     np.testing.assert_array_equal(x, keep)  # the caller's array is never written
 
 
-@pytest.mark.parametrize("f, shape", PATTERNS, ids=IDS)
+@pytest.mark.parametrize("f, shape", ALL, ids=ALL_IDS)
 def test_vmap_grad_matches_finite_differences(f, shape):
     xs = np.stack([point(shape, seed) for seed in (0, 1, 2)])
     expected = np.stack([finite_differences(numpy_f(f), row) for row in xs])
@@ -433,3 +522,25 @@ def test_duplicate_fancy_write_of_broadcast_values():
     jg = tg.jit(tg.grad(f))
     jg(x)
     check(jg(x), expected)
+
+
+def test_write_into_broadcast_view_is_refused():
+    def f(x):
+        b = np.broadcast_to(x[0], (2, 3))
+        b[0, 0] = 1.0
+        return np.sum(b)
+    with pytest.raises(ValueError, match="read-only"):
+        tg.grad(f)(np.ones((2, 3)))
+
+
+def test_views_cost_nothing_until_read_after_a_write():
+    # a view of an array nobody writes records only its own gather; a write into the base
+    # records one setitem, and the stale view one gather when (and only when) it is read again
+    def f(x):
+        rows = [x[i] for i in range(4)]
+        for i in range(4):
+            x[i, 0] = 1.0
+        return np.sum(rows[3])
+    tape = tg.make_tape(f, optimized=False)(np.ones((4, 3)))
+    names = [ins.prim.name for ins in tape.instrs]
+    assert names.count("getitem") == 4 + 1 and names.count("setitem") == 4

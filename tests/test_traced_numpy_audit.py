@@ -222,6 +222,8 @@ CASES = {
     "astype": [C((2, 3), extra=(np.float32,), fd_eps=1e-2, grad_rtol=1e-5),
                C((2, 3), extra=("float64",)), C((3,), extra=(np.int64,), grad=False, finite=True)],
     "view": [C((2, 3)), C((2, 3, 4))],
+    "clip": [C((2, 3), extra=(0.2, 1.0), kinks=True), C((2, 3), extra=(None, 0.7), kinks=True),
+             C((2, 3), (3,), (2, 3), kinks=True), C((), extra=(0.0, 1.0), kinks=True)],
     "flatten": [C((2, 3)), C(())],
     "ravel": [C((2, 3)), C((2, 3, 4))],
 }
