@@ -1,6 +1,7 @@
 """`grad` and `value_and_grad`: callables that run emitted derivative code."""
 import functools
 import hashlib
+import inspect
 import linecache
 import math
 import os
@@ -59,6 +60,8 @@ class _SourceDerivative:
         fun = self.fun
         while isinstance(fun, _SourceDerivative):
             fun = fun.fun
+        if fun.__code__.co_flags & inspect.CO_VARARGS:  # a wrapper: the wrapped function's
+            return len(inspect.signature(fun).parameters)
         return fun.__code__.co_argcount
 
     def _prepare(self, args):

@@ -29,7 +29,7 @@ class Emitted:
 def emit(fun, argnums, arg_kinds, mode="value_and_grad"):
     """Emit derivative source for `fun` specialised to `arg_kinds` (one Kind per parameter).
     mode: "grad" returns the gradient, "value_and_grad" returns (value, gradient)."""
-    fn = normalise(fun)
+    fn = normalise(fun, len(arg_kinds))
     if len(arg_kinds) != len(fn.params):
         raise TransformError(f"{fn.name} takes {len(fn.params)} arguments, got "
                              f"{len(arg_kinds)}", filename=fn.filename, construct="Call")

@@ -75,6 +75,8 @@ class _Scope:
         self.lines = lines
         self.rename = rename  # local name -> emitted name
         self.reads = reads  # {(function, name): value}: what the emitted code was made from
+        self.varargs = None  # `args` of `def wrapper(*args)`: its values' local names
+        self.kwargs = None  # `kwargs` of `**kwargs`: always empty here
 
     def lookup(self, name):
         value = resolve(self.fun, name)
@@ -214,8 +216,9 @@ def _inside(node, spot):
 
 
 class Normaliser:
-    def __init__(self, fun):
+    def __init__(self, fun, n_args=None):
         self.fun = fun
+        self.n_args = n_args  # how many arguments the call passes (for `*args`)
         self.namer = Namer()
         self.temps = set()
         self.constants = {}
@@ -255,8 +258,7 @@ class Normaliser:
         self.namer.taken |= local_names
         rename = {n: n for n in local_names}
         self.scope = _Scope(self.fun, node, filename, offset, lines, rename, self.reads)
-        self._check_signature(node)
-        params = [a.arg for a in node.args.args]
+        params = self._parameters(node, self.n_args, self.namer.fresh)
         result = self._result_name(node)
         flag = self.namer.fresh("returned")
         rename.update({result: result, flag: flag})
@@ -272,10 +274,46 @@ class Normaliser:
     def _located(self, message, node, construct):
         return self.error(message, node if node is not None else self.scope.node, construct)
 
-    def _check_signature(self, node):
+    def _parameters(self, node, n_args, local):
+        """The parameters of the scope's function for a call with n_args arguments (None:
+        unknown). `*args` and `**kwargs` are taken as a decorator's wrapper uses them, passed
+        on (`f(*args, **kwargs)`): `args` stands for n_args - (named ones) values `args_0`, ...,
+        `kwargs` for no keywords. `local` makes the emitted name of a new local."""
         args = node.args
-        if args.vararg or args.kwarg or args.kwonlyargs or args.posonlyargs or args.defaults:
+        if args.kwonlyargs or args.posonlyargs or args.defaults or (
+                (args.vararg or args.kwarg) and n_args is None):
             raise self.error("only plain positional parameters are supported", node, "arguments")
+        params = [a.arg for a in args.args]
+        if args.kwarg:
+            self.scope.kwargs = args.kwarg.arg
+        if args.vararg:
+            if n_args < len(params):
+                raise self.error(f"`{node.name}` takes at least {len(params)} arguments", node,
+                                 "arguments")
+            names = [f"{args.vararg.arg}_{k}" for k in range(n_args - len(params))]
+            for name in names:
+                self.scope.rename[name] = local(name)
+            self.scope.varargs = names
+            params += names
+        return [self.scope.rename[p] for p in params]
+
+    def _call_arguments(self, node, out, origin):
+        """Operands of a user function call's arguments, `*args` passed on as its values."""
+        values = []
+        for arg in node.args:
+            if isinstance(arg, ast.Starred):
+                if not (isinstance(arg.value, ast.Name) and self.scope.varargs is not None
+                        and arg.value.id == self.scope.node.args.vararg.arg):
+                    raise self.error("`*` is supported only to pass on the function's own "
+                                     "`*args`", arg, "Starred")
+                values += [self.scope.rename[name] for name in self.scope.varargs]
+            else:
+                values.append(self.expr(arg, out, origin))
+        for keyword in node.keywords:
+            if not (keyword.arg is None and isinstance(keyword.value, ast.Name)
+                    and keyword.value.id == self.scope.kwargs):
+                raise self.error("keyword arguments are not supported", node, "keyword")
+        return values
 
     def _result_name(self, node):
         returns = [n for n in ast.walk(node) if isinstance(n, ast.Return)]
@@ -511,11 +549,7 @@ class Normaliser:
     def expr_Name(self, node, out, origin, target):
         if node.id in self.scope.rename:
             return self.scope.rename[node.id]
-        try:
-            value = self.scope.lookup(node.id)
-        except KeyError:
-            raise self.error(f"name `{node.id}` is not defined", node, "Name") from None
-        return self.global_value(node.id, value, node)
+        return self.global_value(node.id, self._resolve(node), node)
 
     def global_value(self, name, value, node):
         if isinstance(value, (bool, int, float, np.floating, np.integer)):
@@ -552,6 +586,10 @@ class Normaliser:
         raise self.error(f"attribute `.{node.attr}` is not supported", node, "Attribute")
 
     def _resolve(self, name_node):
+        packed = self.scope.node.args.vararg, self.scope.node.args.kwarg
+        if any(p is not None and p.arg == name_node.id for p in packed):
+            raise self.error(f"`{name_node.id}` can only be passed on here "
+                             "(`f(*args, **kwargs)`)", name_node, "Name")
         try:
             return self.scope.lookup(name_node.id)
         except KeyError:
@@ -672,8 +710,6 @@ class Normaliser:
                          and func.value.id not in self.scope.rename)):
             return self.method_call(node, out, origin, target)
         if self._user_function(node) is not None:
-            if node.keywords:
-                raise self.error("keyword arguments are not supported", node, "keyword")
             return self.inline(node, out, origin, n_results=1, target=target)[0]
         obj = self._callee(node)
         op = table.CALLS.get(obj) if _hashable(obj) else None
@@ -906,9 +942,7 @@ class Normaliser:
         callee = self._user_function(node)
         if callee in self.inlining or callee is self.fun:
             raise self.error(f"recursive call to `{callee.__name__}`", node, "Call")
-        args = [self.expr(a, out, origin) for a in node.args]
-        if node.keywords:
-            raise self.error("keyword arguments are not supported", node, "keyword")
+        args = self._call_arguments(node, out, origin)
         with _explained(callee):
             return self._inline(callee, args, node, out, origin, n_results, target)
 
@@ -921,14 +955,15 @@ class Normaliser:
         self.scope = _Scope(callee, callee_node, filename, offset, lines, rename, self.reads)
         self.inlining.append(callee)
         try:
-            self._check_signature(callee_node)
-            params = [a.arg for a in callee_node.args.args]
-            if len(params) != len(args):
-                raise self.error(f"`{prefix}` takes {len(params)} arguments", node, "Call",
+            named = len(callee_node.args.args)
+            if len(args) != named and not callee_node.args.vararg:
+                raise self.error(f"`{prefix}` takes {named} arguments", node, "Call",
                                  scope=outer)
+            params = self._parameters(callee_node, len(args),
+                                      lambda name: self.namer.fresh(f"{prefix}_{name}"))
             for param, arg in zip(params, args):
-                out.append(ir.Assign(rename[param], ir.Call(table.Identity(), [arg],
-                                                            operand_node(arg)), origin))
+                out.append(ir.Assign(param, ir.Call(table.Identity(), [arg],
+                                                    operand_node(arg)), origin))
             if n_results == 1:
                 results = [target or self.namer.fresh(f"{prefix}_result")]
             else:
@@ -987,5 +1022,7 @@ def _has_break(stmts):
     return False
 
 
-def normalise(fun):
-    return Normaliser(fun).run()
+def normalise(fun, n_args=None):
+    """`fun` in normal form; n_args (the number of arguments of the call) gives `*args` its
+    values."""
+    return Normaliser(fun, n_args).run()
