@@ -5,7 +5,7 @@ reads from module globals or closures (`if x[0] > k`, `return x * k`, `cfg.k`, `
 between calls without the function changing, so `jit` reads them again on every call and uses their
 values, with the input signature, to pick a tape: a new value gives a new trace, never a stale one.
 
-`captured(fun)` finds them once per trace by reading bytecode (not by running anything), so every
+`captured(fun)` finds them once per trace by reading bytecode (without calling fun), so every
 branch is covered, taken or not. It follows:
   * global names and closure cells of fun, with attribute and constant-subscript chains on them
     (`k`, `cfg.k`, `cfg.sub.k`, `params["k"]`, `consts[0]`),
@@ -13,9 +13,10 @@ branch is covered, taken or not. It follows:
   * user functions fun reaches through those names (helpers, closures of closures, `mod.helper`),
     the functions that tapegrad transforms, `functools.partial` and bound methods wrap (`self.k`),
     and callable objects' `__call__`.
-It does not follow: functions of the standard library, NumPy and installed packages
-(site-packages), values reached through calls or loops (`getattr(cfg, name)`, `cfg.get("k")`,
-`for v in table`), or names bound after tracing to something other than a scalar, array or function.
+It does not follow: functions and module attributes of the standard library, NumPy, tapegrad and
+installed packages (site-packages), values reached through calls or loops (`getattr(cfg, name)`,
+`cfg.get("k")`, `for v in table`). A name that held an object or module when fun was traced is
+followed through its attributes (`cfg.k` is watched) but not watched itself.
 Scalars here are bool, int, float, complex, str, bytes, None, NumPy scalars and tuples of these.
 Arrays read this way are constants of the tape: rebinding the name to a scalar retraces, but a new
 array (or an in-place change) is not seen; pass arrays that change as arguments.
