@@ -95,14 +95,17 @@ def load_function(target):
         raise UserError(f"{path!r} is not a Python file: give FILE.py:FUNC")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # inspect.getsource finds the file through the module
+    folder = os.path.dirname(os.path.abspath(path))
+    if folder not in sys.path:          # as `python FILE.py` would: its siblings import
+        sys.path.insert(0, folder)
     try:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
         raise UserError(f"{exc.filename}:{exc.lineno}: {exc.msg}: fix the syntax of {path}") \
             from None
     except Exception as exc:  # the user's module failed at import: show its lines only
-        raise UserError(f"{_user_frame(exc, path)}{type(exc).__name__}: {exc} (while importing {path}; "
-                        f"fix the module so that `python {path}` runs)") from None
+        raise UserError(f"{_user_frame(exc, path)}{type(exc).__name__}: {exc} (while importing "
+                        f"{path}; fix the module so that `python {path}` runs)") from None
     fun = getattr(module, name, None)
     if not callable(fun):
         defined = sorted(k for k, v in vars(module).items()
@@ -136,7 +139,8 @@ def call_arguments(fun, values):
 
 
 def add_target_arguments(parser):
-    parser.add_argument("target", metavar="FILE.py:FUNC", help="the function to read, e.g. model.py:energy")
+    parser.add_argument("target", metavar="FILE.py:FUNC",
+                        help="the function to read, e.g. model.py:energy")
     parser.add_argument("--arg", action="append", metavar="EXPR",
                         help="an argument value as a Python/NumPy expression (np is NumPy), one "
                              "--arg per argument in order, e.g. --arg \"np.ones(3)\"; "

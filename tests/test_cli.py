@@ -44,7 +44,8 @@ def tapegrad_command():
 
 
 def tapegrad(*args, cwd=None, timeout=300):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ,
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     return subprocess.run([tapegrad_command(), *args], cwd=cwd or ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -111,7 +112,8 @@ def test_target_without_function_and_non_python_file(model):
 def test_errors_in_the_users_file_name_its_line(model):
     (model / "broken.py").write_text("import numpy as np\n\ndef f(x:\n    return x\n")
     assert_user_error(tapegrad("tape", "broken.py:f", cwd=model), "broken.py:3")
-    (model / "raises.py").write_text("import numpy as np\nscale = 1 / 0\n\ndef f(x):\n    return x\n")
+    (model / "raises.py").write_text("import numpy as np\nscale = 1 / 0\n\n"
+                                     "def f(x):\n    return x\n")
     assert_user_error(tapegrad("grad-source", "raises.py:f", cwd=model),
                       "raises.py:2: scale = 1 / 0: ZeroDivisionError")
 
@@ -275,3 +277,13 @@ def test_a_wheel_installs_benchmarks_and_examples_under_their_own_names(tmp_path
                            capture_output=True, text=True, timeout=120)
     assert shown.stdout.split() == ["tapegrad_benchmarks", "tapegrad_examples", "True", "True",
                                     "True", "True"], shown.stderr
+
+
+def test_the_users_file_imports_its_siblings(model):
+    """As `python model.py` would: the file's folder is on the import path."""
+    (model / "helpers.py").write_text("def square(x):\n    return x * x\n")
+    (model / "uses.py").write_text("from helpers import square\n\ndef f(x):\n"
+                                   "    return square(x) * 3.0\n")
+    done = tapegrad("tape", str(model / "uses.py") + ":f", "--grad", cwd=model.parent)
+    assert done.returncode == 0, done.stderr
+    assert "-- adjoint sweep --" in done.stdout

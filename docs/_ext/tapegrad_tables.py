@@ -3,7 +3,7 @@ so the documentation cannot drift from what the code dispatches on:
 
     .. supported-numpy::       NumPy/math calls: traced face (ufuncs and __array_function__
                                handlers in tapegrad.trace) and source face (tapegrad.source.table)
-    .. supported-torch::       torch.*, Tensor methods and torch.nn.functional names tapegrad defines
+    .. supported-torch::       torch.*, Tensor methods and torch.nn.functional names
     .. supported-primitives::  the primitive registry: name, family, PyTorch grad_fn, source form
 """
 import inspect
@@ -75,7 +75,8 @@ def primitive_rows():
 
 
 def list_table(header, rows, widths):
-    lines = [".. list-table::", "   :header-rows: 1", f"   :widths: {' '.join(map(str, widths))}", ""]
+    lines = [".. list-table::", "   :header-rows: 1",
+             f"   :widths: {' '.join(map(str, widths))}", ""]
     for row in [header] + rows:
         lines.append(f"   * - {row[0]}")
         lines += [f"     - {cell}" for cell in row[1:]]
