@@ -689,6 +689,14 @@ _DIRECT.add(Tracer)
 _SLOT, _VALUE = Tracer._slot, Tracer._value        # the storage behind Tracer's slots
 
 
+def _refreshed(storage):
+    """A view's _slot/_value: read after bringing the view up to date with its root."""
+    def get(view):
+        view._fresh()
+        return storage.__get__(view)
+    return property(get, storage.__set__)
+
+
 class _View(Tracer):
     """A traced view of a root array (a plain Tracer that owns its values).
 
@@ -709,23 +717,7 @@ class _View(Tracer):
             _VALUE.__set__(self, new._value)
             self._seen = root._slot
 
-    @property
-    def _slot(self):
-        self._fresh()
-        return _SLOT.__get__(self)
-
-    @_slot.setter
-    def _slot(self, slot):
-        _SLOT.__set__(self, slot)
-
-    @property
-    def _value(self):
-        self._fresh()
-        return _VALUE.__get__(self)
-
-    @_value.setter
-    def _value(self, value):
-        _VALUE.__set__(self, value)
+    _slot, _value = _refreshed(_SLOT), _refreshed(_VALUE)
 
     def _move_to(self, new):
         if not self._probe.flags.writeable:
