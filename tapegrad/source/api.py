@@ -142,20 +142,21 @@ def _target(fun):
     """(the Python function to transform, the leading arguments functools.partial binds), or a
     TransformError saying what to pass instead."""
     bound = ()
-    while isinstance(fun, (functools.partial, staticmethod)) or same_values(fun) is not None:
-        if not isinstance(fun, (functools.partial, staticmethod)):
-            fun = same_values(fun)
-            continue
+    while True:
         if isinstance(fun, staticmethod):
             fun = fun.__func__
-            continue
-        if fun.keywords:
-            raise TransformError(
-                f"functools.partial binds keyword arguments ({', '.join(fun.keywords)}): "
-                "tapegrad.source takes positional arguments only; bind them positionally",
-                construct="partial")
-        bound = tuple(fun.args) + bound
-        fun = fun.func
+        elif isinstance(fun, functools.partial):
+            if fun.keywords:
+                raise TransformError(
+                    f"functools.partial binds keyword arguments ({', '.join(fun.keywords)}): "
+                    "tapegrad.source takes positional arguments only; bind them positionally",
+                    construct="partial")
+            bound = tuple(fun.args) + bound
+            fun = fun.func
+        elif same_values(fun) is not None:
+            fun = same_values(fun)
+        else:
+            break
     name = getattr(fun, "__name__", type(fun).__name__)
     if isinstance(fun, types.FunctionType):
         filename = os.path.abspath(fun.__code__.co_filename)
