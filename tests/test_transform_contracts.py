@@ -66,13 +66,14 @@ def test_repeated_argnums_give_the_gradient_each_time(argnums, shape, face):
         vg = tg.jit(vg)
         vg(x, w)                                  # the second call runs compiled code
     value, grads = vg(x, w)
-    expected_value, expected = torch_grads(loss_torch, (x, w), [a % 2 for a in argnums])
-    assert_close(value, expected_value)
+    assert_close(value, loss_np(x, w))
     assert len(grads) == len(argnums)
-    for g, e, a in zip(grads, expected, argnums):
+    for g, a in zip(grads, argnums):
         assert np.shape(g) == shape
-        assert_close(g, e, rtol=1e-9)
         assert_close(g, finite_difference(loss_np, (x, w), a % 2), rtol=1e-5, atol=1e-6)
+    _, expected = torch_grads(loss_torch, (x, w), [a % 2 for a in argnums])
+    for g, e in zip(grads, expected):
+        assert_close(g, e, rtol=1e-9)
 
 
 def test_repeated_argnums_under_vmap_and_grad():
@@ -607,7 +608,6 @@ EMPTY_CASES = [
 @pytest.mark.parametrize("jit", [False, True])
 @pytest.mark.parametrize("n", range(len(EMPTY_CASES)))
 def test_vmap_over_an_empty_batch_gives_empty_results(n, jit):
-    torch = pytest.importorskip("torch")
     fun, args, in_axes, shapes = EMPTY_CASES[n]
     f = tg.vmap(fun, in_axes=in_axes)
     f = tg.jit(f) if jit else f
@@ -616,6 +616,7 @@ def test_vmap_over_an_empty_batch_gives_empty_results(n, jit):
     assert [np.shape(leaf) for leaf in leaves] == shapes
     assert all(np.asarray(leaf).dtype == np.float64 for leaf in leaves)
     if n == 0:        # PyTorch's vmap agrees on the shape
+        torch = pytest.importorskip("torch")
         t = torch.func.vmap(lambda a: a * 2.0)(torch.zeros((0, 3), dtype=torch.float64))
         assert tuple(t.shape) == shapes[0]
 
