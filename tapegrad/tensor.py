@@ -7,7 +7,6 @@ import collections
 import copy
 import itertools
 import warnings
-import weakref
 
 import numpy as np
 
@@ -91,10 +90,10 @@ def _fast_operator(prim, reflected=False):
 class Tensor(PrimitiveOperators):
     _bind_level = 1
     __array_priority__ = 1000
-    # _view (a _ViewOf) and _views (weak references to a base's views) are set only on views and
-    # their bases, so creating other tensors costs nothing for them; read them with getattr
+    # _view (a _ViewOf) is set only on views (class _View), so creating other tensors costs
+    # nothing for it; read it with getattr
     __slots__ = ("_data", "_requires_grad", "grad_fn", "_grad", "_version_counter",
-                 "_accumulator", "_view", "_views", "__weakref__")
+                 "_accumulator", "_view", "__weakref__")
 
     def __init__(self, *args, **kwargs):
         raise TypeError("tapegrad: create tensors with tapegrad.tensor(data), tapegrad.ones(...), "
@@ -690,13 +689,13 @@ class Tensor(PrimitiveOperators):
     # ------------------------------------------------------------------ in-place
     def _inplace(self, prim, args, params, name=None):
         """Compute out of place, write the result into this tensor's memory, rebase its history
-        (for a view, its base's history too: PyTorch's CopySlices), then its base's views'."""
+        (for a view, its base's history: PyTorch's CopySlices; views catch up when next read)."""
         view = getattr(self, "_view", None)
         grad_mode = is_grad_enabled()
         needs_graph = grad_mode and any(isinstance(a, Tensor) and a._requires_grad for a in args)
         if grad_mode:
             _check_inplace_allowed(self, view, needs_graph)
-        if needs_graph:
+        if needs_graph and prim.name not in graph.SAVES_NOTHING:
             # the node must see the old value, which the write overwrites; self as another operand
             # stays itself, so a node that saved it fails loudly in backward, as in PyTorch
             args = (_snapshot(self),) + tuple(args[1:])
@@ -708,10 +707,14 @@ class Tensor(PrimitiveOperators):
         if not np.can_cast(out.dtype, self._data.dtype, "same_kind"):
             raise RuntimeError(f"result type {result.dtype.tensor_type[:-6]} can't be cast to the "
                                f"desired output type {self.dtype.tensor_type[:-6]}")
-        if not self._data.flags.writeable:  # an expanded tensor: NumPy's read-only broadcast view
-            raise RuntimeError("unsupported operation: more than one element of the written-to "
-                               "tensor refers to a single memory location. Please clone() the "
-                               "tensor before performing the operation.")
+        if not self._data.flags.writeable:
+            if any(st == 0 and n > 1 for st, n in zip(self._data.strides, self._data.shape)):
+                raise RuntimeError(  # an expanded tensor: NumPy's read-only broadcast view
+                    "unsupported operation: more than one element of the written-to tensor refers "
+                    "to a single memory location. Please clone() the tensor before performing the "
+                    "operation.")
+            raise RuntimeError("tapegrad: this tensor's memory is read-only (it wraps a NumPy array "
+                               "that is not writeable); clone() it before writing to it in place")
         np.copyto(self._data, out, casting="unsafe")
         self._version_counter[0] += 1
         if needs_graph and prim is P.pow_ and isinstance(args[1], Tensor):
@@ -720,12 +723,10 @@ class Tensor(PrimitiveOperators):
                                                             self._version_counter[0])
         if needs_graph:
             if view is None:
-                root = self
                 _rebase(self, result.grad_fn)
             else:
-                root = view.root
-                _rebase(root, _write_back(view, result).grad_fn)
-            _refresh_views(root)
+                _rebase(view.root, _write_back(view, result).grad_fn)
+                _catch_up(self)  # now: its old history is on the new one's path (retain_grad)
         return self
 
     def add_(self, other, alpha=1):
@@ -807,11 +808,42 @@ _C_ORDER_CLONE = _eager_form(P.clone, np.ascontiguousarray)
 
 class _ViewOf:
     """What makes a tensor a view: its root base, the shape ops from the root's data to its own,
-    whether grad mode was on when it was made, and (op name, output index) for multi-view ops."""
-    __slots__ = ("root", "steps", "grad_mode", "multi")
+    whether grad mode was on when it was made, (op name, output index) for multi-view ops, and
+    the root's grad_fn its own history was built on."""
+    __slots__ = ("root", "steps", "grad_mode", "multi", "built_on")
 
-    def __init__(self, root, steps, grad_mode, multi):
+    def __init__(self, root, steps, grad_mode, multi, built_on):
         self.root, self.steps, self.grad_mode, self.multi = root, steps, grad_mode, multi
+        self.built_on = built_on
+
+
+_GRAD_FN_SLOT = Tensor.__dict__["grad_fn"]
+_REQUIRES_GRAD_SLOT = Tensor.__dict__["_requires_grad"]
+
+
+def _caught_up(slot):
+    """A view's attribute: the slot, read after the view's history caught up with its root's."""
+    def read(self):
+        _catch_up(self)
+        return slot.__get__(self)
+    return property(read, slot.__set__)
+
+
+class _View(Tensor):
+    """A Tensor sharing another's memory. After an in-place write to its root (or through another
+    view) its history is rebuilt from the root's new one when next read, as PyTorch regenerates a
+    view's grad_fn (AsStridedBackward0); plain tensors keep plain slots on the hot path."""
+    __slots__ = ()
+
+    grad_fn = _caught_up(_GRAD_FN_SLOT)
+    _requires_grad = _caught_up(_REQUIRES_GRAD_SLOT)
+
+    @classmethod
+    def _bind(cls, prim, args, params, name=None):
+        return Tensor._bind(prim, args, params, name)  # results are plain tensors
+
+
+_FAST_OPERANDS.add(_View)
 
 
 def _attach_view(out, base, prim, params, multi):
@@ -824,15 +856,32 @@ def _attach_view(out, base, prim, params, multi):
         if multi is None:
             multi = info.multi
     out._version_counter = base._version_counter  # PyTorch: a view and its base share one
-    out._view = _ViewOf(root, steps, is_grad_enabled(), multi)
+    out.__class__ = _View
+    out._view = _ViewOf(root, steps, is_grad_enabled(), multi, root.grad_fn)
+
+
+def _catch_up(v):
+    """Rebuild a view's history from its root's if the root's changed since (an in-place write)."""
+    info = v._view
+    node = info.root.grad_fn  # a root is never a view: a plain slot
+    if node is info.built_on or not info.grad_mode:
+        return  # (a view made under no_grad keeps none, as in PyTorch)
+    info.built_on = node
+    previous = is_grad_enabled()
+    graph._set_enabled(True)  # read under no_grad too, the history is the one grad mode builds
     try:
-        refs = root._views
-    except AttributeError:
-        root._views = [weakref.ref(out)]
-        return
-    if len(refs) % 64 == 0:  # drop dead views now and then, so a loop of views stays bounded
-        refs[:] = [ref for ref in refs if ref() is not None]
-    refs.append(weakref.ref(out))
+        t, last = info.root, len(info.steps) - 1
+        for i, (prim, params) in enumerate(info.steps):
+            t = Tensor._bind(prim, (t,), params, "AsStridedBackward0" if i == last else None)
+    finally:
+        graph._set_enabled(previous)
+    old, new = _GRAD_FN_SLOT.__get__(v), t.grad_fn
+    if old is not None and old._retained is not None and old._retained() is v:
+        if new is not None:  # retain_grad() follows the tensor, as in PyTorch
+            new._retained = old._retained
+        old._retained = None
+    _GRAD_FN_SLOT.__set__(v, new)
+    _REQUIRES_GRAD_SLOT.__set__(v, t._requires_grad)
 
 
 _NO_GRAD_VIEW = ("A view was created in no_grad mode and is being modified inplace with grad "
@@ -886,7 +935,7 @@ def _rebase(t, node):
 def _write_back(view, value):
     """The root's new value as a graph: `value` written through the view's shape ops into the
     root's old value (PyTorch's CopySlices), so gradients reach the root's old history too."""
-    parents = [_snapshot(view.root)]
+    parents = [view.root]  # the shape ops and setitem read no values: no copy needed
     for prim, params in view.steps[:-1]:
         parents.append(Tensor._bind(prim, (parents[-1],), params))
     for (prim, params), parent in zip(reversed(view.steps), reversed(parents)):
@@ -899,26 +948,6 @@ def _write_back(view, value):
         else:  # reshape, or an expand that broadcast nothing (a real one is read-only)
             value = Tensor._bind(P.reshape, (value,), {"shape": parent._data.shape}, name)
     return value
-
-
-def _refresh_views(root):
-    """After root's history changed, each view made in grad mode reads its values from the new
-    root (PyTorch regenerates a view's grad_fn as AsStridedBackward0)."""
-    refs = getattr(root, "_views", None)
-    if not refs:
-        return
-    alive = []
-    for ref in refs:
-        v = ref()
-        if v is None:
-            continue
-        alive.append(ref)
-        if v._view.grad_mode:
-            t, last = root, len(v._view.steps) - 1
-            for i, (prim, params) in enumerate(v._view.steps):
-                t = Tensor._bind(prim, (t,), params, "AsStridedBackward0" if i == last else None)
-            _rebase(v, t.grad_fn)
-    refs[:] = alive
 
 
 # ---------------------------------------------------------------------------------------------

@@ -774,3 +774,28 @@ def test_autograd_grad_with_respect_to_a_tensor_written_after_use_like_torch():
         z = (a * a).sum()
         return unused, lib.autograd.grad(z, a)[0], lib.autograd.grad(z, x)[0]
     assert_like_torch(case)
+
+
+def test_read_only_numpy_memory_is_refused_with_a_fix():
+    frozen = np.ones(3)
+    frozen.flags.writeable = False
+    t = tapegrad.from_numpy(frozen)
+    with pytest.raises(RuntimeError, match=r"read-only .* clone\(\) it"):
+        t += 1
+    assert t._version == 0 and frozen.tolist() == [1.0, 1.0, 1.0]
+    c = t.clone()
+    c += 1
+    assert c.tolist() == [2.0, 2.0, 2.0]
+
+
+def test_row_by_row_writes_in_a_loop_like_torch():
+    def case(lib):
+        x = lib.tensor(_data((6, 5), 18, False), dtype=lib.float64, requires_grad=True)
+        h = lib.zeros(6, 5, dtype=lib.float64)
+        for i in range(6):
+            h[i] += x[i] * (i + 1)
+            if i:
+                h[i] *= h[i - 1].detach().abs() + 0.5
+        (h * h).sum().backward()
+        return h, x.grad, h._version
+    assert_like_torch(case)

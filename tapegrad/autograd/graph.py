@@ -16,7 +16,7 @@ from .grad_mode import _set_enabled, is_grad_enabled
 
 # Rules of these primitives read only shapes, so their graphs survive a backward without
 # retain_graph, and in-place changes of their inputs are harmless (PyTorch saves nothing for them).
-_SAVES_NOTHING = frozenset(
+SAVES_NOTHING = frozenset(
     {"add", "sub", "neg", "sum", "mean", "reshape", "transpose", "broadcast_to", "cat", "stack",
      "getitem", "index_add", "setitem", "sign"})
 # Rules that read the primitive's output: an in-place change of that output must fail loudly, as
@@ -118,7 +118,7 @@ class PrimitiveNode(Node):
 
     def check_saved(self):
         name = self.prim.name
-        if name in _SAVES_NOTHING:
+        if name in SAVES_NOTHING:
             return
         if self.freed:
             raise RuntimeError(_FREED_MESSAGE)
@@ -143,7 +143,7 @@ class PrimitiveNode(Node):
 
     def input_grads(self, g, create_graph):
         """Cotangents of the inputs that need one, each summed back to its input's shape."""
-        if self.prim.name not in _SAVES_NOTHING:
+        if self.prim.name not in SAVES_NOTHING:
             self.check_saved()
         if create_graph:
             args = self.inputs
