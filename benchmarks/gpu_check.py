@@ -11,7 +11,9 @@ Workloads, float64, at 1e7 points (64 under --simulate, on Numba's CUDA simulato
                 jit(value_and_grad(f))
 tapegrad runs each with its inputs as numba device arrays, then as CuPy arrays (read through
 __cuda_array_interface__ without a copy; results stay on the GPU). Under --simulate, where CuPy
-cannot run, a stand-in object exposing __cuda_array_interface__ takes CuPy's place.
+cannot run, a stand-in object exposing __cuda_array_interface__ takes CuPy's place. The batched
+workload runs once more on the row interpreter (what row tapes longer than
+cuda_config.MAX_ROW_OPS run on), weighing its run time against straight-line code's compile time.
 
 Every implementation's first result is checked against a reference (complex step on a strided
 sample of the points; Rosenbrock's closed form) before it is timed. Reported apart: the first
@@ -166,18 +168,29 @@ def cupy_inputs(simulate):
 # Implementations: each returns a result dict (first call, compile, steady state)
 # ---------------------------------------------------------------------------------------------
 
-def tapegrad_impl(spec, problem, inputs, clock, budget_s):
+def tapegrad_impl(spec, problem, inputs, clock, budget_s, interpreter=False):
+    """Row tapes run as straight-line code (what the GPU's cuda_config.MAX_ROW_OPS chooses for
+    this workload's; the simulator's smaller limit would choose the interpreter), or with
+    `interpreter` on the row interpreter, to weigh one against the other."""
     import tapegrad as tg
     from numba import cuda
+    from tapegrad_jit import cuda_config
     from tapegrad_jit.cuda import is_device_array
+    if interpreter and not spec["batched"]:
+        raise Skipped("row tapes only (the batched workload)")
     f = problem.f
     fn = tg.jit(tg.vmap(tg.grad(f)) if spec["batched"] else tg.value_and_grad(f),
                 device="cuda")
     args = [inputs(a) for a in problem.args]
     seconds, kernels = clock.reading()
+    limit = cuda_config.MAX_ROW_OPS
     start = time.perf_counter()
-    out = fn(*args)
-    cuda.synchronize()
+    try:
+        cuda_config.MAX_ROW_OPS = 0 if interpreter else 10**9    # read as the kernel is built
+        out = fn(*args)
+        cuda.synchronize()
+    finally:
+        cuda_config.MAX_ROW_OPS = limit
     first = time.perf_counter() - start
     result = dict(first_call_s=first)
     if seconds is not None:
@@ -185,6 +198,11 @@ def tapegrad_impl(spec, problem, inputs, clock, budget_s):
         result["kernels_compiled"] = clock.kernels - kernels
     leaves = out if isinstance(out, tuple) else (out,)
     result["results_on_device"] = all(is_device_array(leaf) for leaf in leaves)
+    if spec["batched"]:
+        row_kernels = [k for paths in fn._signatures.values() for program in paths
+                       for k in program._row_kernels.values()]
+        result["rows_ran_on"] = ("row interpreter" if None in row_kernels
+                                 else "straight-line code")
     result.update(steady(lambda: fn(*args), cuda.synchronize, budget_s))
     return result, out
 
@@ -247,9 +265,9 @@ def torch_impl(spec, problem, simulate, budget_s):
 
 def implementations(simulate, tapegrad_only):
     """(name, group, run(spec, problem, clock, budget_s) -> (result, out)) in report order."""
-    def tapegrad_with(inputs):
+    def tapegrad_with(inputs, interpreter=False):
         return lambda spec, problem, clock, budget: tapegrad_impl(spec, problem, inputs(), clock,
-                                                                  budget)
+                                                                  budget, interpreter)
 
     def numba_inputs():
         from numba import cuda
@@ -259,7 +277,9 @@ def implementations(simulate, tapegrad_only):
         return cupy_inputs(simulate)[0]
 
     impls = [("tapegrad jit CUDA", "tapegrad", tapegrad_with(numba_inputs)),
-             ("tapegrad jit CUDA, CuPy inputs", "tapegrad", tapegrad_with(cupy_like))]
+             ("tapegrad jit CUDA, CuPy inputs", "tapegrad", tapegrad_with(cupy_like)),
+             ("tapegrad jit CUDA, row interpreter", "tapegrad",
+              tapegrad_with(numba_inputs, interpreter=True))]
     if not tapegrad_only:
         impls += [("JAX jit GPU", "peer",
                    lambda spec, problem, clock, budget: jax_impl(spec, problem, simulate, budget)),

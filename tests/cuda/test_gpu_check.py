@@ -63,6 +63,10 @@ def test_simulated_check_runs_every_stage(tmp_path):
             by = {r["impl"]: r for r in workload["results"]}
             for impl in ("tapegrad jit CUDA", "tapegrad jit CUDA, CuPy inputs"):
                 assert by[impl]["status"] == "ok" and by[impl]["results_on_device"]
+        rows = {r["impl"]: r for r in report["workloads"][0]["results"]}
+        assert rows["tapegrad jit CUDA"]["rows_ran_on"] == "straight-line code"
+        assert rows["tapegrad jit CUDA, row interpreter"]["rows_ran_on"] == "row interpreter"
+        assert rows["tapegrad jit CUDA, row interpreter"]["status"] == "ok"
     markdown = (out / "results.md").read_text()
     assert "| Numba CUDA simulator | batched grad, 64 points (`jit(vmap(grad))`) |" in markdown
     assert "| Numba CUDA simulator | Rosenbrock value+grad, n = 64 |" in markdown
