@@ -166,7 +166,7 @@ def _wrt_leaf(where, ctx, leaf, name, argnums, fname):
     return ctx.record(P.reshape, (leaf,), {"shape": tuple(np.shape(_value(leaf)))})
 
 
-def value_and_grad(fun, argnums=0, has_aux=False, _where="value_and_grad"):
+def value_and_grad(fun, argnums=0, has_aux=False, *, _where="value_and_grad"):
     """A function returning (fun(*args), d fun / d args[argnums]); with has_aux fun returns
     (value, aux) and the result is ((value, aux), grad). argnums may be a tuple (an argument may
     appear more than once: its gradient is given each time). A differentiated argument may be a
