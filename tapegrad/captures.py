@@ -44,9 +44,10 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 def _library_dirs():
     import sysconfig        # on first use: its data module costs ~10 ms of `import tapegrad`
     paths = sysconfig.get_paths()
-    return tuple({os.path.dirname(os.path.abspath(np.__file__)),
-                  os.path.join(os.path.dirname(_PACKAGE_DIR), "tapegrad_jit"),
-                  *(paths[k] for k in ("stdlib", "purelib", "platlib"))})
+    dirs = {os.path.dirname(os.path.abspath(np.__file__)),
+            os.path.join(os.path.dirname(_PACKAGE_DIR), "tapegrad_jit"),
+            *(paths[k] for k in ("stdlib", "purelib", "platlib"))}
+    return tuple(os.path.join(d, "") for d in dirs)     # "/lib/python3.11/", not a prefix
 
 
 class _Marker:
@@ -195,10 +196,11 @@ class _Walker:
     def function(self, fun, bound):
         """Analyse a Python function; bound maps parameters (by position or name) to the objects
         bound to them (a method's self, a partial's arguments)."""
-        filename = os.path.abspath(fun.__code__.co_filename)
-        if filename.startswith(_library_dirs()):
-            return
-        if filename.startswith(_PACKAGE_DIR):
+        filename = fun.__code__.co_filename
+        if not filename.startswith("<"):        # "<string>", "<stdin>": the user's code
+            filename = os.path.abspath(filename)
+        # tapegrad first: installed, it lives under site-packages too
+        if filename.startswith(_PACKAGE_DIR + os.sep):
             # tapegrad's own wrappers (grad, value_and_grad, ...): follow what their closures wrap,
             # but their own flags are not the user's state
             for cell in fun.__closure__ or ():
@@ -208,6 +210,8 @@ class _Walker:
                     continue
                 if callable(contents):
                     self.callable(contents)
+            return
+        if filename.startswith(_library_dirs()):
             return
         code = fun.__code__
         cells = dict(zip(code.co_freevars, fun.__closure__ or ()))
@@ -297,4 +301,4 @@ def _is_library_module(module):
     if filename is None:
         return False                # made at run time (types.ModuleType): the user's
     filename = os.path.abspath(filename)
-    return filename.startswith(_library_dirs()) or filename.startswith(_PACKAGE_DIR)
+    return filename.startswith(_library_dirs()) or filename.startswith(_PACKAGE_DIR + os.sep)
