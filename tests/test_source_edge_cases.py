@@ -870,3 +870,14 @@ def test_a_function_without_source_is_refused_with_the_fix():
     exec("def made(x):\n    return x * x\n", namespace)
     with pytest.raises(TransformError, match="define it in a file"):
         source.grad(namespace["made"])(1.0)
+
+
+def returns_an_array(x):
+    y = x * 2.0
+    return np.sin(y)
+
+
+def test_an_array_result_is_refused_naming_the_return_line():
+    with pytest.raises(TransformError, match="np.sum") as info:
+        source.grad(returns_an_array)(np.ones(2))
+    assert info.value.lineno == returns_an_array.__code__.co_firstlineno + 2

@@ -863,8 +863,13 @@ class Emitter:
         fn = self.fn
         result_kind = self.kinds.get(fn.result)
         if result_kind is None or result_kind.is_array:
-            raise TransformError(f"the function must return a scalar, not {result_kind}",
-                                 filename=fn.filename, construct="Return")
+            returns = [s.origin for s in walk(fn.body)
+                       if isinstance(s, ir.Assign) and s.target == fn.result]
+            raise TransformError(f"the function must return a scalar, not {result_kind}: reduce "
+                                 "it (np.sum, np.mean, ...), or use tg.jacrev for the Jacobian",
+                                 filename=fn.filename,
+                                 lineno=returns[-1].lineno if returns else None,
+                                 construct="Return")
         self._reset(None)
         probe = ast.Module(body=self.rev_block(fn.body, ()), type_ignores=[])
         reads = {n.id for n in ast.walk(probe) if isinstance(n, ast.Name)
