@@ -696,3 +696,14 @@ def test_traces_without_jit_are_freed_without_the_collector(transform):
         if was_enabled:
             gc.enable()
     assert growth < 2 * x.nbytes, f"{growth / 2 ** 20:.1f} MB kept by 10 traces"
+
+
+def test_functions_defined_by_exec_and_reached_by_subscript():
+    namespace = {"np": np, "k": 1.0}
+    exec("def f(x):\n    return x * k\n", namespace)
+    jitted = tg.jit(tg.grad(lambda x: np.sum(namespace["f"](x) ** 2)))
+    x = np.array([1.0, 2.0])
+    for k in (1.0, 3.0, -0.5):
+        namespace["k"] = k
+        for _ in range(2):
+            assert_close(jitted(x), 2 * x * k * k)
