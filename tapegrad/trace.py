@@ -568,9 +568,9 @@ class Tracer(PrimitiveOperators):
     def norm(self, p=2, dim=None, keepdim=False):
         return P.norm(self, ord=p, axis=_normalize_axis(dim, self.ndim), keepdims=keepdim)
 
-    def reshape(self, *shape):
+    def reshape(self, *shape, order="C", copy=None):
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        return _reshape(self, shape)
+        return _reshape(self, shape, order=order, copy=copy)
 
     def view(self, *shape):
         """PyTorch's view(shape) is a reshape; NumPy's view() is the same array (the same handle,
@@ -582,11 +582,11 @@ class Tracer(PrimitiveOperators):
                              f"cannot record; use astype\n  at {user_line()}")
         return self.reshape(*shape)
 
-    def flatten(self):
-        return P.reshape(self, shape=(self.size,))         # always a copy, as in NumPy
+    def flatten(self, order="C"):
+        return _reshape(self, (-1,), order=order, copy=True)    # always a copy, as in NumPy
 
-    def ravel(self):
-        return _reshape(self, (-1,))
+    def ravel(self, order="C"):
+        return _reshape(self, (-1,), order=order)
 
     def transpose(self, *axes):
         if not axes or axes == (None,):
@@ -839,11 +839,27 @@ def _dot(a, b, out=None):
     return P.reshape(P.matmul(a2, b2), shape=sa[:-1] + rest)
 
 
-def _reshape(a, shape=None, order="C", newshape=None):
+def _reshape(a, shape=None, order="C", newshape=None, copy=None):
     shape = newshape if shape is None else shape
     shape = (shape,) if isinstance(shape, (int, np.integer)) else shape
     shape = _resolve_shape(shape, math.prod(shape_of(a)))
-    return _as_view(a, P.reshape(a, shape=shape), lambda probe: probe.reshape(shape))
+    if order not in ("C", "F", "A"):
+        raise ValueError(f"order must be one of 'C', 'F', 'A' (got {order!r})")
+    if order == "A":
+        # Fortran order when the array is laid out so (a transposed view), else C
+        probe = a._probe if type(a) is _View else None
+        order = "F" if probe is not None and probe.flags.f_contiguous and not \
+            probe.flags.c_contiguous else "C"
+    if order == "F":
+        # F order reads and writes the index with the first axis fastest: C order reversed
+        flipped = _transpose(a, None) if np.ndim(a) > 1 else a
+        out = P.reshape(flipped, shape=shape[::-1])
+        out = P.transpose(out, axes=tuple(reversed(range(len(shape))))) if len(shape) > 1 else out
+    else:
+        out = P.reshape(a, shape=shape)
+    if copy:
+        return out
+    return _as_view(a, out, lambda probe: probe.reshape(shape, order=order))
 
 
 def _transpose(a, axes=None):
@@ -852,14 +868,24 @@ def _transpose(a, axes=None):
     return _as_view(a, P.transpose(a, axes=axes), lambda probe: probe.transpose(axes))
 
 
-def _concatenate(arrays, axis=0, out=None, **unused):
-    arrays = tuple(arrays)
-    return P.cat(*arrays, axis=axis % np.ndim(arrays[0]))
+def _as_dtype(result, dtype):
+    if dtype is None or np.dtype(dtype) == dtype_of(result):
+        return result
+    return P.cast(result, dtype=np.dtype(dtype).name)
 
 
-def _stack(arrays, axis=0, out=None, **unused):
+def _concatenate(arrays, axis=0, out=None, dtype=None, casting="same_kind"):
+    _no_out(out)
     arrays = tuple(arrays)
-    return P.stack(*arrays, axis=axis % (np.ndim(arrays[0]) + 1))
+    if axis is None:                        # NumPy flattens every array first
+        arrays, axis = tuple(_reshape(a, (-1,)) for a in arrays), 0
+    return _as_dtype(P.cat(*arrays, axis=axis % np.ndim(arrays[0])), dtype)
+
+
+def _stack(arrays, axis=0, out=None, dtype=None, casting="same_kind"):
+    _no_out(out)
+    arrays = tuple(arrays)
+    return _as_dtype(P.stack(*arrays, axis=axis % (np.ndim(arrays[0]) + 1)), dtype)
 
 
 def _where(condition, x=None, y=None):
@@ -941,8 +967,9 @@ def _matrix_norm(x, ord, axes, keepdims):
 
 
 def _like(fill):
-    def make(a, dtype=None, **unused):
-        return np.full(shape_of(a), fill, dtype=dtype or dtype_of(a))
+    def make(a, dtype=None, order="K", subok=True, shape=None, **device):
+        shape = shape_of(a) if shape is None else shape
+        return np.full(shape, fill, dtype=dtype or dtype_of(a))
     return make
 
 
@@ -953,6 +980,7 @@ def _broadcast_to(array, shape, subok=False):
 
 
 def _outer(a, b, out=None):
+    _no_out(out)
     size_a = int(np.prod(shape_of(a))) if shape_of(a) else 1
     size_b = int(np.prod(shape_of(b))) if shape_of(b) else 1
     return P.mul(P.reshape(a, shape=(size_a, 1)), P.reshape(b, shape=(1, size_b)))
@@ -966,9 +994,13 @@ def _squeeze(a, axis=None):
 
 
 def _expand_dims(a, axis):
-    shape = list(shape_of(a))
-    shape.insert(axis % (len(shape) + 1), 1)
-    return _reshape(a, tuple(shape))
+    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+    ndim = len(shape_of(a)) + len(axes)
+    axes = {int(x) % ndim for x in axes}
+    if len(axes) != len(tuple(axis if isinstance(axis, (tuple, list)) else (axis,))):
+        raise ValueError("repeated axis")
+    rest = iter(shape_of(a))
+    return _reshape(a, tuple(1 if i in axes else next(rest) for i in range(ndim)))
 
 
 def _mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=True):
@@ -988,8 +1020,8 @@ _ARRAY_FUNCTIONS = {
     np.clip: _clip, np.linalg.norm: _norm, np.zeros_like: _like(0), np.ones_like: _like(1),
     np.broadcast_to: _broadcast_to, np.outer: _outer, np.squeeze: _squeeze,
     np.expand_dims: _expand_dims, np.shape: shape_of, np.ndim: lambda a: len(shape_of(a)),
-    np.size: lambda a: int(np.prod(shape_of(a))),
-    np.ravel: lambda a, order="C": _reshape(a, (-1,)),
+    np.size: lambda a, axis=None: math.prod(shape_of(a)) if axis is None else shape_of(a)[axis],
+    np.ravel: lambda a, order="C": _reshape(a, (-1,), order=order),
 }
 
 

@@ -250,6 +250,14 @@ def zero_d_view(x, xp):
     return xp.sum(x * x) + s
 
 
+def fortran_order_reshapes(x, xp):
+    v = x.reshape(3, 2, order="F")     # a copy of a C-ordered array
+    v[0, 0] = 100.0
+    t = x.T.reshape(-1, order="F")     # a view: x.T is laid out in Fortran order
+    t[1] = -5.0 * x[1, 1]
+    return xp.sum(x * x) + xp.sum(v)
+
+
 PATTERNS_1D = [read_then_write_input, read_then_write_both_used, write_reads_other_element,
                write_same_element_from_itself, augmented_element, slice_writes,
                fancy_index_writes, constant_mask_writes, traced_mask_write,
@@ -261,7 +269,7 @@ IDS = [f.__name__ for f, _ in PATTERNS]
 VIEW_PATTERNS = [row_view_write, chained_index_write, base_write_seen_by_view,
                  transpose_view_write, reshape_view_write, reshape_copy_write, view_of_view,
                  iterate_rows_inplace, stale_view_returned, expand_squeeze_views,
-                 broadcast_view_reads_base, zero_d_view]
+                 broadcast_view_reads_base, zero_d_view, fortran_order_reshapes]
 # every pattern against NumPy; the views only there (the PyTorch box has no views)
 ALL = PATTERNS + [(f, (2, 3)) for f in VIEW_PATTERNS]
 ALL_IDS = [f.__name__ for f, _ in ALL]
