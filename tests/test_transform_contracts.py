@@ -236,7 +236,7 @@ def test_complex_is_refused_with_the_fix(case):
         assert "real and imaginary parts" in message
 
 
-def test_complex_never_truncated_on_the_cuda_simulator(tmp_path):
+def test_cuda_simulator_complex_refused_and_captured_scalars(tmp_path):
     pytest.importorskip("numba.cuda")
     script = tmp_path / "complex_cuda.py"
     script.write_text(
@@ -261,6 +261,14 @@ def test_complex_never_truncated_on_the_cuda_simulator(tmp_path):
         "assert refused == 8, refused\n"
         "x = np.linspace(-1, 1, 6)\n"
         "assert np.allclose(tg.jit(tg.vmap(tg.grad(lambda t: t * t)), device='cuda')(x), 2 * x)\n"
+        "k = 1.0\n"
+        "def g(t):\n"
+        "    return t * t * k if t > k - 1.5 else -t\n"
+        "f = tg.jit(tg.vmap(tg.grad(g)), device='cuda')\n"
+        "for k in (1.0, 2.0, 0.0, 2.0):\n"
+        "    for _ in range(2):\n"
+        "        want = np.where(x > k - 1.5, 2 * x * k, -1.0)\n"
+        "        assert np.allclose(f(x), want), (k, f(x), want)\n"
         "print('ok')\n")
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
