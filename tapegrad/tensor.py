@@ -87,6 +87,17 @@ def _fast_operator(prim, reflected=False):
     return binary_operator(prim, reflected, shortcut_types=_FAST_OPERANDS)
 
 
+# in-place forms whose PyTorch node keeps the result (exp_, tanh_, ...): a later write is an error
+_IN_PLACE_KEEPS_RESULT = frozenset({"exp", "expm1", "sqrt", "tan", "tanh", "sigmoid", "relu"})
+
+
+def _unary_in_place(prim):
+    def method(self):
+        return self._inplace(prim, (self,), {})
+    method.__name__ = prim.name.rstrip("_") + "_"
+    return method
+
+
 class Tensor(PrimitiveOperators):
     _bind_level = 1
     __array_priority__ = 1000
@@ -713,20 +724,23 @@ class Tensor(PrimitiveOperators):
                     "unsupported operation: more than one element of the written-to tensor refers "
                     "to a single memory location. Please clone() the tensor before performing the "
                     "operation.")
-            raise RuntimeError("tapegrad: this tensor's memory is read-only (it wraps a NumPy array "
-                               "that is not writeable); clone() it before writing to it in place")
+            raise RuntimeError("tapegrad: this tensor's memory is read-only (it wraps a NumPy "
+                               "array that is not writeable); clone() it before writing to it in "
+                               "place")
         np.copyto(self._data, out, casting="unsafe")
         self._version_counter[0] += 1
-        if needs_graph and prim is P.pow_ and isinstance(args[1], Tensor):
-            # PyTorch's pow_ with a tensor exponent keeps its result: a later write must fail
-            result.grad_fn.out_version = graph.VersionSince(self._version_counter,
-                                                            self._version_counter[0])
         if needs_graph:
             if view is None:
                 _rebase(self, result.grad_fn)
             else:
                 _rebase(view.root, _write_back(view, result).grad_fn)
                 _catch_up(self)  # now: its old history is on the new one's path (retain_grad)
+            if (prim.name in _IN_PLACE_KEEPS_RESULT
+                    or prim is P.pow_ and isinstance(args[1], Tensor)):
+                # PyTorch's node keeps the result here (pow_: with a tensor exponent): a later
+                # write must fail in backward
+                result.grad_fn.out_version = graph.VersionSince(
+                    self._version_counter, self._version_counter[0], self.grad_fn)
         return self
 
     def add_(self, other, alpha=1):
@@ -746,6 +760,9 @@ class Tensor(PrimitiveOperators):
 
     def neg_(self):
         return self._inplace(P.neg, (self,), {})
+
+    def square_(self):
+        return self._inplace(P.pow_, (self, 2), {})
 
     def clamp_(self, min=None, max=None):
         return self._inplace(P.clamp, (self,), {"min": _scalar(min), "max": _scalar(max)})
@@ -770,6 +787,11 @@ class Tensor(PrimitiveOperators):
         from .functions import _generator
         sample = _generator().uniform(a, b, self.shape).astype(self._data.dtype)
         return self._inplace(P.setitem, (self, sample), {"index": (Ellipsis,)})
+
+    exp_, log_, log1p_ = map(_unary_in_place, (P.exp, P.log, P.log1p))
+    expm1_, sqrt_ = map(_unary_in_place, (P.expm1, P.sqrt))
+    sin_, cos_, tan_, tanh_ = map(_unary_in_place, (P.sin, P.cos, P.tan, P.tanh))
+    sigmoid_, relu_, abs_, erf_ = map(_unary_in_place, (P.sigmoid, P.relu, P.abs_, P.erf))
 
     # augmented assignment is in place, as in PyTorch (`w -= lr * w.grad` keeps w's identity);
     # `@=` is not: torch.Tensor has no __imatmul__, so Python rebinds through __matmul__

@@ -81,7 +81,8 @@ def test_threads_accumulating_with_create_graph(fast_switching):
             for _ in range(10):
                 (w * w).sum().backward(create_graph=True)
         _in_threads(worker)
-        np.testing.assert_array_equal(w.grad.detach().numpy(), 2.0 * w.detach().numpy() * THREADS * 10)
+        expected = 2.0 * w.detach().numpy() * THREADS * 10
+        np.testing.assert_array_equal(w.grad.detach().numpy(), expected)
 
 
 def test_threads_share_one_grad_accumulator_per_leaf(fast_switching):

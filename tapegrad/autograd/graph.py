@@ -23,7 +23,7 @@ SAVES_NOTHING = frozenset(
 # in PyTorch, since the node keeps the output's memory. The first set reads nothing else: their
 # registry rules must read only `ans` (as PyTorch's do), or a write to the input goes unseen.
 _SAVES_OUTPUT_ONLY = frozenset(
-    {"exp", "expm1", "sqrt", "tan", "tanh", "sigmoid", "softmax", "log_softmax"})
+    {"exp", "expm1", "sqrt", "tan", "tanh", "sigmoid", "relu", "softmax", "log_softmax"})
 _SAVES_OUTPUT = _SAVES_OUTPUT_ONLY | {"div", "pow", "prod", "amax", "amin", "logsumexp", "norm"}
 
 _FREED_MESSAGE = (
@@ -64,11 +64,12 @@ def _modified_error(tensor_type, shape, producer, version, expected, where):
 
 class VersionSince:
     """A node's output version counted from `start`: for an in-place op whose node keeps its
-    result, the tensor written is at version `start` right after the write."""
-    __slots__ = ("counter", "start")
+    result, the tensor written is at version `start` right after the write, and errors name it by
+    `producer`, its grad_fn then (a view's is AsStridedBackward0)."""
+    __slots__ = ("counter", "start", "producer")
 
-    def __init__(self, counter, start):
-        self.counter, self.start = counter, start
+    def __init__(self, counter, start, producer):
+        self.counter, self.start, self.producer = counter, start, producer
 
     def __getitem__(self, i):
         return self.counter[0] - self.start
@@ -125,10 +126,10 @@ class PrimitiveNode(Node):
         out = self.out_version
         if name in _SAVES_OUTPUT and out is not None and out[0]:
             from ..dtypes import from_numpy_dtype
-            version, expected = ((out.counter[0], out.start) if isinstance(out, VersionSince)
-                                 else (out[0], 0))
+            version, expected, producer = ((out.counter[0], out.start, out.producer)
+                                           if isinstance(out, VersionSince) else (out[0], 0, self))
             raise _modified_error(f"torch.{from_numpy_dtype(self.ans.dtype).tensor_type}",
-                                  self.ans.shape, self, version, expected,
+                                  self.ans.shape, producer, version, expected,
                                   f"it is the output of {self.name()}")
         if name in _SAVES_OUTPUT_ONLY:
             return
