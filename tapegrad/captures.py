@@ -33,7 +33,8 @@ import numpy as np
 _SCALARS = (bool, int, float, complex, str, bytes, type(None), np.bool_, np.number)
 _NUMBERS = (float, complex, np.inexact)
 _LOAD_ROOT = {"LOAD_GLOBAL": "global", "LOAD_NAME": "global", "LOAD_DEREF": "cell",
-              "LOAD_CLASSDEREF": "cell", "LOAD_FAST": "local"}
+              "LOAD_CLASSDEREF": "cell", "LOAD_FAST": "local", "LOAD_FAST_CHECK": "local",
+              "LOAD_FAST_BORROW": "local"}     # the last two: Python 3.12 and 3.14 spellings
 _LOAD_ATTR = ("LOAD_ATTR", "LOAD_METHOD")
 _MAX_FUNCTIONS = 200            # functions analysed per trace (bounds deep call graphs)
 
