@@ -113,3 +113,20 @@ def test_matches_torch_when_torch_is_installed(fast_switching):
         results.append(w.grad.detach().numpy().copy())
     np.testing.assert_array_equal(results[0], results[1])
     assert results[0][0] == THREADS * STEPS
+
+
+def test_accumulating_a_grad_that_requires_grad_does_not_deadlock():
+    # the second accumulation adds two tensors under the lock; one is a leaf that requires grad,
+    # whose accumulator is made under the same lock
+    w = tapegrad.tensor([1.0, 2.0], requires_grad=True)
+    seed = tapegrad.tensor([1.0, 1.0], requires_grad=True)
+    done = []
+
+    def run():
+        w.backward(seed, create_graph=True)  # w.grad is seed itself: a leaf that requires grad
+        w.backward(seed, create_graph=True)
+        done.append(w.grad.detach().tolist())
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout=20)
+    assert done == [[2.0, 2.0]]

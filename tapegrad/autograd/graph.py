@@ -281,8 +281,9 @@ def _run_tensor_hooks(node, g):
 
 # Backward passes in several threads may reach one leaf at once: the read-modify-write of its
 # .grad (NumPy drops the GIL inside large in-place adds) must not interleave. One lock serves all
-# leaves: it is taken once per leaf per backward, uncontended in a single thread.
-leaf_grad_lock = threading.Lock()
+# leaves: it is taken once per leaf per backward, uncontended in a single thread. Reentrant: with
+# create_graph, the sum of two grads may need a leaf's accumulator, which takes it too.
+leaf_grad_lock = threading.RLock()
 
 
 def _accumulate_into_leaf(variable, g, create_graph):
