@@ -54,16 +54,20 @@ def _banner(title):
 
 
 def _companion(installed, folder):
-    """The installed package `installed`, else the checkout's `folder` package (as `folder`)."""
-    try:
-        return importlib.import_module(installed)
-    except ImportError:
-        pass
-    if (CHECKOUT / folder / "__init__.py").is_file():
+    """In a source checkout its `folder` package (imported as `folder`), else the installed
+    package `installed`, else None.
+
+    A checkout's folder is imported under its own name even where an editable install also maps
+    `installed` to it: Numba's on-disk cache of the benchmark kernels records the module name,
+    so one file must keep one name (`python -m benchmarks` uses `benchmarks`)."""
+    if (CHECKOUT / "setup.py").is_file() and (CHECKOUT / folder / "__init__.py").is_file():
         if str(CHECKOUT) not in sys.path:
             sys.path.insert(0, str(CHECKOUT))
         return importlib.import_module(folder)
-    return None
+    try:
+        return importlib.import_module(installed)
+    except ImportError:
+        return None
 
 
 def benchmarks_package():

@@ -287,3 +287,25 @@ def test_the_users_file_imports_its_siblings(model):
     done = tapegrad("tape", str(model / "uses.py") + ":f", "--grad", cwd=model.parent)
     assert done.returncode == 0, done.stderr
     assert "-- adjoint sweep --" in done.stdout
+
+
+def test_bench_and_python_m_benchmarks_share_numba_cached_kernels(tmp_path):
+    """In a checkout both run the benchmarks as `benchmarks`: Numba's disk cache of a kernel
+    records its module's name, and a second name for the same file failed to load it."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    env.pop("PYTHONPATH", None)
+    statuses = []
+    # python -m benchmarks in the checkout, the installed command elsewhere (where the name
+    # `benchmarks` cannot be imported unless the command itself uses it), then the first again
+    for command, cwd in (([sys.executable, "-m", "benchmarks"], ROOT),
+                         ([tapegrad_command(), "bench"], tmp_path),
+                         ([sys.executable, "-m", "benchmarks"], ROOT)):
+        out = tmp_path / str(len(statuses))
+        done = subprocess.run(command + ["--quick", "--only", "rosenbrock", "--out", str(out)],
+                              cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        results = json.loads((out / "results.json").read_text())["workloads"][0]["results"]
+        statuses.append({r["impl"]: (r["status"], r["note"]) for r in results
+                         if r["impl"].startswith("Numba")})
+    for status in statuses:
+        assert all(s == "ok" for s, _ in status.values()), status
