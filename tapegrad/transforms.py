@@ -241,6 +241,10 @@ def grad(fun, argnums=0, has_aux=False):
 # ---------------------------------------------------------------------------------------------
 
 def _take(value, row, axis):
+    """Row `row` of a mapped argument (each leaf of a pytree along its own axis: a negative
+    axis counts from each leaf's end)."""
+    if type(value) not in _CONTAINERS:
+        axis %= max(np.ndim(_value(value)), 1)
     if isinstance(value, Tracer):
         return P.getitem(value, index=(slice(None),) * axis + (row,))
     if type(value) in _CONTAINERS:
@@ -263,6 +267,7 @@ def _zero_row(value, axis):
         return tree_unflatten(structure, [_zero_row(leaf, axis) for leaf in leaves])
     array = _value(value)
     shape = np.shape(array)
+    axis %= len(shape)
     return np.zeros(shape[:axis] + shape[axis + 1:], np.dtype(array.dtype))
 
 
@@ -303,7 +308,9 @@ class Vmapped:
                         f"so it must have at least {need} dimensions, but it has {len(shape)} "
                         f"(shape {shape}); use in_axes=None for an argument that is not mapped")
                 sizes.setdefault(shape[axis % len(shape)], i)
-            normalised.append(int(axis) % max(len(_mapped_shapes(arg)[0]), 1))
+            # a pytree keeps its axis as given: leaves of different ranks normalise it each
+            normalised.append(int(axis) if type(arg) in _CONTAINERS else
+                              int(axis) % len(_mapped_shapes(arg)[0]))
         if not sizes:
             raise ValueError("tapegrad.vmap: in_axes maps no argument (all None); map at least "
                              "one argument over its batch axis")
@@ -606,7 +613,8 @@ class Jitted:
         if n == 0:
             return self.fun.empty(args, axes)
         base, inputs = self._split(args)
-        input_axes = [axes[i] for i, _ in _input_leaves(args)]
+        input_axes = [None if axes[i] is None else axes[i] % np.ndim(_value(leaf))
+                      for i, leaf in _input_leaves(args)]
         paths = self._paths(base)
         if paths and hasattr(paths[0], "run_all"):
             # a GPU program runs the whole batch and counts failed rows on the device: when none

@@ -195,6 +195,16 @@ def test_vmap_over_dict_arguments():
     assert_close(jf(d), expected)
 
 
+def test_vmap_negative_axis_on_leaves_of_different_ranks():
+    d = {"a": RNG.standard_normal(3), "b": RNG.standard_normal((4, 3))}
+    w = RNG.standard_normal(4)
+    fun = lambda d, w: np.sum(d["a"] * d["b"] * w[:, None])        # noqa: E731
+    expected = [fun({"a": d["a"][i], "b": d["b"][:, i]}, w) for i in range(3)]
+    f = tg.vmap(fun, in_axes=(-1, None))
+    for g in (f, tg.jit(f), tg.jit(f)):
+        assert_close(g(d, w), expected)
+
+
 # ---------------------------------------------------------------------------------------------
 # Case 6: complex values are refused on the traced face, never truncated
 # ---------------------------------------------------------------------------------------------
