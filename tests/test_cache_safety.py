@@ -104,12 +104,11 @@ def _entry(cache_dir):
     return os.path.join(cache_dir, name)
 
 
-def _machine_code(cache_dir):
+def _machine_code(cache_dir, sealed_only=False):
+    """Numba's cached machine code (and index) files of the cache, or tapegrad's sealed ones."""
+    pattern = r"\.[0-9a-f]{20}\.nbc$" if sealed_only else r"\.nb[ci]$"
     pycache = os.path.join(cache_dir, "__pycache__")
-    files = sorted(os.path.join(pycache, n) for n in os.listdir(pycache)
-                   if re.search(r"\.[0-9a-f]{20}\.nbc$", n))     # tapegrad's sealed files
-    assert len(files) == N_SIGNATURES
-    return files
+    return sorted(os.path.join(pycache, n) for n in os.listdir(pycache) if re.search(pattern, n))
 
 
 class _Evil:
@@ -129,15 +128,20 @@ def _plant_all(cache_dir, marker, directory=None):
     evil = pickle.dumps(_Evil(marker))
     pycache = os.path.join(cache_dir, "__pycache__")
     staging = directory or pycache
+    # Numba names a function's files <module>.<function>-<first line>.py<version>
+    entry = _entry(cache_dir)
+    with open(entry) as handle:
+        first_line = 1 + handle.read().splitlines().index("@njit(cache=True)")
+    base = (f"{os.path.basename(entry)[:-3]}.poly-{first_line}"
+            f".py{sys.version_info[0]}{sys.version_info[1]}")
+    names = [base + ".nbi", base + ".1.nbc"] + [os.path.basename(p) for p in _machine_code(
+        cache_dir) if not p.endswith((".nbi", ".1.nbc"))]
     planted = []
-    for path in _machine_code(cache_dir):
-        base = os.path.basename(path).rsplit(".", 2)[0]       # Numba's filename base
-        for name, data in ((base + ".nbi", evil + evil), (base + ".1.nbc", evil),
-                           (os.path.basename(path), evil)):
-            source = os.path.join(staging, name)
-            with open(source, "wb") as handle:
-                handle.write(data)
-            planted.append((source, os.path.join(pycache, name)))
+    for name in names:
+        source = os.path.join(staging, name)
+        with open(source, "wb") as handle:
+            handle.write(evil + evil if name.endswith(".nbi") else evil)
+        planted.append((source, os.path.join(pycache, name)))
     # bytecode Python would run without looking at the source (unchecked hash-based .pyc)
     evil_source = os.path.join(staging, "evil_source.py")
     with open(evil_source, "w") as handle:
@@ -253,7 +257,7 @@ def test_files_another_user_planted_while_the_directory_was_open_are_never_loade
         report = run(cache_dir)
         assert not os.path.exists(marker)
         assert report["hits"] == 0 and not report["warnings"] and report["root"] == cache_dir
-        assert all(os.stat(path).st_uid == 0 for path in _machine_code(cache_dir))
+        assert all(os.stat(path).st_uid == 0 for path in _machine_code(cache_dir, True))
         assert run(cache_dir)["hits"] == N_SIGNATURES
         assert not os.path.exists(marker)
     finally:
@@ -278,7 +282,7 @@ def test_directory_others_can_write_is_not_used_nor_chmodded(tmp_path, where, mo
     [warning] = report["warnings"]
     assert "writable by other users" in warning and "TAPEGRAD_CACHE_DIR" in warning
     assert stat.S_IMODE(os.stat(target).st_mode) == mode
-    assert len(_machine_code(cache_dir)) == N_SIGNATURES    # nothing written there either
+    assert len(_machine_code(cache_dir, True)) == N_SIGNATURES    # nor written there
 
 
 def test_sticky_world_writable_parent_is_fine(tmp_path):
@@ -353,7 +357,7 @@ def test_damaged_machine_code_is_rebuilt(cache_dir, how):
 
 def test_one_damaged_signature_rebuilds_only_itself(cache_dir):
     _populated(cache_dir)
-    _damage(_machine_code(cache_dir)[0], "flip_middle")
+    _damage(_machine_code(cache_dir, True)[0], "flip_middle")
     assert run(cache_dir)["hits"] == N_SIGNATURES - 1
     assert run(cache_dir)["hits"] == N_SIGNATURES
 
