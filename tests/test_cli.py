@@ -31,6 +31,9 @@ def cubic(x, a):
 
 def takes_a_list(x):
     return sum([x * k for k in range(3)])
+
+def of_a_matrix(x):
+    return np.sum(x[0, 1] * x)
 '''
 
 
@@ -100,7 +103,7 @@ def test_tape_of_a_missing_file_names_the_fix(tmp_path):
 
 def test_missing_function_lists_what_the_file_defines(model):
     done = tapegrad("tape", "model.py:energi", cwd=model)
-    assert_user_error(done, "defines no function 'energi'", "cubic, energy, scaled, takes_a_list")
+    assert_user_error(done, "defines no function 'energi'", "cubic, energy, of_a_matrix, scaled, takes_a_list")
 
 
 def test_target_without_function_and_non_python_file(model):
@@ -172,9 +175,20 @@ def test_grad_source_explicit_kinds(model):
 
 
 def test_grad_source_failure_says_to_pass_kinds(model):
+    """Neither float scalars nor 1-d arrays fit a function of a matrix: the error says how to
+    give the kinds; the explicit kind works."""
+    done = tapegrad("grad-source", "model.py:of_a_matrix", cwd=model)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "model.py:18" in done.stderr and "pass --kinds" in done.stderr
+    right = tapegrad("grad-source", "model.py:of_a_matrix", "--kinds", "float2d", cwd=model)
+    assert right.returncode == 0 and "x_bar[0, 1] +=" in right.stdout
+
+
+def test_grad_source_refusal_for_any_kinds_names_the_line_only(model):
     done = tapegrad("grad-source", "model.py:takes_a_list", cwd=model)
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert "model.py:15" in done.stderr and "pass --kinds" in done.stderr
+    assert "model.py:15" in done.stderr and "not supported" in done.stderr
+    assert "--kinds" not in done.stderr     # the kinds are not what is wrong
 
 
 def test_demo_runs_everything_from_any_directory(tmp_path):

@@ -60,21 +60,23 @@ def grad_source_run(args):
     argnums = args.argnums[0] if len(args.argnums) == 1 else tuple(args.argnums)
     mode = "value_and_grad" if args.value else "grad"
     candidates, guessed = _kinds(args, n_params)
-    first_error = None
+    errors = []
     for kinds in candidates:
         try:
             source = emit(fun, argnums, kinds, mode).source
         except TransformError as exc:
-            first_error = first_error or exc
+            errors.append(exc)
             continue
+        first_error = errors[0] if errors else None
         if guessed and kinds != candidates[0]:
             print(f"tapegrad grad-source: note: float scalars do not fit {fun.__name__} "
                   f"({first_error}); every argument is taken as a 1-d float array here. Pass "
                   f"--kinds or --arg to choose.", file=sys.stderr)
         print(source, end="")
         return 0
+    # the hint only where the kinds made a difference (not for a construct refused either way)
     hint = (" (every argument was taken as a float scalar, then as a 1-d float array: pass "
             "--kinds, e.g. --kinds array,float, or --arg values such as --arg \"np.ones(3)\")"
-            if guessed else "")
-    print(f"tapegrad grad-source: {first_error}{hint}", file=sys.stderr)
+            if guessed and len({str(e) for e in errors}) > 1 else "")
+    print(f"tapegrad grad-source: {errors[0]}{hint}", file=sys.stderr)
     return 1
