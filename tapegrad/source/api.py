@@ -113,9 +113,9 @@ class _SourceDerivative:
         args, kinds = self._prepare(args)
         emitted, function = self._build(kinds)
         if not self.jit:
-            # NumPy numbers follow IEEE (1/0 -> inf, sqrt(-1) -> nan) where Python's raise, and
-            # integers are int64 as in Numba
-            args = [_as_numpy(a) for a in args]
+            # NumPy floats follow IEEE (1/0 -> inf, sqrt(-1) -> nan) where Python's raise;
+            # integers stay Python's (np.int64 refuses 2 ** -n, which Python and Numba take)
+            args = [np.float64(a) if type(a) is float else a for a in args]
             with np.errstate(all="ignore"):  # as compiled code: no warnings
                 return function(*args)
         from tapegrad_jit.source_jit import compile_errors
@@ -192,14 +192,6 @@ def _target(fun):
             reason += (f" (it wraps `{getattr(inner, '__name__', inner)}`: pass that if the "
                        "wrapper does not change the value)")
     raise TransformError(f"`{name}` {reason}", construct=type(fun).__name__)
-
-
-def _as_numpy(value):
-    if type(value) is float:
-        return np.float64(value)
-    if type(value) is int and -2 ** 63 <= value < 2 ** 63:
-        return np.int64(value)
-    return value
 
 
 def _plain_scalar(value):
