@@ -96,6 +96,8 @@ def markdown(report):
                  "| --- | --- | --- | --- | --- | --- |"]
         # _row's columns without status and note
         lines += ["| " + " | ".join((row[0],) + row[2:7]) + " |" for row in rows]
+        goals = [goal_line(g) for g in entry.get("goals", ())]
+        lines += [""] + [f"- {g}" for g in goals] if goals else []
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
 

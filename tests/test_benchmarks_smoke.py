@@ -47,6 +47,7 @@ def test_quick_run_writes_results(tmp_path):
         assert workload["goals"] and all(g["met"] in (True, False, None)
                                          for g in workload["goals"])
     assert "\ntargets: " in done.stdout
+    assert "\n- target " in (tmp_path / "results.md").read_text()
 
 
 def test_import_stays_light():
