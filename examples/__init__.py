@@ -1,5 +1,6 @@
-"""Scripts a newcomer runs: the seed tutorial (PyTorch's autograd tutorial, run with
-`import tapegrad as torch`) and the model file of the CLI examples.
+"""Scripts a newcomer runs, one per face: the seed tutorial (PyTorch's autograd tutorial, run
+with `import tapegrad as torch`), traced_energy.py (a compiled tape) and source_pendulum.py
+(emitted gradient source), and model.py, the functions of the CLI examples.
 
 Installed as the package `tapegrad_examples`, so that `tapegrad demo` finds them in any install;
 tests/test_examples.py runs every script here.
