@@ -65,13 +65,20 @@ class TraceContext:
         self.phase = FORWARD
         self._probes = {}
 
-    def probe(self, shape):
-        """np.arange(size).reshape(shape): NumPy's own indexing, transposes and reshapes of it
-        tell which element of a base array a view element is, whether NumPy would give a view
-        or a copy, and whether the view is writeable (see _View). Never written."""
-        probe = self._probes.get(shape)
-        if probe is None:
-            probe = self._probes[shape] = np.arange(math.prod(shape)).reshape(shape)
+    def probe(self, value):
+        """np.arange(size).reshape(shape), laid out in memory as `value` (the array NumPy would
+        hold: results of NumPy's functions keep their inputs' order, so x.T * 2 is in Fortran
+        order). NumPy's own indexing, transposes and reshapes of it tell which element of a base
+        array a view element is, whether NumPy would give a view or a copy, and whether the view
+        is writeable (see _View). Never written."""
+        shape = value.shape
+        if _c_ordered(value):
+            probe = self._probes.get(shape)
+            if probe is None:
+                probe = self._probes[shape] = np.arange(math.prod(shape)).reshape(shape)
+            return probe
+        probe = np.empty_like(value, dtype=np.intp)
+        probe[...] = np.arange(math.prod(shape)).reshape(shape)
         return probe
 
     def __enter__(self):
@@ -85,6 +92,7 @@ class TraceContext:
     def __exit__(self, *exc):
         self._errstate.__exit__(*exc)
         _state.stack.pop()
+        self._probes = {}       # index maps as large as the arrays: views keep what they use
 
     def new_input(self, value):
         value = np.asarray(value)
@@ -689,6 +697,23 @@ _DIRECT.add(Tracer)
 _SLOT, _VALUE = Tracer._slot, Tracer._value        # the storage behind Tracer's slots
 
 
+def _c_ordered(array):
+    """Strides that do not grow along the axes (C order, perhaps with gaps): NumPy lays out
+    results of such arrays in C order too."""
+    strides = [st for st, n in zip(array.strides, array.shape) if n > 1]
+    return all(a >= b for a, b in zip(strides, strides[1:]))
+
+
+def _laid_out_as(value, probe):
+    """value (a C-ordered copy), laid out as NumPy's view would be: results computed from it
+    keep that order, and the order decides whether a later reshape is a view."""
+    if _c_ordered(probe):
+        return value
+    out = np.empty_like(probe, dtype=value.dtype)
+    out[...] = value
+    return out
+
+
 def _refreshed(storage):
     """A view's _slot/_value: read after bringing the view up to date with its root."""
     def get(view):
@@ -714,7 +739,7 @@ class _View(Tracer):
         if root._slot != self._seen:
             new = P.getitem(root, index=self._where)
             _SLOT.__set__(self, new._slot)
-            _VALUE.__set__(self, new._value)
+            _VALUE.__set__(self, _laid_out_as(new._value, self._probe))
             self._seen = root._slot
 
     _slot, _value = _refreshed(_SLOT), _refreshed(_VALUE)
@@ -726,7 +751,7 @@ class _View(Tracer):
         root = self._root
         root._move_to(P.setitem(root, new, index=self._where))
         _SLOT.__set__(self, new._slot)
-        _VALUE.__set__(self, new._value)
+        _VALUE.__set__(self, _laid_out_as(new._value, self._probe))
         self._seen = root._slot
 
 
@@ -739,11 +764,12 @@ def _as_view(parent, out, take, index=None):
     if type(parent) is _View:
         root, parent_probe = parent._root, parent._probe
     else:
-        root, parent_probe = parent, parent._ctx.probe(parent.shape)
+        root, parent_probe = parent, parent._ctx.probe(parent._value)
     probe = take(parent_probe)
     if not isinstance(probe, np.ndarray) or not np.may_share_memory(probe, parent_probe):
         return out
-    view = _View(out._ctx, _SLOT.__get__(out) if type(out) is _View else out._slot, out._value)
+    view = _View(out._ctx, _SLOT.__get__(out) if type(out) is _View else out._slot,
+                 _laid_out_as(out._value, probe))
     root_shape = _VALUE.__get__(root).shape
     if index is not None and root is parent:
         view._where = index

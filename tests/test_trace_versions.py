@@ -258,6 +258,17 @@ def fortran_order_reshapes(x, xp):
     return xp.sum(x * x) + xp.sum(v)
 
 
+def layout_decides_view(x, xp):
+    c = x.T * 1.5              # Fortran order, as NumPy keeps its operand's order
+    f = c.reshape(-1)          # so this reshape is a copy: the write stays in f
+    f[0] = 9.0 * x[0, 0]
+    g = (x * 2.0).reshape(-1)  # C order: a view of its base (no name left: nothing to see)
+    g[1] = 3.0
+    r = c.T.reshape(-1)        # c.T is C-ordered again: a view of c
+    r[2] = -x[1, 1]
+    return xp.sum(c * c) + xp.sum(f) + xp.sum(g * r)
+
+
 PATTERNS_1D = [read_then_write_input, read_then_write_both_used, write_reads_other_element,
                write_same_element_from_itself, augmented_element, slice_writes,
                fancy_index_writes, constant_mask_writes, traced_mask_write,
@@ -269,7 +280,8 @@ IDS = [f.__name__ for f, _ in PATTERNS]
 VIEW_PATTERNS = [row_view_write, chained_index_write, base_write_seen_by_view,
                  transpose_view_write, reshape_view_write, reshape_copy_write, view_of_view,
                  iterate_rows_inplace, stale_view_returned, expand_squeeze_views,
-                 broadcast_view_reads_base, zero_d_view, fortran_order_reshapes]
+                 broadcast_view_reads_base, zero_d_view, fortran_order_reshapes,
+                 layout_decides_view]
 # every pattern against NumPy; the views only there (the PyTorch box has no views)
 ALL = PATTERNS + [(f, (2, 3)) for f in VIEW_PATTERNS]
 ALL_IDS = [f.__name__ for f, _ in ALL]
@@ -552,3 +564,101 @@ def test_views_cost_nothing_until_read_after_a_write():
     tape = tg.make_tape(f, optimized=False)(np.ones((4, 3)))
     names = [ins.prim.name for ins in tape.instrs]
     assert names.count("getitem") == 4 + 1 and names.count("setitem") == 4
+
+
+# ---------------------------------------------------------------------------------------------
+# Random programs of reads, writes, in-place ops and views, run by NumPy and by the tape faces
+# ---------------------------------------------------------------------------------------------
+
+def _random_index(rng, shape):
+    """A random valid index of an array of this shape: ints, slices, elements, fancy, masks."""
+    kind = rng.integers(7) if len(shape) else 6
+    n = shape[0] if shape else 0
+    if kind == 0:
+        return int(rng.integers(-n, n))
+    if kind == 1:
+        start, step = int(rng.integers(0, n)), int(rng.choice([1, 2, -1]))
+        return slice(start, None, step) if step > 0 else slice(None, start, step)
+    if kind == 2:
+        return tuple(int(rng.integers(0, m)) for m in shape)
+    if kind == 3 and len(shape) > 1:
+        return (slice(None), int(rng.integers(0, shape[1])))
+    if kind == 4:
+        return np.array(rng.integers(0, n, size=2))      # may repeat a row
+    if kind == 5:
+        return rng.random(shape) < 0.5
+    return Ellipsis
+
+
+def _random_program(seed, steps=10):
+    rng = np.random.default_rng(seed)
+    program, shapes = [], [(3, 4)]
+    for _ in range(steps):
+        k = int(rng.integers(len(shapes)))
+        shape = shapes[k]
+        op = rng.choice(["read", "write", "inplace", "view", "copy"], p=[.25, .3, .2, .15, .1])
+        if op == "view":
+            kind = rng.integers(3) if len(shape) == 2 else 0
+            if kind == 0 and shape[0] > 1:
+                index = (slice(int(rng.integers(0, shape[0] - 1)), None),)
+                program.append(("view", k, index))
+                shapes.append((shape[0] - index[0].start,) + shape[1:])
+            elif kind == 1:
+                program.append(("view", k, "T"))
+                shapes.append(shape[::-1])
+            else:
+                program.append(("view", k, "flat"))
+                shapes.append((int(np.prod(shape)),))
+            continue
+        if op == "copy":
+            program.append(("copy", k, None))
+            shapes.append(shape)
+            continue
+        source = int(rng.integers(len(shapes)))
+        element = tuple(int(rng.integers(0, m)) for m in shapes[source])
+        program.append((op, k, _random_index(rng, shape), source, element,
+                        int(rng.integers(3))))
+    return program
+
+
+def _run_program(program, x):
+    arrays, loss = [x], 0.0
+    funcs = [np.sin, np.cos, lambda v: v * v]
+    for step in program:
+        op, k = step[0], step[1]
+        a = arrays[k]
+        if op == "view":
+            arrays.append(a.T if step[2] == "T" else a.reshape(-1) if step[2] == "flat"
+                          else a[step[2]])
+            continue
+        if op == "copy":
+            arrays.append(a * 1.5)
+            continue
+        index, source, element, f = step[2:]
+        value = funcs[f](arrays[source][element]) * 0.7       # a 0-d value read now
+        if op == "read":
+            loss = loss + np.sum(funcs[f](a[index]) * value)
+        elif op == "write":
+            a[index] = value
+        else:
+            a[index] += value
+    for k, a in enumerate(arrays):
+        loss = loss + np.sum(np.sin(a * (k + 1)))
+    return loss
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_random_programs_match_numpy(seed):
+    program = _random_program(seed, steps=12)
+    f = lambda x: _run_program(program, x)
+    x = point((3, 4), seed)
+    numpy_f = lambda x: _run_program(program, np.array(x, copy=True))
+    expected = finite_differences(numpy_f, x)
+    v, g = tg.value_and_grad(f)(x)
+    check(v, numpy_f(x), rtol=1e-12, atol=1e-12)
+    check(g, expected, rtol=1e-5, atol=1e-6)
+    jg = tg.jit(tg.value_and_grad(f))
+    jg(x)
+    v, g = jg(x)
+    check(v, numpy_f(x), rtol=1e-12, atol=1e-12)
+    check(g, expected, rtol=1e-5, atol=1e-6)
