@@ -10,7 +10,8 @@
   * `program.run_batched(inputs, input_axes, rows) -> (ok_rows, leaves)` runs the row tape of
     jit(vmap(f)) with one thread per row (see cuda_plan.row_kernel_source); a row whose guards
     differ from the traced path stops and is reported, and the front door runs it on its own path.
-    Row tapes longer than config.MAX_ROW_OPS scalar operations run instead on the row interpreter:
+    Row tapes longer than config.MAX_ROW_OPS scalar operations (or with more inputs and outputs
+    than a kernel's parameter space holds) run instead on the row interpreter:
     the CPU backend's instruction arrays (tapegrad_jit.cpu), one compiled kernel for every tape,
     with every row's slots in device memory at V[offset, row].
   * `program.run_all(...)` is the whole-batch fast path: failed rows are counted on the device, so
@@ -150,7 +151,7 @@ class _ArrayPlan:
                     for s in ins.ins), ins.out, ins.params, ins.phase)
             instrs.append((ins, self._position(ins)))
         units = self._units(instrs)
-        outside = self._reads_outside(units)
+        outside = self._fit_parameters(units)
         for unit in units:
             kind, body = unit
             if kind == "group":
@@ -197,6 +198,30 @@ class _ArrayPlan:
             members.add(ins.out)
         close()
         return units
+
+    def _fit_parameters(self, units):
+        """Split (in place) each group whose kernel would take more arguments than CUDA's
+        parameter space holds, until all fit; returns _reads_outside of the result."""
+        while True:
+            outside = self._reads_outside(units)
+            for k, unit in enumerate(units):
+                if unit[0] == "group" and len(unit[1]) > 1 and K.param_bytes(
+                        self._fused_arguments(unit, outside)) > K.MAX_PARAM_BYTES:
+                    body = unit[1]
+                    units[k:k + 1] = [("group", body[:len(body) // 2]),
+                                      ("group", body[len(body) // 2:])]
+                    break
+            else:
+                return outside
+
+    def _fused_arguments(self, unit, outside):
+        """Dimensions of a group kernel's arguments (see cuda_plan.fused_kernel_source): n, then
+        one flat array per input read and per result stored."""
+        members = {ins.out for ins in unit[1]}
+        consts = self.tape.consts
+        reads = {s for ins in unit[1] for s in ins.ins if s not in members
+                 and not (s in consts and np.size(consts[s]) == 1)}   # those are literals
+        return [0] + [1] * (len(reads) + len(outside.get(id(unit), ())))
 
     def _reads_outside(self, units):
         """For each group unit, the member slots something outside it reads."""
@@ -490,7 +515,8 @@ class CudaProgram:
     # ---- batched row tapes
     def _row_kernel(self, mapped):
         """(kernel, big constants) of straight-line row code, or None where the row tape is
-        too long for it (then the row interpreter runs it)."""
+        too long for it or has more inputs and outputs than a kernel's arguments hold (then the
+        row interpreter runs it)."""
         with self._lock:
             if self._no_rows is None:
                 self._no_rows = cuda.to_device(np.zeros(1, dtype=np.int64))
@@ -503,8 +529,16 @@ class CudaProgram:
                         raise
                     self._row_kernels[mapped] = None
                 else:
-                    consts = [_upload(self.tape.consts[s], np.float64) for s in big]
-                    self._row_kernels[mapped] = (K.compile_source(source, "row_kernel"), consts)
+                    tape = self.tape
+                    # rows, m, full, x.., c.., out.., status, failures
+                    ndims = ([1, 0, 0] + [2] * len(tape.inputs) + [1] * len(big)
+                             + [2] * len(tape.outputs) + [1, 1])
+                    if K.param_bytes(ndims) > K.MAX_PARAM_BYTES:
+                        self._row_kernels[mapped] = None    # the interpreter's are fixed
+                    else:
+                        consts = [_upload(tape.consts[s], np.float64) for s in big]
+                        self._row_kernels[mapped] = (K.compile_source(source, "row_kernel"),
+                                                     consts)
             return self._row_kernels[mapped]
 
     def _interpreter(self):

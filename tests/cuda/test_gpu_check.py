@@ -293,13 +293,21 @@ def test_interface_inputs_are_read_in_place_and_results_stay_on_device():
 
 @pytest.fixture
 def launch_audit(monkeypatch):
-    """Launches seen, as (grid, block); a launch outside CUDA's limits fails the test. None on
-    a GPU, which refuses such launches itself."""
+    """Launches seen, as (grid, block); a launch outside CUDA's limits (grid, block, parameter
+    space) fails the test. None on a GPU, which refuses such launches itself."""
     if not SIMULATOR:
         return None
     from numba.cuda.simulator.kernel import FakeCUDAKernel
     from tapegrad_jit import cuda_kernels as K
-    seen, launch = [], FakeCUDAKernel.__getitem__
+    seen, launch, call = [], FakeCUDAKernel.__getitem__, FakeCUDAKernel.__call__
+
+    def audited_call(kernel, *args):
+        if not kernel._device:
+            used = K.param_bytes([getattr(a, "ndim", 0) for a in args])
+            assert used <= K.MAX_PARAM_BYTES, f"{kernel.__name__}: {used} bytes of arguments"
+        return call(kernel, *args)
+
+    monkeypatch.setattr(FakeCUDAKernel, "__call__", audited_call)
 
     def audited(kernel, configuration):
         grid, block = (tuple(d) if isinstance(d, tuple) else (d,) for d in configuration[:2])
@@ -334,3 +342,42 @@ def test_launches_on_empty_arrays_fit_the_hardware(shape, launch_audit):
     assert np.allclose(value, expected[0])
     assert all(np.shape(g) == np.shape(e) for g, e in zip(grads, expected[1]))
     assert launch_audit is None or launch_audit
+
+
+def many_inputs(*xs):
+    total = 0.0
+    for k, x in enumerate(xs):
+        total = total + (k + 1.0) * np.sin(x) * x
+    return np.sum(total)
+
+
+@needs_kernels
+def test_a_fused_kernel_of_many_arrays_is_split_to_fit_the_parameter_space(launch_audit):
+    import tapegrad as tg
+    xs = [np.linspace(0.0, 1.0, 5) + k for k in range(80)]   # 80 inputs, 80 gradients
+    vg = tg.value_and_grad(many_inputs, argnums=tuple(range(80)))
+    jitted = tg.jit(vg, device="cuda")
+    jitted(*xs)                         # the first call returns what tracing computed
+    value, grads = jitted(*xs)
+    expected = vg(*xs)
+    assert np.allclose(value, expected[0], rtol=1e-12)
+    for g, e in zip(grads, expected[1]):
+        assert np.allclose(g, e, rtol=1e-12, atol=1e-12)
+    assert launch_audit is None or len(launch_audit) > 3      # more kernels than the 3 groups
+
+
+@needs_kernels
+def test_rows_with_more_arrays_than_a_kernel_takes_run_on_the_interpreter(launch_audit,
+                                                                         monkeypatch):
+    import tapegrad as tg
+    from tapegrad_jit import cuda_config
+    monkeypatch.setattr(cuda_config, "MAX_ROW_OPS", 10**6)   # short enough for straight lines
+    rng = np.random.default_rng(1)
+    xs = [rng.standard_normal(3) for _ in range(30)]    # 30 inputs and 30 outputs per row
+    vg = tg.vmap(tg.grad(many_inputs, argnums=tuple(range(30))))
+    jitted = tg.jit(vg, device="cuda")
+    for g, e in zip(jitted(*xs), tg.jit(vg)(*xs)):
+        assert np.allclose(g, e, rtol=1e-12, atol=1e-12)
+    kernels = [k for paths in jitted._signatures.values() for p in paths
+               for k in p._row_kernels.values()]
+    assert kernels == [None]
