@@ -740,7 +740,7 @@ class Emitter:
         ans_e = expand(ans.text)
         if op.name in ("amax", "amin"):
             # as primitives._extremum_vjp: ties share the gradient evenly, NaNs share a NaN
-            hit = f"np.where(np.logical_or({x} == {ans_e}, np.isnan({x})), 1.0, 0.0)"
+            hit = self._hits(x, x, ans_e)
             return f"{expand(g.text)} * ({hit} / {reduce(hit)})"
         if op.name == "prod":
             # primitives._prod_vjp: ans / x, except at zeros (a lone zero gets the product of
@@ -765,11 +765,18 @@ class Emitter:
         if op.ord == 1:
             return f"{expand(g.text)} * {sign}"
         if op.ord == math.inf:
-            hit = f"np.where(np.logical_or(np.abs({x}) == {ans_e}, np.isnan({x})), 1.0, 0.0)"
+            hit = self._hits(x, f"np.abs({x})", ans_e)
             return f"{expand(g.text)} * ({hit} / {reduce(hit)}) * {sign}"
         safe = f"({ans.text} if {ans.text} != 0.0 else 1.0)" if every else \
             f"np.where({ans_e} == 0.0, 1.0, {ans_e})"  # the subgradient 0 at x == 0
         return f"{expand(g.text)} * {x} / {safe}"
+
+    def _hits(self, x, values, extremum):
+        """A name for 1.0 where `values` reach their `extremum` or are NaN, else 0.0."""
+        name = self.namer.fresh(f"{x}_hit")
+        self.term_lines.append(f"{name} = np.where(np.logical_or({values} == {extremum}, "
+                               f"np.isnan({values})), 1.0, 0.0)")
+        return name
 
     def _abs_slope(self, x):
         """d|x|/dx as the registry's rule for abs writes it (0 at 0 and at NaN, as PyTorch)."""
