@@ -218,8 +218,6 @@ def _last_writes(shape, index):
     """For a write whose integer arrays repeat a position: (index of the positions written, in
     unravelled form; which of the broadcast values land, flat; their shape). NumPy stores the last
     value written to a position, so only that one may get a gradient. None when nothing repeats."""
-    if not any(isinstance(i, np.ndarray) for i in index):
-        return None
     positions = np.arange(math.prod(shape)).reshape(shape)[index]
     flat = positions.ravel()
     # the first occurrence in the reversed order is the last write
@@ -523,9 +521,12 @@ class Tracer(PrimitiveOperators):
             self._move_to(_mask_write(self, index, value))
             return
         index = _normalize_index(index)
-        last = _last_writes(self.shape, index)
-        if last is not None:
-            value, index = _winning_values(value, last), last[0]
+        for item in index:
+            if type(item) is np.ndarray:            # integer arrays may repeat a position
+                last = _last_writes(self.shape, index)
+                if last is not None:
+                    value, index = _winning_values(value, last), last[0]
+                break
         self._move_to(P.setitem(self, value, index=index))
 
     def _move_to(self, new):
@@ -700,6 +701,8 @@ _SLOT, _VALUE = Tracer._slot, Tracer._value        # the storage behind Tracer's
 def _c_ordered(array):
     """Strides that do not grow along the axes (C order, perhaps with gaps): NumPy lays out
     results of such arrays in C order too."""
+    if array.flags.c_contiguous:
+        return True
     strides = [st for st, n in zip(array.strides, array.shape) if n > 1]
     return all(a >= b for a, b in zip(strides, strides[1:]))
 
