@@ -672,6 +672,15 @@ def norm_inf(x):
     return np.linalg.norm(x, np.inf)
 
 
+def norms_over_an_axis(x):
+    rows = x.reshape(3, 2)
+    return np.sum(np.linalg.norm(rows, np.inf, axis=1) + np.linalg.norm(rows, 1, axis=1))
+
+
+def product_over_an_axis(x):
+    return np.sum(np.prod(x.reshape(2, 3), axis=1))
+
+
 def clipped(x):
     return np.sum(np.clip(x, -1.0, 2.0) * x)
 
@@ -702,7 +711,8 @@ def logaddexp_equal(a):
 
 
 ARRAY_CASES = [relu_sum, minimum_sum, maximum_of_two, abs_sum, full_max, full_min, max_over_axis,
-               min_over_axis_kept, norm_one, norm_inf, clipped, loop_and_branch]
+               min_over_axis_kept, norm_one, norm_inf, norms_over_an_axis, product_over_an_axis,
+               clipped, loop_and_branch]
 ARRAY_POINTS = [
     np.array([nan, 1.0, -2.0, 0.0, 3.0, 3.0]),     # NaN, a zero, a tie
     np.array([inf, -inf, 0.5, 1.0, -1.0, 2.0]),    # infinities, boundaries of clip
