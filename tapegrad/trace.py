@@ -364,8 +364,9 @@ def _reciprocal(x):
 
 def _fabs(x):
     # fabs is a float function: integers come out as float64, as from NumPy
-    kind = dtype_of(x).kind
-    return P.abs_(x if kind == "f" else P.cast(x, dtype=np.fabs(np.zeros((), dtype_of(x))).dtype.name))
+    if dtype_of(x).kind != "f":
+        x = P.cast(x, dtype=np.fabs(np.zeros((), dtype_of(x))).dtype.name)
+    return P.abs_(x)
 
 
 def _logical(prim, symbol):
@@ -820,7 +821,8 @@ def _reduction(prim, identity=None, combine=None):
                                  f"so to use a where mask one has to specify 'initial'\n  at "
                                  f"{user_line()}")
             filled = P.where(where, a, fill)
-            a = filled if dtype_of(filled) == dtype_of(a) else P.cast(filled, dtype=dtype_of(a).name)
+            a = filled if dtype_of(filled) == dtype_of(a) else P.cast(filled,
+                                                                       dtype=dtype_of(a).name)
         result = prim(a, axis=_normalize_axis(axis, np.ndim(a)), keepdims=bool(keepdims))
         if initial is not None:
             joined = combine(result, initial)

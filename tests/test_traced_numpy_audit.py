@@ -173,7 +173,8 @@ CASES = {
              C((2, 2, 3), (5, 3, 2)), C((2, 1, 2, 3), (2, 2, 3, 4))],
     np.matmul: [C((3,), (3,)), C((2, 3), (3,)), C((3,), (3, 4)), C((2, 2, 3), (3, 4)),
                 C((5, 1, 2, 3), (4, 3, 2))],
-    np.reshape: [C((2, 3), extra=((3, 2),)), C((2, 3), extra=((-1,),)), C((2, 3, 4), extra=((4, -1),)),
+    np.reshape: [C((2, 3), extra=((3, 2),)), C((2, 3), extra=((-1,),)),
+                 C((2, 3, 4), extra=((4, -1),)),
                  C((6,), extra=(6,)), C((), extra=((1, 1),)), C((2, 3), kw={"shape": (3, 2)}),
                  C((2, 3, 4), extra=((4, 6),), kw={"order": "F"}),
                  C((2, 3), extra=((3, 2),), kw={"order": "A"})],
@@ -190,9 +191,11 @@ CASES = {
                C((4, 1), (1, 3), (4, 3), masks=(0,)), C((), (2,), (2,), masks=(0,))],
     np.clip: [C((2, 3), extra=(0.2, 1.0), kinks=True), C((2, 3), extra=(None, 0.7), kinks=True),
               C((2, 3), extra=(0.5, None), kinks=True), C((2, 3), (3,), (2, 3), kinks=True),
-              C((5,), kw={"a_min": 0.1, "a_max": 0.9}, kinks=True), C((), extra=(0.0, 1.0), kinks=True)],
+              C((5,), kw={"a_min": 0.1, "a_max": 0.9}, kinks=True),
+              C((), extra=(0.0, 1.0), kinks=True)],
     np.linalg.norm: [C((5,)), C((2, 3)), C((2, 3), kw={"axis": -1}), C((2, 3), kw={"axis": 0}),
-                     C((2, 3), kw={"axis": 1, "keepdims": True}), C((5,), kw={"ord": 1}, kinks=True),
+                     C((2, 3), kw={"axis": 1, "keepdims": True}),
+                     C((5,), kw={"ord": 1}, kinks=True),
                      C((5,), kw={"ord": 2}), C((5,), kw={"ord": np.inf}, kinks=True),
                      C((2, 3), kw={"ord": "fro"}), C((2, 3, 4), kw={"axis": -1}),
                      C((2, 3), kw={"axis": (0, 1)}), C((5,), kw={"ord": 3})],
@@ -365,7 +368,9 @@ def _operate(name, case, args):
         return getattr(operator, name.strip("_"))(first, args[1])
     if name.startswith("__r"):
         # the reflected form: `other <op> x`; a Python float on the left reaches x.__r<op>__
-        other = args[1].item() if np.ndim(args[1]) == 0 and not hasattr(args[1], "_ctx") else args[1]
+        other = args[1]
+        if np.ndim(other) == 0 and not hasattr(other, "_ctx"):
+            other = other.item()
         return getattr(first, name)(other)
     return getattr(first, name)(args[1])
 
@@ -385,14 +390,14 @@ def function_of(entry, kind, case, template):
 
 def assert_same(actual, expected, rtol=1e-12, what=""):
     expected = np.asarray(expected)
-    actual_arr = np.asarray(actual)
-    assert actual_arr.shape == expected.shape, f"{what}: shape {actual_arr.shape} != {expected.shape}"
-    assert actual_arr.dtype == expected.dtype, f"{what}: dtype {actual_arr.dtype} != {expected.dtype}"
+    got = np.asarray(actual)
+    assert got.shape == expected.shape, f"{what}: shape {got.shape} != {expected.shape}"
+    assert got.dtype == expected.dtype, f"{what}: dtype {got.dtype} != {expected.dtype}"
     if expected.dtype.kind in "fc":
-        np.testing.assert_allclose(actual_arr, expected, rtol=rtol, atol=0, equal_nan=True,
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=0, equal_nan=True,
                                    err_msg=what)
     else:
-        np.testing.assert_array_equal(actual_arr, expected, err_msg=what)
+        np.testing.assert_array_equal(got, expected, err_msg=what)
 
 
 def compiled(fun):
