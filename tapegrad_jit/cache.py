@@ -19,6 +19,7 @@ machine code for their functions goes to its `__pycache__`. Nothing there is tru
   processes compiling at once never leave a half-written or mismatched file.
 """
 import atexit
+import errno
 import hashlib
 import inspect
 import os
@@ -87,12 +88,23 @@ def _private(info, sticky_ok=False):
     return None
 
 
+def _refuse_writes(path):
+    """Raise PermissionError unless this user may write in directory path. The owner's write bit
+    counts even for root: a directory its owner made read-only is not written into."""
+    info = os.stat(path)
+    if not os.access(path, os.W_OK) or (info.st_uid == os.getuid()
+                                         and not info.st_mode & stat.S_IWUSR):
+        raise PermissionError(errno.EACCES, "Permission denied", path)
+
+
 def _make_private_dir(path):
     """Create path (and missing parents) as 0700 directories; an existing one is left as it is."""
     missing = []
     while not os.path.lexists(path):
         missing.append(path)
         path = os.path.dirname(path)
+    if missing:
+        _refuse_writes(path)
     for directory in reversed(missing):
         try:
             os.mkdir(directory, 0o700)
@@ -140,8 +152,9 @@ def _open_store(root):
             if reason is not None:
                 reason = "__pycache__ " + reason
         if reason is None:
-            probe = tempfile.TemporaryFile(dir=os.path.join(root, "__pycache__"))
-            probe.close()
+            for directory in (root, os.path.join(root, "__pycache__")):
+                _refuse_writes(directory)
+                tempfile.TemporaryFile(dir=directory).close()
             return _Store(root, True)
     except OSError as exc:
         reason = f"cannot be used ({exc.strerror or exc})"

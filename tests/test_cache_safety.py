@@ -384,11 +384,20 @@ def test_entry_name_taken_by_a_directory_runs_uncached(cache_dir):
     assert report["hits"] == 0 and len(report["warnings"]) == 1
 
 
-@pytest.mark.parametrize("kind", ["file_as_dir", "under_a_file", "proc", "pycache_is_file"])
+@pytest.mark.parametrize("kind", ["file_as_dir", "under_a_file", "proc", "pycache_is_file",
+                                  "read_only_xdg", "read_only_dir"])
 def test_unusable_directory_runs_uncached_with_one_warning(tmp_path, kind):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
-    if kind == "pycache_is_file":
+    if kind.startswith("read_only"):
+        # read-only by its mode (root could write there anyway: the owner's choice is honoured)
+        xdg = tmp_path / "xdg"
+        xdg.mkdir()
+        if kind == "read_only_dir":
+            (xdg / "tapegrad").mkdir(mode=0o700)
+        os.chmod(xdg / "tapegrad" if kind == "read_only_dir" else xdg, 0o500)
+        env = {"XDG_CACHE_HOME": xdg}
+    elif kind == "pycache_is_file":
         cache_dir = tmp_path / "cache"
         cache_dir.mkdir(mode=0o700)
         (cache_dir / "__pycache__").write_text("not a directory")
