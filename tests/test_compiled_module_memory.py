@@ -131,3 +131,20 @@ def test_many_sizes_compile_once_and_memory_stays_flat(tmp_path):
     assert all(c == counts[0] for c in counts)          # one module, one compiled function
     # a module per size cost about 1.8 MB each (60 sizes: +108 MB)
     assert rss[-1] - rss[0] < 25, rss
+
+
+if __name__ == "__main__":
+    # python tests/test_compiled_module_memory.py [sizes]: the figures for many sizes
+    import tempfile
+    sizes = sys.argv[1] if len(sys.argv) > 1 else "200"
+    with tempfile.TemporaryDirectory() as cache_dir:
+        env = dict(os.environ, TAPEGRAD_CACHE_DIR=cache_dir)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+        out = subprocess.run([sys.executable, "-W", "ignore", "-c",
+                              MANY_SIZES.replace("SIZES", sizes)], env=env, check=True,
+                             capture_output=True, text=True).stdout
+    report = json.loads(out.strip().splitlines()[-1])
+    (modules, functions), rss = report["counts"][-1], report["rss"]
+    print(f"{sizes} sizes: RSS after the first {rss[0]:.0f} MB, after the last {rss[-1]:.0f} MB "
+          f"(+{rss[-1] - rss[0]:.0f} MB); {modules} generated modules, {functions} compiled "
+          "functions")
