@@ -37,7 +37,7 @@ _SEAL = b"tapegrad sealed numba code 1\n"
 _lock = threading.RLock()
 _loaded = {}          # entry key -> module
 _stores = {}          # requested cache directory -> _Store serving it
-_entries = {}         # path of an entry's source file -> the _Store it lives in
+_entries = {}         # path of an entry's source file -> (its _Store, its key)
 _warned = set()
 
 
