@@ -356,17 +356,24 @@ def _ufunc_table():
 _UFUNCS = _ufunc_table()
 
 
+def _in_result_dtype(ufunc, x):
+    """x cast to the dtype NumPy's ufunc gives for it (fabs of integers is float64, square of
+    booleans int8), so the primitives composing it compute in that dtype."""
+    with np.errstate(all="ignore"):
+        dtype = ufunc(np.ones((), dtype_of(x))).dtype
+    return x if dtype == dtype_of(x) else P.cast(x, dtype=dtype.name)
+
+
 def _reciprocal(x):
+    x = _in_result_dtype(np.reciprocal, x)
     out = 1.0 / x
     # NumPy's reciprocal keeps an integer dtype (1/2 -> 0)
     return out if out.dtype == dtype_of(x) else P.cast(out, dtype=dtype_of(x).name)
 
 
-def _fabs(x):
-    # fabs is a float function: integers come out as float64, as from NumPy
-    if dtype_of(x).kind != "f":
-        x = P.cast(x, dtype=np.fabs(np.zeros((), dtype_of(x))).dtype.name)
-    return P.abs_(x)
+def _square(x):
+    x = _in_result_dtype(np.square, x)
+    return x * x
 
 
 def _logical(prim, symbol):
@@ -384,9 +391,9 @@ def _logical(prim, symbol):
 
 
 _COMPOSED_UFUNCS = {
-    np.square: lambda x: x * x,
+    np.square: _square,
     np.reciprocal: _reciprocal,
-    np.fabs: _fabs,
+    np.fabs: lambda x: P.abs_(_in_result_dtype(np.fabs, x)),
     np.bitwise_and: _logical(P.logical_and, "&"),
     np.bitwise_or: _logical(P.logical_or, "|"),
     np.invert: _logical(P.logical_not, "~"),
@@ -542,6 +549,13 @@ class Tracer(PrimitiveOperators):
         if ctx.tracers.get(self._slot) is self:
             ctx.tracers[self._slot] = Tracer(ctx, self._slot, self._value)
         self._slot, self._value = new._slot, new._value
+
+    def __pos__(self):
+        # +x is a new array in NumPy: a new handle on the same slot (a write to it moves it only)
+        if self.dtype == np.bool_:
+            raise TypeError(f"The numpy boolean positive, the `+` operator, is not supported\n"
+                            f"  at {user_line()}")
+        return Tracer(self._ctx, self._slot, self._value)
 
     __and__ = _logical(P.logical_and, "&")
     __or__ = _logical(P.logical_or, "|")
@@ -812,20 +826,20 @@ def _reduction(prim, identity=None, combine=None):
         _no_out(out)
         if dtype is not None and np.dtype(dtype) != dtype_of(a):
             a = P.cast(a, dtype=np.dtype(dtype).name)
-        if initial is not None:
-            initial = np.asarray(initial).astype(dtype_of(a))    # NumPy: in the operand's dtype
         if where is not True:
-            fill = initial if identity is None else identity
-            if fill is None:
+            if identity is None and initial is None:
                 raise ValueError(f"reduction operation '{prim.name}' does not have an identity, "
                                  f"so to use a where mask one has to specify 'initial'\n  at "
                                  f"{user_line()}")
+            # max/min have no identity: `initial` fills (in the operand's dtype, as NumPy's)
+            fill = np.asarray(initial).astype(dtype_of(a)) if identity is None else identity
             filled = P.where(where, a, fill)
             a = filled if dtype_of(filled) == dtype_of(a) else P.cast(filled,
                                                                        dtype=dtype_of(a).name)
         result = prim(a, axis=_normalize_axis(axis, np.ndim(a)), keepdims=bool(keepdims))
         if initial is not None:
-            joined = combine(result, initial)
+            # NumPy casts initial to the result's dtype (a sum of booleans: int64) first
+            joined = combine(result, np.asarray(initial).astype(dtype_of(result)))
             result = joined if dtype_of(joined) == dtype_of(result) else P.cast(
                 joined, dtype=dtype_of(result).name)
         return result

@@ -269,6 +269,14 @@ def layout_decides_view(x, xp):
     return xp.sum(c * c) + xp.sum(f) + xp.sum(g * r)
 
 
+def positive_is_a_copy(x, xp):
+    y = +x                     # a new array: writes to y leave x alone
+    y[0, 0] = 4.0 * x[1, 1]
+    z = y
+    z += x                     # ... and z is y itself
+    return xp.sum(x * y) + xp.sum(xp.sin(z))
+
+
 PATTERNS_1D = [read_then_write_input, read_then_write_both_used, write_reads_other_element,
                write_same_element_from_itself, augmented_element, slice_writes,
                fancy_index_writes, constant_mask_writes, traced_mask_write,
@@ -281,7 +289,7 @@ VIEW_PATTERNS = [row_view_write, chained_index_write, base_write_seen_by_view,
                  transpose_view_write, reshape_view_write, reshape_copy_write, view_of_view,
                  iterate_rows_inplace, stale_view_returned, expand_squeeze_views,
                  broadcast_view_reads_base, zero_d_view, fortran_order_reshapes,
-                 layout_decides_view]
+                 layout_decides_view, positive_is_a_copy]
 # every pattern against NumPy; the views only there (the PyTorch box has no views)
 ALL = PATTERNS + [(f, (2, 3)) for f in VIEW_PATTERNS]
 ALL_IDS = [f.__name__ for f, _ in ALL]
