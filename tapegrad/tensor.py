@@ -951,7 +951,7 @@ def _rebase(t, node):
     old = t.grad_fn
     if old is not None and old._retained is not None and old._retained() is t:
         node._retained, old._retained = old._retained, None
-    t.grad_fn, t._requires_grad = node, True
+    t.grad_fn, t._requires_grad = node, node is not None
 
 
 def _write_back(view, value):
