@@ -4,6 +4,7 @@ import math
 import numpy as np
 
 from .. import primitives as P
+from .. import primitives_nn as PN
 from ..tensor import Tensor, _dim
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -176,3 +177,324 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         loss = nll * (1 - label_smoothing) + smooth * label_smoothing
         return _reduce(loss, reduction)
     return nll_loss(logp, target, weight, ignore_index, reduction)
+
+
+def huber_loss(input, target, reduction="mean", delta=1.0):
+    diff = P.abs_(input - target)
+    loss = P.where(diff < delta, 0.5 * diff * diff, delta * (diff - 0.5 * delta))
+    return _reduce(loss, reduction)
+
+
+def kl_div(input, target, reduction="mean", log_target=False):
+    if log_target:
+        loss = P.exp(target) * (target - input)
+    else:  # 0 * log 0 is 0, as in PyTorch's xlogy
+        safe = P.where(target > 0, target, 1.0)
+        loss = P.where(target > 0, target * (P.log(safe) - input), 0.0)
+    if reduction == "batchmean":
+        return loss.sum() / input.shape[0]
+    return _reduce(loss, reduction)
+
+
+# ---------------------------------------------------------------------------------------------
+# More activations
+# ---------------------------------------------------------------------------------------------
+
+def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    return P.clamp(input, min=min_val, max=max_val)
+
+
+def relu6(input, inplace=False):
+    return hardtanh(input, 0.0, 6.0)
+
+
+def logsigmoid(input):
+    return -P.softplus(-input)
+
+
+def softsign(input):
+    return input / (1 + P.abs_(input))
+
+
+def mish(input):
+    return input * P.tanh(P.softplus(input))
+
+
+def softmin(input, dim=None, dtype=None):
+    return (-input).softmax(-1 if dim is None else dim)
+
+
+# ---------------------------------------------------------------------------------------------
+# Convolution and pooling (im2col + matmul; see primitives_nn)
+# ---------------------------------------------------------------------------------------------
+
+def _tuple(value, n, name):
+    if isinstance(value, Tensor):
+        value = value.tolist()
+    if isinstance(value, (int, np.integer)):
+        return (int(value),) * n
+    value = tuple(int(v) for v in value)
+    if len(value) == 1:
+        return value * n
+    if len(value) != n:
+        raise ValueError(f"expected {name} to be a single integer value or a list of {n} values "
+                         f"to match the convolution dimensions, but got {name}={list(value)}")
+    return value
+
+
+def _conv_pads(padding, kernel, stride, dilation):
+    if isinstance(padding, str):
+        if padding == "valid":
+            return ((0, 0),) * len(kernel)
+        if padding != "same":
+            raise ValueError(f"Invalid padding string '{padding}'; use 'valid', 'same' or ints")
+        if any(s != 1 for s in stride):
+            raise ValueError("padding='same' is not supported for strided convolutions")
+        # PyTorch puts the odd extra element of an even kernel's padding at the end
+        total = [d * (k - 1) for k, d in zip(kernel, dilation)]
+        return tuple((t // 2, t - t // 2) for t in total)
+    return tuple((p, p) for p in _tuple(padding, len(kernel), "padding"))
+
+
+def _conv_nd(name, nd, input, weight, bias, stride, padding, dilation, groups):
+    if input.ndim not in (nd + 1, nd + 2):
+        raise RuntimeError(f"Expected {nd + 1}D (unbatched) or {nd + 2}D (batched) input to "
+                           f"{name}, but got input of size: {list(input.shape)}")
+    batched = input.ndim == nd + 2
+    x = input if batched else input.unsqueeze(0)
+    out_ch, in_per_group = weight.shape[:2]
+    if x.shape[1] != in_per_group * groups:
+        raise RuntimeError(
+            f"Given groups={groups}, weight of size {list(weight.shape)}, expected input"
+            f"{list(x.shape)} to have {in_per_group * groups} channels, but got {x.shape[1]} "
+            "channels instead")
+    if out_ch % groups:
+        raise RuntimeError("out_channels must be divisible by groups")
+    w = weight
+    if nd == 1:  # a 1-d convolution is a 2-d one over a height of 1
+        x, w = x.unsqueeze(2), weight.unsqueeze(2)
+    kernel = tuple(w.shape[2:])
+    stride = (1,) * (2 - nd) + _tuple(stride, nd, "stride")
+    dilation = (1,) * (2 - nd) + _tuple(dilation, nd, "dilation")
+    pads = ((0, 0),) * (2 - nd) + _conv_pads(padding, kernel[2 - nd:], stride[2 - nd:],
+                                             dilation[2 - nd:])
+    n, c, h, wd = x.shape
+    oh = PN.out_size(h, kernel[0], stride[0], dilation[0], pads[0])
+    ow = PN.out_size(wd, kernel[1], stride[1], dilation[1], pads[1])
+    if oh <= 0 or ow <= 0:
+        raise RuntimeError(f"{name}: input size {list(input.shape[-nd:])} (after padding) is "
+                           f"smaller than the kernel {list(weight.shape[2:])}; pad the input or "
+                           "use a smaller kernel")
+    cols = PN.im2col(x, kernel=kernel, stride=stride, dilation=dilation, pads=pads)
+    cols = cols.reshape(n, groups, (c // groups) * kernel[0] * kernel[1], oh * ow)
+    out = w.reshape(groups, out_ch // groups, -1) @ cols  # (N, G, O/G, L)
+    out = out.reshape((n, out_ch) + ((ow,) if nd == 1 else (oh, ow)))
+    if bias is not None:
+        out = out + bias.reshape((out_ch,) + (1,) * nd)
+    return out if batched else out.squeeze(0)
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    return _conv_nd("conv1d", 1, input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    return _conv_nd("conv2d", 2, input, weight, bias, stride, padding, dilation, groups)
+
+
+def _pool_pads(size, kernel, stride, padding, dilation, ceil_mode):
+    """Padding per side along one axis; ceil_mode adds what the last partial window needs."""
+    if padding > (dilation * (kernel - 1) + 1) // 2:
+        raise RuntimeError(f"pad should be at most half of effective kernel size, but got "
+                           f"pad={padding}, kernel_size={kernel} and dilation={dilation}")
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    if not ceil_mode:
+        return (padding, padding)
+    out = -(-span // stride) + 1
+    if (out - 1) * stride >= size + padding:  # the last window must start inside the input
+        out -= 1
+    return (padding, padding + max(0, (out - 1) * stride - span))
+
+
+def _pool_setup(name, input, kernel_size, stride, padding, dilation, ceil_mode):
+    if input.ndim not in (3, 4):
+        raise RuntimeError(f"{name}: Expected 3D or 4D (batch mode) tensor for input, but got "
+                           f"input of size: {list(input.shape)}")
+    kernel = _tuple(kernel_size, 2, "kernel_size")
+    stride = kernel if stride is None or stride == [] else _tuple(stride, 2, "stride")
+    padding = _tuple(padding, 2, "padding")
+    dilation = _tuple(dilation, 2, "dilation")
+    x = input if input.ndim == 4 else input.unsqueeze(0)
+    pads = tuple(_pool_pads(x.shape[2 + i], kernel[i], stride[i], padding[i], dilation[i],
+                            ceil_mode) for i in range(2))
+    for i in range(2):
+        if PN.out_size(x.shape[2 + i], kernel[i], stride[i], dilation[i], pads[i]) <= 0:
+            raise RuntimeError(f"{name}: Given input size {list(input.shape)}, the output size "
+                               "is too small; use a smaller kernel or pad the input")
+    return x, dict(kernel=kernel, stride=stride, dilation=dilation, pads=pads)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    if return_indices:
+        raise NotImplementedError("max_pool2d: return_indices=True is not supported by tapegrad")
+    x, geometry = _pool_setup("max_pool2d", input, kernel_size, stride, padding, dilation,
+                              ceil_mode)
+    out = PN.max_pool2d(x, **geometry)
+    return out if input.ndim == 4 else out.squeeze(0)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None):
+    x, geometry = _pool_setup("avg_pool2d", input, kernel_size, stride, padding, 1, ceil_mode)
+    sums = PN.im2col(x, **geometry).sum((2, 3))
+    if divisor_override:
+        divisor = divisor_override
+    else:  # count each window's cells inside the input (and its padding when included)
+        (pt, pb), (pl, pr) = geometry["pads"]
+        h, w = x.shape[2:]
+        region = np.zeros((1, 1, h + pt + pb, w + pl + pr), x.np_dtype)
+        if count_include_pad:  # the padding PyTorch counts is the symmetric one, not ceil_mode's
+            region[:, :, :h + 2 * pt, :w + 2 * pl] = 1
+        else:
+            region[:, :, pt:pt + h, pl:pl + w] = 1
+        no_pads = ((0, 0), (0, 0))
+        divisor = PN._im2col(region, geometry["kernel"], geometry["stride"], (1, 1),
+                             no_pads).sum((2, 3))
+    out = sums / divisor
+    return out if input.ndim == 4 else out.squeeze(0)
+
+
+def adaptive_avg_pool2d(input, output_size):
+    size = _tuple(output_size, 2, "output_size")
+    h, w = input.shape[-2:]
+    size = tuple(s if s is not None else d for s, d in zip(size, (h, w)))
+    if h % size[0] or w % size[1]:
+        raise NotImplementedError(f"adaptive_avg_pool2d: tapegrad supports output sizes that "
+                                  f"divide the input size; got {tuple(size)} for {(h, w)}")
+    kernel = (h // size[0], w // size[1])
+    return avg_pool2d(input, kernel, kernel)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dropout, embedding, normalisation
+# ---------------------------------------------------------------------------------------------
+
+def dropout(input, p=0.5, training=True, inplace=False):
+    if p < 0 or p > 1:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0:
+        return input
+    from ..functions import _generator
+    keep = _generator().random(tuple(input.shape)) >= p
+    noise = keep.astype(input.np_dtype) / input.np_dtype.type(1 - p) if p < 1 else \
+        np.zeros(tuple(input.shape), input.np_dtype)
+    return input * noise
+
+
+def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
+              scale_grad_by_freq=False, sparse=False):
+    index = input._data if isinstance(input, Tensor) else np.asarray(input)
+    if index.dtype.kind not in "iu":
+        raise RuntimeError("Expected tensor for argument #1 'indices' to have one of the following "
+                           f"scalar types: Long, Int; but got {index.dtype} instead (call .long())")
+    if max_norm is not None or scale_grad_by_freq:
+        raise NotImplementedError("embedding: max_norm and scale_grad_by_freq are not supported")
+    rows = weight[index]
+    if padding_idx is None:
+        return rows
+    if padding_idx < 0:
+        padding_idx += weight.shape[0]
+    # the padding row reads its value but takes no gradient, as in PyTorch
+    return P.where((index != padding_idx)[..., None], rows, rows.detach())
+
+
+def _affine(out, weight, bias):
+    if weight is not None:
+        out = out * weight
+    return out if bias is None else out + bias
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    normalized_shape = _tuple(normalized_shape, len(normalized_shape)
+                              if not isinstance(normalized_shape, int) else 1, "normalized_shape")
+    if tuple(input.shape[input.ndim - len(normalized_shape):]) != normalized_shape:
+        raise RuntimeError(f"Given normalized_shape={list(normalized_shape)}, expected input with "
+                           f"shape [*, {', '.join(map(str, normalized_shape))}], but got input of "
+                           f"size{list(input.shape)}")
+    dims = tuple(range(input.ndim - len(normalized_shape), input.ndim))
+    centred = input - input.mean(dims, keepdim=True)
+    var = (centred * centred).mean(dims, keepdim=True)
+    return _affine(centred * P.pow_(var + eps, -0.5), weight, bias)
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    if input.ndim < 2:
+        raise ValueError(f"expected 2D or more input (got {input.ndim}D input)")
+    channels = input.shape[1]
+    dims = (0,) + tuple(range(2, input.ndim))
+    shape = (1, channels) + (1,) * (input.ndim - 2)
+    count = input.numel() // channels
+    if training:
+        if count <= 1:
+            raise ValueError("Expected more than 1 value per channel when training, got input "
+                             f"size {input.shape}")
+        mean = input.mean(dims, keepdim=True)
+        centred = input - mean
+        var = (centred * centred).mean(dims, keepdim=True)
+        if running_mean is not None:  # PyTorch keeps the unbiased variance in running_var
+            _blend(running_mean, mean._data.reshape(channels), momentum)
+        if running_var is not None:
+            _blend(running_var, var._data.reshape(channels) * (count / (count - 1)), momentum)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm: running_mean and running_var are needed when "
+                             "training=False")
+        centred = input - running_mean.reshape(shape)
+        var = running_var.reshape(shape)
+    out = centred * P.pow_(var + eps, -0.5)
+    return _affine(out, None if weight is None else weight.reshape(shape),
+                   None if bias is None else bias.reshape(shape))
+
+
+def _blend(running, batch_value, momentum):
+    """running <- (1 - momentum) * running + momentum * batch_value, in place, outside autograd."""
+    data = running._data
+    data *= 1 - momentum
+    data += momentum * batch_value.astype(data.dtype)
+    running._version_counter[0] += 1
+
+
+def bilinear(input1, input2, weight, bias=None):
+    # out[n, o] = x1[n] . W[o] . x2[n]
+    left = input1.unsqueeze(1).unsqueeze(1) @ weight  # (N, 1, 1, I1) @ (O, I1, I2): (N, O, 1, I2)
+    out = (left.squeeze(2) * input2.unsqueeze(1)).sum(-1)
+    return out if bias is None else out + bias
+
+
+def pad(input, pad, mode="constant", value=None):
+    if mode != "constant":
+        raise NotImplementedError(f"pad: mode {mode!r} is not supported by tapegrad")
+    if len(pad) % 2 or len(pad) // 2 > input.ndim:
+        raise RuntimeError("Padding length must be divisible by 2 and at most twice the number "
+                           "of dimensions of the input")
+    widths = [(0, 0)] * input.ndim
+    for i in range(len(pad) // 2):  # pairs run from the last dimension backwards
+        widths[input.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    shape = tuple(n + a + b for n, (a, b) in zip(input.shape, widths))
+    base = np.full(shape, 0 if value is None else value, input.np_dtype)
+    index = tuple(slice(a, a + n) for n, (a, b) in zip(input.shape, widths))
+    return P.index_add(base, input, index=index)
+
+
+def one_hot(tensor, num_classes=-1):
+    data = tensor._data
+    if num_classes < 0:
+        num_classes = int(data.max()) + 1
+    return Tensor._wrap((data[..., None] == np.arange(num_classes)).astype(np.int64))
+
+
+def normalize(input, p=2.0, dim=1, eps=1e-12):
+    norm = input.norm(p, dim, keepdim=True)
+    return input / P.maximum(norm, eps)
