@@ -3,10 +3,10 @@
 Entries are Python modules (generated Numba kernels) in a per-user directory; Numba's `cache=True`
 machine code for their functions goes to its `__pycache__`. Nothing there is trusted as found:
 
-- The directory, its `__pycache__` and every parent must belong to this user (or root) and be
-  writable by no one else (a sticky parent such as /tmp is fine). Otherwise tapegrad warns once and
-  runs uncached: entries go to a fresh private temporary directory and no machine code is loaded or
-  kept. tapegrad never changes the mode of a directory it did not make.
+- The directory and its `__pycache__` must belong to this user and be writable by no one else;
+  every parent must belong to this user or root and not be world-writable (unless sticky, as /tmp
+  is). Otherwise tapegrad warns once and runs uncached: entries go to a fresh private temporary
+  directory and no machine code is loaded or kept. tapegrad never changes the mode of a directory.
 - Every file read must be a regular file of this user, writable by no one else, with the expected
   content: a source entry must equal the text tapegrad would write (its name and header carry a hash
   of its content and of the tapegrad, Numba and Python versions); machine code is stored in
@@ -77,13 +77,16 @@ def requested_dir():
     return os.path.abspath(root)
 
 
-def _private(info, sticky_ok=False):
-    """Why a directory with this lstat is unsafe to load from, or None when it is safe."""
+def _private(info, parent=False):
+    """Why a directory with this lstat is unsafe to load from, or None when it is safe. A parent
+    may be group-writable (a umask of 002 makes ~/.cache so) or world-writable and sticky (/tmp):
+    files are checked one by one, so who can rename entries there cannot make one load."""
     if not stat.S_ISDIR(info.st_mode):
         return "is not a directory"
     if info.st_uid not in (os.getuid(), 0):
         return f"belongs to another user (uid {info.st_uid})"
-    if info.st_mode & 0o022 and not (sticky_ok and info.st_mode & stat.S_ISVTX):
+    writers = 0o002 if parent else 0o022
+    if info.st_mode & writers and not (parent and info.st_mode & stat.S_ISVTX):
         return f"is writable by other users (mode {stat.S_IMODE(info.st_mode):o})"
     return None
 
@@ -123,7 +126,7 @@ def _check_dir(path):
     # every parent: nobody else may rename or replace what is below it
     parent = os.path.dirname(os.path.realpath(path))
     while True:
-        reason = _private(os.stat(parent), sticky_ok=True)
+        reason = _private(os.stat(parent), parent=True)
         if reason is not None:
             return f"has a parent {parent} that {reason}"
         if parent == os.path.dirname(parent):

@@ -285,10 +285,12 @@ def test_directory_others_can_write_is_not_used_nor_chmodded(tmp_path, where, mo
     assert len(_machine_code(cache_dir, True)) == N_SIGNATURES    # nor written there
 
 
-def test_sticky_world_writable_parent_is_fine(tmp_path):
+@pytest.mark.parametrize("mode", [0o1777, 0o775])
+def test_sticky_or_group_writable_parent_is_fine(tmp_path, mode):
+    # like /tmp, or ~/.cache under a umask of 002: files are checked one by one
     parent = tmp_path / "shared"
     parent.mkdir()
-    os.chmod(parent, 0o1777)             # like /tmp
+    os.chmod(parent, mode)
     cache_dir = str(parent / "cache")
     _populated(cache_dir)
 
