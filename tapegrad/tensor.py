@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from . import dtypes
+from . import _device, dtypes
 from . import primitives as P
 from ._tensor_str import format_tensor
 from .operators import PrimitiveOperators, binary_operator
@@ -315,7 +315,9 @@ class Tensor(PrimitiveOperators):
 
     @property
     def device(self):
-        return "cpu"
+        return _device.CPU
+
+    is_cuda = False
 
     def is_floating_point(self):
         return self._data.dtype.kind == "f"
@@ -387,15 +389,39 @@ class Tensor(PrimitiveOperators):
                 dtype = a
             elif isinstance(a, Tensor):
                 dtype = a.dtype
-            elif a not in ("cpu", None):
-                raise RuntimeError(f"tapegrad: eager tensors live on the CPU; cannot move to {a!r}. "
-                                   "For the GPU use tapegrad.jit(..., device='cuda')")
+            else:
+                _device.check_device(a)
+        _device.check_device(kwargs.pop("device", None))
         if dtype is None or dtypes.to_numpy_dtype(dtype) == self._data.dtype:
             return self
         return P.cast(self, dtype=dtypes.to_numpy_dtype(dtype).name)
 
     def cpu(self):
         return self
+
+    def cuda(self, device=None, non_blocking=False):
+        _device.check_device("cuda" if device is None else device)
+        return self
+
+    # new_* keep this tensor's dtype unless told otherwise (nn code builds constants with them)
+    def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
+        from .functions import tensor
+        return tensor(data, dtype=self.dtype if dtype is None else dtype,
+                      requires_grad=requires_grad)
+
+    def new_full(self, size, fill_value, dtype=None, device=None, requires_grad=False):
+        from .functions import full
+        return full(size, fill_value, dtype=self.dtype if dtype is None else dtype,
+                    requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=False):
+        return self.new_full(_size_args(size), 1, dtype, device, requires_grad)
+
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False):
+        return self.new_full(_size_args(size), 0, dtype, device, requires_grad)
+
+    def new_empty(self, *size, dtype=None, device=None, requires_grad=False):
+        return self.new_full(_size_args(size), 0, dtype, device, requires_grad)
 
     def float(self):
         return self.to(dtypes.float32)
@@ -1061,16 +1087,14 @@ def _extremum(x, dim, keepdim, prim, arg_fn, name):
                             name.capitalize() + "Backward1")
     d = _dim(dim, x.ndim)
     indices = _arg_extremum(x, d, keepdim, arg_fn)
-    if x.ndim == 0:
-        values = Tensor._bind(prim, (x,), {"axis": (d,), "keepdims": keepdim},
-                              name.capitalize() + "Backward0")
-    else:
-        # PyTorch's max(dim) selects one element per slice (the first of ties, the first NaN), so
-        # its gradient is one-hot at `indices`: gather them (torch.amax shares ties instead)
+    # PyTorch's max(dim) selects one element per slice (the first of ties, the first NaN), so its
+    # gradient is one-hot at `indices`: gather them (torch.amax shares ties instead)
+    index = ()
+    if x.ndim:
         grids = np.indices(indices.shape, sparse=True)
         rest = grids[d + 1:] if keepdim else grids[d:]
         index = tuple(grids[:d]) + (indices._data,) + tuple(rest)
-        values = Tensor._bind(P.getitem, (x,), {"index": index}, name.capitalize() + "Backward0")
+    values = Tensor._bind(P.getitem, (x,), {"index": index}, name.capitalize() + "Backward0")
     return _ReturnTypes[name](values, indices)
 
 

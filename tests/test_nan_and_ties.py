@@ -356,6 +356,18 @@ def test_row_reductions_with_nan_inf_and_ties(name):
         assert_same(jitted(_ROWS), ref, f"jit, {call} call")
 
 
+@pytest.mark.parametrize("kind", ["max", "min"])
+def test_eager_max_dim_of_a_0d_tensor(kind):
+    for dim, keepdim in ((0, False), (-1, True)):
+        t = tg.tensor(2.0, requires_grad=True)
+        ref_t = torch.tensor(2.0, requires_grad=True)
+        out, ref = getattr(t, kind)(dim, keepdim), getattr(ref_t, kind)(dim, keepdim)
+        (out.values * 3).backward()
+        (ref.values * 3).backward()
+        assert out.values.grad_fn.name() == ref.values.grad_fn.name()
+        assert out.indices.item() == ref.indices.item() and t.grad.item() == ref_t.grad.item()
+
+
 def test_amax_shares_ties_like_torch():
     x = np.array([[3.0, 1.0, 3.0], [2.0, 2.0, 2.0]])
     for dim in (0, 1):
