@@ -57,3 +57,12 @@ def check_device(where):
     if target.type != "cpu":
         raise RuntimeError(f"cannot move to {str(target)!r}: " + _NO_CUDA)
     return target
+
+
+def set_default_device(where):
+    """Only the CPU holds eager tensors: 'cpu' (or None) is accepted, anything else refused."""
+    check_device(where)
+
+
+def get_default_device():
+    return CPU

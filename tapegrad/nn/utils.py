@@ -12,6 +12,19 @@ def _grads(parameters):
     return [p.grad for p in parameters if p.grad is not None]
 
 
+def zero_grad_(parameters, set_to_none=True):
+    """Module.zero_grad and Optimizer.zero_grad: drop the grads, or zero them outside autograd."""
+    for p in parameters:
+        if p.grad is None:
+            continue
+        if set_to_none:
+            p.grad = None
+        else:
+            grad = p.grad.detach()
+            grad._data[...] = 0
+            p.grad = grad
+
+
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False,
                     foreach=None):
     """Scale the gradients in place so that their joint norm is at most max_norm; returns the

@@ -8,6 +8,7 @@ from ... import dtypes
 from ..._device import check_device
 from ...tensor import Tensor
 from ..parameter import Parameter
+from ..utils import zero_grad_
 
 _hook_ids = itertools.count()
 
@@ -311,15 +312,7 @@ class Module:
         return self
 
     def zero_grad(self, set_to_none=True):
-        for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                grad = p.grad.detach()
-                grad._data[...] = 0
-                p.grad = grad
+        zero_grad_(self.parameters(), set_to_none)
 
     def apply(self, fn):
         for module in self.children():

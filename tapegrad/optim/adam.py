@@ -1,0 +1,66 @@
+"""Adam (with amsgrad) and AdamW (decoupled weight decay), as torch.optim computes them."""
+import math
+
+import numpy as np
+
+from .optimizer import Optimizer, _buffer, _check, _step
+
+
+def _lerp(a, b, weight):
+    """a += weight * (b - a) in place, with torch.lerp's two forms (exact at either end)."""
+    if abs(weight) < 0.5:
+        a += weight * (b - a)
+    else:
+        a[...] = b - (b - a) * (1 - weight)
+
+
+class Adam(Optimizer):
+    _decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+                 amsgrad=False, *, foreach=None, maximize=False, capturable=False,
+                 differentiable=False, fused=None, decoupled_weight_decay=None):
+        _check("learning rate", lr)
+        _check("epsilon value", eps)
+        for i, beta in enumerate(betas):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"Invalid beta parameter at index {i}: {beta}")
+        _check("weight_decay value", weight_decay)
+        if decoupled_weight_decay is None:
+            decoupled_weight_decay = self._decoupled
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
+                                      weight_decay=weight_decay, amsgrad=amsgrad,
+                                      maximize=maximize, foreach=foreach, capturable=capturable,
+                                      differentiable=differentiable, fused=fused,
+                                      decoupled_weight_decay=decoupled_weight_decay))
+
+    def _update(self, p, grad, state, group):
+        x = p._data
+        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+        step = _step(state)
+        exp_avg = _buffer(state, "exp_avg", p)
+        exp_avg_sq = _buffer(state, "exp_avg_sq", p)
+        if group["weight_decay"] != 0:
+            if group["decoupled_weight_decay"]:
+                x *= 1 - lr * group["weight_decay"]
+            else:
+                grad = grad + group["weight_decay"] * x
+        _lerp(exp_avg, grad, 1 - beta1)
+        exp_avg_sq *= beta2
+        exp_avg_sq += (1 - beta2) * (grad * grad)
+        step_size = lr / (1 - beta1 ** step)
+        bias_correction2_sqrt = math.sqrt(1 - beta2 ** step)
+        second = exp_avg_sq
+        if group["amsgrad"]:
+            second = _buffer(state, "max_exp_avg_sq", p)
+            np.maximum(second, exp_avg_sq, out=second)
+        denom = np.sqrt(second) / bias_correction2_sqrt + eps
+        x -= step_size * (exp_avg / denom)
+
+
+class AdamW(Adam):
+    _decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 amsgrad=False, **kwargs):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, **kwargs)

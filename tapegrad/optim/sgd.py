@@ -1,0 +1,35 @@
+"""SGD with momentum, dampening, Nesterov momentum and weight decay (torch.optim.SGD)."""
+import numpy as np
+
+from ..tensor import Tensor
+from .optimizer import Optimizer, _check
+
+
+class SGD(Optimizer):
+    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False,
+                 *, maximize=False, foreach=None, differentiable=False, fused=None):
+        _check("learning rate", lr)
+        _check("momentum value", momentum)
+        _check("weight_decay value", weight_decay)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov,
+                                      maximize=maximize, foreach=foreach,
+                                      differentiable=differentiable, fused=fused))
+
+    def _update(self, p, grad, state, group):
+        x = p._data
+        if group["weight_decay"] != 0:
+            grad = grad + group["weight_decay"] * x
+        momentum = group["momentum"]
+        if momentum != 0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = Tensor._wrap(np.array(grad, dtype=x.dtype))
+            else:
+                b = buf._data
+                b *= momentum
+                b += (1 - group["dampening"]) * grad
+            grad = grad + momentum * buf._data if group["nesterov"] else buf._data
+        x -= group["lr"] * grad
