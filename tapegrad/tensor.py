@@ -592,7 +592,13 @@ class Tensor(PrimitiveOperators):
     def view(self, *shape):
         if len(shape) == 1 and isinstance(shape[0], dtypes.dtype):
             raise NotImplementedError("tapegrad: view(dtype) reinterprets memory; use .to(dtype)")
-        return self.reshape(*shape)
+        out = self.reshape(*shape)
+        if out._data.size and not np.may_share_memory(out._data, self._data):
+            # NumPy had to copy: a view would silently stop seeing writes, so refuse as PyTorch
+            raise RuntimeError("view size is not compatible with input tensor's size and stride "
+                               "(at least one dimension spans across two contiguous subspaces). "
+                               "Use .reshape(...) instead.")
+        return out
 
     def view_as(self, other):
         return self.reshape(other.shape)

@@ -840,3 +840,16 @@ def test_writing_after_a_unary_in_place_like_torch(method):
         a.sum().backward()
         return x.grad
     assert_like_torch(case)
+
+
+def test_view_that_cannot_share_memory_is_refused_like_torch():
+    def case(lib):
+        a = lib.tensor(_data((3, 4), 24, False), dtype=lib.float64)
+        ok = [a.view(12), a.view(2, 6), a[:, 1].view(3), a.t().t().view(4, 3), a[1:].view(-1),
+              lib.zeros(0, 3).view(3, 0), a.t().reshape(12)]
+        try:
+            a.t().view(12)
+        except RuntimeError as e:
+            return ok, str(e), a._version
+    ours = assert_like_torch(case)
+    assert ours[1].startswith("view size is not compatible")
