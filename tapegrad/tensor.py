@@ -2,6 +2,11 @@
 
 Every operation binds a primitive of the registry (primitives.py); `Tensor._bind` runs its NumPy
 forward and, when grad mode is on and an input requires grad, hangs a graph node on the result.
+
+In-place operations (`+=`, `add_`, `x[i] = v`, ...) write into the tensor's memory, bump its
+version counter and rebase its history, as PyTorch does. Indexing, reshape, transpose and expand
+return views (class _View) sharing memory and version counter with their root; a write through a
+view rewrites the root's history (CopySlices) and other views catch up when next read.
 """
 import collections
 import copy
