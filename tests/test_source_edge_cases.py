@@ -606,6 +606,12 @@ def test_numpy_scalars_as_any_argument(y, jit):
     assert g == pytest.approx(finite_difference(lambda t: scalar_code(t, yv), yv), rel=1e-6)
 
 
+@pytest.mark.parametrize("jit", JIT)
+def test_results_are_python_numbers_on_both_jit_settings(jit):
+    value, grads = source.value_and_grad(scalar_code, argnums=(0, 1), jit=jit)(1.3, 0.7)
+    assert type(value) is float and all(type(g) is float for g in grads)
+
+
 def flagged(x, flag):
     return x * x if flag else -x
 
