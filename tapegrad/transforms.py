@@ -167,10 +167,27 @@ def _wrt_leaf(where, ctx, leaf, name, argnums, fname):
 
 
 def value_and_grad(fun, argnums=0, has_aux=False, *, _where="value_and_grad"):
-    """A function returning (fun(*args), d fun / d args[argnums]); with has_aux fun returns
-    (value, aux) and the result is ((value, aux), grad). argnums may be a tuple (an argument may
-    appear more than once: its gradient is given each time). A differentiated argument may be a
-    pytree (dict, list, tuple of arrays); its gradient has the same structure."""
+    """A function returning fun's value and its gradient, from one trace.
+
+    Args:
+        fun: a function of NumPy arrays, Python floats or Tensors returning a scalar (with
+            has_aux, a pair (scalar, aux)).
+        argnums: the positional argument to differentiate (an int; negative counts from the
+            end), or a tuple of them; an argument named twice gets its gradient twice.
+        has_aux: fun returns (value, aux); aux comes back as computed, not differentiated.
+
+    Returns:
+        A function taking fun's arguments and returning (value, grad), or ((value, aux), grad)
+        with has_aux; grad is a tuple (one entry per argnums entry) when argnums is a tuple. A
+        differentiated argument may be a pytree (dict, list, tuple of arrays): its gradient has
+        the same structure. Differentiated arguments must be floating-point arrays or Python
+        floats; integer, complex and out-of-range ones raise TypeError naming the argument.
+
+    Example:
+        >>> import numpy as np, tapegrad as tg
+        >>> tg.value_and_grad(lambda p: np.sum(p["w"] ** 2))({"w": np.array([1.0, 2.0])})
+        (array(5.), {'w': array([2., 4.])})
+    """
     single = _is_int(argnums)
     positions = (argnums,) if single else tuple(argnums) if isinstance(
         argnums, (tuple, list)) else None
@@ -224,7 +241,27 @@ def _value(x):
 
 
 def grad(fun, argnums=0, has_aux=False):
-    """A function returning d fun / d args[argnums] (and aux, with has_aux)."""
+    """A function returning the gradient of fun with respect to the arguments argnums.
+
+    Args:
+        fun: a function of NumPy arrays, Python floats or Tensors returning a scalar (with
+            has_aux, a pair (scalar, aux)).
+        argnums: the positional argument to differentiate (an int; negative counts from the
+            end), or a tuple of them; an argument named twice gets its gradient twice.
+        has_aux: fun returns (value, aux); the result is then (grad, aux).
+
+    Returns:
+        A function taking fun's arguments and returning the gradient as NumPy arrays shaped
+        like the differentiated arguments (a tuple when argnums is a tuple). See value_and_grad
+        for pytrees and errors.
+
+    Example:
+        >>> import numpy as np, tapegrad as tg
+        >>> tg.grad(lambda x: np.sum(x ** 2))(np.array([1.0, 2.0]))
+        array([2., 4.])
+        >>> tg.grad(lambda x, w: np.sum(x * w), argnums=(1, 0, 1))(np.ones(2), np.array([3.0, 4.0]))
+        (array([1., 1.]), array([3., 4.]), array([1., 1.]))
+    """
     vg = value_and_grad(fun, argnums, has_aux, _where="grad")
 
     @functools.wraps(fun)
@@ -350,7 +387,27 @@ class Vmapped:
 
 
 def vmap(fun, in_axes=0):
-    """fun mapped over axis in_axes (an int, None, or one per argument) of its arguments."""
+    """fun mapped over a batch axis of its arguments, row by row (in parallel under jit).
+
+    Args:
+        fun: the function of one row.
+        in_axes: the axis of each argument to map: an int (negative counts from the end) for
+            all arguments, or a tuple with an int or None (not mapped) per argument. A pytree
+            argument is mapped along that axis of each of its leaves.
+
+    Returns:
+        A function taking batched arguments and returning fun's results stacked along a new
+        leading axis. An empty batch gives empty results of the right shapes; an axis an
+        argument does not have, a 0-d mapped argument, or mapped axes of different sizes raise
+        ValueError naming the argument.
+
+    Example:
+        >>> import numpy as np, tapegrad as tg
+        >>> tg.vmap(lambda row: np.sum(row ** 2))(np.arange(6.0).reshape(3, 2))
+        array([ 1., 13., 41.])
+        >>> tg.vmap(lambda row: row * 2.0)(np.zeros((0, 4))).shape
+        (0, 4)
+    """
     return Vmapped(fun, in_axes)
 
 
@@ -406,7 +463,22 @@ def trace_to_tape(fun, args):
 
 
 def make_tape(fun, optimized=True):
-    """A function returning the tape of fun at the given arguments: `print(make_tape(f)(x))`."""
+    """A function returning the tape fun records at the given arguments (print it to read it).
+
+    Args:
+        fun: the function to trace.
+        optimized: run the tape optimisations (dead code, constant folding, common
+            subexpressions) as jit does; False gives the tape as recorded.
+
+    Returns:
+        A function taking fun's arguments and returning its Tape.
+
+    Example:
+        >>> import numpy as np, tapegrad as tg
+        >>> tape = tg.make_tape(lambda x: np.sum(np.sin(x) * 2.0))(np.ones(3))
+        >>> [instr.prim.name for instr in tape.instrs]
+        ['sin', 'mul', 'sum']
+    """
     @functools.wraps(fun)
     def tape_of(*args):
         with gc_paused():
@@ -657,6 +729,27 @@ class Jitted:
 
 def jit(fun=None, *, device="cpu"):
     """Compile fun with Numba: `jit(f)`, `@jit`, `@jit(device="cuda")`.
+
+    Args:
+        fun: the function to compile (also grad, value_and_grad or vmap of one); None gives a
+            decorator.
+        device: "cpu" (Numba) or "cuda" (numba.cuda; NUMBA_ENABLE_CUDASIM=1 for the simulator).
+
+    Returns:
+        A callable with fun's arguments and results (NumPy values; device arrays stay on the
+        GPU), and `.tape(*args)` giving the optimised tape it runs.
+
+    Example:
+        >>> import numpy as np, tapegrad as tg
+        >>> k = 2.0
+        >>> def scaled(x):
+        ...     return x * k
+        >>> f = tg.jit(scaled)
+        >>> f(np.ones(2))
+        array([2., 2.])
+        >>> k = 3.0                 # a captured scalar selects the tape: traced again
+        >>> f(np.ones(2))
+        array([3., 3.])
 
     What a compiled tape holds constant, exactly: a tape is traced for, and only reused with,
     the same argument shapes and dtypes, the same static arguments (Python ints, bools, strings,
