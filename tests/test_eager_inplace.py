@@ -550,7 +550,7 @@ def test_multi_output_views_may_be_written_without_grad():
     assert_like_torch(case)
 
 
-def test_in_place_write_to_a_view_keeps_gradients_when_not_a_view_in_numpy():
+def test_advanced_indexing_copies_so_writes_leave_the_base_alone_like_torch():
     # advanced indexing copies in PyTorch and here: writing to the copy leaves the base alone
     def case(lib):
         x = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
@@ -661,7 +661,7 @@ def test_random_in_place_programs_like_torch(seed):
     assert_like_torch(case)
 
 
-def test_cartesian_ops_on_nd_views_with_nan_and_inf_values_like_torch():
+def test_every_operator_on_nd_views_with_nan_and_inf_values_like_torch():
     """Without grad: every operator on N-D views with NaN/inf data, values and versions."""
     def case(lib, op):
         a = lib.tensor(_data((2, 3, 4), 30), dtype=lib.float64)
