@@ -363,6 +363,8 @@ GLOBAL_CASES = {
     "signed zero": (reciprocal_of_global, [dict(SIGN_ZERO=0.0), dict(SIGN_ZERO=-0.0),
                                            dict(SIGN_ZERO=0.0)]),
     "bool": (branch_on_flag, [dict(FLAG=True), dict(FLAG=False), dict(FLAG=True)]),
+    "numpy scalars": (branch_on_global, [dict(K=np.float64(0.5)), dict(K=np.float32(5.0)),
+                                         dict(K=np.int64(-1)), dict(K=np.float64(0.5))]),
 }
 
 
