@@ -4,6 +4,7 @@ NumPy scalar arguments under jit=True, and NaN, ties and infinities, each checke
 traced face (tg.grad), finite differences (float64) and PyTorch."""
 import functools
 import math
+import re
 import warnings
 
 import numpy as np
@@ -182,7 +183,7 @@ def plain_square(x):
         "lru_cache"])
 def test_tapegrad_wrappers_are_refused_with_the_fix(wrap, fix):
     # tg.grad(f) used to be read as f: its "second derivative" came out as the first
-    with pytest.raises(TransformError, match=re_escape(fix)):
+    with pytest.raises(TransformError, match=re.escape(fix)):
         source.grad(wrap(plain_square))(3.0)
 
 
@@ -211,11 +212,6 @@ except ImportError:  # the test above skips
 
 def calls_an_njit_helper(x):
     return _NJIT_HELPER(x) + x
-
-
-def re_escape(text):
-    import re
-    return re.escape(text)
 
 
 def power_sum(a, b, x):
@@ -726,14 +722,6 @@ ARRAY_POINTS = [
     np.array([1.0, nan, nan, -3.0, 0.25, 2.5]),    # two NaNs
     np.array([0.3, -1.2, 2.2, 0.7, -0.4, 1.6]),    # regular: finite differences apply
 ]
-
-
-def _torch_or_none():
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
 
 
 @pytest.mark.parametrize("jit", JIT)
