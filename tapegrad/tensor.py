@@ -103,6 +103,15 @@ def _unary_in_place(prim):
     return method
 
 
+def _augmented(method):
+    def operator(self, other):
+        if getattr(type(other), "_bind_level", 0) > 1:
+            # a traced value: no memory to write into; Python falls back to `self <op> other`
+            return NotImplemented
+        return method(self, other)
+    return operator
+
+
 class Tensor(PrimitiveOperators):
     _bind_level = 1
     __array_priority__ = 1000
@@ -832,7 +841,8 @@ class Tensor(PrimitiveOperators):
 
     # augmented assignment is in place, as in PyTorch (`w -= lr * w.grad` keeps w's identity);
     # `@=` is not: torch.Tensor has no __imatmul__, so Python rebinds through __matmul__
-    __iadd__, __isub__, __imul__, __itruediv__, __ipow__ = add_, sub_, mul_, div_, pow_
+    __iadd__, __isub__, __imul__, __itruediv__, __ipow__ = map(
+        _augmented, (add_, sub_, mul_, div_, pow_))
 
 
 graph.Tensor = Tensor

@@ -853,3 +853,19 @@ def test_view_that_cannot_share_memory_is_refused_like_torch():
             return ok, str(e), a._version
     ours = assert_like_torch(case)
     assert ours[1].startswith("view size is not compatible")
+
+
+def test_augmented_assignment_of_a_traced_value_to_a_tensor_constant_is_traced():
+    # a tracer has no memory to write into: `w += x` falls back to `w = w + x`, which is traced
+    c = tapegrad.tensor([1.0, 2.0], dtype=tapegrad.float64)
+
+    def f(x):
+        w = c * 1
+        w += x
+        w *= x
+        w **= 2
+        return np.sum(w)
+    x = np.array([0.5, -1.5])
+    expected = 2 * (c.numpy() + x) * x * (c.numpy() + 2 * x)
+    np.testing.assert_allclose(tapegrad.grad(f)(x), expected)
+    assert c.tolist() == [1.0, 2.0] and c._version == 0
