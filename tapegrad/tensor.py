@@ -741,7 +741,9 @@ class Tensor(PrimitiveOperators):
     def __setitem__(self, index, value):
         if isinstance(value, Tensor) and value.dtype != self.dtype:
             value = value.to(self.dtype)
-        self._inplace(P.setitem, (self, value), {"index": _normalise_index(index)}, "CopySlices")
+        index = _normalise_index(index)
+        name = "IndexPutBackward0" if P._is_advanced(index) else "CopySlices"
+        self._inplace(P.setitem, (self, value), {"index": index}, name)
 
     # ------------------------------------------------------------------ in-place
     def _inplace(self, prim, args, params, name=None):

@@ -487,6 +487,8 @@ def test_element_assignment_with_augmented_operators_like_torch():
         h[1:, 2] *= 3.0
         h[2] /= w
         h[..., -1] **= 2
+        h[lib.tensor([2, 0, 2])] *= 0.5  # advanced: a copy written back (index_put_, not accumulate)
+        h[h > 1.0] -= 1.0
         (h * h).sum().backward()
         return h, x.grad, w.grad, h._version, type(h.grad_fn).__name__
     assert_like_torch(case)
