@@ -66,23 +66,42 @@ defvjp(col2im, lambda g, ans, cols, shape, kernel, stride, dilation, pads:
 # Max pooling: the gradient goes to the first maximum of each window (NaN counts as maximum)
 # ---------------------------------------------------------------------------------------------
 
-def _flat_windows(x, kernel, stride, dilation, pads):
-    win = _windows(x, kernel, stride, dilation, pads, pad_value=-np.inf)
-    n, c, kh, kw, oh, ow = win.shape
-    return win.reshape(n, c, kh * kw, oh, ow)  # a copy: windows overlap or skip
+def _taps(x, kernel, stride, dilation, pads):
+    """Yield (i, j, view) for each kernel tap: the (N, C, oh, ow) strided slice of padded x that
+    tap reads. Pooling loops over taps (few) on output-sized views, never over pixels."""
+    x = np.asarray(x)
+    if any(pads[0]) or any(pads[1]):
+        x = np.pad(x, ((0, 0), (0, 0)) + tuple(pads), constant_values=-np.inf)
+    oh = out_size(x.shape[2], kernel[0], stride[0], dilation[0], (0, 0))
+    ow = out_size(x.shape[3], kernel[1], stride[1], dilation[1], (0, 0))
+    for i in range(kernel[0]):
+        top = i * dilation[0]
+        for j in range(kernel[1]):
+            left = j * dilation[1]
+            yield i, j, x[:, :, top:top + stride[0] * (oh - 1) + 1:stride[0],
+                          left:left + stride[1] * (ow - 1) + 1:stride[1]]
 
 
 def _max_pool2d(x, kernel, stride, dilation, pads):
-    with np.errstate(invalid="ignore"):
-        return _flat_windows(x, kernel, stride, dilation, pads).max(axis=2)
+    taps = _taps(x, kernel, stride, dilation, pads)
+    out = np.array(next(taps)[2])
+    for _, _, view in taps:
+        np.maximum(out, view, out=out)  # NaN wins, as in PyTorch
+    return out
 
 
 def _pool_argmax_mask(x, kernel, stride, dilation, pads):
-    """One-hot (N, C, kh, kw, oh, ow) of each window's first maximum, in x's dtype."""
-    flat = _flat_windows(x, kernel, stride, dilation, pads)
-    first = np.argmax(flat, axis=2)  # np.argmax stops at the first NaN, as the max is NaN
-    mask = np.arange(flat.shape[2]).reshape(1, 1, -1, 1, 1) == first[:, :, None]
-    return mask.astype(flat.dtype).reshape(flat.shape[:2] + tuple(kernel) + flat.shape[3:])
+    """One-hot (N, C, kh, kw, oh, ow) of each window's first maximum (or first NaN), x's dtype."""
+    taps = _taps(x, kernel, stride, dilation, pads)
+    _, _, first = next(taps)
+    best = np.array(first)
+    winner = np.zeros(best.shape, np.intp)
+    for k, (_, _, view) in enumerate(taps, start=1):
+        better = (view > best) | (np.isnan(view) & ~np.isnan(best))
+        np.copyto(best, view, where=better)
+        winner[better] = k
+    taps = np.arange(kernel[0] * kernel[1]).reshape(1, 1, kernel[0], kernel[1], 1, 1)
+    return (winner[:, :, None, None] == taps).astype(best.dtype)
 
 
 max_pool2d = defprim("max_pool2d", _max_pool2d, grad_fn_name="MaxPool2DWithIndicesBackward0",

@@ -404,3 +404,151 @@ def test_parameter_behaves_like_torch():
     assert type(q) is tg.Tensor and type(p[0]) is not nn.Parameter
     frozen = nn.Parameter(tg.ones(2), requires_grad=False)
     assert not frozen.requires_grad
+
+
+# ---------------------------------------------------------------------------------------------
+# A training script as PyTorch's tutorials write it, run unchanged under both libraries
+# ---------------------------------------------------------------------------------------------
+
+TUTORIAL = '''
+import numpy as np
+import {lib} as torch
+import {lib}.nn as nn
+import {lib}.nn.functional as F
+from {lib}.utils.data import DataLoader, TensorDataset
+
+torch.manual_seed(0)
+device = "cuda" if torch.cuda.is_available() else "cpu"
+rng = np.random.default_rng(0)
+angles = rng.uniform(0, 3 * np.pi, 600)
+labels = rng.integers(0, 3, 600)
+points = np.stack([angles * np.cos(angles + 2.1 * labels), angles * np.sin(angles + 2.1 * labels)],
+                  1) / 10 + rng.normal(0, 0.03, (600, 2))
+dataset = TensorDataset(torch.tensor(points, dtype=torch.float32), torch.tensor(labels))
+train_dataloader = DataLoader(dataset, batch_size=32, shuffle=True)
+
+
+class NeuralNetwork(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.linear_relu_stack = nn.Sequential(
+            nn.Linear(2, 64),
+            nn.ReLU(),
+            nn.Linear(64, 64),
+            nn.ReLU(),
+            nn.Linear(64, 3),
+        )
+
+    def forward(self, x):
+        x = self.flatten(x)
+        logits = self.linear_relu_stack(x)
+        return logits
+
+
+model = NeuralNetwork().to(device)
+loss_fn = nn.CrossEntropyLoss()
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=10, gamma=0.5)
+
+
+def train(dataloader, model, loss_fn, optimizer):
+    model.train()
+    total = 0.0
+    for batch, (X, y) in enumerate(dataloader):
+        X, y = X.to(device), y.to(device)
+        pred = model(X)
+        loss = loss_fn(pred, y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        total += loss.item() * len(X)
+    return total / len(dataloader.dataset)
+
+
+def evaluate(model):
+    model.eval()
+    with torch.no_grad():
+        X, y = dataset.tensors
+        pred = model(X)
+        return loss_fn(pred, y).item(), (pred.argmax(1) == y).type(torch.float).mean().item()
+
+
+first = evaluate(model)[0]
+for t in range(25):
+    train(train_dataloader, model, loss_fn, optimizer)
+    scheduler.step()
+final_loss, accuracy = evaluate(model)
+'''
+
+
+def _run_tutorial(lib):
+    scope = {}
+    exec(compile(TUTORIAL.format(lib=lib), f"<tutorial {lib}>", "exec"), scope)
+    return scope["first"], scope["final_loss"], scope["accuracy"]
+
+
+def test_tutorial_training_script_learns_like_torch():
+    first, final, accuracy = _run_tutorial("tapegrad")
+    t_first, t_final, t_accuracy = _run_tutorial("torch")
+    assert abs(first - t_first) < 0.15  # both start near log(3) from PyTorch's default init
+    assert final < 0.7 * first and t_final < 0.7 * t_first
+    assert final < 1.3 * t_final + 0.05 and accuracy > t_accuracy - 0.08
+
+
+CNN_TUTORIAL = '''
+import numpy as np
+import {lib} as torch
+import {lib}.nn as nn
+import {lib}.nn.functional as F
+import {lib}.optim as optim
+
+torch.manual_seed(0)
+rng = np.random.default_rng(1)
+labels = rng.integers(0, 2, 256)
+images = rng.normal(0, 0.3, (256, 1, 28, 28)).astype(np.float32)
+images[labels == 1, :, 8:20, 12:16] += 1.0   # class 1: a vertical bar
+images[labels == 0, :, 12:16, 8:20] += 1.0   # class 0: a horizontal bar
+inputs, targets = torch.tensor(images), torch.tensor(labels)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 4 * 4, 32)
+        self.fc2 = nn.Linear(32, 2)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(F.relu(self.conv2(x)))
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        return self.fc2(x)
+
+
+net = Net()
+criterion = nn.CrossEntropyLoss()
+optimizer = optim.Adam(net.parameters(), lr=1e-3)
+losses = []
+for epoch in range(3):
+    for i in range(0, 256, 32):
+        optimizer.zero_grad()
+        loss = criterion(net(inputs[i:i + 32]), targets[i:i + 32])
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+'''
+
+
+def test_cnn_tutorial_learns_like_torch():
+    results = []
+    for lib in ("tapegrad", "torch"):
+        scope = {}
+        exec(compile(CNN_TUTORIAL.format(lib=lib), f"<cnn {lib}>", "exec"), scope)
+        results.append(scope["losses"])
+    ours, theirs = results
+    assert abs(ours[0] - theirs[0]) < 0.1  # both start near log(2)
+    assert np.mean(ours[-4:]) < 0.3 and np.mean(theirs[-4:]) < 0.3
