@@ -17,6 +17,7 @@ from .functions import _METHOD_FUNCTIONS, manual_seed, tensor  # noqa: F401
 from . import autograd, nn
 from . import accelerator, backends, cuda, optim, utils  # noqa: F401  (PyTorch's namespaces)
 from ._device import device, get_default_device, set_default_device
+from .serialization import load, save
 from .autograd import enable_grad, no_grad, set_grad_enabled
 from ._tensor_str import set_printoptions
 

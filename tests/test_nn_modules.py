@@ -552,3 +552,18 @@ def test_cnn_tutorial_learns_like_torch():
     ours, theirs = results
     assert abs(ours[0] - theirs[0]) < 0.1  # both start near log(2)
     assert np.mean(ours[-4:]) < 0.3 and np.mean(theirs[-4:]) < 0.3
+
+
+def test_save_load_state_dict_and_weights_only(tmp_path):
+    model = Net()
+    path = tmp_path / "model.pth"
+    tg.save(model.state_dict(), path)
+    fresh = Net()
+    fresh.load_state_dict(tg.load(path, weights_only=True))
+    x = tg.tensor(_x(2, 1, 4, 4))
+    np.testing.assert_array_equal(fresh(x).detach().numpy(), model(x).detach().numpy())
+    tg.save(model, str(path))
+    with pytest.raises(pickle.UnpicklingError, match="weights_only=False"):
+        tg.load(path)
+    whole = tg.load(path, weights_only=False)
+    np.testing.assert_array_equal(whole(x).detach().numpy(), model(x).detach().numpy())
