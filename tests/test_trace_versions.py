@@ -8,6 +8,9 @@ reference interpreter of tg.make_tape, tg.vmap, tg.jit on the CPU, first and com
 through PyTorch's autograd, where each write is a clone followed by index_put (the same versions,
 without PyTorch's refusal to backpropagate through a saved tensor modified in place).
 """
+import os
+import runpy
+
 import numpy as np
 import pytest
 
@@ -670,3 +673,26 @@ def test_random_programs_match_numpy(seed):
     v, g = jg(x)
     check(v, numpy_f(x), rtol=1e-12, atol=1e-12)
     check(g, expected, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# The CUDA backend (a GPU, or Numba's simulator with NUMBA_ENABLE_CUDASIM=1)
+# ---------------------------------------------------------------------------------------------
+
+CUDA_PATTERNS = ["read_then_write_input", "write_reads_other_element", "fancy_index_writes",
+                 "traced_mask_write", "inplace_whole_array", "row_view_write",
+                 "iterate_rows_inplace", "layout_decides_view"]
+
+
+@pytest.mark.parametrize("f, shape", [p for p in ALL if p[0].__name__ in CUDA_PATTERNS],
+                         ids=[f.__name__ for f, _ in ALL if f.__name__ in CUDA_PATTERNS])
+def test_cuda_vmap_grad_matches_finite_differences(f, shape):
+    cuda = runpy.run_path(os.path.join(os.path.dirname(__file__), "cuda", "cuda_ready.py"))
+    if not cuda["READY"]:
+        pytest.skip(cuda["SKIP_REASON"])
+    xs = np.stack([point(shape, seed) for seed in (0, 1, 2)])
+    expected = np.stack([finite_differences(numpy_f(f), row) for row in xs])
+    batched = tg.jit(tg.vmap(tg.grad(traced_f(f))), device="cuda")
+    for _ in range(2):
+        got = batched(xs)
+        check(got.copy_to_host() if hasattr(got, "copy_to_host") else got, expected)
