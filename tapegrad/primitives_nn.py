@@ -12,7 +12,6 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .core import defprim, defvjp, shape_of
-from .primitives import reshape
 
 
 def out_size(size, kernel, stride, dilation, pad):
@@ -20,8 +19,9 @@ def out_size(size, kernel, stride, dilation, pad):
     return (size + pad[0] + pad[1] - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def _windows(x, kernel, stride, dilation, pads, pad_value=0.0):
-    """A read-only strided view (N, C, kh, kw, oh, ow) of x's windows (x padded first)."""
+def _windows(x, kernel, stride, dilation, pads, pad_value=0.0, batch_inner=False):
+    """A read-only strided view of x's windows (x padded first): (N, C, kh, kw, oh, ow), or
+    (C, kh, kw, N, oh, ow) with batch_inner (the layout that makes a convolution one matmul)."""
     x = np.asarray(x)
     if any(pads[0]) or any(pads[1]):
         x = np.pad(x, ((0, 0), (0, 0)) + tuple(pads), constant_values=pad_value)
@@ -29,18 +29,25 @@ def _windows(x, kernel, stride, dilation, pads, pad_value=0.0):
     oh = out_size(h, kernel[0], stride[0], dilation[0], (0, 0))
     ow = out_size(w, kernel[1], stride[1], dilation[1], (0, 0))
     s = x.strides
-    return as_strided(x, (n, c, kernel[0], kernel[1], oh, ow),
-                      (s[0], s[1], s[2] * dilation[0], s[3] * dilation[1],
-                       s[2] * stride[0], s[3] * stride[1]), writeable=False)
+    shape = (n, c, kernel[0], kernel[1], oh, ow)
+    strides = (s[0], s[1], s[2] * dilation[0], s[3] * dilation[1], s[2] * stride[0],
+               s[3] * stride[1])
+    if batch_inner:
+        order = (1, 2, 3, 0, 4, 5)
+        shape, strides = tuple(shape[i] for i in order), tuple(strides[i] for i in order)
+    return as_strided(x, shape, strides, writeable=False)
 
 
-def _im2col(x, kernel, stride, dilation, pads, pad_value=0.0):
-    return np.ascontiguousarray(_windows(x, kernel, stride, dilation, pads, pad_value))
+def _im2col(x, kernel, stride, dilation, pads, pad_value=0.0, batch_inner=False):
+    return np.ascontiguousarray(_windows(x, kernel, stride, dilation, pads, pad_value,
+                                         batch_inner))
 
 
-def _col2im(cols, shape, kernel, stride, dilation, pads):
+def _col2im(cols, shape, kernel, stride, dilation, pads, batch_inner=False):
     """Sum each window entry back onto the input position it was read from."""
     cols = np.asarray(cols)
+    if batch_inner:
+        cols = cols.transpose(3, 0, 1, 2, 4, 5)
     n, c, h, w = shape
     (pt, pb), (pl, pr) = pads
     out = np.zeros((n, c, h + pt + pb, w + pl + pr), dtype=cols.dtype)
@@ -56,22 +63,25 @@ def _col2im(cols, shape, kernel, stride, dilation, pads):
 
 im2col = defprim("im2col", _im2col, grad_fn_name="Im2ColBackward0", kind="other")
 col2im = defprim("col2im", _col2im, grad_fn_name="Col2ImBackward0", kind="other")
-defvjp(im2col, lambda g, ans, x, kernel, stride, dilation, pads, pad_value=0.0:
-       col2im(g, shape=shape_of(x), kernel=kernel, stride=stride, dilation=dilation, pads=pads))
-defvjp(col2im, lambda g, ans, cols, shape, kernel, stride, dilation, pads:
-       im2col(g, kernel=kernel, stride=stride, dilation=dilation, pads=pads))
+defvjp(im2col, lambda g, ans, x, kernel, stride, dilation, pads, pad_value=0.0,
+       batch_inner=False:
+       col2im(g, shape=shape_of(x), kernel=kernel, stride=stride, dilation=dilation, pads=pads,
+              batch_inner=batch_inner))
+defvjp(col2im, lambda g, ans, cols, shape, kernel, stride, dilation, pads, batch_inner=False:
+       im2col(g, kernel=kernel, stride=stride, dilation=dilation, pads=pads,
+              batch_inner=batch_inner))
 
 
 # ---------------------------------------------------------------------------------------------
 # Max pooling: the gradient goes to the first maximum of each window (NaN counts as maximum)
 # ---------------------------------------------------------------------------------------------
 
-def _taps(x, kernel, stride, dilation, pads):
+def _taps(x, kernel, stride, dilation, pads, pad_value=-np.inf):
     """Yield (i, j, view) for each kernel tap: the (N, C, oh, ow) strided slice of padded x that
     tap reads. Pooling loops over taps (few) on output-sized views, never over pixels."""
     x = np.asarray(x)
     if any(pads[0]) or any(pads[1]):
-        x = np.pad(x, ((0, 0), (0, 0)) + tuple(pads), constant_values=-np.inf)
+        x = np.pad(x, ((0, 0), (0, 0)) + tuple(pads), constant_values=pad_value)
     oh = out_size(x.shape[2], kernel[0], stride[0], dilation[0], (0, 0))
     ow = out_size(x.shape[3], kernel[1], stride[1], dilation[1], (0, 0))
     for i in range(kernel[0]):
@@ -90,32 +100,47 @@ def _max_pool2d(x, kernel, stride, dilation, pads):
     return out
 
 
-def _pool_argmax_mask(x, kernel, stride, dilation, pads):
-    """One-hot (N, C, kh, kw, oh, ow) of each window's first maximum (or first NaN), x's dtype."""
-    taps = _taps(x, kernel, stride, dilation, pads)
-    _, _, first = next(taps)
-    best = np.array(first)
-    winner = np.zeros(best.shape, np.intp)
+def _winners(x, geometry):
+    """For each window, the number of the tap holding its first maximum (or first NaN)."""
+    taps = _taps(x, **geometry)
+    best = np.array(next(taps)[2])
+    winner = np.zeros(best.shape, np.int16)
+    nan = np.isnan(best).any() or np.isnan(x).any()
     for k, (_, _, view) in enumerate(taps, start=1):
-        better = (view > best) | (np.isnan(view) & ~np.isnan(best))
+        better = view > best
+        if nan:
+            better |= np.isnan(view) & ~np.isnan(best)
         np.copyto(best, view, where=better)
-        winner[better] = k
-    taps = np.arange(kernel[0] * kernel[1]).reshape(1, 1, kernel[0], kernel[1], 1, 1)
-    return (winner[:, :, None, None] == taps).astype(best.dtype)
+        np.copyto(winner, k, where=better)
+    return winner
+
+
+def _pool_scatter(g, x, **geometry):
+    """x-shaped: each window's cotangent g added at the window's first maximum."""
+    g, winner = np.asarray(g), _winners(x, geometry)
+    (pt, pb), (pl, pr) = geometry["pads"]
+    n, c, h, w = np.shape(x)
+    out = np.zeros((n, c, h + pt + pb, w + pl + pr), g.dtype)
+    zero = np.zeros((), g.dtype)
+    for k, (_, _, view) in enumerate(_taps(out, **dict(geometry, pads=((0, 0), (0, 0))))):
+        view += np.where(winner == k, g, zero)  # a writable view of `out`
+    return out[:, :, pt:pt + h, pl:pl + w]
+
+
+def _pool_gather(gx, x, **geometry):
+    """output-shaped: gx read at each window's first maximum (the adjoint of _pool_scatter)."""
+    winner = _winners(x, geometry)
+    out = np.zeros(winner.shape, np.asarray(gx).dtype)
+    for k, (_, _, view) in enumerate(_taps(gx, pad_value=0, **geometry)):
+        np.copyto(out, view, where=winner == k)
+    return out
 
 
 max_pool2d = defprim("max_pool2d", _max_pool2d, grad_fn_name="MaxPool2DWithIndicesBackward0",
                      kind="other")
-pool_argmax_mask = defprim("pool_argmax_mask", _pool_argmax_mask, differentiable=False,
-                           kind="other")
-
-
-def _max_pool2d_vjp(g, ans, x, kernel, stride, dilation, pads):
-    mask = pool_argmax_mask(x, kernel=kernel, stride=stride, dilation=dilation, pads=pads)
-    n, c, oh, ow = shape_of(g)
-    spread = mask * reshape(g, shape=(n, c, 1, 1, oh, ow))
-    return col2im(spread, shape=shape_of(x), kernel=kernel, stride=stride, dilation=dilation,
-                  pads=pads)
-
-
-defvjp(max_pool2d, _max_pool2d_vjp)
+pool_scatter = defprim("pool_scatter", _pool_scatter,
+                       grad_fn_name="MaxPool2DWithIndicesBackwardBackward0", kind="other")
+pool_gather = defprim("pool_gather", _pool_gather, kind="other")
+defvjp(max_pool2d, lambda g, ans, x, **geometry: pool_scatter(g, x, **geometry))
+defvjp(pool_scatter, lambda gx, ans, g, x, **geometry: pool_gather(gx, x, **geometry), None)
+defvjp(pool_gather, lambda g, ans, gx, x, **geometry: pool_scatter(g, x, **geometry), None)

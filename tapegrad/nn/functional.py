@@ -285,10 +285,14 @@ def _conv_nd(name, nd, input, weight, bias, stride, padding, dilation, groups):
         raise RuntimeError(f"{name}: input size {list(input.shape[-nd:])} (after padding) is "
                            f"smaller than the kernel {list(weight.shape[2:])}; pad the input or "
                            "use a smaller kernel")
-    cols = PN.im2col(x, kernel=kernel, stride=stride, dilation=dilation, pads=pads)
-    cols = cols.reshape(n, groups, (c // groups) * kernel[0] * kernel[1], oh * ow)
-    out = w.reshape(groups, out_ch // groups, -1) @ cols  # (N, G, O/G, L)
-    out = out.reshape((n, out_ch) + ((ow,) if nd == 1 else (oh, ow)))
+    # one matmul per group over the whole batch: (O/G, C/G*kh*kw) @ (C/G*kh*kw, N*oh*ow)
+    cols = PN.im2col(x, kernel=kernel, stride=stride, dilation=dilation, pads=pads,
+                     batch_inner=True)
+    cols = cols.reshape(groups, (c // groups) * kernel[0] * kernel[1], n * oh * ow)
+    out = w.reshape(groups, out_ch // groups, -1) @ cols  # (G, O/G, N*L)
+    out = out.reshape(out_ch, n, oh, ow).permute(1, 0, 2, 3)
+    if nd == 1:
+        out = out.squeeze(2)
     if bias is not None:
         out = out + bias.reshape((out_ch,) + (1,) * nd)
     return out if batched else out.squeeze(0)
