@@ -24,3 +24,4 @@ from ._tensor_str import set_printoptions
 FloatTensor = DoubleTensor = LongTensor = Tensor
 get_default_dtype = (lambda: float32)
 from .transforms import grad, jit, make_tape, value_and_grad, vmap  # noqa: E402  (traced tapes)
+from .forward import hessian, hvp, jacfwd, jacobian, jacrev, jvp, linearize, vjp  # noqa: E402

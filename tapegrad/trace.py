@@ -1074,15 +1074,18 @@ _ARRAY_FUNCTIONS = {
 # Reverse mode on the tape being recorded
 # ---------------------------------------------------------------------------------------------
 
-def backward_on_tape(ctx, start, output, wrt_slots):
+def backward_on_tape(ctx, start, output, wrt_slots, seeds=None):
     """Record the adjoint sweep of the instructions from `start` on, from `output` to `wrt_slots`.
+
+    seeds ({slot: cotangent}, output None) starts the sweep from given cotangents of any slots
+    instead of ones for a scalar output (vjp, jvp); seeds are not differentiated.
 
     The cotangents are built by the registry's VJP rules applied to tracers, so the adjoint sweep
     is recorded as ordinary primitive instructions. Returns one cotangent per slot (zeros for
     inputs the output does not depend on).
     """
     tape = ctx.tape
-    if output.size != 1:
+    if seeds is None and output.size != 1:
         raise TypeError(f"tapegrad: grad needs a function with one scalar output, got shape "
                         f"{output.shape}; use vmap or sum the output")
     depends = set(wrt_slots)
@@ -1093,7 +1096,9 @@ def backward_on_tape(ctx, start, output, wrt_slots):
                     depends.add(ins.out)
                     break
     cotangents = {}
-    if output._slot in depends:
+    if seeds is not None:
+        cotangents = {s: c for s, c in seeds.items() if s in depends}
+    elif output._slot in depends:
         cotangents[output._slot] = np.ones(output.shape, dtype=output.dtype)
     end = len(tape.instrs)
     consts, tracers, shapes, dtypes = tape.consts, ctx.tracers, tape.shapes, tape.dtypes
