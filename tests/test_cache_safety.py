@@ -108,7 +108,8 @@ def _machine_code(cache_dir, sealed_only=False):
     """Numba's cached machine code (and index) files of the cache, or tapegrad's sealed ones."""
     pattern = r"\.[0-9a-f]{20}\.nbc$" if sealed_only else r"\.nb[ci]$"
     pycache = os.path.join(cache_dir, "__pycache__")
-    return sorted(os.path.join(pycache, n) for n in os.listdir(pycache) if re.search(pattern, n))
+    names = os.listdir(pycache) if os.path.isdir(pycache) else []
+    return sorted(os.path.join(pycache, n) for n in names if re.search(pattern, n))
 
 
 class _Evil:
@@ -168,6 +169,21 @@ def test_planted_index_data_and_bytecode_never_run(cache_dir, tmp_path):
     assert report["hits"] == 0 and not report["warnings"]     # rebuilt, quietly
     assert run(cache_dir)["hits"] == N_SIGNATURES              # and stored again
     assert not os.path.exists(marker)
+
+
+def test_planted_files_in_numba_cache_dir_never_run(cache_dir, tmp_path):
+    # with NUMBA_CACHE_DIR set, Numba itself would look for the entry's files there
+    from numba.core.caching import _CacheLocator
+    numba_dir = str(tmp_path / "numba_cache")
+    assert run(cache_dir, NUMBA_CACHE_DIR=numba_dir)["hits"] == 0
+    marker = str(tmp_path / "marker")
+    where = os.path.join(numba_dir, _CacheLocator.get_suitable_cache_subpath(_entry(cache_dir)))
+    os.makedirs(where, exist_ok=True)
+    planted = _plant_all(cache_dir, marker, directory=where)
+    for source, _ in planted:                  # leave them in NUMBA_CACHE_DIR only
+        assert os.path.dirname(source) == where
+    report = run(cache_dir, NUMBA_CACHE_DIR=numba_dir)
+    assert not os.path.exists(marker) and report["hits"] == N_SIGNATURES
 
 
 def test_planted_source_is_replaced_not_run(cache_dir, tmp_path):
