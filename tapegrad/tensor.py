@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 
 from . import _device, dtypes
+from . import numpy_api
 from . import primitives as P
 from ._tensor_str import format_tensor
 from .operators import PrimitiveOperators, binary_operator
@@ -376,7 +377,7 @@ class Tensor(PrimitiveOperators):
         return data if dtype is None else data.astype(dtype)
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        prim = P.UFUNC_PRIMITIVES.get(ufunc)
+        prim = numpy_api.UFUNCS.get(ufunc) or numpy_api.COMPOSED_UFUNCS.get(ufunc)
         if prim is None or method != "__call__" or kwargs:
             return NotImplemented
         return prim(*inputs)
@@ -754,10 +755,18 @@ class Tensor(PrimitiveOperators):
         needs_graph = grad_mode and any(isinstance(a, Tensor) and a._requires_grad for a in args)
         if grad_mode:
             _check_inplace_allowed(self, view, needs_graph)
-        if needs_graph and prim.name not in graph.SAVES_NOTHING:
-            # the node must see the old value, which the write overwrites; self as another operand
-            # stays itself, so a node that saved it fails loudly in backward, as in PyTorch
-            args = (_snapshot(self),) + tuple(args[1:])
+        if needs_graph:
+            # the node must see the old value, which the write overwrites (unless its rule reads
+            # none), and must not hold self or its root (a reference cycle once they are rebased
+            # onto it); self as another operand stays itself, so a node that saved it fails
+            # loudly in backward, as in PyTorch
+            copy = prim.name not in graph.SAVES_NOTHING
+            if view is None:
+                first = _stand_in(self, copy)
+            else:
+                chain = _replay(view)
+                first = _stand_in(chain[-1], copy)
+            args = (first,) + tuple(args[1:])
         result = Tensor._bind(prim, args, params, name)
         out = result._data
         if out.shape != self._data.shape:
@@ -781,14 +790,14 @@ class Tensor(PrimitiveOperators):
             if view is None:
                 _rebase(self, result.grad_fn)
             else:
-                _rebase(view.root, _write_back(view, result).grad_fn)
+                _rebase(view.root, _write_back(view, chain, result).grad_fn)
                 _catch_up(self)  # now: its old history is on the new one's path (retain_grad)
             if (prim.name in _IN_PLACE_KEEPS_RESULT
                     or prim is P.pow_ and isinstance(args[1], Tensor)):
                 # PyTorch's node keeps the result here (pow_: with a tensor exponent): a later
                 # write must fail in backward
                 result.grad_fn.out_version = graph.VersionSince(
-                    self._version_counter, self._version_counter[0], self.grad_fn)
+                    self._version_counter, self._version_counter[0], self.grad_fn.name())
         return self
 
     def add_(self, other, alpha=1):
@@ -946,11 +955,8 @@ def _catch_up(v):
             t = Tensor._bind(prim, (t,), params, "AsStridedBackward0" if i == last else None)
     finally:
         graph._set_enabled(previous)
-    old, new = _GRAD_FN_SLOT.__get__(v), t.grad_fn
-    if old is not None and old._retained is not None and old._retained() is v:
-        if new is not None:  # retain_grad() follows the tensor, as in PyTorch
-            new._retained = old._retained
-        old._retained = None
+    new = t.grad_fn
+    _move_retain(v, _GRAD_FN_SLOT.__get__(v), new)
     _GRAD_FN_SLOT.__set__(v, new)
     _REQUIRES_GRAD_SLOT.__set__(v, t._requires_grad)
 
@@ -986,29 +992,44 @@ def _check_inplace_allowed(t, view, needs_graph):
             "out-of-place one.")
 
 
-def _snapshot(t):
-    """A copy of t's value that carries t's history: what a node reads after t is overwritten."""
-    s = Tensor._wrap(t._data.copy(), t._requires_grad)
+def _stand_in(t, copy=True):
+    """A new tensor carrying t's history, for a node of a write to t: with a copy of t's value
+    when the node reads it, else sharing t's memory (the node reads only its shape)."""
+    s = Tensor._wrap(t._data.copy() if copy else t._data, t._requires_grad)
     s.grad_fn = t.grad_fn
     if t.grad_fn is None and t._requires_grad:
         s._accumulator = t._grad_accumulator()
     return s
 
 
-def _rebase(t, node):
-    """t's history is now `node`; a retain_grad() moves along with it, as in PyTorch."""
-    old = t.grad_fn
+def _move_retain(t, old, new):
+    """retain_grad() follows a tensor from its old history to its new one, as in PyTorch."""
     if old is not None and old._retained is not None and old._retained() is t:
-        node._retained, old._retained = old._retained, None
+        if new is not None:
+            new._retained = old._retained
+        old._retained = None
+
+
+def _rebase(t, node):
+    """t's history is now `node`."""
+    _move_retain(t, t.grad_fn, node)
     t.grad_fn, t._requires_grad = node, node is not None
 
 
-def _write_back(view, value):
+def _replay(view):
+    """The view's shape ops applied to a stand-in of its root: [root, ..., the view], as graph
+    tensors sharing the root's memory (the ops and their rules read no values)."""
+    chain = [_stand_in(view.root, copy=False)]
+    for prim, params in view.steps:
+        chain.append(Tensor._bind(prim, (chain[-1],), params))
+    return chain
+
+
+def _write_back(view, chain, value):
     """The root's new value as a graph: `value` written through the view's shape ops into the
-    root's old value (PyTorch's CopySlices), so gradients reach the root's old history too."""
-    parents = [view.root]  # the shape ops and setitem read no values: no copy needed
-    for prim, params in view.steps[:-1]:
-        parents.append(Tensor._bind(prim, (parents[-1],), params))
+    root's old value (PyTorch's CopySlices), so gradients reach the root's old history too.
+    chain: _replay(view) from before the write."""
+    parents = chain[:-1]
     for (prim, params), parent in zip(reversed(view.steps), reversed(parents)):
         name = "CopySlices" if parent is parents[0] else None
         if prim.name == "getitem":

@@ -871,3 +871,26 @@ def test_augmented_assignment_of_a_traced_value_to_a_tensor_constant_is_traced()
     expected = 2 * (c.numpy() + x) * x * (c.numpy() + 2 * x)
     np.testing.assert_allclose(tapegrad.grad(f)(x), expected)
     assert c.tolist() == [1.0, 2.0] and c._version == 0
+
+
+def test_in_place_writes_leave_no_reference_cycles():
+    # graphs of in-place writes are freed by reference counting alone (large arrays promptly)
+    import gc
+    import weakref
+    gc.collect()
+    gc.disable()
+    try:
+        x = tapegrad.ones(1000, requires_grad=True)
+        a = x * 1
+        a += 1
+        a *= 2
+        a[5:8] = 0.0
+        v = a[:10]
+        v += x[:10]
+        v.exp_()
+        a.sum().backward()
+        refs = [weakref.ref(t) for t in (a, v)] + [weakref.ref(a.grad_fn)]
+        del a, v
+        assert all(r() is None for r in refs)
+    finally:
+        gc.enable()

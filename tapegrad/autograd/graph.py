@@ -51,10 +51,10 @@ class Node:
 
 
 def _modified_error(tensor_type, shape, producer, version, expected, where):
-    # PyTorch's wording, naming the modified tensor by the op that last wrote it (ExpBackward0 is
-    # "Exp", PowBackward1 "Pow1")
-    which = "" if producer is None else (
-        f", which is output 0 of {re.sub(r'Backward0?', '', producer.name())},")
+    # PyTorch's wording, naming the modified tensor by the op that last wrote it (a node or its
+    # name; ExpBackward0 is "Exp", PowBackward1 "Pow1")
+    name = producer if isinstance(producer, str) or producer is None else producer.name()
+    which = "" if name is None else f", which is output 0 of {re.sub(r'Backward0?', '', name)},"
     return RuntimeError(
         "one of the variables needed for gradient computation has been modified by an inplace "
         f"operation: [{tensor_type} {list(shape)}]{which} is at version {version}; expected "
@@ -65,7 +65,8 @@ def _modified_error(tensor_type, shape, producer, version, expected, where):
 class VersionSince:
     """A node's output version counted from `start`: for an in-place op whose node keeps its
     result, the tensor written is at version `start` right after the write, and errors name it by
-    `producer`, its grad_fn then (a view's is AsStridedBackward0)."""
+    `producer`, the name of its grad_fn then (a view's is AsStridedBackward0; a name, not the
+    node, which may hold the tensor: no reference cycle)."""
     __slots__ = ("counter", "start", "producer")
 
     def __init__(self, counter, start, producer):
