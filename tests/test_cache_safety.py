@@ -79,9 +79,9 @@ def run(cache_dir=None, script=RUN, **env):
 
 
 def spawn(cache_dir, **env):
-    return subprocess.Popen([sys.executable, "-c", RUN], env=_env(TAPEGRAD_CACHE_DIR=cache_dir,
-                                                                  **env),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = _env(TAPEGRAD_CACHE_DIR=cache_dir, **env)
+    return subprocess.Popen([sys.executable, "-c", RUN], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 N_SIGNATURES = 3
