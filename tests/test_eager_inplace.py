@@ -6,7 +6,6 @@ values (NaN and inf included), gradients through in-place chains on non-leaves a
 version counters, object identity, dtypes, grad_fn names, and the errors PyTorch raises. Where a
 value can be computed directly it is also checked against NumPy or finite differences.
 """
-import itertools
 
 import numpy as np
 import pytest
