@@ -220,7 +220,7 @@ def test_custom_module_structure_printing_and_gradients():
     assert [type(m).__name__ for m in ours.children()] == \
         [type(m).__name__ for m in theirs.children()]
     assert list(ours.state_dict()) == list(theirs.state_dict())
-    _compare(ours, theirs, _x(3, 1, 4, 4))
+    _compare(ours, theirs, _x(3, 1, 4, 4), rtol=1e-4, atol=1e-5)  # LayerNorm amplifies rounding
 
 
 def test_state_dict_round_trip_and_errors():
@@ -394,6 +394,22 @@ def test_clip_grad_norm_matches_torch():
     small.grad = tg.tensor([0.1, 0.1])
     nn.utils.clip_grad_norm_([small], 10.0)
     np.testing.assert_allclose(small.grad.numpy(), [0.1, 0.1])
+
+
+def test_grad_fn_names_follow_torch():
+    cases = [
+        lambda m, lib: m.Linear(3, 2)(lib.ones(4, 3)),
+        lambda m, lib: m.Linear(3, 2)(lib.ones(4, 2, 3)),
+        lambda m, lib: m.Linear(3, 2)(lib.ones(3)),
+        lambda m, lib: m.Linear(3, 2, bias=False)(lib.ones(4, 3)),
+        lambda m, lib: m.Conv2d(1, 2, 3)(lib.ones(1, 1, 5, 5)),
+        lambda m, lib: m.Conv1d(1, 2, 3, bias=False)(lib.ones(1, 1, 5)),
+        lambda m, lib: m.MaxPool2d(2)(lib.ones(1, 1, 4, 4, requires_grad=True)),
+        lambda m, lib: m.LayerNorm(3)(lib.ones(2, 3)),
+        lambda m, lib: m.BatchNorm1d(3)(lib.randn(4, 3)),
+    ]
+    for make in cases:
+        assert make(nn, tg).grad_fn.name() == make(tnn, torch).grad_fn.name()
 
 
 def test_parameter_behaves_like_torch():

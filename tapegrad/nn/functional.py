@@ -75,9 +75,21 @@ def log_softmax(input, dim=None, dtype=None):
     return input.log_softmax(-1 if dim is None else dim)
 
 
+def _named(prim, args, name):
+    """prim(*args), its eager node shown under PyTorch's grad_fn name for the fused op."""
+    if all(isinstance(a, Tensor) or np.isscalar(a) for a in args):
+        return Tensor._bind(prim, args, {}, name)
+    return prim(*args)
+
+
 def linear(input, weight, bias=None):
-    out = input @ weight.t()
-    return out if bias is None else out + bias
+    if bias is None:
+        return input @ weight.t()
+    if input.ndim == 2:  # PyTorch runs addmm here, and shows it
+        return _named(P.add, (input @ weight.t(), bias), "AddmmBackward0")
+    # other ranks go through a matrix, as in PyTorch (ViewBackward0)
+    out = linear(input.reshape(-1, input.shape[-1]), weight, bias)
+    return out.reshape(tuple(input.shape[:-1]) + (weight.shape[0],))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,11 +302,12 @@ def _conv_nd(name, nd, input, weight, bias, stride, padding, dilation, groups):
                      batch_inner=True)
     cols = cols.reshape(groups, (c // groups) * kernel[0] * kernel[1], n * oh * ow)
     out = w.reshape(groups, out_ch // groups, -1) @ cols  # (G, O/G, N*L)
-    out = out.reshape(out_ch, n, oh, ow).permute(1, 0, 2, 3)
-    if nd == 1:
-        out = out.squeeze(2)
+    out = out.reshape((out_ch, n) + ((ow,) if nd == 1 else (oh, ow)))
     if bias is not None:
-        out = out + bias.reshape((out_ch,) + (1,) * nd)
+        out = out + bias.reshape((out_ch,) + (1,) * (nd + 1))
+    axes = (1, 0) + tuple(range(2, nd + 2))
+    out = out._view_op(P.transpose, {"axes": axes}, "ConvolutionBackward0") \
+        if isinstance(out, Tensor) else P.transpose(out, axes=axes)
     return out if batched else out.squeeze(0)
 
 
@@ -413,10 +426,11 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
     return P.where((index != padding_idx)[..., None], rows, rows.detach())
 
 
-def _affine(out, weight, bias):
+def _affine(out, weight, bias, name):
+    """out * weight + bias, the last step named as PyTorch's fused normalisation node."""
     if weight is not None:
-        out = out * weight
-    return out if bias is None else out + bias
+        out = _named(P.mul, (out, weight), name) if bias is None else out * weight
+    return out if bias is None else _named(P.add, (out, bias), name)
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
@@ -429,7 +443,8 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     dims = tuple(range(input.ndim - len(normalized_shape), input.ndim))
     centred = input - input.mean(dims, keepdim=True)
     var = (centred * centred).mean(dims, keepdim=True)
-    return _affine(centred * P.pow_(var + eps, -0.5), weight, bias)
+    return _affine(centred * P.pow_(var + eps, -0.5), weight, bias,
+                   "NativeLayerNormBackward0")
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
@@ -459,7 +474,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         var = running_var.reshape(shape)
     out = centred * P.pow_(var + eps, -0.5)
     return _affine(out, None if weight is None else weight.reshape(shape),
-                   None if bias is None else bias.reshape(shape))
+                   None if bias is None else bias.reshape(shape), "NativeBatchNormBackward0")
 
 
 def _blend(running, batch_value, momentum):
