@@ -855,6 +855,20 @@ class Tensor(PrimitiveOperators):
     __iadd__, __isub__, __imul__, __itruediv__, __ipow__ = map(
         _augmented, (add_, sub_, mul_, div_, pow_))
 
+    def __iand__(self, other):
+        return self._logical_in_place(P.logical_and, other)
+
+    def __ior__(self, other):
+        return self._logical_in_place(P.logical_or, other)
+
+    def _logical_in_place(self, prim, other):
+        # `&` and `|` are logical here, which is PyTorch's bitwise result for bools only: other
+        # dtypes keep the old rebinding through __and__/__or__
+        bools = isinstance(other, bool) or isinstance(other, Tensor) and other.dtype == dtypes.bool
+        if self._data.dtype != np.bool_ or not bools:
+            return NotImplemented
+        return self._inplace(prim, (self, other), {})
+
 
 graph.Tensor = Tensor
 _FAST_OPERANDS.add(Tensor)

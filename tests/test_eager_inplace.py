@@ -893,3 +893,16 @@ def test_in_place_writes_leave_no_reference_cycles():
         assert all(r() is None for r in refs)
     finally:
         gc.enable()
+
+
+def test_logical_in_place_operators_on_bools_like_torch():
+    def case(lib):
+        a = lib.tensor([[True, False, True], [False, False, True]])
+        old = a
+        a &= lib.tensor([True, True, False])
+        b = a.clone()
+        a |= lib.tensor([[False], [True]])
+        a &= True
+        return a, b, a is old, a._version
+    ours = assert_like_torch(case)
+    assert ours[2] is True and ours[3] == 3
