@@ -181,7 +181,9 @@ _METHOD_FUNCTIONS = (
     "add sub mul div pow neg exp log log1p expm1 sqrt rsqrt sin cos tan tanh sigmoid relu abs erf "
     "sign square reciprocal clamp clip sum mean prod amax amin max min argmax argmin logsumexp "
     "norm softmax log_softmax std var reshape flatten squeeze unsqueeze t transpose permute "
-    "unbind split chunk numel maximum minimum logaddexp logaddexp2 clone detach").split()
+    "unbind split chunk numel maximum minimum logaddexp logaddexp2 clone detach "
+    "asin arcsin acos arccos atan arctan asinh arcsinh acosh arccosh atanh arctanh sinh cosh "
+    "log2 log10 exp2 trunc ceil atan2 arctan2 hypot fmax fmin remainder fmod").split()
 globals().update({name: _method(name) for name in _METHOD_FUNCTIONS})
 subtract, multiply, divide, absolute = sub, mul, div, abs  # noqa: F821 (made just above)
 

@@ -95,6 +95,42 @@ defvjp(softplus, lambda g, ans, x: g * sigmoid(x))
 defvjp(erf, lambda g, ans, x: g * (2 / np.sqrt(np.pi)) * exp(-(x * x)))
 
 
+# Inverse trigonometric, hyperbolic and inverse hyperbolic functions, other bases: PyTorch's names
+# for the grad_fn (AsinBackward0), NumPy's for the primitive
+def _unary_prim(name, np_fn, torch_name):
+    return defprim(name, _quiet(np_fn), grad_fn_name=torch_name.capitalize() + "Backward0",
+                   source=f"np.{np_fn.__name__}({{0}})")
+
+
+arcsin = _unary_prim("arcsin", np.arcsin, "asin")
+arccos = _unary_prim("arccos", np.arccos, "acos")
+arctan = _unary_prim("arctan", np.arctan, "atan")
+sinh = _unary_prim("sinh", np.sinh, "sinh")
+cosh = _unary_prim("cosh", np.cosh, "cosh")
+arcsinh = _unary_prim("arcsinh", np.arcsinh, "asinh")
+arccosh = _unary_prim("arccosh", np.arccosh, "acosh")
+arctanh = _unary_prim("arctanh", np.arctanh, "atanh")
+log2 = _unary_prim("log2", np.log2, "log2")
+log10 = _unary_prim("log10", np.log10, "log10")
+exp2 = _unary_prim("exp2", np.exp2, "exp2")
+cbrt = _unary_prim("cbrt", np.cbrt, "cbrt")
+
+_LN10 = math.log(10)
+defvjp(arcsin, lambda g, ans, x: g / sqrt(1 - x * x))
+defvjp(arccos, lambda g, ans, x: -g / sqrt(1 - x * x))
+defvjp(arctan, lambda g, ans, x: g / (x * x + 1))
+defvjp(sinh, lambda g, ans, x: g * cosh(x))
+defvjp(cosh, lambda g, ans, x: g * sinh(x))
+defvjp(arcsinh, lambda g, ans, x: g / sqrt(x * x + 1))
+defvjp(arccosh, lambda g, ans, x: g / sqrt(x * x - 1))
+defvjp(arctanh, lambda g, ans, x: g / (1 - x * x))
+defvjp(log2, lambda g, ans, x: g / (x * math.log(2)))
+defvjp(log10, lambda g, ans, x: g / (x * _LN10))
+defvjp(exp2, lambda g, ans, x: g * ans * math.log(2))
+# through cbrt(x) itself (not ans): a second derivative must see ans depend on x
+defvjp(cbrt, lambda g, ans, x: g / (cbrt(x) * cbrt(x) * 3))
+
+
 def _sgn(x):
     """sign(x) with 0 at NaN, as PyTorch's derivative formulas use it (np.sign(NaN) is NaN)."""
     dtype = dtype_of(x).name
@@ -217,6 +253,43 @@ def _pow_vjp_exponent(g, ans, x, y):
 
 defvjp(pow_, _pow_vjp_base, _pow_vjp_exponent)
 
+arctan2 = defprim("arctan2", np.arctan2, grad_fn_name="Atan2Backward0",
+                  source="np.arctan2({0}, {1})")
+hypot = defprim("hypot", np.hypot, source="np.hypot({0}, {1})")
+# d/dy atan2(y, x) = x / (x^2 + y^2), d/dx = -y / (x^2 + y^2), as PyTorch's Atan2Backward0
+defvjp(arctan2, lambda g, ans, y, x: g * x / (x * x + y * y),
+       lambda g, ans, y, x: -g * y / (x * x + y * y))
+defvjp(hypot, lambda g, ans, x, y: g * x / ans, lambda g, ans, x, y: g * y / ans)
+
+# fmax/fmin ignore a NaN argument (NaN only where both are); PyTorch's rule: the first argument
+# takes the whole gradient on ties and where the other is NaN
+fmax = defprim("fmax", np.fmax, source="np.fmax({0}, {1})")
+fmin = defprim("fmin", np.fmin, source="np.fmin({0}, {1})")
+
+
+def _first_wins(x, y, beats):
+    return logical_or(beats(x, y), isnan(y))
+
+
+defvjp(fmax, lambda g, ans, x, y: where(_first_wins(x, y, ge), g, 0),
+       lambda g, ans, x, y: where(_first_wins(x, y, ge), 0, g))
+defvjp(fmin, lambda g, ans, x, y: where(_first_wins(x, y, le), g, 0),
+       lambda g, ans, x, y: where(_first_wins(x, y, le), 0, g))
+
+# remainder (np.remainder, np.mod, `%`: the divisor's sign) and fmod (C's: the dividend's sign):
+# x - q * y with q = floor(x / y) or trunc(x / y), piecewise constant between the jumps
+def _scalar_divisor_name(stem):
+    # PyTorch: tensor % number is Backward0, tensor % tensor Backward1
+    return lambda args, params: stem + ("Backward0" if _is_number(args[1]) else "Backward1")
+
+
+remainder = defprim("remainder", _quiet(np.remainder), source="np.remainder({0}, {1})",
+                    grad_fn_name=_scalar_divisor_name("Remainder"))
+fmod = defprim("fmod", _quiet(np.fmod), source="np.fmod({0}, {1})",
+               grad_fn_name=_scalar_divisor_name("Fmod"))
+defvjp(remainder, lambda g, ans, x, y: g, lambda g, ans, x, y: -g * floor(x / y))
+defvjp(fmod, lambda g, ans, x, y: g, lambda g, ans, x, y: -g * trunc(x / y))
+
 where = defprim("where", np.where, source="np.where({0}, {1}, {2})")
 defvjp(where, None, lambda g, ans, c, x, y: where(c, g, 0), lambda g, ans, c, x, y: where(c, 0, g))
 
@@ -240,6 +313,8 @@ logical_or = _nondiff("logical_or", np.logical_or, "np.logical_or({0}, {1})")
 logical_not = _nondiff("logical_not", np.logical_not, "np.logical_not({0})")
 isnan = _nondiff("isnan", np.isnan, "np.isnan({0})")
 floor = _nondiff("floor", np.floor, "np.floor({0})")
+ceil = _nondiff("ceil", np.ceil, "np.ceil({0})")
+trunc = _nondiff("trunc", np.trunc, "np.trunc({0})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -659,22 +734,6 @@ defvjp(clone, lambda g, ans, x: g)
 
 
 # ---------------------------------------------------------------------------------------------
-# NumPy ufuncs that map onto primitives (for __array_ufunc__ of Tensors and tracers)
-# ---------------------------------------------------------------------------------------------
-
-UFUNC_PRIMITIVES = {
-    np.add: add, np.subtract: sub, np.multiply: mul, np.true_divide: div, np.divide: div,
-    np.negative: neg, np.power: pow_, np.maximum: maximum, np.minimum: minimum,
-    np.exp: exp, np.log: log, np.log1p: log1p, np.expm1: expm1, np.sqrt: sqrt,
-    np.sin: sin, np.cos: cos, np.tan: tan, np.tanh: tanh, np.absolute: abs_, np.sign: sign,
-    np.less: lt, np.less_equal: le, np.greater: gt, np.greater_equal: ge, np.equal: eq,
-    np.not_equal: ne, np.logical_and: logical_and, np.logical_or: logical_or,
-    np.logical_not: logical_not, np.isnan: isnan, np.floor: floor, np.matmul: matmul,
-    np.logaddexp: logaddexp, np.logaddexp2: logaddexp2,
-}
-
-
-# ---------------------------------------------------------------------------------------------
 # Scalar forms for the compiled backends: one Numba expression per elementwise primitive over
 # float64 operands {0} {1} {2} (booleans are 0.0/1.0). `math` is in scope; these work in @njit
 # and in numba.cuda device code alike, and the backends' tests check them against `impl`.
@@ -713,6 +772,21 @@ _SCALAR_FORMS = {
     "isnan": "(1.0 if {0} != {0} else 0.0)",
     # math.floor returns an int: NaN, inf and |x| >= 2**52 (already whole) pass through
     "floor": "(math.floor({0}) * 1.0 if abs({0}) < 4503599627370496.0 else {0})",
+    "ceil": "(math.ceil({0}) * 1.0 if abs({0}) < 4503599627370496.0 else {0})",
+    "trunc": "(math.trunc({0}) * 1.0 if abs({0}) < 4503599627370496.0 else {0})",
+    "arcsin": "math.asin({0})", "arccos": "math.acos({0})", "arctan": "math.atan({0})",
+    "sinh": "math.sinh({0})", "cosh": "math.cosh({0})", "arcsinh": "math.asinh({0})",
+    "arccosh": "math.acosh({0})", "arctanh": "math.atanh({0})",
+    "log2": "math.log2({0})", "log10": "math.log10({0})", "exp2": "(2.0 ** {0})",
+    "cbrt": "math.copysign(abs({0}) ** (1.0 / 3.0), {0})",
+    "arctan2": "math.atan2({0}, {1})", "hypot": "math.hypot({0}, {1})",
+    "fmax": "({0} if ({0} >= {1} or {1} != {1}) else {1})",
+    "fmin": "({0} if ({0} <= {1} or {1} != {1}) else {1})",
+    # Numba's float % is Python's, which is NumPy's remainder (the divisor's sign; NaN for a zero
+    # divisor under error_model="numpy"); on positive operands it is exactly fmod (Numba has no
+    # math.fmod on the CPU)
+    "remainder": "({0} % {1})",
+    "fmod": "math.copysign(abs({0}) % abs({1}), {0})",
 }
 for _name, _form in _SCALAR_FORMS.items():
     globals()[_name if _name not in ("abs", "pow") else _name + "_"].scalar = _form

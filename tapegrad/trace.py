@@ -16,6 +16,7 @@ import threading
 
 import numpy as np
 
+from . import numpy_api
 from . import primitives as P
 from .core import bind, dtype_of, shape_of
 from .operators import PrimitiveOperators, binary_operator
@@ -339,7 +340,7 @@ def _bind_tracer(prim, args, params):
 
 
 def _ufunc_table():
-    table = dict(getattr(P, "UFUNC_PRIMITIVES", {}))
+    table = dict(numpy_api.UFUNCS)  # the one NumPy table; the entries below are its tracer spellings
     table.update({
         np.add: P.add, np.subtract: P.sub, np.multiply: P.mul, np.true_divide: P.div,
         np.negative: P.neg, np.power: P.pow_, np.maximum: P.maximum, np.minimum: P.minimum,
@@ -391,6 +392,7 @@ def _logical(prim, symbol):
 
 
 _COMPOSED_UFUNCS = {
+    **numpy_api.COMPOSED_UFUNCS,
     np.square: _square,
     np.reciprocal: _reciprocal,
     np.fabs: lambda x: P.abs_(_in_result_dtype(np.fabs, x)),

@@ -20,9 +20,9 @@ _compile_lock = threading.Lock()
 
 
 def _ieee(ufunc):
-    def call(x):
+    def call(*x):
         with np.errstate(all="ignore"):
-            return ufunc(x)
+            return ufunc(*x)
     return call
 
 
@@ -35,6 +35,13 @@ class _SimulatorMath:
     exp, log, log1p, expm1 = _ieee(np.exp), _ieee(np.log), _ieee(np.log1p), _ieee(np.expm1)
     sqrt, sin, cos, tan, tanh = (_ieee(np.sqrt), _ieee(np.sin), _ieee(np.cos), _ieee(np.tan),
                                  _ieee(np.tanh))
+    asin, acos, atan, atan2 = (_ieee(np.arcsin), _ieee(np.arccos), _ieee(np.arctan),
+                               _ieee(np.arctan2))
+    sinh, cosh, asinh, acosh = (_ieee(np.sinh), _ieee(np.cosh), _ieee(np.arcsinh),
+                                _ieee(np.arccosh))
+    atanh, log2, log10, hypot = (_ieee(np.arctanh), _ieee(np.log2), _ieee(np.log10),
+                                 _ieee(np.hypot))
+    ceil, copysign = math.ceil, math.copysign
 
 
 MATH = _SimulatorMath if config.SIMULATOR else math

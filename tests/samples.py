@@ -19,6 +19,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from tapegrad import primitives_nn
 from tapegrad.core import REGISTRY, bind
 
 
@@ -125,6 +126,19 @@ _UNARY = {
     "softplus": (lambda s: randn(*s) * 3, lambda t, x: t.nn.functional.softplus(x)),
     "erf": (lambda s: randn(*s), lambda t, x: t.erf(x)),
     "clone": (lambda s: randn(*s), lambda t, x: x.clone()),
+    # inverse trigonometric, hyperbolic, other bases: inside each domain, off its edges
+    "arcsin": (lambda s: uniform(-0.9, 0.9, *s), lambda t, x: t.asin(x)),
+    "arccos": (lambda s: uniform(-0.9, 0.9, *s), lambda t, x: x.acos()),
+    "arctan": (lambda s: randn(*s) * 2, lambda t, x: t.atan(x)),
+    "sinh": (lambda s: randn(*s), lambda t, x: t.sinh(x)),
+    "cosh": (lambda s: randn(*s), lambda t, x: x.cosh()),
+    "arcsinh": (lambda s: randn(*s) * 2, lambda t, x: t.asinh(x)),
+    "arccosh": (lambda s: uniform(1.2, 4.0, *s), lambda t, x: t.acosh(x)),
+    "arctanh": (lambda s: uniform(-0.9, 0.9, *s), lambda t, x: t.atanh(x)),
+    "log2": (lambda s: uniform(0.2, 3.0, *s), lambda t, x: t.log2(x)),
+    "log10": (lambda s: uniform(0.2, 3.0, *s), lambda t, x: x.log10()),
+    "exp2": (lambda s: randn(*s), lambda t, x: t.exp2(x)),
+    "cbrt": (lambda s: away_from(randn(*s) * 2, [0], 0.2), None),  # torch has no cbrt
 }
 for _prim, (_make, _api) in _UNARY.items():
     for _shape in SHAPES:
@@ -187,6 +201,10 @@ _BINARY = {
     "pow": (lambda *s: uniform(0.3, 2.0, *s), randn, lambda t, x, y: x ** y),
     "logaddexp": (randn, randn, lambda t, x, y: t.logaddexp(x, y)),
     "logaddexp2": (randn, randn, lambda t, x, y: t.logaddexp2(x, y)),
+    "arctan2": (randn, randn, lambda t, y, x: t.atan2(y, x)),
+    "hypot": (randn, randn, lambda t, x, y: t.hypot(x, y)),
+    "fmax": (randn, randn, lambda t, x, y: t.fmax(x, y)),
+    "fmin": (randn, randn, lambda t, x, y: x.fmin(y)),
 }
 for _prim, (_make_x, _make_y, _api) in _BINARY.items():
     for _sx, _sy in BROADCAST_PAIRS:
@@ -223,6 +241,29 @@ for _prim in ("logaddexp", "logaddexp2"):
         np.array([1.0, 1.0, np.inf, np.inf, -np.inf, 1.0, -np.inf]),
         api=lambda t, x, y, _prim=_prim: getattr(t, _prim)(x, y), note="infinite",
         finite_differences=False)
+
+# fmax/fmin ignore NaN (the other argument gets the gradient) and give the first argument the
+# gradient on ties, as PyTorch's FmaxBackward0/FminBackward0
+for _prim in ("fmax", "fmin"):
+    add(_prim, np.array([np.nan, 1.0, np.nan, 2.0, 1.0, np.inf, -np.inf, 3.0]),
+        np.array([1.0, np.nan, np.nan, 2.0, np.inf, np.inf, -np.inf, -1.0]),
+        api=lambda t, x, y, p=_prim: getattr(t, p)(x, y), note="nan-ties", finite_differences=False)
+
+
+def _off_the_jumps(divisor, *shape):
+    """A dividend whose quotient by `divisor` sits between two integers (k + 0.2 .. k + 0.8), where
+    remainder and fmod are smooth; negative quotients too, where fmod and remainder differ."""
+    k = np.floor(uniform(-3, 3, *shape))
+    return (k + uniform(0.2, 0.8, *shape)) * divisor
+
+
+for _prim, _api in (("remainder", lambda t, x, y: x % y), ("fmod", lambda t, x, y: t.fmod(x, y))):
+    for _sx, _sy in (((3,), (3,)), ((2, 3), (3,)), ((2, 3, 4), (3, 1)), ((), ())):
+        _y = away_from(randn(*_sy), [0], 0.5)
+        add(_prim, _off_the_jumps(_y, *_sx), _y, api=_api)
+    add(_prim, _off_the_jumps(0.7, 2, 3), 0.7, api=_api, note="scalar-divisor")
+    # (torch has no rule for number % tensor; quotients 6.875, -4.23, 2.62 sit off the jumps)
+    add(_prim, 5.5, np.array([0.8, -1.3, 2.1]), note="scalar-dividend")
 
 # sign: a zero gradient (PyTorch's), off the jump for finite differences
 add("sign", away_from(randn(2, 3), [0]), api=lambda t, x: t.sign(x))
@@ -422,6 +463,34 @@ for _sa, _sb, _api in [
         ((3,), (2, 3, 4), lambda t, a, b: a @ b),
         ((2, 4, 3), (3,), lambda t, a, b: a.matmul(b))]:
     add("matmul", randn(*_sa), randn(*_sb), api=_api)
+
+
+# ---------------------------------------------------------------------------------------------
+# Windows of 2-D images (primitives_nn): im2col/col2im are adjoint, max pooling picks one tap
+# ---------------------------------------------------------------------------------------------
+
+_NO_PADS = ((0, 0), (0, 0))
+for _kernel, _stride, _dilation, _pads in (((2, 2), (1, 1), (1, 1), _NO_PADS),
+                                          ((2, 3), (2, 1), (1, 2), ((1, 0), (1, 2)))):
+    _window = {"kernel": _kernel, "stride": _stride, "dilation": _dilation, "pads": _pads}
+    _x = randn(2, 2, 5, 6)
+    _cols = primitives_nn.im2col(_x, **_window)
+    add("im2col", _x, params=dict(_window))
+    add("col2im", randn(*np.shape(_cols)), params=dict(_window, shape=_x.shape))
+# distinct values: no ties, so finite differences see the argmax stay put
+add("max_pool2d", np.arange(2 * 2 * 4 * 4.0).reshape(2, 2, 4, 4) * 0.1 + randn(2, 2, 4, 4) * 0.01,
+    params={"kernel": (2, 2), "stride": (2, 2), "dilation": (1, 1), "pads": _NO_PADS},
+    api=lambda t, x: t.nn.functional.max_pool2d(x, 2))
+add("max_pool2d", randn(1, 2, 5, 5) * 3,
+    params={"kernel": (3, 2), "stride": (1, 2), "dilation": (1, 1), "pads": ((1, 1), (0, 0))},
+    api=lambda t, x: t.nn.functional.max_pool2d(x, (3, 2), stride=(1, 2), padding=(1, 0)))
+
+# the rules of max pooling's rule (double backward): g scattered to, and gathered from, the
+# windows' maxima of a constant x
+_geometry = {"kernel": (2, 2), "stride": (2, 2), "dilation": (1, 1), "pads": _NO_PADS}
+_x = np.arange(2 * 4 * 4.0).reshape(1, 2, 4, 4)[..., ::-1] * 0.1
+add("pool_scatter", randn(1, 2, 2, 2), _x, params=_geometry, diff=(0,))
+add("pool_gather", randn(1, 2, 4, 4), _x, params=_geometry, diff=(0,))
 
 
 # ---------------------------------------------------------------------------------------------
