@@ -583,3 +583,28 @@ def test_save_load_state_dict_and_weights_only(tmp_path):
         tg.load(path)
     whole = tg.load(path, weights_only=False)
     np.testing.assert_array_equal(whole(x).detach().numpy(), model(x).detach().numpy())
+
+
+def test_devices_and_new_tensor_factories_follow_torch():
+    assert repr(tg.device("cpu")) == repr(torch.device("cpu"))
+    assert repr(tg.device("cuda:1")) == repr(torch.device("cuda:1"))
+    assert str(tg.device("cuda", 0)) == str(torch.device("cuda", 0)) == "cuda:0"
+    assert tg.device("cpu") == tg.ones(1).device and tg.ones(1).device.type == "cpu"
+    assert not tg.cuda.is_available() and tg.cuda.device_count() == 0
+    assert not tg.backends.mps.is_available() and not tg.accelerator.is_available()
+    x = tg.ones(2, dtype=tg.float64)
+    assert x.to("cpu") is x and x.to(tg.device("cpu")) is x and x.cpu() is x
+    assert x.to(device="cpu", dtype=tg.float32).dtype == tg.float32
+    for move in (lambda: x.to("cuda"), lambda: x.cuda(), lambda: x.to(device="cuda:0"),
+                 lambda: tg.set_default_device("cuda")):
+        with pytest.raises(RuntimeError, match="cuda.*live on the CPU"):
+            move()
+    tg.set_default_device("cpu")
+    with pytest.raises(RuntimeError, match="Expected one of cpu, cuda"):
+        tg.device("tpu")
+    t = torch.ones(2, dtype=torch.float64)
+    for ours, theirs in ((x.new_ones(3), t.new_ones(3)), (x.new_zeros((2, 2)), t.new_zeros((2, 2))),
+                         (x.new_full((2,), 7), t.new_full((2,), 7)),
+                         (x.new_tensor([1, 2]), t.new_tensor([1, 2])),
+                         (x.new_ones(2, dtype=tg.int64), t.new_ones(2, dtype=torch.int64))):
+        assert str(ours) == str(theirs)

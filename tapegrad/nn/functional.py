@@ -86,7 +86,8 @@ def linear(input, weight, bias=None):
     if bias is None:
         return input @ weight.t()
     if input.ndim == 2:  # PyTorch runs addmm here, and shows it
-        return _named(P.add, (input @ weight.t(), bias), "AddmmBackward0")
+        # bias first: next_functions[0] is the bias, as in addmm(bias, input, weight.t())
+        return _named(P.add, (bias, input @ weight.t()), "AddmmBackward0")
     # other ranks go through a matrix, as in PyTorch (ViewBackward0)
     out = linear(input.reshape(-1, input.shape[-1]), weight, bias)
     return out.reshape(tuple(input.shape[:-1]) + (weight.shape[0],))
