@@ -595,11 +595,12 @@ def test_other_in_place_methods_like_torch(method, special):
 # the regression of the issue: a manual-SGD MLP
 # ---------------------------------------------------------------------------------------------
 
-def _train(lib, steps=60, lr=0.1):
+def _train(lib, dtype="float64", steps=60, lr=0.1):
     rng = np.random.default_rng(0)
-    X = lib.tensor(rng.standard_normal((32, 4)), dtype=lib.float64)
-    Y = lib.tensor(np.sin(rng.standard_normal((32, 1))), dtype=lib.float64)
-    params = [lib.tensor(rng.standard_normal(s) * 0.5, dtype=lib.float64, requires_grad=True)
+    dtype = getattr(lib, dtype)
+    X = lib.tensor(rng.standard_normal((32, 4)), dtype=dtype)
+    Y = lib.tensor(np.sin(rng.standard_normal((32, 1))), dtype=dtype)
+    params = [lib.tensor(rng.standard_normal(s) * 0.5, dtype=dtype, requires_grad=True)
               for s in [(4, 16), (16,), (16, 1), (1,)]]
     w1, b1, w2, b2 = params
     identities = [id(p) for p in params]
@@ -616,17 +617,19 @@ def _train(lib, steps=60, lr=0.1):
                 p.grad.zero_()
         losses.append(loss.item())
     same = [id(p) for p in (w1, b1, w2, b2)] == identities
-    return losses, same, [p.is_leaf and p.requires_grad for p in (w1, b1, w2, b2)], w1, b2
+    flags = [p.is_leaf and p.requires_grad and p.dtype == dtype for p in (w1, b1, w2, b2)]
+    return losses, same, flags, w1, b2
 
 
-def test_manual_sgd_mlp_trains_and_matches_torch_step_by_step():
-    ours, theirs = run_both(_train)
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-10), ("float32", 1e-4)])
+def test_manual_sgd_mlp_trains_and_matches_torch_step_by_step(dtype, rtol):
+    ours, theirs = run_both(_train, dtype)
     losses = ours[0]
     assert losses[-1] < 0.5 * losses[0]
-    assert all(b <= a + 1e-12 for a, b in zip(losses, losses[1:]))  # small lr: monotone
-    np.testing.assert_allclose(losses, theirs[0], rtol=1e-10)
-    _same(ours, theirs)
-    assert ours[1] is True and ours[2] == [True] * 4
+    assert all(b <= a + 1e-6 for a, b in zip(losses, losses[1:]))  # small lr: monotone
+    np.testing.assert_allclose(losses, theirs[0], rtol=rtol)
+    np.testing.assert_allclose(ours[3][2], theirs[3][2], rtol=rtol, atol=rtol)
+    assert ours[1] is True and ours[2] == [True] * 4 and ours[3][1] == theirs[3][1]
 
 
 @pytest.mark.parametrize("seed", range(6))
