@@ -25,3 +25,5 @@ FloatTensor = DoubleTensor = LongTensor = Tensor
 get_default_dtype = (lambda: float32)
 from .transforms import grad, jit, make_tape, value_and_grad, vmap  # noqa: E402  (traced tapes)
 from .forward import hessian, hvp, jacfwd, jacobian, jacrev, jvp, linearize, vjp  # noqa: E402
+from .custom_rules import custom_jvp, custom_vjp  # noqa: E402
+from .checkpoint import checkpoint  # noqa: E402

@@ -452,6 +452,11 @@ def trace_to_tape(fun, args):
             raise
     leaves, structure = tree_flatten(out, lambda x: isinstance(x, Tracer))
     tape = ctx.tape
+    if any(hasattr(ins.prim, "lower") for ins in tape.instrs):
+        # instructions that exist only while tracing (custom rules, checkpoint) become registry
+        # primitives: the derivatives they stand for are recorded by now
+        tape.instrs[:] = [ins.prim.lower(ins, tape) if hasattr(ins.prim, "lower") else ins
+                          for ins in tape.instrs]
     tape.outputs = [x._slot if isinstance(x, Tracer) and x._ctx is ctx else tape.add_const(x)
                     for x in leaves]
     tape.out_tree = structure
