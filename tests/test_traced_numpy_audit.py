@@ -1,14 +1,15 @@
 """Audit of every NumPy function, ufunc and array method the tracer maps onto primitives.
 
 The entries come from the tracer's own tables (ufuncs, composed ufuncs, ufunc reductions, array
-functions) and from the ndarray methods Tracer defines, so a new entry is covered as soon as it is
-added: ufuncs get generated cases from their arity, and every other entry must have cases in
-CASES below (test_every_entry_has_cases fails otherwise).
+functions) and from the ndarray methods and operators Tracer defines, so a new entry is covered as
+soon as it is added: ufuncs get generated cases from their arity, and every other entry must have
+cases in CASES below (test_every_entry_has_cases fails otherwise).
 
 Each case is checked against NumPy itself:
 - value, shape and dtype, on N-D shapes, broadcasting, axis/keepdims variants, negative axes and
   0-d inputs, with NaN, +-inf, +-0 and huge values among the elements: traced (first call of
-  tg.jit) and compiled (second call), float64, float32 and int64 inputs;
+  tg.jit) and compiled (second call), float64, float32, int64 and bool inputs; where NumPy
+  refuses a case (a dtype, a shape), the tape must refuse it too;
 - the gradient of a weighted sum of the result, by central finite differences in float64 at smooth
   points, through tg.grad and through tg.jit(tg.grad) (compiled);
 - at the special values, tg.grad and the compiled gradient agree (NaN where NaN).
@@ -53,7 +54,7 @@ _NOT_OPERATORS = {"__init__", "__new__", "__repr__", "__format__", "__array_ufun
                   "__str__", "__reduce__", "__reduce_ex__", "__sizeof__", "__class__", "__dir__",
                   "__getattribute__", "__setattr__", "__delattr__", "__init_subclass__",
                   "__subclasshook__", "__doc__", "__module__", "__slots__", "__weakref__",
-                  "__dict__", "__eq__x"}
+                  "__dict__"}
 
 
 def _tracer_operators():
@@ -68,7 +69,7 @@ def _tracer_operators():
 def _tracer_methods():
     """The ndarray methods and properties Tracer defines itself (NumPy's spelling)."""
     names = []
-    for name, attr in vars(trace.Tracer).items():
+    for name in vars(trace.Tracer):
         if name.startswith("_") or not hasattr(np.ndarray, name):
             continue
         if name in ("shape", "ndim", "size", "dtype", "item", "tolist", "data"):
@@ -97,6 +98,7 @@ class Case:
     fd_eps: float = 1e-6
     refused: tuple = ()            # input dtypes the tracer refuses with a TraceError on purpose
     grad_rtol: float = 1e-6
+    domain: tuple = None           # (low, high) of the smooth points, where the default misses
 
     def label(self):
         bits = [str(s) for s in self.shapes] + [repr(e) for e in self.extra]
@@ -111,16 +113,22 @@ def C(*shapes, **kw):
 UNARY_SHAPES = [(), (5,), (2, 3), (2, 1, 4)]
 BINARY_SHAPES = [((2, 3), (2, 3)), ((2, 3), (3,)), ((4, 1), (1, 3)), ((), (2, 3)), ((3,), ()),
                  ((2, 1, 3), (4, 3))]
-POSITIVE_ONLY = {"log", "sqrt", "log1p", "power", "logaddexp2", "reciprocal"}
-NOT_DIFFERENTIABLE = {"sign", "floor", "less", "less_equal", "greater", "greater_equal", "equal",
-                      "not_equal", "logical_and", "logical_or", "logical_not", "isnan"}
-KINKED = {"maximum", "minimum", "absolute", "fabs", "floor", "sign"}
+POSITIVE_ONLY = {"log", "sqrt", "log1p", "power", "logaddexp2", "reciprocal", "log2", "log10",
+                 "arccosh"}
+NOT_DIFFERENTIABLE = {"sign", "floor", "ceil", "trunc", "rint", "less", "less_equal", "greater",
+                      "greater_equal", "equal", "not_equal", "logical_and", "logical_or",
+                      "logical_not", "logical_xor", "isnan", "isinf", "isfinite", "signbit",
+                      "floor_divide"}
+KINKED = {"maximum", "minimum", "fmax", "fmin", "absolute", "fabs", "floor", "ceil", "trunc",
+          "sign", "remainder", "fmod"}
+DOMAINS = {"arcsin": (-0.9, 0.9), "arccos": (-0.9, 0.9), "arctanh": (-0.9, 0.9),
+           "arccosh": (1.1, 3.0), "remainder": (0.3, 0.95), "fmod": (0.3, 0.95)}
 
 
 def ufunc_cases(ufunc):
     name = ufunc.__name__
     common = dict(grad=name not in NOT_DIFFERENTIABLE, positive=name in POSITIVE_ONLY,
-                  kinks=name in KINKED)
+                  kinks=name in KINKED and name not in DOMAINS, domain=DOMAINS.get(name))
     if ufunc is np.matmul:
         return [C((3,), (3,)), C((2, 3), (3,)), C((3,), (3, 4)), C((2, 3), (3, 4)),
                 C((2, 2, 3), (3, 4)), C((5, 1, 2, 3), (4, 3, 2))]
@@ -245,7 +253,7 @@ BITWISE2 = [C((2, 3), (2, 3), masks=(0, 1)), C((2, 3), (3,), masks=(0, 1)),
 BITWISE1 = [C((2, 3), masks=(0,)), C((2, 3), grad=False, refused=(np.int64,))]
 CASES.update({np.bitwise_and: BITWISE2, np.bitwise_or: BITWISE2, np.invert: BITWISE1})
 
-_OPERATOR_UFUNCS = {"add": np.add, "sub": np.subtract, "mul": np.multiply,
+_OPERATOR_UFUNCS = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "mod": np.remainder,
                     "truediv": np.true_divide, "pow": np.power, "matmul": np.matmul,
                     "lt": np.less, "le": np.less_equal, "gt": np.greater,
                     "ge": np.greater_equal, "eq": np.equal, "ne": np.not_equal}
@@ -327,6 +335,8 @@ def smooth_values(case, seed=0):
 
     def fill(shape, k):
         n = math.prod(shape)
+        if case.domain is not None:
+            return rng.uniform(*case.domain, size=n).reshape(shape)
         if case.kinks:
             # spaced apart: no ties, no element within 0.05 of another or of a kink at 0
             base = 0.3 + 0.17 * rng.permutation(n) + 0.011 * k
