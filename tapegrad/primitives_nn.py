@@ -101,18 +101,9 @@ def _max_pool2d(x, kernel, stride, dilation, pads):
 
 
 def _winners(x, geometry):
-    """For each window, the number of the tap holding its first maximum (or first NaN)."""
-    taps = _taps(x, **geometry)
-    best = np.array(next(taps)[2])
-    winner = np.zeros(best.shape, np.int16)
-    nan = np.isnan(best).any() or np.isnan(x).any()
-    for k, (_, _, view) in enumerate(taps, start=1):
-        better = view > best
-        if nan:
-            better |= np.isnan(view) & ~np.isnan(best)
-        np.copyto(best, view, where=better)
-        np.copyto(winner, k, where=better)
-    return winner
+    """For each window, the number of the tap holding its first maximum (np.argmax stops at
+    the first NaN, the NaN the forward's maximum returns)."""
+    return np.argmax(np.stack([view for _, _, view in _taps(x, **geometry)], axis=-1), axis=-1)
 
 
 def _pool_scatter(g, x, **geometry):
@@ -121,9 +112,10 @@ def _pool_scatter(g, x, **geometry):
     (pt, pb), (pl, pr) = geometry["pads"]
     n, c, h, w = np.shape(x)
     out = np.zeros((n, c, h + pt + pb, w + pl + pr), g.dtype)
-    zero = np.zeros((), g.dtype)
+    per_tap = np.zeros(winner.shape + (geometry["kernel"][0] * geometry["kernel"][1],), g.dtype)
+    np.put_along_axis(per_tap, winner[..., None], g[..., None], axis=-1)
     for k, (_, _, view) in enumerate(_taps(out, **dict(geometry, pads=((0, 0), (0, 0))))):
-        view += np.where(winner == k, g, zero)  # a writable view of `out`
+        view += per_tap[..., k]  # a writable view of `out`
     return out[:, :, pt:pt + h, pl:pl + w]
 
 
