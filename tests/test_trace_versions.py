@@ -369,6 +369,23 @@ def test_vmap_grad_matches_finite_differences(f, shape):
     check(batched(xs), expected)
 
 
+@pytest.mark.parametrize("f, shape", ALL, ids=ALL_IDS)
+def test_jvp_and_jacobians_match_finite_differences(f, shape):
+    # forward mode and the Jacobian transforms differentiate the version of the input the
+    # function received, not the one its writes left behind
+    g = traced_f(f)
+    x = point(shape)
+    t = np.random.default_rng(1).standard_normal(shape)
+    expected = finite_differences(numpy_f(f), x)
+    out, tangent = tg.jvp(g, (x,), (t,))
+    check(out, numpy_f(f)(x), rtol=1e-12, atol=1e-12)
+    check(tangent, np.sum(expected * t), rtol=1e-6, atol=1e-6)
+    check(tg.jacrev(g)(x), expected)
+    check(tg.jacfwd(g)(x), expected)
+    out, pullback = tg.vjp(g, x)
+    check(pullback(np.ones(()))[0], expected)
+
+
 def test_issue_repro_values():
     f = traced_f(read_then_write_input)
     x = np.array([1.0, 2.0, 3.0])
