@@ -96,6 +96,9 @@ SCHEDULES = {
     "step": lambda s, o: s.StepLR(o, step_size=7, gamma=0.5),
     "exponential": lambda s, o: s.ExponentialLR(o, gamma=0.93),
     "cosine": lambda s, o: s.CosineAnnealingLR(o, T_max=12, eta_min=1e-3),
+    "multistep": lambda s, o: s.MultiStepLR(o, milestones=[3, 9, 9, 20], gamma=0.7),
+    "linear": lambda s, o: s.LinearLR(o, start_factor=0.2, end_factor=0.9, total_iters=15),
+    "lambda": lambda s, o: s.LambdaLR(o, lambda epoch: 0.95 ** epoch),
 }
 
 
@@ -206,3 +209,23 @@ def test_errors_name_the_fix():
         optim.SGD([{"params": [p]}, {"params": [p]}], lr=0.1)
     with pytest.raises(ValueError, match="Nesterov"):
         optim.SGD([p], lr=0.1, nesterov=True)
+
+
+@pytest.mark.parametrize("kwargs", [dict(patience=2), dict(mode="max", factor=0.5, patience=1,
+                                                             threshold_mode="abs", cooldown=2,
+                                                             min_lr=0.02)])
+def test_reduce_lr_on_plateau_matches_torch(kwargs):
+    metrics = [1.0, 0.9, 0.95, 0.97, 0.96, 0.99, 0.5, 0.6, 0.61, 0.62, 0.63, 0.64, 0.7, 0.2,
+               0.21, 0.22, 0.23, 0.24, 0.25]
+    rates = []
+    for lib_optim, lib in ((optim, tg), (torch.optim, torch)):
+        opt = lib_optim.SGD([lib.zeros(1, requires_grad=True)], lr=0.1)
+        sched = lib_optim.lr_scheduler.ReduceLROnPlateau(opt, **kwargs)
+        seq = []
+        for m in metrics:
+            opt.step()
+            sched.step(m)
+            seq.append(sched.get_last_lr()[0])
+        rates.append(seq)
+    assert rates[0] == rates[1]
+    assert len(set(rates[0])) > 1
