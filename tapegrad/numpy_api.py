@@ -95,7 +95,8 @@ def source_elementwise():
     (they carry no adjoint)."""
     table = {}
     for fn, prim in list(UFUNCS.items()) + list(MATH_FUNCTIONS.items()):
-        if prim.differentiable and prim.source and ("source", fn) not in CANNOT_EMIT:
+        if (prim.differentiable and prim.kind == "elementwise" and prim.source
+                and ("source", fn) not in CANNOT_EMIT):
             table[fn] = prim
     return table
 

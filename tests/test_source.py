@@ -570,12 +570,8 @@ def uses_dot_on_stacks(A, B):
     return np.sum(np.dot(A, B))
 
 
-def uses_mod(x):
-    return x % 1.5
-
-
 def uses_unknown_function(x):
-    return np.arctan(x)
+    return np.spacing(x)
 
 
 def recursive(x):
@@ -597,7 +593,6 @@ REFUSALS = [
     (clips_to_a_differentiated_bound, (0.5, 0.2), "Call"),
     (uses_matrix_norm, (MAT,), "ord"),
     (uses_dot_on_stacks, (STACK_A, STACK_A), "Call"),
-    (uses_mod, (1.0,), "Mod"),
     (uses_unknown_function, (1.0,), "Call"),
     (recursive, (3.0,), "Call"),
     (uses_comprehension, (1.0,), "ListComp"),

@@ -7,6 +7,8 @@ and an array in another is refused, as Numba would refuse it.
 import ast
 import dataclasses
 
+import numpy as np
+
 from . import ir, table
 from .errors import TransformError
 from .kinds import INT, Kind, broadcast, unify
@@ -158,8 +160,9 @@ class Analysis:
                 return broadcast(*kinds, dtype="bool")
             if name == "where":
                 return broadcast(*kinds, dtype=broadcast(*kinds[1:]).dtype)
-            if name in ("div", "sqrt", "exp", "log", "log1p", "expm1", "sin", "cos", "tan",
-                        "tanh", "erf"):
+            if name == "pow" and _int_power(expr, kinds):
+                return broadcast(*kinds, dtype="float")
+            if _float_result(op.prim, len(kinds)):
                 return broadcast(*kinds, dtype="float")
             return broadcast(*kinds)
         if isinstance(op, table.Reduction):
@@ -227,11 +230,6 @@ class Analysis:
         for stmt in walk(stmts):
             if isinstance(stmt, ir.Assign) and isinstance(stmt.expr, ir.Call):
                 expr = stmt.expr
-                if (isinstance(expr.op, table.Constant) and not expr.op.active_ok
-                        and any(isinstance(a, str) and a in self.active for a in expr.args)):
-                    raise self.error(f"`{ast.unparse(expr.forward)}` has a derivative this "
-                                     "transformer does not know", stmt, type(expr.forward.op)
-                                     .__name__ if isinstance(expr.forward, ast.BinOp) else "Call")
                 if (isinstance(expr.op, table.Elementwise) and expr.op.params
                         and any(isinstance(a, str) and a in self.active
                                 for a in expr.args[expr.op.n_values:])):
@@ -245,6 +243,43 @@ class Analysis:
                 raise self.error(f"`{stmt.array}` is another name for an array (`b = a`); "
                                  "write `b = a.copy()` before changing its elements", stmt,
                                  "Subscript")
+
+
+_FLOAT_RESULT = {}
+
+
+def _float_result(prim, nargs):
+    """Whether NumPy gives a float for integer arguments (np.sqrt, np.arcsin, /: yes; +: no)."""
+    known = _FLOAT_RESULT.get(prim.name)
+    if known is None:
+        with np.errstate(all="ignore"):
+            out = prim.impl(*[np.ones((), np.int64)] * nargs)
+        known = _FLOAT_RESULT[prim.name] = np.result_type(out).kind == "f"
+    return known
+
+
+def _int_power(expr, kinds):
+    """`n ** m` of Python ints with an exponent that may be negative: a float, as Python gives
+    (2 ** -2 == 0.25), where Numba would compute an integer (0). The forward sweep computes it
+    as float(n) ** m in both modes."""
+    base, exponent = kinds[:2]
+    if base.dtype == "float" or exponent.dtype == "float" or base.ndim or exponent.ndim:
+        return False
+    m = expr.args[1]
+    if isinstance(m, ir.Const) and isinstance(m.value, (int, bool)) and m.value >= 0:
+        return False
+    forward = expr.forward
+    if isinstance(forward, ast.BinOp):
+        forward.left = _as_float(forward.left)
+    else:  # np.power(n, m)
+        forward.args[0] = _as_float(forward.args[0])
+    return True
+
+
+def _as_float(node):
+    if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "float":
+        return node  # kinds are worked out to a fixpoint: wrap once
+    return ast.Call(func=ast.Name(id="float", ctx=ast.Load()), args=[node], keywords=[])
 
 
 def analyse(fn, arg_kinds, wrt):

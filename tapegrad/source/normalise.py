@@ -622,7 +622,7 @@ class Normaliser:
         elif isinstance(node.op, ast.FloorDiv):
             op = table.Constant(_broadcast_kinds)  # piecewise constant: zero gradient is right
         elif isinstance(node.op, ast.Mod):
-            op = table.Constant(_broadcast_kinds, active_ok=False)
+            op = table.Elementwise(P.remainder, 2)  # Python's % on floats is np.remainder
         else:
             raise self.error(f"operator `{type(node.op).__name__}` is not supported", node,
                              "BinOp")
@@ -964,8 +964,12 @@ class Normaliser:
             for param, arg in zip(params, args):
                 out.append(ir.Assign(param, ir.Call(table.Identity(), [arg],
                                                     operand_node(arg)), origin))
-            if n_results == 1:
-                results = [target or self.namer.fresh(f"{prefix}_result")]
+            if n_results == 1 and target is not None and target not in rename:
+                results = [target]
+            elif n_results == 1:
+                # the caller's `b = mul(a, a)` with `def mul(a, b)`: the callee's own b must not
+                # become the caller's; a fresh result is copied to the target by the caller
+                results = [self.namer.fresh(f"{prefix}_result")]
             else:
                 results = [self.namer.fresh(f"{prefix}_result") for _ in range(n_results)]
             flag = self.namer.fresh(f"{prefix}_returned")

@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from .. import numpy_api
 from .. import primitives as P
 from .kinds import INT, Kind, broadcast
 
@@ -97,10 +98,9 @@ class Identity:
 
 @dataclass(frozen=True)
 class Constant:
-    """No gradient flows. `result(arg_kinds, arg_nodes)` gives the kind of the result;
-    `active_ok` says whether differentiable inputs are fine (floor, sign: yes; % : no)."""
+    """No gradient flows (floor, sign: piecewise constant). `result(arg_kinds, arg_nodes)` gives
+    the kind of the result."""
     result: Callable
-    active_ok: bool = True
 
 
 def _same_as_first(kinds, nodes):
@@ -133,26 +133,15 @@ def _elementwise(prim, nargs=1):
     return Elementwise(prim, nargs)
 
 
-_UNARY = {"sin": P.sin, "cos": P.cos, "tan": P.tan, "tanh": P.tanh, "exp": P.exp, "log": P.log,
-          "log1p": P.log1p, "expm1": P.expm1, "sqrt": P.sqrt}
-
-CALLS = {}
-for _name, _prim in _UNARY.items():
-    CALLS[getattr(np, _name)] = _elementwise(_prim)
-    CALLS[getattr(math, _name)] = _elementwise(_prim)
+# every ufunc and math function of the NumPy table (tapegrad/numpy_api.py) that is one
+# differentiable primitive; its number of arguments is its number of rules
+CALLS = {fn: _elementwise(prim, len(prim.vjp_rules))
+         for fn, prim in numpy_api.source_elementwise().items()}
 
 CALLS.update({
-    np.abs: _elementwise(P.abs_), np.absolute: _elementwise(P.abs_),
-    math.fabs: _elementwise(P.abs_), builtins.abs: _elementwise(P.abs_),
-    math.erf: _elementwise(P.erf),
-    np.maximum: _elementwise(P.maximum, 2), np.minimum: _elementwise(P.minimum, 2),
-    np.logaddexp: _elementwise(P.logaddexp, 2), np.logaddexp2: _elementwise(P.logaddexp2, 2),
+    np.abs: _elementwise(P.abs_), builtins.abs: _elementwise(P.abs_),
     builtins.max: _elementwise(P.maximum, 2), builtins.min: _elementwise(P.minimum, 2),
-    np.power: _elementwise(P.pow_, 2), math.pow: _elementwise(P.pow_, 2),
     np.where: _elementwise(P.where, 3),
-    np.add: _elementwise(P.add, 2), np.subtract: _elementwise(P.sub, 2),
-    np.multiply: _elementwise(P.mul, 2), np.divide: _elementwise(P.div, 2),
-    np.true_divide: _elementwise(P.div, 2), np.negative: _elementwise(P.neg),
     np.clip: Elementwise(P.clamp, 3, params=("min", "max")),
     np.sum: Reduction("sum"), np.mean: Reduction("mean"),
     np.max: Reduction("amax"), np.amax: Reduction("amax"),
@@ -162,6 +151,7 @@ CALLS.update({
     np.reshape: Reshape(), np.ravel: Reshape(1), np.transpose: Transpose(),
     builtins.float: Identity(to_float=True), np.copy: Identity(),
     np.sign: Constant(_same_as_first), np.floor: Constant(_float_of_first),
+    np.ceil: Constant(_float_of_first), np.trunc: Constant(_float_of_first),
     math.floor: Constant(_int_result), builtins.int: Constant(_int_result),
     builtins.len: Constant(_int_result),
     np.zeros: Constant(_allocated("float")), np.ones: Constant(_allocated("float")),
