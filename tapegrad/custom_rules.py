@@ -15,7 +15,7 @@ import numpy as np
 from . import primitives as P
 from .core import Primitive
 from .tape import Instr, tree_flatten, tree_unflatten
-from .trace import Tracer, backward_on_tape
+from .trace import Tracer, backward_on_tape, pinned
 from .forward import _context_of, _differentiable, _is_tracer
 
 
@@ -124,12 +124,13 @@ class custom_vjp:
         ctx = _context_of(args)
         if ctx is None:
             return self.fun(*args)
+        nondiff, diff = _split_args(args, self.nondiff_argnums)
+        # the inputs as fwd receives them (a write in fwd moves the caller's handles on)
+        in_leaves = [pinned(leaf) for arg in diff for leaf in tree_flatten(arg, lambda x: True)[0]]
         result = self.fwd(*args)
         if not isinstance(result, tuple) or len(result) != 2:
             raise TypeError("tapegrad.custom_vjp: fwd must return a pair (output, residuals)")
         out, residuals = result
-        nondiff, diff = _split_args(args, self.nondiff_argnums)
-        in_leaves = [leaf for arg in diff for leaf in tree_flatten(arg, lambda x: True)[0]]
         out_leaves, out_tree = tree_flatten(out, _is_tracer)
         rule = _VjpRule(ctx, in_leaves, out_leaves, out_tree, self.bwd, nondiff, residuals, diff)
         return _wrap(ctx, rule, in_leaves, out, out_leaves, out_tree)
@@ -151,11 +152,12 @@ class _Replayed(_Rule):
     def compute(self, index, g):
         if self._recorded is None:
             fresh = _fresh_like(self.ctx, self.in_leaves, self.fresh)
+            # the slots before the function runs: a write in it moves the handles on
+            slots = [f._slot for f in fresh if f is not None]
             start = len(self.ctx.tape.instrs)
-            self._recorded = fresh, start, self.record(fresh)
-        fresh, start, outs = self._recorded
+            self._recorded = fresh, slots, start, self.record(fresh)
+        fresh, slots, start, outs = self._recorded
         target = outs[index]
-        slots = [f._slot for f in fresh if f is not None]
         if not _differentiable(self.ctx, target) or not slots:
             return [None] * len(fresh)
         found = iter(backward_on_tape(self.ctx, start, None, slots, {target._slot: g}))
@@ -220,11 +222,33 @@ class custom_jvp:
             raise TypeError(f"tapegrad.custom_jvp: no JVP defined for {self.__name__}; decorate "
                             f"the rule with @{self.__name__}.defjvp first")
         ctx = _context_of(args)
-        out = self.fun(*args)
         if ctx is None:
-            return out
+            return self.fun(*args)
         nondiff, diff = _split_args(args, self.nondiff_argnums)
-        in_leaves = [leaf for arg in diff for leaf in tree_flatten(arg, lambda x: True)[0]]
+        # the inputs as fun receives them (a write in fun moves the caller's handles on)
+        in_leaves = [pinned(leaf) for arg in diff for leaf in tree_flatten(arg, lambda x: True)[0]]
+        out = self.fun(*args)
         out_leaves, out_tree = tree_flatten(out, _is_tracer)
         rule = _JvpRule(ctx, in_leaves, out_leaves, out_tree, self.jvp, nondiff, diff)
         return _wrap(ctx, rule, in_leaves, out, out_leaves, out_tree)
+
+
+def function_on_tape(cls, args):
+    """autograd.Function.apply on traced values: forward is recorded, backward is the adjoint."""
+    from .autograd.function import FunctionCtx
+    fn_ctx = FunctionCtx()
+    fn_ctx.needs_input_grad = tuple(isinstance(a, Tracer) for a in args)
+
+    def fwd(*args):
+        return cls.forward(fn_ctx, *args), None
+
+    def bwd(_, g):
+        grads = cls.backward(fn_ctx, g)
+        grads = tuple(grads) if isinstance(grads, (tuple, list)) else (grads,)
+        if len(grads) != len(args):
+            raise RuntimeError(f"function {cls.__name__}Backward returned an incorrect number "
+                               f"of gradients (expected {len(args)}, got {len(grads)})")
+        return grads
+    function = custom_vjp(lambda *args: cls.forward(fn_ctx, *args))
+    function.defvjp(fwd, bwd)
+    return function(*args)

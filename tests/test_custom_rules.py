@@ -157,3 +157,59 @@ def test_custom_jvp_missing_rule():
         return x
     with pytest.raises(TypeError, match=r"@f.defjvp"):
         tg.grad(lambda x: np.sum(f(x)))(np.ones(2))
+
+
+class TripleExp(tg.autograd.Function):
+    """exp with a backward that is deliberately 3x the derivative: only seen if used."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = x.exp()
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        y, = ctx.saved_tensors
+        return g * y * 3
+
+
+class ScaledMul(tg.autograd.Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        return g * b * 2, None
+
+
+def test_autograd_function_inside_traced_code_uses_its_backward():
+    x = np.array([0.0, 1.0])
+    f = lambda x: np.sum(TripleExp.apply(x))  # noqa: E731
+    np.testing.assert_allclose(tg.grad(f)(x), 3 * np.exp(x))
+    np.testing.assert_allclose(tg.jit(tg.grad(f))(x), 3 * np.exp(x))
+    np.testing.assert_allclose(tg.hessian(f)(x), np.diag(3 * np.exp(x)))
+    t = tg.tensor(x, requires_grad=True)        # and the eager face as before
+    TripleExp.apply(t).sum().backward()
+    np.testing.assert_allclose(t.grad.numpy(), 3 * np.exp(x))
+    a, b = np.array([1.0, 2.0]), np.array([3.0, 4.0])
+    ga, gb = tg.grad(lambda a, b: np.sum(ScaledMul.apply(a, b)), argnums=(0, 1))(a, b)
+    np.testing.assert_allclose(ga, 2 * b)
+    np.testing.assert_array_equal(gb, np.zeros(2))
+
+
+def test_autograd_function_wrong_number_of_gradients_on_the_tape():
+    class Bad(tg.autograd.Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            return a * b
+
+        @staticmethod
+        def backward(ctx, g):
+            return g
+    with pytest.raises(RuntimeError, match=r"BadBackward returned an incorrect number of "
+                                           r"gradients \(expected 2, got 1\)"):
+        tg.grad(lambda a: np.sum(Bad.apply(a, a)))(np.ones(2))

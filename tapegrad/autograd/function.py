@@ -79,6 +79,10 @@ class Function:
     @classmethod
     def apply(cls, *args):
         from ..tensor import Tensor
+        from ..trace import Tracer
+        if any(isinstance(a, Tracer) for a in args):     # inside tg.grad / tg.jit: on the tape
+            from ..custom_rules import function_on_tape
+            return function_on_tape(cls, args)
         ctx = FunctionCtx()
         ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
         with no_grad():
