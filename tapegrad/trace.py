@@ -1135,5 +1135,14 @@ def is_tracer(value):
     return isinstance(value, Tracer)
 
 
+def pinned(value):
+    """A handle on a traced value's current version: a later write or in-place op through the
+    original handle (which moves it to the new version) leaves this one where it was. Transforms
+    that record a function's inputs (checkpoint, custom rules) pin them before calling it."""
+    if isinstance(value, Tracer):
+        return Tracer(value._ctx, value._slot, value._value)
+    return value
+
+
 __all__ = ["Tracer", "TraceContext", "TraceError", "ConcreteNumber", "current", "user_line",
-           "backward_on_tape", "is_tracer", "bind"]
+           "backward_on_tape", "is_tracer", "pinned", "bind"]

@@ -386,6 +386,47 @@ def test_jvp_and_jacobians_match_finite_differences(f, shape):
     check(pullback(np.ones(()))[0], expected)
 
 
+@pytest.mark.parametrize("f, shape", ALL, ids=ALL_IDS)
+def test_checkpoint_of_a_writing_function(f, shape):
+    # the recomputation in the adjoint starts from the inputs as the function received them
+    x = point(shape)
+    expected = finite_differences(numpy_f(f), x)
+    inner = tg.checkpoint(traced_f(f))
+    check(tg.grad(lambda x: inner(x) * 1.0)(x), expected)
+    check(tg.grad(lambda x: inner(x * 1.0))(x), expected)
+    jitted = tg.jit(tg.grad(lambda x: inner(x) * 1.0))
+    jitted(x)
+    check(jitted(x), expected)
+
+
+def test_custom_rules_see_their_inputs_before_writes():
+    def fun(x):
+        return np.sum(x ** 2.0)
+
+    def fwd(x):
+        out = np.sum(x ** 2.0)
+        residual = x * 2.0
+        x[0] = 7.0                 # fwd writes into its input after reading it
+        return out, residual
+
+    square_sum = tg.custom_vjp(fun)
+    square_sum.defvjp(fwd, lambda residual, g: (g * residual,))
+    x = np.array([0.5, -1.5, 2.0])
+    check(tg.grad(square_sum)(x), 2.0 * x)
+
+    doubled = tg.custom_jvp(lambda x: (x.__setitem__(0, 3.0), np.sum(x * x))[1])
+
+    @doubled.defjvp
+    def doubled_jvp(primals, tangents):
+        (x,), (t,) = primals, tangents
+        y = x * 1.0
+        y[0] = 3.0
+        t = t * 1.0
+        t[0] = 0.0
+        return np.sum(y * y), np.sum(2.0 * y * t)
+    check(tg.grad(doubled)(x), [0.0, 2.0 * x[1], 2.0 * x[2]])
+
+
 def test_issue_repro_values():
     f = traced_f(read_then_write_input)
     x = np.array([1.0, 2.0, 3.0])
