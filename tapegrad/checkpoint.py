@@ -13,6 +13,7 @@ from . import primitives as P
 from .custom_rules import _Replayed, _split_args, _wrap
 from .forward import _context_of, _is_tracer
 from .tape import tree_flatten, tree_unflatten
+from .trace import pinned
 
 
 class _Recompute(_Replayed):
@@ -61,11 +62,12 @@ def checkpoint(fun=None, *, static_argnums=()):
     @functools.wraps(fun)
     def checkpointed(*args):
         ctx = _context_of(args)
-        out = fun(*args)
         if ctx is None:
-            return out
+            return fun(*args)
         _, diff = _split_args(args, {i % len(args) for i in static_argnums})
-        in_leaves = [leaf for arg in diff for leaf in tree_flatten(arg, lambda x: True)[0]]
+        # the inputs as fun receives them (a write in fun moves the caller's handles on)
+        in_leaves = [pinned(leaf) for arg in diff for leaf in tree_flatten(arg, lambda x: True)[0]]
+        out = fun(*args)
         out_leaves, out_tree = tree_flatten(out, _is_tracer)
         static = {i % len(args) for i in static_argnums}
         rule = _Recompute(ctx, in_leaves, out_leaves, out_tree, fun, args, static)

@@ -67,6 +67,7 @@ class _Linear:
             args[i] = tree_unflatten(structure, aliases)
             self.trees[i] = structure, aliases
         self.wrt = [a for _, aliases in self.trees.values() for a in aliases]
+        self.wrt_slots = [a._slot for a in self.wrt]   # now: a write in fun moves the handles
         self.start = len(ctx.tape.instrs)        # after the aliases: they are the sweep's ends
         out = fun(*args)
         self.out, self.aux = out if has_aux else (out, None)
@@ -82,7 +83,7 @@ class _Linear:
                 seeds[o._slot] = c if o._slot not in seeds else seeds[o._slot] + c
         if not seeds:
             return [_zeros_like(w) for w in self.wrt]
-        return backward_on_tape(self.ctx, self.start, None, [w._slot for w in self.wrt], seeds)
+        return backward_on_tape(self.ctx, self.start, None, self.wrt_slots, seeds)
 
     def per_argument(self, leaves):
         """Values per wrt leaf -> the structure of the differentiated arguments (argnums)."""
