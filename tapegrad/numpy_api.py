@@ -58,9 +58,16 @@ def _scaled(ufunc, factor):
     return composed
 
 
+def _at_least_float64(x):
+    dtype = np.result_type(dtype_of(x), np.float64)
+    if isinstance(x, (int, float)):
+        return float(x)
+    return x if dtype == dtype_of(x) else P.cast(x, dtype=dtype.name)
+
+
 def _float_power(x, y):
     # NumPy computes float_power in float64 at least (complex is not traced)
-    return P.pow_(in_result_dtype(np.float_power, x), in_result_dtype(np.float_power, y))
+    return P.pow_(_at_least_float64(x), _at_least_float64(y))
 
 
 _TO_RADIANS, _TO_DEGREES = math.pi / 180, 180 / math.pi

@@ -1,0 +1,267 @@
+"""NumPy's ufuncs on the traced face (issue 10): the NumPy table (tapegrad/numpy_api.py) read by the
+tracer and by Tensors. Each function is checked for values against NumPy itself (N-D shapes,
+broadcasting, NaN, infinities, integer inputs), for gradients against central finite differences in
+float64 (second order too, where smooth), under tg.jit against the traced tape, and against
+PyTorch's gradients where PyTorch has the function."""
+import numpy as np
+import pytest
+
+import tapegrad as tg
+from tapegrad import numpy_api, trace
+
+rng = np.random.default_rng(10)
+
+
+def uniform(lo, hi, shape):
+    return rng.uniform(lo, hi, shape)
+
+
+def off_the_jumps(divisor, shape):
+    """Dividends whose quotient by divisor lies in (k + 0.2, k + 0.8): remainder/fmod are smooth."""
+    k = np.floor(rng.uniform(-3, 3, shape))
+    return (k + rng.uniform(0.2, 0.8, shape)) * divisor
+
+
+# ufunc -> input maker (inside the domain); the same function in PyTorch's spelling, or None
+UNARY = {
+    np.arcsin: (lambda s: uniform(-0.9, 0.9, s), "asin"),
+    np.arccos: (lambda s: uniform(-0.9, 0.9, s), "acos"),
+    np.arctan: (lambda s: uniform(-3, 3, s), "atan"),
+    np.sinh: (lambda s: uniform(-2, 2, s), "sinh"),
+    np.cosh: (lambda s: uniform(-2, 2, s), "cosh"),
+    np.arcsinh: (lambda s: uniform(-3, 3, s), "asinh"),
+    np.arccosh: (lambda s: uniform(1.2, 4, s), "acosh"),
+    np.arctanh: (lambda s: uniform(-0.9, 0.9, s), "atanh"),
+    np.log2: (lambda s: uniform(0.2, 3, s), "log2"),
+    np.log10: (lambda s: uniform(0.2, 3, s), "log10"),
+    np.exp2: (lambda s: uniform(-2, 2, s), "exp2"),
+    np.cbrt: (lambda s: uniform(0.3, 3, s) * np.where(uniform(0, 1, s) > 0.5, 1, -1), None),
+    np.square: (lambda s: uniform(-2, 2, s), "square"),
+    np.reciprocal: (lambda s: uniform(0.3, 2, s), "reciprocal"),
+    np.fabs: (lambda s: uniform(0.3, 2, s) * np.where(uniform(0, 1, s) > 0.5, 1, -1), "abs"),
+    np.deg2rad: (lambda s: uniform(-180, 180, s), "deg2rad"),
+    np.radians: (lambda s: uniform(-180, 180, s), "deg2rad"),
+    np.rad2deg: (lambda s: uniform(-3, 3, s), "rad2deg"),
+    np.degrees: (lambda s: uniform(-3, 3, s), "rad2deg"),
+    np.positive: (lambda s: uniform(-3, 3, s), "positive"),
+}
+BINARY = {
+    np.arctan2: (lambda s: uniform(-2, 2, s), lambda s: uniform(-2, 2, s), "atan2"),
+    np.hypot: (lambda s: uniform(-2, 2, s), lambda s: uniform(-2, 2, s), "hypot"),
+    np.fmax: (lambda s: uniform(-2, 2, s), lambda s: uniform(-2, 2, s), "fmax"),
+    np.fmin: (lambda s: uniform(-2, 2, s), lambda s: uniform(-2, 2, s), "fmin"),
+    np.float_power: (lambda s: uniform(0.3, 2, s), lambda s: uniform(-2, 2, s), "float_power"),
+    np.power: (lambda s: uniform(0.3, 2, s), lambda s: uniform(-2, 2, s), "pow"),
+    np.logaddexp: (lambda s: uniform(-2, 2, s), lambda s: uniform(-2, 2, s), "logaddexp"),
+}
+DIVISIONS = {np.remainder: "remainder", np.mod: "remainder", np.fmod: "fmod"}
+SHAPES = [(), (4,), (2, 3), (2, 1, 3)]
+PAIRS = [((3,), (3,)), ((2, 3), (3,)), ((2, 1), (1, 3)), ((), (2, 3)), ((2, 3, 4), (3, 1))]
+
+
+def finite_differences(f, args, eps=1e-6):
+    grads = []
+    for k, a in enumerate(args):
+        g = np.zeros_like(a)
+        for i in np.ndindex(a.shape):
+            up, down = a.copy(), a.copy()
+            up[i] += eps
+            down[i] -= eps
+            g[i] = (f(*args[:k], up, *args[k + 1:]) - f(*args[:k], down, *args[k + 1:])) / (2 * eps)
+        grads.append(g)
+    return grads
+
+
+def weighted(ufunc, out_shape):
+    """f(*args) = sum(ufunc(*args) * w), fixed random w: one gradient checks every output."""
+    weights = rng.standard_normal(out_shape)
+    return (lambda *args: np.sum(ufunc(*args) * weights)), weights
+
+
+def check_everything(ufunc, args, torch_name):
+    expected_value = ufunc(*args)
+    f, weights = weighted(ufunc, np.shape(expected_value))
+    argnums = tuple(range(len(args)))
+    value, grads = tg.value_and_grad(f, argnums=argnums)(*args)
+    np.testing.assert_allclose(value, f(*args), rtol=1e-12, atol=1e-12)
+    for g, e in zip(grads, finite_differences(f, args)):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-7)
+    # the traced forward values themselves, elementwise, against NumPy
+    tape = tg.make_tape(lambda *a: ufunc(*a))(*args)
+    np.testing.assert_allclose(tape.run(*args), expected_value, rtol=1e-14, atol=0)
+    # compiled sweeps against the traced ones
+    jit_value, jit_grads = tg.jit(tg.value_and_grad(f, argnums=argnums))(*args)
+    np.testing.assert_allclose(jit_value, value, rtol=1e-12, atol=1e-12)
+    for g, e in zip(jit_grads, grads):
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
+    if torch_name is not None:
+        torch = pytest.importorskip("torch")
+        tensors = [torch.tensor(a, requires_grad=True) for a in args]
+        out = getattr(torch, torch_name)(*tensors)
+        np.testing.assert_allclose(out.detach().numpy(), expected_value, rtol=1e-13, atol=1e-13)
+        (out * torch.tensor(weights)).sum().backward()
+        for t, g in zip(tensors, grads):
+            np.testing.assert_allclose(t.grad.numpy(), g, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("ufunc", list(UNARY), ids=lambda u: u.__name__)
+def test_unary_ufuncs(ufunc, shape):
+    make, torch_name = UNARY[ufunc]
+    check_everything(ufunc, (np.asarray(make(shape), dtype=np.float64),), torch_name)
+
+
+@pytest.mark.parametrize("shapes", PAIRS, ids=str)
+@pytest.mark.parametrize("ufunc", list(BINARY), ids=lambda u: u.__name__)
+def test_binary_ufuncs_broadcast(ufunc, shapes):
+    make_x, make_y, torch_name = BINARY[ufunc]
+    args = (np.asarray(make_x(shapes[0])), np.asarray(make_y(shapes[1])))
+    check_everything(ufunc, args, torch_name)
+
+
+@pytest.mark.parametrize("shapes", [((3,), (3,)), ((2, 3), (3,)), ((2, 3, 4), (3, 1))], ids=str)
+@pytest.mark.parametrize("ufunc", list(DIVISIONS), ids=lambda u: u.__name__)
+def test_remainder_and_fmod_off_their_jumps(ufunc, shapes):
+    y = uniform(0.5, 2, shapes[1]) * np.where(uniform(0, 1, shapes[1]) > 0.5, 1, -1)
+    x = off_the_jumps(y, shapes[0])
+    check_everything(ufunc, (x, y), DIVISIONS[ufunc])
+
+
+SMOOTH = [np.arcsin, np.arccos, np.arctan, np.sinh, np.cosh, np.arcsinh, np.arccosh, np.arctanh,
+          np.log2, np.log10, np.exp2, np.cbrt, np.deg2rad, np.rad2deg]
+
+
+@pytest.mark.parametrize("ufunc", SMOOTH, ids=lambda u: u.__name__)
+def test_second_derivatives_match_finite_differences(ufunc):
+    x = np.asarray(UNARY[ufunc][0]((3,)), dtype=np.float64)
+    f = lambda x: np.sum(ufunc(x) * ufunc(x[::-1]))  # noqa: E731  (couples the elements)
+    hvp = tg.grad(lambda x: np.sum(tg.grad(f)(x) * np.array([0.3, -1.2, 0.7])))(x)
+    expected = finite_differences(
+        lambda x: np.sum(tg.grad(f)(x) * np.array([0.3, -1.2, 0.7])), (x,))[0]
+    np.testing.assert_allclose(hvp, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("ufunc", [np.arctan2, np.hypot, np.float_power],
+                         ids=lambda u: u.__name__)
+def test_second_derivatives_of_binary_ufuncs(ufunc):
+    x, y = uniform(0.5, 2, (3,)), uniform(0.5, 2, (3,))
+    f = lambda x, y: np.sum(ufunc(x, y) ** 2)  # noqa: E731
+    for argnum in (0, 1):
+        h = tg.grad(lambda x, y: np.sum(tg.grad(f, argnum)(x, y)), argnums=(0, 1))(x, y)
+        e = finite_differences(lambda x, y: np.sum(tg.grad(f, argnum)(x, y)), (x, y))
+        for a, b in zip(h, e):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+# values where NumPy's semantics matter: NaN, infinities, zeros, negative divisors, out of domain
+SPECIAL = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 2.5, -2.5, 7.0])
+SPECIAL_Y = np.array([1.0, 1.0, 2.0, np.nan, np.inf, -np.inf, 0.0, -0.7, 0.7, 3.0])
+
+
+@pytest.mark.parametrize("ufunc", [np.fmax, np.fmin, np.remainder, np.fmod, np.arctan2,
+                                   np.hypot, np.float_power], ids=lambda u: u.__name__)
+def test_binary_values_at_special_points_match_numpy(ufunc):
+    with np.errstate(all="ignore"):
+        expected = ufunc(SPECIAL, SPECIAL_Y)
+    traced = tg.make_tape(lambda x, y: ufunc(x, y))(SPECIAL, SPECIAL_Y).run(SPECIAL, SPECIAL_Y)
+    compiled = tg.jit(lambda x, y: ufunc(x, y))(SPECIAL, SPECIAL_Y)
+    for got in (traced, compiled):
+        np.testing.assert_array_equal(got, expected)
+        # signs of zeros too: remainder's zero takes the divisor's sign, fmod's the dividend's
+        assert (np.signbit(got) == np.signbit(expected))[~np.isnan(expected)].all()
+
+
+@pytest.mark.parametrize("ufunc", list(UNARY) + [np.floor, np.ceil, np.trunc],
+                         ids=lambda u: u.__name__)
+def test_unary_values_at_special_points_match_numpy(ufunc):
+    with np.errstate(all="ignore"):
+        expected = ufunc(SPECIAL)
+    traced = tg.make_tape(lambda x: ufunc(x))(SPECIAL).run(SPECIAL)
+    compiled = tg.jit(lambda x: ufunc(x))(SPECIAL)
+    for got in (traced, compiled):
+        np.testing.assert_allclose(got, expected, rtol=1e-15, atol=0, equal_nan=True)
+
+
+def test_fmax_fmin_gradients_skip_nan_and_favour_the_first_argument_on_ties():
+    x = np.array([np.nan, 1.0, 2.0, np.nan])
+    y = np.array([1.0, np.nan, 2.0, np.nan])
+    for ufunc in (np.fmax, np.fmin):
+        gx, gy = tg.grad(lambda x, y: np.sum(ufunc(x, y)), argnums=(0, 1))(x, y)
+        np.testing.assert_array_equal(gx, [0.0, 1.0, 1.0, 1.0])
+        np.testing.assert_array_equal(gy, [1.0, 0.0, 0.0, 0.0])
+        torch = pytest.importorskip("torch")
+        tx, ty = torch.tensor(x, requires_grad=True), torch.tensor(y, requires_grad=True)
+        getattr(torch, ufunc.__name__)(tx, ty).sum().backward()
+        np.testing.assert_array_equal(tx.grad.numpy(), gx)
+        np.testing.assert_array_equal(ty.grad.numpy(), gy)
+
+
+@pytest.mark.parametrize("ufunc", [np.arcsin, np.log2, np.deg2rad, np.cbrt, np.fabs, np.exp2],
+                         ids=lambda u: u.__name__)
+@pytest.mark.parametrize("dtype", ["int64", "bool", "float32"])
+def test_dtypes_follow_numpy(ufunc, dtype):
+    x = np.array([0, 1, 1, 0]).astype(dtype)
+    with np.errstate(all="ignore"):
+        expected = ufunc(x)
+    got = tg.make_tape(lambda x: ufunc(x))(x).run(x)
+    assert got.dtype == expected.dtype
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+def test_integer_remainder_and_power_stay_integers():
+    a, b = np.array([7, -7, 5]), np.array([3, 3, -2])
+    for ufunc in (np.remainder, np.fmod):
+        got = tg.make_tape(lambda a, b: ufunc(a, b))(a, b).run(a, b)
+        assert got.dtype == a.dtype
+        np.testing.assert_array_equal(got, ufunc(a, b))
+    got = tg.make_tape(lambda a, b: np.float_power(a, b))(a, b).run(a, b)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, np.float_power(a, b))
+
+
+def test_percent_operator_on_tracers_is_numpy_remainder():
+    x = np.array([2.3, -2.3, 0.5])
+    f = lambda x: np.sum(x % 0.9 + 5.0 % (x + 3) + x % np.array([0.7, -0.7, 0.2]))  # noqa: E731
+    g = tg.grad(f)(x)
+    np.testing.assert_allclose(g, finite_differences(f, (x,))[0], rtol=1e-6)
+    np.testing.assert_allclose(tg.jit(f)(x), f(x), rtol=1e-14)
+
+
+def test_tensors_take_the_same_table():
+    torch = pytest.importorskip("torch")
+    x = np.array([0.2, -0.4, 0.6])
+    for ufunc, name in [(np.arcsin, "asin"), (np.arctanh, "atanh"), (np.deg2rad, "deg2rad"),
+                        (np.fabs, "abs"), (np.log10, "log10")]:
+        t, r = tg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        out, ref = ufunc(t), getattr(torch, name)(r)
+        assert isinstance(out, tg.Tensor)
+        np.testing.assert_allclose(out.detach().numpy(), ref.detach().numpy(), rtol=1e-14)
+        (out * out).sum().backward()
+        (ref * ref).sum().backward()
+        np.testing.assert_allclose(t.grad.numpy(), r.grad.numpy(), rtol=1e-12)
+        if ufunc in (np.arcsin, np.arctanh, np.log10):
+            assert out.grad_fn.name() == ref.grad_fn.name() == name.capitalize() + "Backward0"
+    a, b = tg.tensor(x, requires_grad=True), tg.tensor([0.7, -0.3, 2.0], requires_grad=True)
+    assert (a % b).grad_fn.name() == "RemainderBackward1"
+    assert (a % 0.5).grad_fn.name() == "RemainderBackward0"
+    assert tg.fmod(a, b).grad_fn.name() == "FmodBackward1"
+
+
+def test_vmap_of_grad_of_new_ufuncs():
+    f = lambda x: np.arcsinh(x[0]) * np.hypot(x[0], x[1]) + np.fmod(x[1], 0.3)  # noqa: E731
+    xs = uniform(0.1, 2, (5, 2))
+    batched = tg.vmap(tg.grad(f))(xs)
+    for row, g in zip(xs, batched):
+        np.testing.assert_allclose(g, tg.grad(f)(row), rtol=1e-13)
+
+
+def test_the_tracer_reads_the_one_table():
+    for ufunc in numpy_api.UFUNCS:
+        assert ufunc in trace._UFUNCS or ufunc in trace._COMPOSED_UFUNCS, ufunc
+    for ufunc in numpy_api.COMPOSED_UFUNCS:
+        assert ufunc in trace._COMPOSED_UFUNCS, ufunc
+
+
+def test_unknown_ufunc_names_itself():
+    with pytest.raises(trace.TraceError, match=r"np\.spacing"):
+        tg.grad(lambda x: np.sum(np.spacing(x)))(np.ones(2))
