@@ -608,3 +608,65 @@ def test_devices_and_new_tensor_factories_follow_torch():
                          (x.new_tensor([1, 2]), t.new_tensor([1, 2])),
                          (x.new_ones(2, dtype=tg.int64), t.new_ones(2, dtype=torch.int64))):
         assert str(ours) == str(theirs)
+
+
+FUNCTIONAL = [
+    ("huber_loss", lambda F, a, b: F.huber_loss(a, b, delta=0.8)),
+    ("kl_div", lambda F, a, b: F.kl_div(F.log_softmax(a, 1), F.softmax(b, 1),
+                                        reduction="batchmean")),
+    ("kl_div_log_target", lambda F, a, b: F.kl_div(a, b, reduction="sum", log_target=True)),
+    ("hardtanh", lambda F, a, b: F.hardtanh(a, -0.3, 0.4) * b),
+    ("relu6", lambda F, a, b: F.relu6(a * 5) * b),
+    ("logsigmoid", lambda F, a, b: F.logsigmoid(a * 30) * b),
+    ("softsign", lambda F, a, b: F.softsign(a) * b),
+    ("mish", lambda F, a, b: F.mish(a) * b),
+    ("softmin", lambda F, a, b: F.softmin(a, 1) * b),
+    ("pad", lambda F, a, b: F.pad(a, (1, 2, 0, 1), value=0.5) ** 2),
+    ("normalize", lambda F, a, b: F.normalize(a, dim=1) * b),
+    ("normalize_p1", lambda F, a, b: F.normalize(a, p=1.0, dim=0) * b),
+    ("dropout_eval", lambda F, a, b: F.dropout(a, 0.3, training=False) * b),
+    ("layer_norm", lambda F, a, b: F.layer_norm(a, (4,), b[0], b[1])),
+    ("bilinear", lambda F, a, b: F.bilinear(a, b, a[:2, :, None] * b[:2, None, :], b[0, :2])),
+]
+
+
+@pytest.mark.parametrize("name,fn", FUNCTIONAL, ids=[f[0] for f in FUNCTIONAL])
+def test_functional_matches_torch(name, fn):
+    a, b = _x(3, 4).astype(np.float64), _x(3, 4).astype(np.float64)
+    b[0, 0] = 0.0  # an exact zero where masks and logs care
+    results = []
+    for lib in (tg, torch):
+        ta, tb = lib.tensor(a, requires_grad=True), lib.tensor(b, requires_grad=True)
+        F = lib.nn.functional
+        out = fn(F, ta, tb)
+        out.sum().backward()
+        results.append((out.detach().numpy(), ta.grad.numpy(),
+                        None if tb.grad is None else tb.grad.numpy()))
+    for u, v in zip(*results):
+        if v is None:
+            assert u is None or not np.any(u)
+        else:
+            np.testing.assert_allclose(u, v, rtol=1e-10, atol=1e-12)
+
+
+def test_functional_misc_against_torch():
+    idx = np.array([[0, 3], [2, 2]])
+    assert str(tg.nn.functional.one_hot(tg.tensor(idx), 5)) == \
+        str(torch.nn.functional.one_hot(torch.tensor(idx), 5))
+    w = _x(5, 3).astype(np.float64)
+    for padding_idx in (None, 2, -3):
+        tw, ow = torch.tensor(w, requires_grad=True), tg.tensor(w, requires_grad=True)
+        out_t = torch.nn.functional.embedding(torch.tensor(idx), tw, padding_idx=padding_idx)
+        out_o = tg.nn.functional.embedding(tg.tensor(idx), ow, padding_idx=padding_idx)
+        (out_t ** 2).sum().backward()
+        (out_o ** 2).sum().backward()
+        np.testing.assert_allclose(out_o.detach().numpy(), out_t.detach().numpy())
+        np.testing.assert_allclose(ow.grad.numpy(), tw.grad.numpy())
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        tg.nn.functional.dropout(tg.ones(2), 1.5)
+    with pytest.raises(RuntimeError, match="Long, Int"):
+        tg.nn.functional.embedding(tg.ones(2), tg.ones(3, 2))
+    with pytest.raises(RuntimeError, match="normalized_shape"):
+        tg.nn.functional.layer_norm(tg.ones(2, 3), (4,))
+    tg.manual_seed(1)
+    assert not tg.nn.functional.dropout(tg.ones(50), 1.0).numpy().any()

@@ -505,6 +505,7 @@ def pad(input, pad, mode="constant", value=None):
     shape = tuple(n + a + b for n, (a, b) in zip(input.shape, widths))
     base = np.full(shape, 0 if value is None else value, input.np_dtype)
     index = tuple(slice(a, a + n) for n, (a, b) in zip(input.shape, widths))
+    base[index] = 0  # the input is added onto the fill
     return P.index_add(base, input, index=index)
 
 
