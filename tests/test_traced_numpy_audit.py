@@ -113,8 +113,8 @@ def C(*shapes, **kw):
 UNARY_SHAPES = [(), (5,), (2, 3), (2, 1, 4)]
 BINARY_SHAPES = [((2, 3), (2, 3)), ((2, 3), (3,)), ((4, 1), (1, 3)), ((), (2, 3)), ((3,), ()),
                  ((2, 1, 3), (4, 3))]
-POSITIVE_ONLY = {"log", "sqrt", "log1p", "power", "logaddexp2", "reciprocal", "log2", "log10",
-                 "arccosh"}
+POSITIVE_ONLY = {"log", "sqrt", "log1p", "power", "float_power", "logaddexp2", "reciprocal", "log2",
+                 "log10", "arccosh"}
 NOT_DIFFERENTIABLE = {"sign", "floor", "ceil", "trunc", "rint", "less", "less_equal", "greater",
                       "greater_equal", "equal", "not_equal", "logical_and", "logical_or",
                       "logical_not", "logical_xor", "isnan", "isinf", "isfinite", "signbit",
