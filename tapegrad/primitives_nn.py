@@ -101,9 +101,25 @@ def _max_pool2d(x, kernel, stride, dilation, pads):
 
 
 def _winners(x, geometry):
-    """For each window, the number of the tap holding its first maximum (np.argmax stops at
-    the first NaN, the NaN the forward's maximum returns)."""
-    return np.argmax(np.stack([view for _, _, view in _taps(x, **geometry)], axis=-1), axis=-1)
+    """For each window, the number of the tap holding its first maximum (or its first NaN,
+    the NaN the forward's maximum returns). Whole-array steps per tap, no masked writes."""
+    taps = [view for _, _, view in _taps(x, **geometry)]
+    best = np.array(taps[0])
+    for view in taps[1:]:
+        np.maximum(best, view, out=best)
+    nan = np.isnan(best).any()
+
+    def holds(view):
+        return (view == best) | np.isnan(view) if nan else view == best
+
+    winner = np.zeros(best.shape, np.int32)
+    found = holds(taps[0])
+    for k in range(1, len(taps)):
+        hit = holds(taps[k])
+        hit &= ~found
+        found |= hit
+        winner += hit * np.int32(k)
+    return winner
 
 
 def _pool_scatter(g, x, **geometry):
@@ -112,10 +128,14 @@ def _pool_scatter(g, x, **geometry):
     (pt, pb), (pl, pr) = geometry["pads"]
     n, c, h, w = np.shape(x)
     out = np.zeros((n, c, h + pt + pb, w + pl + pr), g.dtype)
-    per_tap = np.zeros(winner.shape + (geometry["kernel"][0] * geometry["kernel"][1],), g.dtype)
-    np.put_along_axis(per_tap, winner[..., None], g[..., None], axis=-1)
+    span = [d * (k - 1) + 1 for k, d in zip(geometry["kernel"], geometry["dilation"])]
+    # windows that share no cell, and a finite g (0 * inf is NaN): write g * mask in place
+    direct = all(s >= e for s, e in zip(geometry["stride"], span)) and np.isfinite(g).all()
     for k, (_, _, view) in enumerate(_taps(out, **dict(geometry, pads=((0, 0), (0, 0))))):
-        view += per_tap[..., k]  # a writable view of `out`
+        if direct:
+            np.multiply(g, winner == k, out=view)
+        else:
+            view += np.where(winner == k, g, 0)  # `view` is a writable view of `out`
     return out[:, :, pt:pt + h, pl:pl + w]
 
 

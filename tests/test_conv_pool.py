@@ -176,3 +176,16 @@ def test_small_cnn_step_is_fast():
         model.zero_grad()
         loss_fn(model(x), y).backward()
     assert (time.perf_counter() - start) / 3 < 1.0  # ~0.05 s here; pixel loops take minutes
+
+
+def test_max_pool_routes_infinite_cotangents_only_to_the_maximum():
+    x = rng.standard_normal((1, 2, 4, 6))
+    cot = rng.standard_normal((1, 2, 2, 3))
+    cot[0, 0, 1, 2], cot[0, 1, 0, 0] = np.inf, -np.inf
+    grads = []
+    for lib, fn in ((tg, F.max_pool2d), (torch, TF.max_pool2d)):
+        t = lib.tensor(x, requires_grad=True)
+        fn(t, 2).backward(lib.tensor(cot))
+        grads.append(t.grad.numpy())
+    assert not np.isnan(grads[0]).any()
+    np.testing.assert_array_equal(grads[0], grads[1])
