@@ -412,8 +412,16 @@ def jacfwd(fun, argnums=0, has_aux=False, sparsity=None):
     return _jacobian("jacfwd", fun, argnums, has_aux, _forward_blocks, sparsity)
 
 
-def hessian(fun, argnums=0):
+def hessian(fun, argnums=0, has_aux=False):
     """The Hessian of a scalar fun, forward-over-reverse: jacfwd(jacrev(fun)).
+
+    Args:
+        fun: a scalar function of arrays / pytrees.
+        argnums: the argument(s) to differentiate; a tuple gives nested tuples of blocks.
+        has_aux: fun returns (value, aux); the result is then (hessian, aux).
+
+    Returns:
+        A function of fun's arguments returning arrays shaped arg.shape + arg.shape.
 
     Example:
         >>> import numpy as np, tapegrad as tg
@@ -421,7 +429,7 @@ def hessian(fun, argnums=0):
         array([[4., 2.],
                [2., 0.]])
     """
-    return jacfwd(jacrev(fun, argnums), argnums)
+    return jacfwd(jacrev(fun, argnums, has_aux), argnums, has_aux)
 
 
 def hvp(fun, primals, tangents):

@@ -205,3 +205,28 @@ def test_against_torch_func(name, f):
     t_out, t_vjp = func.vjp(theirs, tx)
     np.testing.assert_allclose(f_vjp(v[:out.shape[0]])[0], t_vjp(tv[:out.shape[0]])[0].numpy(),
                                rtol=1e-10)
+
+
+CUDA_SIM_SCRIPT = """
+import numpy as np, tapegrad as tg
+f = lambda x: np.sum(np.sin(x) * x[::-1])
+step = tg.checkpoint(lambda y: y * np.sin(y))
+row = lambda x: (tg.hessian(f)(x), tg.jvp(step, (x,), (np.ones(3),))[1])
+xs = np.random.default_rng(0).random((4, 3))
+got = tg.jit(tg.vmap(row), device="cuda")(xs)
+want = tg.vmap(row)(xs)
+for g, w in zip(got, want):
+    np.testing.assert_allclose(np.asarray(g), w, rtol=1e-12, atol=1e-14)
+print("ok")
+"""
+
+
+def test_transforms_under_cuda_simulator():
+    pytest.importorskip("numba.cuda")
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    run = subprocess.run([sys.executable, "-c", CUDA_SIM_SCRIPT], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-3000:]

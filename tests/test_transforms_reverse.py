@@ -149,6 +149,9 @@ def test_hessian_argnums_tuple_and_third_derivative():
     np.testing.assert_allclose(h[0][0], np.diag(2 * b ** 3))
     np.testing.assert_allclose(h[0][1], np.diag(6 * a * b ** 2))
     np.testing.assert_allclose(h[1][1], np.diag(6 * a ** 2 * b))
+    h_aux, aux = tg.hessian(lambda a: (np.sum(a ** 3), a * 2.0), has_aux=True)(a)
+    np.testing.assert_allclose(h_aux, np.diag(6 * a))
+    np.testing.assert_allclose(aux, a * 2.0)
     third = tg.jacfwd(tg.hessian(lambda x: np.sum(x ** 4)))(a)
     want = np.zeros((2, 2, 2))
     want[0, 0, 0], want[1, 1, 1] = 24 * a
