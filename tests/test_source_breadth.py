@@ -155,3 +155,122 @@ def test_unknown_numpy_function_is_refused_with_its_line():
 
     with pytest.raises(source.TransformError, match="spacing"):
         source.grad(f)(1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole-array functions, packing values into arrays, np.newaxis, helpers of other modules
+# ---------------------------------------------------------------------------------------------
+
+A = np.array([[2.0, 1.0, 0.3], [0.5, 3.0, -0.4], [0.1, 0.2, 1.5]])
+
+
+def f_det(a):
+    return np.linalg.det(a) * 2.0
+
+
+def f_inv(a):
+    return np.sum(np.linalg.inv(a) * np.arange(9.0).reshape(3, 3))
+
+
+def f_det_of_product(a):
+    return np.linalg.det(a @ a.T + np.linalg.inv(a))
+
+
+@pytest.mark.parametrize("jit", JIT)
+@pytest.mark.parametrize("f", [f_det, f_inv, f_det_of_product], ids=lambda f: f.__name__)
+def test_linalg_det_and_inv(f, jit):
+    check(f, A, jit=jit, rtol=1e-6, atol=1e-7)
+
+
+def f_atleast(x):
+    return np.sum(np.atleast_2d(x) * np.arange(1.0, 5.0)) + np.sum(np.atleast_3d(x) ** 2)
+
+
+def f_atleast_scalar(x):
+    return np.sum(np.atleast_1d(x * 2.0)) + np.sum(np.atleast_2d(x) ** 2)
+
+
+@pytest.mark.parametrize("jit", JIT)
+def test_atleast_nd(jit):
+    check(f_atleast, np.array([1.5, 0.5, -2.0, 1.0]), jit=jit)
+
+
+def test_atleast_nd_of_scalars():
+    check(f_atleast_scalar, 1.5)
+    with pytest.raises(source.TransformError, match="atleast_1d"):  # Numba: arrays only
+        source.grad(f_atleast_scalar, jit=True)(1.5)
+
+
+def f_newaxis(x):
+    return np.sum(x[:, np.newaxis] * x[np.newaxis, :] * np.arange(4.0)) + np.sum(x[None] ** 3)
+
+
+@pytest.mark.parametrize("jit", JIT)
+def test_np_newaxis(jit):
+    check(f_newaxis, np.array([1.5, 0.5, -2.0, 1.0]), jit=jit)
+
+
+def f_np_array(x):
+    v = np.array([x[0] * x[1], x[1] ** 2, x[0]])
+    return np.sum(v * np.array([1.0, 2.0, 3.0])) + np.dot(v, v)
+
+
+def f_list_literal(x, y):
+    v = [x * y, y, x]
+    return v[0] + 2.0 * v[1] * v[2] + np.sum(np.array(v) ** 2)
+
+
+def f_array_of_arrays(x):
+    m = np.array([x, x * 2.0, np.sin(x)])
+    return np.sum(m @ x)
+
+
+@pytest.mark.parametrize("jit", JIT)
+def test_np_array_and_list_literals(jit):
+    check(f_np_array, np.array([1.5, 0.5]), jit=jit)
+    check(f_list_literal, 1.5, -0.7, jit=jit)
+
+
+def test_np_array_of_arrays():
+    check(f_array_of_arrays, np.array([1.5, 0.5, -0.3]))
+
+
+def list_arithmetic(x):
+    v = [x, 2.0]
+    return np.sum(np.array(v * 2))
+
+
+def test_list_arithmetic_is_refused_not_taken_elementwise():
+    with pytest.raises(source.TransformError, match=r"np\.array\(\[\.\.\.\]\)"):
+        source.grad(list_arithmetic)(1.0)
+
+
+HELPERS = '''
+import numpy as np
+
+
+def energy(v, k):
+    return 0.5 * k * np.sum(v * v)
+
+
+def scale(a, b):
+    return a * b
+'''
+
+
+@pytest.mark.parametrize("jit", JIT)
+def test_helpers_of_other_modules_are_inlined(tmp_path, monkeypatch, jit):
+    (tmp_path / "tg_breadth_helpers.py").write_text(HELPERS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import tg_breadth_helpers as helpers
+
+    def f(x):
+        b = helpers.scale(x[0], x[1])
+        return helpers.energy(x, 3.0) + b
+
+    x = np.array([1.5, -0.5, 2.0])
+    check(f, x, jit=jit)
+    df = source.grad(f, jit=jit)
+    df(x)
+    code = [line for line in df.source.splitlines() if not line.strip().startswith("#")]
+    assert not [line for line in code if "helpers." in line]  # inlined: no call left

@@ -679,6 +679,12 @@ class Emitter:
             axes = op.axes or tuple(reversed(range(self.kinds[x].ndim)))
             cot = P.transpose.vjp(0, g, ans, (self.sym(x),), {"axes": axes})
             return [(x, cot.text)] if self.is_active(x) else []
+        if isinstance(op, table.Pack):
+            return [(a, f"{g.text}[{k}]") for k, a in active]
+        if isinstance(op, table.ArrayOp):
+            x = args[0]
+            return [(x, op.adjoint(src(operand_node(x)), g.text, ans.text, self.kinds[x]))] \
+                if self.is_active(x) else []
         if isinstance(op, table.Reshape):
             # the registry's rule reshapes back to shape_of(x): x's shape is known at run time
             # (contiguous first: Numba reshapes only contiguous arrays, and g may be transposed)

@@ -196,6 +196,22 @@ class Analysis:
             if sorted(axes) != list(range(x.ndim)):
                 raise self.error(f"axes {axes} do not fit {x.ndim}-D arrays", stmt, "Call")
             return Kind(x.dtype, x.ndim, frozenset(i for i, a in enumerate(axes) if a in x.ones))
+        if isinstance(op, table.Pack):
+            if not kinds:
+                raise self.error("an empty list has no kind: start from np.zeros(n)", stmt,
+                                 "List")
+            if any(k.ndim != kinds[0].ndim for k in kinds):
+                raise self.error(f"`{ast.unparse(expr.forward)}` packs values of different "
+                                 "shapes", stmt, "List")
+            element = broadcast(*kinds)
+            return Kind(element.dtype, element.ndim + 1,
+                        frozenset(a + 1 for a in element.ones) | (
+                            frozenset((0,)) if len(kinds) == 1 else frozenset()))
+        if isinstance(op, table.ArrayOp):
+            kind = op.result(kinds[0])
+            if isinstance(kind, str):
+                raise self.error(f"`{ast.unparse(expr.forward)}` {kind}", stmt, "Call")
+            return kind
         if isinstance(op, table.Constant):
             nodes = expr.forward.args if isinstance(expr.forward, ast.Call) else []
             return op.result(kinds, nodes)

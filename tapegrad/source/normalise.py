@@ -222,6 +222,7 @@ class Normaliser:
         self.namer = Namer()
         self.temps = set()
         self.constants = {}
+        self.lists = set()  # names bound to list literals: list arithmetic is refused on them
         self.inlining = []
         self.temp_base = "t"
         self.reads = {}  # the globals and closure values looked up (see `stale`)
@@ -613,6 +614,9 @@ class Normaliser:
     def expr_BinOp(self, node, out, origin, target):
         left = self.expr(node.left, out, origin)
         right = self.expr(node.right, out, origin)
+        if left in self.lists or right in self.lists:
+            raise self.error("arithmetic on a list repeats or joins it in Python but is "
+                             "elementwise on arrays: write np.array([...])", node, "List")
         forward = ast.BinOp(left=operand_node(left), op=node.op, right=operand_node(right))
         name = _BINOPS.get(type(node.op))
         if name == "matmul":
@@ -687,6 +691,32 @@ class Normaliser:
         out.append(ir.If(cond, body, orelse, origin))
         return name
 
+    def expr_List(self, node, out, origin, target):
+        """`[a, b]` as a value: NumPy's array of it (np.array([a, b])), which Numba compiles and
+        differentiates; list arithmetic (`[a] * 2`, `l1 + l2`) is refused where it is used."""
+        operands = [self.expr(e, out, origin) for e in node.elts]
+        forward = ast.Call(func=ast.parse("np.array", mode="eval").body,
+                           args=[ast.List(elts=[operand_node(o) for o in operands],
+                                          ctx=ast.Load())], keywords=[])
+        name = self.emit(table.Pack(), operands, forward, out, origin, target)
+        self.lists.add(name)
+        return name
+
+    def _np_array(self, node, out, origin, target):
+        """np.array(v) / np.asarray(v): a list or tuple literal is packed, an array copied."""
+        if node.keywords or len(node.args) != 1:
+            raise self.error("np.array takes one list, tuple or array here (no dtype=)", node,
+                             "Call")
+        arg = node.args[0]
+        if isinstance(arg, (ast.List, ast.Tuple)):
+            name = self.expr_List(arg, out, origin, target)
+            self.lists.discard(name)
+            return name
+        operand = self.expr(arg, out, origin)
+        forward = ast.Call(func=ast.parse("np.copy", mode="eval").body,
+                           args=[operand_node(operand)], keywords=[])
+        return self.emit(table.Identity(), [operand], forward, out, origin, target)
+
     def expr_Subscript(self, node, out, origin, target):
         base = node.value
         if isinstance(base, ast.Attribute) and base.attr == "shape":
@@ -712,6 +742,8 @@ class Normaliser:
         if self._user_function(node) is not None:
             return self.inline(node, out, origin, n_results=1, target=target)[0]
         obj = self._callee(node)
+        if obj is np.array or obj is np.asarray:
+            return self._np_array(node, out, origin, target)
         op = table.CALLS.get(obj) if _hashable(obj) else None
         if op is None:
             raise self.error(f"call to `{ast.unparse(func)}` is not supported", node, "Call")
@@ -888,9 +920,18 @@ class Normaliser:
                 obj = self.scope.lookup(func.id)
             except KeyError:
                 return None
-            obj = same_values(obj) or obj
-            if isinstance(obj, types.FunctionType) and not _hashable_known(obj):
-                return obj
+        elif isinstance(func, ast.Attribute):
+            # `helpers.energy(x)`: a function of the user's own module, inlined like a local one
+            module = self._module(func.value)
+            if module is None or module in table.MODULES or module.__name__.split(".")[0] in (
+                    "numpy", "math", "builtins"):
+                return None
+            obj = getattr(module, func.attr, None)
+        else:
+            return None
+        obj = same_values(obj) or obj
+        if isinstance(obj, types.FunctionType) and not _hashable_known(obj):
+            return obj
         return None
 
     # -- plain integer code (indices, shapes) ---------------------------------------------------
@@ -912,6 +953,9 @@ class Normaliser:
             if isinstance(n, ast.Constant):
                 if n.value is None or isinstance(n.value, (int, float)):
                     return ast.Constant(n.value)
+            if (isinstance(n, ast.Attribute) and n.attr == "newaxis"
+                    and self._module(n.value) is np):
+                return ast.Constant(None)  # np.newaxis is None
             if isinstance(n, ast.Slice):
                 return ast.Slice(*(visit(p) if p is not None else None
                                    for p in (n.lower, n.upper, n.step)))

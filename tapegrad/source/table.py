@@ -92,6 +92,65 @@ class Transpose:
 
 
 @dataclass(frozen=True)
+class ArrayOp:
+    """A function of one array with a whole-array rule: `result(kind)` gives the kind of the
+    result (a str: why that kind is refused), `adjoint(x, g, ans, kind)` the source of x's
+    cotangent from the names of x, the result's cotangent and the result."""
+    name: str
+    result: Callable
+    adjoint: Callable
+
+
+def _square_matrix(kind):
+    return Kind("float", 0) if kind.ndim == 2 else "takes one square matrix (2-D) here"
+
+
+def _inverse(kind):
+    return Kind("float", 2) if kind.ndim == 2 else "takes one square matrix (2-D) here"
+
+
+# where NumPy's atleast_Nd puts the new axes of length 1: (N,) -> (1, N) -> (1, N, 1)
+_NEW_AXES = {(1, 0): (0,), (2, 0): (0, 1), (2, 1): (0,), (3, 0): (0, 1, 2), (3, 1): (0, 2),
+             (3, 2): (2,)}
+
+
+def _at_least(n):
+    def result(kind):
+        if kind.ndim >= n:
+            return kind
+        new = _NEW_AXES[n, kind.ndim]
+        old = [i for i in range(n) if i not in new]
+        return Kind(kind.dtype, n, frozenset(new) | frozenset(
+            i for k, i in enumerate(old) if k in kind.ones))
+    return result
+
+
+def _back_to_shape(x, g, ans, kind):
+    # the inverse of a reshape that only adds axes of length 1
+    return f"np.sum({g})" if kind.ndim == 0 else \
+        f"np.ascontiguousarray({g}).reshape(np.shape({x}))"
+
+
+ARRAY_OPS = {
+    # d det(A) = det(A) tr(A^-1 dA): A's cotangent is g det(A) A^-T
+    np.linalg.det: ArrayOp("det", _square_matrix,
+                           lambda x, g, ans, kind: f"{g} * {ans} * np.linalg.inv({x}).T"),
+    # d A^-1 = -A^-1 dA A^-1: A's cotangent is -A^-T G A^-T
+    np.linalg.inv: ArrayOp("inv", _inverse,
+                           lambda x, g, ans, kind: f"-np.dot(np.dot({ans}.T, {g}), {ans}.T)"),
+    np.atleast_1d: ArrayOp("atleast_1d", _at_least(1), _back_to_shape),
+    np.atleast_2d: ArrayOp("atleast_2d", _at_least(2), _back_to_shape),
+    np.atleast_3d: ArrayOp("atleast_3d", _at_least(3), _back_to_shape),
+}
+
+
+@dataclass(frozen=True)
+class Pack:
+    """np.array([a, b, ...]) and list literals: values of one kind stacked on a new first axis;
+    element k's cotangent is the result's cotangent at k."""
+
+
+@dataclass(frozen=True)
 class Identity:
     to_float: bool = False  # float(n) turns an integer into a float
 
@@ -119,6 +178,13 @@ def _allocated(dtype):
 
 def _like(kinds, nodes):
     return Kind("float", kinds[0].ndim)
+
+
+def _arange(kinds, nodes):
+    # np.arange(9.0) is float, np.arange(n) int: literal arguments are no operands (no kinds)
+    floats = any(k.dtype == "float" for k in kinds) or any(
+        isinstance(n, ast.Constant) and isinstance(n.value, float) for n in nodes)
+    return Kind("float" if floats else "int", 1)
 
 
 def _int_result(kinds, nodes):
@@ -157,10 +223,12 @@ CALLS.update({
     np.zeros: Constant(_allocated("float")), np.ones: Constant(_allocated("float")),
     np.empty: Constant(_allocated("float")),
     np.zeros_like: Constant(_like), np.ones_like: Constant(_like),
-    np.arange: Constant(lambda kinds, nodes: Kind(broadcast(*kinds).dtype, 1)),
+    np.arange: Constant(_arange),
     np.linspace: Constant(lambda kinds, nodes: Kind("float", 1)),
     np.isnan: Constant(lambda kinds, nodes: Kind("bool", kinds[0].ndim)),
 })
+
+CALLS.update(ARRAY_OPS)
 
 # methods on array values: x.sum(), x.copy(), ...
 METHODS = {"sum": Reduction("sum"), "mean": Reduction("mean"), "max": Reduction("amax"),
