@@ -53,7 +53,7 @@ class _Linear:
     `positions` (each leaf of a pytree argument gets its own slot, as grad does)."""
 
     def __init__(self, ctx, fun, args, positions, where, argnums, has_aux=False):
-        self.ctx, self.fun, self.where = ctx, fun, where
+        self.ctx, self.fun, self.where, self.has_aux = ctx, fun, where, has_aux
         self.primals = list(args)
         fname = _function_name(fun)
         args = list(args)
@@ -173,7 +173,7 @@ def _later(lin, owned, method, where):
             with lin.ctx:
                 return _concrete(method(lin, value))
         again = _Linear(ctx, lin.fun, [_concrete(a) for a in lin.primals],
-                        tuple(lin.wanted), where, tuple(lin.wanted))
+                        tuple(lin.wanted), where, tuple(lin.wanted), lin.has_aux)
         return method(again, value)
     return call
 
@@ -237,7 +237,10 @@ def jvp(fun, primals, tangents, has_aux=False):
     lin, owned = _linearize_at(fun, tuple(primals), positions, "jvp", positions, has_aux)
     if owned:
         with lin.ctx:
-            result = _concrete((lin.out, lin.pushforward(tangents), lin.aux))
+            try:
+                result = _concrete((lin.out, lin.pushforward(tangents), lin.aux))
+            finally:
+                lin.ctx.tracers.clear()     # nothing refers to this trace later: no cycle
     else:
         result = (lin.out, lin.pushforward(tangents), lin.aux)
     return result if has_aux else result[:2]

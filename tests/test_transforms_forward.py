@@ -180,6 +180,9 @@ TORCH_FUNCTIONS = [
     ("tanh-mlp", lambda lib, x: lib.tanh(x[:3] * 2.0 - x[1:]) * x[0]),
     ("exp-log1p", lambda lib, x: lib.log1p(lib.exp(x)) - x ** 2),
     ("prod-sum", lambda lib, x: (lib.sin(x) * x[::-1] if lib is np else lib.sin(x) * x.flip(0))),
+    ("outer-matmul", lambda lib, x: lib.tanh(lib.outer(x, x)) @ x),
+    ("maximum-div", lambda lib, x: lib.maximum(x, 0.5 * x) / (1 + x ** 2)),
+    ("sqrt-abs-reduce", lambda lib, x: lib.sqrt(lib.abs(x) + 1) * lib.sum(x ** 3)),
 ]
 
 

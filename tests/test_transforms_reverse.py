@@ -66,6 +66,8 @@ def test_vjp_fn_used_under_another_jit():
     x = np.array([0.5, 1.0])
     _, f_vjp = tg.vjp(np.exp, x)
     np.testing.assert_allclose(tg.jit(lambda ct: f_vjp(ct)[0])(np.ones(2)), np.exp(x))
+    _, f_vjp, aux = tg.vjp(lambda x: (np.sin(x), x * 2.0), x, has_aux=True)
+    np.testing.assert_allclose(tg.jit(lambda ct: f_vjp(ct)[0])(np.ones(2)), np.cos(x))
 
 
 @pytest.mark.parametrize("n_in,n_out", [(1, 4), (4, 1), (3, 5), (6, 2)])
