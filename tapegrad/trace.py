@@ -251,6 +251,37 @@ def _mask_write(target, mask, value):
     return result if result.dtype == target.dtype else P.cast(result, dtype=target.dtype.name)
 
 
+_VALUE_FREE = frozenset(("getitem", "setitem", "index_add"))   # VJP rules that read shapes only
+_RELEASE_SCAN = 64
+
+
+def _release_version(ctx, slot, kept):
+    """Drop the values of a version of an array that a write has just replaced, when nothing can
+    need them again: the version was made by a write and read only by element reads and writes
+    (whose VJP rules read shapes, not values), and no other handle holds it. A loop of element
+    writes then keeps one version's values instead of one per write (O(n) memory, not O(n^2)).
+    The slot keeps a tracer of the right shape and dtype, with no values behind it."""
+    tape = ctx.tape
+    producer = tape._producer
+    k = producer.get(slot) if producer is not None else None
+    instrs = tape.instrs
+    if k is None or instrs[k].prim.name not in ("setitem", "index_add") \
+            or len(instrs) - k > _RELEASE_SCAN:
+        return
+    for j in range(k + 1, len(instrs)):
+        ins = instrs[j]
+        if slot in ins.ins and ins.prim.name not in _VALUE_FREE:
+            return
+    value = kept._value
+    # references to the values: kept._value, `value`, getrefcount's argument; to kept: ctx.tracers,
+    # the caller's and this frame's names, getrefcount's argument. More: another handle (x = +y, a
+    # pinned input) may still read this version, so it keeps its values.
+    refcount = getattr(sys, "getrefcount", None)
+    if refcount is None or refcount(value) > 3 or refcount(kept) > 4:
+        return
+    ctx.tracers[slot] = Tracer(ctx, slot, np.broadcast_to(np.zeros((), value.dtype), value.shape))
+
+
 def _inplace(prim, symbol):
     """`x <op>= y` on a traced array: NumPy updates x itself (every name bound to it sees the
     result), keeping its shape and dtype; a 0-d value is a NumPy scalar and is rebound instead."""
@@ -548,9 +579,13 @@ class Tracer(PrimitiveOperators):
         holds a handle that moves. O(1): nothing is copied here.
         """
         ctx = self._ctx
-        if ctx.tracers.get(self._slot) is self:
-            ctx.tracers[self._slot] = Tracer(ctx, self._slot, self._value)
+        old = self._slot
+        kept = ctx.tracers.get(old)
+        if kept is self:
+            ctx.tracers[old] = Tracer(ctx, old, self._value)
         self._slot, self._value = new._slot, new._value
+        if type(kept) is Tracer and kept is not self:
+            _release_version(ctx, old, kept)
 
     def __pos__(self):
         # +x is a new array in NumPy: a new handle on the same slot (a write to it moves it only)
