@@ -670,3 +670,36 @@ def test_functional_misc_against_torch():
         tg.nn.functional.layer_norm(tg.ones(2, 3), (4,))
     tg.manual_seed(1)
     assert not tg.nn.functional.dropout(tg.ones(50), 1.0).numpy().any()
+
+
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")
+def test_full_backward_hooks_match_torch():
+    results = [m.Sequential(m.Linear(3, 4), m.Tanh(), m.Linear(4, 2)) for m in (nn, tnn)]
+    _copy_weights(results[1], results[0])
+    x_data = _x(5, 3)
+    out = []
+    for lib, model in ((tg, results[0]), (torch, results[1])):
+        seen = []
+        model[2].register_full_backward_pre_hook(lambda mod, go: (go[0] * 3,))
+        model[1].register_full_backward_hook(
+            lambda mod, gi, go: seen.append((gi[0].numpy().copy(), go[0].numpy().copy())))
+        handle = model[0].register_full_backward_hook(lambda mod, gi, go: (gi[0] * 0.5,))
+        x = lib.tensor(x_data, requires_grad=True)
+        model(x).sum().backward()
+        handle.remove()
+        first_grad = x.grad.numpy().copy()
+        x.grad = None
+        model(x).sum().backward()
+        model[0](lib.ones(2, 3)).sum().backward()  # no input grad: hook sees (None,)
+        out.append((seen, first_grad, x.grad.numpy(), model[0].weight.grad.numpy()))
+    (seen, *arrays), (tseen, *tarrays) = out
+    assert len(seen) == len(tseen) == 2
+    for (a, b), (c, d) in zip(seen, tseen):
+        np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(b, d, rtol=1e-5, atol=1e-6)
+    for a, b in zip(arrays, tarrays):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(NotImplementedError, match="one tensor input"):
+        bil = nn.Bilinear(2, 2, 1)
+        bil.register_full_backward_hook(lambda *a: None)
+        bil(tg.ones(1, 2, requires_grad=True), tg.ones(1, 2, requires_grad=True))

@@ -6,6 +6,7 @@ import numpy as np
 
 from ... import dtypes
 from ..._device import check_device
+from ...autograd import Function
 from ...tensor import Tensor
 from ..parameter import Parameter
 from ..utils import zero_grad_
@@ -270,7 +271,13 @@ class Module:
                 result = hook(self, args)
                 if result is not None:
                     args = result if isinstance(result, tuple) else (result,)
+        hooked = self.__dict__.get("_backward_hooks") or self.__dict__.get("_backward_pre_hooks")
+        if hooked:
+            state = _BackwardHookState(self)
+            args = state.wrap_inputs(args)
         output = self.forward(*args, **kwargs)
+        if hooked:
+            output = state.wrap_output(output)
         for hook_id, hook in list(self._forward_hooks.items()):
             if hook_id in self._forward_hooks_with_kwargs:
                 result = hook(self, args, kwargs, output)
@@ -293,6 +300,22 @@ class Module:
         _insert(self._forward_hooks, handle.id, hook, prepend)
         if with_kwargs:
             self._forward_hooks_with_kwargs[handle.id] = True
+        return handle
+
+    def register_full_backward_hook(self, hook, prepend=False):
+        """hook(module, grad_input, grad_output), once the gradient wrt the input is known; it
+        may return a replacement for grad_input."""
+        return self._backward_hook_into("_backward_hooks", hook, prepend)
+
+    def register_full_backward_pre_hook(self, hook, prepend=False):
+        """hook(module, grad_output), before the module's backward; it may replace grad_output."""
+        return self._backward_hook_into("_backward_pre_hooks", hook, prepend)
+
+    def _backward_hook_into(self, name, hook, prepend):
+        if name not in self.__dict__:
+            object.__setattr__(self, name, collections.OrderedDict())
+        handle = RemovableHandle(self.__dict__[name])
+        _insert(self.__dict__[name], handle.id, hook, prepend)
         return handle
 
     # ------------------------------------------------------------------ modes and gradients
@@ -449,6 +472,76 @@ class Module:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+
+
+class _BackwardHookState:
+    """One call's backward hooks: identity nodes around the module's input and output."""
+
+    def __init__(self, module):
+        self.module = module
+        self.grad_output = None
+        self.input_tracked = False
+
+    def wrap_inputs(self, args):
+        tracked = [i for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad]
+        if len(tracked) > 1:
+            raise NotImplementedError(
+                f"{self.module._get_name()}: tapegrad runs full backward hooks on modules with "
+                "one tensor input needing grad; register a hook on each input tensor "
+                "(tensor.register_hook) instead")
+        if not tracked:
+            return args
+        self.input_tracked = True
+        args = list(args)
+        args[tracked[0]] = _HookInput.apply(args[tracked[0]], self)
+        return tuple(args)
+
+    def wrap_output(self, output):
+        if not isinstance(output, Tensor):
+            raise NotImplementedError(f"{self.module._get_name()}: tapegrad runs full backward "
+                                      "hooks on modules that return one tensor")
+        return _HookOutput.apply(output, self) if output.requires_grad else output
+
+
+class _HookOutput(Function):
+    @staticmethod
+    def forward(ctx, x, state):
+        ctx.state = state
+        return x
+
+    @staticmethod
+    def backward(ctx, g):
+        state, module = ctx.state, ctx.state.module
+        grad_output = _run_hooks(module, "_backward_pre_hooks", (g,),
+                                 lambda hook, grads: hook(module, grads))
+        state.grad_output = grad_output
+        if not state.input_tracked:  # no input gradient will come: call the hooks now
+            for hook in list(module.__dict__.get("_backward_hooks", {}).values()):
+                hook(module, (None,), grad_output)
+        return grad_output[0], None
+
+
+class _HookInput(Function):
+    @staticmethod
+    def forward(ctx, x, state):
+        ctx.state = state
+        return x
+
+    @staticmethod
+    def backward(ctx, g):
+        state, module = ctx.state, ctx.state.module
+        grad_input = _run_hooks(module, "_backward_hooks", (g,),
+                                lambda hook, grads: hook(module, grads, state.grad_output))
+        return grad_input[0], None
+
+
+def _run_hooks(module, name, grads, call):
+    """Call each hook of module.<name> in turn; a hook's non-None result replaces the grads."""
+    for hook in list(module.__dict__.get(name, {}).values()):
+        result = call(hook, grads)
+        if result is not None:
+            grads = tuple(result) if isinstance(result, (tuple, list)) else (result,)
+    return grads
 
 
 def _insert(hooks, key, hook, prepend):
