@@ -503,12 +503,16 @@ class _BackwardHookState:
         return _HookOutput.apply(output, self) if output.requires_grad else output
 
 
-class _HookOutput(Function):
+class _HookIdentity(Function):
+    """x itself; its backward is where the module's backward hooks run."""
+
     @staticmethod
     def forward(ctx, x, state):
         ctx.state = state
         return x
 
+
+class _HookOutput(_HookIdentity):
     @staticmethod
     def backward(ctx, g):
         state, module = ctx.state, ctx.state.module
@@ -521,12 +525,7 @@ class _HookOutput(Function):
         return grad_output[0], None
 
 
-class _HookInput(Function):
-    @staticmethod
-    def forward(ctx, x, state):
-        ctx.state = state
-        return x
-
+class _HookInput(_HookIdentity):
     @staticmethod
     def backward(ctx, g):
         state, module = ctx.state, ctx.state.module
