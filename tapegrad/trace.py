@@ -65,6 +65,7 @@ class TraceContext:
         self.tracers = {}
         self.phase = FORWARD
         self._probes = {}
+        self._shells = {}       # (shape, dtype) -> a value-less array (see _release_version)
 
     def probe(self, value):
         """np.arange(size).reshape(shape), laid out in memory as `value` (the array NumPy would
@@ -279,7 +280,11 @@ def _release_version(ctx, slot, kept):
     refcount = getattr(sys, "getrefcount", None)
     if refcount is None or refcount(value) > 3 or refcount(kept) > 4:
         return
-    ctx.tracers[slot] = Tracer(ctx, slot, np.broadcast_to(np.zeros((), value.dtype), value.shape))
+    key = (value.shape, value.dtype)
+    shell = ctx._shells.get(key)
+    if shell is None:           # zero strides: the shape and dtype of the version, no values
+        shell = ctx._shells[key] = np.broadcast_to(np.zeros((), value.dtype), value.shape)
+    ctx.tracers[slot] = Tracer(ctx, slot, shell)
 
 
 def _inplace(prim, symbol):
