@@ -117,12 +117,25 @@ class custom_vjp:
     def defvjp(self, fwd, bwd):
         self.fwd, self.bwd = fwd, bwd
 
+    def _eager_fwd(self, *args):
+        out, residuals = self.fwd(*args)
+        return out, (args, residuals)
+
+    def _eager_bwd(self, saved, g):
+        # autograd.Function wants a gradient per argument: None for nondiff_argnums
+        args, residuals = saved
+        nondiff, _ = _split_args(args, self.nondiff_argnums)
+        grads = iter(self.bwd(*nondiff, residuals, g))
+        return tuple(None if i in self.nondiff_argnums else next(grads) for i in range(len(args)))
+
     def __call__(self, *args):
         if self.fwd is None:
             raise TypeError(f"tapegrad.custom_vjp: no VJP defined for {self.__name__}; call "
                             f"{self.__name__}.defvjp(fwd, bwd) first")
         ctx = _context_of(args)
         if ctx is None:
+            if _eager_tensors(args):        # eager Tensors: bwd through an autograd.Function
+                return _eager_function(self, self._eager_fwd, self._eager_bwd).apply(*args)
             return self.fun(*args)
         nondiff, diff = _split_args(args, self.nondiff_argnums)
         # the inputs as fwd receives them (a write in fwd moves the caller's handles on)
@@ -134,6 +147,33 @@ class custom_vjp:
         out_leaves, out_tree = tree_flatten(out, _is_tracer)
         rule = _VjpRule(ctx, in_leaves, out_leaves, out_tree, self.bwd, nondiff, residuals, diff)
         return _wrap(ctx, rule, in_leaves, out, out_leaves, out_tree)
+
+
+def _eager_tensors(args):
+    """Arguments include an eager Tensor that requires grad (with grad mode on)."""
+    from .autograd.grad_mode import is_grad_enabled
+    return is_grad_enabled() and any(
+        getattr(type(leaf), "_bind_level", 0) == 1 and leaf.requires_grad
+        for leaf in tree_flatten(list(args), lambda x: True)[0])
+
+
+def _eager_function(owner, forward, backward):
+    """An autograd.Function (made once per custom function) running forward(*args) -> (out,
+    saved) and backward(saved, g) -> one gradient per argument, for eager Tensors."""
+    function = owner.__dict__.get("_eager")
+    if function is None:
+        from .autograd.function import Function
+
+        def fwd(ctx, *args):
+            out, ctx.custom_saved = forward(*args)
+            return out
+
+        def bwd(ctx, g):
+            return backward(ctx.custom_saved, g)
+        function = type(owner.__name__, (Function,), {"forward": staticmethod(fwd),
+                                                      "backward": staticmethod(bwd)})
+        owner._eager = function
+    return function
 
 
 def _fresh_like(ctx, leaves, make):
@@ -217,12 +257,27 @@ class custom_jvp:
         self.jvp = jvp
         return jvp
 
+    def _eager_bwd(self, args, g):
+        from .forward import vjp
+        from .functions import tensor
+        values = [a.detach().numpy() if getattr(type(a), "_bind_level", 0) == 1 else a
+                  for a in args]
+        nondiff, diff = _split_args(values, self.nondiff_argnums)
+        zeros = [np.zeros(np.shape(d), np.result_type(d, np.float32)) for d in diff]
+        _, pull = vjp(lambda *t: self.jvp(*nondiff, tuple(diff), t)[1], *zeros)
+        grads = iter(pull(g.detach().numpy()))
+        return tuple(None if i in self.nondiff_argnums else tensor(next(grads))
+                     for i in range(len(args)))
+
     def __call__(self, *args):
         if self.jvp is None:
             raise TypeError(f"tapegrad.custom_jvp: no JVP defined for {self.__name__}; decorate "
                             f"the rule with @{self.__name__}.defjvp first")
         ctx = _context_of(args)
         if ctx is None:
+            if _eager_tensors(args):        # eager Tensors: the rule transposed on a tape
+                return _eager_function(self, lambda *a: (self.fun(*a), a),
+                                       self._eager_bwd).apply(*args)
             return self.fun(*args)
         nondiff, diff = _split_args(args, self.nondiff_argnums)
         # the inputs as fun receives them (a write in fun moves the caller's handles on)

@@ -22,7 +22,7 @@ def _is_tracer(x):
 
 def _context_of(tree):
     """The trace a value belongs to (its tracers'), else the innermost active trace, else None."""
-    for leaf in tree_flatten(tree, _is_tracer)[0]:
+    for leaf in tree_flatten(tree, _any_leaf)[0]:     # leaves as they are (Tensors too)
         if isinstance(leaf, Tracer):
             return leaf._ctx
     return current()

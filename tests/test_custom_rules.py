@@ -213,3 +213,23 @@ def test_autograd_function_wrong_number_of_gradients_on_the_tape():
     with pytest.raises(RuntimeError, match=r"BadBackward returned an incorrect number of "
                                            r"gradients \(expected 2, got 1\)"):
         tg.grad(lambda a: np.sum(Bad.apply(a, a)))(np.ones(2))
+
+
+def test_custom_rules_on_eager_tensors_use_the_rule():
+    x = np.array([0.5, 2.0])
+    t = tg.tensor(x, requires_grad=True)
+    scaled_sin(t).sum().backward()
+    np.testing.assert_allclose(t.grad.numpy(), 2 * np.cos(x))
+    t = tg.tensor(x, requires_grad=True)
+    log1pexp(t).sum().backward()
+    np.testing.assert_allclose(t.grad.numpy(), 1 / (1 + np.exp(-x)))
+
+    @functools.partial(tg.custom_vjp, nondiff_argnums=(0,))
+    def power(n, x):
+        return x ** n
+    power.defvjp(lambda n, x: (x ** n, x), lambda n, x, g: (10.0 * n * x ** (n - 1) * g,))
+    t = tg.tensor(x, requires_grad=True)
+    power(3, t).sum().backward()
+    np.testing.assert_allclose(t.grad.numpy(), 30.0 * x ** 2)
+    with tg.no_grad():                 # nothing to differentiate: runs fun as written
+        np.testing.assert_allclose(scaled_sin(tg.tensor(x)).numpy(), np.sin(x))
