@@ -11,7 +11,7 @@ import numpy as np
 
 from . import primitives as P
 from .tape import tree_flatten, tree_unflatten
-from .trace import TraceContext, TraceError, Tracer, backward_on_tape, current
+from .trace import TraceContext, TraceError, Tracer, backward_on_tape, current, pinned
 from .transforms import (_any_leaf, _argnum_positions, _concrete, _function_name, _in_trace,
                          _is_int, _leaf_names, _trace_arg, _value, _wrt_leaf, value_and_grad)
 
@@ -71,7 +71,9 @@ class _Linear:
         self.start = len(ctx.tape.instrs)        # after the aliases: they are the sweep's ends
         out = fun(*args)
         self.out, self.aux = out if has_aux else (out, None)
-        self.out_leaves, self.out_tree = tree_flatten(self.out, _is_tracer)
+        out_leaves, self.out_tree = tree_flatten(self.out, _is_tracer)
+        # the outputs as returned: a later write through the caller's handles moves those on
+        self.out_leaves = [pinned(o) for o in out_leaves]
         self._transposed = None
 
     # ---- reverse

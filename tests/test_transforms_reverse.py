@@ -35,6 +35,16 @@ def test_vjp_cotangent_is_not_differentiated():
     np.testing.assert_allclose(tg.jacrev(gn)(x), np.diag(6 * x ** 2))
 
 
+def test_vjp_fn_sees_the_output_as_returned():
+    # a write into the output after vjp returns does not change what vjp_fn differentiates
+    def f(x):
+        out, f_vjp = tg.vjp(lambda y: y * 3.0, x)
+        out[0] = 0.0
+        return f_vjp(np.ones(2))[0] + out
+    np.testing.assert_allclose(f(np.array([1.0, 2.0])), [3.0, 9.0])
+    np.testing.assert_allclose(tg.jit(f)(np.array([1.0, 2.0])), [3.0, 9.0])
+
+
 def test_vjp_has_aux_and_errors():
     out, f_vjp, aux = tg.vjp(lambda x: (np.sin(x), {"c": x.shape[0]}), np.ones(2), has_aux=True)
     assert aux == {"c": 2}
