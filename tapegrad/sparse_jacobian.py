@@ -8,8 +8,9 @@ bandwidth b costs b sweeps whatever its size.
 The pattern is given (`sparsity=` a scipy.sparse matrix or a boolean array of shape
 (out.size, x.size)) or detected (`sparsity="detect"`): each instruction of the recorded tape maps
 which input elements every element of its result depends on (elementwise with broadcasting,
-indexing, reshapes, reductions along axes; an instruction without a finer rule is taken as
-dense), so the detected pattern is structural and holds at every point on the same path.
+indexing, reshapes, reductions along axes, matmul with a constant matrix's nonzeros; an
+instruction without a finer rule is taken as dense), so the detected pattern is structural and
+holds at every point on the same path.
 Needs scipy.
 """
 import numpy as np
@@ -41,7 +42,23 @@ def _numbered(shape):
     return np.arange(_size(shape)).reshape(shape)
 
 
-def _selection(sp, ins, argnum, shapes):
+def _matmul_selection(sp, ins, argnum, shapes, consts):
+    """matmul of 1-D/2-D operands: a constant operand's nonzeros, a traced one's every element
+    (batched operands: None, taken as dense)."""
+    a_shape, b_shape = (shapes[s] for s in ins.ins)
+    if len(a_shape) > 2 or len(b_shape) > 2:
+        return None
+    a_pat, b_pat = (sp.csr_matrix(np.asarray(consts[s]) != 0) if s in consts else
+                    sp.csr_matrix(np.ones(shapes[s], bool)) for s in ins.ins)
+    a_pat = a_pat if len(a_shape) == 2 else a_pat.reshape(1, -1)      # (n, m)
+    b_pat = b_pat if len(b_shape) == 2 else b_pat.reshape(-1, 1)      # (m, p)
+    n, p = a_pat.shape[0], b_pat.shape[1]
+    if argnum == 0:                  # out[i, k] <- a[i, j] where b[j, k]
+        return sp.kron(sp.identity(n, bool), b_pat.T, format="csr").astype(bool)
+    return sp.kron(a_pat, sp.identity(p, bool), format="csr").astype(bool)
+
+
+def _selection(sp, ins, argnum, shapes, consts):
     """Boolean (result size x argument size) matrix: which argument elements each result element
     depends on; None where the argument carries no derivative."""
     prim, params = ins.prim, ins.params
@@ -65,6 +82,8 @@ def _selection(sp, ins, argnum, shapes):
         targets = _numbered(out_shape)[params["index"]]
         rows, cols = np.broadcast_arrays(targets, _numbered(shape))
         return _map(sp, rows, cols, n_out, n_in)
+    if name == "matmul":
+        return _matmul_selection(sp, ins, argnum, shapes, consts)
     if prim.kind == "reduction" and "axis" in params:
         axis = params["axis"]
         axes = range(len(shape)) if axis is None else (axis,) if np.ndim(axis) == 0 else axis
@@ -95,7 +114,7 @@ def detect(lin):
             rules = ins.prim.vjp_rules
             if ins.prim.variadic_vjp is None and argnum < len(rules) and rules[argnum] is None:
                 continue
-            selection = _selection(sp, ins, argnum, tape.shapes)
+            selection = _selection(sp, ins, argnum, tape.shapes, tape.consts)
             if selection is None:     # no finer rule: every result element, every dependency
                 row = (d.sum(axis=0) > 0).A.ravel()
                 selection_d = sp.csr_matrix(np.broadcast_to(row, (_size(tape.shapes[ins.out]),

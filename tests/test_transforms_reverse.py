@@ -230,7 +230,9 @@ SPARSE_CASES = [
     ("softmax-rows", (3, 4), lambda x: _softmax_rows(x).reshape(-1)),
     ("broadcast-where", (4,), lambda x: np.where(x > 0, x[:, None] * x[None, :], 1.0).ravel()),
     ("setitem-index-add", (5,), lambda x: _scatter(x)),
-    ("matmul-dense-fallback", (3,), lambda x: np.ones((2, 3)) @ x),
+    ("matmul-dense", (3,), lambda x: np.ones((2, 3)) @ x),
+    ("matmul-banded-constant", (6,), lambda x: (np.eye(6) - np.eye(6, k=1)) @ np.sin(x)),
+    ("matmul-traced-operands", (3, 3), lambda x: (x @ x[:, :1]).ravel()),
 ]
 
 
@@ -258,5 +260,7 @@ def test_detected_pattern_covers_the_jacobian(name, shape, f):
     pattern = tg.jacfwd(lambda x: np.reshape(f(x), (-1,)), sparsity="detect")(x)
     # structural: never smaller than the values' pattern; not all-dense when the map is sparse
     assert pattern.nnz >= np.count_nonzero(dense)
-    if name != "matmul-dense-fallback":
+    if name != "matmul-dense":
         assert pattern.nnz < dense.size
+    if name.startswith("matmul"):      # a constant operand's zeros are structural: exact
+        assert pattern.nnz == np.count_nonzero(dense)
