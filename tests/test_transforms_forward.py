@@ -233,3 +233,25 @@ def test_transforms_under_cuda_simulator():
     run = subprocess.run([sys.executable, "-c", CUDA_SIM_SCRIPT], env=env, capture_output=True,
                          text=True, timeout=600)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-3000:]
+
+
+def test_two_argument_transforms_against_torch_func():
+    torch = pytest.importorskip("torch")
+    func = torch.func
+    a, b, ta, tb = (RNG.standard_normal(3) for _ in range(4))
+    ours = lambda a, b: np.sum(np.tanh(a * b) ** 2 + np.exp(a) * b ** 3)  # noqa: E731
+    theirs = lambda a, b: torch.sum(torch.tanh(a * b) ** 2 + torch.exp(a) * b ** 3)  # noqa: E731
+    T = [torch.tensor(v) for v in (a, b, ta, tb)]
+    h_ours = tg.hessian(ours, argnums=(0, 1))(a, b)
+    h_theirs = func.hessian(theirs, argnums=(0, 1))(T[0], T[1])
+    for i in range(2):
+        for j in range(2):
+            np.testing.assert_allclose(h_ours[i][j], h_theirs[i][j].numpy(), rtol=1e-10)
+    value, (ha, hb) = tg.hvp(ours, (a, b), (ta, tb))
+    t_value, (t_ha, t_hb) = torch.autograd.functional.hvp(theirs, (T[0], T[1]), (T[2], T[3]))
+    np.testing.assert_allclose(value, t_value.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(ha, t_ha.numpy(), rtol=1e-10)
+    np.testing.assert_allclose(hb, t_hb.numpy(), rtol=1e-10)
+    _, t_ours = tg.jvp(tg.grad(ours, argnums=(0, 1)), (a, b), (ta, tb))
+    _, t_theirs = func.jvp(func.grad(theirs, argnums=(0, 1)), (T[0], T[1]), (T[2], T[3]))
+    np.testing.assert_allclose(t_ours[0], t_theirs[0].numpy(), rtol=1e-10)
