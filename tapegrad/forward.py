@@ -209,13 +209,13 @@ def vjp(fun, *primals, has_aux=False):
     return (out, vjp_fn, _plain(lin.aux, owned)) if has_aux else (out, vjp_fn)
 
 
-def _check_tangent_tuples(primals, tangents):
+def _check_tangent_tuples(primals, tangents, where="jvp"):
     if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
-        raise TypeError("tapegrad.jvp: primals and tangents must be tuples (or lists) with one "
-                        "entry per argument, e.g. tg.jvp(f, (x,), (v,))")
+        raise TypeError(f"tapegrad.{where}: primals and tangents must be tuples (or lists) with "
+                        f"one entry per argument, e.g. tg.{where}(f, (x,), (v,))")
     if len(primals) != len(tangents):
-        raise ValueError(f"tapegrad.jvp: {len(primals)} primals but {len(tangents)} tangents; "
-                         "give one tangent per primal")
+        raise ValueError(f"tapegrad.{where}: {len(primals)} primals but {len(tangents)} "
+                         "tangents; give one tangent per primal")
 
 
 def jvp(fun, primals, tangents, has_aux=False):
@@ -452,7 +452,7 @@ def hvp(fun, primals, tangents):
         >>> tg.hvp(lambda x: np.sum(x ** 3), (np.array([1.0, 2.0]),), (np.array([1.0, 0.0]),))
         (array(9.), array([6., 0.]))
     """
-    _check_tangent_tuples(primals, tangents)
+    _check_tangent_tuples(primals, tangents, "hvp")
     argnums = 0 if len(primals) == 1 else tuple(range(len(primals)))
     (value, _), (_, product) = jvp(value_and_grad(fun, argnums, _where="hvp"), primals,
                                    tangents)

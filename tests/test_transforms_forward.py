@@ -107,6 +107,8 @@ def test_jvp_errors_name_the_fix():
         tg.jvp(np.sin, (np.ones(2),), (np.ones(3),))
     with pytest.raises(TypeError, match="floating-point"):
         tg.jvp(np.sin, (np.arange(2),), (np.ones(2),))
+    with pytest.raises(TypeError, match=r"tapegrad.hvp: .*tg.hvp\(f, \(x,\), \(v,\)\)"):
+        tg.hvp(np.sum, np.ones(2), np.ones(2))
 
 
 @pytest.mark.parametrize("shape_in,shape_out", [((3,), (5,)), ((2, 3), (4,)), ((4,), (2, 2))])
