@@ -274,3 +274,63 @@ def test_helpers_of_other_modules_are_inlined(tmp_path, monkeypatch, jit):
     df(x)
     code = [line for line in df.source.splitlines() if not line.strip().startswith("#")]
     assert not [line for line in code if "helpers." in line]  # inlined: no call left
+
+
+# ---------------------------------------------------------------------------------------------
+# Tuple, list and dict arguments (pytrees), tuples of ints as constants
+# ---------------------------------------------------------------------------------------------
+
+def f_params(params, x):
+    w, b = params["layer"]
+    y = np.tanh(w @ x + b)
+    return np.sum(y * y) * params["scale"] + len(params["layer"])
+
+
+def f_tuple_pair(p):
+    a, b = p
+    return a * np.sin(b) + p[0] ** 2
+
+
+def f_shape(x, shape, axes):
+    return np.sum(np.transpose(np.reshape(x, shape), axes)[0] ** 2)
+
+
+@pytest.mark.parametrize("jit", JIT)
+def test_structured_arguments_give_gradients_in_their_structure(jit):
+    rng = np.random.default_rng(3)
+    w, b, x = rng.standard_normal((2, 3)), rng.standard_normal(2), rng.standard_normal(3)
+    params = {"layer": (w, b), "scale": 1.5}
+    value, grads = source.value_and_grad(f_params, jit=jit)(params, x)
+    assert value == pytest.approx(f_params(params, x))
+    assert set(grads) == {"layer", "scale"} and isinstance(grads["layer"], tuple)
+    flat = lambda w, b, s: f_params({"layer": (w, b), "scale": s}, x)  # noqa: E731
+    expected = finite_differences(flat, (w, b, np.asarray(1.5)))
+    for got, e in zip((grads["layer"][0], grads["layer"][1], grads["scale"]), expected):
+        np.testing.assert_allclose(got, e, rtol=1e-6, atol=1e-8)
+    # a list comes back as a list, a tuple as a tuple; both argnums at once
+    g = source.grad(f_tuple_pair, jit=jit)([1.5, 0.3])
+    assert isinstance(g, list) and g == pytest.approx(
+        [np.sin(0.3) + 3.0, 1.5 * np.cos(0.3)])
+    g = source.grad(f_tuple_pair, jit=jit)((1.5, 0.3))
+    assert isinstance(g, tuple)
+
+
+@pytest.mark.parametrize("jit", JIT)
+def test_tuples_of_ints_are_constants(jit):
+    x = np.arange(6.0) * 0.5 + 0.25
+    df = source.grad(f_shape, jit=jit)
+    for shape, axes in (((2, 3), (1, 0)), ((3, 2), (1, 0)), ((3, 2), (0, 1))):
+        # each constant is emitted on its own: never a stale result of another
+        expected = finite_differences(lambda x: f_shape(x, shape, axes), (x,))[0]
+        np.testing.assert_allclose(df(x, shape, axes), expected, rtol=1e-6, atol=1e-8)
+        assert f"f_shape(a0, {shape}, {axes})" in df.source  # the call it was emitted for
+
+
+def f_tuple_misuse(p):
+    return np.sum(p * 2.0)
+
+
+def test_a_tuple_used_as_an_array_is_refused_with_its_line():
+    with pytest.raises(source.TransformError, match=r"`p` is a tuple or dict") as info:
+        source.grad(f_tuple_misuse)((1.0, 2.0))
+    assert info.value.lineno == f_tuple_misuse.__code__.co_firstlineno + 1

@@ -30,6 +30,8 @@ class _SourceDerivative:
         self.mode = mode
         self._compiled = {}  # kinds -> (Emitted, callable)
         self._last = None
+        self._structured = {}  # wrapper source -> derivative of it (tuple and dict arguments)
+        self._last_structured = None
         # name and docstring only: copying fun's __dict__ would overwrite this object's state
         # when fun is itself a derivative
         functools.update_wrapper(self, fun, updated=())
@@ -110,6 +112,8 @@ class _SourceDerivative:
         return self._compiled[kinds]
 
     def __call__(self, *args):
+        if any(isinstance(a, _STRUCTURES) for a in self._bound + tuple(args)):
+            return self._call_structured(args)
         args, kinds = self._prepare(args)
         emitted, function = self._build(kinds)
         if not self.jit:
@@ -124,6 +128,35 @@ class _SourceDerivative:
         except compile_errors() as exc:
             raise _jit_error(emitted, exc) from None  # not Numba's traceback: the user's line
 
+    def _call_structured(self, args):
+        """Tuple, list and dict arguments: fun is called from a generated function of their
+        leaves (`f_leaves(a0, a1_0, a1_1): return f(a0, (a1_0, a1_1))`), which is transformed
+        (the call inlined); gradients come back in the arguments' structures. Tuples of ints
+        that are not differentiated are constants of the emitted code (shapes, axes)."""
+        if isinstance(self.fun, _SourceDerivative):
+            raise TransformError("derivatives of derivatives take numbers and arrays, not "
+                                 "tuples or dicts; use the traced face, tg.grad(tg.grad(f))",
+                                 construct="argument")
+        values = self._bound + tuple(args)
+        wrt = (self.argnums,) if isinstance(self.argnums, int) else tuple(self.argnums)
+        wrapper, leaves, positions = _leaf_function(self.fun, values, wrt)
+        flat_argnums = tuple(p for k in wrt for p in positions[k])
+        inner = self._structured.get(wrapper)
+        if inner is None:
+            inner = self._structured[wrapper] = _SourceDerivative(
+                _exec_wrapper(wrapper, self.fun), flat_argnums, self.jit, self.mode)
+        self._last_structured = inner
+        result = inner(*leaves)
+        value, flat = (None, result) if self.mode == "grad" else result
+        grads, start = [], 0
+        for k in wrt:
+            part = flat[start:start + len(positions[k])]
+            start += len(positions[k])
+            grads.append(_rebuild(values[k], iter(part)) if isinstance(values[k], _STRUCTURES)
+                         else part[0])
+        grads = grads[0] if isinstance(self.argnums, int) else tuple(grads)
+        return grads if self.mode == "grad" else (value, grads)
+
     def source_for(self, *args):
         """The emitted source for arguments like these."""
         _, kinds = self._prepare(args)
@@ -131,6 +164,8 @@ class _SourceDerivative:
 
     @property
     def source(self):
+        if self._last_structured is not None:
+            return self._last_structured.source
         if self._last is not None:
             return self._compiled[self._last][0].source
         bound = self._prepare(())[1]  # kinds of what functools.partial binds
@@ -192,6 +227,71 @@ def _target(fun):
             reason += (f" (it wraps `{getattr(inner, '__name__', inner)}`: pass that if the "
                        "wrapper does not change the value)")
     raise TransformError(f"`{name}` {reason}", construct=type(fun).__name__)
+
+
+_STRUCTURES = (tuple, list, dict)
+
+
+def _static(value):
+    """A (nested) tuple of ints: a shape or axes, a constant of the emitted code."""
+    return isinstance(value, tuple) and all(
+        _static(v) if isinstance(v, tuple) else type(v) is int for v in value)
+
+
+def _leaf_function(fun, values, wrt):
+    """(source of a function of the leaves of `values` that calls fun with them in their
+    structures, the leaves, {position: [positions of its leaves among the parameters]})."""
+    params, leaves, parts, positions = [], [], [], {}
+
+    def build(value, prefix):
+        if isinstance(value, dict):
+            for key in value:
+                if not isinstance(key, (str, int)) or isinstance(key, bool):
+                    raise TransformError(f"dict argument keys must be strings or ints, not "
+                                         f"{key!r}", construct="argument")
+            return "{" + ", ".join(f"{key!r}: {build(v, f'{prefix}_{n}')}"
+                                   for n, (key, v) in enumerate(value.items())) + "}"
+        if isinstance(value, (tuple, list)):  # lists pass as tuples: indexed and unpacked alike
+            return "(" + "".join(f"{build(v, f'{prefix}_{n}')}, " for n, v in enumerate(value)) \
+                + ")"
+        params.append(prefix)
+        leaves.append(value)
+        return prefix
+
+    for k, value in enumerate(values):
+        start = len(params)
+        if k not in wrt and _static(value):
+            parts.append(repr(value))
+        else:
+            parts.append(build(value, f"a{k}"))
+        positions[k] = list(range(start, len(params)))
+    name = _identifier(fun)
+    source = (f"def {name}_of_leaves({', '.join(params)}):\n"
+              f"    return {name}({', '.join(parts)})\n")
+    return source, leaves, positions
+
+
+def _exec_wrapper(source, fun):
+    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+    filename = f"<tapegrad.source leaves {digest}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace = {_identifier(fun): fun}
+    exec(compile(source, filename, "exec"), namespace)
+    return namespace[f"{_identifier(fun)}_of_leaves"]
+
+
+def _identifier(fun):
+    name = getattr(fun, "__name__", "")
+    return name if name.isidentifier() else "f"  # a lambda
+
+
+def _rebuild(like, grads):
+    """The gradients (an iterator over leaves) in the structure of the argument `like`."""
+    if isinstance(like, dict):
+        return {key: _rebuild(v, grads) for key, v in like.items()}
+    if isinstance(like, (tuple, list)):
+        return type(like)(_rebuild(v, grads) for v in like)
+    return next(grads)
 
 
 def _numbers(result):

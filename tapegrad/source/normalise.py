@@ -223,6 +223,9 @@ class Normaliser:
         self.temps = set()
         self.constants = {}
         self.lists = set()  # names bound to list literals: list arithmetic is refused on them
+        # names bound to tuples and dicts of values (tuple/dict arguments, `p = (a, b)`): a
+        # structure of operands, known statically; they are indexed, unpacked and passed on
+        self.structs = {}
         self.inlining = []
         self.temp_base = "t"
         self.reads = {}  # the globals and closure values looked up (see `stale`)
@@ -416,10 +419,18 @@ class Normaliser:
                 values.append(operand)
         elif isinstance(value_node, ast.Call) and self._user_function(value_node) is not None:
             values = self.inline(value_node, out, origin, n_results=len(names))
+        elif isinstance(self._struct_of(value_node), tuple):
+            values = self._struct_of(value_node)
+            if len(values) != len(names):
+                raise self.error(f"{len(values)} values cannot be unpacked into {len(names)} "
+                                 "names", value_node, "Tuple")
         else:
             raise self.error("tuple unpacking needs a tuple of values or a helper returning one",
                              value_node, "Tuple")
         for name, value in zip(names, values):
+            if isinstance(value, str) and value in self.structs:
+                self.structs[name] = self.structs[value]  # a nested tuple or dict
+                continue
             out.append(ir.Assign(name, ir.Call(table.Identity(), [value], operand_node(value)),
                                  origin))
 
@@ -525,6 +536,13 @@ class Normaliser:
         return operand
 
     def emit(self, op, args, forward, out, origin, target):
+        for arg in args:
+            if isinstance(arg, str) and arg in self.structs:
+                name = next((k for k, v in self.scope.rename.items() if v == arg), arg)
+                raise TransformError(
+                    f"`{name}` is a tuple or dict: index it with a constant (`{name}[0]`), "
+                    "unpack it (`a, b = ...`) or pass it to a helper; it is no array here",
+                    filename=self.scope.filename, lineno=origin.lineno, construct="Tuple")
         name = target or self.new_temp()
         out.append(ir.Assign(name, ir.Call(op, args, forward), origin))
         return name
@@ -536,6 +554,9 @@ class Normaliser:
         if method is None:
             raise self.error(f"`{type(node).__name__}` expressions are not supported", node)
         operand = method(node, out, origin, target)
+        if target is not None and operand != target and operand in self.structs:
+            self.structs[target] = self.structs[operand]  # `q = p`: the same structure
+            return target
         if target is not None and operand != target:
             out.append(ir.Assign(target, ir.Call(table.Identity(), [operand],
                                                  operand_node(operand)), origin))
@@ -691,6 +712,53 @@ class Normaliser:
         out.append(ir.If(cond, body, orelse, origin))
         return name
 
+    def expr_Tuple(self, node, out, origin, target):
+        name = target or self.new_temp()
+        self.structs[name] = tuple(self.expr(e, out, origin) for e in node.elts)
+        return name
+
+    def expr_Dict(self, node, out, origin, target):
+        keys = []
+        for key in node.keys:
+            if not (isinstance(key, ast.Constant) and isinstance(key.value, (str, int))):
+                raise self.error("dict keys must be constant strings or ints here",
+                                 key if key is not None else node, "Dict")
+            keys.append(key.value)
+        name = target or self.new_temp()
+        self.structs[name] = dict(zip(keys, (self.expr(v, out, origin) for v in node.values)))
+        return name
+
+    def _struct_of(self, node):
+        """The structure a name or a constant subscript of one means, or None."""
+        if isinstance(node, ast.Name):
+            return self.structs.get(self.scope.rename.get(node.id))
+        if isinstance(node, ast.Subscript):
+            parent = self._struct_of(node.value)
+            if parent is not None:
+                leaf = self._struct_item(parent, node)
+                return self.structs.get(leaf) if isinstance(leaf, str) else None
+        return None
+
+    def _struct_item(self, struct, node):
+        key = node.slice
+        if isinstance(key, ast.Constant) and isinstance(key.value, str):
+            key = key.value
+        else:
+            key = self.static_value(key, "index")
+        try:
+            return struct[key]
+        except (KeyError, IndexError, TypeError):
+            raise self.error(f"`{ast.unparse(node)}`: no item {key!r} in "
+                             f"{'this dict' if isinstance(struct, dict) else 'this tuple'}",
+                             node, "Subscript") from None
+
+    def _struct_constant(self, struct, node):
+        """A tuple of constants (`shape = (2, 3)` passed as an argument) as its value."""
+        if isinstance(struct, tuple) and all(isinstance(e, ir.Const) for e in struct):
+            return tuple(e.value for e in struct)
+        raise self.error(f"`{ast.unparse(node)}` must be a tuple of constants here", node,
+                         "Tuple")
+
     def expr_List(self, node, out, origin, target):
         """`[a, b]` as a value: NumPy's array of it (np.array([a, b])), which Numba compiles and
         differentiates; list arithmetic (`[a] * 2`, `l1 + l2`) is refused where it is used."""
@@ -719,6 +787,9 @@ class Normaliser:
 
     def expr_Subscript(self, node, out, origin, target):
         base = node.value
+        struct = self._struct_of(base)
+        if struct is not None:
+            return self._struct_item(struct, node)
         if isinstance(base, ast.Attribute) and base.attr == "shape":
             array = self.name_operand(base.value, out, origin, ".shape")
             index, _ = self.plain(node.slice)
@@ -744,6 +815,9 @@ class Normaliser:
         obj = self._callee(node)
         if obj is np.array or obj is np.asarray:
             return self._np_array(node, out, origin, target)
+        if obj is builtins.len and len(node.args) == 1 and self._struct_of(node.args[0]) \
+                is not None:
+            return ir.Const(len(self._struct_of(node.args[0])))
         op = table.CALLS.get(obj) if _hashable(obj) else None
         if op is None:
             raise self.error(f"call to `{ast.unparse(func)}` is not supported", node, "Call")
@@ -803,6 +877,9 @@ class Normaliser:
         global numbers such as `np.inf`."""
         if isinstance(node, ast.Tuple):
             return tuple(self.static_value(e, what) for e in node.elts)
+        struct = self._struct_of(node)
+        if struct is not None:
+            return self._struct_constant(struct, node)
         if isinstance(node, ast.Constant) and (node.value is None
                                                or isinstance(node.value, (bool, int, float))):
             return node.value
@@ -941,6 +1018,9 @@ class Normaliser:
         reads = []
 
         def visit(n):
+            struct = self._struct_of(n)
+            if struct is not None:
+                return static_node(self._struct_constant(struct, n))
             if isinstance(n, ast.Name):
                 if n.id in self.scope.rename:
                     name = self.scope.rename[n.id]
@@ -1006,6 +1086,9 @@ class Normaliser:
             params = self._parameters(callee_node, len(args),
                                       lambda name: self.namer.fresh(f"{prefix}_{name}"))
             for param, arg in zip(params, args):
+                if isinstance(arg, str) and arg in self.structs:
+                    self.structs[param] = self.structs[arg]
+                    continue
                 out.append(ir.Assign(param, ir.Call(table.Identity(), [arg],
                                                     operand_node(arg)), origin))
             if n_results == 1 and target is not None and target not in rename:
