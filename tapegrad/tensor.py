@@ -818,6 +818,12 @@ class Tensor(PrimitiveOperators):
     def neg_(self):
         return self._inplace(P.neg, (self,), {})
 
+    def remainder_(self, other):
+        return self._inplace(P.remainder, (self, other), {})
+
+    def fmod_(self, other):
+        return self._inplace(P.fmod, (self, other), {})
+
     def square_(self):
         return self._inplace(P.pow_, (self, 2), {})
 
@@ -852,8 +858,8 @@ class Tensor(PrimitiveOperators):
 
     # augmented assignment is in place, as in PyTorch (`w -= lr * w.grad` keeps w's identity);
     # `@=` is not: torch.Tensor has no __imatmul__, so Python rebinds through __matmul__
-    __iadd__, __isub__, __imul__, __itruediv__, __ipow__ = map(
-        _augmented, (add_, sub_, mul_, div_, pow_))
+    __iadd__, __isub__, __imul__, __itruediv__, __ipow__, __imod__ = map(
+        _augmented, (add_, sub_, mul_, div_, pow_, remainder_))
 
     def __iand__(self, other):
         return self._logical_in_place(P.logical_and, other)
