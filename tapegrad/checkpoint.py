@@ -13,7 +13,7 @@ from . import primitives as P
 from .custom_rules import _Replayed, _split_args, _wrap
 from .forward import _context_of, _is_tracer
 from .tape import tree_flatten, tree_unflatten
-from .trace import pinned
+from .trace import pinned, user_line
 
 
 class _Recompute(_Replayed):
@@ -38,7 +38,8 @@ class _Recompute(_Replayed):
         outs, structure = tree_flatten(self.fun(*args), _is_tracer)
         if structure != self.out_tree:
             raise TypeError("tapegrad.checkpoint: the function returned a different structure "
-                            "when recomputed; it must be a pure function of its arguments")
+                            "when recomputed; it must be a pure function of its arguments"
+                            f"\n  at {user_line()}")
         return outs
 
 

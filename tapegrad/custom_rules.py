@@ -15,7 +15,7 @@ import numpy as np
 from . import primitives as P
 from .core import Primitive
 from .tape import Instr, tree_flatten, tree_unflatten
-from .trace import Tracer, backward_on_tape, pinned
+from .trace import Tracer, backward_on_tape, pinned, user_line
 from .forward import _context_of, _differentiable, _is_tracer
 
 
@@ -65,7 +65,7 @@ class _Rule:
         if len(leaves) != len(self.in_leaves):
             raise TypeError(f"tapegrad.{what} returned {len(leaves)} arrays for "
                             f"{len(self.in_leaves)} differentiable inputs; return one per "
-                            f"{names}, in the arguments' structure")
+                            f"{names}, in the arguments' structure\n  at {user_line()}")
 
 
 def _wrap(ctx, rule, in_leaves, out, out_leaves, out_tree):
@@ -88,7 +88,8 @@ class _VjpRule(_Rule):
         if not isinstance(result, (tuple, list)) or len(result) != len(self.diff):
             raise TypeError(f"tapegrad.custom_vjp: bwd must return a tuple with one cotangent "
                             f"per differentiable argument ({len(self.diff)}), got "
-                            f"{type(result).__name__}; return e.g. (ct_x,) for one argument")
+                            f"{type(result).__name__}; return e.g. (ct_x,) for one argument"
+                            f"\n  at {user_line()}")
         leaves = []
         for arg, ct in zip(self.diff, result):
             arg_leaves = tree_flatten(arg, lambda x: True)[0]
@@ -142,7 +143,8 @@ class custom_vjp:
         in_leaves = [pinned(leaf) for arg in diff for leaf in tree_flatten(arg, lambda x: True)[0]]
         result = self.fwd(*args)
         if not isinstance(result, tuple) or len(result) != 2:
-            raise TypeError("tapegrad.custom_vjp: fwd must return a pair (output, residuals)")
+            raise TypeError("tapegrad.custom_vjp: fwd must return a pair (output, residuals)"
+                            f"\n  at {user_line()}")
         out, residuals = result
         out_leaves, out_tree = tree_flatten(out, _is_tracer)
         rule = _VjpRule(ctx, in_leaves, out_leaves, out_tree, self.bwd, nondiff, residuals, diff)
@@ -227,11 +229,11 @@ class _JvpRule(_Replayed):
         result = self.jvp(*self.nondiff, tuple(self.diff), tuple(tangents))
         if not isinstance(result, (tuple, list)) or len(result) != 2:
             raise TypeError("tapegrad.custom_jvp: the jvp rule must return a pair "
-                            "(primal_out, tangent_out)")
+                            f"(primal_out, tangent_out)\n  at {user_line()}")
         outs, structure = tree_flatten(result[1], _is_tracer)
         if structure != self.out_tree:
             raise TypeError("tapegrad.custom_jvp: the jvp rule's tangent_out must have the "
-                            "structure of the function's output")
+                            f"structure of the function's output\n  at {user_line()}")
         return outs
 
 

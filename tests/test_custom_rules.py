@@ -103,7 +103,7 @@ def test_custom_vjp_errors():
     with pytest.raises(TypeError, match=r"bwd must return a tuple .*\(ct_x,\)"):
         tg.grad(lambda x: np.sum(f(x)))(np.ones(2))
     f.defvjp(lambda x: x * 2.0, lambda r, g: (g,))
-    with pytest.raises(TypeError, match=r"fwd must return a pair"):
+    with pytest.raises(TypeError, match=r"fwd must return a pair(.|\n)*at .*test_custom_rules"):
         tg.grad(lambda x: np.sum(f(x)))(np.ones(2))
 
 
