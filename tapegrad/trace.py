@@ -74,14 +74,12 @@ class TraceContext:
         array a view element is, whether NumPy would give a view or a copy, and whether the view
         is writeable (see _View). Never written."""
         shape = value.shape
-        if _c_ordered(value):
+        if value.flags.c_contiguous:
             probe = self._probes.get(shape)
             if probe is None:
                 probe = self._probes[shape] = np.arange(math.prod(shape)).reshape(shape)
             return probe
-        probe = np.empty_like(value, dtype=np.intp)
-        probe[...] = np.arange(math.prod(shape)).reshape(shape)
-        return probe
+        return _strided_probe(value)
 
     def __enter__(self):
         _state.stack.append(self)
@@ -753,6 +751,38 @@ _DIRECT.add(Tracer)
 # ---------------------------------------------------------------------------------------------
 
 _SLOT, _VALUE = Tracer._slot, Tracer._value        # the storage behind Tracer's slots
+
+
+def element_strides(array):
+    """The array's strides counted in elements, or None where they are not whole elements."""
+    item = array.itemsize
+    if any(st % item for st in array.strides):
+        return None
+    return tuple(st // item for st in array.strides)
+
+
+def layout_key(array):
+    """What of an array's memory layout a trace depends on: None for C-contiguous arrays, else
+    its strides in elements (they decide NumPy's view-or-copy choices, e.g. of a reshape)."""
+    return None if array.flags.c_contiguous else (element_strides(array) or array.strides)
+
+
+def _strided_probe(value):
+    """np.arange(size) laid out with value's exact strides (gaps, reversed and permuted axes
+    included), so NumPy's reshapes of the probe copy exactly where they would copy value."""
+    shape, steps = value.shape, element_strides(value)
+    overlapping = steps is None or any(st == 0 for st, n in zip(steps, shape) if n > 1)
+    if overlapping or value.size == 0:
+        probe = np.empty_like(value, dtype=np.intp)
+        probe[...] = np.arange(value.size).reshape(shape)
+        return probe
+    low = sum((n - 1) * st for st, n in zip(steps, shape) if st < 0)
+    high = sum((n - 1) * st for st, n in zip(steps, shape) if st > 0)
+    buffer = np.full(high - low + 1, -1, dtype=np.intp)
+    probe = np.lib.stride_tricks.as_strided(buffer[-low:], shape,
+                                            [st * buffer.itemsize for st in steps])
+    probe[...] = np.arange(value.size).reshape(shape)
+    return probe
 
 
 def _c_ordered(array):

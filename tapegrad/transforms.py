@@ -21,7 +21,7 @@ import numpy as np
 from . import primitives as P
 from .captures import captured
 from .tape import optimize, tree_flatten, tree_unflatten
-from .trace import _PACKAGE_DIR, TraceContext, Tracer, backward_on_tape, current
+from .trace import _PACKAGE_DIR, TraceContext, Tracer, backward_on_tape, current, layout_key
 
 
 def _as_array(value):
@@ -543,7 +543,10 @@ class Jitted:
         key, inputs = [], []
         for a in args:
             if type(a) is np.ndarray and self.device == "cpu":
-                key.append((a.shape, a.dtype.str))     # the common case, checked cheaply
+                if a.flags.c_contiguous:
+                    key.append((a.shape, a.dtype.str))     # the common case, checked cheaply
+                else:       # the trace's view-or-copy choices depend on the layout
+                    key.append((a.shape, a.dtype.str, layout_key(a)))
                 inputs.append(a)
             elif _is_static(a):
                 key.append(("static", type(a), a))     # 1 and True are equal but trace apart
@@ -554,7 +557,10 @@ class Jitted:
                 inputs.extend(leaf_inputs)
             else:
                 array = self._device_array(a)
-                key.append((array.shape, array.dtype.str))
+                if isinstance(array, np.ndarray) and not array.flags.c_contiguous:
+                    key.append((array.shape, array.dtype.str, layout_key(array)))
+                else:
+                    key.append((array.shape, array.dtype.str))
                 inputs.append(array)
         return tuple(key), inputs
 
