@@ -70,6 +70,7 @@ class _Linear:
         self.wrt_slots = [a._slot for a in self.wrt]   # now: a write in fun moves the handles
         self.start = len(ctx.tape.instrs)        # after the aliases: they are the sweep's ends
         out = fun(*args)
+        self.end = len(ctx.tape.instrs)          # sweeps recorded later need not be walked
         self.out, self.aux = out if has_aux else (out, None)
         out_leaves, self.out_tree = tree_flatten(self.out, _is_tracer)
         # the outputs as returned: a later write through the caller's handles moves those on
@@ -85,7 +86,7 @@ class _Linear:
                 seeds[o._slot] = c if o._slot not in seeds else seeds[o._slot] + c
         if not seeds:
             return [_zeros_like(w) for w in self.wrt]
-        return backward_on_tape(self.ctx, self.start, None, self.wrt_slots, seeds)
+        return backward_on_tape(self.ctx, self.start, None, self.wrt_slots, seeds, self.end)
 
     def per_argument(self, leaves):
         """Values per wrt leaf -> the structure of the differentiated arguments (argnums)."""
@@ -126,15 +127,16 @@ class _Linear:
                     us[o._slot] = ctx.record(P.reshape, (zero,), {"shape": o.shape})
             start = len(ctx.tape.instrs)
             cts = [us.get(o._slot) if _differentiable(ctx, o) else None for o in self.out_leaves]
-            self._transposed = us, start, self.pullback_leaves(cts)
-        us, start, pulled = self._transposed
+            pulled = self.pullback_leaves(cts)
+            self._transposed = us, start, pulled, len(ctx.tape.instrs)
+        us, start, pulled, end = self._transposed
         seeds = {}
         for p, t in zip(pulled, tangents):
             if t is not None and isinstance(p, Tracer):
                 seeds[p._slot] = t if p._slot not in seeds else seeds[p._slot] + t
         slots = list(us)
         found = dict(zip(slots, backward_on_tape(ctx, start, None, [u._slot for u in us.values()],
-                                                 seeds))) if seeds else {}
+                                                 seeds, end))) if seeds else {}
         return [found[o._slot] if _differentiable(ctx, o) and o._slot in found
                 else _zeros_like(o) for o in self.out_leaves]
 

@@ -1146,11 +1146,13 @@ _ARRAY_FUNCTIONS = {
 # Reverse mode on the tape being recorded
 # ---------------------------------------------------------------------------------------------
 
-def backward_on_tape(ctx, start, output, wrt_slots, seeds=None):
+def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
     """Record the adjoint sweep of the instructions from `start` on, from `output` to `wrt_slots`.
 
     seeds ({slot: cotangent}, output None) starts the sweep from given cotangents of any slots
-    instead of ones for a scalar output (vjp, jvp); seeds are not differentiated.
+    instead of ones for a scalar output (vjp, jvp); seeds are not differentiated. The sweep covers
+    the instructions [start, end) (end None: to the tape's end; jacobians sweep a function again
+    and again, and the sweeps recorded since need not be walked).
 
     The cotangents are built by the registry's VJP rules applied to tracers, so the adjoint sweep
     is recorded as ordinary primitive instructions. Returns one cotangent per slot (zeros for
@@ -1161,7 +1163,7 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None):
         raise TypeError(f"tapegrad: grad needs a function with one scalar output, got shape "
                         f"{output.shape}; use vmap or sum the output")
     depends = set(wrt_slots)
-    for ins in tape.instrs[start:]:
+    for ins in tape.instrs[start:end]:
         if ins.prim.differentiable:
             for s in ins.ins:
                 if s in depends:
@@ -1172,7 +1174,7 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None):
         cotangents = {s: c for s, c in seeds.items() if s in depends}
     elif output._slot in depends:
         cotangents[output._slot] = np.ones(output.shape, dtype=output.dtype)
-    end = len(tape.instrs)
+    end = len(tape.instrs) if end is None else end
     consts, tracers, shapes, dtypes = tape.consts, ctx.tracers, tape.shapes, tape.dtypes
     previous_phase, ctx.phase = ctx.phase, ADJOINT
     try:
