@@ -197,12 +197,13 @@ class _Replayed(_Rule):
             # the slots before the function runs: a write in it moves the handles on
             slots = [f._slot for f in fresh if f is not None]
             start = len(self.ctx.tape.instrs)
-            self._recorded = fresh, slots, start, self.record(fresh)
-        fresh, slots, start, outs = self._recorded
+            outs = [pinned(o) for o in self.record(fresh)]
+            self._recorded = fresh, slots, start, outs, len(self.ctx.tape.instrs)
+        fresh, slots, start, outs, end = self._recorded
         target = outs[index]
         if not _differentiable(self.ctx, target) or not slots:
             return [None] * len(fresh)
-        found = iter(backward_on_tape(self.ctx, start, None, slots, {target._slot: g}))
+        found = iter(backward_on_tape(self.ctx, start, None, slots, {target._slot: g}, end))
         return [None if f is None else next(found) for f in fresh]
 
 
