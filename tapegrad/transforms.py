@@ -537,6 +537,11 @@ class Jitted:
         self._warned = False
         functools.update_wrapper(self, fun, updated=())
 
+    def __reduce__(self):
+        # pickled as the function and device (cloudpickle, as Dask ships it): the receiving
+        # process traces again and loads compiled code from its own disk cache, never ours
+        return type(self), (self.fun, self.device)
+
     # ---- signature
     def _split(self, args):
         """(signature, traced input arrays, call template)."""

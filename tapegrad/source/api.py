@@ -36,6 +36,29 @@ class _SourceDerivative:
         # when fun is itself a derivative
         functools.update_wrapper(self, fun, updated=())
 
+    def __getstate__(self):
+        # pickled without compiled code (cloudpickle, as Dask ships it): the receiving process
+        # emits and compiles again, from the source lines the function's bytecode came with
+        state = dict(self.__dict__, _compiled={}, _last=None, _structured={},
+                     _last_structured=None)
+        fun = self.fun
+        while isinstance(fun, _SourceDerivative):
+            fun = fun.fun
+        filename = fun.__code__.co_filename
+        state["_lines"] = (filename, linecache.getlines(filename, fun.__globals__))
+        return state
+
+    def __setstate__(self, state):
+        filename, lines = state.pop("_lines")
+        self.__dict__.update(state)
+        fun = self.fun
+        while isinstance(fun, _SourceDerivative):
+            fun = fun.fun
+        if lines:  # cloudpickle names code it ships by value "<dynamic-code>": name the file
+            fun.__code__ = fun.__code__.replace(co_filename=filename)
+            # mtime None: linecache.checkcache keeps these lines, the ones the bytecode matches
+            linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
+
     def _wrt(self):
         nums = (self.argnums,) if isinstance(self.argnums, int) else tuple(self.argnums)
         if isinstance(self.fun, _SourceDerivative):  # both see the same (float) arguments
