@@ -108,3 +108,12 @@ def test_higher_order_and_forward_mode_through_checkpoint():
     np.testing.assert_allclose(tg.grad(lambda x: np.sum(nested(x)))(x),
                                tg.grad(lambda x: np.sum(f.__wrapped__(f.__wrapped__(x))))(x),
                                rtol=1e-13)
+
+
+def test_benchmark_script_runs_small(capsys):
+    pytest.importorskip("numba")
+    from benchmarks import checkpoint_memory
+    rows = checkpoint_memory.main(["--steps", "200", "--block", "20", "--n", "8"])
+    plain, checkpointed = rows
+    assert checkpointed["buffer_MB"] < plain["buffer_MB"]
+    assert "gradients agree" in capsys.readouterr().out

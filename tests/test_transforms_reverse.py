@@ -264,3 +264,11 @@ def test_detected_pattern_covers_the_jacobian(name, shape, f):
         assert pattern.nnz < dense.size
     if name.startswith("matmul"):      # a constant operand's zeros are structural: exact
         assert pattern.nnz == np.count_nonzero(dense)
+
+
+def test_sparse_benchmark_script_runs_small(capsys):
+    pytest.importorskip("scipy.sparse")
+    from benchmarks import sparse_jacobian
+    sparse_jacobian.main(["--n", "300", "--dense-n", "50"])
+    out = capsys.readouterr().out
+    assert "coloured, detected" in out and "(898 entries, 3 colours)" in out
