@@ -15,7 +15,7 @@ from .tensor import Size, Tensor
 from .functions import *  # noqa: F401,F403  (the torch.* namespace)
 from .functions import _METHOD_FUNCTIONS, manual_seed, tensor  # noqa: F401
 from . import autograd, nn
-from . import accelerator, backends, cuda, optim, utils  # noqa: F401  (PyTorch's namespaces)
+from . import accelerator, backends, cuda, linalg, optim, utils  # noqa: F401  (torch's)
 from ._device import device, get_default_device, set_default_device
 from .serialization import load, save
 from .autograd import enable_grad, no_grad, set_grad_enabled

@@ -111,3 +111,342 @@ def source_elementwise():
 def describe(face, fn):
     """Why `face` cannot run `fn`, or None if it can."""
     return CANNOT_EMIT.get((face, fn))
+
+
+# ---------------------------------------------------------------------------------------------
+# Array functions (NumPy's __array_function__ protocol): compositions of primitives
+# ---------------------------------------------------------------------------------------------
+
+# where NumPy's atleast_Nd puts the new axes of length 1: (N,) -> (1, N) -> (1, N, 1)
+ATLEAST_NEW_AXES = {(1, 0): (0,), (2, 0): (0, 1), (2, 1): (0,), (3, 0): (0, 1, 2), (3, 1): (0, 2),
+                    (3, 2): (2,)}
+
+
+def _shape(x):
+    return tuple(getattr(x, "shape", ()))
+
+
+def _axes(axis, ndim):
+    """axis (None, an int or a tuple, negative ones too) as a sorted tuple of non-negative ints."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = tuple(int(a) % ndim if ndim else 0 for a in (
+        axis if isinstance(axis, (tuple, list)) else (axis,)))
+    if len(set(axes)) != len(axes):
+        raise ValueError("repeated axis")
+    return tuple(sorted(axes))
+
+
+def _unsupported(name, **options):
+    given = [k for k, v in options.items() if v is not None and v is not True]
+    if given:
+        raise TypeError(f"tapegrad: np.{name}({', '.join(given)}=...) is not traced; compute "
+                        f"without it")
+
+
+def _float(x):
+    """x in the float dtype NumPy's mean/var give it (float64 for integers and booleans)."""
+    return x if dtype_of(x).kind == "f" else P.cast(x, dtype="float64")
+
+
+def _var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=True):
+    _unsupported("var", out=out, where=where)
+    x = _float(a) if dtype is None else P.cast(a, dtype=np.dtype(dtype).name)
+    axes = _axes(axis, len(_shape(x)))
+    n = math.prod(_shape(x)[i] for i in axes)
+    d = x - P.mean(x, axis=axes, keepdims=True)
+    return P.sum_(d * d, axis=axes, keepdims=bool(keepdims)) / max(n - ddof, 0)
+
+
+def _std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=True):
+    return P.sqrt(_var(a, axis, dtype, out, ddof, keepdims, where=where))
+
+
+def _moved_last(x, axis):
+    """x with `axis` moved last, and the permutation that moves it back."""
+    ndim = len(_shape(x))
+    order = [i for i in range(ndim) if i != axis] + [axis]
+    back = tuple(int(i) for i in np.argsort(order))
+    return (P.transpose(x, axes=tuple(order)) if axis != ndim - 1 else x), back
+
+
+def _scan(combine, identity):
+    """cumsum / cumprod along an axis as log2(n) steps of shifted combines (Hillis-Steele):
+    primitives only, so every face and backend runs them, and the gradient of a product with
+    zeros is exact (no division)."""
+    def scan(a, axis=None, dtype=None, out=None):
+        _unsupported("cumsum", out=out)
+        if dtype is not None:
+            a = P.cast(a, dtype=np.dtype(dtype).name)
+        elif dtype_of(a).kind == "b" or (dtype_of(a).kind in "iu" and dtype_of(a).itemsize < 8):
+            a = P.cast(a, dtype="int64")  # NumPy accumulates small integers in int64
+        if axis is None:
+            a, axis = P.reshape(a, shape=(math.prod(_shape(a)),)), 0
+        axis = int(axis) % len(_shape(a))
+        y, back = _moved_last(a, axis)
+        n = _shape(y)[-1]
+        k = 1
+        while k < n:
+            pad = np.full(_shape(y)[:-1] + (k,), identity, dtype=dtype_of(y))
+            y = combine(y, P.cat(pad, P.getitem(y, index=(Ellipsis, slice(0, n - k))),
+                                 axis=len(_shape(y)) - 1))
+            k *= 2
+        return P.transpose(y, axes=back) if back != tuple(range(len(back))) else y
+    return scan
+
+
+def _gather(a, positions):
+    """a's elements at the flat positions `positions` (an int array of the result's shape): every
+    rearrangement (flip, roll, tile, repeat, diagonal, ...) as one gather, whose gradient
+    scatter-adds back."""
+    flat = P.reshape(a, shape=(math.prod(_shape(a)),))
+    return P.getitem(flat, index=(np.asarray(positions, dtype=np.intp),))
+
+
+def _rearranged(np_fn):
+    """A NumPy function that only moves elements, traced as a gather of the positions it moves
+    them to (np_fn applied to the array of positions)."""
+    def rearranged(a, *args, **kwargs):
+        shape = _shape(a)
+        positions = np_fn(np.arange(math.prod(shape)).reshape(shape), *args, **kwargs)
+        if isinstance(positions, (list, tuple)):  # split and friends: a list of pieces
+            return [_gather(a, p) for p in positions]
+        return _gather(a, positions)
+    rearranged.__name__ = np_fn.__name__
+    return rearranged
+
+
+def _transposed(perm_of):
+    def apply(a, *args):
+        perm = perm_of(len(_shape(a)), *args)
+        return P.transpose(a, axes=tuple(int(i) for i in perm))
+    return apply
+
+
+def _permutation(np_fn):
+    """The axes permutation np_fn (moveaxis, swapaxes, rollaxis) makes, read off the shape it
+    gives a view whose axis k has length k + 1 (a broadcast view: no memory)."""
+    def perm(ndim, *args):
+        view = np.broadcast_to(np.empty(()), tuple(range(1, ndim + 1)))
+        return [n - 1 for n in np_fn(view, *args).shape]
+    return perm
+
+
+def _atleast(n):
+    def atleast(*arys):
+        out = []
+        for a in arys:
+            ndim = len(_shape(a))
+            if ndim >= n:
+                out.append(a)
+                continue
+            new, rest = ATLEAST_NEW_AXES[n, ndim], iter(_shape(a))
+            out.append(P.reshape(a, shape=tuple(1 if i in new else next(rest)
+                                                for i in range(n))))
+        return out[0] if len(out) == 1 else out
+    return atleast
+
+
+_atleast_1d, _atleast_2d, _atleast_3d = _atleast(1), _atleast(2), _atleast(3)
+
+
+def _concat(arrays, axis):
+    arrays = list(arrays)
+    return arrays[0] if len(arrays) == 1 else P.cat(*arrays, axis=axis)
+
+
+def _hstack(tup, **unused):
+    arrays = [_atleast_1d(a) for a in tup]
+    return _concat(arrays, 0 if len(_shape(arrays[0])) == 1 else 1)
+
+
+def _column_stack(tup):
+    arrays = [P.reshape(a, shape=_shape(a) + (1,)) if len(_shape(a)) < 2 else a for a in tup]
+    return _concat(arrays, 1)
+
+
+def _append(arr, values, axis=None):
+    if axis is None:
+        return _concat([P.reshape(v, shape=(math.prod(_shape(v)),)) for v in (arr, values)], 0)
+    return _concat([arr, values], int(axis) % len(_shape(arr)))
+
+
+def _tri_mask(lower):
+    def tri(m, k=0):
+        n_rows, n_cols = _shape(m)[-2:]
+        mask = np.tri(n_rows, n_cols, k, dtype=bool)
+        return P.where(mask if lower else ~np.tri(n_rows, n_cols, k - 1, dtype=bool), m,
+                       np.zeros((), dtype_of(m)))
+    return tri
+
+
+def _diagonal(a, offset=0, axis1=0, axis2=1):
+    return _rearranged(np.diagonal)(a, offset, axis1, axis2)
+
+
+def _trace(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
+    _unsupported("trace", out=out)
+    return P.sum_(_diagonal(a, offset, axis1, axis2), axis=(len(_shape(a)) - 2,),
+                  keepdims=False)
+
+
+def _diag(v, k=0):
+    if len(_shape(v)) != 1:
+        return _diagonal(v, k)
+    n = _shape(v)[0] + abs(k)
+    rows, cols = np.arange(_shape(v)[0]) + max(-k, 0), np.arange(_shape(v)[0]) + max(k, 0)
+    return P.setitem(np.zeros((n, n), dtype_of(v)), v, index=(rows, cols))
+
+
+def _diff(a, n=1, axis=-1, prepend=None, append=None):
+    _unsupported("diff", prepend=prepend, append=append)
+    axis = int(axis) % len(_shape(a))
+    lead = (slice(None),) * axis
+    for _ in range(n):
+        m = _shape(a)[axis]
+        a = P.getitem(a, index=lead + (slice(1, m),)) - P.getitem(a, index=lead + (slice(0, m - 1),))
+    return a
+
+
+def _pad(array, pad_width, mode="constant", constant_values=0, **unused):
+    if mode != "constant" or unused or np.ndim(constant_values):
+        raise TypeError("tapegrad: np.pad is traced with mode='constant' and one constant "
+                        "value; write other modes with np.concatenate")
+    shape = _shape(array)
+    widths = np.broadcast_to(np.asarray(pad_width, dtype=int), (len(shape), 2))
+    out = np.full(tuple(int(n + lo + hi) for n, (lo, hi) in zip(shape, widths)),
+                  constant_values, dtype=dtype_of(array))
+    index = tuple(slice(int(lo), int(lo) + n) for n, (lo, _) in zip(shape, widths))
+    return P.setitem(out, array, index=index)
+
+
+def _nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
+    big = np.finfo(dtype_of(x)).max if dtype_of(x).kind == "f" else None
+    if big is None:
+        return x
+    posinf = big if posinf is None else posinf
+    neginf = -big if neginf is None else neginf
+    return P.where(P.isnan(x), nan, P.where(x == np.inf, posinf,
+                                             P.where(x == -np.inf, neginf, x)))
+
+
+def _tensordot(a, b, axes=2):
+    if isinstance(axes, int):
+        axes_a, axes_b = list(range(-axes, 0)), list(range(axes))
+    else:
+        axes_a, axes_b = (list(x) if isinstance(x, (list, tuple)) else [x] for x in axes)
+    na, nb = len(_shape(a)), len(_shape(b))
+    axes_a, axes_b = [i % na for i in axes_a], [i % nb for i in axes_b]
+    free_a = [i for i in range(na) if i not in axes_a]
+    free_b = [i for i in range(nb) if i not in axes_b]
+    k = math.prod(_shape(a)[i] for i in axes_a)
+    a2 = P.reshape(P.transpose(a, axes=tuple(free_a + axes_a)),
+                   shape=(math.prod(_shape(a)[i] for i in free_a), k))
+    b2 = P.reshape(P.transpose(b, axes=tuple(axes_b + free_b)),
+                   shape=(k, math.prod(_shape(b)[i] for i in free_b)))
+    return P.reshape(P.matmul(a2, b2), shape=tuple(_shape(a)[i] for i in free_a)
+                     + tuple(_shape(b)[i] for i in free_b))
+
+
+def _inner(a, b):
+    if not _shape(a) or not _shape(b):
+        return a * b
+    return _tensordot(a, b, axes=([-1], [-1]))
+
+
+def _kron(a, b):
+    nd = max(len(_shape(a)), len(_shape(b)))
+    sa, sb = (1,) * (nd - len(_shape(a))) + _shape(a), (1,) * (nd - len(_shape(b))) + _shape(b)
+    a = P.reshape(a, shape=tuple(x for n in sa for x in (n, 1)))
+    b = P.reshape(b, shape=tuple(x for n in sb for x in (1, n)))
+    return P.reshape(a * b, shape=tuple(x * y for x, y in zip(sa, sb)))
+
+
+def _einsum(subscripts, *operands, optimize=False, **unused):
+    """np.einsum as broadcast products and sums (repeated letters in one operand: its diagonal);
+    `...` is not traced."""
+    if unused or "." in subscripts:
+        raise TypeError("tapegrad: np.einsum with `...` or out=/dtype= is not traced; name "
+                        "every axis")
+    subscripts = subscripts.replace(" ", "")
+    inputs, _, output = subscripts.partition("->")
+    inputs = inputs.split(",")
+    if "->" not in subscripts:
+        letters = "".join(inputs)
+        output = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    terms = []
+    for letters, x in zip(inputs, operands):
+        while len(set(letters)) < len(letters):  # "ii": the diagonal, moved last
+            c = next(c for c in letters if letters.count(c) > 1)
+            i = letters.index(c)
+            j = letters.index(c, i + 1)
+            x = _diagonal(x, 0, i, j)
+            letters = "".join(l for k, l in enumerate(letters) if k not in (i, j)) + c
+        terms.append((letters, x))
+    order = "".join(dict.fromkeys("".join(l for l, _ in terms) + output))
+    product = None
+    for letters, x in terms:
+        perm = sorted(range(len(letters)), key=lambda k: order.index(letters[k]))
+        if perm != list(range(len(letters))):
+            x = P.transpose(x, axes=tuple(perm))
+        letters = "".join(letters[k] for k in perm)
+        shape = tuple(_shape(x)[letters.index(c)] if c in letters else 1 for c in order)
+        x = P.reshape(x, shape=shape) if shape != _shape(x) else x
+        product = x if product is None else product * x
+    summed = tuple(i for i, c in enumerate(order) if c not in output)
+    if summed:
+        product = P.sum_(product, axis=summed, keepdims=False)
+    kept = [c for c in order if c in output]
+    perm = tuple(kept.index(c) for c in output)
+    return P.transpose(product, axes=perm) if perm != tuple(range(len(perm))) else product
+
+
+def _square_matrices(name):
+    def check(a):
+        shape = _shape(a)
+        if len(shape) < 2 or shape[-1] != shape[-2]:
+            raise np.linalg.LinAlgError(f"tapegrad: np.linalg.{name} takes square matrices, "
+                                        f"not shape {shape}")
+        return _float(a)
+    return check
+
+
+def _solve(a, b):
+    a = _square_matrices("solve")(a)
+    if len(_shape(b)) == 1:  # a vector: a column, and back
+        return P.reshape(P.solve(a, P.reshape(_float(b), shape=_shape(b) + (1,))),
+                         shape=_shape(b))
+    return P.solve(a, _float(b))
+
+
+def _slogdet(a):
+    a = _square_matrices("slogdet")(a)
+    return P.sign(P.det(a)), P.logabsdet(a)
+
+
+ARRAY_FUNCTIONS = {
+    np.var: _var, np.std: _std,
+    np.cumsum: _scan(P.add, 0), np.cumprod: _scan(P.mul, 1),
+    np.trace: _trace, np.diagonal: _diagonal, np.diag: _diag,
+    np.tril: _tri_mask(True), np.triu: _tri_mask(False),
+    np.vstack: lambda tup, **unused: _concat(_atleast_2d(*tup) if len(tup) > 1
+                                             else [_atleast_2d(*tup)], 0),
+    np.hstack: _hstack,
+    np.dstack: lambda tup: _concat(_atleast_3d(*tup) if len(tup) > 1 else [_atleast_3d(*tup)], 2),
+    np.column_stack: _column_stack, np.append: _append,
+    np.atleast_1d: _atleast_1d, np.atleast_2d: _atleast_2d, np.atleast_3d: _atleast_3d,
+    np.moveaxis: _transposed(_permutation(np.moveaxis)),
+    np.swapaxes: _transposed(_permutation(np.swapaxes)),
+    np.rollaxis: _transposed(_permutation(np.rollaxis)),
+    np.flip: _rearranged(np.flip), np.fliplr: _rearranged(np.fliplr),
+    np.flipud: _rearranged(np.flipud), np.rot90: _rearranged(np.rot90),
+    np.roll: _rearranged(np.roll), np.tile: _rearranged(np.tile),
+    np.repeat: _rearranged(np.repeat), np.split: _rearranged(np.split),
+    np.array_split: _rearranged(np.array_split), np.hsplit: _rearranged(np.hsplit),
+    np.vsplit: _rearranged(np.vsplit), np.dsplit: _rearranged(np.dsplit),
+    np.diff: _diff, np.pad: _pad, np.nan_to_num: _nan_to_num,
+    np.tensordot: _tensordot, np.inner: _inner, np.kron: _kron, np.einsum: _einsum,
+    np.linalg.inv: lambda a: P.inv(_square_matrices("inv")(a)),
+    np.linalg.det: lambda a: P.det(_square_matrices("det")(a)),
+    np.linalg.slogdet: _slogdet, np.linalg.solve: _solve,
+}

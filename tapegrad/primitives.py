@@ -663,6 +663,39 @@ def _matmul_vjp_right(g, ans, a, b):
 defvjp(matmul, _matmul_vjp_left, _matmul_vjp_right)
 
 
+# inverse, determinant, log |determinant| and solve, for stacks of square matrices too; rules
+# as in PyTorch's linalg backward formulas (and HIPS autograd's)
+def _matrix_cotangent(g):
+    """A cotangent of one number per matrix, broadcast against the matrices."""
+    return reshape(g, shape=shape_of(g) + (1, 1))
+
+
+inv = defprim("inv", lambda a: np.linalg.inv(a), grad_fn_name="LinalgInvExBackward0",
+              source="np.linalg.inv({0})", kind="linalg")
+det = defprim("det", lambda a: np.asarray(np.linalg.det(a)), grad_fn_name="LinalgDetBackward0",
+              source="np.linalg.det({0})", kind="linalg")
+logabsdet = defprim("logabsdet", lambda a: np.asarray(np.linalg.slogdet(a)[1]),
+                    grad_fn_name="LinalgSlogdetBackward0", kind="linalg")
+solve = defprim("solve", lambda a, b: np.linalg.solve(a, b), grad_fn_name="LinalgSolveExBackward0",
+                source="np.linalg.solve({0}, {1})", kind="linalg")
+# d A^-1 = -A^-1 dA A^-1
+defvjp(inv, lambda g, ans, a: -matmul(_swap_last(ans), matmul(g, _swap_last(ans))))
+# d det A = det A tr(A^-1 dA); d log|det A| = tr(A^-1 dA)
+defvjp(det, lambda g, ans, a: _matrix_cotangent(g * ans) * _swap_last(inv(a)))
+defvjp(logabsdet, lambda g, ans, a: _matrix_cotangent(g) * _swap_last(inv(a)))
+
+
+def _solve_vjp_b(g, ans, a, b):
+    return solve(_swap_last(a), g)  # x = A^-1 b: b's cotangent is A^-T g
+
+
+def _solve_vjp_a(g, ans, a, b):
+    return -matmul(solve(_swap_last(a), g), _swap_last(ans))  # -A^-T g x^T
+
+
+defvjp(solve, _solve_vjp_a, _solve_vjp_b)
+
+
 # ---------------------------------------------------------------------------------------------
 # Losses that PyTorch shows as one node
 # ---------------------------------------------------------------------------------------------

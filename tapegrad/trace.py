@@ -1131,6 +1131,7 @@ def _mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=True):
 
 
 _ARRAY_FUNCTIONS = {
+    **numpy_api.ARRAY_FUNCTIONS,  # the one NumPy table; the entries below are the tracer's own
     np.sum: _sum, np.mean: _mean, np.prod: _prod, np.amax: _amax, np.amin: _amin, np.max: _amax,
     np.min: _amin, np.dot: _dot, np.matmul: P.matmul, np.reshape: _reshape,
     np.transpose: _transpose, np.concatenate: _concatenate, np.stack: _stack, np.where: _where,

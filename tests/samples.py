@@ -494,6 +494,21 @@ add("pool_gather", randn(1, 2, 4, 4), _x, params=_geometry, diff=(0,))
 
 
 # ---------------------------------------------------------------------------------------------
+# Linear algebra of square matrices (stacks too): well conditioned, away from det = 0
+# ---------------------------------------------------------------------------------------------
+
+_SQ = randn(3, 3) * 0.5 + 2 * np.eye(3)
+_STACK = randn(2, 3, 3) * 0.5 + 2 * np.eye(3)
+for _a in (_SQ, _STACK):
+    add("inv", _a, api=lambda t, a: t.linalg.inv(a))
+    add("det", _a, api=lambda t, a: t.linalg.det(a))
+    add("logabsdet", -_a, api=lambda t, a: t.linalg.slogdet(a)[1])
+add("solve", _SQ, randn(3, 2), api=lambda t, a, b: t.linalg.solve(a, b))
+add("solve", _STACK, randn(2, 3, 1), api=lambda t, a, b: t.linalg.solve(a, b))
+add("solve", _STACK, randn(3, 4), note="broadcast", second_order=False)
+
+
+# ---------------------------------------------------------------------------------------------
 # Losses registered as one node
 # ---------------------------------------------------------------------------------------------
 

@@ -265,3 +265,89 @@ def test_the_tracer_reads_the_one_table():
 def test_unknown_ufunc_names_itself():
     with pytest.raises(trace.TraceError, match=r"np\.spacing"):
         tg.grad(lambda x: np.sum(np.spacing(x)))(np.ones(2))
+
+
+# ---------------------------------------------------------------------------------------------
+# Array functions of the NumPy table: values against NumPy, gradients against finite differences
+# ---------------------------------------------------------------------------------------------
+
+M = rng.uniform(-1, 1, (3, 4))
+SQ = rng.uniform(-1, 1, (3, 3)) + 3 * np.eye(3)
+STACK = rng.uniform(-1, 1, (2, 3, 3)) + 3 * np.eye(3)
+V = rng.uniform(0.2, 1.2, 4)
+T3 = rng.uniform(-1, 1, (2, 3, 4))
+
+ARRAY_CASES = {
+    "var": (lambda x: np.var(x), M), "var-axis-ddof": (lambda x: np.var(x, axis=0, ddof=1), M),
+    "var-tuple-keepdims": (lambda x: np.var(x, axis=(0, 2), keepdims=True), T3),
+    "std": (lambda x: np.std(x, axis=-1), M), "std-ddof": (lambda x: np.std(x, ddof=1), V),
+    "cumsum": (lambda x: np.cumsum(x), M), "cumsum-axis": (lambda x: np.cumsum(x, axis=1), T3),
+    "cumprod": (lambda x: np.cumprod(x, axis=-1), M),
+    "cumprod-zeros": (lambda x: np.cumprod(x), np.array([1.5, 0.0, 2.0, 0.0, -1.0])),
+    "trace": (lambda x: np.trace(x), M), "trace-offset": (lambda x: np.trace(x, 1), M),
+    "trace-axes": (lambda x: np.trace(x, 0, 1, 2), T3),
+    "diagonal": (lambda x: np.diagonal(x, -1), M), "diag-of-matrix": (lambda x: np.diag(x), M),
+    "diag-of-vector": (lambda x: np.diag(x, 1), V),
+    "tril": (lambda x: np.tril(x), M), "triu": (lambda x: np.triu(x, -1), T3),
+    "vstack": (lambda x: np.vstack([x, 2 * x, x[:1]]), M),
+    "vstack-1d": (lambda x: np.vstack([x, x ** 2]), V),
+    "hstack": (lambda x: np.hstack([x, x[:, :2]]), M), "hstack-1d": (lambda x: np.hstack([x, x]), V),
+    "dstack": (lambda x: np.dstack([x, x * 3]), M),
+    "column_stack": (lambda x: np.column_stack([x, x ** 2]), V),
+    "append": (lambda x: np.append(x, x[0]), M), "append-axis": (lambda x: np.append(x, x, 0), M),
+    "atleast_2d": (lambda x: np.atleast_2d(x) * np.arange(4.0), V),
+    "atleast_3d": (lambda x: np.atleast_3d(x), M),
+    "moveaxis": (lambda x: np.moveaxis(x, 0, -1), T3),
+    "swapaxes": (lambda x: np.swapaxes(x, 0, 2), T3), "rollaxis": (lambda x: np.rollaxis(x, 2), T3),
+    "flip": (lambda x: np.flip(x, 1), T3), "flip-all": (lambda x: np.flip(x), M),
+    "fliplr": (lambda x: np.fliplr(x), M), "flipud": (lambda x: np.flipud(x), M),
+    "rot90": (lambda x: np.rot90(x), M), "rot90-k": (lambda x: np.rot90(x, 3, (1, 2)), T3),
+    "roll": (lambda x: np.roll(x, 2), M), "roll-axis": (lambda x: np.roll(x, -1, axis=1), T3),
+    "tile": (lambda x: np.tile(x, (2, 1, 2)), M), "repeat": (lambda x: np.repeat(x, 2), M),
+    "repeat-axis": (lambda x: np.repeat(x, [1, 0, 3], axis=0), M),
+    "split": (lambda x: np.split(x, 2, axis=1)[1] * np.split(x, 2, axis=1)[0], M),
+    "array_split": (lambda x: np.array_split(x, 3)[2], V),
+    "hsplit": (lambda x: np.hsplit(x, [1])[1], M), "vsplit": (lambda x: np.vsplit(x, 3)[0], M),
+    "dsplit": (lambda x: np.dsplit(x, [1, 3])[1], T3),
+    "diff": (lambda x: np.diff(x), M), "diff-n-axis": (lambda x: np.diff(x, 2, axis=0), T3),
+    "pad": (lambda x: np.pad(x, 1), M), "pad-widths": (lambda x: np.pad(x, ((0, 1), (2, 0))), M),
+    "pad-value": (lambda x: np.pad(x, 2, constant_values=1.5), V),
+    "nan_to_num": (lambda x: np.nan_to_num(np.log(x - 0.5)), np.array([0.3, 0.7, 0.4, 1.1])),
+    "nan_to_num-inf": (lambda x: np.nan_to_num(np.array([0.0, 1.0, 0.0, 0.0]) / (x - 0.5) * x,
+                                               posinf=2.0, neginf=-3.0), V),
+    "tensordot": (lambda x: np.tensordot(x, T3, axes=([1], [2])), M),
+    "tensordot-2": (lambda x: np.tensordot(x, np.transpose(x, (1, 2, 0)), 2), T3),
+    "inner": (lambda x: np.inner(x, x[::-1]), V), "inner-2d": (lambda x: np.inner(x, x), M),
+    "kron": (lambda x: np.kron(x, np.array([[1.0, 2.0], [3.0, 4.0]])), M),
+    "kron-1d": (lambda x: np.kron(x, x), V),
+    "einsum-matmul": (lambda x: np.einsum("ij,kj->ik", x, x), M),
+    "einsum-trace": (lambda x: np.einsum("ii", x), SQ),
+    "einsum-implicit": (lambda x: np.einsum("ij,jk", x, x.T), M),
+    "einsum-batched": (lambda x: np.einsum("bij,bjk->bik", x, x), STACK),
+    "einsum-outer-sum": (lambda x: np.einsum("i,j->", x, x ** 2), V),
+    "einsum-diag": (lambda x: np.einsum("bii->bi", x), STACK),
+    "inv": (lambda x: np.linalg.inv(x), SQ), "inv-stack": (lambda x: np.linalg.inv(x), STACK),
+    "det": (lambda x: np.linalg.det(x), SQ), "det-stack": (lambda x: np.linalg.det(x), STACK),
+    "slogdet": (lambda x: np.linalg.slogdet(x)[1] * np.linalg.slogdet(x)[0], -SQ),
+    "solve-vector": (lambda x: np.linalg.solve(x, np.arange(3.0)), SQ),
+    "solve-rhs": (lambda x: np.linalg.solve(SQ, x), M[:, :3]),
+    "solve-stack": (lambda x: np.linalg.solve(x, x[..., :2]), STACK),
+}
+
+
+@pytest.mark.filterwarnings("ignore:.*no lowering for primitive")
+@pytest.mark.parametrize("case", list(ARRAY_CASES))
+def test_array_functions_match_numpy_and_finite_differences(case):
+    fn, x = ARRAY_CASES[case]
+    expected = fn(x)
+    weights = rng.standard_normal(np.shape(expected))
+    f = lambda x: np.sum(fn(x) * weights)  # noqa: E731
+    traced = tg.make_tape(fn)(x).run(x)
+    np.testing.assert_allclose(traced, expected, rtol=1e-12, atol=1e-13)
+    assert np.shape(traced) == np.shape(expected)
+    value, grad = tg.value_and_grad(f)(x)
+    np.testing.assert_allclose(value, f(x), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grad, finite_differences(f, (x,))[0], rtol=1e-5, atol=1e-7)
+    jit_value, jit_grad = tg.jit(tg.value_and_grad(f))(x)
+    np.testing.assert_allclose(jit_value, value, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(jit_grad, grad, rtol=1e-12, atol=1e-12)

@@ -26,6 +26,18 @@ def tol_for(value):
     return 1e-10 if np.asarray(value).dtype == np.float64 else 1e-5
 
 
+def or_skip(call):
+    """A sample whose tape holds a primitive without a CUDA kernel (linalg, im2col) is refused
+    with an error naming it, which is what the backend promises: skip the rest."""
+    from tapegrad_jit.cpu import UnsupportedPrimitive  # row tapes lower as the CPU's do
+    from tapegrad_jit.cuda_plan import UnsupportedOnCuda
+    try:
+        return call()
+    except (UnsupportedOnCuda, UnsupportedPrimitive) as exc:
+        assert "primitive '" in str(exc)
+        pytest.skip(str(exc))
+
+
 def host(x):
     return x.copy_to_host() if hasattr(x, "copy_to_host") else np.asarray(x)
 
@@ -52,8 +64,11 @@ def test_sample_table_array_tape(sample):
     f, values, _ = weighted(sample)
     jitted = tg.jit(tg.value_and_grad(f, argnums=tuple(range(len(values)))), device="cuda")
     expected = jitted.tape(*values).run(*values)
-    jitted(*values)                          # first call traces (and runs the kernels)
-    assert_tree_close(jitted(*values), expected)
+
+    def twice():
+        jitted(*values)                      # first call traces (and runs the kernels)
+        return jitted(*values)
+    assert_tree_close(or_skip(twice), expected)
     assert jitted.traces == 1
 
 
@@ -97,7 +112,7 @@ def test_sample_table_batched(sample, row_mode):
     expected = (np.stack([r[0] for r in rows]),
                 tuple(np.stack([r[1][i] for r in rows]) for i in range(len(values))))
     jitted = tg.jit(tg.vmap(vg), device="cuda")
-    assert_tree_close(jitted(*batch), expected)
+    assert_tree_close(or_skip(lambda: jitted(*batch)), expected)
     assert_ran_in(row_mode, jitted)
 
 
