@@ -81,6 +81,14 @@ class TraceContext:
             return probe
         return _strided_probe(value)
 
+    def shell(self, value):
+        """A value-less array of value's shape and dtype (zero strides), shared per shape."""
+        key = (value.shape, value.dtype)
+        shell = self._shells.get(key)
+        if shell is None:
+            shell = self._shells[key] = np.broadcast_to(np.zeros((), value.dtype), value.shape)
+        return shell
+
     def __enter__(self):
         _state.stack.append(self)
         # values computed while tracing follow IEEE silently (overflow, log 0), as compiled code
@@ -136,7 +144,10 @@ class TraceContext:
         value = impl(*values, **params)
         if type(value) is not np.ndarray:
             value = np.asarray(value)
-        # Tape.add_instr, inlined
+        return self.append(prim, slots, params, value)
+
+    def append(self, prim, slots, params, value):
+        """Record an instruction whose value the caller computed (Tape.add_instr, inlined)."""
         tape = self.tape
         shapes, instrs = tape.shapes, tape.instrs
         shapes.append(value.shape)
@@ -278,11 +289,7 @@ def _release_version(ctx, slot, kept):
     refcount = getattr(sys, "getrefcount", None)
     if refcount is None or refcount(value) > 3 or refcount(kept) > 4:
         return
-    key = (value.shape, value.dtype)
-    shell = ctx._shells.get(key)
-    if shell is None:           # zero strides: the shape and dtype of the version, no values
-        shell = ctx._shells[key] = np.broadcast_to(np.zeros((), value.dtype), value.shape)
-    ctx.tracers[slot] = Tracer(ctx, slot, shell)
+    ctx.tracers[slot] = Tracer(ctx, slot, ctx.shell(value))
 
 
 def _inplace(prim, symbol):
@@ -710,6 +717,9 @@ class Tracer(PrimitiveOperators):
                     if type(a) not in _DIRECT:
                         return prim(*inputs)
                 return _bind_tracer(prim, inputs, {})
+            rule = numpy_api.ufunc_rule(ufunc)  # scipy.special's ufuncs
+            if rule is not None:
+                return rule(*inputs)
         if method == "reduce" and ufunc in _REDUCE_UFUNCS:
             kwargs.setdefault("axis", 0)       # ufunc.reduce reduces the first axis by default
             return _REDUCE_UFUNCS[ufunc](*inputs, **kwargs)
@@ -1178,23 +1188,50 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
     end = len(tape.instrs) if end is None else end
     consts, tracers, shapes, dtypes = tape.consts, ctx.tracers, tape.shapes, tape.dtypes
     previous_phase, ctx.phase = ctx.phase, ADJOINT
+    # Element reads and writes: the registry's rules (index_add(zeros, g), setitem(g, 0)) build
+    # a whole array per element; the adjoint of a loop over n elements would hold n of them
+    # (O(n^2)). Instead a read's cotangent is scatter-added into the slot's cotangent, and a
+    # write zeroes its positions in the cotangent, in place wherever this sweep made that
+    # cotangent and nothing else holds it (`owned`): the same instructions simplify() would
+    # give, with O(1) work each.
+    owned = set()
     try:
         for ins in reversed(tape.instrs[start:end]):
             g = cotangents.pop(ins.out, None)
             if g is None:
                 continue
+            name = ins.prim.name
+            if name in _SCATTER_VJPS and type(g) is Tracer and g._slot in owned \
+                    and len(set(ins.ins)) == len(ins.ins):
+                # setitem: the values' cotangent reads g before g is zeroed in place
+                argnums = (1, 0) if name == "setitem" else (0,)
+            else:
+                owned.discard(getattr(g, "_slot", None))    # a rule may hand g on as it is
+                argnums = range(len(ins.ins))
             args = [consts[s] if s in consts else tracers[s] for s in ins.ins]
             ans = tracers[ins.out]
-            for argnum, slot in enumerate(ins.ins):
+            for argnum in argnums:
+                slot = ins.ins[argnum]
                 if slot not in depends or dtypes[slot].kind not in "fc":
                     continue
-                c = ins.prim.vjp(argnum, g, ans, args, ins.params)
+                previous = cotangents.get(slot)
+                if argnum == 0 and name == "getitem":
+                    base = np.zeros(shapes[slot], dtypes[slot]) if previous is None else previous
+                    cotangents[slot] = _scatter_cotangent(ctx, owned, P.index_add, base, g,
+                                                          ins.params)
+                    continue
+                if argnum == 0 and name == "setitem" and argnums == (1, 0):
+                    c = _scatter_cotangent(ctx, owned, P.setitem, g, 0, ins.params)
+                else:
+                    c = ins.prim.vjp(argnum, g, ans, args, ins.params)
                 if c is None:
                     continue
                 if type(c) is not Tracer or c._value.shape != shapes[slot]:
                     c = P.unbroadcast(c, shapes[slot])
-                previous = cotangents.get(slot)
-                cotangents[slot] = c if previous is None else previous + c
+                if previous is not None:
+                    owned.discard(getattr(previous, "_slot", None))
+                    c = previous + c
+                cotangents[slot] = c
     finally:
         ctx.phase = previous_phase
     result = []
@@ -1202,6 +1239,34 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
         c = cotangents.get(slot)
         result.append(np.zeros(tape.shapes[slot], tape.dtypes[slot]) if c is None else c)
     return result
+
+
+_SCATTER_VJPS = ("getitem", "setitem")
+
+
+def _scatter_cotangent(ctx, owned, prim, base, values, params):
+    """prim(base, values, index) (index_add or setitem) recorded on the adjoint sweep. A base in
+    `owned` is updated in place: its slot keeps a value-less shell (the VJP rules of index_add
+    and setitem read shapes only), so n element reads cost O(1) each, not a copy of the array.
+    The result is owned: this sweep holds it only in its table of cotangents."""
+    index = params["index"]
+    if type(base) is Tracer and base._slot in owned:
+        owned.discard(base._slot)
+        value = base._value
+        base._value = ctx.tracers[base._slot]._value = ctx.shell(value)
+    else:
+        value = np.array(base._value if isinstance(base, Tracer) else base, copy=True)
+    update = values._value if isinstance(values, Tracer) else values
+    if prim is P.setitem:
+        value[index] = update
+    elif P._is_advanced(index):
+        np.add.at(value, index, update)
+    else:
+        value[index] += update
+    slots = [ctx.operand(base), ctx.operand(values)]
+    out = ctx.append(prim, slots, params, value)
+    owned.add(out._slot)
+    return out
 
 
 def is_tracer(value):

@@ -86,9 +86,11 @@ def gather(v, o, n, a, ipool, m):
 
 
 @njit(**OPTIONS)
-def scatter(v, o, n, a, b, sb, ipool, m, count, accumulate, has_base):
-    for j in range(n):
-        v[o + j] = v[a + j] if has_base else 0.0
+def scatter(v, o, n, a, b, sb, ipool, m, count, accumulate, base):
+    # base: 0 zeros, 1 a copy of v[a:a+n], 2 in place (o == a: nothing else reads the old array)
+    if base != 2:
+        for j in range(n):
+            v[o + j] = v[a + j] if base else 0.0
     for j in range(count):
         if accumulate:
             v[o + ipool[m + j]] += v[b + j * sb]
@@ -162,7 +164,7 @@ def run(code, ipool, v):
             gather(v, o, n, a, ipool, code[k, 9])
         elif op == {scatter_add} or op == {scatter_set}:
             scatter(v, o, n, a, b, code[k, 7], ipool, code[k, 9], code[k, 10], op == {scatter_add},
-                    code[k, 11] != 0)
+                    code[k, 11])
         elif op == {place}:
             place(v, o, a, ipool, code[k, 9], code[k, 10])
         elif op == {matmul}:
@@ -242,6 +244,19 @@ def _size(shape):
     return math.prod(shape)
 
 
+def _element(index, shape):
+    """The flat position of x[index] when index names one element by ints, else None (O(1):
+    element loops lower one read or write per iteration)."""
+    if len(index) != len(shape) or any(type(i) is not int for i in index):
+        return None
+    flat = 0
+    for i, n in zip(index, shape):
+        if not -n <= i < n:
+            return None         # NumPy's IndexError comes from the general path
+        flat = flat * n + i % n
+    return flat
+
+
 class _Ref:
     """A place in the buffer: a virtual buffer (allocated later) and an offset into it."""
     __slots__ = ("buf", "delta")
@@ -265,7 +280,9 @@ class _Lowering:
         self.maps = []           # index maps for ipool
         self.map_offset = 0
         self.refs = {}           # slot -> _Ref
+        self._inputs = set(tape.inputs)
         self.map_cache = {}
+        self.in_place = []       # (op, base buffer, out buffer): scatters that may skip the copy
 
     # ---- buffers
     def buffer(self, size):
@@ -418,7 +435,15 @@ class _Lowering:
         self.alias(ins, ref)
 
     def lower_getitem(self, ins, shapes, out_shape, index):
-        self._gather_slot(ins, np.arange(_size(shapes[0])).reshape(shapes[0])[index])
+        source, flat = ins.ins[0], _element(index, shapes[0])
+        if flat is None:
+            self._gather_slot(ins, np.arange(_size(shapes[0])).reshape(shapes[0])[index])
+        elif source in self.tape.consts or source in self._inputs:
+            self.alias(ins, self.ref(source).at(flat))
+        else:
+            # an element of an array built on the tape is copied where it is read, so a later
+            # element write may update that array in place (an alias would read it later)
+            self.alias(ins, self._copy(self.ref(ins.out), self.ref(source).at(flat), 1))
 
     def lower_transpose(self, ins, shapes, out_shape, axes):
         self._gather_slot(ins, np.arange(_size(shapes[0])).reshape(shapes[0]).transpose(axes))
@@ -429,13 +454,20 @@ class _Lowering:
 
     def _scatter(self, ins, shapes, index, opcode):
         base_shape = shapes[0]
-        positions = np.arange(_size(base_shape)).reshape(base_shape)[index]
+        flat = _element(index, base_shape)
+        positions = np.arange(_size(base_shape)).reshape(base_shape)[index] if flat is None \
+            else np.array(flat)
         pos_shape = np.shape(positions)
         values = self.broadcast(self.ref(ins.ins[1]), shapes[1], pos_shape)
         stride = 0 if _size(shapes[1]) == 1 and _size(pos_shape) != 1 else 1
         base = ins.ins[0]
-        zero_base = base in self.tape.consts and not np.any(self.tape.consts[base])
-        self.emit(opcode, self.ref(ins.out), _size(base_shape), self.ref(base), values, sb=stride,
+        consts = self.tape.consts
+        zero_base = base in consts and not np.any(consts[base])
+        out_ref, base_ref = self.ref(ins.out), self.ref(base)
+        if base not in consts and out_ref.delta == base_ref.delta == 0 and \
+                self.sizes[base_ref.buf] == self.sizes[out_ref.buf] == _size(base_shape):
+            self.in_place.append((len(self.ops) // ROW, base_ref.buf, out_ref.buf))
+        self.emit(opcode, out_ref, _size(base_shape), base_ref, values, sb=stride,
                   x0=self.index_map(positions), x1=_size(pos_shape), x2=0 if zero_base else 1)
 
     def lower_index_add(self, ins, shapes, out_shape, index):
@@ -620,8 +652,11 @@ def _plan(lowering, pinned):
     seen, last_rev = np.unique(touched[::-1], return_index=True)
     last_use = np.full(n_bufs, -1, dtype=np.int64)
     last_use[seen] = (touched.size - 1 - last_rev) // 4
+    root, pinned = _merge_in_place(lowering, ops, first_def, last_use, pinned)
     size_arr = np.array(sizes, dtype=np.int64)
-    fixed = first_def < 0
+    merged = root != np.arange(n_bufs)
+    size_arr[merged] = 0
+    fixed = (first_def < 0) & ~merged
     if lowering.const_data:
         fixed[list(lowering.const_data)] = True
     if pinned:
@@ -631,7 +666,7 @@ def _plan(lowering, pinned):
     offsets_arr[fixed] = np.cumsum(fixed_sizes) - fixed_sizes
     top = int(fixed_sizes.sum())
     offsets = offsets_arr.tolist()
-    shared = np.flatnonzero(~fixed)
+    shared = np.flatnonzero(~fixed & ~merged)
     if shared.size:
         # events in op order: at op k the buffer k writes is placed first, then the buffers whose
         # last reader is k are freed (in buffer order)
@@ -655,7 +690,8 @@ def _plan(lowering, pinned):
                 else:
                     offsets[buf] = top
                     top += size
-    offsets_arr = np.array(offsets, dtype=np.int64)
+    offsets_arr = np.array(offsets, dtype=np.int64)[root]
+    offsets = offsets_arr.tolist()
     code = np.empty((n_ops, WIDTH), dtype=np.int64)
     code[:, OP] = ops[:, 0]
     code[:, N] = ops[:, 3]
@@ -663,6 +699,33 @@ def _plan(lowering, pinned):
         code[:, column] = offsets_arr[ops[:, buf_col]] + ops[:, delta_col]
     code[:, SA:] = ops[:, 10:16]
     return offsets, top, code.astype(np.int32)
+
+
+def _merge_in_place(lowering, ops, first_def, last_use, pinned):
+    """Scatters whose base array is read by nothing after them write into the base's buffer
+    (scatter mode 2: no copy), so a chain of element writes or of scatter-adds into one adjoint
+    costs O(1) per element and one array of memory. Renames the merged buffers in `ops` (and
+    updates first_def, last_use); returns each buffer's root and the pinned roots."""
+    n_bufs = len(lowering.sizes)
+    root = np.arange(n_bufs)
+    if not lowering.in_place:
+        return root, pinned
+    keep = set(lowering.const_data) | set(pinned)
+    for k, base, out in lowering.in_place:
+        base = root[base]
+        if base in keep or last_use[base] != k or root[ops[k, 6]] == base or out in keep:
+            continue                # read later, an input, or values from the same array
+        root[out] = base
+        last_use[base] = last_use[out]
+        ops[k, 15] = 2
+    while True:                     # chains: out -> base -> its base ...
+        deeper = root[root]
+        if np.array_equal(deeper, root):
+            break
+        root = deeper
+    for column in (1, 4, 6, 8):
+        ops[:, column] = root[ops[:, column]]
+    return root, {int(root[b]) for b in pinned}
 
 
 # ---------------------------------------------------------------------------------------------

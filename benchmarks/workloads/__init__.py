@@ -3,7 +3,7 @@
 To add a workload, write a module here that defines a `Workload` (see harness.py and any module
 below for the pattern) and list it in WORKLOADS.
 """
-from . import batched, gpu_rosenbrock, mlp, ode, rosenbrock, scalar_graph, seed
+from . import batched, element_loop, gpu_rosenbrock, mlp, ode, rosenbrock, scalar_graph, seed
 
 WORKLOADS = [
     seed.WORKLOAD,
@@ -11,6 +11,7 @@ WORKLOADS = [
     rosenbrock.WORKLOAD,
     mlp.WORKLOAD,
     ode.WORKLOAD,
+    *element_loop.WORKLOADS,
     *batched.WORKLOADS,
     gpu_rosenbrock.WORKLOAD,
 ]
