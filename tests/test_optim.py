@@ -229,3 +229,11 @@ def test_reduce_lr_on_plateau_matches_torch(kwargs):
         rates.append(seq)
     assert rates[0] == rates[1]
     assert len(set(rates[0])) > 1
+
+
+def test_named_parameters_keep_their_names_like_torch():
+    ours = optim.Adam(nn.Linear(2, 2).named_parameters(), lr=0.1)
+    theirs = torch.optim.Adam(torch.nn.Linear(2, 2).named_parameters(), lr=0.1)
+    assert ours.param_groups[0]["param_names"] == ["weight", "bias"]
+    assert repr(ours) == repr(theirs)
+    assert ours.state_dict()["param_groups"] == theirs.state_dict()["param_groups"]
