@@ -183,9 +183,15 @@ _METHOD_FUNCTIONS = (
     "norm softmax log_softmax std var reshape flatten squeeze unsqueeze t transpose permute "
     "unbind split chunk numel maximum minimum logaddexp logaddexp2 clone detach "
     "asin arcsin acos arccos atan arctan asinh arcsinh acosh arccosh atanh arctanh sinh cosh "
-    "log2 log10 exp2 trunc ceil atan2 arctan2 hypot fmax fmin remainder fmod").split()
+    "log2 log10 exp2 trunc ceil atan2 arctan2 hypot fmax fmin remainder fmod erfc lgamma "
+    "digamma").split()
 globals().update({name: _method(name) for name in _METHOD_FUNCTIONS})
 subtract, multiply, divide, absolute = sub, mul, div, abs  # noqa: F821 (made just above)
+
+
+def polygamma(n, input):
+    """torch.polygamma(n, input): the n-th derivative of digamma."""
+    return (input if isinstance(input, Tensor) else as_tensor(input)).polygamma(n)
 
 
 def where(condition, input=None, other=None):

@@ -11,6 +11,7 @@ source face (`source/table.py`), so a function added here is known to every face
 Primitive rules come from primitives.py; nothing here defines a derivative.
 """
 import math
+import sys
 
 import numpy as np
 
@@ -70,6 +71,19 @@ def _float_power(x, y):
     return P.pow_(_at_least_float64(x), _at_least_float64(y))
 
 
+def _integer_safe(prim):
+    """remainder/fmod: integers by zero give 0 in NumPy, where the compiled backends (which
+    compute in float64) would give NaN; a zero divisor is masked for integer operands."""
+    def apply(x, y):
+        if dtype_of(x).kind in "iu" and dtype_of(y).kind in "iu":
+            zero = y == 0
+            return P.where(zero, np.zeros((), np.result_type(dtype_of(x), dtype_of(y))),
+                           prim(x, P.where(zero, np.ones((), dtype_of(y)), y)))
+        return prim(x, y)
+    apply.__name__ = prim.name
+    return apply
+
+
 _TO_RADIANS, _TO_DEGREES = math.pi / 180, 180 / math.pi
 
 COMPOSED_UFUNCS = {
@@ -77,8 +91,37 @@ COMPOSED_UFUNCS = {
     np.deg2rad: _scaled(np.deg2rad, _TO_RADIANS), np.radians: _scaled(np.radians, _TO_RADIANS),
     np.rad2deg: _scaled(np.rad2deg, _TO_DEGREES), np.degrees: _scaled(np.degrees, _TO_DEGREES),
     np.float_power: _float_power,
-    np.positive: P.clone,
+    np.positive: lambda x: P.clone(in_result_dtype(np.positive, x)),  # booleans refused
+    # on traced values these take precedence over UFUNCS' single primitives
+    np.remainder: _integer_safe(P.remainder), np.fmod: _integer_safe(P.fmod),
 }
+
+def _xlogy(x, y):
+    # 0 where x == 0 (y's gradient too), as scipy.special.xlogy and torch.xlogy
+    return P.where(x == 0, 0.0, x * P.log(y))
+
+
+def _logit(p):
+    return P.log(p) - P.log1p(-p)
+
+
+def _scipy_ufuncs():
+    """scipy.special's ufuncs, read only once scipy.special is imported (by the user)."""
+    special = sys.modules.get("scipy.special")
+    if special is None:
+        return {}
+    return {special.expit: P.sigmoid, special.erf: P.erf, special.erfc: P.erfc,
+            special.gammaln: P.lgamma, special.digamma: lambda x: P.polygamma(x, n=0),
+            special.psi: lambda x: P.polygamma(x, n=0), special.xlogy: _xlogy,
+            special.logit: _logit,
+            special.log_expit: lambda x: -P.softplus(-x)}
+
+
+def ufunc_rule(ufunc):
+    """The primitive or composition computing `ufunc`, or None: the NumPy table, then scipy's."""
+    rule = UFUNCS.get(ufunc) or COMPOSED_UFUNCS.get(ufunc)
+    return rule if rule is not None else _scipy_ufuncs().get(ufunc)
+
 
 MATH_FUNCTIONS = {
     math.sin: P.sin, math.cos: P.cos, math.tan: P.tan, math.asin: P.arcsin,
@@ -86,7 +129,8 @@ MATH_FUNCTIONS = {
     math.sinh: P.sinh, math.cosh: P.cosh, math.tanh: P.tanh, math.asinh: P.arcsinh,
     math.acosh: P.arccosh, math.atanh: P.arctanh, math.exp: P.exp, math.expm1: P.expm1,
     math.log: P.log, math.log1p: P.log1p, math.log2: P.log2, math.log10: P.log10,
-    math.sqrt: P.sqrt, math.fmod: P.fmod, math.erf: P.erf, math.pow: P.pow_,
+    math.sqrt: P.sqrt, math.fmod: P.fmod, math.erf: P.erf, math.erfc: P.erfc,
+    math.lgamma: P.lgamma, math.pow: P.pow_,
     math.fabs: P.abs_,
 }
 
@@ -302,9 +346,12 @@ def _diff(a, n=1, axis=-1, prepend=None, append=None):
     _unsupported("diff", prepend=prepend, append=append)
     axis = int(axis) % len(_shape(a))
     lead = (slice(None),) * axis
+    # NumPy's diff of booleans is `!=` (booleans do not subtract)
+    step = P.ne if dtype_of(a).kind == "b" else P.sub
     for _ in range(n):
         m = _shape(a)[axis]
-        a = P.getitem(a, index=lead + (slice(1, m),)) - P.getitem(a, index=lead + (slice(0, m - 1),))
+        a = step(P.getitem(a, index=lead + (slice(1, m),)),
+                 P.getitem(a, index=lead + (slice(0, m - 1),)))
     return a
 
 
@@ -398,7 +445,9 @@ def _einsum(subscripts, *operands, optimize=False, **unused):
         product = P.sum_(product, axis=summed, keepdims=False)
     kept = [c for c in order if c in output]
     perm = tuple(kept.index(c) for c in output)
-    return P.transpose(product, axes=perm) if perm != tuple(range(len(perm))) else product
+    result = P.transpose(product, axes=perm) if perm != tuple(range(len(perm))) else product
+    dtype = np.result_type(*(dtype_of(x) for x in operands))  # booleans: a logical einsum
+    return result if dtype_of(result) == dtype else P.cast(result, dtype=dtype.name)
 
 
 def _square_matrices(name):

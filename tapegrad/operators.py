@@ -3,6 +3,9 @@
 Each operator binds a primitive, so the value kind of the operands (see core.bind) decides whether
 it computes, records a graph node, records a tape instruction or writes source text.
 """
+import numpy as np
+
+from . import numpy_api
 from . import primitives as P
 
 
@@ -51,7 +54,9 @@ class PrimitiveOperators:
     __truediv__, __rtruediv__ = binary_operator(P.div), binary_operator(P.div, reflected=True)
     __pow__, __rpow__ = binary_operator(P.pow_), binary_operator(P.pow_, reflected=True)
     __matmul__, __rmatmul__ = binary_operator(P.matmul), binary_operator(P.matmul, reflected=True)
-    __mod__, __rmod__ = binary_operator(P.remainder), binary_operator(P.remainder, reflected=True)
+    # np.remainder's composition: integers by zero give 0 in the compiled backends too
+    __mod__ = binary_operator(numpy_api.COMPOSED_UFUNCS[np.remainder])
+    __rmod__ = binary_operator(numpy_api.COMPOSED_UFUNCS[np.remainder], reflected=True)
     __lt__, __le__ = binary_operator(P.lt), binary_operator(P.le)
     __gt__, __ge__ = binary_operator(P.gt), binary_operator(P.ge)
     __eq__, __ne__ = binary_operator(P.eq), binary_operator(P.ne)
@@ -87,3 +92,10 @@ class PrimitiveOperators:
     atan2 = arctan2 = binary_operator(P.arctan2)
     hypot, fmax, fmin = binary_operator(P.hypot), binary_operator(P.fmax), binary_operator(P.fmin)
     remainder, fmod = binary_operator(P.remainder), binary_operator(P.fmod)
+    erfc, lgamma = _unary(P.erfc), _unary(P.lgamma)
+
+    def digamma(self):
+        return P.polygamma(self, n=0)
+
+    def polygamma(self, n):
+        return P.polygamma(self, n=n)

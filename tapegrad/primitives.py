@@ -115,6 +115,37 @@ log10 = _unary_prim("log10", np.log10, "log10")
 exp2 = _unary_prim("exp2", np.exp2, "exp2")
 cbrt = _unary_prim("cbrt", np.cbrt, "cbrt")
 
+def _erfc(x):
+    x = np.asarray(x)
+    return np.vectorize(math.erfc, otypes=[np.result_type(x, np.float32)])(x)
+
+
+def _special(name):
+    """A scipy.special function, imported on first use (import tapegrad stays fast)."""
+    def impl(*args, **params):
+        import scipy.special
+        with np.errstate(all="ignore"):
+            return np.asarray(getattr(scipy.special, name)(*args, **params))
+    impl.__name__ = name
+    return impl
+
+
+erfc = defprim("erfc", _erfc, source="math.erfc({0})")
+lgamma = defprim("lgamma", _special("gammaln"), source="math.lgamma({0})")
+
+
+def _polygamma(x, n):
+    return _special("polygamma")(n, x).astype(np.result_type(x, np.float32), copy=False)
+
+
+# polygamma(x, n=0) is digamma; each derivative is the next order
+polygamma = defprim("polygamma", _polygamma,
+                    grad_fn_name=lambda args, params: "DigammaBackward0" if params["n"] == 0
+                    else "PolygammaBackward0")
+defvjp(erfc, lambda g, ans, x: -g * (2 / np.sqrt(np.pi)) * exp(-(x * x)))
+defvjp(lgamma, lambda g, ans, x: g * polygamma(x, n=0))
+defvjp(polygamma, lambda g, ans, x, n: g * polygamma(x, n=n + 1))
+
 _LN10 = math.log(10)
 defvjp(arcsin, lambda g, ans, x: g / sqrt(1 - x * x))
 defvjp(arccos, lambda g, ans, x: -g / sqrt(1 - x * x))
@@ -811,6 +842,7 @@ _SCALAR_FORMS = {
     "sinh": "math.sinh({0})", "cosh": "math.cosh({0})", "arcsinh": "math.asinh({0})",
     "arccosh": "math.acosh({0})", "arctanh": "math.atanh({0})",
     "log2": "math.log2({0})", "log10": "math.log10({0})", "exp2": "(2.0 ** {0})",
+    "erfc": "math.erfc({0})", "lgamma": "math.lgamma({0})",
     "cbrt": "math.copysign(abs({0}) ** (1.0 / 3.0), {0})",
     "arctan2": "math.atan2({0}, {1})", "hypot": "math.hypot({0}, {1})",
     "fmax": "({0} if ({0} >= {1} or {1} != {1}) else {1})",

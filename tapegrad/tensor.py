@@ -377,7 +377,7 @@ class Tensor(PrimitiveOperators):
         return data if dtype is None else data.astype(dtype)
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        prim = numpy_api.UFUNCS.get(ufunc) or numpy_api.COMPOSED_UFUNCS.get(ufunc)
+        prim = numpy_api.ufunc_rule(ufunc)
         if prim is None or method != "__call__" or kwargs:
             return NotImplemented
         return prim(*inputs)

@@ -26,6 +26,10 @@ def _ieee(ufunc):
     return call
 
 
+def _lgamma(x):
+    return math.lgamma(x) if x > 0 or x != math.floor(x) else math.inf  # poles: inf, as CUDA
+
+
 class _SimulatorMath:
     """`math` for kernels on the simulator, where they run as Python: a GPU gives IEEE results
     (log(0) = -inf, exp(1000) = inf) where Python's math raises, so the simulator must too."""
@@ -41,7 +45,7 @@ class _SimulatorMath:
                                 _ieee(np.arccosh))
     atanh, log2, log10, hypot = (_ieee(np.arctanh), _ieee(np.log2), _ieee(np.log10),
                                  _ieee(np.hypot))
-    ceil, copysign = math.ceil, math.copysign
+    ceil, copysign, erfc, lgamma = math.ceil, math.copysign, math.erfc, _ieee(_lgamma)
 
 
 MATH = _SimulatorMath if config.SIMULATOR else math

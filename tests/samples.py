@@ -139,6 +139,8 @@ _UNARY = {
     "log10": (lambda s: uniform(0.2, 3.0, *s), lambda t, x: x.log10()),
     "exp2": (lambda s: randn(*s), lambda t, x: t.exp2(x)),
     "cbrt": (lambda s: away_from(randn(*s) * 2, [0], 0.2), None),  # torch has no cbrt
+    "erfc": (lambda s: randn(*s), lambda t, x: t.erfc(x)),
+    "lgamma": (lambda s: uniform(0.3, 4.0, *s), lambda t, x: t.lgamma(x)),
 }
 for _prim, (_make, _api) in _UNARY.items():
     for _shape in SHAPES:
@@ -241,6 +243,13 @@ for _prim in ("logaddexp", "logaddexp2"):
         np.array([1.0, 1.0, np.inf, np.inf, -np.inf, 1.0, -np.inf]),
         api=lambda t, x, y, _prim=_prim: getattr(t, _prim)(x, y), note="infinite",
         finite_differences=False)
+
+# digamma and the polygammas (the rules of lgamma's rule): positive arguments, off the poles
+add("polygamma", uniform(0.3, 4.0, 2, 3), params={"n": 0}, api=lambda t, x: t.digamma(x))
+# (no torch api: torch's trigamma is off by ~5e-10 relative where scipy's agrees with mpmath)
+add("polygamma", uniform(0.3, 4.0, 3), params={"n": 1})
+# lgamma at negative non-integers (the sign of Gamma alternates; lgamma is log|Gamma|)
+add("lgamma", np.array([-0.5, -1.5, -2.3, 0.7]), api=lambda t, x: t.lgamma(x), note="negative")
 
 # fmax/fmin ignore NaN (the other argument gets the gradient) and give the first argument the
 # gradient on ties, as PyTorch's FmaxBackward0/FminBackward0

@@ -351,3 +351,54 @@ def test_array_functions_match_numpy_and_finite_differences(case):
     jit_value, jit_grad = tg.jit(tg.value_and_grad(f))(x)
     np.testing.assert_allclose(jit_value, value, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(jit_grad, grad, rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# scipy.special's ufuncs on traced values (read once the user imports scipy.special)
+# ---------------------------------------------------------------------------------------------
+
+def _special_cases():
+    special = pytest.importorskip("scipy.special")
+    return {
+        "expit": (special.expit, uniform(-5, 5, (2, 3))),
+        "log_expit": (special.log_expit, uniform(-5, 5, (4,))),
+        "logit": (special.logit, uniform(0.05, 0.95, (2, 3))),
+        "erf": (special.erf, uniform(-2, 2, (3,))),
+        "erfc": (special.erfc, uniform(-2, 3, (2, 2))),
+        "gammaln": (special.gammaln, np.array([0.3, 1.7, 5.0, -0.5, -2.5])),
+        "digamma": (special.digamma, uniform(0.3, 4, (3,))),
+        "psi": (special.psi, uniform(0.3, 4, (2, 2))),
+        "xlogy": (lambda x: special.xlogy(x, x[::-1] + 1.0), uniform(0.1, 2, (4,))),
+        "xlogy-zero": (lambda x: special.xlogy(x * np.array([0.0, 1.0, 0.0]), x + 1.0),
+                       uniform(0.1, 2, (3,))),
+    }
+
+
+@pytest.mark.filterwarnings("ignore:.*no lowering for primitive")
+@pytest.mark.parametrize("case", ["expit", "log_expit", "logit", "erf", "erfc", "gammaln",
+                                  "digamma", "psi", "xlogy", "xlogy-zero"])
+def test_scipy_special_ufuncs(case):
+    fn, x = _special_cases()[case]
+    expected = fn(x)
+    np.testing.assert_allclose(tg.make_tape(fn)(x).run(x), expected, rtol=1e-13, atol=1e-15)
+    weights = rng.standard_normal(np.shape(expected))
+    f = lambda x: np.sum(fn(x) * weights)  # noqa: E731
+    value, grad = tg.value_and_grad(f)(x)
+    np.testing.assert_allclose(grad, finite_differences(f, (x,))[0], rtol=1e-5, atol=1e-7)
+    jit_value, jit_grad = tg.jit(tg.value_and_grad(f))(x)
+    np.testing.assert_allclose(jit_value, value, rtol=1e-12)
+    np.testing.assert_allclose(jit_grad, grad, rtol=1e-12, atol=1e-14)
+
+
+def test_scipy_special_on_tensors_and_second_derivatives():
+    special = pytest.importorskip("scipy.special")
+    torch = pytest.importorskip("torch")
+    x = np.array([0.4, 1.3, 2.2])
+    t, r = tg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    (special.gammaln(t) * special.expit(t)).sum().backward()
+    (torch.lgamma(r) * torch.sigmoid(r)).sum().backward()
+    np.testing.assert_allclose(t.grad.numpy(), r.grad.numpy(), rtol=1e-9)
+    # d^2/dx^2 gammaln = trigamma, checked against finite differences of the first derivative
+    d1 = lambda x: tg.grad(lambda x: np.sum(special.gammaln(x)))(x)  # noqa: E731
+    d2 = tg.grad(lambda x: np.sum(d1(x)))(x)
+    np.testing.assert_allclose(d2, special.polygamma(1, x), rtol=1e-12)

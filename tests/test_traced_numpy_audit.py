@@ -86,6 +86,8 @@ def _tracer_methods():
 class Case:
     shapes: tuple                  # one array per entry, in argument order
     extra: tuple = ()              # positional arguments after the arrays
+    lead: tuple = ()               # positional arguments before them (np.einsum's subscripts)
+    pick: int = None               # the result is a sequence (np.split): check this item of it
     kw: dict = field(default_factory=dict)
     seq: bool = False              # the arrays go in as one list (concatenate, stack)
     masks: tuple = ()              # argument positions that are boolean arrays
@@ -101,7 +103,8 @@ class Case:
     domain: tuple = None           # (low, high) of the smooth points, where the default misses
 
     def label(self):
-        bits = [str(s) for s in self.shapes] + [repr(e) for e in self.extra]
+        bits = [repr(e) for e in self.lead] + [str(s) for s in self.shapes]
+        bits += [repr(e) for e in self.extra]
         bits += [f"{k}={v!r}" for k, v in self.kw.items()]
         return ",".join(bits)
 
@@ -288,6 +291,57 @@ CASES.update({
                     C((4,), (3,), extra=([1, 3, 1],)), C((), (), extra=((),))],
 })
 
+# array functions of the NumPy table (tapegrad/numpy_api.py: compositions of primitives)
+CASES.update({
+    np.var: [C((2, 3, 4)), C((2, 3, 4), kw={"axis": 1}), C((2, 3, 4), kw={"axis": (0, 2)}),
+             C((5,), kw={"ddof": 1}), C((2, 3), kw={"axis": -1, "keepdims": True})],
+    np.std: [C((2, 3)), C((2, 3, 4), kw={"axis": (0, -1), "ddof": 1}),
+             C((5,), kw={"keepdims": True})],
+    np.cumsum: [C((5,)), C((2, 3), kw={"axis": 1}), C((2, 3, 4), kw={"axis": 0}), C((2, 3))],
+    np.cumprod: [C((5,)), C((2, 3), kw={"axis": -1}), C((2, 3, 4), kw={"axis": 1})],
+    np.trace: [C((3, 3)), C((2, 4), extra=(1,)), C((2, 3, 4), kw={"axis1": 1, "axis2": 2})],
+    np.diagonal: [C((3, 4)), C((3, 4), extra=(-1,)), C((2, 3, 4), kw={"axis1": 0, "axis2": 2})],
+    np.diag: [C((4,)), C((3,), extra=(1,)), C((3, 4)), C((3, 4), extra=(-1,))],
+    np.tril: [C((3, 4)), C((2, 3, 3), extra=(1,))],
+    np.triu: [C((3, 4)), C((2, 3, 3), extra=(-1,))],
+    np.vstack: [C((2, 3), (1, 3), seq=True), C((3,), (3,), seq=True)],
+    np.hstack: [C((2, 3), (2, 1), seq=True), C((3,), (2,), seq=True)],
+    np.dstack: [C((2, 3), (2, 3), seq=True), C((3,), (3,), seq=True)],
+    np.column_stack: [C((3,), (3,), seq=True), C((3, 2), (3,), seq=True)],
+    np.append: [C((2, 3), (4,)), C((2, 3), (1, 3), kw={"axis": 0})],
+    np.atleast_1d: [C(()), C((3,))], np.atleast_2d: [C(()), C((3,)), C((2, 3))],
+    np.atleast_3d: [C(()), C((3,)), C((2, 3)), C((2, 3, 4))],
+    np.moveaxis: [C((2, 3, 4), extra=(0, -1)), C((2, 3, 4), extra=((0, 1), (2, 0)))],
+    np.swapaxes: [C((2, 3, 4), extra=(0, 2)), C((2, 3), extra=(-1, 0))],
+    np.rollaxis: [C((2, 3, 4), extra=(2,)), C((2, 3, 4), extra=(0, 2))],
+    np.flip: [C((2, 3)), C((2, 3, 4), kw={"axis": 1}), C((2, 3), kw={"axis": (0, 1)})],
+    np.fliplr: [C((2, 3))], np.flipud: [C((2, 3)), C((4,))],
+    np.rot90: [C((2, 3)), C((2, 3, 4), extra=(3, (1, 2)))],
+    np.roll: [C((5,), extra=(2,)), C((2, 3), extra=(-1,), kw={"axis": 1}),
+              C((2, 3), extra=((1, 2), (0, 1)))],
+    np.tile: [C((2, 3), extra=(2,)), C((3,), extra=((2, 2),))],
+    np.repeat: [C((2, 3), extra=(2,)), C((2, 3), extra=([1, 0, 2],), kw={"axis": 1})],
+    np.split: [C((6,), extra=(3,), pick=1), C((2, 4), extra=([1, 3],), kw={"axis": 1}, pick=2)],
+    np.array_split: [C((5,), extra=(3,), pick=0), C((2, 5), extra=(2,), kw={"axis": -1}, pick=1)],
+    np.hsplit: [C((2, 4), extra=(2,), pick=1)], np.vsplit: [C((4, 2), extra=([1],), pick=0)],
+    np.dsplit: [C((2, 2, 4), extra=(2,), pick=1)],
+    np.diff: [C((5,)), C((2, 4), kw={"axis": 0}), C((2, 5), extra=(2,))],
+    np.pad: [C((3,), extra=(1,)), C((2, 3), extra=(((0, 1), (2, 0)),)),
+             C((2, 3), extra=(1,), kw={"constant_values": 0.5})],
+    np.nan_to_num: [C((5,)), C((2, 3), kw={"nan": 1.0, "posinf": 2.0, "neginf": -2.0})],
+    np.tensordot: [C((2, 3), (3, 4), extra=(1,)), C((2, 3, 4), (3, 4), extra=(2,)),
+                   C((2, 3), (4, 3), extra=(([1], [1]),))],
+    np.inner: [C((3,), (3,)), C((2, 3), (4, 3)), C((), (3,))],
+    np.kron: [C((2,), (3,)), C((2, 2), (2, 3))],
+    np.einsum: [C((2, 3), (3, 4), lead=("ij,jk->ik",)), C((3, 3), lead=("ii",)),
+                C((2, 3), (3,), lead=("ij,j",))],
+    np.linalg.inv: [C((3, 3), finite=True), C((2, 3, 3), finite=True)],
+    np.linalg.det: [C((3, 3), finite=True), C((2, 2, 2), finite=True)],
+    np.linalg.slogdet: [C((3, 3), finite=True, pick=1), C((3, 3), finite=True, pick=0,
+                                                           grad=False)],
+    np.linalg.solve: [C((3, 3), (3,), finite=True), C((3, 3), (3, 2), finite=True)],
+})
+
 
 def all_cases():
     out = []
@@ -357,7 +411,8 @@ def call(entry, kind, case, arrays):
         return attr if entry == "T" else attr(*rest, *case.extra, **case.kw)
     if kind == "operator":
         return _operate(entry, case, args)
-    return entry(*args, *case.extra, **case.kw)
+    out = entry(*case.lead, *args, *case.extra, **case.kw)
+    return out if case.pick is None else out[case.pick]
 
 
 def _operate(name, case, args):
