@@ -703,3 +703,24 @@ def test_full_backward_hooks_match_torch():
         bil = nn.Bilinear(2, 2, 1)
         bil.register_full_backward_hook(lambda *a: None)
         bil(tg.ones(1, 2, requires_grad=True), tg.ones(1, 2, requires_grad=True))
+
+
+def test_parameter_list_and_dict_like_torch():
+    texts = []
+    for lib, m in ((tg, nn), (torch, tnn)):
+        plist = m.ParameterList([m.Parameter(lib.ones(2)), lib.zeros(2, 3, dtype=lib.float64)])
+        plist.append(lib.ones(1))
+        pdict = m.ParameterDict({"a": m.Parameter(lib.ones(2)), "b": lib.ones(3)})
+        pdict["c"] = lib.zeros(1)
+        del pdict["a"]
+        holder = m.Module()
+        holder.plist, holder.pdict = plist, pdict
+        texts.append((repr(holder), list(holder.state_dict()), len(plist), list(pdict.keys()),
+                      [type(p).__name__ for p in plist], type(pdict["b"]).__name__,
+                      str(plist[-1].dtype), repr(m.ParameterList([lib.ones(1)]))))
+    assert texts[0] == texts[1]
+    plist = nn.ParameterList([tg.ones(2)])
+    optim_ = tg.optim.SGD(plist.parameters(), lr=1.0)
+    (plist[0] * 3).sum().backward()
+    optim_.step()
+    np.testing.assert_array_equal(plist[0].detach().numpy(), [-2.0, -2.0])
