@@ -75,6 +75,12 @@ def test_linearize_matches_jvp_and_is_recorded_once():
         np.testing.assert_allclose(got["b"], np.sum(2 * x * tx))
         np.testing.assert_allclose(got["a"], want["a"])
     np.testing.assert_allclose(out["a"], np.sin(x) * y)
+    # f_jvp under jit (linearised again in that trace) and vmap (row by row)
+    tx = RNG.standard_normal((3, 4))
+    jitted = tg.jit(lambda tx: f_jvp(tx, np.zeros(4))["a"])
+    np.testing.assert_allclose(jitted(tx[0]), np.cos(x) * tx[0] * y, rtol=1e-12)
+    batched = tg.vmap(lambda tx: f_jvp(tx, np.zeros(4))["a"])(tx)
+    np.testing.assert_allclose(batched, np.cos(x) * tx * y, rtol=1e-12)
 
 
 def test_jvp_pytrees_and_closed_form():
