@@ -267,29 +267,50 @@ _RELEASE_SCAN = 64
 
 def _release_version(ctx, slot, kept):
     """Drop the values of a version of an array that a write has just replaced, when nothing can
-    need them again: the version was made by a write and read only by element reads and writes
-    (whose VJP rules read shapes, not values), and no other handle holds it. A loop of element
-    writes then keeps one version's values instead of one per write (O(n) memory, not O(n^2)).
-    The slot keeps a tracer of the right shape and dtype, with no values behind it."""
+    need them again (see _releasable). A loop of element writes then keeps one version's values
+    instead of one per write (O(n) memory, not O(n^2)). The slot keeps a tracer of the right
+    shape and dtype, with no values behind it."""
+    if _releasable(ctx, slot, kept):
+        ctx.tracers[slot] = Tracer(ctx, slot, ctx.shell(kept._value))
+
+
+def _releasable(ctx, slot, kept, handles=0):
+    """Whether nothing can need the values of this version again: it was made by a write and read
+    only by element reads and writes (whose VJP rules read shapes, not values), and no other
+    handle holds it (`handles`: references to its values the caller holds besides kept)."""
     tape = ctx.tape
     producer = tape._producer
     k = producer.get(slot) if producer is not None else None
     instrs = tape.instrs
     if k is None or instrs[k].prim.name not in ("setitem", "index_add") \
             or len(instrs) - k > _RELEASE_SCAN:
-        return
+        return False
     for j in range(k + 1, len(instrs)):
         ins = instrs[j]
         if slot in ins.ins and ins.prim.name not in _VALUE_FREE:
-            return
+            return False
     value = kept._value
     # references to the values: kept._value, `value`, getrefcount's argument; to kept: ctx.tracers,
     # the caller's and this frame's names, getrefcount's argument. More: another handle (x = +y, a
     # pinned input) may still read this version, so it keeps its values.
     refcount = getattr(sys, "getrefcount", None)
-    if refcount is None or refcount(value) > 3 or refcount(kept) > 4:
-        return
-    ctx.tracers[slot] = Tracer(ctx, slot, ctx.shell(value))
+    return refcount is not None and refcount(value) <= 3 + handles and refcount(kept) <= 4
+
+
+def _write_in_place(target, index, value):
+    """target[index] = value recorded as a setitem whose value is the old version's array,
+    updated in place, when that version can be released (see _releasable): an element write
+    costs O(1) instead of a copy of the array. Basic indices only (no repeated positions)."""
+    ctx, old = target._ctx, target._slot
+    kept = ctx.tracers.get(old)
+    if type(kept) is not Tracer or kept is target or not _releasable(ctx, old, kept, 1):
+        return False
+    array = kept._value
+    array[index] = value._value if isinstance(value, Tracer) else _plain(value)
+    new = ctx.append(P.setitem, [old, ctx.operand(value)], {"index": index}, array)
+    ctx.tracers[old] = Tracer(ctx, old, ctx.shell(array))
+    target._slot, target._value = new._slot, array
+    return True
 
 
 def _inplace(prim, symbol):
@@ -578,6 +599,9 @@ class Tracer(PrimitiveOperators):
                 if last is not None:
                     value, index = _winning_values(value, last), last[0]
                 break
+        else:
+            if type(self) is Tracer and _write_in_place(self, index, value):
+                return
         self._move_to(P.setitem(self, value, index=index))
 
     def _move_to(self, new):
@@ -635,6 +659,12 @@ class Tracer(PrimitiveOperators):
         return _amin(self, _dim(axis, dim), keepdims=keepdims or keepdim, **numpy_kwargs)
 
     amax, amin = max, min
+
+    def __getattr__(self, name):  # ndarray methods that are functions of the NumPy table
+        method = numpy_api.METHODS.get(name)
+        if method is None or name.startswith("__"):
+            raise AttributeError(f"'Tracer' object has no attribute '{name}'")
+        return method.__get__(self)
 
     def norm(self, p=2, dim=None, keepdim=False):
         return P.norm(self, ord=p, axis=_normalize_axis(dim, self.ndim), keepdims=keepdim)

@@ -17,6 +17,7 @@ instructions works in a few kilobytes.
 The interpreter is generated once from the registry, stored in the on-disk cache (see cache.py) and
 compiled with Numba's `cache=True`, so a new process loads machine code instead of compiling.
 """
+import array
 import math
 import threading
 import warnings
@@ -276,7 +277,7 @@ class _Lowering:
         self.const_data = {}     # buffer -> float64 data
         # one op = ROW ints, flat: opcode, out (buffer, delta), n, a, b, c (buffer, delta each),
         # sa, sb, sc, x0, x1, x2 -- turned into `code` rows by NumPy once buffers have offsets
-        self.ops = []
+        self.ops = array.array("q")   # 8 bytes an int (a list of ints: ~36)
         self.maps = []           # index maps for ipool
         self.map_offset = 0
         self.refs = {}           # slot -> _Ref
@@ -642,7 +643,7 @@ def _plan(lowering, pinned):
     range of its size when first written and gives it back after its last reader."""
     sizes = lowering.sizes
     n_bufs = len(sizes)
-    ops = np.array(lowering.ops, dtype=np.int64).reshape(-1, ROW)
+    ops = np.frombuffer(lowering.ops, dtype=np.int64).reshape(-1, ROW).copy()
     n_ops = ops.shape[0]
     # first op writing each buffer, and last op touching it (as output or operand)
     first_def = np.full(n_bufs, -1, dtype=np.int64)

@@ -178,3 +178,40 @@ def test_tracing_and_compiling_memory_is_roughly_linear(f):
     small, large = _peak_bytes(f, 500), _peak_bytes(f, 2000)
     # quadratic growth gives ~16x; linear 4x (plus fixed costs)
     assert large < 8 * small, (small, large)
+
+
+def test_tracing_an_element_write_loop_copies_the_array_a_bounded_number_of_times(monkeypatch):
+    # each x[i] = ... used to copy the whole array (the registry's setitem forward): O(n) per
+    # write; a write into a version nothing else reads now updates it in place
+    from tapegrad import primitives as P
+    from tapegrad import trace
+    copies = []
+    forward = P.setitem.impl
+
+    def counting(x, values, index):
+        copies.append(np.shape(x))
+        return forward(x, values, index)
+
+    monkeypatch.setitem(trace._TRACE_IMPLS, P.setitem, counting)
+    x = _point(1000, 5)
+    value, grad = tg.value_and_grad(recurrence)(x)
+    assert len(copies) <= 2, len(copies)
+    np.testing.assert_allclose(value, recurrence(x), rtol=1e-12)
+    np.testing.assert_allclose(grad, tg.jit(tg.grad(recurrence))(x), rtol=1e-12)
+
+
+def test_in_place_writes_keep_every_handle_on_its_version():
+    def f(x):
+        y = x * 1.0
+        y[0] = 2.0 * x[1]
+        y[1] = 3.0 * x[0]           # in place: the version before it is read by nothing else
+        before = +y                 # another handle: the next write must copy
+        y[2] = y[0] * y[1]
+        y[0] = 5.0
+        return np.sum(y * before) + np.sum(before ** 2)
+
+    x = _point(4, 9)
+    value, grad = tg.jit(tg.value_and_grad(f))(x)
+    np.testing.assert_allclose(value, f(x), rtol=1e-12)
+    np.testing.assert_allclose(grad, _finite_differences(f, x), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(tg.value_and_grad(f)(x)[1], grad, rtol=1e-12)
