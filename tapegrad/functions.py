@@ -6,6 +6,7 @@ import numpy as np
 
 from . import dtypes
 from . import primitives as P
+from .operators import PrimitiveOperators
 from .tensor import Tensor, _dim, _size_args, matmul
 
 _rng = [np.random.default_rng()]
@@ -171,7 +172,10 @@ def eye(n, m=None, dtype=None, device=None, requires_grad=False):
 def _method(name):
     """torch.NAME(input, ...) calls input.NAME(...), wrapping Python numbers and arrays first."""
     def function(input, *args, **kwargs):
-        return getattr(input if isinstance(input, Tensor) else as_tensor(input), name)(*args, **kwargs)
+        # a traced value (tg.exp(x) inside tg.jit) takes its own method, as a Tensor does
+        if not isinstance(input, (Tensor, PrimitiveOperators)):
+            input = as_tensor(input)
+        return getattr(input, name)(*args, **kwargs)
     function.__name__ = name
     function.__doc__ = f"torch.{name}: see Tensor.{name}."
     return function

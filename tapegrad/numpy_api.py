@@ -499,3 +499,31 @@ ARRAY_FUNCTIONS = {
     np.linalg.det: lambda a: P.det(_square_matrices("det")(a)),
     np.linalg.slogdet: _slogdet, np.linalg.solve: _solve,
 }
+
+
+def _spread_method(np_fn):
+    """x.var(...), x.std(...): NumPy's keywords, or PyTorch's (dim, keepdim, unbiased,
+    correction; with those the default is PyTorch's unbiased estimate)."""
+    def method(self, axis=None, dtype=None, out=None, ddof=None, keepdims=False, *, dim=None,
+               keepdim=False, unbiased=None, correction=None):
+        torch_style = dim is not None or keepdim or unbiased is not None or correction is not None
+        if ddof is None:
+            ddof = correction if correction is not None else (
+                int(unbiased is not False) if torch_style else 0)
+        axis = dim if dim is not None else axis
+        return ARRAY_FUNCTIONS[np_fn](self, axis, dtype, out, ddof, keepdims or keepdim)
+    return method
+
+
+# ndarray methods of traced values that are functions of this table (x.var(), x.cumsum(), ...)
+METHODS = {
+    "var": _spread_method(np.var), "std": _spread_method(np.std),
+    "cumsum": lambda self, axis=None, dtype=None, out=None, *, dim=None:
+        ARRAY_FUNCTIONS[np.cumsum](self, axis if dim is None else dim, dtype, out),
+    "cumprod": lambda self, axis=None, dtype=None, out=None, *, dim=None:
+        ARRAY_FUNCTIONS[np.cumprod](self, axis if dim is None else dim, dtype, out),
+    "trace": lambda self, *args, **kwargs: _trace(self, *args, **kwargs),
+    "diagonal": lambda self, *args, **kwargs: _diagonal(self, *args, **kwargs),
+    "repeat": lambda self, *args, **kwargs: ARRAY_FUNCTIONS[np.repeat](self, *args, **kwargs),
+    "swapaxes": lambda self, *args: ARRAY_FUNCTIONS[np.swapaxes](self, *args),
+}

@@ -402,3 +402,38 @@ def test_scipy_special_on_tensors_and_second_derivatives():
     d1 = lambda x: tg.grad(lambda x: np.sum(special.gammaln(x)))(x)  # noqa: E731
     d2 = tg.grad(lambda x: np.sum(d1(x)))(x)
     np.testing.assert_allclose(d2, special.polygamma(1, x), rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# ndarray methods of traced values, and the torch namespace on them
+# ---------------------------------------------------------------------------------------------
+
+def test_tracer_methods_mirror_ndarray():
+    x = uniform(-1, 1, (3, 4))
+    cases = [lambda x: x.var(), lambda x: x.var(axis=0, ddof=1), lambda x: x.std(1, keepdims=True),
+             lambda x: x.cumsum(), lambda x: x.cumsum(axis=0), lambda x: x.cumprod(1),
+             lambda x: x.trace(), lambda x: x.diagonal(1), lambda x: x.repeat(2, axis=1),
+             lambda x: x.swapaxes(0, 1)]
+    for fn in cases:
+        np.testing.assert_allclose(tg.make_tape(fn)(x).run(x), fn(x), rtol=1e-13)
+        w = rng.standard_normal(np.shape(fn(x)))
+        f = lambda x: np.sum(fn(x) * w)  # noqa: E731
+        np.testing.assert_allclose(tg.grad(f)(x), finite_differences(f, (x,))[0], rtol=1e-5,
+                                   atol=1e-8)
+    with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
+        tg.grad(lambda x: x.nonsense())(x)
+
+
+def test_torch_namespace_on_traced_values():
+    torch = pytest.importorskip("torch")
+    x = uniform(-1, 1, (2, 3))
+
+    def f(lib, x):
+        return (lib.sum(lib.exp(x) * lib.sigmoid(x), dim=1).sum() + lib.softmax(x, -1)[0, 0]
+                + x.var(dim=0).sum() + x.std(unbiased=False) + lib.atan2(x, x + 2).sum()
+                + lib.lgamma(x + 2).sum())
+
+    g = tg.jit(tg.grad(lambda x: f(tg, x)))(x)
+    t = torch.tensor(x, requires_grad=True)
+    f(torch, t).backward()
+    np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-10)
