@@ -30,6 +30,7 @@ class SGD(Optimizer):
             else:
                 b = buf._data
                 b *= momentum
-                b += (1 - group["dampening"]) * grad
+                # (1 - 0) * grad is grad exactly: skip the multiply and its temporary
+                b += grad if group["dampening"] == 0 else (1 - group["dampening"]) * grad
             grad = grad + momentum * buf._data if group["nesterov"] else buf._data
         x -= group["lr"] * grad
