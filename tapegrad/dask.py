@@ -16,6 +16,7 @@ import inspect
 import uuid
 import warnings
 
+import dask
 import dask.array as da
 import numpy as np
 
@@ -95,6 +96,12 @@ def _blockwise_inputs(arrays):
     return pairs, letters
 
 
+def _context(shipped, template, lazy):
+    """The function and the arguments every task shares, as one key of the graph: a worker
+    receives them once per call, not once per task."""
+    return dask.delayed((shipped, template, lazy), pure=True, traverse=False)
+
+
 def _fill(template, lazy, blocks):
     args = list(template)
     for k, block in zip(lazy, blocks):
@@ -106,8 +113,9 @@ def _fill(template, lazy, blocks):
 # value_and_grad: a loss summed over row chunks
 # ---------------------------------------------------------------------------------------------
 
-def _chunk_value_and_grad(shipped, template, lazy, width, *blocks):
+def _chunk_value_and_grad(context, width, *blocks):
     """One row chunk: [value, gradient leaves...] as one row of float64."""
+    shipped, template, lazy = context
     value, grads = shipped.fun(*_fill(template, lazy, blocks))
     leaves, _ = tree_flatten(grads, lambda x: isinstance(x, np.ndarray))
     out = np.empty((1, width))
@@ -209,7 +217,7 @@ def value_and_grad(loss, argnums=0, *, jit=False, face="trace", split_every=None
         width = 1 + sum(sizes)
         template = [None if k in lazy else a for k, a in enumerate(args)]
         pairs, _ = _blockwise_inputs(arrays)
-        rows = da.blockwise(_chunk_value_and_grad, "iz", shipped, None, template, None, lazy,
+        rows = da.blockwise(_chunk_value_and_grad, "iz", _context(shipped, template, lazy),
                             None, width, None, *pairs, new_axes={"z": width},
                             adjust_chunks={"i": 1}, dtype=np.float64, concatenate=True,
                             meta=np.empty((0, 0)))
@@ -230,7 +238,8 @@ def value_and_grad(loss, argnums=0, *, jit=False, face="trace", split_every=None
 # vmap: a batched function mapped over row chunks, lazily
 # ---------------------------------------------------------------------------------------------
 
-def _chunk_map(shipped, template, lazy, *blocks):
+def _chunk_map(context, *blocks):
+    shipped, template, lazy = context
     out = np.asarray(shipped.fun(*_fill(template, lazy, blocks)))
     if out.ndim == 0 or out.shape[0] != blocks[0].shape[0]:
         raise ValueError(f"tapegrad.dask.vmap: {_named(shipped.fun)} returned shape "
@@ -270,7 +279,7 @@ def vmap(fun):
                              "row per input row (tuples: map each output on its own)")
         pairs, letters = _blockwise_inputs(arrays)
         new = "".join(next(letters) for _ in range(probe.ndim - 1))
-        return da.blockwise(_chunk_map, "i" + new, shipped, None, template, None, lazy, None,
+        return da.blockwise(_chunk_map, "i" + new, _context(shipped, template, lazy), None,
                             *pairs, new_axes=dict(zip(new, probe.shape[1:])), dtype=probe.dtype,
                             concatenate=True, meta=np.empty((0,) * probe.ndim, probe.dtype))
 

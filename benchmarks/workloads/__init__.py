@@ -3,7 +3,8 @@
 To add a workload, write a module here that defines a `Workload` (see harness.py and any module
 below for the pattern) and list it in WORKLOADS.
 """
-from . import batched, element_loop, gpu_rosenbrock, mlp, ode, rosenbrock, scalar_graph, seed
+from . import (batched, dask_cluster, element_loop, gpu_rosenbrock, mlp, ode, rosenbrock,
+               scalar_graph, seed)
 
 WORKLOADS = [
     seed.WORKLOAD,
@@ -14,4 +15,5 @@ WORKLOADS = [
     *element_loop.WORKLOADS,
     *batched.WORKLOADS,
     gpu_rosenbrock.WORKLOAD,
+    *dask_cluster.WORKLOADS,
 ]
