@@ -27,3 +27,5 @@ from .transforms import grad, jit, make_tape, value_and_grad, vmap  # noqa: E402
 from .forward import hessian, hvp, jacfwd, jacobian, jacrev, jvp, linearize, vjp  # noqa: E402
 from .custom_rules import custom_jvp, custom_vjp  # noqa: E402
 from .checkpoint import checkpoint  # noqa: E402
+from . import func  # noqa: E402  (torch.func, on the traced face)
+from .compile import compile  # noqa: E402,A004  (torch.compile, with tapegrad.jit)

@@ -503,7 +503,7 @@ class Tracer(PrimitiveOperators):
 
     @property
     def size(self):
-        return self._value.size
+        return _Size(self._value.size, self._value.shape)
 
     @property
     def dtype(self):
@@ -683,7 +683,10 @@ class Tracer(PrimitiveOperators):
                              f"cannot record; use astype\n  at {user_line()}")
         return self.reshape(*shape)
 
-    def flatten(self, order="C"):
+    def flatten(self, order="C", end_dim=-1):
+        if not isinstance(order, str):      # PyTorch's flatten(start_dim, end_dim)
+            start, end = order % max(self.ndim, 1), end_dim % max(self.ndim, 1)
+            return self.reshape(self.shape[:start] + (-1,) + self.shape[end + 1:])
         return _reshape(self, (-1,), order=order, copy=True)    # always a copy, as in NumPy
 
     def ravel(self, order="C"):
@@ -708,6 +711,20 @@ class Tracer(PrimitiveOperators):
 
     def t(self):
         return self.transpose()
+
+    # PyTorch spellings a module's forward uses (torch.func / torch.compile trace Tensor code)
+    def permute(self, *dims):
+        return self.transpose(*dims) if len(dims) != 2 or self.ndim == 2 else \
+            _transpose(self, tuple(dims))
+
+    def unsqueeze(self, dim):
+        return np.expand_dims(self, dim % (self.ndim + 1))
+
+    def mm(self, other):
+        return self @ other
+
+    def square(self):
+        return self * self
 
     def dot(self, other):
         return _dot(self, other)
@@ -762,6 +779,18 @@ class Tracer(PrimitiveOperators):
             raise TraceError(f"tapegrad: np.{func.__name__} is not traced; use a traced "
                              f"equivalent\n  at {user_line()}")
         return handler(*args, **kwargs)
+
+
+class _Size(int):
+    """x.size: NumPy's element count, and callable as PyTorch's x.size() / x.size(dim)."""
+
+    def __new__(cls, n, shape):
+        obj = super().__new__(cls, n)
+        obj.shape = shape
+        return obj
+
+    def __call__(self, dim=None):
+        return self.shape if dim is None else self.shape[dim]
 
 
 def _ufunc_options(ufunc, inputs, kwargs):

@@ -151,6 +151,8 @@ def _class_dim_last(x):
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{reduction} is not a valid value for reduction")
+    if _traced(input, target):
+        return _nll_traced(input, target, weight, ignore_index, reduction)
     target_data = target._data if isinstance(target, Tensor) else np.asarray(target)
     if target_data.dtype.kind not in "iu":
         raise RuntimeError("nll_loss: expected target of integer class indices (dtype long), got "
@@ -176,11 +178,33 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     return -picked.sum() / total
 
 
+def _traced(*values):
+    return any(getattr(type(v), "_bind_level", 0) > 1 for v in values)   # tapegrad tracers
+
+
+def _nll_traced(input, target, weight, ignore_index, reduction):
+    """nll_loss on the traced face (torch.func, torch.compile): the targets may be traced, so the
+    picked log-probabilities come from a one-hot mask instead of an index."""
+    logp = _class_dim_last(input) if input.ndim > 1 else input.reshape(1, -1)
+    classes = target.reshape(-1)[:, None]
+    n_classes = logp.shape[1]
+    hit = (classes == np.arange(n_classes)) & (classes != ignore_index)
+    w = np.ones(n_classes, logp.dtype) if weight is None else weight
+    sample_w = (hit * w).sum(1)      # the target class's weight; 0 where ignored
+    picked = (logp * hit * w).sum(1)
+    if reduction == "none":
+        return -picked.reshape(target.shape)
+    if reduction == "sum":
+        return -picked.sum()
+    return -picked.sum() / sample_w.sum()
+
+
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
                   label_smoothing=0.0):
     class_dim = 1 if input.ndim > 1 else 0
     logp = input.log_softmax(class_dim)
-    target_data = target._data if isinstance(target, Tensor) else np.asarray(target)
+    target_data = target if _traced(target) else target._data if isinstance(
+        target, Tensor) else np.asarray(target)
     if target_data.dtype.kind == "f":  # class probabilities
         loss = -(logp * target).sum(_dim(class_dim, input.ndim))
         return _reduce(loss, reduction)

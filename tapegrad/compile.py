@@ -1,0 +1,240 @@
+"""torch.compile on the CPU with the traced face: the function (or a module's forward) is traced
+onto a tape and compiled by tapegrad.jit, which checks the trace's guards on every call and traces
+again for a new path, input shape or dtype.
+
+Gradients: when an input (or, for a module, a parameter) requires grad, the compiled call is one
+autograd node. A scalar result computes its value and gradient in one compiled sweep; any other
+result runs the compiled forward, and its backward a compiled value_and_grad of <result, grad>.
+A module's parameters and buffers are inputs of the tape, never constants, so an optimiser's
+updates are seen by the next call and `loss.backward(); opt.step()` works as in eager code.
+
+What cannot be traced (a construct the tracer refuses, random numbers drawn inside, a buffer
+written in place such as BatchNorm's running statistics in training) runs eagerly, with one
+warning per compiled object.
+"""
+import functools
+import warnings
+
+import numpy as np
+
+from . import transforms as _transforms
+from .autograd.function import Function
+from .autograd.grad_mode import is_grad_enabled
+from .nn.modules.module import Module
+from .tape import tree_flatten, tree_unflatten
+from .tensor import Tensor
+
+__all__ = ["compile", "OptimizedModule"]
+
+_MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+class _Untraceable(Exception):
+    pass
+
+
+def _rng_state():
+    from .functions import _generator
+    return _generator().bit_generator.state
+
+
+def _no_random(fun):
+    """fun, refusing to be traced when it draws random numbers: the draws would be constants of
+    the tape, the same on every call (dropout masks that never change)."""
+    @functools.wraps(fun)
+    def traced(*args):
+        before = _rng_state()
+        out = fun(*args)
+        if _rng_state() != before:
+            raise _Untraceable("it draws random numbers, which a compiled tape would replay as "
+                               "constants")
+        return out
+    return traced
+
+
+def _needs_grad(values):
+    return is_grad_enabled() and any(isinstance(v, Tensor) and v.requires_grad for v in values)
+
+
+def _tensors(tree):
+    leaves, structure = tree_flatten(tree, lambda x: isinstance(x, (np.ndarray, np.generic)))
+    return tree_unflatten(structure, [Tensor._wrap(np.asarray(x)) if isinstance(
+        x, (np.ndarray, np.generic)) else x for x in leaves])
+
+
+class _Program:
+    """The compiled forms of one function of positional values (arrays, Tensors, statics)."""
+
+    def __init__(self, fun):
+        self.fun = _no_random(fun)
+        self.forward = _transforms.jit(self.fun)
+        self._grads = {}       # differentiated positions -> (jitted value_and_grad, jitted vjp)
+        self.scalar = {}       # input shapes -> whether the result is 0-d
+
+    def _grad_programs(self, positions):
+        progs = self._grads.get(positions)
+        if progs is None:
+            fun = self.fun
+
+            def pulled(*args_and_cotangent):
+                *args, cotangent = args_and_cotangent
+                return (fun(*args) * cotangent).sum()
+            progs = self._grads[positions] = (
+                _transforms.jit(_transforms.value_and_grad(fun, positions)),
+                _transforms.jit(_transforms.value_and_grad(pulled, positions)))
+        return progs
+
+
+class _CompiledCall(Function):
+    """The compiled call as one autograd node; its inputs are the program's values."""
+
+    @staticmethod
+    def forward(ctx, program, *values):
+        positions = tuple(i for i, v in enumerate(values)
+                          if isinstance(v, Tensor) and v.requires_grad)
+        key = tuple(np.shape(v) for v in values if isinstance(v, Tensor))
+        ctx.program, ctx.values, ctx.positions, ctx.grads = program, values, positions, None
+        scalar = program.scalar.get(key)
+        if scalar:
+            value, ctx.grads = program._grad_programs(positions)[0](*values)
+            return Tensor._wrap(np.asarray(value))
+        out = program.forward(*values)
+        if not isinstance(out, np.ndarray):
+            raise _Untraceable("it returns several values while gradients are needed")
+        program.scalar[key] = out.ndim == 0
+        return Tensor._wrap(out)
+
+    @staticmethod
+    def backward(ctx, g):
+        g = g.detach().numpy()
+        if ctx.grads is not None:
+            grads = [gr * g for gr in ctx.grads]
+        else:
+            _, grads = ctx.program._grad_programs(ctx.positions)[1](*ctx.values, g)
+        it = iter(grads)
+        out = [None] * len(ctx.values)
+        for i in ctx.positions:
+            out[i] = Tensor._wrap(np.asarray(next(it), ctx.values[i].detach().numpy().dtype))
+        return (None, *out)
+
+
+class _Compiled:
+    """One compiled callable: programs per keyword-argument names; eager where untraceable."""
+
+    def __init__(self, fun, name):
+        self.fun, self.name = fun, name
+        self._programs = {}
+        self._eager = set()       # program keys that could not be traced
+        self._warned = False
+
+    def _program(self, key, build):
+        program = self._programs.get(key)
+        if program is None:
+            program = self._programs[key] = _Program(build())
+        return program
+
+    def call(self, key, build, values, eager):
+        """build() gives a function of the positional values; eager() runs the original."""
+        if key in self._eager:
+            return eager()
+        program = self._program(key, build)
+        try:
+            if _needs_grad(values):
+                return _CompiledCall.apply(program, *values)
+            return _tensors(program.forward(*values))
+        except Exception as error:   # noqa: BLE001  (eager raises the user's own errors)
+            result = eager()
+            self._eager.add(key)
+            if not self._warned:
+                self._warned = True
+                reason = str(error).split("\n")[0]
+                warnings.warn(f"tapegrad.compile: {self.name} cannot be traced ({reason}); it "
+                              "runs eagerly", RuntimeWarning, stacklevel=4)
+            return result
+
+
+class _CompiledFunction:
+    """torch.compile(fn): call it as fn."""
+
+    def __init__(self, fun):
+        self._orig_mod = fun
+        self._compiled = _Compiled(fun, getattr(fun, "__name__", type(fun).__name__))
+        functools.update_wrapper(self, fun, updated=())
+
+    def __call__(self, *args, **kwargs):
+        fun, names, n = self._orig_mod, tuple(kwargs), len(args)
+        values = list(args) + [kwargs[k] for k in names]
+
+        def build():
+            return lambda *v: fun(*v[:n], **dict(zip(names, v[n:])))
+        return self._compiled.call((n, names), build, values, lambda: fun(*args, **kwargs))
+
+
+class OptimizedModule(Module):
+    """torch.compile(module): a Module wrapping the original (as `_orig_mod`; its parameters
+    are the original's, named with the `_orig_mod.` prefix as in PyTorch)."""
+
+    def __init__(self, mod):
+        super().__init__()
+        self._orig_mod = mod
+        self._compiled = _Compiled(mod, type(mod).__name__)
+
+    def forward(self, *args, **kwargs):
+        from .func import functional_call
+        mod = self._orig_mod
+        params = list(mod.named_parameters())
+        buffers = list(mod.named_buffers())
+        names = tuple(n for n, _ in params + buffers)
+        values = [t for _, t in params + buffers]
+        n_state, n_args, kw = len(values), len(args), tuple(kwargs)
+        # the training flags select the program: train() and eval() trace apart
+        key = (names, tuple(m.training for m in mod.modules()), n_args, kw)
+
+        def build():
+            def run(*v):
+                state = dict(zip(names, v[:n_state]))
+                rest = v[n_state:]
+                return functional_call(mod, state, tuple(rest[:n_args]),
+                                       dict(zip(kw, rest[n_args:])))
+            return run
+        values += list(args) + [kwargs[k] for k in kw]
+        return self._compiled.call(key, build, values, lambda: mod(*args, **kwargs))
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "_orig_mod":     # not yet set (while __init__ runs)
+                raise
+            return getattr(self._orig_mod, name)
+
+    def __repr__(self):
+        return f"OptimizedModule(\n  (_orig_mod): {repr(self._orig_mod).replace(chr(10), chr(10) + '  ')}\n)"
+
+
+def compile(model=None, *, fullgraph=False, dynamic=None, backend="inductor", mode=None,
+            options=None, disable=False):
+    """torch.compile: model (a function or an nn.Module) compiled with tapegrad.jit on the CPU.
+
+    Also a decorator (@compile or @compile(mode=...)). PyTorch's options are accepted and
+    checked; backend and options do not change how tapegrad compiles. disable=True returns the
+    model as it is. A Module stays a Module (an OptimizedModule); see the module docstring for
+    gradients and the eager fallback.
+    """
+    if mode not in _MODES:
+        raise RuntimeError(f"Unrecognized mode={mode}, should be one of: "
+                           f"{', '.join(m for m in _MODES if m)}")
+    if mode is not None and options is not None:
+        raise RuntimeError("Either mode or options can be specified, but both can't be "
+                           "specified at the same time.")
+    if model is None:
+        return functools.partial(compile, fullgraph=fullgraph, dynamic=dynamic, backend=backend,
+                                 mode=mode, options=options, disable=disable)
+    if not callable(model):
+        raise TypeError(f"tapegrad.compile: expected a function or an nn.Module, got "
+                        f"{type(model).__name__}")
+    if disable:
+        return model
+    if isinstance(model, Module):
+        return OptimizedModule(model)
+    return _CompiledFunction(model)

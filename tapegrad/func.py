@@ -1,0 +1,199 @@
+"""torch.func on the traced face: grad, grad_and_value, vmap, jacrev, jacfwd, hessian and
+functional_call, with PyTorch's names and result layouts.
+
+Tensors go in and Tensors come out, as in torch.func. The function runs on tapegrad's tracer
+(tapegrad.trace): it sees traced values, which take tapegrad functions, NumPy functions, operators
+and the common Tensor methods; transforms nest (hessian = jacfwd(jacrev)). Python ints (and
+other non-array arguments) are static, as in tapegrad.grad.
+"""
+import functools
+
+import numpy as np
+
+from . import forward as _forward
+from . import transforms as _transforms
+from .tape import tree_flatten, tree_unflatten
+from .tensor import Tensor
+from .trace import Tracer
+
+__all__ = ["functional_call", "grad", "grad_and_value", "hessian", "jacfwd", "jacrev", "vmap"]
+
+
+def _to_tensors(tree):
+    """Concrete NumPy results become Tensors; traced ones (inside an outer transform) stay."""
+    leaves, structure = tree_flatten(tree, lambda x: isinstance(x, (Tracer, np.ndarray,
+                                                                   np.generic)))
+    return tree_unflatten(structure, [
+        Tensor._wrap(np.asarray(x)) if isinstance(x, (np.ndarray, np.generic)) else x
+        for x in leaves])
+
+
+def _on_tracer(transformed, fun):
+    """transformed (a tapegrad transform of fun) called on traced arguments: in the caller's
+    trace when it has one, else in a fresh one whose results come back as Tensors. Keyword
+    arguments pass through to fun, not differentiated or mapped (torch.func's rule)."""
+    @functools.wraps(fun)
+    def call(*args, **kwargs):
+        inner = transformed(functools.partial(fun, **kwargs) if kwargs else fun)
+        out = _transforms._in_trace(inner, args, lambda ctx, targs: inner(*targs))
+        return _to_tensors(out)
+    return call
+
+
+def grad_and_value(func, argnums=0, has_aux=False):
+    """torch.func.grad_and_value: a function returning (grad, value), or with has_aux
+    (grad, (value, aux)). argnums is an int or a tuple of ints (then grad is a tuple)."""
+    def transformed(f):
+        vg = _transforms.value_and_grad(f, argnums, has_aux, _where="func.grad_and_value")
+
+        def gv(*args):
+            value, g = vg(*args)
+            return g, value
+        return gv
+    return _on_tracer(transformed, func)
+
+
+def grad(func, argnums=0, has_aux=False):
+    """torch.func.grad: a function returning the gradient of func's scalar output with respect to
+    the arguments argnums; with has_aux, (grad, aux)."""
+    def transformed(f):
+        vg = _transforms.value_and_grad(f, argnums, has_aux, _where="func.grad")
+
+        def g(*args):
+            value, gr = vg(*args)
+            return (gr, value[1]) if has_aux else gr
+        return g
+    return _on_tracer(transformed, func)
+
+
+def jacrev(func, argnums=0, *, has_aux=False, chunk_size=None, _preallocate_and_copy=False):
+    """torch.func.jacrev: the Jacobian by reverse mode, out.shape + arg.shape per output and
+    argument; with has_aux, (jacobian, aux). chunk_size is accepted (sweeps run one by one)."""
+    _check_chunk("jacrev", chunk_size)
+    return _on_tracer(lambda f: _forward.jacrev(f, argnums, has_aux), func)
+
+
+def jacfwd(func, argnums=0, has_aux=False, *, randomness="error"):
+    """torch.func.jacfwd: the Jacobian by forward mode (same layout as jacrev)."""
+    _check_randomness("jacfwd", randomness)
+    return _on_tracer(lambda f: _forward.jacfwd(f, argnums, has_aux), func)
+
+
+def hessian(func, argnums=0):
+    """torch.func.hessian: jacfwd(jacrev(func)), arg.shape + arg.shape for a scalar func."""
+    return _on_tracer(lambda f: _forward.hessian(f, argnums), func)
+
+
+def _check_chunk(where, chunk_size):
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size <= 0):
+        raise ValueError(f"tapegrad.func.{where}: chunk_size should be a positive int or None, "
+                         f"got {chunk_size!r}")
+
+
+def _check_randomness(where, randomness):
+    if randomness not in ("error", "different", "same"):
+        raise RuntimeError(f"tapegrad.func.{where}: Only allowed values for randomness are "
+                           f"'error', 'different', or 'same'. Got {randomness!r}")
+
+
+def _check_dims(name, dims):
+    for d in dims if isinstance(dims, (tuple, list)) else (dims,):
+        if d is not None and not isinstance(d, (int, np.integer)):
+            raise ValueError(f"tapegrad.func.vmap: {name} entries must be an int or None, got "
+                             f"{d!r}; per-leaf dims of a nested structure are not supported, give "
+                             "one dim for the whole argument")
+
+
+def _move_out(out, out_dims):
+    """Results come stacked on axis 0; torch.func.vmap puts them on out_dims."""
+    if isinstance(out, tuple) and isinstance(out_dims, (tuple, list)):
+        if len(out_dims) != len(out):
+            raise ValueError(f"tapegrad.func.vmap: out_dims has {len(out_dims)} entries for "
+                             f"{len(out)} outputs")
+        return tuple(_move_out(o, d) for o, d in zip(out, out_dims))
+    if out_dims == 0:
+        return out
+    leaves, structure = tree_flatten(out, lambda x: isinstance(x, (Tracer, np.ndarray)))
+    return tree_unflatten(structure, [np.moveaxis(x, 0, out_dims) for x in leaves])
+
+
+def vmap(func, in_dims=0, out_dims=0, randomness="error", *, chunk_size=None):
+    """torch.func.vmap: func mapped over in_dims of its arguments (an int or None for all, or a
+    tuple with one per argument; a dict/list/tuple argument maps each of its leaves), results
+    stacked on out_dims. randomness is accepted ('error', 'different', 'same'): random numbers
+    drawn inside func are not supported on the traced face (they would be constants of it)."""
+    _check_randomness("vmap", randomness)
+    _check_chunk("vmap", chunk_size)
+    _check_dims("in_dims", in_dims)
+    _check_dims("out_dims", out_dims)
+
+    def transformed(f):
+        mapped = _transforms.vmap(f, in_dims)
+        return lambda *args: _move_out(mapped(*args), out_dims)
+    return _on_tracer(transformed, func)
+
+
+# ---------------------------------------------------------------------------------------------
+# functional_call: a module run with the given parameters and buffers in place of its own
+# ---------------------------------------------------------------------------------------------
+
+def _slot_of(module, name):
+    """(owner module, its store dict, attribute name) of a dotted parameter or buffer name."""
+    path, _, attr = name.rpartition(".")
+    owner = module.get_submodule(path) if path else module
+    for store in (owner._parameters, owner._buffers):
+        if attr in store:
+            return owner, store, attr
+    raise AttributeError(f"tapegrad.func.functional_call: {type(module).__name__} has no "
+                         f"parameter or buffer named {name!r}; the names are those of "
+                         "module.named_parameters() and module.named_buffers()")
+
+
+def _as_value(value):
+    # a NumPy array would lack the Tensor methods the module's forward calls
+    return Tensor._wrap(value) if isinstance(value, np.ndarray) else value
+
+
+def functional_call(module, parameter_and_buffer_dicts, args=None, kwargs=None, *,
+                    tie_weights=True, strict=False):
+    """torch.func.functional_call: module(*args, **kwargs) with the parameters and buffers named
+    in parameter_and_buffer_dicts (a dict, or a tuple of dicts) in place of its own; the module
+    is left as it was. The values may be Tensors or traced values, so grad/vmap of a function
+    calling functional_call differentiate a module's output with respect to its weights."""
+    dicts = parameter_and_buffer_dicts
+    dicts = tuple(dicts) if isinstance(dicts, (tuple, list)) else (dicts,)
+    given = {}
+    for d in dicts:
+        for name in d:
+            if name in given:
+                raise ValueError(f"tapegrad.func.functional_call: {name!r} appeared in multiple "
+                                 "dictionaries; give each name once")
+        given.update(d)
+    if strict:
+        expected = {n for n, _ in module.named_parameters(remove_duplicate=False)} | \
+            {n for n, _ in module.named_buffers(remove_duplicate=False)}
+        missing, unexpected = sorted(expected - set(given)), sorted(set(given) - expected)
+        if missing or unexpected:
+            raise RuntimeError(f"Error(s) in reparametrizing for {type(module).__name__}: "
+                               f"missing key(s): {missing}, unexpected key(s): {unexpected}")
+    swaps = {}                                  # (store id, attr) -> (store, attr, new value)
+    by_tensor = {}
+    for name, value in given.items():
+        owner, store, attr = _slot_of(module, name)
+        by_tensor[id(store[attr])] = _as_value(value)
+        swaps[id(store), attr] = store, attr, _as_value(value)
+    if tie_weights:   # a weight shared by two names takes the value given under either
+        for name, t in list(module.named_parameters(remove_duplicate=False)) + \
+                list(module.named_buffers(remove_duplicate=False)):
+            if id(t) in by_tensor and name not in given:
+                _, store, attr = _slot_of(module, name)
+                swaps.setdefault((id(store), attr), (store, attr, by_tensor[id(t)]))
+    saved = [(store, attr, store[attr]) for store, attr, _ in swaps.values()]
+    args = () if args is None else args if isinstance(args, tuple) else (args,)
+    try:
+        for store, attr, value in swaps.values():
+            store[attr] = value
+        return module(*args, **(kwargs or {}))
+    finally:
+        for store, attr, old in saved:
+            store[attr] = old
