@@ -36,7 +36,8 @@ UFUNCS = {
     np.maximum: P.maximum, np.minimum: P.minimum, np.fmax: P.fmax, np.fmin: P.fmin,
     np.absolute: P.abs_, np.sign: P.sign,
     # piecewise constant: no gradient
-    np.floor: P.floor, np.ceil: P.ceil, np.trunc: P.trunc,
+    np.floor: P.floor, np.ceil: P.ceil, np.trunc: P.trunc, np.rint: P.rint,
+    np.isfinite: P.isfinite, np.isinf: P.isinf,
     # comparisons and logic: boolean results
     np.less: P.lt, np.less_equal: P.le, np.greater: P.gt, np.greater_equal: P.ge,
     np.equal: P.eq, np.not_equal: P.ne, np.logical_and: P.logical_and,
@@ -473,6 +474,107 @@ def _slogdet(a):
     return P.sign(P.det(a)), P.logabsdet(a)
 
 
+def _round(a, decimals=0, out=None):
+    # NumPy's own steps: rint(a * 10**d) / 10**d (integers: only negative decimals change them)
+    _unsupported("round", out=out)
+    kind = dtype_of(a).kind
+    if kind == "b":
+        if decimals:
+            raise TypeError("np.round of booleans with decimals: NumPy cannot cast the result "
+                            "back to bool either")
+        a, kind = P.cast(a, dtype="float16"), "f"  # NumPy rounds booleans in float16
+    if kind != "f" and decimals >= 0:
+        return P.clone(a)
+    if decimals == 0:
+        return P.rint(a)
+    scale = 10.0 ** decimals
+    out = P.rint(a * scale) / scale
+    return out if kind == "f" else P.cast(out, dtype=dtype_of(a).name)
+
+
+def _truth(reduce_count):
+    """np.all / np.any as counts of nonzero elements (no gradient, boolean results)."""
+    def truth(a, axis=None, out=None, keepdims=False, *, where=True):
+        _unsupported("all", out=out, where=where)
+        axes = _axes(axis, len(_shape(a)))
+        nonzero = P.cast(P.ne(a, 0), dtype="int64")
+        return reduce_count(P.sum_(nonzero, axis=axes, keepdims=bool(keepdims)),
+                            math.prod(_shape(a)[i] for i in axes))
+    return truth
+
+
+def _linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis=0):
+    """Traced endpoints: start + k * step, the last point stop itself (NumPy's steps)."""
+    if retstep or axis != 0:
+        raise TypeError("tapegrad: np.linspace(retstep=, axis=) is not traced")
+    div = (num - 1) if endpoint else num
+    start, stop = _float(start) if hasattr(start, "shape") else float(start), \
+        _float(stop) if hasattr(stop, "shape") else float(stop)
+    tail = np.broadcast_shapes(_shape(start), _shape(stop))
+    result = np.result_type(*(dtype_of(e) for e in (start, stop) if hasattr(e, "shape")),
+                            float(num))
+    k = np.arange(num, dtype=result).reshape((num,) + (1,) * len(tail))
+    delta = stop - start
+    y = k * (delta / div) + start if div > 0 else k * delta + start
+    if endpoint and num > 1:
+        y = P.setitem(y, stop, index=(num - 1,))
+    return y if dtype is None else P.cast(y, dtype=np.dtype(dtype).name)
+
+
+def _gradient(f, *varargs, axis=None, edge_order=1):
+    """np.gradient with uniform scalar spacing: central differences inside, one-sided ones at
+    the edges (edge_order=1)."""
+    if edge_order != 1 or any(np.ndim(h) for h in varargs):
+        raise TypeError("tapegrad: np.gradient is traced with scalar spacings and edge_order=1")
+    if dtype_of(f).kind == "b":
+        raise TypeError("np.gradient of booleans: NumPy cannot subtract booleans either")
+    ndim = len(_shape(f))
+    axes = _axes(axis, ndim)
+    spacing = list(varargs) * len(axes) if len(varargs) == 1 else list(varargs) or [1.0] * len(axes)
+    f = _float(f)
+    out = []
+    for ax, h in zip(axes, spacing):
+        n = _shape(f)[ax]
+        lead = (slice(None),) * ax
+
+        def part(lo, hi):
+            return P.getitem(f, index=lead + (slice(lo, hi),))
+        pieces = [(part(1, 2) - part(0, 1)) / h]
+        if n > 2:
+            pieces.append((part(2, n) - part(0, n - 2)) / (2.0 * h))
+        pieces.append((part(n - 1, n) - part(n - 2, n - 1)) / h)
+        out.append(P.cat(*pieces, axis=ax))
+    return out[0] if len(out) == 1 else out
+
+
+def _position(prim):
+    def position(a, axis=None, out=None, *, keepdims=False):
+        _unsupported(prim.name, out=out)
+        ndim = len(_shape(a))
+        return prim(a, axis=None if axis is None else int(axis) % max(ndim, 1),
+                    keepdims=bool(keepdims))
+    return position
+
+
+def _ordering(a, axis):
+    if axis is None:
+        return P.reshape(a, shape=(math.prod(_shape(a)),)), 0
+    return a, int(axis) % len(_shape(a))
+
+
+def _argsort(a, axis=-1, kind=None, order=None, *, stable=None):
+    _unsupported("argsort", order=order)
+    a, axis = _ordering(a, axis)
+    return P.argsort(a, axis=axis)
+
+
+def _sort(a, axis=-1, kind=None, order=None, *, stable=None):
+    """Sorted values, differentiable through the (stable) permutation that sorts them."""
+    _unsupported("sort", order=order)
+    a, axis = _ordering(a, axis)
+    return P.take_along_axis(a, P.argsort(a, axis=axis), axis=axis)
+
+
 ARRAY_FUNCTIONS = {
     np.var: _var, np.std: _std,
     np.cumsum: _scan(P.add, 0), np.cumprod: _scan(P.mul, 1),
@@ -498,6 +600,11 @@ ARRAY_FUNCTIONS = {
     np.linalg.inv: lambda a: P.inv(_square_matrices("inv")(a)),
     np.linalg.det: lambda a: P.det(_square_matrices("det")(a)),
     np.linalg.slogdet: _slogdet, np.linalg.solve: _solve,
+    np.round: _round, np.around: _round,
+    np.all: _truth(lambda count, n: P.eq(count, n)), np.any: _truth(lambda count, n: P.gt(count, 0)),
+    np.linspace: _linspace, np.gradient: _gradient,
+    np.argmax: _position(P.argmax), np.argmin: _position(P.argmin),
+    np.argsort: _argsort, np.sort: _sort,
 }
 
 
@@ -526,4 +633,12 @@ METHODS = {
     "diagonal": lambda self, *args, **kwargs: _diagonal(self, *args, **kwargs),
     "repeat": lambda self, *args, **kwargs: ARRAY_FUNCTIONS[np.repeat](self, *args, **kwargs),
     "swapaxes": lambda self, *args: ARRAY_FUNCTIONS[np.swapaxes](self, *args),
+    "round": lambda self, decimals=0: _round(self, decimals),
+    "all": lambda self, *args, **kwargs: ARRAY_FUNCTIONS[np.all](self, *args, **kwargs),
+    "any": lambda self, *args, **kwargs: ARRAY_FUNCTIONS[np.any](self, *args, **kwargs),
+    # these dispatch to the tracer's own entries
+    "argmax": lambda self, *args, **kwargs: ARRAY_FUNCTIONS[np.argmax](self, *args, **kwargs),
+    "argmin": lambda self, *args, **kwargs: ARRAY_FUNCTIONS[np.argmin](self, *args, **kwargs),
+    "argsort": lambda self, axis=-1, **kwargs: _argsort(self, axis, **kwargs),
+    "squeeze": lambda self, *args, **kwargs: np.squeeze(self, *args, **kwargs),
 }

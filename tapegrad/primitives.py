@@ -345,6 +345,9 @@ logical_not = _nondiff("logical_not", np.logical_not, "np.logical_not({0})")
 isnan = _nondiff("isnan", np.isnan, "np.isnan({0})")
 floor = _nondiff("floor", np.floor, "np.floor({0})")
 ceil = _nondiff("ceil", np.ceil, "np.ceil({0})")
+rint = _nondiff("rint", np.rint, "np.rint({0})")
+isfinite = _nondiff("isfinite", np.isfinite, "np.isfinite({0})")
+isinf = _nondiff("isinf", np.isinf, "np.isinf({0})")
 trunc = _nondiff("trunc", np.trunc, "np.trunc({0})")
 
 
@@ -648,6 +651,33 @@ defvjp(log_softmax, lambda g, ans, x, axis:
        g - exp(ans) * sum_(g, axis=(axis,), keepdims=True))
 
 
+# Positions of extrema and orderings: integer results, no gradient. Sorting differentiates
+# through the permutation: take_along_axis gathers, its rule scatters back.
+argmax = defprim("argmax", lambda x, axis=None, keepdims=False: np.asarray(
+    np.argmax(x, axis=axis, keepdims=keepdims)), differentiable=False, kind="reduction")
+argmin = defprim("argmin", lambda x, axis=None, keepdims=False: np.asarray(
+    np.argmin(x, axis=axis, keepdims=keepdims)), differentiable=False, kind="reduction")
+argsort = defprim("argsort", lambda x, axis: np.argsort(x, axis=axis, kind="stable"),
+                  differentiable=False, kind="index")
+
+
+def _scatter_along_axis(g, indices, axis, shape):
+    out = np.zeros(shape, dtype=np.asarray(g).dtype)
+    np.put_along_axis(out, np.asarray(indices), g, axis=axis)  # a permutation: no repeats
+    return out
+
+
+take_along_axis = defprim("take_along_axis", lambda x, indices, axis: np.take_along_axis(
+    np.asarray(x), np.asarray(indices), axis=axis), grad_fn_name="GatherBackward0", kind="index")
+scatter_along_axis = defprim("scatter_along_axis", _scatter_along_axis,
+                             grad_fn_name="ScatterBackward0", kind="index")
+# indices are permutations along the axis (argsort's): the gather and the scatter are adjoint
+defvjp(take_along_axis, lambda g, ans, x, indices, axis: scatter_along_axis(
+    g, indices, axis=axis, shape=shape_of(x)), None)
+defvjp(scatter_along_axis, lambda g, ans, v, indices, axis, shape: take_along_axis(
+    g, indices, axis=axis), None)
+
+
 # ---------------------------------------------------------------------------------------------
 # Linear algebra: matmul with NumPy's rules for 1-D and batched operands
 # ---------------------------------------------------------------------------------------------
@@ -837,6 +867,10 @@ _SCALAR_FORMS = {
     # math.floor returns an int: NaN, inf and |x| >= 2**52 (already whole) pass through
     "floor": "(math.floor({0}) * 1.0 if abs({0}) < 4503599627370496.0 else {0})",
     "ceil": "(math.ceil({0}) * 1.0 if abs({0}) < 4503599627370496.0 else {0})",
+    # round() of a float is half-to-even, as np.rint
+    "rint": "(round({0}) * 1.0 if abs({0}) < 4503599627370496.0 else {0})",
+    "isfinite": "(1.0 if abs({0}) < math.inf else 0.0)",
+    "isinf": "(1.0 if abs({0}) == math.inf else 0.0)",
     "trunc": "(math.trunc({0}) * 1.0 if abs({0}) < 4503599627370496.0 else {0})",
     "arcsin": "math.asin({0})", "arccos": "math.acos({0})", "arctan": "math.atan({0})",
     "sinh": "math.sinh({0})", "cosh": "math.cosh({0})", "arcsinh": "math.asinh({0})",

@@ -502,6 +502,15 @@ add("pool_scatter", randn(1, 2, 2, 2), _x, params=_geometry, diff=(0,))
 add("pool_gather", randn(1, 2, 4, 4), _x, params=_geometry, diff=(0,))
 
 
+# sorting: a gather along an axis by a permutation (argsort's), and its adjoint scatter
+_x = randn(3, 4)
+for _axis in (0, 1):
+    _perm = np.argsort(_x, axis=_axis)
+    add("take_along_axis", _x, _perm, params={"axis": _axis}, diff=(0,))
+    add("scatter_along_axis", randn(3, 4), _perm, params={"axis": _axis, "shape": (3, 4)},
+        diff=(0,))
+
+
 # ---------------------------------------------------------------------------------------------
 # Linear algebra of square matrices (stacks too): well conditioned, away from det = 0
 # ---------------------------------------------------------------------------------------------

@@ -437,3 +437,57 @@ def test_torch_namespace_on_traced_values():
     t = torch.tensor(x, requires_grad=True)
     f(torch, t).backward()
     np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-10)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sorting through the permutation, rounding, truth tests, traced endpoints, np.gradient
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.filterwarnings("ignore:.*no lowering for primitive")
+def test_sort_differentiates_through_the_permutation_and_is_never_stale():
+    w = np.arange(6.0).reshape(2, 3)
+    f = lambda x: np.sum(np.sort(x, axis=1) * w) + np.sum(np.sort(x, axis=None)[::2])  # noqa
+    compiled = tg.jit(tg.grad(f))
+    for seed in range(3):  # other orders: the compiled tape sorts again, per call
+        x = np.random.default_rng(seed).uniform(-1, 1, (2, 3))
+        g = tg.grad(f)(x)
+        np.testing.assert_allclose(g, finite_differences(f, (x,))[0], rtol=1e-6, atol=1e-8)
+        np.testing.assert_array_equal(compiled(x), g)
+    torch = pytest.importorskip("torch")
+    x, w = np.random.default_rng(5).uniform(-1, 1, (3, 4)), np.arange(12.0).reshape(3, 4)
+    t = torch.tensor(x, requires_grad=True)
+    (torch.sort(t, dim=0).values * torch.tensor(w)).sum().backward()
+    g = tg.grad(lambda x: np.sum(np.sort(x, axis=0) * w))(x)
+    np.testing.assert_allclose(g, t.grad.numpy())
+
+
+@pytest.mark.filterwarnings("ignore:.*no lowering for primitive")
+def test_non_differentiable_functions_give_numpy_values():
+    x = np.array([[0.5, -1.5, 2.5], [np.inf, 0.25, -np.nan], [1.5, -0.5, 3.0]])
+    cases = [lambda x: np.argmax(x, axis=1), lambda x: np.argmin(x), lambda x: x.argmax(0),
+             lambda x: np.argsort(x[0]), lambda x: np.round(x), lambda x: np.around(x, 1),
+             lambda x: x.round(), lambda x: np.rint(x), lambda x: np.isfinite(x),
+             lambda x: np.isinf(x), lambda x: np.all(x > 0, axis=0), lambda x: np.any(x > 2),
+             lambda x: (x > 0).all(), lambda x: np.ceil(x), lambda x: np.trunc(x)]
+    for fn in cases:
+        with np.errstate(invalid="ignore"):
+            expected = fn(x)
+        for got in (tg.make_tape(fn)(x).run(x), tg.jit(fn)(x)):
+            assert np.asarray(got).dtype == np.asarray(expected).dtype
+            np.testing.assert_array_equal(got, expected)
+    # in a differentiated function they pass values, not gradients
+    g = tg.grad(lambda x: np.sum(x * np.round(x) * np.isfinite(x)))(np.array([0.4, 1.6]))
+    np.testing.assert_array_equal(g, [0.0, 2.0])
+
+
+def test_linspace_with_traced_endpoints_and_np_gradient():
+    def f(x):
+        line = np.linspace(x[0], x[1], 5)
+        grid = np.linspace(x[:2], x[2:], 3)
+        return np.sum(line ** 2) + np.sum(grid * np.arange(6.0).reshape(3, 2)) \
+            + np.sum(np.gradient(x ** 2) ** 2) + np.sum(np.gradient(np.outer(x, x), 0.5)[1])
+
+    x = np.array([0.3, 1.7, -0.4, 0.9])
+    np.testing.assert_allclose(tg.make_tape(f)(x).run(x), f(x), rtol=1e-14)
+    np.testing.assert_allclose(tg.grad(f)(x), finite_differences(f, (x,))[0], rtol=1e-6)
+    np.testing.assert_allclose(tg.jit(tg.grad(f))(x), tg.grad(f)(x), rtol=1e-12)
