@@ -263,6 +263,27 @@ def test_vmap_of_a_function_that_does_not_map_rows_fails_in_its_task(client):
         lazy.compute()
 
 
+def test_the_readme_example_runs(tmp_path):
+    import subprocess
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text()
+    block = re.search(r"## Beyond one machine: Dask.*?```python\n(.*?)```", text, re.S).group(1)
+    for big, small in [("10_000_000", "40_000"), ("500_000", "10_000"),
+                       ("n_workers=4", "n_workers=2")]:  # a small run of the same code
+        assert big in block
+        block = block.replace(big, small)
+    block += ("    assert fit.success and per_row.shape == X.shape\n"
+              "    np.testing.assert_allclose(per_row[:5].compute(), np.sin(2 * X[:5]).compute())\n"
+              "    client.close()\n")
+    (tmp_path / "readme_dask.py").write_text(block)
+    env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "readme_dask.py"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "http" in done.stdout  # the dashboard link
+
+
 # ---------------------------------------------------------------------------------------------
 # a worker killed mid-computation: Dask runs its tasks again elsewhere (last: it restarts)
 # ---------------------------------------------------------------------------------------------
