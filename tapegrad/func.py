@@ -140,8 +140,11 @@ def vmap(func, in_dims=0, out_dims=0, randomness="error", *, chunk_size=None):
 def _slot_of(module, name):
     """(owner module, its store dict, attribute name) of a dotted parameter or buffer name."""
     path, _, attr = name.rpartition(".")
-    owner = module.get_submodule(path) if path else module
-    for store in (owner._parameters, owner._buffers):
+    try:
+        owner = module.get_submodule(path) if path else module
+    except AttributeError:
+        owner = None
+    for store in (owner._parameters, owner._buffers) if owner is not None else ():
         if attr in store:
             return owner, store, attr
     raise AttributeError(f"tapegrad.func.functional_call: {type(module).__name__} has no "
