@@ -138,6 +138,8 @@ MATH_FUNCTIONS = {
 CANNOT_EMIT = {
     ("source", np.float_power): "the source face computes in float64 already: write x ** y",
     ("source", np.positive): "write +x or x",
+    # its derivative is digamma, which neither NumPy, math nor Numba has
+    ("source", math.lgamma): "use the traced face (tg.grad) for log-gamma",
 }
 
 

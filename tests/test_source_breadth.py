@@ -334,3 +334,19 @@ def test_a_tuple_used_as_an_array_is_refused_with_its_line():
     with pytest.raises(source.TransformError, match=r"`p` is a tuple or dict") as info:
         source.grad(f_tuple_misuse)((1.0, 2.0))
     assert info.value.lineno == f_tuple_misuse.__code__.co_firstlineno + 1
+
+
+def f_erfc(x):
+    return math.erfc(x) * np.exp2(x) + math.erf(x / 2)
+
+
+def f_lgamma(x):
+    return math.lgamma(x)
+
+
+@pytest.mark.parametrize("jit", JIT)
+def test_erfc_and_refusals_that_say_what_to_use(jit):
+    check(f_erfc, 0.7, jit=jit)
+    with pytest.raises(source.TransformError, match=r"math\.lgamma.*traced face") as info:
+        source.grad(f_lgamma, jit=jit)(1.5)
+    assert info.value.lineno == f_lgamma.__code__.co_firstlineno + 1

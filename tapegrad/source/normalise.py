@@ -18,6 +18,7 @@ import types
 
 import numpy as np
 
+from .. import numpy_api
 from .. import primitives as P
 from . import ir, table
 from .kinds import BOOL, INT, broadcast
@@ -820,7 +821,9 @@ class Normaliser:
             return ir.Const(len(self._struct_of(node.args[0])))
         op = table.CALLS.get(obj) if _hashable(obj) else None
         if op is None:
-            raise self.error(f"call to `{ast.unparse(func)}` is not supported", node, "Call")
+            note = numpy_api.describe("source", obj) if _hashable(obj) else None  # the table's
+            raise self.error(f"call to `{ast.unparse(func)}` is not supported"
+                             + (f": {note}" if note else ""), node, "Call")
         spelling = _canonical_spelling(obj)
         if isinstance(op, table.Constant) and obj not in (np.sign, np.floor, np.isnan):
             if node.keywords:
