@@ -13,6 +13,7 @@ when it has compiled the same code before) and keeps it for every later task and
 """
 import collections
 import inspect
+import threading
 import uuid
 import warnings
 
@@ -32,6 +33,7 @@ __all__ = ["value_and_grad", "vmap"]
 
 _RECEIVED = collections.OrderedDict()   # token -> _Shipped, in a worker: its traces stay warm
 _KEEP = 32
+_RECEIVING = threading.Lock()
 
 
 class _Shipped:
@@ -51,12 +53,13 @@ class _Shipped:
 
 
 def _receive(token, fun):
-    shipped = _RECEIVED.get(token)
-    if shipped is None:
-        shipped = _RECEIVED[token] = _Shipped(fun, token)
-        while len(_RECEIVED) > _KEEP:
-            _RECEIVED.popitem(last=False)
-    return shipped
+    with _RECEIVING:  # a worker's threads unpickle tasks at the same time
+        shipped = _RECEIVED.get(token)
+        if shipped is None:
+            shipped = _RECEIVED[token] = _Shipped(fun, token)
+            while len(_RECEIVED) > _KEEP:
+                _RECEIVED.popitem(last=False)
+        return shipped
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,6 +79,10 @@ def _row_aligned(arrays, where):
     """The arrays with the first one's row chunks and each other axis in one chunk."""
     first = arrays[0]
     for k, a in enumerate(arrays):
+        if any(np.isnan(c) for c in a.chunks[0]):
+            raise ValueError(f"tapegrad.dask.{where}: dask array argument {k} has unknown chunk "
+                             "sizes (after boolean indexing or a filter, say); call "
+                             "x.compute_chunk_sizes() on it first")
         if a.ndim == 0:
             raise ValueError(f"tapegrad.dask.{where}: dask array argument {k} is 0-d; the dask "
                              "arrays are data with rows along axis 0")

@@ -249,6 +249,9 @@ def test_argument_errors():
         tgd.value_and_grad(logistic)(W, x, y[:-1])
     with pytest.raises(TypeError, match="no dask array"):
         tgd.value_and_grad(logistic)(W, X, Y)
+    kept = x[x[:, 0] > 0]  # a filter: rows per chunk unknown until computed
+    with pytest.raises(ValueError, match="unknown chunk sizes.*compute_chunk_sizes"):
+        tgd.value_and_grad(logistic)(W, kept, y)
     with pytest.raises(ValueError, match="one array with a row per input row"):
         tgd.vmap(tg.vmap(tg.value_and_grad(bump)))(x)
 
