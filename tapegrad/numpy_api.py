@@ -644,3 +644,15 @@ METHODS = {
     "argsort": lambda self, axis=-1, **kwargs: _argsort(self, axis, **kwargs),
     "squeeze": lambda self, *args, **kwargs: np.squeeze(self, *args, **kwargs),
 }
+
+
+def full_name(fn):
+    """How a user spells a NumPy or scipy function: np.linalg.eigh, np.sort, scipy.special.ndtr."""
+    name = getattr(fn, "__name__", repr(fn))
+    module = getattr(fn, "__module__", None) or ""
+    special = sys.modules.get("scipy.special")
+    if special is not None and getattr(special, name, None) is fn:
+        return f"scipy.special.{name}"
+    if module.startswith("numpy") and module != "numpy" and not module.startswith("numpy._"):
+        return "np." + module[len("numpy."):] + "." + name
+    return f"np.{name}"

@@ -770,13 +770,13 @@ class Tracer(PrimitiveOperators):
         if method == "reduce" and ufunc in _REDUCE_UFUNCS:
             kwargs.setdefault("axis", 0)       # ufunc.reduce reduces the first axis by default
             return _REDUCE_UFUNCS[ufunc](*inputs, **kwargs)
-        raise TraceError(f"tapegrad: np.{ufunc.__name__} ({method}) is not traced; use a traced "
-                         f"equivalent\n  at {user_line()}")
+        raise TraceError(f"tapegrad: {numpy_api.full_name(ufunc)} ({method}) is not traced; "
+                         f"use a traced equivalent\n  at {user_line()}")
 
     def __array_function__(self, func, types, args, kwargs):
         handler = _ARRAY_FUNCTIONS.get(func)
         if handler is None:
-            raise TraceError(f"tapegrad: np.{func.__name__} is not traced; use a traced "
+            raise TraceError(f"tapegrad: {numpy_api.full_name(func)} is not traced; use a traced "
                              f"equivalent\n  at {user_line()}")
         return handler(*args, **kwargs)
 

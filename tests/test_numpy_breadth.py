@@ -491,3 +491,14 @@ def test_linspace_with_traced_endpoints_and_np_gradient():
     np.testing.assert_allclose(tg.make_tape(f)(x).run(x), f(x), rtol=1e-14)
     np.testing.assert_allclose(tg.grad(f)(x), finite_differences(f, (x,))[0], rtol=1e-6)
     np.testing.assert_allclose(tg.jit(tg.grad(f))(x), tg.grad(f)(x), rtol=1e-12)
+
+
+def test_unsupported_functions_are_named_in_full():
+    for fn, name in [(lambda x: np.linalg.eigvals(x), r"np\.linalg\.eigvals"),
+                     (lambda x: np.fft.fft(x), r"np\.fft\.fft"),
+                     (lambda x: np.spacing(x), r"np\.spacing")]:
+        with pytest.raises(trace.TraceError, match=name):
+            tg.make_tape(fn)(np.eye(2))
+    special = pytest.importorskip("scipy.special")
+    with pytest.raises(trace.TraceError, match=r"scipy\.special\.ndtr"):
+        tg.make_tape(lambda x: special.ndtr(x))(np.eye(2))
