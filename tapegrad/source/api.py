@@ -54,9 +54,12 @@ class _SourceDerivative:
         fun = self.fun
         while isinstance(fun, _SourceDerivative):
             fun = fun.fun
-        if lines:  # cloudpickle names code it ships by value "<dynamic-code>": name the file
+        if lines and fun.__code__.co_filename != filename:
+            # cloudpickle names code it ships by value "<dynamic-code>": name the file again
             fun.__code__ = fun.__code__.replace(co_filename=filename)
-            # mtime None: linecache.checkcache keeps these lines, the ones the bytecode matches
+        if lines and linecache.getlines(filename, fun.__globals__) != lines:
+            # the file is missing or differs here; mtime None: linecache.checkcache keeps
+            # these lines, the ones the bytecode was compiled from
             linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
 
     def _wrt(self):
