@@ -1,0 +1,222 @@
+"""tapegrad.compile against eager tapegrad and torch (eager and torch.compile'd where cheap)."""
+import warnings
+
+import numpy as np
+import pytest
+
+import tapegrad as tg
+import tapegrad.nn.functional as F
+
+torch = pytest.importorskip("torch")
+TF = torch.nn.functional
+rng = np.random.default_rng(1)
+
+
+def close(ours, theirs, tol=1e-10):
+    theirs = theirs.detach().numpy() if hasattr(theirs, "detach") else theirs
+    np.testing.assert_allclose(ours.detach().numpy(), theirs, rtol=tol, atol=tol)
+
+
+def no_warnings():
+    return warnings.catch_warnings(record=True)
+
+
+def test_compiled_function_follows_guards_and_shapes():
+    def f(x):
+        if x.sum() > 0:                  # a guard: each outcome gets its own tape
+            return (x * 2).sin()
+        return x.exp() - 1
+    cf = tg.compile(f)
+    for shape in [(3,), (3,), (2, 4)]:
+        for sign in (1, -1):
+            x = np.abs(rng.standard_normal(shape)) * sign
+            close(cf(tg.tensor(x)), f(torch.tensor(x)))
+    assert cf._compiled._eager == set()          # nothing fell back to eager
+
+
+def test_decorator_forms_options_and_disable():
+    @tg.compile
+    def a(x):
+        return x * 3
+
+    @tg.compile(mode="max-autotune", fullgraph=True, dynamic=False)
+    def b(x, *, k):
+        return x * k
+
+    x = tg.tensor([1.0, 2.0])
+    close(a(x), np.array([3.0, 6.0]))
+    close(b(x, k=tg.tensor(2.0)), np.array([2.0, 4.0]))
+    plain = lambda x: x   # noqa: E731
+    assert tg.compile(plain, disable=True) is plain
+    with pytest.raises(RuntimeError, match="Unrecognized mode"):
+        tg.compile(plain, mode="fastest")
+    with pytest.raises(TypeError, match="expected a function or an nn.Module"):
+        tg.compile(3)
+
+
+@pytest.mark.parametrize("shape", [(4,), (2, 3), (2, 1, 3)])
+def test_gradients_through_a_compiled_function_match_torch(shape):
+    def f(x, w):
+        return (x * w).tanh() + w.exp()          # non-scalar: backward gets a cotangent
+    xd, wd = rng.standard_normal(shape), rng.standard_normal(shape[-1:])
+    cf, cs = tg.compile(f), tg.compile(lambda x, w: f(x, w).sum())
+    # the scalar function's first call learns it is scalar; later calls sweep once per call
+    for scalar in (False, True, True, True):
+        x, w = tg.tensor(xd, requires_grad=True), tg.tensor(wd, requires_grad=True)
+        tx, tw = torch.tensor(xd, requires_grad=True), torch.tensor(wd, requires_grad=True)
+        if scalar:
+            out, tout = cs(x, w), f(tx, tw).sum()
+            close(out, tout)
+            (out * 3.0).backward()
+            (tout * 3.0).backward()
+        else:
+            out, tout = cf(x, w), f(tx, tw)
+            close(out, tout)
+            cot = rng.standard_normal(out.shape)
+            out.backward(tg.tensor(cot))
+            tout.backward(torch.tensor(cot))
+        close(x.grad, tx.grad)
+        close(w.grad, tw.grad)
+
+
+def test_untraceable_function_runs_eagerly_with_one_warning():
+    def f(x):
+        return x * float(x.sum())               # float() of a traced value cannot be recorded
+    cf = tg.compile(f)
+    x = tg.tensor([1.0, 2.0])
+    with pytest.warns(RuntimeWarning, match="cannot be traced"):
+        close(cf(x), np.array([3.0, 6.0]))
+    with no_warnings() as caught:
+        warnings.simplefilter("always")
+        close(cf(x * 2), np.array([12.0, 24.0]))
+    assert not caught
+
+
+def test_random_numbers_inside_run_eagerly():
+    def f(x):
+        return x + tg.rand(3)
+    cf = tg.compile(f)
+    x = tg.zeros(3)
+    with pytest.warns(RuntimeWarning, match="random numbers"):
+        first = cf(x)
+    assert not np.array_equal(first.numpy(), cf(x).numpy())     # fresh numbers each call
+
+
+def test_user_errors_are_the_eager_ones():
+    cf = tg.compile(lambda x, y: x @ y)
+    with pytest.raises(Exception) as ours:
+        cf(tg.ones(2, 3), tg.ones(2, 3))
+    with pytest.raises(Exception) as eager:
+        tg.ones(2, 3) @ tg.ones(2, 3)
+    assert str(ours.value) == str(eager.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Modules
+# ---------------------------------------------------------------------------------------------
+
+def twins(kind):
+    tg.manual_seed(3)
+    if kind == "mlp":
+        ours = tg.nn.Sequential(tg.nn.Linear(8, 16), tg.nn.ReLU(), tg.nn.Linear(16, 4))
+        theirs = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(),
+                                     torch.nn.Linear(16, 4))
+    else:
+        ours = tg.nn.Sequential(tg.nn.Conv2d(1, 3, 3), tg.nn.ReLU(), tg.nn.MaxPool2d(2),
+                                tg.nn.Flatten(), tg.nn.Linear(3 * 3 * 3, 4))
+        theirs = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.ReLU(),
+                                     torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+                                     torch.nn.Linear(3 * 3 * 3, 4))
+    ours.double()
+    theirs.double().load_state_dict(
+        {n: torch.tensor(v.detach().numpy()) for n, v in ours.state_dict().items()})
+    return ours, theirs
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+@pytest.mark.parametrize("optim", ["SGD", "Adam"])
+def test_compiled_module_trains_as_torch(kind, optim):
+    ours, theirs = twins(kind)
+    compiled = tg.compile(ours)
+    kwargs = {"lr": 0.05, "momentum": 0.9} if optim == "SGD" else {"lr": 0.01}
+    opt = getattr(tg.optim, optim)(compiled.parameters(), **kwargs)
+    topt = getattr(torch.optim, optim)(theirs.parameters(), **kwargs)
+    shape = (6, 8) if kind == "mlp" else (6, 1, 8, 8)
+    with no_warnings() as caught:
+        warnings.simplefilter("always")
+        for step in range(12):
+            xd, yd = rng.standard_normal(shape), rng.integers(0, 4, 6)
+            if step == 7:                       # another batch size: a new signature
+                xd, yd = xd[:3], yd[:3]
+            opt.zero_grad()
+            loss = F.cross_entropy(compiled(tg.tensor(xd)), tg.tensor(yd))
+            loss.backward()
+            opt.step()
+            topt.zero_grad()
+            tloss = TF.cross_entropy(theirs(torch.tensor(xd)), torch.tensor(yd))
+            tloss.backward()
+            topt.step()
+            close(loss, tloss, 1e-9)
+    assert not [w for w in caught if "tapegrad.compile" in str(w.message)]
+    for (name, p), tp in zip(ours.named_parameters(), theirs.parameters()):
+        close(p, tp, 1e-9)
+    assert [n for n, _ in compiled.named_parameters()][0] == "_orig_mod.0.weight"
+
+
+def test_compiled_module_in_a_func_training_step():
+    """The issue's step: module forward and loss under grad_and_value, compiled."""
+    ours, theirs = twins("mlp")
+    params = {k: v.detach() for k, v in ours.named_parameters()}
+    tparams = {k: v.detach() for k, v in theirs.named_parameters()}
+
+    def step(func, fn, model):
+        def loss(p, x, y):
+            return fn(func.functional_call(model, p, (x,)), y)
+        return func.grad_and_value(loss)
+    cstep = tg.compile(step(tg.func, F.cross_entropy, ours))
+    for _ in range(3):
+        xd, yd = rng.standard_normal((5, 8)), rng.integers(0, 4, 5)
+        g, v = cstep(params, tg.tensor(xd), tg.tensor(yd))
+        tgr, tv = step(torch.func, TF.cross_entropy, theirs)(tparams, torch.tensor(xd),
+                                                                torch.tensor(yd))
+        close(v, tv)
+        for k in g:
+            close(g[k], tgr[k])
+            params[k] = params[k] - 0.1 * g[k]
+            tparams[k] = tparams[k] - 0.1 * tgr[k]
+    assert cstep._compiled._eager == set()
+
+
+def test_train_eval_switch_and_dropout_fallback():
+    tg.manual_seed(0)
+    m = tg.nn.Sequential(tg.nn.Linear(4, 4), tg.nn.Dropout(0.5)).double()
+    cm = tg.compile(m)
+    x = tg.tensor(rng.standard_normal((3, 4)))
+    m.eval()
+    with no_warnings() as caught:
+        warnings.simplefilter("always")
+        close(cm(x), m(x))                      # eval: dropout is the identity; compiled
+    assert not caught
+    cm.train()
+    assert m.training
+    with pytest.warns(RuntimeWarning, match="random numbers"):
+        out = cm(x)
+    assert (out.detach().numpy() == 0).any()    # a real dropout mask, drawn eagerly
+    cm.eval()
+    close(cm(x), m(x))                          # back to the compiled eval program
+
+
+def test_batchnorm_running_stats_update():
+    tg.manual_seed(0)
+    m = tg.nn.Sequential(tg.nn.Linear(4, 3), tg.nn.BatchNorm1d(3)).double()
+    t = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3)).double()
+    t.load_state_dict({n: torch.tensor(v.detach().numpy()) for n, v in m.state_dict().items()})
+    cm = tg.compile(m)
+    x = rng.standard_normal((5, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        close(cm(tg.tensor(x)), t(torch.tensor(x)))   # training: running stats change
+    close(m[1].running_mean, t[1].running_mean)
+    m.eval()
+    t.eval()
+    close(cm(tg.tensor(x)), t(torch.tensor(x)))
