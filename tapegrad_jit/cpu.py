@@ -970,6 +970,3 @@ class ReferenceProgram:
         leaves = [np.stack([r[k] if r is not None else np.zeros_like(template[k])
                             for r in results]) for k in range(len(template))]
         return ok, leaves
-
-
-from . import nopython  # noqa: E402,F401  (tg.jit objects callable from @numba.njit code)

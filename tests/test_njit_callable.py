@@ -92,6 +92,19 @@ def test_a_guard_failing_inside_nopython_code_names_its_line():
     np.testing.assert_allclose(g(-np.ones(3)), -np.ones(3))   # from Python: retraced
 
 
+def test_every_branch_traced_from_python_runs_inside_nopython_code():
+    g = tg.jit(tg.grad(branchy))
+    g(np.ones(3))
+    g(-np.ones(3))
+
+    @numba.njit
+    def call(x):
+        return g(x)
+
+    for x in (np.array([1.0, 2.0, -0.5]), np.array([-1.0, 0.5, -2.0])):
+        np.testing.assert_allclose(call(x), g(x), rtol=1e-15)
+
+
 def test_another_shape_inside_nopython_code_is_refused():
     g = tg.jit(tg.grad(quadratic))
     g(np.ones(4))
@@ -112,4 +125,51 @@ def test_an_untraced_function_says_to_call_it_from_python_first():
         return g(x)
 
     with pytest.raises((TypeError, TypingError), match="once from Python"):
+        call(np.ones(3))
+
+
+def test_source_face_gradients_inside_nopython_code():
+    from tapegrad import source
+
+    def rosen(x):
+        s = 0.0
+        for i in range(x.shape[0] - 1):
+            s += 100.0 * (x[i + 1] - x[i] ** 2) ** 2 + (1.0 - x[i]) ** 2
+        return s
+
+    dg = source.grad(rosen, jit=True)
+    vg = source.value_and_grad(lambda a, b: a * np.sin(b) + b ** 2, argnums=(0, 1), jit=True)
+    x0 = np.array([-1.2, 1.0, 0.5])
+    dg(x0)
+    vg(0.5, 0.25)
+
+    @numba.njit
+    def descend(x, steps):
+        for _ in range(steps):
+            x = x - 1e-4 * dg(x)
+        return x
+
+    @numba.njit
+    def combine(a, b):
+        value, (da, db) = vg(a, b)
+        return value + da + db
+
+    expected = x0.copy()
+    for _ in range(30):
+        expected = expected - 1e-4 * dg(expected)
+    np.testing.assert_allclose(descend(x0, 30), expected, rtol=1e-13)
+    value, (da, db) = vg(1.5, 2.0)
+    np.testing.assert_allclose(combine(1.5, 2.0), value + da + db, rtol=1e-14)
+
+
+def test_source_face_without_jit_is_refused_in_nopython_code():
+    from tapegrad import source
+    dg = source.grad(quadratic)
+    dg(np.ones(3))
+
+    @numba.njit
+    def call(x):
+        return dg(x)
+
+    with pytest.raises((TypeError, TypingError), match="jit=True"):
         call(np.ones(3))
