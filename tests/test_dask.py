@@ -241,6 +241,14 @@ def test_a_loss_that_is_not_a_row_sum_is_refused(loss, says):
     assert f"test_dask.py:{loss.__code__.co_firstlineno}" in str(info.value)  # the user's def
 
 
+def test_a_penalty_that_is_0_at_the_first_call_is_refused_at_the_next():
+    vg = tgd.value_and_grad(penalised_loss)
+    x, y = _data("chunked")
+    vg(np.zeros(D), x, y)  # the penalty is 0 here: nothing shows
+    with pytest.raises(ValueError, match="not 0: it has a part"):
+        vg(W, x, y)
+
+
 def test_argument_errors():
     x, y = _data("chunked")
     with pytest.raises(TypeError, match="argument 1 .argnums. is a dask array"):
