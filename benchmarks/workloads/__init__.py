@@ -4,7 +4,7 @@ To add a workload, write a module here that defines a `Workload` (see harness.py
 below for the pattern) and list it in WORKLOADS.
 """
 from . import (batched, dask_cluster, element_loop, gpu_rosenbrock, mlp, ode, rosenbrock,
-               scalar_graph, seed)
+               scalar_graph, seed, training)
 
 WORKLOADS = [
     seed.WORKLOAD,
@@ -16,4 +16,5 @@ WORKLOADS = [
     *batched.WORKLOADS,
     gpu_rosenbrock.WORKLOAD,
     *dask_cluster.WORKLOADS,
+    *training.WORKLOADS,
 ]
