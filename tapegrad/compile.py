@@ -56,8 +56,16 @@ def _needs_grad(values):
     return is_grad_enabled() and any(isinstance(v, Tensor) and v.requires_grad for v in values)
 
 
+def _any(value):
+    return True
+
+
+def _of_leaves(fun, structure):
+    return lambda *leaves: fun(*tree_unflatten(structure, leaves))
+
+
 def _tensors(tree):
-    leaves, structure = tree_flatten(tree, lambda x: isinstance(x, (np.ndarray, np.generic)))
+    leaves, structure = tree_flatten(tree, _any)
     return tree_unflatten(structure, [Tensor._wrap(np.asarray(x)) if isinstance(
         x, (np.ndarray, np.generic)) else x for x in leaves])
 
@@ -92,7 +100,8 @@ class _CompiledCall(Function):
     def forward(ctx, program, *values):
         positions = tuple(i for i, v in enumerate(values)
                           if isinstance(v, Tensor) and v.requires_grad)
-        key = tuple(np.shape(v) for v in values if isinstance(v, Tensor))
+        key = tuple(v if _transforms._is_static(v) else (np.shape(v), str(getattr(v, "dtype", "")))
+                    for v in values)            # what selects the tape, so its result rank
         ctx.program, ctx.values, ctx.positions, ctx.grads = program, values, positions, None
         scalar = program.scalar.get(key)
         if scalar:
@@ -137,11 +146,13 @@ class _Compiled:
         """build() gives a function of the positional values; eager() runs the original."""
         if key in self._eager:
             return eager()
-        program = self._program(key, build)
         try:
-            if _needs_grad(values):
-                return _CompiledCall.apply(program, *values)
-            return _tensors(program.forward(*values))
+            # Tensors inside lists/dicts need grad too: the autograd node takes the leaves
+            leaves, structure = tree_flatten(list(values), _any)
+            if _needs_grad(leaves):
+                program = self._program((key, structure), lambda: _of_leaves(build(), structure))
+                return _CompiledCall.apply(program, *leaves)
+            return _tensors(self._program(key, build).forward(*values))
         except Exception as error:   # noqa: BLE001  (eager raises the user's own errors)
             result = eager()
             self._eager.add(key)

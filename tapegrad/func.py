@@ -14,15 +14,14 @@ from . import forward as _forward
 from . import transforms as _transforms
 from .tape import tree_flatten, tree_unflatten
 from .tensor import Tensor
-from .trace import Tracer
 
 __all__ = ["functional_call", "grad", "grad_and_value", "hessian", "jacfwd", "jacrev", "vmap"]
 
 
 def _to_tensors(tree):
-    """Concrete NumPy results become Tensors; traced ones (inside an outer transform) stay."""
-    leaves, structure = tree_flatten(tree, lambda x: isinstance(x, (Tracer, np.ndarray,
-                                                                   np.generic)))
+    """Concrete NumPy results become Tensors; traced ones (inside an outer transform) and static
+    values stay."""
+    leaves, structure = tree_flatten(tree, lambda x: True)
     return tree_unflatten(structure, [
         Tensor._wrap(np.asarray(x)) if isinstance(x, (np.ndarray, np.generic)) else x
         for x in leaves])
@@ -113,7 +112,7 @@ def _move_out(out, out_dims):
         return tuple(_move_out(o, d) for o, d in zip(out, out_dims))
     if out_dims == 0:
         return out
-    leaves, structure = tree_flatten(out, lambda x: isinstance(x, (Tracer, np.ndarray)))
+    leaves, structure = tree_flatten(out, lambda x: True)
     return tree_unflatten(structure, [np.moveaxis(x, 0, out_dims) for x in leaves])
 
 

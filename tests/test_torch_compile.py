@@ -220,3 +220,23 @@ def test_batchnorm_running_stats_update():
     m.eval()
     t.eval()
     close(cm(tg.tensor(x)), t(torch.tensor(x)))
+
+
+def test_gradients_reach_tensors_inside_dict_and_list_arguments():
+    def f(p, xs):
+        return ((xs[0] @ p["w"]).tanh() + p["b"]).sum() * xs[1]
+    wd, bd, xd = rng.standard_normal((3, 2)), rng.standard_normal(2), rng.standard_normal((4, 3))
+    p = {"w": tg.tensor(wd, requires_grad=True), "b": tg.tensor(bd, requires_grad=True)}
+    tp = {"w": torch.tensor(wd, requires_grad=True), "b": torch.tensor(bd, requires_grad=True)}
+    s, ts = tg.tensor(2.0, requires_grad=True), torch.tensor(2.0, requires_grad=True)
+    cf = tg.compile(f)
+    for _ in range(2):
+        for t in (*p.values(), s, *tp.values(), ts):
+            t.grad = None
+        out, tout = cf(p, [tg.tensor(xd), s]), f(tp, [torch.tensor(xd), ts])
+        out.backward()
+        tout.backward()
+        close(out, tout)
+        for k in p:
+            close(p[k].grad, tp[k].grad)
+        close(s.grad, ts.grad)
