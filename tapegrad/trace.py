@@ -726,6 +726,21 @@ class Tracer(PrimitiveOperators):
     def square(self):
         return self * self
 
+    def contiguous(self, memory_format=None):
+        return self
+
+    def float(self):
+        return self.astype(np.float32)
+
+    def double(self):
+        return self.astype(np.float64)
+
+    def expand(self, *sizes):
+        sizes = sizes[0] if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)) else sizes
+        lead = len(sizes) - self.ndim           # -1 keeps the size of that axis
+        return np.broadcast_to(self, tuple(self.shape[i - lead] if n == -1 else n
+                                           for i, n in enumerate(sizes)))
+
     def dot(self, other):
         return _dot(self, other)
 

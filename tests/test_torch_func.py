@@ -217,3 +217,16 @@ def test_functional_call_ties_weights_and_checks_names():
     with pytest.raises(ValueError, match="multiple"):
         tg.func.functional_call(m, ({"a.weight": w}, {"a.weight": w}), (x,))
     assert m.a.weight is m.b.weight and isinstance(m.a.weight, tg.nn.Parameter)
+
+
+def test_tensor_methods_a_forward_uses_work_on_traced_values():
+    """size(dim), view, flatten(start_dim), permute, unsqueeze, expand, contiguous, float, mm:
+    PyTorch spellings the traced value takes, so module code runs under func/compile."""
+    def f(x, w):
+        n = x.size(0)
+        h = x.permute(0, 2, 1).contiguous().view(n, -1).float().double()
+        h = h.mm(w) + w.sum(0).unsqueeze(0).expand(n, -1)
+        return x.flatten(1).sum() + h.square().sum() + x.size()[1] * x.flatten(0, 1).mean()
+    (x, w), (tx, tw) = both(rng.standard_normal((2, 3, 4)), rng.standard_normal((12, 5)))
+    close(tg.func.grad(f, argnums=(0, 1))(x, w), torch.func.grad(f, argnums=(0, 1))(tx, tw),
+          1e-6)                                   # float() rounds through float32
