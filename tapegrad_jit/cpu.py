@@ -283,6 +283,7 @@ class _Lowering:
         self.refs = {}           # slot -> _Ref
         self._inputs = set(tape.inputs)
         self.map_cache = {}
+        self.element_maps = {}   # flat position -> offset of its one-entry map
         self.in_place = []       # (op, base buffer, out buffer): scatters that may skip the copy
 
     # ---- buffers
@@ -456,9 +457,13 @@ class _Lowering:
     def _scatter(self, ins, shapes, index, opcode):
         base_shape = shapes[0]
         flat = _element(index, base_shape)
-        positions = np.arange(_size(base_shape)).reshape(base_shape)[index] if flat is None \
-            else np.array(flat)
-        pos_shape = np.shape(positions)
+        if flat is None:
+            positions = np.arange(_size(base_shape)).reshape(base_shape)[index]
+            pos_shape, m = positions.shape, self.index_map(positions)
+        else:           # one element (element loops): its one-entry map, without NumPy work
+            pos_shape, m = (), self.element_maps.get(flat)
+            if m is None:
+                m = self.element_maps[flat] = self.index_map(np.array(flat))
         values = self.broadcast(self.ref(ins.ins[1]), shapes[1], pos_shape)
         stride = 0 if _size(shapes[1]) == 1 and _size(pos_shape) != 1 else 1
         base = ins.ins[0]
@@ -469,7 +474,7 @@ class _Lowering:
                 self.sizes[base_ref.buf] == self.sizes[out_ref.buf] == _size(base_shape):
             self.in_place.append((len(self.ops) // ROW, base_ref.buf, out_ref.buf))
         self.emit(opcode, out_ref, _size(base_shape), base_ref, values, sb=stride,
-                  x0=self.index_map(positions), x1=_size(pos_shape), x2=0 if zero_base else 1)
+                  x0=m, x1=_size(pos_shape), x2=0 if zero_base else 1)
 
     def lower_index_add(self, ins, shapes, out_shape, index):
         self._scatter(ins, shapes, index, "scatter_add")
