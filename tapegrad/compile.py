@@ -181,6 +181,16 @@ class _CompiledFunction:
         return self._compiled.call((n, names), build, values, lambda: fun(*args, **kwargs))
 
 
+_SCALARS = (bool, int, float, str, type(None))
+
+
+def _settings(module):
+    """A module's plain Python settings (training, p, eps, negative_slope, stride, ...): the
+    tape holds them as constants, so they select it (eval() or a new slope traces again)."""
+    return tuple((k, v) for k, v in module.__dict__.items() if isinstance(v, _SCALARS) or
+                 type(v) is tuple and all(isinstance(e, _SCALARS) for e in v))
+
+
 class OptimizedModule(Module):
     """torch.compile(module): a Module wrapping the original (as `_orig_mod`; its parameters
     are the original's, named with the `_orig_mod.` prefix as in PyTorch)."""
@@ -198,8 +208,7 @@ class OptimizedModule(Module):
         names = tuple(n for n, _ in params + buffers)
         values = [t for _, t in params + buffers]
         n_state, n_args, kw = len(values), len(args), tuple(kwargs)
-        # the training flags select the program: train() and eval() trace apart
-        key = (names, tuple(m.training for m in mod.modules()), n_args, kw)
+        key = (names, tuple(_settings(m) for m in mod.modules()), n_args, kw)
 
         def build():
             def run(*v):

@@ -240,3 +240,12 @@ def test_gradients_reach_tensors_inside_dict_and_list_arguments():
         for k in p:
             close(p[k].grad, tp[k].grad)
         close(s.grad, ts.grad)
+
+
+def test_a_changed_module_setting_traces_again():
+    m = tg.nn.Sequential(tg.nn.Linear(3, 3), tg.nn.LeakyReLU(0.01)).double()
+    cm = tg.compile(m)
+    x = tg.tensor(-np.abs(rng.standard_normal((2, 3))) * 10)
+    close(cm(x), m(x))
+    m[1].negative_slope = 0.5                  # a constant of the first tape
+    close(cm(x), m(x))
