@@ -230,3 +230,22 @@ def test_tensor_methods_a_forward_uses_work_on_traced_values():
     (x, w), (tx, tw) = both(rng.standard_normal((2, 3, 4)), rng.standard_normal((12, 5)))
     close(tg.func.grad(f, argnums=(0, 1))(x, w), torch.func.grad(f, argnums=(0, 1))(tx, tw),
           1e-6)                                   # float() rounds through float32
+
+
+def test_functional_call_with_buffers_matches_torch():
+    tg.manual_seed(0)
+    m = tg.nn.Sequential(tg.nn.Linear(3, 4), tg.nn.BatchNorm1d(4)).double().eval()
+    t = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4)).double().eval()
+    t.load_state_dict({n: torch.tensor(v.detach().numpy()) for n, v in m.state_dict().items()})
+    stats = {"1.running_mean": rng.standard_normal(4), "1.running_var": rng.random(4) + 0.5}
+    (x,), (tx,) = both(rng.standard_normal((5, 3)))
+
+    def loss(func, model, params, buffers):
+        return lambda p, x: func.functional_call(model, (p, buffers), (x,)).tanh().sum()
+    p = {k: v.detach() for k, v in m.named_parameters()}
+    tp = {k: v.detach() for k, v in t.named_parameters()}
+    ours = tg.func.grad_and_value(loss(tg.func, m, p, {k: tg.tensor(v) for k, v in stats.items()}))
+    theirs = torch.func.grad_and_value(
+        loss(torch.func, t, tp, {k: torch.tensor(v) for k, v in stats.items()}))
+    close(ours(p, x), theirs(tp, tx))
+    assert not np.allclose(m[1].running_mean.numpy(), stats["1.running_mean"])   # restored
