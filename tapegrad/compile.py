@@ -13,6 +13,8 @@ written in place such as BatchNorm's running statistics in training) runs eagerl
 warning per compiled object.
 """
 import functools
+import os
+import sys
 import warnings
 
 import numpy as np
@@ -25,6 +27,8 @@ from .tape import tree_flatten, tree_unflatten
 from .tensor import Tensor
 
 __all__ = ["compile", "OptimizedModule"]
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 _MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -127,6 +131,14 @@ class _CompiledCall(Function):
         return (None, *out)
 
 
+def _user_level():
+    """warnings' stacklevel of the first frame outside tapegrad (the user's call)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 class _Compiled:
     """One compiled callable: programs per keyword-argument names; eager where untraceable."""
 
@@ -158,9 +170,9 @@ class _Compiled:
             self._eager.add(key)
             if not self._warned:
                 self._warned = True
-                reason = str(error).split("\n")[0]
+                reason = " ".join(str(error).split())   # with the tracer's "at file:line"
                 warnings.warn(f"tapegrad.compile: {self.name} cannot be traced ({reason}); it "
-                              "runs eagerly", RuntimeWarning, stacklevel=4)
+                              "runs eagerly", RuntimeWarning, stacklevel=_user_level())
             return result
 
 
