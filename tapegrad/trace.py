@@ -653,9 +653,13 @@ class Tracer(PrimitiveOperators):
         return _prod(self, _dim(axis, dim), keepdims=keepdims or keepdim, **numpy_kwargs)
 
     def max(self, axis=None, keepdims=False, dim=None, keepdim=False, **numpy_kwargs):
+        if dim is not None and axis is None:        # PyTorch's max(dim=): (values, indices)
+            return _torch_extremum(self, dim, keepdim, _amax, "max")
         return _amax(self, _dim(axis, dim), keepdims=keepdims or keepdim, **numpy_kwargs)
 
     def min(self, axis=None, keepdims=False, dim=None, keepdim=False, **numpy_kwargs):
+        if dim is not None and axis is None:
+            return _torch_extremum(self, dim, keepdim, _amin, "min")
         return _amin(self, _dim(axis, dim), keepdims=keepdims or keepdim, **numpy_kwargs)
 
     amax, amin = max, min
@@ -794,6 +798,20 @@ class Tracer(PrimitiveOperators):
             raise TraceError(f"tapegrad: {numpy_api.full_name(func)} is not traced; use a traced "
                              f"equivalent\n  at {user_line()}")
         return handler(*args, **kwargs)
+
+
+def _torch_extremum(x, dim, keepdim, reduce, name):
+    """PyTorch's x.max(dim=d) on a traced value: (values, indices), indices the first extremum
+    (or first NaN) of each slice, whose element alone receives the gradient, as in PyTorch."""
+    from .tensor import _ReturnTypes
+    d = dim % x.ndim
+    pos = np.arange(x.shape[d]).reshape((-1,) + (1,) * (x.ndim - d - 1))
+    hit = (x == reduce(x, d, keepdims=True)) | np.isnan(x)
+    first = np.where(hit, pos, x.shape[d]).min(axis=d, keepdims=True)
+    values = np.where(pos == first, x, 0).sum(axis=d, keepdims=True)
+    if not keepdim:
+        values, first = np.squeeze(values, d), np.squeeze(first, d)
+    return _ReturnTypes[name](values, first)
 
 
 class _Size(int):

@@ -249,3 +249,20 @@ def test_functional_call_with_buffers_matches_torch():
         loss(torch.func, t, tp, {k: torch.tensor(v) for k, v in stats.items()}))
     close(ours(p, x), theirs(tp, tx))
     assert not np.allclose(m[1].running_mean.numpy(), stats["1.running_mean"])   # restored
+
+
+@pytest.mark.parametrize("op", ["max", "min"])
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_max_min_with_dim_give_values_and_indices_as_torch(op, keepdim):
+    data = np.array([[1.0, 3.0, 3.0], [np.nan, 2.0, np.nan], [-np.inf, -np.inf, 0.5],
+                     [2.0, 2.0, 2.0]])
+    for d in (0, 1, -1):
+        def f(x):
+            values, indices = getattr(x, op)(dim=d, keepdim=keepdim)
+            return (values * values).sum(), indices
+        (x,), (tx,) = both(data)
+        g, (v, i) = tg.func.grad_and_value(f, has_aux=True)(x)
+        tgd, (tv, ti) = torch.func.grad_and_value(f, has_aux=True)(tx)
+        np.testing.assert_array_equal(i.numpy(), ti.numpy())
+        np.testing.assert_array_equal(g.numpy(), tgd.numpy())
+        np.testing.assert_array_equal(v.numpy(), tv.numpy())
