@@ -22,6 +22,7 @@ import numpy as np
 from . import transforms as _transforms
 from .autograd.function import Function
 from .autograd.grad_mode import is_grad_enabled
+from .func import _rng_state, functional_call
 from .nn.modules.module import Module
 from .tape import tree_flatten, tree_unflatten
 from .tensor import Tensor
@@ -35,11 +36,6 @@ _MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-c
 
 class _Untraceable(Exception):
     pass
-
-
-def _rng_state():
-    from .functions import _generator
-    return _generator().bit_generator.state
 
 
 def _no_random(fun):
@@ -213,7 +209,6 @@ class OptimizedModule(Module):
         self._compiled = _Compiled(mod, type(mod).__name__)
 
     def forward(self, *args, **kwargs):
-        from .func import functional_call
         mod = self._orig_mod
         params = list(mod.named_parameters())
         buffers = list(mod.named_buffers())

@@ -119,8 +119,8 @@ def _move_out(out, out_dims):
 def vmap(func, in_dims=0, out_dims=0, randomness="error", *, chunk_size=None):
     """torch.func.vmap: func mapped over in_dims of its arguments (an int or None for all, or a
     tuple with one per argument; a dict/list/tuple argument maps each of its leaves), results
-    stacked on out_dims. randomness is accepted ('error', 'different', 'same'): random numbers
-    drawn inside func are not supported on the traced face (they would be constants of it)."""
+    stacked on out_dims. randomness: 'error' (PyTorch's default) refuses random numbers drawn
+    inside func, 'different' draws them per row; 'same' is refused when func draws any."""
     _check_randomness("vmap", randomness)
     _check_chunk("vmap", chunk_size)
     _check_dims("in_dims", in_dims)
@@ -128,8 +128,24 @@ def vmap(func, in_dims=0, out_dims=0, randomness="error", *, chunk_size=None):
 
     def transformed(f):
         mapped = _transforms.vmap(f, in_dims)
-        return lambda *args: _move_out(mapped(*args), out_dims)
+
+        def run(*args):
+            before = _rng_state()
+            out = mapped(*args)
+            # rows run one by one, so each row's draws differ: what 'different' asks for
+            if randomness != "different" and _rng_state() != before:
+                raise RuntimeError(
+                    f"vmap: called random operation while in randomness {randomness} mode; pass "
+                    "randomness='different' to draw different numbers per row" +
+                    (" ('same' is not supported)" if randomness == "same" else ""))
+            return _move_out(out, out_dims)
+        return run
     return _on_tracer(transformed, func)
+
+
+def _rng_state():
+    from .functions import _generator
+    return _generator().bit_generator.state
 
 
 # ---------------------------------------------------------------------------------------------

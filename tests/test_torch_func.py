@@ -266,3 +266,15 @@ def test_max_min_with_dim_give_values_and_indices_as_torch(op, keepdim):
         np.testing.assert_array_equal(i.numpy(), ti.numpy())
         np.testing.assert_array_equal(g.numpy(), tgd.numpy())
         np.testing.assert_array_equal(v.numpy(), tv.numpy())
+
+
+def test_vmap_randomness_modes():
+    f = lambda x: x + tg.rand(())   # noqa: E731
+    x = tg.zeros(4)
+    with pytest.raises(RuntimeError, match="randomness error mode"):
+        tg.func.vmap(f)(x)
+    with pytest.raises(RuntimeError, match="'same' is not supported"):
+        tg.func.vmap(f, randomness="same")(x)
+    rows = tg.func.vmap(f, randomness="different")(x).numpy()
+    assert len(set(rows.tolist())) == 4
+    close(tg.func.vmap(lambda x: x * 2, randomness="same")(x), torch.zeros(4))
