@@ -125,7 +125,7 @@ def epoch_setup(module_name, compiled=False):
     return setup
 
 
-def _workload(kind, title, full_n):
+def _workload(kind, title, full_n, atol=1e-4):
     return Workload(
         name=f"training_{kind}",
         title=title,
@@ -142,11 +142,14 @@ def _workload(kind, title, full_n):
         target="tapegrad eager ~1.0x PyTorch eager; tapegrad compile < 1.0x",
         goals=(Goal("tapegrad eager", 1.0), Goal("tapegrad compile", 1.0)),
         rtol=1e-3,
-        atol=1e-4,
+        atol=atol,
     )
 
 
 WORKLOADS = [
     _workload("mlp", "training epoch: MLP 784-128-10, SGD, batch 64", 2048),
-    _workload("cnn", "training epoch: CNN conv4-pool-linear, SGD, batch 64", 1024),
+    # float32 rounding can flip a near-tie of max-pool or ReLU within an epoch: 1 or 2 of 6,810
+    # parameters moved by up to 4e-4 (1e-3 of the largest) in tapegrad's float32 epoch at 1,024
+    # images, while its float64 epoch matches the float64 reference to 3e-16
+    _workload("cnn", "training epoch: CNN conv4-pool-linear, SGD, batch 64", 1024, atol=2e-3),
 ]
