@@ -27,7 +27,7 @@ import numpy as np
 from tapegrad.core import REGISTRY
 from tapegrad.tape import GuardFailure, tree_flatten, tree_unflatten
 
-from . import cache
+from . import cache, lowering_linalg
 
 # ---------------------------------------------------------------------------------------------
 # Opcodes
@@ -62,7 +62,7 @@ ELEMENTWISE_OPCODE = {name: k for k, (name, _) in enumerate(ELEMENTWISE_FORMS)}
 NUM_ELEMENTWISE = len(ELEMENTWISE_FORMS)
 
 _ARRAY_OPS = ["guard", "gather", "scatter_add", "scatter_set", "place",
-              "reduce_sum", "reduce_prod", "reduce_max", "reduce_min", "matmul"]
+              "reduce_sum", "reduce_prod", "reduce_max", "reduce_min", "matmul", "linalg"]
 OPCODE = dict(ELEMENTWISE_OPCODE)
 OPCODE.update({name: NUM_ELEMENTWISE + k for k, name in enumerate(_ARRAY_OPS)})
 
@@ -171,6 +171,9 @@ def run(code, ipool, v):
         elif op == {matmul}:
             matmul(v, o, a, b, code[k, 6], code[k, 7], code[k, 8], code[k, 9], code[k, 10],
                    code[k, 11])
+        elif op == {linalg}:
+            linalg(v, ipool, o, n, a, b, c, code[k, 6], code[k, 7], code[k, 8], code[k, 9],
+                   code[k, 10], code[k, 11])
         else:
             reduce(v, op - {reduce_sum}, o, n, a, ipool, code[k, 9], code[k, 10])
     return 0
@@ -215,7 +218,7 @@ def interpreter_source():
         loop_cases += [f"{keyword} op == {opcode}:  # {name}",
                        "    for j in range(n):",
                        f"        v[o + j] = {body}"]
-    return _KERNEL_HEADER + _RUN_TEMPLATE.format(
+    return _KERNEL_HEADER + lowering_linalg.KERNEL_SOURCE + _RUN_TEMPLATE.format(
         num_elementwise=NUM_ELEMENTWISE, scalar_cases=_indent(scalar_cases, 16),
         loop_cases=_indent(loop_cases, 16), **{name: OPCODE[name] for name in _ARRAY_OPS})
 
@@ -407,7 +410,7 @@ class _Lowering:
         params = ins.params
         shapes = [tape.shapes[s] for s in ins.ins]
         out_shape = tape.shapes[ins.out]
-        method = getattr(self, "lower_" + name, None)
+        method = getattr(self, "lower_" + name, None) or lowering_linalg.lowering_for(self, name)
         if method is not None:
             return method(ins, shapes, out_shape, **params)
         if name == "cast":
