@@ -23,7 +23,6 @@ import numpy as np
 from numba import njit, types
 from numba.extending import typeof_impl
 
-from tapegrad.source.api import _SourceDerivative
 from tapegrad.transforms import Jitted
 
 _dispatchers = weakref.WeakKeyDictionary()    # Jitted -> (program, dispatcher)
@@ -126,6 +125,17 @@ def _typeof_jitted(value, context):
     return types.Dispatcher(dispatcher_for(value))
 
 
-@typeof_impl.register(_SourceDerivative)
 def _typeof_source_derivative(value, context):
     return types.Dispatcher(source_dispatcher_for(value))
+
+
+_source_face = []
+
+
+def register_source_face():
+    """Type source-face derivatives too; called when one is compiled (source_jit), so that the
+    traced face never imports the source face (nor astor)."""
+    if not _source_face:
+        from tapegrad.source.api import _SourceDerivative
+        typeof_impl.register(_SourceDerivative)(_typeof_source_derivative)
+        _source_face.append(_SourceDerivative)

@@ -29,6 +29,8 @@ def compile_source(source, name, constants=None):
     """The function `name` of emitted `source`, compiled with numba.njit(cache=True)."""
     import numba
 
+    from . import nopython
+    nopython.register_source_face()     # the result is callable from users' njit code
     constants = constants or {}
     module = load_module("source", _PREAMBLE + _constants_line(constants) + source)
     for key, value in constants.items():
