@@ -17,7 +17,24 @@ def _generator():
 
 
 def manual_seed(seed):
-    """Seed tapegrad's generator (NumPy's PCG64: the numbers differ from PyTorch's)."""
+    """Seed tapegrad's random generator, for repeatable ``randn``, ``rand``, ``randint``.
+
+    tapegrad draws from NumPy's PCG64, so the numbers differ from PyTorch's for the same seed.
+
+    Args:
+        seed: an int.
+
+    Returns:
+        The new ``numpy.random.Generator``.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> _ = torch.manual_seed(0)
+        >>> a = torch.randn(2)
+        >>> _ = torch.manual_seed(0)
+        >>> bool((torch.randn(2) == a).all())
+        True
+    """
     _rng[0] = np.random.default_rng(seed)
     return _rng[0]
 
@@ -59,6 +76,25 @@ def _resolve_dtype(dtype, default=np.float32):
 
 
 def tensor(data, dtype=None, device=None, requires_grad=False):
+    """A new Tensor holding a copy of `data`.
+
+    Args:
+        data: a number, a (nested) list or tuple of numbers, a NumPy array or a Tensor.
+        dtype: the dtype; by default floats become ``float32``, ints ``int64``, as in PyTorch.
+        device: accepted for PyTorch compatibility (tapegrad Tensors live on the CPU).
+        requires_grad: whether operations on the Tensor are recorded for gradients.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> torch.tensor([[1, 2], [3, 4]])
+        tensor([[1, 2],
+                [3, 4]])
+        >>> torch.tensor([1.5], requires_grad=True)
+        tensor([1.5000], requires_grad=True)
+    """
     if isinstance(data, Tensor):
         data = data._data
     elif isinstance(data, (list, tuple)) and any(isinstance(x, Tensor) for x in _flatten(data)):
@@ -98,10 +134,43 @@ def _filled(size, value, dtype, requires_grad):
 
 
 def ones(*size, dtype=None, device=None, requires_grad=False):
+    """A Tensor of ones.
+
+    Args:
+        *size: the shape, as ints or one sequence of ints.
+        dtype: the dtype (default ``float32``, as in PyTorch).
+        device: accepted for PyTorch compatibility (tapegrad Tensors live on the CPU).
+        requires_grad: whether operations on the result are recorded for gradients.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> torch.ones(2, 2, requires_grad=True)
+        tensor([[1., 1.],
+                [1., 1.]], requires_grad=True)
+    """
     return _filled(size, 1, dtype, requires_grad)
 
 
 def zeros(*size, dtype=None, device=None, requires_grad=False):
+    """A Tensor of zeros.
+
+    Args:
+        *size: the shape, as ints or one sequence of ints.
+        dtype: the dtype (default ``float32``, as in PyTorch).
+        device: accepted for PyTorch compatibility (tapegrad Tensors live on the CPU).
+        requires_grad: whether operations on the result are recorded for gradients.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> torch.zeros(3)
+        tensor([0., 0., 0.])
+    """
     return _filled(size, 0, dtype, requires_grad)
 
 
@@ -110,6 +179,23 @@ def empty(*size, dtype=None, device=None, requires_grad=False):
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False):
+    """A Tensor of shape `size` filled with `fill_value`.
+
+    Args:
+        size: the shape, a sequence of ints.
+        fill_value: the number to fill with; its type gives the dtype unless `dtype` is given.
+        dtype: the dtype.
+        device: accepted for PyTorch compatibility (tapegrad Tensors live on the CPU).
+        requires_grad: whether operations on the result are recorded for gradients.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> torch.full([1], 2.0, requires_grad=True)
+        tensor([2.], requires_grad=True)
+    """
     if dtype is None:
         dtype = _infer_dtype(fill_value)
     return _finish(np.full(_size_args((size,)), fill_value, dtype=_resolve_dtype(dtype)),
@@ -129,6 +215,23 @@ def rand(*size, dtype=None, device=None, requires_grad=False, generator=None):
 
 
 def randn(*size, dtype=None, device=None, requires_grad=False, generator=None):
+    """A Tensor of standard normal samples from tapegrad's generator (see ``manual_seed``).
+
+    Args:
+        *size: the shape, as ints or one sequence of ints.
+        dtype: the dtype (default ``float32``, as in PyTorch).
+        device: accepted for PyTorch compatibility (tapegrad Tensors live on the CPU).
+        requires_grad: whether operations on the result are recorded for gradients.
+        generator: accepted for PyTorch compatibility.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> torch.randn(2, 3).shape
+        torch.Size([2, 3])
+    """
     data = _generator().standard_normal(_size_args(size)).astype(_resolve_dtype(dtype))
     return _finish(data, requires_grad)
 
@@ -151,6 +254,24 @@ randn_like = _like(lambda shape, **kw: randn(shape, **kw))
 
 
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
+    """A 1-d Tensor of the numbers from `start` (inclusive) to `end` (exclusive) by `step`.
+
+    Args:
+        start: the first number, or the end when `end` is not given (then the start is 0).
+        end: the end, not included.
+        step: the spacing.
+        dtype: the dtype (default ``int64`` for integer arguments, else ``float32``).
+        device: accepted for PyTorch compatibility.
+        requires_grad: whether operations on the result are recorded for gradients.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> torch.arange(4)
+        tensor([0, 1, 2, 3])
+    """
     start, end = (0, start) if end is None else (start, end)
     is_int = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
     data = np.arange(start, end, step).astype(_resolve_dtype(dtype, np.int64 if is_int else np.float32))
@@ -199,6 +320,24 @@ def polygamma(n, input):
 
 
 def where(condition, input=None, other=None):
+    """Elements of `input` where `condition` holds, else of `other`; with `condition` alone, the
+    indices where it holds.
+
+    Args:
+        condition: a bool Tensor (or array), broadcast against the others.
+        input: values where `condition` is true.
+        other: values where it is false.
+
+    Returns:
+        The Tensor of chosen values (gradients flow to `input` and `other` where chosen), or a
+        tuple of index Tensors, one per axis.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> x = torch.tensor([-1.0, 2.0])
+        >>> torch.where(x > 0, x, torch.zeros(2))
+        tensor([0., 2.])
+    """
     if input is None:
         return tuple(Tensor._wrap(i) for i in np.nonzero(_data_of(condition)))
     return P.where(condition, input, other)
@@ -209,6 +348,20 @@ def _data_of(x):
 
 
 def cat(tensors, dim=0):
+    """Join Tensors of the same shape (but for `dim`) along the existing axis `dim`.
+
+    Args:
+        tensors: a non-empty sequence of Tensors.
+        dim: the axis to join along.
+
+    Returns:
+        The joined Tensor; gradients flow back to each part.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> torch.cat([torch.ones(1), torch.zeros(2)])
+        tensor([1., 0., 0.])
+    """
     tensors = list(tensors)
     if not tensors:
         raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
@@ -231,6 +384,21 @@ concat = concatenate = cat
 
 
 def stack(tensors, dim=0):
+    """Join Tensors of one shape along a new axis `dim`.
+
+    Args:
+        tensors: a non-empty sequence of Tensors of the same shape.
+        dim: the position of the new axis.
+
+    Returns:
+        The stacked Tensor; gradients flow back to each part.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> torch.stack([torch.ones(2), torch.zeros(2)])
+        tensor([[1., 1.],
+                [0., 0.]])
+    """
     tensors = list(tensors)
     if not tensors:
         raise RuntimeError("stack expects a non-empty TensorList")

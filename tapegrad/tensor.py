@@ -221,6 +221,19 @@ class Tensor(PrimitiveOperators):
         self._requires_grad = bool(flag)
 
     def requires_grad_(self, requires_grad=True):
+        """Switch recording for gradients on (or off) for this leaf tensor, in place.
+
+        Args:
+            requires_grad: whether operations on the tensor are recorded.
+
+        Returns:
+            The tensor itself.
+
+        Example:
+            >>> import tapegrad as torch
+            >>> torch.zeros(1).requires_grad_()
+            tensor([0.], requires_grad=True)
+        """
         self.requires_grad = requires_grad
         return self
 
@@ -278,6 +291,20 @@ class Tensor(PrimitiveOperators):
         return self
 
     def retain_grad(self):
+        """Keep the gradient of this non-leaf tensor in its ``.grad`` during backward.
+
+        Returns:
+            None.
+
+        Example:
+            >>> import tapegrad as torch
+            >>> x = torch.ones(2, requires_grad=True)
+            >>> y = x * 2
+            >>> y.retain_grad()
+            >>> y.sum().backward()
+            >>> y.grad
+            tensor([1., 1.])
+        """
         if not self._requires_grad:
             raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
         if not self.is_leaf:
@@ -288,6 +315,23 @@ class Tensor(PrimitiveOperators):
         return not self.is_leaf and self.grad_fn._retained is not None
 
     def register_hook(self, hook):
+        """Call `hook` with this tensor's gradient during backward; its result, if not None,
+        replaces the gradient.
+
+        Args:
+            hook: a function of the gradient Tensor.
+
+        Returns:
+            A handle whose ``.remove()`` unregisters the hook.
+
+        Example:
+            >>> import tapegrad as torch
+            >>> x = torch.ones(2, requires_grad=True)
+            >>> handle = x.register_hook(lambda g: g * 10)
+            >>> x.sum().backward()
+            >>> x.grad
+            tensor([10., 10.])
+        """
         if not self._requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
         node = graph.node_of(self)
@@ -298,6 +342,24 @@ class Tensor(PrimitiveOperators):
         return RemovableHandle(node._pre_hooks, key)
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        """Accumulate the gradient of this tensor into the ``.grad`` of the leaves it depends on.
+
+        Args:
+            gradient: the gradient with respect to this tensor; needed unless it has one element.
+            retain_graph: keep the graph for another backward (default: `create_graph`).
+            create_graph: record the backward pass itself, for higher derivatives.
+            inputs: accumulate into these tensors only.
+
+        Returns:
+            None; the gradients are in ``.grad``.
+
+        Example:
+            >>> import tapegrad as torch
+            >>> x = torch.ones(2, requires_grad=True)
+            >>> (x * 3).sum().backward()
+            >>> x.grad
+            tensor([3., 3.])
+        """
         autograd.backward(self, gradient, retain_graph, create_graph, inputs=inputs)
 
     # ------------------------------------------------------------------ metadata
@@ -358,6 +420,16 @@ class Tensor(PrimitiveOperators):
 
     # ------------------------------------------------------------------ conversion
     def item(self):
+        """The value of a one-element tensor as a Python number.
+
+        Returns:
+            A float, int or bool.
+
+        Example:
+            >>> import tapegrad as torch
+            >>> torch.tensor([2.5]).item()
+            2.5
+        """
         if self._data.size != 1:
             raise RuntimeError(f"a Tensor with {self._data.size} elements cannot be converted "
                                "to Scalar")
@@ -367,6 +439,20 @@ class Tensor(PrimitiveOperators):
         return self._data.tolist()
 
     def numpy(self, force=False):
+        """The tensor's data as a NumPy array sharing its memory.
+
+        Args:
+            force: accepted for PyTorch compatibility; a tensor that requires grad needs
+                ``.detach()`` first, as in PyTorch, unless `force` is true.
+
+        Returns:
+            A ``numpy.ndarray``.
+
+        Example:
+            >>> import tapegrad as torch
+            >>> torch.ones(2).numpy()
+            array([1., 1.], dtype=float32)
+        """
         if self._requires_grad and not force:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use "
                                "tensor.detach().numpy() instead.")

@@ -44,12 +44,14 @@ def instrument(source):
             i += 1
             continue
         want = [match.group(2)]
+        # one line for one line, so that line numbers (in printed tapes) stay the README's
+        out.append(f"{match.group(1)[:-len(match.group(1).lstrip())]}print({MARK!r}); "
+                   f"{match.group(1).strip()}; print({MARK!r})")
         i += 1
         while i < len(lines) and _CONTINUED.match(lines[i]):
             want.append(_CONTINUED.match(lines[i]).group(1))
+            out.append(lines[i])
             i += 1
-        indent = re.match(r"\s*", match.group(1)).group(0)
-        out += [f"{indent}print({MARK!r})", match.group(1), f"{indent}print({MARK!r})"]
         expected.append("\n".join(want))
     return "\n".join(out) + "\n", expected
 
@@ -61,7 +63,8 @@ def matches(expected, actual):
 
 def run_example(source, tmp_path):
     (tmp_path / "readme.py").write_text(source)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ,
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     done = subprocess.run([sys.executable, "readme.py"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -93,14 +96,17 @@ def test_the_check_catches_a_wrong_comment():
     source, expected = instrument("x = 2\nprint(x + 1)   # 4\nprint([x])   # [1,\n#  2]\nx = 1\n")
     assert expected == ["4", "[1,\n 2]"]
     assert source.count(MARK) == 4 and "x = 1" in source
+    assert len(source.splitlines()) == 5           # line numbers kept
     assert not matches("4", "3") and matches("(-1.42..., 2)", "(-1.4257, 2)")
     assert not matches("(array(0.8325...), 1)", "(0.8325, 1)")
 
 
 def test_example_scripts_run():
     scripts = sorted(p for p in (ROOT / "examples").glob("*.py") if p.name != "__init__.py")
-    assert {p.name for p in scripts} >= {"seed_tutorial.py", "model.py"}
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    assert {p.name for p in scripts} >= {"seed_tutorial.py", "model.py", "traced_energy.py",
+                                         "source_pendulum.py"}
+    env = dict(os.environ,
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     for script in scripts:
         done = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=300)
@@ -181,3 +187,41 @@ def test_retrace_warning_points_at_the_users_line():
     warning = [w for w in record if "retraced" in str(w.message)][0]
     assert warning.filename == __file__
     assert "scaled(np.ones(2), n)" in open(__file__).read().splitlines()[warning.lineno - 1]
+
+
+# Docstrings of the public functions: arguments, returns and an example that runs (doctest).
+PUBLIC = ["tapegrad.grad", "tapegrad.value_and_grad", "tapegrad.vmap", "tapegrad.make_tape",
+          "tapegrad.jit", "tapegrad.source.grad", "tapegrad.source.value_and_grad",
+          "tapegrad.autograd.grad", "tapegrad.autograd.backward", "tapegrad.tensor",
+          "tapegrad.manual_seed", "tapegrad.cli.main"] + [
+    f"tapegrad.{factory}" for factory in
+    ("ones", "zeros", "full", "randn", "arange", "cat", "stack", "where")] + [
+    f"tapegrad.Tensor.{method}" for method in
+    ("backward", "item", "numpy", "requires_grad_", "retain_grad", "register_hook")]
+
+
+def _resolve(name):
+    """The object a user reaches as `name` (attributes first: tapegrad.tensor is a function)."""
+    import importlib
+    parts = name.split(".")
+    obj = importlib.import_module(parts[0])
+    for i, attr in enumerate(parts[1:], start=2):
+        obj = getattr(obj, attr, None) or importlib.import_module(".".join(parts[:i]))
+    return obj
+
+
+@pytest.mark.parametrize("name", PUBLIC)
+def test_public_function_docstrings_have_args_returns_and_a_running_example(name):
+    import doctest
+    import inspect
+    obj = _resolve(name)
+    doc = inspect.getdoc(obj) or ""
+    takes = [p for p in inspect.signature(obj).parameters if p != "self"]
+    for section in ("Args:",) * bool(takes) + ("Returns:", "Example:"):
+        assert f"\n{section}\n" in doc, f"{name}: no {section} section"
+    tests = doctest.DocTestFinder(recurse=False).find(obj, name, globs={})
+    assert tests and tests[0].examples, f"{name}: no >>> example"
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    for test in tests:
+        runner.run(test)
+    assert runner.failures == 0, f"{name}: its example printed something else (see stdout)"

@@ -44,7 +44,25 @@ def _root_grads(outputs, grad_outputs, create_graph):
 
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
-    """Accumulate the gradients of `tensors` into the .grad of the leaves of their graph."""
+    """Accumulate the gradients of `tensors` into the ``.grad`` of the leaves of their graph.
+
+    Args:
+        tensors: a Tensor or a sequence of Tensors to differentiate.
+        grad_tensors: the gradient with respect to each tensor (required for non-scalars).
+        retain_graph: keep the graph for another backward (default: `create_graph`).
+        create_graph: record the backward pass itself, for higher derivatives.
+        inputs: accumulate into these Tensors only.
+
+    Returns:
+        None; the gradients are in ``.grad``.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> x = torch.tensor([1.0, 2.0], requires_grad=True)
+        >>> torch.autograd.backward((x ** 3).sum())
+        >>> x.grad
+        tensor([ 3., 12.])
+    """
     if (grad_tensors is None and inputs is None and isinstance(tensors, graph.Tensor)
             and tensors._requires_grad and tensors._data.size == 1):
         # the common case, `loss.backward()`: one scalar root, its gradient implied (as _root_grads)
@@ -71,7 +89,26 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
          allow_unused=None, materialize_grads=False):
-    """The gradients of outputs with respect to inputs, returned rather than accumulated."""
+    """The gradients of `outputs` with respect to `inputs`, returned rather than accumulated.
+
+    Args:
+        outputs: a Tensor or sequence of Tensors to differentiate.
+        inputs: the Tensors to differentiate with respect to.
+        grad_outputs: the gradient with respect to each output (required for non-scalars).
+        retain_graph: keep the graph for another backward (default: `create_graph`).
+        create_graph: record the backward pass itself, for higher derivatives.
+        allow_unused: return None (instead of raising) for inputs the outputs do not use.
+        materialize_grads: return zeros instead of None for unused inputs.
+
+    Returns:
+        A tuple with one gradient Tensor (or None) per input.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> x = torch.tensor([1.0, 2.0], requires_grad=True)
+        >>> torch.autograd.grad((x * x).sum(), [x])
+        (tensor([2., 4.]),)
+    """
     from ..tensor import Tensor
     outputs, inputs = _as_tuple(outputs), _as_tuple(inputs)
     grad_outputs = (_as_tuple(grad_outputs) if grad_outputs is not None

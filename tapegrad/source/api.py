@@ -427,7 +427,7 @@ def grad(fun, argnums=0, jit=False):
 
 
 def value_and_grad(fun, argnums=0, jit=False):
-    """A function returning (fun(*args), gradient), by emitted derivative code.
+    """A function returning ``(fun(*args), gradient)``, by emitted derivative code.
 
     Args:
         fun: as for `grad`: a Python function of numbers and NumPy arrays returning a number.
