@@ -290,6 +290,17 @@ def _take(value, row, axis):
     return np.take(_as_array(value), row, axis=axis)
 
 
+def _fresh(value):
+    """An unmapped argument as one row sees it: its arrays copied, so that a row's element writes
+    reach neither the caller's array nor the next row (arguments are values, as under jit(vmap))."""
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if type(value) in _CONTAINERS:
+        leaves, structure = tree_flatten(value, _any_leaf)
+        return tree_unflatten(structure, [_fresh(leaf) for leaf in leaves])
+    return value
+
+
 def _mapped_shapes(value):
     """Shapes of an argument's leaves (one for an array, several for a pytree)."""
     if type(value) in _CONTAINERS:
@@ -360,8 +371,8 @@ class Vmapped:
         axes, n = self.axes_for(args)
         if n == 0:
             return self.empty(args, axes)
-        rows = [self.fun(*[a if ax is None else _take(a, r, ax) for a, ax in zip(args, axes)])
-                for r in range(n)]
+        rows = [self.fun(*[_fresh(a) if ax is None else _take(a, r, ax)
+                           for a, ax in zip(args, axes)]) for r in range(n)]
         leaves_per_row = []
         structure = None
         for row in rows:
@@ -378,7 +389,7 @@ class Vmapped:
     def empty(self, args, axes):
         """An empty batch gives empty results of the right shapes and dtypes (as JAX does): fun
         runs once on a row of zeros to learn them."""
-        row = [a if ax is None else _zero_row(a, ax) for a, ax in zip(args, axes)]
+        row = [_fresh(a) if ax is None else _zero_row(a, ax) for a, ax in zip(args, axes)]
         with np.errstate(all="ignore"):
             out = self.fun(*row)
         leaves, structure = tree_flatten(out, lambda x: isinstance(x, Tracer))

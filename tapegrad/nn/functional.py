@@ -161,9 +161,7 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     logp = _class_dim_last(input) if input.ndim > 1 else input.reshape(1, -1)
     classes = target_data.reshape(-1)
     n_classes = logp.shape[1]
-    keep = classes != ignore_index
-    if ((classes[keep] < 0) | (classes[keep] >= n_classes)).any():
-        raise IndexError(f"Target {classes[keep].max()} is out of bounds.")
+    keep = _check_classes(classes, n_classes, ignore_index)
     safe = np.where(keep, classes, 0)
     w = np.ones(n_classes, logp._data.dtype) if weight is None else weight._data
     sample_w = np.where(keep, w[safe], 0).astype(logp._data.dtype)
@@ -178,6 +176,15 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     return -picked.sum() / total
 
 
+def _check_classes(classes, n_classes, ignore_index):
+    """The mask of targets not ignored; raises as PyTorch does for a class out of range."""
+    keep = classes != ignore_index
+    bad = classes[keep][(classes[keep] < 0) | (classes[keep] >= n_classes)]
+    if bad.size:
+        raise IndexError(f"Target {bad[0]} is out of bounds.")
+    return keep
+
+
 def _traced(*values):
     return any(getattr(type(v), "_bind_level", 0) > 1 for v in values)   # tapegrad tracers
 
@@ -188,10 +195,15 @@ def _nll_traced(input, target, weight, ignore_index, reduction):
     logp = _class_dim_last(input) if input.ndim > 1 else input.reshape(1, -1)
     classes = target.reshape(-1)[:, None]
     n_classes = logp.shape[1]
+    if not _traced(target):          # known now: raise as eager does
+        _check_classes(np.asarray(target).reshape(-1), n_classes, ignore_index)
     hit = (classes == np.arange(n_classes)) & (classes != ignore_index)
     w = np.ones(n_classes, logp.dtype) if weight is None else weight
     sample_w = (hit * w).sum(1)      # the target class's weight; 0 where ignored
-    picked = (logp * hit * w).sum(1)
+    # a tape cannot raise when it runs: a class out of range makes the loss and its gradient NaN
+    # (it used to pick nothing and add 0, silently)
+    valid = (classes == ignore_index) | ((classes >= 0) & (classes < n_classes))
+    picked = (logp * hit * w).sum(1) * np.where(valid.all(), 1.0, np.nan).astype(logp.dtype)
     if reduction == "none":
         return -picked.reshape(target.shape)
     if reduction == "sum":
