@@ -628,6 +628,10 @@ class Tracer(PrimitiveOperators):
                             f"  at {user_line()}")
         return Tracer(self._ctx, self._slot, self._value)
 
+    def copy(self, order="K"):
+        # x.copy(), np.copy(x): a new array, so a new handle on the same slot (as +x)
+        return Tracer(self._ctx, self._slot, self._value)
+
     __and__ = _logical(P.logical_and, "&")
     __or__ = _logical(P.logical_or, "|")
     __invert__ = _logical(P.logical_not, "~")
@@ -1237,7 +1241,7 @@ _ARRAY_FUNCTIONS = {
     np.sum: _sum, np.mean: _mean, np.prod: _prod, np.amax: _amax, np.amin: _amin, np.max: _amax,
     np.min: _amin, np.dot: _dot, np.matmul: P.matmul, np.reshape: _reshape,
     np.transpose: _transpose, np.concatenate: _concatenate, np.stack: _stack, np.where: _where,
-    np.clip: _clip, np.linalg.norm: _norm, np.zeros_like: _like(0), np.ones_like: _like(1),
+    np.clip: _clip, np.copy: lambda a, order="K", subok=False: a.copy(), np.linalg.norm: _norm, np.zeros_like: _like(0), np.ones_like: _like(1),
     np.broadcast_to: _broadcast_to, np.outer: _outer, np.squeeze: _squeeze,
     np.expand_dims: _expand_dims, np.shape: shape_of, np.ndim: lambda a: len(shape_of(a)),
     np.size: lambda a, axis=None: math.prod(shape_of(a)) if axis is None else shape_of(a)[axis],

@@ -84,3 +84,52 @@ def test_grad_and_jit_leave_written_arguments_alone(transform):
         wrap(_writes)(x, buf)
     np.testing.assert_array_equal(x, [1.0, 2.0, 3.0])
     np.testing.assert_array_equal(buf, [1.0, 2.0, 3.0])
+
+
+# --- case 2: copies, then writes, on every tape face ----------------------------------------
+
+def _fd(f, x, eps=1e-6):
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        step = np.zeros_like(x)
+        step[i] = eps
+        g[i] = (f(x + step) - f(x - step)) / (2 * eps)
+    return g
+
+
+def _copy_then_write(x):
+    a = x.copy()
+    b = a
+    s = np.sum(b * b)
+    a[0] = -1.0                      # b is a: sees the write; x does not
+    c = np.copy(a)
+    c[1] = c[2] * 3.0
+    return s + np.sum(b * x) + np.sum(c ** 2) + np.sum(a)
+
+
+def _view_copy_then_write(x):
+    v = x[1:]
+    c = v.copy()
+    v[0] = 7.0                       # reaches x, not c
+    c[1] *= 2.0
+    return np.sum(c * x[1:]) + np.sum(x ** 2)
+
+
+@pytest.mark.parametrize("fun", [_copy_then_write, _view_copy_then_write])
+@pytest.mark.parametrize("face", ["grad", "jit(grad)", "value_and_grad", "jit(vmap(grad))"])
+def test_copy_then_write_keeps_versions(fun, face):
+    x = np.array([0.5, 1.2, -0.7, 2.0])
+    want = _fd(lambda z: fun(z.copy()), x)
+    if face == "jit(vmap(grad))":
+        batch = np.stack([x, 2 * x])
+        got = tg.jit(tg.vmap(tg.grad(fun)))(batch)
+        np.testing.assert_allclose(got, [_fd(lambda z: fun(z.copy()), r) for r in batch],
+                                   rtol=1e-6, atol=1e-6)
+        return
+    wrapped = {"grad": tg.grad, "jit(grad)": lambda f: tg.jit(tg.grad(f)),
+               "value_and_grad": lambda f: lambda z: tg.value_and_grad(f)(z)[1]}[face](fun)
+    for _ in range(2):             # the compiled second call too
+        kept = x.copy()
+        np.testing.assert_allclose(wrapped(kept), want, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(kept, x)
+    np.testing.assert_allclose(tg.jit(fun)(x.copy()), fun(x.copy()), rtol=1e-12)
