@@ -133,3 +133,23 @@ def test_copy_then_write_keeps_versions(fun, face):
         np.testing.assert_allclose(wrapped(kept), want, rtol=1e-6, atol=1e-6)
         np.testing.assert_array_equal(kept, x)
     np.testing.assert_allclose(tg.jit(fun)(x.copy()), fun(x.copy()), rtol=1e-12)
+
+
+# --- source face argnums: negative ones count from the end, out of range is a clear error -----
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_source_negative_argnums(jit):
+    import functools
+    from tapegrad import source
+    from tapegrad.source.errors import TransformError
+
+    def f(c, x):
+        return c * x * x
+    # partial binds c: argnums=-1 is x (it used to be shifted onto the bound c: 9.0, silently)
+    assert source.grad(functools.partial(f, 2.0), argnums=-1, jit=jit)(3.0) == 12.0
+    assert source.grad(f, argnums=(-1, 0), jit=jit)(2.0, 3.0) == (12.0, 9.0)
+    for bad in (-3, (0, -3)):
+        with pytest.raises(TransformError, match="argnums -3 is out of range"):
+            source.grad(f, argnums=bad, jit=jit)(2.0, 3.0)
+    with pytest.raises(TransformError, match="argnums -2 is out of range.*besides"):
+        source.grad(functools.partial(f, 2.0), argnums=-2, jit=jit)(3.0)

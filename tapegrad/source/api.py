@@ -24,8 +24,9 @@ class _SourceDerivative:
         self.fun, self._bound = _target(fun)
         # arguments that functools.partial binds come first: argnums count after them
         shift = len(self._bound)
-        self.argnums = argnums + shift if isinstance(argnums, int) else \
-            tuple(n + shift for n in argnums)
+        nums = tuple(_absolute_argnum(n, self.fun, shift) for n in (
+            (argnums,) if isinstance(argnums, int) else argnums))
+        self.argnums = nums[0] if isinstance(argnums, int) else nums
         self.jit = jit
         self.mode = mode
         self._compiled = {}  # kinds -> (Emitted, callable)
@@ -197,6 +198,25 @@ class _SourceDerivative:
         bound = self._prepare(())[1]  # kinds of what functools.partial binds
         kinds = bound + (FLOAT,) * (self._n_params() - len(bound))
         return self._emit(kinds).source
+
+
+def _absolute_argnum(num, fun, shift):
+    """argnum `num` as a position in the whole argument list (the `shift` arguments that
+    functools.partial binds come first); a negative one counts from the end, as in tg.grad (it
+    used to be shifted too, and silently picked a bound argument)."""
+    if num >= 0:
+        return num + shift
+    count = getattr(getattr(fun, "__code__", None), "co_argcount", None)
+    if count is None:
+        raise TransformError(f"argnums {num}: count the arguments from 0 (a negative argnum needs "
+                             "a plain Python function)", construct="argnums")
+    if count + num < shift:
+        raise TransformError(f"argnums {num} is out of range: "
+                             f"`{getattr(fun, '__name__', fun)}` takes {count - shift} arguments"
+                             f"{' besides those functools.partial binds' if shift else ''}",
+                             filename=fun.__code__.co_filename,
+                             lineno=fun.__code__.co_firstlineno, construct="argnums")
+    return count + num
 
 
 def _target(fun):
