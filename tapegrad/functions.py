@@ -7,7 +7,7 @@ import numpy as np
 from . import dtypes
 from . import primitives as P
 from .operators import PrimitiveOperators
-from .tensor import Tensor, _dim, _size_args, matmul
+from .tensor import _COMPLEX_GRAD, Tensor, _dim, _size_args, matmul
 
 _rng = [np.random.default_rng()]
 
@@ -64,6 +64,8 @@ def _infer_dtype(data):
 
 def _finish(data, requires_grad):
     t = Tensor._wrap(data)
+    if requires_grad and data.dtype.kind == "c":
+        raise RuntimeError(_COMPLEX_GRAD)
     if requires_grad and data.dtype.kind != "f":  # the factories' wording in PyTorch
         raise RuntimeError("Only Tensors of floating point and complex dtype can require gradients")
     if requires_grad:

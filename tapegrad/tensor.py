@@ -113,6 +113,10 @@ def _augmented(method):
     return operator
 
 
+_COMPLEX_GRAD = ("tapegrad: complex tensors cannot require gradients (eager autograd is real-valued); "
+                 "keep the real and imaginary parts as two float tensors that require grad")
+
+
 class Tensor(PrimitiveOperators):
     _bind_level = 1
     __array_priority__ = 1000
@@ -215,7 +219,9 @@ class Tensor(PrimitiveOperators):
                 "you can only change requires_grad flags of leaf variables. If you want to use a "
                 "computed variable in a subgraph that doesn't require differentiation use "
                 "var_no_grad = var.detach().")
-        if flag and self._data.dtype.kind not in "fc":
+        if flag and self._data.dtype.kind == "c":   # no operation would record it: grad stays None
+            raise RuntimeError(_COMPLEX_GRAD)
+        if flag and self._data.dtype.kind != "f":
             raise RuntimeError("only Tensors of floating point dtype can require gradients "
                                f"(got {self.dtype})")
         self._requires_grad = bool(flag)

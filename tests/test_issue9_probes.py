@@ -153,3 +153,15 @@ def test_source_negative_argnums(jit):
             source.grad(f, argnums=bad, jit=jit)(2.0, 3.0)
     with pytest.raises(TransformError, match="argnums -2 is out of range.*besides"):
         source.grad(functools.partial(f, 2.0), argnums=-2, jit=jit)(3.0)
+
+
+# --- case 6 on the eager face: a complex leaf is refused, not accepted and left without a grad -
+
+def test_complex_tensor_cannot_require_grad():
+    z = np.array([1 + 2j, 3 - 1j])
+    with pytest.raises(RuntimeError, match="complex tensors cannot require gradients"):
+        tg.tensor(z).requires_grad_()
+    with pytest.raises(RuntimeError, match="complex tensors cannot require gradients"):
+        tg.tensor(z, requires_grad=True)
+    assert not tg.tensor(z).requires_grad_(False).requires_grad
+    np.testing.assert_array_equal((tg.tensor(z) * 2.0).numpy(), z * 2.0)  # values still work
