@@ -126,7 +126,14 @@ class _Linear:
                     zero = np.zeros(o.shape, o.dtype)
                     us[o._slot] = ctx.record(P.reshape, (zero,), {"shape": o.shape})
             start = len(ctx.tape.instrs)
-            cts = [us.get(o._slot) if _differentiable(ctx, o) else None for o in self.out_leaves]
+            # each output slot seeded once: an output returned twice ((y, y)) would be seeded
+            # u + u, and its tangent come out doubled
+            cts, seeded = [], set()
+            for o in self.out_leaves:
+                first = _differentiable(ctx, o) and o._slot not in seeded
+                cts.append(us[o._slot] if first else None)
+                if first:
+                    seeded.add(o._slot)
             pulled = self.pullback_leaves(cts)
             self._transposed = us, start, pulled, len(ctx.tape.instrs)
         us, start, pulled, end = self._transposed

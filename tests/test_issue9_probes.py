@@ -165,3 +165,41 @@ def test_complex_tensor_cannot_require_grad():
         tg.tensor(z, requires_grad=True)
     assert not tg.tensor(z).requires_grad_(False).requires_grad
     np.testing.assert_array_equal((tg.tensor(z) * 2.0).numpy(), z * 2.0)  # values still work
+
+
+# --- case 5 in forward mode: an output returned twice, hessian with argnums=(0, 0) ---------
+
+def _twice(a):
+    y = np.sin(a) * a
+    return {"p": y, "q": [y, y]}
+
+
+@pytest.mark.parametrize("face", ["jvp", "jacfwd", "linearize", "jit(jacfwd)"])
+def test_forward_mode_output_returned_twice_not_doubled(face):
+    a, t = np.array([0.3, -1.2, 2.0]), np.array([1.0, 0.5, -2.0])
+    d = np.cos(a) * a + np.sin(a)
+    if face == "jvp":
+        out = tg.jvp(_twice, (a,), (t,))[1]
+    elif face == "linearize":
+        out = tg.linearize(_twice, a)[1](t)
+    else:
+        jac = (tg.jacfwd(_twice) if face == "jacfwd" else tg.jit(tg.jacfwd(_twice)))(a)
+        out = {"p": jac["p"] @ t, "q": [j @ t for j in jac["q"]]}
+    for got in (out["p"], *out["q"]):          # used to be 3x (one seed per occurrence)
+        np.testing.assert_allclose(got, d * t, rtol=1e-12)
+    np.testing.assert_allclose(tg.jvp(lambda x: (x, x), (a,), (t,))[1][0], t)
+
+
+def test_hessian_with_repeated_argnums():
+    a, b = np.array([1.0, 2.0]), np.array([3.0, 4.0])
+
+    def f(a, b):
+        return np.sum(a * a * b)
+    for hess in (tg.hessian(f, argnums=(0, 0)), tg.jit(tg.hessian(f, argnums=(0, 0)))):
+        blocks = hess(a, b)
+        for row in blocks:
+            for block in row:            # was diag(12, 16): twice the Hessian
+                np.testing.assert_allclose(block, np.diag(2 * b), rtol=1e-12)
+    jvp_of_grad = tg.jvp(lambda x: tg.grad(f, argnums=(0, 0))(x, b), (a,), (np.array([1.0, 0.0]),))
+    for tangent in jvp_of_grad[1]:
+        np.testing.assert_allclose(tangent, [6.0, 0.0], rtol=1e-12)
