@@ -632,6 +632,9 @@ class Tracer(PrimitiveOperators):
         # x.copy(), np.copy(x): a new array, so a new handle on the same slot (as +x)
         return Tracer(self._ctx, self._slot, self._value)
 
+    def clone(self, *, memory_format=None):     # PyTorch's spelling (tg.func, tg.compile)
+        return self.copy()
+
     __and__ = _logical(P.logical_and, "&")
     __or__ = _logical(P.logical_or, "|")
     __invert__ = _logical(P.logical_not, "~")
