@@ -223,3 +223,22 @@ def test_func_face_clone_then_inplace_writes():
     for grad in (tg.func.grad(f), tg.compile(tg.func.grad(f))):
         for _ in range(2):
             np.testing.assert_allclose(grad(tg.tensor(x)).numpy(), want, rtol=1e-6)
+
+
+def test_source_refusal_of_a_callable_names_the_users_def():
+    import functools
+    import inspect
+    from tapegrad import source
+    from tapegrad.source.errors import TransformError
+
+    def square(x):
+        return x * x
+    cached = functools.lru_cache(maxsize=None)(square)
+
+    class Model:
+        def loss(self, x):
+            return x * x
+    for fun, code in ((cached, square.__code__), (Model().loss, Model.loss.__code__)):
+        with pytest.raises(TransformError) as info:
+            source.grad(fun)(2.0)
+        assert f"{inspect.getsourcefile(square)}:{code.co_firstlineno}" in str(info.value)

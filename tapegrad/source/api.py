@@ -272,7 +272,11 @@ def _target(fun):
         if inner is not None:
             reason += (f" (it wraps `{getattr(inner, '__name__', inner)}`: pass that if the "
                        "wrapper does not change the value)")
-    raise TransformError(f"`{name}` {reason}", construct=type(fun).__name__)
+    # name the user's def it came from (a wrapper's, a method's), not "<unknown>"
+    code = getattr(getattr(fun, "__wrapped__", getattr(fun, "__func__", None)), "__code__", None)
+    where = {} if code is None else {"filename": code.co_filename,
+                                     "lineno": code.co_firstlineno}
+    raise TransformError(f"`{name}` {reason}", construct=type(fun).__name__, **where)
 
 
 _STRUCTURES = (tuple, list, dict)
