@@ -17,12 +17,14 @@ It does not follow: functions and module attributes of the standard library, Num
 installed packages (site-packages), values reached through calls or loops (`getattr(cfg, name)`,
 `cfg.get("k")`, `for v in table`). A name that held an object or module when fun was traced is
 followed through its attributes (`cfg.k` is watched) but not watched itself.
-Scalars here are bool, int, float, complex, str, bytes, None, NumPy scalars and tuples of these.
+Scalars here are bool, int, float, complex, str, bytes, None, NumPy scalars, enum members and
+tuples of these.
 Arrays read this way are constants of the tape: rebinding the name to a scalar retraces, but a new
 array (or an in-place change) is not seen; pass arrays that change as arguments.
 """
 import builtins
 import dis
+import enum
 import functools
 import os
 import sys
@@ -30,7 +32,8 @@ import types
 
 import numpy as np
 
-_SCALARS = (bool, int, float, complex, str, bytes, type(None), np.bool_, np.number)
+# enum members too: `if MODE is Mode.A` on a global branches like a scalar (keyed by identity)
+_SCALARS = (bool, int, float, complex, str, bytes, type(None), np.bool_, np.number, enum.Enum)
 _NUMBERS = (float, complex, np.inexact)
 _LOAD_ROOT = {"LOAD_GLOBAL": "global", "LOAD_NAME": "global", "LOAD_DEREF": "cell",
               "LOAD_CLASSDEREF": "cell", "LOAD_FAST": "local", "LOAD_FAST_CHECK": "local",

@@ -8,6 +8,7 @@ another trace (nested transforms, or under jit) they record onto the same tape, 
 `jit` imports `tapegrad_jit` (and with it numba) only when a jitted function is first called.
 """
 import contextlib
+import enum
 import functools
 import gc
 import importlib
@@ -39,9 +40,10 @@ def _is_gpu_array(value):
 
 
 def _is_static(value):
-    # Python ints and bools steer shapes and loops: they are part of the signature, not traced
-    return isinstance(value, (bool, int, np.integer, str, type(None))) and not isinstance(
-        value, np.ndarray)
+    # Python ints and bools steer shapes and loops (enum members, branches): they are part of
+    # the signature, not traced
+    return isinstance(value, (bool, int, np.integer, str, type(None), enum.Enum)) and \
+        not isinstance(value, np.ndarray)
 
 
 _CONTAINERS = (tuple, list, dict)      # pytree nodes: a traced input per leaf

@@ -242,3 +242,41 @@ def test_source_refusal_of_a_callable_names_the_users_def():
         with pytest.raises(TransformError) as info:
             source.grad(fun)(2.0)
         assert f"{inspect.getsourcefile(square)}:{code.co_firstlineno}" in str(info.value)
+
+
+# --- case 8: an enum member read from a global selects the tape as a scalar does --------------
+
+class _Mode(__import__("enum").Enum):
+    A = 1
+    B = 2
+
+
+_MODE = _Mode.A
+
+
+def _by_mode(x):
+    return np.sum(x * 2.0) if _MODE is _Mode.A else np.sum(x * 5.0)
+
+
+@pytest.mark.parametrize("face", ["jit", "jit(value_and_grad)"])
+def test_global_enum_branch_is_not_stale(face):
+    global _MODE
+    fun = tg.jit(_by_mode) if face == "jit" else (
+        lambda x, vg=tg.jit(tg.value_and_grad(_by_mode)): vg(x)[0])
+    x = np.arange(1.0, 4.0)
+    try:
+        for mode, want in [(_Mode.A, 12.0), (_Mode.B, 30.0), (_Mode.A, 12.0), (_Mode.B, 30.0)]:
+            _MODE = mode
+            assert fun(x) == want      # the B calls ran A's tape
+    finally:
+        _MODE = _Mode.A
+
+
+def test_enum_argument_is_static():
+    def f(x, mode):
+        return np.sum(x * 2.0) if mode is _Mode.A else np.sum(x * 5.0)
+    x = np.ones(3)
+    for fun in (tg.jit(f), tg.jit(tg.grad(f))):   # raised TypeError from float(mode)
+        first, second = fun(x, _Mode.A), fun(x, _Mode.B)
+        assert not np.allclose(first, second)
+        np.testing.assert_allclose(fun(x, _Mode.A), first)
