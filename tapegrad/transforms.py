@@ -782,9 +782,9 @@ def jit(fun=None, *, device="cpu"):
 
     What a compiled tape holds constant, exactly: a tape is traced for, and only reused with,
     the same argument shapes and dtypes, the same static arguments (Python ints, bools, strings,
-    None; 1 and True apart), the same structure of dict/list/tuple arguments, passing guards, and
-    the same values of the Python scalars (bool, int, float, complex, str, bytes, None, NumPy
-    scalars, tuples of these) the function reads from module globals and closures: by name,
+    None, enum members; 1 and True apart), the same structure of dict/list/tuple arguments,
+    passing guards, and the same values of the Python scalars (bool, int, float, complex, str,
+    bytes, None, NumPy scalars, enum members, tuples of these) the function reads from module globals and closures: by name,
     through attribute and constant-subscript chains (`cfg.k`, `params["k"]`), inside lambdas,
     generator expressions and nested functions, and in the user functions, closures of closures,
     `functools.partial`s, bound methods (`self.k`) and callable objects it reaches that way. A
