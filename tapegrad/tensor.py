@@ -104,6 +104,23 @@ def _unary_in_place(prim):
     return method
 
 
+def _boolean_only(prim, symbol):
+    """&, |, ~ on tensors: logical on bools (PyTorch's result); on other dtypes PyTorch's result
+    is bitwise, which has no primitive here: refused, not computed as logical ([5, 7] & [2, 3]
+    gave [True, True] where PyTorch gives [0, 3])."""
+    def method(*args):
+        for a in args:
+            data = a._data if isinstance(a, Tensor) else getattr(a, "_value", a)
+            dtype = np.dtype(data.dtype) if hasattr(data, "dtype") else np.asarray(data).dtype
+            if dtype.kind != "b":
+                raise TypeError(
+                    f"tapegrad: `{symbol}` on {dtype.name} values is bitwise in PyTorch, which "
+                    "tapegrad does not compute; compare first (x > 0) and combine bools, or use "
+                    "torch.logical_and/logical_or/logical_not")
+        return prim(*args)
+    return method
+
+
 def _augmented(method):
     def operator(self, other):
         if getattr(type(other), "_bind_level", 0) > 1:
@@ -952,6 +969,10 @@ class Tensor(PrimitiveOperators):
     # `@=` is not: torch.Tensor has no __imatmul__, so Python rebinds through __matmul__
     __iadd__, __isub__, __imul__, __itruediv__, __ipow__, __imod__ = map(
         _augmented, (add_, sub_, mul_, div_, pow_, remainder_))
+
+    __and__ = __rand__ = _boolean_only(P.logical_and, "&")
+    __or__ = __ror__ = _boolean_only(P.logical_or, "|")
+    __invert__ = _boolean_only(P.logical_not, "~")
 
     def __iand__(self, other):
         return self._logical_in_place(P.logical_and, other)

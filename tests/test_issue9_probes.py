@@ -280,3 +280,21 @@ def test_enum_argument_is_static():
         first, second = fun(x, _Mode.A), fun(x, _Mode.B)
         assert not np.allclose(first, second)
         np.testing.assert_allclose(fun(x, _Mode.A), first)
+
+
+# --- eager &, |, ~ : logical on bools, refused (not silently logical) on other dtypes ---------
+
+def test_eager_bitwise_operators_are_not_silently_logical():
+    torch = pytest.importorskip("torch")
+    x, y = np.array([5, 7]), np.array([2, 3])
+    for expr in (lambda a, b: a & b, lambda a, b: a | b, lambda a, b: ~a):
+        with pytest.raises(TypeError, match="bitwise in PyTorch"):
+            expr(tg.tensor(x), tg.tensor(y))       # gave [True, True]; torch: [0, 3]
+    m, n = np.array([True, False, True]), np.array([True, True, False])
+    for expr in (lambda a, b: a & b, lambda a, b: a | b, lambda a, b: ~a, lambda a, b: True & a):
+        np.testing.assert_array_equal(expr(tg.tensor(m), tg.tensor(n)).numpy(),
+                                      expr(torch.tensor(m), torch.tensor(n)).numpy())
+    t = tg.tensor(m)
+    alias = t
+    t &= tg.tensor(n)
+    assert alias is t and t.numpy().tolist() == [True, False, False]
