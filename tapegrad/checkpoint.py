@@ -51,6 +51,13 @@ def checkpoint(fun=None, *, static_argnums=()):
     a time. fun must be pure: it runs again on the same inputs. Arguments at static_argnums (and
     Python ints, strings) are passed as they are.
 
+    Args:
+        fun: the function (omitted when used as `@tg.checkpoint(static_argnums=...)`).
+        static_argnums: positions of arguments passed as they are, not traced.
+
+    Returns:
+        The checkpointed function (or, without fun, a decorator).
+
     Example:
         >>> import numpy as np, tapegrad as tg
         >>> step = tg.checkpoint(lambda y: y + 0.1 * np.sin(y))

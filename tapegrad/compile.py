@@ -247,6 +247,24 @@ def compile(model=None, *, fullgraph=False, dynamic=None, backend="inductor", mo
     checked; backend and options do not change how tapegrad compiles. disable=True returns the
     model as it is. A Module stays a Module (an OptimizedModule); see the module docstring for
     gradients and the eager fallback.
+
+    Args:
+        model: the function or nn.Module (omitted when used as @compile(...)).
+        fullgraph: accepted for PyTorch compatibility.
+        dynamic: accepted for PyTorch compatibility.
+        backend: accepted and checked; tapegrad always compiles with tapegrad.jit.
+        mode: one of PyTorch's modes (None, "default", "reduce-overhead", ...).
+        options: accepted and checked (not with mode).
+        disable: return model unchanged.
+
+    Returns:
+        The compiled function or OptimizedModule (or, without model, a decorator).
+
+    Example:
+        >>> import tapegrad as torch
+        >>> double_sum = torch.compile(lambda x: (x * 2).sum())
+        >>> double_sum(torch.tensor([1.0, 2.0]))
+        tensor(6.)
     """
     if mode not in _MODES:
         raise RuntimeError(f"Unrecognized mode={mode}, should be one of: "

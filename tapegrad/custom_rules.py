@@ -108,6 +108,20 @@ class custom_vjp:
     With nondiff_argnums, those arguments are passed first to bwd and get no cotangent. Every
     transform (grad, vjp, jvp, jacfwd, hessian, vmap) and jit use bwd; called on plain values, f
     runs as written.
+
+    Args:
+        fun: the function whose derivative is given.
+        nondiff_argnums: positions of arguments that are not differentiated.
+
+    Returns:
+        The wrapped function; call its defvjp(fwd, bwd) before differentiating it.
+
+    Example:
+        >>> import numpy as np, tapegrad as tg
+        >>> f = tg.custom_vjp(lambda x: np.sin(x))
+        >>> f.defvjp(lambda x: (np.sin(x), np.cos(x)), lambda cos_x, g: (cos_x * g,))
+        >>> tg.grad(lambda x: np.sum(f(x)))(np.zeros(2))
+        array([1., 1.])
     """
 
     def __init__(self, fun, nondiff_argnums=()):
@@ -249,6 +263,25 @@ class custom_jvp:
 
     Reverse mode (grad, vjp, jacrev) transposes tangent_out's map, so one rule serves every
     transform and jit. With nondiff_argnums, those arguments come first in the rule's call.
+
+    Args:
+        fun: the function whose derivative is given.
+        nondiff_argnums: positions of arguments that are not differentiated.
+
+    Returns:
+        The wrapped function; give its rule with defjvp before differentiating it.
+
+    Example:
+        >>> import numpy as np, tapegrad as tg
+        >>> @tg.custom_jvp
+        ... def f(x):
+        ...     return np.exp(x)
+        >>> @f.defjvp
+        ... def f_jvp(primals, tangents):
+        ...     (x,), (t,) = primals, tangents
+        ...     return np.exp(x), np.exp(x) * t
+        >>> tg.grad(lambda x: np.sum(f(x)))(np.zeros(2))
+        array([1., 1.])
     """
 
     def __init__(self, fun, nondiff_argnums=()):

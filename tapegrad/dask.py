@@ -187,6 +187,14 @@ def value_and_grad(loss, argnums=0, *, jit=False, face="trace", split_every=None
         The computation runs on the active Dask scheduler (a distributed.Client if one
         exists). `scipy.optimize.minimize(f, x0, args=(X, y), jac=True)` takes f as it is.
 
+    Example:
+        >>> import dask, dask.array as da, numpy as np, tapegrad.dask as tgd
+        >>> X = da.from_array(np.arange(6.0).reshape(3, 2), chunks=2)
+        >>> f = tgd.value_and_grad(lambda w, X: np.sum((X @ w) ** 2))
+        >>> with dask.config.set(scheduler="synchronous"):  # no cluster needed
+        ...     f(np.ones(2), X)
+        (np.float64(107.0), array([ 92., 122.]))
+
     A loss that is not a row sum is refused where its value over no rows shows it (shape,
     nan, not 0); a per-row loss of another form (a median, a max) is not detected.
     """
@@ -267,6 +275,15 @@ def vmap(fun):
         split as the first one is); other arguments go whole to each task. The result's row
         chunks are the input's; its row shape and dtype come from calling fun on one row of
         zeros here (which also traces and compiles fun once in this process).
+
+    Example:
+        >>> import dask, dask.array as da, numpy as np, tapegrad.dask as tgd
+        >>> X = da.from_array(np.arange(6.0).reshape(3, 2), chunks=2)
+        >>> with dask.config.set(scheduler="synchronous"):  # no cluster needed
+        ...     tgd.vmap(lambda X: X * 2.0)(X).compute()
+        array([[ 0.,  2.],
+               [ 4.,  6.],
+               [ 8., 10.]])
     """
     shipped = _Shipped(fun)
 

@@ -260,6 +260,10 @@ def jvp(fun, primals, tangents, has_aux=False):
 def linearize(fun, *primals):
     """fun's value at primals and its Jacobian-vector product there, recorded once.
 
+    Args:
+        fun: a function of arrays (pytrees) returning an array (pytree).
+        *primals: the point: fun's arguments.
+
     Returns:
         (out, f_jvp) with f_jvp(*tangents) -> tangent_out; tangents shaped like primals.
 
@@ -414,6 +418,16 @@ def jacfwd(fun, argnums=0, has_aux=False, sparsity=None):
     """The Jacobian of fun by forward mode: one tangent sweep per input element (cheaper than
     jacrev for functions with fewer inputs than outputs). Same results and arguments as jacrev;
     with sparsity=, columns sharing no row share one sweep (column colouring).
+
+    Args:
+        fun: a function of arrays (pytrees) returning an array (pytree).
+        argnums: the argument (int) or arguments (tuple) to differentiate.
+        has_aux: fun returns (output, aux); the result is then (jacobian, aux).
+        sparsity: None (dense), "detect" (the pattern found by tracing) or a known pattern;
+            the Jacobian is then a scipy.sparse matrix.
+
+    Returns:
+        A function of fun's arguments returning the Jacobian, out.shape + arg.shape.
 
     Example:
         >>> import numpy as np, tapegrad as tg

@@ -41,7 +41,22 @@ def _on_tracer(transformed, fun):
 
 def grad_and_value(func, argnums=0, has_aux=False):
     """torch.func.grad_and_value: a function returning (grad, value), or with has_aux
-    (grad, (value, aux)). argnums is an int or a tuple of ints (then grad is a tuple)."""
+    (grad, (value, aux)). argnums is an int or a tuple of ints (then grad is a tuple).
+
+    Args:
+        func: a function of Tensors returning a one-element Tensor.
+        argnums: the argument (int) or arguments (tuple) to differentiate.
+        has_aux: func returns (output, aux); aux is passed through.
+
+    Returns:
+        A function of func's arguments returning (grad, value).
+
+    Example:
+        >>> import tapegrad as torch
+        >>> from tapegrad.func import grad_and_value
+        >>> grad_and_value(lambda x: (x ** 2).sum())(torch.tensor([1.0, 2.0]))
+        (tensor([2., 4.]), tensor(5.))
+    """
     def transformed(f):
         vg = _transforms.value_and_grad(f, argnums, has_aux, _where="func.grad_and_value")
 
@@ -54,7 +69,22 @@ def grad_and_value(func, argnums=0, has_aux=False):
 
 def grad(func, argnums=0, has_aux=False):
     """torch.func.grad: a function returning the gradient of func's scalar output with respect to
-    the arguments argnums; with has_aux, (grad, aux)."""
+    the arguments argnums; with has_aux, (grad, aux).
+
+    Args:
+        func: a function of Tensors returning a one-element Tensor.
+        argnums: the argument (int) or arguments (tuple) to differentiate.
+        has_aux: func returns (output, aux); aux is passed through.
+
+    Returns:
+        A function of func's arguments returning the gradient.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> from tapegrad.func import grad
+        >>> grad(lambda x: (x ** 2).sum())(torch.tensor([1.0, 2.0]))
+        tensor([2., 4.])
+    """
     def transformed(f):
         vg = _transforms.value_and_grad(f, argnums, has_aux, _where="func.grad")
 
@@ -67,19 +97,68 @@ def grad(func, argnums=0, has_aux=False):
 
 def jacrev(func, argnums=0, *, has_aux=False, chunk_size=None, _preallocate_and_copy=False):
     """torch.func.jacrev: the Jacobian by reverse mode, out.shape + arg.shape per output and
-    argument; with has_aux, (jacobian, aux). chunk_size is accepted (sweeps run one by one)."""
+    argument; with has_aux, (jacobian, aux). chunk_size is accepted (sweeps run one by one).
+
+    Args:
+        func: a function of Tensors returning a Tensor (or a tuple of them).
+        argnums: the argument (int) or arguments (tuple) to differentiate.
+        has_aux: func returns (output, aux); aux is passed through.
+        chunk_size: accepted for PyTorch compatibility.
+
+    Returns:
+        A function of func's arguments returning the Jacobian.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> from tapegrad.func import jacrev
+        >>> jacrev(lambda x: x ** 2)(torch.tensor([1.0, 2.0]))
+        tensor([[2., 0.],
+                [0., 4.]])
+    """
     _check_chunk("jacrev", chunk_size)
     return _on_tracer(lambda f: _forward.jacrev(f, argnums, has_aux), func)
 
 
 def jacfwd(func, argnums=0, has_aux=False, *, randomness="error"):
-    """torch.func.jacfwd: the Jacobian by forward mode (same layout as jacrev)."""
+    """torch.func.jacfwd: the Jacobian by forward mode (same layout as jacrev).
+
+    Args:
+        func: a function of Tensors returning a Tensor (or a tuple of them).
+        argnums: the argument (int) or arguments (tuple) to differentiate.
+        has_aux: func returns (output, aux); aux is passed through.
+        randomness: as for vmap ('error', 'different' or 'same').
+
+    Returns:
+        A function of func's arguments returning the Jacobian.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> from tapegrad.func import jacfwd
+        >>> jacfwd(lambda x: x ** 2)(torch.tensor([1.0, 2.0]))
+        tensor([[2., 0.],
+                [0., 4.]])
+    """
     _check_randomness("jacfwd", randomness)
     return _on_tracer(lambda f: _forward.jacfwd(f, argnums, has_aux), func)
 
 
 def hessian(func, argnums=0):
-    """torch.func.hessian: jacfwd(jacrev(func)), arg.shape + arg.shape for a scalar func."""
+    """torch.func.hessian: jacfwd(jacrev(func)), arg.shape + arg.shape for a scalar func.
+
+    Args:
+        func: a function of Tensors returning a one-element Tensor.
+        argnums: the argument (int) or arguments (tuple) to differentiate.
+
+    Returns:
+        A function of func's arguments returning the Hessian.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> from tapegrad.func import hessian
+        >>> hessian(lambda x: (x ** 3).sum())(torch.tensor([1.0, 2.0]))
+        tensor([[ 6.,  0.],
+                [ 0., 12.]])
+    """
     return _on_tracer(lambda f: _forward.hessian(f, argnums), func)
 
 
@@ -120,7 +199,24 @@ def vmap(func, in_dims=0, out_dims=0, randomness="error", *, chunk_size=None):
     """torch.func.vmap: func mapped over in_dims of its arguments (an int or None for all, or a
     tuple with one per argument; a dict/list/tuple argument maps each of its leaves), results
     stacked on out_dims. randomness: 'error' (PyTorch's default) refuses random numbers drawn
-    inside func, 'different' draws them per row; 'same' is refused when func draws any."""
+    inside func, 'different' draws them per row; 'same' is refused when func draws any.
+
+    Args:
+        func: a function of one example's Tensors.
+        in_dims: the mapped dimension of each argument (int, None, or a tuple per argument).
+        out_dims: where the batch dimension goes in the results.
+        randomness: 'error', 'different' or 'same' (see above).
+        chunk_size: rows per chunk (None for all at once).
+
+    Returns:
+        The batched function.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> from tapegrad.func import vmap
+        >>> vmap(lambda x: x.sum())(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+        tensor([3., 7.])
+    """
     _check_randomness("vmap", randomness)
     _check_chunk("vmap", chunk_size)
     _check_dims("in_dims", in_dims)
@@ -177,7 +273,26 @@ def functional_call(module, parameter_and_buffer_dicts, args=None, kwargs=None, 
     """torch.func.functional_call: module(*args, **kwargs) with the parameters and buffers named
     in parameter_and_buffer_dicts (a dict, or a tuple of dicts) in place of its own; the module
     is left as it was. The values may be Tensors or traced values, so grad/vmap of a function
-    calling functional_call differentiate a module's output with respect to its weights."""
+    calling functional_call differentiate a module's output with respect to its weights.
+
+    Args:
+        module: the nn.Module.
+        parameter_and_buffer_dicts: names to values, a dict or a tuple of dicts.
+        args: the positional arguments (one value or a tuple).
+        kwargs: the keyword arguments.
+        tie_weights: accepted for PyTorch compatibility.
+        strict: require every parameter and buffer to be given.
+
+    Returns:
+        module's output.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> from tapegrad.func import functional_call
+        >>> lin = torch.nn.Linear(2, 1, bias=False)
+        >>> functional_call(lin, {"weight": torch.tensor([[1.0, 2.0]])}, (torch.tensor([3.0, 4.0]),))
+        tensor([11.])
+    """
     dicts = parameter_and_buffer_dicts
     dicts = tuple(dicts) if isinstance(dicts, (tuple, list)) else (dicts,)
     given = {}

@@ -204,14 +204,52 @@ def full(size, fill_value, dtype=None, device=None, requires_grad=False):
                    requires_grad)
 
 
-def _like(fill):
+def _like(name, summary, example, printed):
+    """zeros_like & co.: `name`(input) is the factory `name` at input's shape and dtype."""
+    fill = globals()[name]
+
     def factory(input, dtype=None, device=None, requires_grad=False):
         return fill(input.shape, dtype=dtype or input.dtype, requires_grad=requires_grad)
-    factory.__name__ = fill.__name__ + "_like"
+    factory.__name__ = factory.__qualname__ = name + "_like"
+    factory.__doc__ = summary + "\n" + _LIKE_DOC.format(example=example, printed=printed)
     return factory
 
 
+_LIKE_DOC = """
+    Args:
+        input: the Tensor whose shape (and, by default, dtype) the result takes.
+        dtype: the dtype (default: input's dtype).
+        device: accepted for PyTorch compatibility (tapegrad Tensors live on the CPU).
+        requires_grad: whether operations on the result are recorded for gradients.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> {example}
+        {printed}
+"""
+
+
 def rand(*size, dtype=None, device=None, requires_grad=False, generator=None):
+    """A Tensor of uniform samples in [0, 1) from tapegrad's generator (see ``manual_seed``).
+
+    Args:
+        *size: the shape, as ints or one sequence of ints.
+        dtype: the dtype (default ``float32``, as in PyTorch).
+        device: accepted for PyTorch compatibility (tapegrad Tensors live on the CPU).
+        requires_grad: whether operations on the result are recorded for gradients.
+        generator: accepted for PyTorch compatibility.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> torch.rand(2, 3).shape
+        torch.Size([2, 3])
+    """
     data = _generator().random(_size_args(size)).astype(_resolve_dtype(dtype))
     return _finish(data, requires_grad)
 
@@ -245,14 +283,35 @@ def randint(low, high=None, size=(), dtype=None, device=None, requires_grad=Fals
 
 
 def full_like(input, fill_value, dtype=None, device=None, requires_grad=False):
+    """A Tensor shaped like `input`, every element `fill_value`.
+
+    Args:
+        input: the Tensor whose shape (and, by default, dtype) the result takes.
+        fill_value: the value of every element.
+        dtype: the dtype (default: input's dtype).
+        device: accepted for PyTorch compatibility (tapegrad Tensors live on the CPU).
+        requires_grad: whether operations on the result are recorded for gradients.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> torch.full_like(torch.tensor([1.0, 2.0]), 7)
+        tensor([7., 7.])
+    """
     return full(input.shape, fill_value, dtype=dtype or input.dtype, requires_grad=requires_grad)
 
 
-ones_like = _like(lambda shape, **kw: ones(shape, **kw))
-zeros_like = _like(lambda shape, **kw: zeros(shape, **kw))
+ones_like = _like("ones", "A Tensor of ones shaped like `input`.",
+                  "torch.ones_like(torch.tensor([1.0, 2.0]))", "tensor([1., 1.])")
+zeros_like = _like("zeros", "A Tensor of zeros shaped like `input`.",
+                   "torch.zeros_like(torch.tensor([1.0, 2.0]))", "tensor([0., 0.])")
 empty_like = zeros_like
-rand_like = _like(lambda shape, **kw: rand(shape, **kw))
-randn_like = _like(lambda shape, **kw: randn(shape, **kw))
+rand_like = _like("rand", "A Tensor of uniform samples in [0, 1) shaped like `input`.",
+                  "torch.rand_like(torch.tensor([1.0, 2.0])).shape", "torch.Size([2])")
+randn_like = _like("randn", "A Tensor of standard normal samples shaped like `input`.",
+                   "torch.randn_like(torch.tensor([1.0, 2.0])).shape", "torch.Size([2])")
 
 
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
@@ -281,10 +340,46 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
 
 
 def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
+    """A 1-d Tensor of `steps` evenly spaced numbers from `start` to `end`, both included.
+
+    Args:
+        start: the first number.
+        end: the last number.
+        steps: how many numbers.
+        dtype: the dtype (default ``float32``, as in PyTorch).
+        device: accepted for PyTorch compatibility (tapegrad Tensors live on the CPU).
+        requires_grad: whether operations on the result are recorded for gradients.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> torch.linspace(0, 1, 3)
+        tensor([0.0000, 0.5000, 1.0000])
+    """
     return _finish(np.linspace(start, end, steps).astype(_resolve_dtype(dtype)), requires_grad)
 
 
 def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+    """A 2-d Tensor with ones on the diagonal and zeros elsewhere.
+
+    Args:
+        n: the number of rows.
+        m: the number of columns (default n).
+        dtype: the dtype (default ``float32``, as in PyTorch).
+        device: accepted for PyTorch compatibility (tapegrad Tensors live on the CPU).
+        requires_grad: whether operations on the result are recorded for gradients.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> torch.eye(2)
+        tensor([[1., 0.],
+                [0., 1.]])
+    """
     return _finish(np.eye(n, m, dtype=_resolve_dtype(dtype)), requires_grad)
 
 

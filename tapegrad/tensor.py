@@ -303,7 +303,17 @@ class Tensor(PrimitiveOperators):
         return getattr(self, "_view", None) is not None
 
     def detach(self):
-        """A tensor sharing this one's memory and version counter, cut from the graph."""
+        """A tensor sharing this one's memory and version counter, cut from the graph.
+
+        Returns:
+            The Tensor, with requires_grad False and no grad_fn.
+
+        Example:
+            >>> import tapegrad as torch
+            >>> x = torch.tensor([1.0], requires_grad=True)
+            >>> (x * 2).detach()
+            tensor([2.])
+        """
         t = Tensor._wrap(self._data)
         t._version_counter = self._version_counter
         return t
@@ -391,6 +401,20 @@ class Tensor(PrimitiveOperators):
         return Size(self._data.shape)
 
     def size(self, dim=None):
+        """The shape, or one dimension's length.
+
+        Args:
+            dim: the dimension (negative counts from the end); None for the whole shape.
+
+        Returns:
+            A torch.Size, or an int when dim is given.
+
+        Example:
+            >>> import tapegrad as torch
+            >>> x = torch.zeros(1, 2)
+            >>> x.size(), x.size(-1)
+            (torch.Size([1, 2]), 2)
+        """
         return self.shape if dim is None else self._data.shape[_dim(dim, self.ndim)]
 
     @property
@@ -398,6 +422,16 @@ class Tensor(PrimitiveOperators):
         return self._data.ndim
 
     def dim(self):
+        """The number of dimensions.
+
+        Returns:
+            An int.
+
+        Example:
+            >>> import tapegrad as torch
+            >>> torch.zeros(1, 2).dim()
+            2
+        """
         return self._data.ndim
 
     def numel(self):
@@ -672,6 +706,21 @@ class Tensor(PrimitiveOperators):
         return P.logsumexp(self, axis=_axes(dim, self.ndim), keepdims=keepdim)
 
     def norm(self, p="fro", dim=None, keepdim=False):
+        """The vector or matrix norm, differentiable.
+
+        Args:
+            p: 'fro' or 2 (Euclidean / Frobenius), 1, or inf.
+            dim: the dimension(s) reduced; None for all elements.
+            keepdim: keep the reduced dimensions with length 1.
+
+        Returns:
+            The Tensor of norms.
+
+        Example:
+            >>> import tapegrad as torch
+            >>> torch.tensor([3.0, 4.0]).norm()
+            tensor(5.)
+        """
         ord_ = {"fro": 2, 2: 2, 1: 1, float("inf"): np.inf}.get(p)
         if ord_ is None:
             raise ValueError(f"tapegrad: norm supports p = 'fro', 2, 1 and inf, not {p!r}")

@@ -190,14 +190,60 @@ def test_retrace_warning_points_at_the_users_line():
 
 
 # Docstrings of the public functions: arguments, returns and an example that runs (doctest).
-PUBLIC = ["tapegrad.grad", "tapegrad.value_and_grad", "tapegrad.vmap", "tapegrad.make_tape",
-          "tapegrad.jit", "tapegrad.source.grad", "tapegrad.source.value_and_grad",
-          "tapegrad.autograd.grad", "tapegrad.autograd.backward", "tapegrad.tensor",
-          "tapegrad.manual_seed", "tapegrad.cli.main"] + [
-    f"tapegrad.{factory}" for factory in
-    ("ones", "zeros", "full", "randn", "arange", "cat", "stack", "where")] + [
-    f"tapegrad.Tensor.{method}" for method in
-    ("backward", "item", "numpy", "requires_grad_", "retain_grad", "register_hook")]
+# The contract's (ARCHITECTURE.md) names at the top level, then every public function and class
+# of the modules below, found from their __all__ (or, without one, their own functions), so a
+# public name added later is checked without editing this list.
+PUBLIC_TOP = ("grad", "value_and_grad", "vmap", "make_tape", "jit", "jvp", "linearize", "vjp",
+              "jacfwd", "jacrev", "jacobian", "hessian", "hvp", "checkpoint", "custom_vjp",
+              "custom_jvp", "compile", "tensor", "ones", "zeros", "full", "randn", "rand",
+              "arange", "linspace", "eye", "zeros_like", "ones_like", "full_like", "randn_like",
+              "rand_like", "manual_seed", "cat", "stack", "where", "no_grad", "enable_grad",
+              "set_grad_enabled")
+TENSOR_METHODS = ("backward", "item", "numpy", "requires_grad_", "retain_grad", "register_hook",
+                  "detach", "size", "dim", "norm")
+PUBLIC_MODULES = ("tapegrad.source", "tapegrad.autograd", "tapegrad.autograd.functional",
+                  "tapegrad.func", "tapegrad.dask", "tapegrad.nn.functional", "tapegrad.optim")
+
+
+def _public_names():
+    import importlib
+    import inspect
+    names = [f"tapegrad.{n}" for n in PUBLIC_TOP] + ["tapegrad.cli.main"]
+    names += [f"tapegrad.Tensor.{m}" for m in TENSOR_METHODS]
+    for module_name in PUBLIC_MODULES:
+        module = importlib.import_module(module_name)
+        listed = getattr(module, "__all__", None) or [
+            n for n, o in vars(module).items()
+            if not n.startswith("_") and getattr(o, "__module__", None) == module_name]
+        for n in listed:
+            obj = getattr(module, n)
+            exception = inspect.isclass(obj) and issubclass(obj, BaseException)
+            if (inspect.isfunction(obj) or inspect.isclass(obj)) and not exception:
+                names.append(f"{module_name}.{n}")
+    return sorted(set(names))
+
+
+PUBLIC = _public_names()
+# Public names whose docstrings still lack the sections (strict xfail: documenting one makes
+# its xfail pass, which fails until the name is taken off this list).
+UNDOCUMENTED = {
+    f"tapegrad.autograd.{n}" for n in (
+        "Function", "detect_anomaly", "gradgradcheck", "is_grad_enabled",)
+} | {
+    f"tapegrad.autograd.functional.{n}" for n in (
+        "vhp",)
+} | {
+    f"tapegrad.nn.functional.{n}" for n in (
+        "adaptive_avg_pool2d", "avg_pool2d", "batch_norm", "bilinear", "binary_cross_entropy",
+        "binary_cross_entropy_with_logits", "conv1d", "conv2d", "cross_entropy", "dropout",
+        "elu", "embedding", "gelu", "hardtanh", "huber_loss", "kl_div", "l1_loss", "layer_norm",
+        "leaky_relu", "linear", "log_softmax", "logsigmoid", "max_pool2d", "mish", "mse_loss",
+        "nll_loss", "normalize", "one_hot", "pad", "relu", "relu6", "sigmoid", "silu",
+        "smooth_l1_loss", "softmax", "softmin", "softplus", "softsign", "tanh",)
+} | {
+    f"tapegrad.optim.{n}" for n in (
+        "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "SGD",)
+}
 
 
 def _resolve(name):
@@ -210,10 +256,14 @@ def _resolve(name):
     return obj
 
 
-@pytest.mark.parametrize("name", PUBLIC)
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="docstring to write"))
+    if n in UNDOCUMENTED else n for n in PUBLIC])
 def test_public_function_docstrings_have_args_returns_and_a_running_example(name):
     import doctest
     import inspect
+    if name.startswith("tapegrad.dask."):
+        pytest.importorskip("dask.array")  # the optional extra runs its examples
     obj = _resolve(name)
     doc = inspect.getdoc(obj) or ""
     takes = [p for p in inspect.signature(obj).parameters if p != "self"]

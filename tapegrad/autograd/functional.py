@@ -27,7 +27,24 @@ def _detached(values, create_graph):
 
 
 def vjp(func, inputs, v=None, create_graph=False, strict=False):
-    """(func(inputs), v^T J)."""
+    """(func(inputs), v^T J).
+
+    Args:
+        func: a function of Tensors returning a Tensor (or a tuple of Tensors).
+        inputs: a Tensor or a tuple of Tensors.
+        v: the vector, shaped like func's output (may be omitted when that has one element).
+        create_graph: keep the result differentiable.
+        strict: accepted for PyTorch compatibility.
+
+    Returns:
+        (func(inputs), v^T J) with v^T J shaped like inputs.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> from tapegrad.autograd.functional import vjp
+        >>> vjp(lambda x: x ** 2, torch.tensor([1.0, 2.0]), torch.tensor([1.0, 1.0]))
+        (tensor([1., 4.]), tensor([2., 4.]))
+    """
     is_tuple, xs = _as_inputs(inputs)
     out = func(*xs)
     grads = _grads(out, xs, v, create_graph)
@@ -35,7 +52,24 @@ def vjp(func, inputs, v=None, create_graph=False, strict=False):
 
 
 def jvp(func, inputs, v=None, create_graph=False, strict=False):
-    """(func(inputs), J v), by differentiating the vjp with respect to its cotangent."""
+    """(func(inputs), J v), by differentiating the vjp with respect to its cotangent.
+
+    Args:
+        func: a function of Tensors returning a Tensor (or a tuple of Tensors).
+        inputs: a Tensor or a tuple of Tensors.
+        v: the vector, shaped like inputs (may be omitted when that has one element).
+        create_graph: keep the result differentiable.
+        strict: accepted for PyTorch compatibility.
+
+    Returns:
+        (func(inputs), J v) with J v shaped like func's output.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> from tapegrad.autograd.functional import jvp
+        >>> jvp(lambda x: x ** 2, torch.tensor([1.0, 2.0]), torch.tensor([1.0, 1.0]))
+        (tensor([1., 4.]), tensor([2., 4.]))
+    """
     from ..tensor import Tensor
     is_tuple, xs = _as_inputs(inputs)
     out = func(*xs)
@@ -51,7 +85,25 @@ def jvp(func, inputs, v=None, create_graph=False, strict=False):
 
 
 def jacobian(func, inputs, create_graph=False, strict=False, vectorize=False):
-    """d func / d inputs with shape out.shape + input.shape (a tuple per input/output pair)."""
+    """d func / d inputs with shape out.shape + input.shape (a tuple per input/output pair).
+
+    Args:
+        func: a function of Tensors returning a Tensor (or a tuple of Tensors).
+        inputs: a Tensor or a tuple of Tensors.
+        create_graph: keep the result differentiable.
+        strict: accepted for PyTorch compatibility.
+        vectorize: accepted for PyTorch compatibility.
+
+    Returns:
+        The Jacobian Tensor (nested tuples for tuple inputs or outputs).
+
+    Example:
+        >>> import tapegrad as torch
+        >>> from tapegrad.autograd.functional import jacobian
+        >>> jacobian(lambda x: x ** 2, torch.tensor([1.0, 2.0]))
+        tensor([[2., 0.],
+                [0., 4.]])
+    """
     from ..tensor import Tensor
     is_tuple, xs = _as_inputs(inputs)
     outs = func(*xs)
@@ -76,7 +128,25 @@ def jacobian(func, inputs, create_graph=False, strict=False, vectorize=False):
 
 
 def hessian(func, inputs, create_graph=False, strict=False, vectorize=False):
-    """The Jacobian of the gradient of a scalar function."""
+    """The Jacobian of the gradient of a scalar function.
+
+    Args:
+        func: a function of Tensors returning a Tensor (or a tuple of Tensors).
+        inputs: a Tensor or a tuple of Tensors.
+        create_graph: keep the result differentiable.
+        strict: accepted for PyTorch compatibility.
+        vectorize: accepted for PyTorch compatibility.
+
+    Returns:
+        The Hessian, shaped input.shape + input.shape (nested tuples for tuple inputs).
+
+    Example:
+        >>> import tapegrad as torch
+        >>> from tapegrad.autograd.functional import hessian
+        >>> hessian(lambda x: (x ** 3).sum(), torch.tensor([1.0, 2.0]))
+        tensor([[ 6.,  0.],
+                [ 0., 12.]])
+    """
     is_tuple, _ = _as_inputs(inputs)
 
     def gradient(*xs):
@@ -91,7 +161,24 @@ def hessian(func, inputs, create_graph=False, strict=False, vectorize=False):
 
 
 def hvp(func, inputs, v=None, create_graph=False, strict=False):
-    """(func(inputs), H v) for a scalar function, by a second reverse sweep."""
+    """(func(inputs), H v) for a scalar function, by a second reverse sweep.
+
+    Args:
+        func: a function of Tensors returning a Tensor (or a tuple of Tensors).
+        inputs: a Tensor or a tuple of Tensors.
+        v: the vector, shaped like inputs (may be omitted when that has one element).
+        create_graph: keep the result differentiable.
+        strict: accepted for PyTorch compatibility.
+
+    Returns:
+        (func(inputs), H v) with H v shaped like inputs.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> from tapegrad.autograd.functional import hvp
+        >>> hvp(lambda x: (x ** 3).sum(), torch.tensor([1.0, 2.0]), torch.tensor([1.0, 1.0]))
+        (tensor(9.), tensor([ 6., 12.]))
+    """
     from . import grad
     is_tuple, xs = _as_inputs(inputs)
     out = func(*xs)

@@ -38,15 +38,53 @@ class _GradModeContext:
 
 
 class no_grad(_GradModeContext):
+    """Operations inside record no graph (a context manager, or a decorator of a function).
+
+    Returns:
+        The context manager.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> x = torch.tensor([1.0], requires_grad=True)
+        >>> with torch.no_grad():
+        ...     print((x * 2).requires_grad)
+        False
+    """
     mode = False
 
 
 class enable_grad(_GradModeContext):
+    """Operations inside record the graph, even within no_grad (a context manager or a decorator).
+
+    Returns:
+        The context manager.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> x = torch.tensor([1.0], requires_grad=True)
+        >>> with torch.no_grad(), torch.enable_grad():
+        ...     print((x * 2).requires_grad)
+        True
+    """
     mode = True
 
 
 class set_grad_enabled(_GradModeContext):
-    """`set_grad_enabled(False)` switches at once (like PyTorch) and restores on exit when used in `with`."""
+    """`set_grad_enabled(False)` switches at once (like PyTorch) and restores on exit when used in `with`.
+
+    Args:
+        mode: True to record graphs, False not to.
+
+    Returns:
+        The context manager.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> x = torch.tensor([1.0], requires_grad=True)
+        >>> with torch.set_grad_enabled(False):
+        ...     print((x * 2).requires_grad)
+        False
+    """
 
     def __init__(self, mode):
         self.mode = bool(mode)

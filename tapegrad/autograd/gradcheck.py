@@ -52,7 +52,25 @@ def _analytical_jacobian(fn, inputs, i, out_index):
 
 
 def gradcheck(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, **_):
-    """True when every input's gradient matches finite differences; else an error naming where."""
+    """True when every input's gradient matches finite differences; else an error naming where.
+
+    Args:
+        func: a function of the inputs returning a Tensor or a tuple of Tensors.
+        inputs: a Tensor or a tuple of them; those with requires_grad are checked (in float64).
+        eps: the finite-difference step.
+        atol: the absolute tolerance.
+        rtol: the relative tolerance.
+        raise_exception: raise on a mismatch (else return False).
+
+    Returns:
+        True when all gradients match.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> x = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+        >>> torch.autograd.gradcheck(lambda x: (x ** 2).sum(), (x,))
+        True
+    """
     from ..tensor import Tensor
     inputs = _float64_inputs(inputs if isinstance(inputs, tuple) else (inputs,))
     n_out = len(_outputs(func, inputs))
