@@ -12,6 +12,7 @@ Primitive rules come from primitives.py; nothing here defines a derivative.
 """
 import math
 import sys
+from collections import namedtuple
 
 import numpy as np
 
@@ -95,6 +96,7 @@ COMPOSED_UFUNCS = {
     np.positive: lambda x: P.clone(in_result_dtype(np.positive, x)),  # booleans refused
     # on traced values these take precedence over UFUNCS' single primitives
     np.remainder: _integer_safe(P.remainder), np.fmod: _integer_safe(P.fmod),
+    np.floor_divide: _integer_safe(P.floor_divide),
 }
 
 def _xlogy(x, y):
@@ -476,6 +478,146 @@ def _slogdet(a):
     return P.sign(P.det(a)), P.logabsdet(a)
 
 
+EighResult = namedtuple("EighResult", ["eigenvalues", "eigenvectors"])
+EigResult = namedtuple("EigResult", ["eigenvalues", "eigenvectors"])
+SVDResult = namedtuple("SVDResult", ["U", "S", "Vh"])
+
+
+def _matrices(name, a):
+    if len(_shape(a)) < 2:
+        raise np.linalg.LinAlgError(f"tapegrad: np.linalg.{name} takes matrices (2 or more "
+                                    f"dimensions), not shape {_shape(a)}")
+    return _float(a)
+
+
+def _swapped_last(x):
+    n = len(_shape(x))
+    return tuple(range(n - 2)) + (n - 1, n - 2)
+
+
+def _cholesky(a, /, *, upper=False):
+    lower = P.cholesky(_square_matrices("cholesky")(a))
+    return P.transpose(lower, axes=_swapped_last(lower)) if upper else lower
+
+
+def _eigh(a, UPLO="L"):
+    # the lower triangle, as NumPy (UPLO="U" would need the upper one: refused)
+    if UPLO != "L":
+        raise TypeError("tapegrad: np.linalg.eigh is traced with UPLO='L'; pass the transposed "
+                        "matrix for the upper triangle")
+    a = _square_matrices("eigh")(a)
+    return EighResult(P.eigh_values(a), P.eigh_vectors(a))
+
+
+def _eig(a):
+    a = _square_matrices("eig")(a)
+    return EigResult(P.eig_values(a), P.eig_vectors(a))
+
+
+def _svd(a, full_matrices=True, compute_uv=True, hermitian=False):
+    a = _matrices("svd", a)
+    if not compute_uv:
+        return P.svd_values(a)
+    m, n = _shape(a)[-2:]
+    if full_matrices and m != n:
+        raise TypeError(f"tapegrad: np.linalg.svd of a {m}x{n} matrix is traced with "
+                        "full_matrices=False (the extra columns of U or V have no gradient); "
+                        "write np.linalg.svd(a, full_matrices=False)")
+    return SVDResult(P.svd_u(a), P.svd_values(a), P.svd_vt(a))
+
+
+_NO_VALUE = object()
+
+
+def _pinv(a, rcond=None, hermitian=False, *, rtol=_NO_VALUE):
+    # NumPy's cutoffs: rcond 1e-15 by default; rtol=None: max(m, n) * eps
+    a = _matrices("pinv", a)
+    if rcond is None:
+        rcond = 1e-15 if rtol is _NO_VALUE else (
+            max(_shape(a)[-2:]) * np.finfo(dtype_of(a)).eps if rtol is None else rtol)
+    return P.pinv(a, rcond=float(rcond))
+
+
+def _vector_norm(x, ord, axes, keepdims):
+    if ord is None or ord == 2:
+        return P.norm(x, ord=2, axis=axes, keepdims=keepdims)
+    if ord in (1, np.inf):
+        return P.norm(x, ord=ord, axis=axes, keepdims=keepdims)
+    if ord == -np.inf:
+        return P.amin(P.abs_(x), axis=axes, keepdims=keepdims)
+    if ord == 0:  # the count of nonzero entries: no gradient
+        return P.sum_(P.cast(P.ne(x, 0), dtype=dtype_of(x).name), axis=axes,
+                      keepdims=keepdims)
+    if isinstance(ord, str):
+        raise ValueError(f"Invalid norm order '{ord}' for vectors")
+    p = float(ord)
+    return P.pow_(P.sum_(P.pow_(P.abs_(x), p), axis=axes, keepdims=keepdims), 1.0 / p)
+
+
+def _singular_values_last(x, axes):
+    """The singular values of the matrices spanned by `axes` (moved last)."""
+    rest = [i for i in range(len(_shape(x))) if i not in axes]
+    order = tuple(rest) + tuple(axes)
+    return P.svd_values(P.transpose(x, axes=order) if order != tuple(range(len(order))) else x)
+
+
+def _matrix_norm(x, ord, axes, keepdims):
+    row, col = axes
+    last = (len(_shape(x)) - 2,)
+    if ord in (None, "fro"):
+        out = P.norm(x, ord=2, axis=tuple(sorted(axes)), keepdims=False)
+    elif ord == "nuc":
+        out = P.sum_(_singular_values_last(x, axes), axis=last, keepdims=False)
+    elif ord in (2, -2):
+        out = (P.amax if ord == 2 else P.amin)(_singular_values_last(x, axes), axis=last,
+                                              keepdims=False)
+    elif ord in (1, -1, np.inf, -np.inf):
+        # 1: the largest column sum of |x|; inf: the largest row sum
+        summed, other = (row, col) if ord in (1, -1) else (col, row)
+        sums = P.sum_(P.abs_(x), axis=(summed,), keepdims=False)
+        other -= other > summed
+        out = (P.amax if ord > 0 else P.amin)(sums, axis=(other,), keepdims=False)
+    else:
+        raise ValueError("Invalid norm order for matrices.")
+    if keepdims:
+        out = P.reshape(out, shape=tuple(1 if i in axes else n for i, n in enumerate(_shape(x))))
+    return out
+
+
+def _norm(x, ord=None, axis=None, keepdims=False):
+    """np.linalg.norm: every order NumPy accepts (matrix 2, -2 and 'nuc' through the SVD)."""
+    x = _float(x)
+    ndim = len(_shape(x))
+    if axis is None and (ord is None or ndim == 1):
+        flat = P.reshape(x, shape=(math.prod(_shape(x)),))
+        out = _vector_norm(flat, ord, (0,), False)
+        return P.reshape(out, shape=(1,) * ndim) if keepdims else out
+    if axis is None:
+        axis = tuple(range(ndim))
+    axes = tuple(int(a) % ndim for a in (axis if isinstance(axis, (tuple, list)) else (axis,)))
+    if len(axes) == 1:
+        return _vector_norm(x, ord, axes, bool(keepdims))
+    if len(axes) == 2 and axes[0] != axes[1]:
+        return _matrix_norm(x, ord, axes, bool(keepdims))
+    raise ValueError("Improper number of dimensions to norm.")
+
+
+def _vector_norm_api(x, /, *, axis=None, keepdims=False, ord=2):
+    x = _float(x)
+    ndim = len(_shape(x))
+    if axis is None:  # every element, as one vector
+        out = _vector_norm(P.reshape(x, shape=(math.prod(_shape(x)),)), ord, (0,), False)
+        return P.reshape(out, shape=(1,) * ndim) if keepdims else out
+    return _vector_norm(x, ord, _axes(axis, ndim), bool(keepdims))
+
+
+def _partition(a, kth, axis=-1, kind="introselect", order=None):
+    """A valid np.partition: the sorted values (every kth in place, smaller ones before it),
+    differentiable through the permutation; NumPy leaves the order inside each part open."""
+    _unsupported("partition", order=order)
+    return _sort(a, axis)
+
+
 def _round(a, decimals=0, out=None):
     # NumPy's own steps: rint(a * 10**d) / 10**d (integers: only negative decimals change them)
     _unsupported("round", out=out)
@@ -602,6 +744,15 @@ ARRAY_FUNCTIONS = {
     np.linalg.inv: lambda a: P.inv(_square_matrices("inv")(a)),
     np.linalg.det: lambda a: P.det(_square_matrices("det")(a)),
     np.linalg.slogdet: _slogdet, np.linalg.solve: _solve,
+    np.linalg.cholesky: _cholesky, np.linalg.eigh: _eigh, np.linalg.eig: _eig,
+    np.linalg.eigvalsh: lambda a, UPLO="L": _eigh(a).eigenvalues,
+    np.linalg.eigvals: lambda a: _eig(a).eigenvalues,
+    np.linalg.svd: _svd, np.linalg.svdvals: lambda x: _svd(x, compute_uv=False),
+    np.linalg.pinv: _pinv, np.linalg.norm: _norm,
+    np.linalg.vector_norm: _vector_norm_api,
+    np.linalg.matrix_norm: lambda x, *, keepdims=False, ord="fro": _norm(
+        x, ord, (-2, -1), keepdims),
+    np.partition: _partition,
     np.round: _round, np.around: _round,
     np.all: _truth(lambda count, n: P.eq(count, n)), np.any: _truth(lambda count, n: P.gt(count, 0)),
     np.linspace: _linspace, np.gradient: _gradient,

@@ -348,6 +348,7 @@ ceil = _nondiff("ceil", np.ceil, "np.ceil({0})")
 rint = _nondiff("rint", np.rint, "np.rint({0})")
 isfinite = _nondiff("isfinite", np.isfinite, "np.isfinite({0})")
 isinf = _nondiff("isinf", np.isinf, "np.isinf({0})")
+floor_divide = _nondiff("floor_divide", _quiet(np.floor_divide), "np.floor_divide({0}, {1})")
 trunc = _nondiff("trunc", np.trunc, "np.trunc({0})")
 
 
@@ -757,6 +758,159 @@ def _solve_vjp_a(g, ans, a, b):
 defvjp(solve, _solve_vjp_a, _solve_vjp_b)
 
 
+# Cholesky, symmetric eigendecompositions, SVD, pseudo-inverse and real eig. Each result is its own
+# primitive (values, vectors, ...): the gradient of a decomposition is the sum of one term per used
+# result, so an unused one costs nothing and adds nothing. Cholesky and eigh read the lower
+# triangle, as NumPy's do: the symmetric gradient (PyTorch's) is folded onto it, so it agrees with
+# finite differences in every entry.
+def _fold_lower(sym):
+    """The gradient of f(tril(A) + tril(A, -1)^T) from the symmetric gradient of f."""
+    n, dtype = shape_of(sym)[-1], dtype_of(sym)
+    return sym * (np.tril(np.ones((n, n), dtype=dtype), -1) * 2 + np.eye(n, dtype=dtype))
+
+
+def _row(v):
+    """v (..., n) as (..., 1, n): scales the columns of a matrix."""
+    return reshape(v, shape=shape_of(v)[:-1] + (1, shape_of(v)[-1]))
+
+
+def _column(v):
+    return reshape(v, shape=shape_of(v) + (1,))
+
+
+def _pair_gaps(w):
+    """w_j - w_i at [..., i, j]."""
+    return _row(w) - _column(w)
+
+
+def _gap_ratio(k, gaps):
+    """k / gaps off the diagonal; 0 on it and where k is 0 (the cotangent does not see that
+    pair), so only a degenerate pair that the cotangent does see gives inf/nan (as JAX)."""
+    skip = logical_or(np.eye(shape_of(k)[-1], dtype=bool), k == 0)
+    return where(skip, 0, k / where(skip, 1, gaps))
+
+
+def _eye_like(a, n):
+    return np.eye(n, dtype=dtype_of(a))
+
+
+cholesky = defprim("cholesky", lambda a: np.linalg.cholesky(a),
+                   grad_fn_name="LinalgCholeskyExBackward0", kind="linalg")
+
+
+def _cholesky_vjp(g, ans, a):
+    # sym(L^-T Phi(L^T tril(g)) L^-1), Phi: the lower triangle with half the diagonal (Murray 2016)
+    n = shape_of(a)[-1]
+    lower = np.tril(np.ones((n, n), dtype=dtype_of(a)))
+    lt = _swap_last(ans)
+    phi = matmul(lt, g * lower) * (lower - _eye_like(a, n) * 0.5)
+    full = _swap_last(solve(lt, _swap_last(solve(lt, phi))))
+    return _fold_lower((full + _swap_last(full)) * 0.5)
+
+
+defvjp(cholesky, _cholesky_vjp)
+
+eigh_values = defprim("eigh_values", lambda a: np.linalg.eigh(a)[0],
+                      grad_fn_name="LinalgEighBackward0", kind="linalg")
+eigh_vectors = defprim("eigh_vectors", lambda a: np.linalg.eigh(a)[1],
+                       grad_fn_name="LinalgEighBackward0", kind="linalg")
+# dw_i = v_i^T dA v_i; dV = V (F o V^T dA V), F_ij = 1 / (w_j - w_i)
+defvjp(eigh_values, lambda g, ans, a: _fold_lower(matmul(eigh_vectors(a) * _row(g),
+                                                         _swap_last(eigh_vectors(a)))))
+
+
+def _eigh_vjp_vectors(g, ans, a):
+    m = matmul(_swap_last(ans), g)
+    inner = _gap_ratio((m - _swap_last(m)) * 0.5, _pair_gaps(eigh_values(a)))
+    return _fold_lower(matmul(ans, matmul(inner, _swap_last(ans))))
+
+
+defvjp(eigh_vectors, _eigh_vjp_vectors)
+
+
+def _svd(a, part):
+    if part == 1:  # as np.linalg.norm: LAPACK computing U and V too never returns for inf entries
+        return np.linalg.svd(a, compute_uv=False)
+    return np.linalg.svd(a, full_matrices=False)[part]
+
+
+# the thin SVD A = U diag(s) Vt (U m x k, Vt k x n, k = min(m, n)); rules for distinct nonzero s
+svd_u = defprim("svd_u", lambda a: _svd(a, 0), grad_fn_name="LinalgSvdBackward0", kind="linalg")
+svd_values = defprim("svd_values", lambda a: _svd(a, 1), grad_fn_name="LinalgSvdBackward0",
+                     kind="linalg")
+svd_vt = defprim("svd_vt", lambda a: _svd(a, 2), grad_fn_name="LinalgSvdBackward0", kind="linalg")
+defvjp(svd_values, lambda g, ans, a: matmul(svd_u(a) * _row(g), svd_vt(a)))
+
+
+def _svd_vjp_u(g, ans, a):
+    # U (F o (U^T g - g^T U)) S Vt + (I - U U^T) g S^-1 Vt, F_ij = 1 / (s_j^2 - s_i^2)
+    s, vt = svd_values(a), svd_vt(a)
+    m = matmul(_swap_last(ans), g)
+    inner = _gap_ratio(m - _swap_last(m), _pair_gaps(s * s)) * _row(s)
+    outside = (g - matmul(ans, m)) / _row(s)
+    return matmul(matmul(ans, inner) + outside, vt)
+
+
+def _svd_vjp_vt(g, ans, a):
+    # U S (F o (Vt g^T - g Vt^T)) Vt + U S^-1 g (I - Vt^T Vt): the U rule for A^T
+    u, s = svd_u(a), svd_values(a)
+    m = matmul(ans, _swap_last(g))
+    inner = _column(s) * _gap_ratio(m - _swap_last(m), _pair_gaps(s * s))
+    outside = (g - matmul(_swap_last(m), ans)) / _column(s)
+    return matmul(u, matmul(inner, ans) + outside)
+
+
+defvjp(svd_u, _svd_vjp_u)
+defvjp(svd_vt, _svd_vjp_vt)
+
+pinv = defprim("pinv", lambda a, rcond: np.linalg.pinv(a, rcond=rcond),
+               grad_fn_name="PinvBackward0", kind="linalg")
+
+
+def _pinv_vjp(g, ans, a, rcond):
+    # Golub & Pereyra (constant rank): dX = -X dA X + X X^T dA^T (I - A X) + (I - X A) dA^T X^T X
+    m, n = shape_of(a)[-2:]
+    xt = _swap_last(ans)
+    gt = _swap_last(g)
+    left = _eye_like(a, m) - matmul(a, ans)
+    right = _eye_like(a, n) - matmul(ans, a)
+    return (-matmul(xt, matmul(g, xt)) + matmul(left, matmul(gt, matmul(ans, xt)))
+            + matmul(matmul(xt, ans), matmul(gt, right)))
+
+
+defvjp(pinv, _pinv_vjp)
+
+
+def _real_eig(a, part):
+    w, v = np.linalg.eig(a)
+    if np.iscomplexobj(w):
+        raise np.linalg.LinAlgError(
+            "tapegrad: np.linalg.eig has complex eigenvalues for this matrix; tapegrad "
+            "differentiates real eigendecompositions only (symmetric matrices: np.linalg.eigh)")
+    return (w, v)[part]
+
+
+eig_values = defprim("eig_values", lambda a: _real_eig(a, 0), grad_fn_name="LinalgEigBackward0",
+                     kind="linalg")
+eig_vectors = defprim("eig_vectors", lambda a: _real_eig(a, 1), grad_fn_name="LinalgEigBackward0",
+                      kind="linalg")
+# A = V diag(w) V^-1 with unit columns: A-bar = V^-T (diag(gw) + F o (M - V^T V diag(M))) V^T,
+# M = V^T gV, F_ij = 1 / (w_j - w_i) (PyTorch's linalg_eig_backward, real case)
+defvjp(eig_values, lambda g, ans, a: solve(_swap_last(eig_vectors(a)),
+                                           _column(g) * _swap_last(eig_vectors(a))))
+
+
+def _eig_vjp_vectors(g, ans, a):
+    m = matmul(_swap_last(ans), g)
+    diagonal = sum_(ans * g, axis=(ndim_of(ans) - 2,), keepdims=False)
+    k = m - matmul(_swap_last(ans), ans) * _row(diagonal)
+    return solve(_swap_last(ans), matmul(_gap_ratio(k, _pair_gaps(eig_values(a))),
+                                         _swap_last(ans)))
+
+
+defvjp(eig_vectors, _eig_vjp_vectors)
+
+
 # ---------------------------------------------------------------------------------------------
 # Losses that PyTorch shows as one node
 # ---------------------------------------------------------------------------------------------
@@ -885,6 +1039,8 @@ _SCALAR_FORMS = {
     # divisor under error_model="numpy"); on positive operands it is exactly fmod (Numba has no
     # math.fmod on the CPU)
     "remainder": "({0} % {1})",
+    # Python's float // is NumPy's floor_divide (both from fmod: floor(x / y) can differ)
+    "floor_divide": "({0} // {1})",
     "fmod": "math.copysign(abs({0}) % abs({1}), {0})",
 }
 for _name, _form in _SCALAR_FORMS.items():

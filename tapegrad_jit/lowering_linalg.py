@@ -12,11 +12,15 @@ import numpy as np
 
 KINDS = {name: k for k, name in enumerate([
     "inv", "det", "logabsdet", "solve", "cholesky", "eigh_values", "eigh_vectors",
-    "svd_values", "svd_u", "svd_vt", "pinv", "argsort", "take_along_axis",
-    "scatter_along_axis", "polygamma", "eig_values", "eig_vectors"])}
+    "svd_values", "svd_u", "svd_vt", "pinv", "eig_values", "eig_vectors",    # one per matrix
+    "argsort", "take_along_axis", "scatter_along_axis", "polygamma"])}
 
 # appended to the interpreter's generated module (tapegrad_jit.cpu.interpreter_source)
 KERNEL_SOURCE = '''
+from numba import objmode
+
+from tapegrad_jit.lowering_linalg import numpy_matrix_op
+
 
 @njit(**OPTIONS)
 def _digamma(x):
@@ -81,56 +85,61 @@ def _store(v, o, i, values):
     v[o + i * flat.size:o + (i + 1) * flat.size] = flat
 
 
+@njit(cache=True)  # no nogil: an object-mode block holds the GIL
+def _by_numpy(kind, m, rhs, rcond):
+    with objmode(out="float64[:]"):
+        out = numpy_matrix_op(kind, m, rhs, rcond)
+    return out
+
+
 @njit(**OPTIONS)
-def _real_eig(m):
-    w, vectors = np.linalg.eig(m)   # Numba refuses complex results (a domain change)
-    return w, vectors
+def _matrix_op(kind, m, rhs, rcond):
+    """One matrix's result, flat. Numba's np.linalg refuses NaN and inf, where NumPy's LAPACK
+    computes on (or raises its own error); such matrices, and eig's complex results, go to
+    NumPy, so the compiled tape gives the reference interpreter's values and errors."""
+    if not (np.all(np.isfinite(m)) and np.all(np.isfinite(rhs))):
+        return _by_numpy(kind, m, rhs, rcond)
+    if kind == {inv}:
+        return np.linalg.inv(m).ravel()
+    if kind == {det}:
+        return np.full(1, np.linalg.det(m))
+    if kind == {logabsdet}:
+        return np.full(1, np.linalg.slogdet(m)[1])
+    if kind == {solve}:
+        return np.linalg.solve(m, rhs).ravel()
+    if kind == {cholesky}:
+        return np.linalg.cholesky(m).ravel()
+    if kind == {eigh_values}:
+        return np.linalg.eigh(m)[0]
+    if kind == {eigh_vectors}:
+        return np.linalg.eigh(m)[1].ravel()
+    if kind == {svd_u}:
+        return np.linalg.svd(m, full_matrices=False)[0].ravel()
+    if kind == {svd_values}:
+        return np.linalg.svd(m, full_matrices=False)[1]
+    if kind == {svd_vt}:
+        return np.linalg.svd(m, full_matrices=False)[2].ravel()
+    if kind == {pinv}:
+        return np.linalg.pinv(m, rcond).ravel()
+    # eig: Numba's refuses complex results; NumPy's call then raises tapegrad's error
+    failed = False
+    try:
+        w, vectors = np.linalg.eig(m)
+    except Exception:
+        failed = True
+    if failed:
+        return _by_numpy(kind, m, rhs, rcond)
+    return w if kind == {eig_values} else vectors.ravel()
 
 
 @njit(**OPTIONS)
 def linalg(v, ipool, o, n, a, b, c, kind, count, d1, d2, d3, m):
-    if kind == {inv}:
+    if kind <= {eig_vectors}:
+        # count matrices of d1 x d3 (solve: right-hand sides of d1 x d2; pinv: rcond at c)
         for i in range(count):
-            _store(v, o, i, np.linalg.inv(_matrix(v, a, i, d1, d1)))
-    elif kind == {det}:
-        for i in range(count):
-            v[o + i] = np.linalg.det(_matrix(v, a, i, d1, d1))
-    elif kind == {logabsdet}:
-        for i in range(count):
-            v[o + i] = np.linalg.slogdet(_matrix(v, a, i, d1, d1))[1]
-    elif kind == {solve}:
-        for i in range(count):
-            rhs = np.ascontiguousarray(_matrix(v, b, i, d1, d2))
-            _store(v, o, i, np.linalg.solve(_matrix(v, a, i, d1, d1), rhs))
-    elif kind == {cholesky}:
-        for i in range(count):
-            _store(v, o, i, np.linalg.cholesky(_matrix(v, a, i, d1, d1)))
-    elif kind == {eigh_values} or kind == {eigh_vectors}:
-        for i in range(count):
-            w, vectors = np.linalg.eigh(_matrix(v, a, i, d1, d1))
-            if kind == {eigh_values}:
-                _store(v, o, i, w)
-            else:
-                _store(v, o, i, vectors)
-    elif kind == {eig_values} or kind == {eig_vectors}:
-        for i in range(count):
-            w, vectors = _real_eig(_matrix(v, a, i, d1, d1))
-            if kind == {eig_values}:
-                _store(v, o, i, w)
-            else:
-                _store(v, o, i, vectors)
-    elif kind == {svd_values} or kind == {svd_u} or kind == {svd_vt}:
-        for i in range(count):
-            u, s, vt = np.linalg.svd(_matrix(v, a, i, d1, d2), full_matrices=False)
-            if kind == {svd_values}:
-                _store(v, o, i, s)
-            elif kind == {svd_u}:
-                _store(v, o, i, u)
-            else:
-                _store(v, o, i, vt)
-    elif kind == {pinv}:
-        for i in range(count):
-            _store(v, o, i, np.linalg.pinv(_matrix(v, a, i, d1, d2), v[c]))
+            matrix = np.ascontiguousarray(_matrix(v, a, i, d1, d3))
+            rhs = np.ascontiguousarray(_matrix(v, b, i, d1, d2)) if kind == {solve} else matrix
+            _store(v, o, i, _matrix_op(kind, matrix, rhs, v[c]))
     elif kind == {argsort}:
         # count lanes of length d1 and stride d2, lane i starting at ipool[m + i]
         for i in range(count):
@@ -162,6 +171,18 @@ for _name, _kind in KINDS.items():
     KERNEL_SOURCE = KERNEL_SOURCE.replace("{" + _name + "}", str(_kind))
 
 
+NAMES = {k: name for name, k in KINDS.items()}
+
+
+def numpy_matrix_op(kind, m, rhs, rcond):
+    """The registry's NumPy forward for one matrix, flat (called from compiled code)."""
+    from tapegrad.core import REGISTRY
+    name = NAMES[int(kind)]
+    args = (m, rhs) if name == "solve" else (m,)
+    params = {"rcond": float(rcond)} if name == "pinv" else {}
+    return np.ascontiguousarray(REGISTRY[name].impl(*args, **params), dtype=np.float64).ravel()
+
+
 def _size(shape):
     return math.prod(shape)
 
@@ -183,7 +204,7 @@ def _square(kind):
     def lower(lowering, ins, shapes, out_shape):
         shape = shapes[0]
         _emit(lowering, ins, out_shape, kind, lowering.ref(ins.ins[0]),
-              count=_size(shape[:-2]), d1=shape[-1])
+              count=_size(shape[:-2]), d1=shape[-1], d3=shape[-1])
     return lower
 
 
@@ -192,7 +213,7 @@ def _rectangular(kind):
         shape = shapes[0]
         c = lowering.const(params["rcond"]) if "rcond" in params else None
         _emit(lowering, ins, out_shape, kind, lowering.ref(ins.ins[0]), c=c,
-              count=_size(shape[:-2]), d1=shape[-2], d2=shape[-1])
+              count=_size(shape[:-2]), d1=shape[-2], d3=shape[-1])
     return lower
 
 
@@ -201,7 +222,7 @@ def _lower_solve(lowering, ins, shapes, out_shape):
     n, p = out_shape[-2:]
     a = _expand(lowering, lowering.ref(ins.ins[0]), shapes[0], batch + (n, n))
     b = _expand(lowering, lowering.ref(ins.ins[1]), shapes[1], batch + (n, p))
-    _emit(lowering, ins, out_shape, "solve", a, b, count=_size(batch), d1=n, d2=p)
+    _emit(lowering, ins, out_shape, "solve", a, b, count=_size(batch), d1=n, d2=p, d3=n)
 
 
 def _lanes(shape, axis):
