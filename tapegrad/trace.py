@@ -1137,61 +1137,6 @@ def _clip(a, a_min=None, a_max=None, out=None, *, min=None, max=None, **unused):
     return a if dtype_of(a) == dtype else P.cast(a, dtype=dtype.name)
 
 
-def _norm(x, ord=None, axis=None, keepdims=False):
-    """np.linalg.norm: vector norms over one axis, matrix norms over two (composed from
-    primitives); ord 2/-2/'nuc' of matrices need singular values and are refused."""
-    if dtype_of(x).kind not in "fc":
-        x = P.cast(x, dtype="float64")
-    ndim = np.ndim(x)
-    if axis is None:
-        if ord is None:
-            return P.norm(x, ord=2, axis=None, keepdims=keepdims)
-        if ndim not in (1, 2):
-            raise ValueError("Improper number of dimensions to norm.")
-        axis = tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-    axes = tuple(int(a) % ndim for a in axes)
-    if len(axes) == 1:
-        return _vector_norm(x, ord, axes, keepdims)
-    if len(axes) == 2:
-        return _matrix_norm(x, ord, axes, keepdims)
-    raise ValueError("Improper number of dimensions to norm.")
-
-
-def _vector_norm(x, ord, axes, keepdims):
-    if ord is None or ord in (1, 2, np.inf):
-        return P.norm(x, ord=2 if ord is None else ord, axis=axes, keepdims=keepdims)
-    if isinstance(ord, str):
-        raise ValueError(f"Invalid norm order '{ord}' for vectors")
-    if ord == -np.inf:
-        return P.amin(P.abs_(x), axis=axes, keepdims=keepdims)
-    if ord == 0:
-        return P.cast(P.sum_(P.ne(x, 0), axis=axes, keepdims=keepdims), dtype=dtype_of(x).name)
-    powered = P.sum_(P.pow_(P.abs_(x), float(ord)), axis=axes, keepdims=keepdims)
-    return P.pow_(powered, 1.0 / float(ord))
-
-
-def _matrix_norm(x, ord, axes, keepdims):
-    row, col = axes
-    if row == col:
-        raise ValueError("Duplicate axes given.")
-    if ord is None or ord == "fro":
-        return P.norm(x, ord=2, axis=tuple(sorted(axes)), keepdims=keepdims)
-    if ord in (1, -1, np.inf, -np.inf):
-        # 1: the largest column sum of |x| (sum over rows); inf: the largest row sum
-        first, second = (row, col) if ord in (1, -1) else (col, row)
-        sums = P.sum_(P.abs_(x), axis=(first,), keepdims=True)
-        pick = P.amax if ord > 0 else P.amin
-        return pick(sums, axis=tuple(sorted(axes)), keepdims=True) if keepdims else P.reshape(
-            pick(sums, axis=(second,), keepdims=True),
-            shape=tuple(n for i, n in enumerate(shape_of(x)) if i not in axes))
-    if ord in (2, -2, "nuc"):
-        raise TraceError(f"tapegrad: np.linalg.norm with ord={ord!r} over a matrix needs singular "
-                         f"values, which are not traced; use ord='fro', 1 or inf\n  at "
-                         f"{user_line()}")
-    raise ValueError("Invalid norm order for matrices.")
-
-
 def _like(fill):
     def make(a, dtype=None, order="K", subok=True, shape=None, **device):
         shape = shape_of(a) if shape is None else shape
@@ -1244,7 +1189,7 @@ _ARRAY_FUNCTIONS = {
     np.sum: _sum, np.mean: _mean, np.prod: _prod, np.amax: _amax, np.amin: _amin, np.max: _amax,
     np.min: _amin, np.dot: _dot, np.matmul: P.matmul, np.reshape: _reshape,
     np.transpose: _transpose, np.concatenate: _concatenate, np.stack: _stack, np.where: _where,
-    np.clip: _clip, np.copy: lambda a, order="K", subok=False: a.copy(), np.linalg.norm: _norm, np.zeros_like: _like(0), np.ones_like: _like(1),
+    np.clip: _clip, np.copy: lambda a, order="K", subok=False: a.copy(), np.zeros_like: _like(0), np.ones_like: _like(1),
     np.broadcast_to: _broadcast_to, np.outer: _outer, np.squeeze: _squeeze,
     np.expand_dims: _expand_dims, np.shape: shape_of, np.ndim: lambda a: len(shape_of(a)),
     np.size: lambda a, axis=None: math.prod(shape_of(a)) if axis is None else shape_of(a)[axis],
