@@ -227,12 +227,6 @@ PUBLIC = _public_names()
 # Public names whose docstrings still lack the sections (strict xfail: documenting one makes
 # its xfail pass, which fails until the name is taken off this list).
 UNDOCUMENTED = {
-    f"tapegrad.autograd.{n}" for n in (
-        "Function", "detect_anomaly", "gradgradcheck", "is_grad_enabled",)
-} | {
-    f"tapegrad.autograd.functional.{n}" for n in (
-        "vhp",)
-} | {
     f"tapegrad.nn.functional.{n}" for n in (
         "adaptive_avg_pool2d", "avg_pool2d", "batch_norm", "bilinear", "binary_cross_entropy",
         "binary_cross_entropy_with_logits", "conv1d", "conv2d", "cross_entropy", "dropout",
@@ -240,9 +234,6 @@ UNDOCUMENTED = {
         "leaky_relu", "linear", "log_softmax", "logsigmoid", "max_pool2d", "mish", "mse_loss",
         "nll_loss", "normalize", "one_hot", "pad", "relu", "relu6", "sigmoid", "silu",
         "smooth_l1_loss", "softmax", "softmin", "softplus", "softsign", "tanh",)
-} | {
-    f"tapegrad.optim.{n}" for n in (
-        "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "SGD",)
 }
 
 

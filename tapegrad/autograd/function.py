@@ -74,7 +74,28 @@ class _FunctionNode(graph.Node):
 
 
 class Function:
-    """Subclass with static `forward(ctx, *args)` and `backward(ctx, *grad_outputs)`; call `.apply`."""
+    """Subclass with static `forward(ctx, *args)` and `backward(ctx, *grad_outputs)`; call `.apply`.
+
+    Returns:
+        Subclass.apply(*args) returns forward's output, recorded with backward as its rule.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> class Exp(torch.autograd.Function):
+        ...     @staticmethod
+        ...     def forward(ctx, x):
+        ...         y = x.exp()
+        ...         ctx.save_for_backward(y)
+        ...         return y
+        ...     @staticmethod
+        ...     def backward(ctx, grad):
+        ...         y, = ctx.saved_tensors
+        ...         return grad * y
+        >>> x = torch.tensor([0.0], requires_grad=True)
+        >>> Exp.apply(x).sum().backward()
+        >>> x.grad
+        tensor([1.])
+    """
 
     @classmethod
     def apply(cls, *args):

@@ -190,5 +190,22 @@ def hvp(func, inputs, v=None, create_graph=False, strict=False):
 
 
 def vhp(func, inputs, v=None, create_graph=False, strict=False):
-    """(func(inputs), v^T H): the Hessian is symmetric, so this is hvp."""
+    """(func(inputs), v^T H): the Hessian is symmetric, so this is hvp.
+
+    Args:
+        func: a function of Tensors returning a one-element Tensor.
+        inputs: a Tensor or a tuple of Tensors.
+        v: the vector, shaped like inputs.
+        create_graph: keep the result differentiable.
+        strict: accepted for PyTorch compatibility.
+
+    Returns:
+        (func(inputs), v^T H) with v^T H shaped like inputs.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> from tapegrad.autograd.functional import vhp
+        >>> vhp(lambda x: (x ** 3).sum(), torch.tensor([1.0, 2.0]), torch.tensor([1.0, 1.0]))
+        (tensor(9.), tensor([ 6., 12.]))
+    """
     return hvp(func, inputs, v, create_graph, strict)

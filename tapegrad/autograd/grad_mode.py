@@ -6,6 +6,17 @@ _state = threading.local()
 
 
 def is_grad_enabled():
+    """Whether operations record the graph in this thread (no_grad and friends switch it).
+
+    Returns:
+        A bool.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> with torch.no_grad():
+        ...     torch.is_grad_enabled()
+        False
+    """
     return getattr(_state, "enabled", True)
 
 

@@ -94,7 +94,23 @@ def gradcheck(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=T
 
 
 def gradgradcheck(func, inputs, grad_outputs=None, **kwargs):
-    """gradcheck of the first derivative (built with create_graph) against finite differences."""
+    """gradcheck of the first derivative (built with create_graph) against finite differences.
+
+    Args:
+        func: a function of the inputs returning a Tensor or a tuple of Tensors.
+        inputs: a Tensor or a tuple of them; those with requires_grad are checked (in float64).
+        grad_outputs: the cotangents of func's outputs (random when None).
+        **kwargs: gradcheck's tolerances (eps, atol, rtol, raise_exception).
+
+    Returns:
+        True when all second derivatives match.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> x = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+        >>> torch.autograd.gradgradcheck(lambda x: (x ** 3).sum(), (x,))
+        True
+    """
     from . import grad
     from ..tensor import Tensor
     inputs = _float64_inputs(inputs if isinstance(inputs, tuple) else (inputs,))

@@ -15,6 +15,32 @@ def _lerp(a, b, weight):
 
 
 class Adam(Optimizer):
+    """Adam (torch.optim.Adam).
+
+    Args:
+        params: an iterable of Tensors, or of dicts (parameter groups) with per-group options.
+        lr: the learning rate.
+        betas: decay rates of the first and second moment averages.
+        eps: added to the denominator.
+        weight_decay: L2 penalty (decoupled, as AdamW, with decoupled_weight_decay).
+        amsgrad: use the maximum of past second moments.
+        maximize: ascend instead of descend.
+        decoupled_weight_decay: apply weight decay to the weights directly (AdamW).
+        foreach, capturable, differentiable, fused: accepted for PyTorch compatibility.
+
+    Returns:
+        The optimizer; each step() updates the parameters in place from their .grad.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> w = torch.tensor([1.0, -2.0], requires_grad=True)
+        >>> opt = torch.optim.Adam([w], lr=0.1)
+        >>> (w ** 2).sum().backward()
+        >>> opt.step()
+        >>> w
+        tensor([ 0.9000, -1.9000], requires_grad=True)
+    """
+
     _decoupled = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
@@ -59,6 +85,30 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
+    """Adam with decoupled weight decay (torch.optim.AdamW).
+
+    Args:
+        params: an iterable of Tensors, or of dicts (parameter groups) with per-group options.
+        lr: the learning rate.
+        betas: decay rates of the first and second moment averages.
+        eps: added to the denominator.
+        weight_decay: decay applied to the weights directly.
+        amsgrad: use the maximum of past second moments.
+        **kwargs: Adam's keyword arguments.
+
+    Returns:
+        The optimizer; each step() updates the parameters in place from their .grad.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> w = torch.tensor([1.0, -2.0], requires_grad=True)
+        >>> opt = torch.optim.AdamW([w], lr=0.1)
+        >>> (w ** 2).sum().backward()
+        >>> opt.step()
+        >>> w
+        tensor([ 0.8990, -1.8980], requires_grad=True)
+    """
+
     _decoupled = True
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,

@@ -22,6 +22,23 @@ required = _RequiredParameter()
 
 
 class Optimizer:
+    """The base of the optimizers: parameter groups, zero_grad, state_dict / load_state_dict.
+
+    Args:
+        params: an iterable of Tensors, or of dicts (parameter groups) with per-group options.
+        defaults: the options' default values, for groups that do not set them.
+
+    Returns:
+        The optimizer; subclasses implement step().
+
+    Example:
+        >>> import tapegrad as torch
+        >>> w = torch.tensor([1.0], requires_grad=True)
+        >>> opt = torch.optim.Optimizer([w], {"lr": 0.1})
+        >>> opt.param_groups[0]["lr"]
+        0.1
+    """
+
     def __init__(self, params, defaults):
         self.defaults = defaults
         self.state = collections.defaultdict(dict)

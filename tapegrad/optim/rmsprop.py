@@ -7,6 +7,32 @@ from .optimizer import Optimizer, _buffer, _check, _step
 
 
 class RMSprop(Optimizer):
+    """RMSprop (torch.optim.RMSprop).
+
+    Args:
+        params: an iterable of Tensors, or of dicts (parameter groups) with per-group options.
+        lr: the learning rate.
+        alpha: decay rate of the squared-gradient average.
+        eps: added to the denominator.
+        weight_decay: L2 penalty added to the gradient.
+        momentum: the momentum factor.
+        centered: normalise by the gradient's estimated variance.
+        maximize: ascend instead of descend.
+        capturable, foreach, differentiable: accepted for PyTorch compatibility.
+
+    Returns:
+        The optimizer; each step() updates the parameters in place from their .grad.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> w = torch.tensor([1.0, -2.0], requires_grad=True)
+        >>> opt = torch.optim.RMSprop([w], lr=0.01)
+        >>> (w ** 2).sum().backward()
+        >>> opt.step()
+        >>> w
+        tensor([ 0.9000, -1.9000], requires_grad=True)
+    """
+
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
                  centered=False, capturable=False, foreach=None, maximize=False,
                  differentiable=False):
@@ -50,6 +76,31 @@ class RMSprop(Optimizer):
 
 
 class Adagrad(Optimizer):
+    """Adagrad (torch.optim.Adagrad).
+
+    Args:
+        params: an iterable of Tensors, or of dicts (parameter groups) with per-group options.
+        lr: the learning rate.
+        lr_decay: learning-rate decay per step.
+        weight_decay: L2 penalty added to the gradient.
+        initial_accumulator_value: start of the squared-gradient sums.
+        eps: added to the denominator.
+        maximize: ascend instead of descend.
+        foreach, differentiable, fused: accepted for PyTorch compatibility.
+
+    Returns:
+        The optimizer; each step() updates the parameters in place from their .grad.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> w = torch.tensor([1.0, -2.0], requires_grad=True)
+        >>> opt = torch.optim.Adagrad([w], lr=0.1)
+        >>> (w ** 2).sum().backward()
+        >>> opt.step()
+        >>> w
+        tensor([ 0.9000, -1.9000], requires_grad=True)
+    """
+
     def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
                  eps=1e-10, foreach=None, *, maximize=False, differentiable=False, fused=None):
         _check("learning rate", lr)

@@ -6,6 +6,31 @@ from .optimizer import Optimizer, _check
 
 
 class SGD(Optimizer):
+    """Stochastic gradient descent, optionally with momentum (torch.optim.SGD).
+
+    Args:
+        params: an iterable of Tensors, or of dicts (parameter groups) with per-group options.
+        lr: the learning rate.
+        momentum: the momentum factor.
+        dampening: dampening of the momentum.
+        weight_decay: L2 penalty added to the gradient.
+        nesterov: use Nesterov momentum.
+        maximize: ascend instead of descend.
+        foreach, differentiable, fused: accepted for PyTorch compatibility.
+
+    Returns:
+        The optimizer; each step() updates the parameters in place from their .grad.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> w = torch.tensor([1.0, -2.0], requires_grad=True)
+        >>> opt = torch.optim.SGD([w], lr=0.1)
+        >>> (w ** 2).sum().backward()
+        >>> opt.step()
+        >>> w
+        tensor([ 0.8000, -1.6000], requires_grad=True)
+    """
+
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False,
                  *, maximize=False, foreach=None, differentiable=False, fused=None):
         _check("learning rate", lr)
