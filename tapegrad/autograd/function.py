@@ -77,7 +77,7 @@ class Function:
     """Subclass with static `forward(ctx, *args)` and `backward(ctx, *grad_outputs)`; call `.apply`.
 
     Returns:
-        Subclass.apply(*args) returns forward's output, recorded with backward as its rule.
+        ``Subclass.apply(*args)`` returns forward's output, recorded with backward as its rule.
 
     Example:
         >>> import tapegrad as torch
