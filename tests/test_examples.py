@@ -224,17 +224,6 @@ def _public_names():
 
 
 PUBLIC = _public_names()
-# Public names whose docstrings still lack the sections (strict xfail: documenting one makes
-# its xfail pass, which fails until the name is taken off this list).
-UNDOCUMENTED = {
-    f"tapegrad.nn.functional.{n}" for n in (
-        "adaptive_avg_pool2d", "avg_pool2d", "batch_norm", "bilinear", "binary_cross_entropy",
-        "binary_cross_entropy_with_logits", "conv1d", "conv2d", "cross_entropy", "dropout",
-        "elu", "embedding", "gelu", "hardtanh", "huber_loss", "kl_div", "l1_loss", "layer_norm",
-        "leaky_relu", "linear", "log_softmax", "logsigmoid", "max_pool2d", "mish", "mse_loss",
-        "nll_loss", "normalize", "one_hot", "pad", "relu", "relu6", "sigmoid", "silu",
-        "smooth_l1_loss", "softmax", "softmin", "softplus", "softsign", "tanh",)
-}
 
 
 def _resolve(name):
@@ -247,9 +236,7 @@ def _resolve(name):
     return obj
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="docstring to write"))
-    if n in UNDOCUMENTED else n for n in PUBLIC])
+@pytest.mark.parametrize("name", PUBLIC)
 def test_public_function_docstrings_have_args_returns_and_a_running_example(name):
     import doctest
     import inspect

@@ -29,24 +29,98 @@ def _same_shape(name, input, target):
 # ---------------------------------------------------------------------------------------------
 
 def relu(input, inplace=False):
+    """max(input, 0) elementwise.
+
+    Args:
+        input: the input Tensor.
+        inplace: write the result into input.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.relu(torch.tensor([-1.0, 0.0, 2.0]))
+        tensor([0., 0., 2.])
+    """
     return P.relu(input)
 
 
 def sigmoid(input):
+    """1 / (1 + exp(-input)) elementwise.
+
+    Args:
+        input: the input Tensor.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.sigmoid(torch.tensor([-1.0, 0.0, 2.0]))
+        tensor([0.2689, 0.5000, 0.8808])
+    """
     return P.sigmoid(input)
 
 
 def tanh(input):
+    """tanh(input) elementwise.
+
+    Args:
+        input: the input Tensor.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.tanh(torch.tensor([-1.0, 0.0, 2.0]))
+        tensor([-0.7616,  0.0000,  0.9640])
+    """
     return P.tanh(input)
 
 
 def softplus(input, beta=1.0, threshold=20.0):
+    """log(1 + exp(beta * input)) / beta elementwise, linear above threshold.
+
+    Args:
+        input: the input Tensor.
+        beta: the sharpness.
+        threshold: beta * input above which the result is input.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.softplus(torch.tensor([-1.0, 0.0, 2.0]))
+        tensor([0.3133, 0.6931, 2.1269])
+    """
     if beta == 1.0:
         return P.softplus(input)
     return P.softplus(input * beta) / beta
 
 
 def gelu(input, approximate="none"):
+    """The Gaussian error linear unit elementwise.
+
+    Args:
+        input: the input Tensor.
+        approximate: 'none' (erf) or 'tanh'.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.gelu(torch.tensor([-1.0, 0.0, 2.0]))
+        tensor([-0.1587,  0.0000,  1.9545])
+    """
     if approximate == "tanh":
         inner = math.sqrt(2 / math.pi) * (input + 0.044715 * input * input * input)
         return 0.5 * input * (1 + P.tanh(inner))
@@ -56,22 +130,98 @@ def gelu(input, approximate="none"):
 
 
 def silu(input):
+    """input * sigmoid(input) elementwise.
+
+    Args:
+        input: the input Tensor.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.silu(torch.tensor([-1.0, 0.0, 2.0]))
+        tensor([-0.2689,  0.0000,  1.7616])
+    """
     return input * P.sigmoid(input)
 
 
 def leaky_relu(input, negative_slope=0.01):
+    """input where positive, negative_slope * input elsewhere.
+
+    Args:
+        input: the input Tensor.
+        negative_slope: the slope below 0.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.leaky_relu(torch.tensor([-1.0, 0.0, 2.0]), 0.1)
+        tensor([-0.1000,  0.0000,  2.0000])
+    """
     return P.where(input > 0, input, input * negative_slope)
 
 
 def elu(input, alpha=1.0):
+    """input where positive, alpha * (exp(input) - 1) elsewhere.
+
+    Args:
+        input: the input Tensor.
+        alpha: the scale below 0.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.elu(torch.tensor([-1.0, 0.0, 2.0]))
+        tensor([-0.6321,  0.0000,  2.0000])
+    """
     return P.where(input > 0, input, P.expm1(input) * alpha)
 
 
 def softmax(input, dim=None, dtype=None):
+    """exp(input) normalised to sum to 1 along dim.
+
+    Args:
+        input: the input Tensor.
+        dim: the dimension reduced over.
+        dtype: cast the input to this dtype first.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.softmax(torch.tensor([[1.0, 2.0, 0.5]]), dim=1)
+        tensor([[0.2312, 0.6285, 0.1402]])
+    """
     return input.softmax(-1 if dim is None else dim)
 
 
 def log_softmax(input, dim=None, dtype=None):
+    """log(softmax(input, dim)), computed stably.
+
+    Args:
+        input: the input Tensor.
+        dim: the dimension reduced over.
+        dtype: cast the input to this dtype first.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.log_softmax(torch.tensor([[1.0, 2.0, 0.5]]), dim=1)
+        tensor([[-1.4644, -0.4644, -1.9644]])
+    """
     return input.log_softmax(-1 if dim is None else dim)
 
 
@@ -83,6 +233,22 @@ def _named(prim, args, name):
 
 
 def linear(input, weight, bias=None):
+    """input @ weight.T + bias.
+
+    Args:
+        input: the input Tensor.
+        weight: the (out_features, in_features) weight.
+        bias: the bias Tensor (None for none).
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.linear(torch.tensor([[1.0, 2.0]]), torch.tensor([[1.0, 1.0]]), torch.tensor([0.5]))
+        tensor([[3.5000]])
+    """
     if bias is None:
         return input @ weight.t()
     if input.ndim == 2:  # PyTorch runs addmm here, and shows it
@@ -98,6 +264,22 @@ def linear(input, weight, bias=None):
 # ---------------------------------------------------------------------------------------------
 
 def mse_loss(input, target, reduction="mean"):
+    """The mean squared error.
+
+    Args:
+        input: the input Tensor.
+        target: the target Tensor.
+        reduction: 'mean', 'sum' or 'none' (per element).
+
+    Returns:
+        The loss: a 0-d Tensor, or per element with reduction='none'.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.mse_loss(torch.tensor([0.5, 0.25]), torch.tensor([1.0, 0.0]))
+        tensor(0.1562)
+    """
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{reduction} is not a valid value for reduction")
     if tuple(input.shape) != tuple(target.shape):
@@ -109,10 +291,43 @@ def mse_loss(input, target, reduction="mean"):
 
 
 def l1_loss(input, target, reduction="mean"):
+    """The mean absolute error.
+
+    Args:
+        input: the input Tensor.
+        target: the target Tensor.
+        reduction: 'mean', 'sum' or 'none' (per element).
+
+    Returns:
+        The loss: a 0-d Tensor, or per element with reduction='none'.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.l1_loss(torch.tensor([0.5, 0.25]), torch.tensor([1.0, 0.0]))
+        tensor(0.3750)
+    """
     return _reduce(P.abs_(input - target), reduction)
 
 
 def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
+    """The L1 loss, squared (divided by 2 beta) where the error is below beta.
+
+    Args:
+        input: the input Tensor.
+        target: the target Tensor.
+        reduction: 'mean', 'sum' or 'none' (per element).
+        beta: the error below which the loss is quadratic.
+
+    Returns:
+        The loss: a 0-d Tensor, or per element with reduction='none'.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.smooth_l1_loss(torch.tensor([0.5, 0.25]), torch.tensor([1.0, 0.0]))
+        tensor(0.0781)
+    """
     diff = P.abs_(input - target)
     if beta == 0:
         return _reduce(diff, reduction)
@@ -121,6 +336,23 @@ def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
 
 
 def binary_cross_entropy(input, target, weight=None, reduction="mean"):
+    """The binary cross entropy of probabilities input against target.
+
+    Args:
+        input: probabilities in [0, 1].
+        target: the target Tensor.
+        weight: a rescaling weight per element (None for none).
+        reduction: 'mean', 'sum' or 'none' (per element).
+
+    Returns:
+        The loss: a 0-d Tensor, or per element with reduction='none'.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.binary_cross_entropy(torch.tensor([0.5, 0.25]), torch.tensor([1.0, 0.0]))
+        tensor(0.4904)
+    """
     _same_shape("binary_cross_entropy", input, target)
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{reduction} is not a valid value for reduction")
@@ -130,6 +362,24 @@ def binary_cross_entropy(input, target, weight=None, reduction="mean"):
 
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean",
                                      pos_weight=None):
+    """binary_cross_entropy(sigmoid(input), target), computed stably.
+
+    Args:
+        input: the logits.
+        target: the target Tensor.
+        weight: a rescaling weight per element (None for none).
+        reduction: 'mean', 'sum' or 'none' (per element).
+        pos_weight: a weight of the positive examples per class.
+
+    Returns:
+        The loss: a 0-d Tensor, or per element with reduction='none'.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.binary_cross_entropy_with_logits(torch.tensor([0.5, 0.25]), torch.tensor([1.0, 0.0]))
+        tensor(0.6500)
+    """
     _same_shape("binary_cross_entropy_with_logits", input, target)
     # log(1 + e^-x) written with softplus stays finite for large |x|
     if pos_weight is None:
@@ -149,6 +399,24 @@ def _class_dim_last(x):
 
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
+    """The negative log likelihood of target classes under log-probabilities input.
+
+    Args:
+        input: log-probabilities, (N, C) or (N, C, ...).
+        target: class indices (int64).
+        weight: a weight per class (None for none).
+        ignore_index: a target value that contributes nothing.
+        reduction: 'mean', 'sum' or 'none' (per element).
+
+    Returns:
+        The loss: a 0-d Tensor, or per element with reduction='none'.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.nll_loss(torch.tensor([[-0.5, -1.0]]), torch.tensor([1]))
+        tensor(1.)
+    """
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{reduction} is not a valid value for reduction")
     if _traced(input, target):
@@ -213,6 +481,25 @@ def _nll_traced(input, target, weight, ignore_index, reduction):
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
                   label_smoothing=0.0):
+    """nll_loss(log_softmax(input, 1), target), or against class probabilities.
+
+    Args:
+        input: the logits, (N, C) or (N, C, ...).
+        target: class indices (int64) or class probabilities.
+        weight: a weight per class (None for none).
+        ignore_index: a target value that contributes nothing.
+        reduction: 'mean', 'sum' or 'none' (per element).
+        label_smoothing: the share of the target spread evenly over the classes.
+
+    Returns:
+        The loss: a 0-d Tensor, or per element with reduction='none'.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.cross_entropy(torch.tensor([[0.0, 0.0]]), torch.tensor([1]))
+        tensor(0.6931)
+    """
     class_dim = 1 if input.ndim > 1 else 0
     logp = input.log_softmax(class_dim)
     target_data = target if _traced(target) else target._data if isinstance(
@@ -229,12 +516,47 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 
 
 def huber_loss(input, target, reduction="mean", delta=1.0):
+    """The Huber loss: squared / 2 below delta, delta * (|error| - delta / 2) above.
+
+    Args:
+        input: the input Tensor.
+        target: the target Tensor.
+        reduction: 'mean', 'sum' or 'none' (per element).
+        delta: the error below which the loss is quadratic.
+
+    Returns:
+        The loss: a 0-d Tensor, or per element with reduction='none'.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.huber_loss(torch.tensor([0.5, 0.25]), torch.tensor([1.0, 0.0]))
+        tensor(0.0781)
+    """
     diff = P.abs_(input - target)
     loss = P.where(diff < delta, 0.5 * diff * diff, delta * (diff - 0.5 * delta))
     return _reduce(loss, reduction)
 
 
 def kl_div(input, target, reduction="mean", log_target=False):
+    """The Kullback-Leibler divergence with input given as log-probabilities.
+
+    Args:
+        input: log-probabilities.
+        target: probabilities (log-probabilities with log_target).
+        reduction: 'mean', 'batchmean', 'sum' or 'none'.
+        log_target: target is given as log-probabilities.
+
+    Returns:
+        The loss: a 0-d Tensor, or per element with reduction='none'.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> half = torch.tensor([0.5, 0.5])
+        >>> F.kl_div(half.log(), half, reduction='batchmean')
+        tensor(0.)
+    """
     if log_target:
         loss = P.exp(target) * (target - input)
     else:  # 0 * log 0 is 0, as in PyTorch's xlogy
@@ -250,26 +572,116 @@ def kl_div(input, target, reduction="mean", log_target=False):
 # ---------------------------------------------------------------------------------------------
 
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    """input clamped to [min_val, max_val].
+
+    Args:
+        input: the input Tensor.
+        min_val: the lower bound.
+        max_val: the upper bound.
+        inplace: write the result into input.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.hardtanh(torch.tensor([-1.0, 0.0, 2.0]))
+        tensor([-1.,  0.,  1.])
+    """
     return P.clamp(input, min=min_val, max=max_val)
 
 
 def relu6(input, inplace=False):
+    """input clamped to [0, 6].
+
+    Args:
+        input: the input Tensor.
+        inplace: write the result into input.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.relu6(torch.tensor([-1.0, 3.0, 8.0]))
+        tensor([0., 3., 6.])
+    """
     return hardtanh(input, 0.0, 6.0)
 
 
 def logsigmoid(input):
+    """log(sigmoid(input)), computed stably.
+
+    Args:
+        input: the input Tensor.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.logsigmoid(torch.tensor([-1.0, 0.0, 2.0]))
+        tensor([-1.3133, -0.6931, -0.1269])
+    """
     return -P.softplus(-input)
 
 
 def softsign(input):
+    """input / (1 + |input|) elementwise.
+
+    Args:
+        input: the input Tensor.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.softsign(torch.tensor([-1.0, 0.0, 2.0]))
+        tensor([-0.5000,  0.0000,  0.6667])
+    """
     return input / (1 + P.abs_(input))
 
 
 def mish(input):
+    """input * tanh(softplus(input)) elementwise.
+
+    Args:
+        input: the input Tensor.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.mish(torch.tensor([-1.0, 0.0, 2.0]))
+        tensor([-0.3034,  0.0000,  1.9440])
+    """
     return input * P.tanh(P.softplus(input))
 
 
 def softmin(input, dim=None, dtype=None):
+    """softmax(-input, dim).
+
+    Args:
+        input: the input Tensor.
+        dim: the dimension reduced over.
+        dtype: cast the input to this dtype first.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.softmin(torch.tensor([[1.0, 2.0, 0.5]]), dim=1)
+        tensor([[0.3315, 0.1220, 0.5465]])
+    """
     return (-input).softmax(-1 if dim is None else dim)
 
 
@@ -349,10 +761,51 @@ def _conv_nd(name, nd, input, weight, bias, stride, padding, dilation, groups):
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """The 1-d cross-correlation of input (N, C_in, L) with weight (C_out, C_in / groups, k).
+
+    Args:
+        input: the input Tensor.
+        weight: the (C_out, C_in / groups, k) filters.
+        bias: the bias Tensor (None for none).
+        stride: the stride.
+        padding: the zero padding on each side.
+        dilation: the spacing between kernel elements.
+        groups: the number of blocked connections from input to output channels.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.conv1d(torch.tensor([[[1.0, 2.0, 3.0]]]), torch.tensor([[[1.0, -1.0]]]))
+        tensor([[[-1., -1.]]])
+    """
     return _conv_nd("conv1d", 1, input, weight, bias, stride, padding, dilation, groups)
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """The 2-d cross-correlation of input (N, C_in, H, W) with weight (C_out, C_in/groups, kH, kW).
+
+    Args:
+        input: the input Tensor.
+        weight: the (C_out, C_in / groups, kH, kW) filters.
+        bias: the bias Tensor (None for none).
+        stride: the stride.
+        padding: the zero padding on each side.
+        dilation: the spacing between kernel elements.
+        groups: the number of blocked connections from input to output channels.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.conv2d(torch.ones(1, 1, 3, 3), torch.ones(1, 1, 2, 2))
+        tensor([[[[4., 4.],
+                  [4., 4.]]]])
+    """
     return _conv_nd("conv2d", 2, input, weight, bias, stride, padding, dilation, groups)
 
 
@@ -390,6 +843,27 @@ def _pool_setup(name, input, kernel_size, stride, padding, dilation, ceil_mode):
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
+    """The maximum over each window of input (N, C, H, W) or (C, H, W).
+
+    Args:
+        input: the input Tensor.
+        kernel_size: the pooling window size.
+        stride: the window's step (default kernel_size).
+        padding: implicit -inf padding on each side.
+        dilation: the spacing between kernel elements.
+        ceil_mode: round the output size up instead of down.
+        return_indices: also return the flat indices of the maxima.
+
+    Returns:
+        The Tensor (with return_indices, (Tensor, indices)).
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.max_pool2d(torch.arange(16.0).reshape(1, 1, 4, 4), 2)
+        tensor([[[[ 5.,  7.],
+                  [13., 15.]]]])
+    """
     if return_indices:
         raise NotImplementedError("max_pool2d: return_indices=True is not supported by tapegrad")
     x, geometry = _pool_setup("max_pool2d", input, kernel_size, stride, padding, dilation,
@@ -400,6 +874,27 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None):
+    """The mean over each window of input (N, C, H, W) or (C, H, W).
+
+    Args:
+        input: the input Tensor.
+        kernel_size: the pooling window size.
+        stride: the window's step (default kernel_size).
+        padding: the zero padding on each side.
+        ceil_mode: round the output size up instead of down.
+        count_include_pad: count padded zeros in the mean.
+        divisor_override: divide by this instead of the window size.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.avg_pool2d(torch.arange(16.0).reshape(1, 1, 4, 4), 2)
+        tensor([[[[ 2.5000,  4.5000],
+                  [10.5000, 12.5000]]]])
+    """
     x, geometry = _pool_setup("avg_pool2d", input, kernel_size, stride, padding, 1, ceil_mode)
     sums = PN.im2col(x, **geometry).sum((2, 3))
     if divisor_override:
@@ -420,6 +915,21 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
 
 
 def adaptive_avg_pool2d(input, output_size):
+    """Mean pooling to a given output size (H_out, W_out).
+
+    Args:
+        input: the input Tensor.
+        output_size: an int or (H_out, W_out); None keeps that size.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.adaptive_avg_pool2d(torch.arange(16.0).reshape(1, 1, 4, 4), 1)
+        tensor([[[[7.5000]]]])
+    """
     size = _tuple(output_size, 2, "output_size")
     h, w = input.shape[-2:]
     size = tuple(s if s is not None else d for s, d in zip(size, (h, w)))
@@ -435,6 +945,23 @@ def adaptive_avg_pool2d(input, output_size):
 # ---------------------------------------------------------------------------------------------
 
 def dropout(input, p=0.5, training=True, inplace=False):
+    """input with elements zeroed with probability p and the rest scaled by 1 / (1 - p).
+
+    Args:
+        input: the input Tensor.
+        p: the probability of zeroing an element.
+        training: apply dropout (False returns input).
+        inplace: write the result into input.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.dropout(torch.tensor([-1.0, 0.0, 2.0]), p=0.5, training=False)
+        tensor([-1.,  0.,  2.])
+    """
     if p < 0 or p > 1:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     if not training or p == 0:
@@ -448,6 +975,27 @@ def dropout(input, p=0.5, training=True, inplace=False):
 
 def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
               scale_grad_by_freq=False, sparse=False):
+    """The rows of weight at the indices in input.
+
+    Args:
+        input: indices (int64).
+        weight: the (num_embeddings, dim) table.
+        padding_idx: an index whose row gets no gradient.
+        max_norm: renormalise looked-up rows to at most this norm (in place).
+        norm_type: the p of max_norm's norm.
+        scale_grad_by_freq: scale gradients by the inverse frequency of the indices.
+        sparse: accepted for PyTorch compatibility.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.embedding(torch.tensor([1, 0]), torch.tensor([[0.0, 1.0], [2.0, 3.0]]))
+        tensor([[2., 3.],
+                [0., 1.]])
+    """
     index = input._data if isinstance(input, Tensor) else np.asarray(input)
     if index.dtype.kind not in "iu":
         raise RuntimeError("Expected tensor for argument #1 'indices' to have one of the following "
@@ -471,6 +1019,24 @@ def _affine(out, weight, bias, name):
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """input normalised to mean 0 and variance 1 over its last dimensions, then scaled and shifted.
+
+    Args:
+        input: the input Tensor.
+        normalized_shape: the trailing shape normalised over.
+        weight: the elementwise scale (None for 1).
+        bias: the elementwise shift (None for 0).
+        eps: added to the denominator for stability.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.layer_norm(torch.tensor([[1.0, 3.0]]), (2,))
+        tensor([[-1.0000,  1.0000]])
+    """
     normalized_shape = _tuple(normalized_shape, len(normalized_shape)
                               if not isinstance(normalized_shape, int) else 1, "normalized_shape")
     if tuple(input.shape[input.ndim - len(normalized_shape):]) != normalized_shape:
@@ -486,6 +1052,28 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
                momentum=0.1, eps=1e-5):
+    """input normalised per channel (dimension 1) by batch or running statistics.
+
+    Args:
+        input: the input Tensor.
+        running_mean: the running mean per channel (updated in training; None for none).
+        running_var: the running variance per channel (updated in training; None for none).
+        weight: the scale per channel (None for 1).
+        bias: the shift per channel (None for 0).
+        training: use (and update running statistics from) the batch's statistics.
+        momentum: the running statistics' update rate.
+        eps: added to the denominator for stability.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.batch_norm(torch.tensor([[1.0], [3.0]]), None, None, training=True)
+        tensor([[-1.0000],
+                [ 1.0000]])
+    """
     if input.ndim < 2:
         raise ValueError(f"expected 2D or more input (got {input.ndim}D input)")
     channels = input.shape[1]
@@ -523,6 +1111,23 @@ def _blend(running, batch_value, momentum):
 
 
 def bilinear(input1, input2, weight, bias=None):
+    """input1^T A input2 + b for each output feature.
+
+    Args:
+        input1: the first input, (N, in1).
+        input2: the second input, (N, in2).
+        weight: the (out, in1, in2) weight.
+        bias: the bias Tensor (None for none).
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.bilinear(torch.tensor([[1.0]]), torch.tensor([[2.0]]), torch.tensor([[[3.0]]]))
+        tensor([[6.]])
+    """
     # out[n, o] = x1[n] . W[o] . x2[n]
     left = input1.unsqueeze(1).unsqueeze(1) @ weight  # (N, 1, 1, I1) @ (O, I1, I2): (N, O, 1, I2)
     out = (left.squeeze(2) * input2.unsqueeze(1)).sum(-1)
@@ -530,6 +1135,23 @@ def bilinear(input1, input2, weight, bias=None):
 
 
 def pad(input, pad, mode="constant", value=None):
+    """input padded on its last dimensions.
+
+    Args:
+        input: the input Tensor.
+        pad: (left, right) sizes for the last dimension, then for the one before, ...
+        mode: 'constant', 'reflect', 'replicate' or 'circular'.
+        value: the fill value of 'constant' (default 0).
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.pad(torch.tensor([1.0, 2.0]), (1, 2))
+        tensor([0., 1., 2., 0., 0.])
+    """
     if mode != "constant":
         raise NotImplementedError(f"pad: mode {mode!r} is not supported by tapegrad")
     if len(pad) % 2 or len(pad) // 2 > input.ndim:
@@ -546,6 +1168,22 @@ def pad(input, pad, mode="constant", value=None):
 
 
 def one_hot(tensor, num_classes=-1):
+    """An int64 Tensor with a trailing class dimension holding 1 at each index.
+
+    Args:
+        tensor: class indices (int64).
+        num_classes: the number of classes (-1: the largest index + 1).
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.one_hot(torch.tensor([0, 2]))
+        tensor([[1, 0, 0],
+                [0, 0, 1]])
+    """
     data = tensor._data
     if num_classes < 0:
         num_classes = int(data.max()) + 1
@@ -553,5 +1191,22 @@ def one_hot(tensor, num_classes=-1):
 
 
 def normalize(input, p=2.0, dim=1, eps=1e-12):
+    """input divided by its p-norm along dim (at least eps).
+
+    Args:
+        input: the input Tensor.
+        p: the norm's exponent.
+        dim: the dimension normalised over.
+        eps: added to the denominator for stability.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.normalize(torch.tensor([[3.0, 4.0]]))
+        tensor([[0.6000, 0.8000]])
+    """
     norm = input.norm(p, dim, keepdim=True)
     return input / P.maximum(norm, eps)
