@@ -28,7 +28,9 @@ def _digamma(x):
         return math.nan
     if x == math.inf:
         return math.inf
-    if x <= 0.0 and x == math.floor(x):
+    if x == 0.0:
+        return math.copysign(math.inf, -x)   # scipy: -inf at +0, inf at -0
+    if x < 0.0 and x == math.floor(x):
         return math.nan
     shift = 0.0
     if x < 0.0:
@@ -46,16 +48,14 @@ def _digamma(x):
 
 @njit(**OPTIONS)
 def _polygamma(x, n):
-    """psi^(n)(x) = (-1)^(n+1) n! zeta(n + 1, x) for n >= 1 (x > 0: Euler-Maclaurin after
-    shifting x past 20)."""
+    """psi^(n)(x) = (-1)^(n+1) n! zeta(n + 1, x) for n >= 1: the terms of the Hurwitz sum
+    until x passes 20 (negative x too), then Euler-Maclaurin."""
     if n == 0:
         return _digamma(x)
     if x != x:
         return math.nan
-    if x <= 0.0:
-        if x == math.floor(x):
-            return math.nan if n % 2 == 0 else math.inf
-        return math.nan
+    if x <= 0.0 and x == math.floor(x):
+        return math.nan if n % 2 == 0 else math.inf
     s = n + 1.0
     total = 0.0
     while x < 20.0:
