@@ -1332,7 +1332,20 @@ def _arg_extremum(x, dim, keepdim, arg_fn):
 
 
 def matmul(a, b):
-    """torch.matmul, with PyTorch's error for shapes that cannot be multiplied."""
+    """torch.matmul, with PyTorch's error for shapes that cannot be multiplied.
+
+    Args:
+        a: the left Tensor (1-d or more; leading dimensions broadcast).
+        b: the right Tensor (1-d or more).
+
+    Returns:
+        The matrix product a @ b.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> torch.matmul(torch.tensor([[1.0, 2.0]]), torch.tensor([[3.0], [4.0]]))
+        tensor([[11.]])
+    """
     sa, sb = np.shape(a), np.shape(b)
     if not sa or not sb:
         raise RuntimeError("both arguments to matmul need to be at least 1D, but they are "

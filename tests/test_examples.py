@@ -197,8 +197,8 @@ PUBLIC_TOP = ("grad", "value_and_grad", "vmap", "make_tape", "jit", "jvp", "line
               "jacfwd", "jacrev", "jacobian", "hessian", "hvp", "checkpoint", "custom_vjp",
               "custom_jvp", "compile", "tensor", "ones", "zeros", "full", "randn", "rand",
               "arange", "linspace", "eye", "zeros_like", "ones_like", "full_like", "randn_like",
-              "rand_like", "manual_seed", "cat", "stack", "where", "no_grad", "enable_grad",
-              "set_grad_enabled")
+              "rand_like", "manual_seed", "cat", "stack", "where", "matmul", "no_grad",
+              "enable_grad", "set_grad_enabled")
 TENSOR_METHODS = ("backward", "item", "numpy", "requires_grad_", "retain_grad", "register_hook",
                   "detach", "size", "dim", "norm")
 PUBLIC_MODULES = ("tapegrad.source", "tapegrad.autograd", "tapegrad.autograd.functional",
