@@ -657,9 +657,9 @@ def test_lambdas_are_transformed():
 # ---------------------------------------------------------------------------------------------
 
 def test_grad_source_cli(capsys):
-    from tapegrad.source.cli import grad_source_main
-    assert grad_source_main([f"{__file__}:scalar_meets_array", "--argnums", "0", "1",
-                             "--kinds", "float,array"]) == 0
+    from tapegrad.cli import main
+    assert main(["grad-source", f"{__file__}:scalar_meets_array", "--argnums", "0", "1",
+                 "--kinds", "float,array"]) == 0
     out = capsys.readouterr().out
     assert "def grad_scalar_meets_array(a, x):" in out
     assert "a_bar = np.sum(" in out
