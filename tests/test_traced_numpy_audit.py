@@ -226,6 +226,7 @@ CASES = {
     np.ndim: [C((2, 3), grad=False), C((), grad=False)],
     np.size: [C((2, 3), grad=False), C((), grad=False), C((2, 3), extra=(1,), grad=False)],
     np.ravel: [C((2, 3)), C(()), C((2, 3, 4)), C((2, 3, 4), kw={"order": "F"})],
+    np.copy: [C((2, 3)), C(()), C((2, 3, 4))],
     # ufunc reductions, by their reduce method
     np.add.reduce: reduce_cases("add"),
     np.multiply.reduce: reduce_cases("multiply"),
@@ -247,6 +248,7 @@ CASES = {
     "clip": [C((2, 3), extra=(0.2, 1.0), kinks=True), C((2, 3), extra=(None, 0.7), kinks=True),
              C((2, 3), (3,), (2, 3), kinks=True), C((), extra=(0.0, 1.0), kinks=True)],
     "flatten": [C((2, 3)), C(()), C((2, 3), extra=("F",))],
+    "copy": [C((2, 3)), C(()), C((2, 3, 4))],
     "ravel": [C((2, 3)), C((2, 3, 4)), C((2, 3, 4), kw={"order": "F"})],
 }
 for _ufunc in list(trace._UFUNCS) + list(trace._COMPOSED_UFUNCS):
