@@ -785,8 +785,10 @@ def _pair_gaps(w):
 
 def _gap_ratio(k, gaps):
     """k / gaps off the diagonal; 0 on it and where k is 0 (the cotangent does not see that
-    pair), so only a degenerate pair that the cotangent does see gives inf/nan (as JAX)."""
-    skip = logical_or(np.eye(shape_of(k)[-1], dtype=bool), k == 0)
+    pair), so only a degenerate pair that the cotangent does see gives inf/nan (as JAX). The k == 0
+    test is confined to degenerate pairs: elsewhere the rule stays linear in k, which forward mode
+    (the transposed VJP) relies on."""
+    skip = logical_or(np.eye(shape_of(k)[-1], dtype=bool), logical_and(gaps == 0, k == 0))
     return where(skip, 0, k / where(skip, 1, gaps))
 
 

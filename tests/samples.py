@@ -525,6 +525,17 @@ add("solve", _SQ, randn(3, 2), api=lambda t, a, b: t.linalg.solve(a, b))
 add("solve", _STACK, randn(2, 3, 1), api=lambda t, a, b: t.linalg.solve(a, b))
 add("solve", _STACK, randn(3, 4), note="broadcast", second_order=False)
 
+# decompositions: symmetric positive definite inputs with well separated eigenvalues (so every
+# factor is a smooth function of the matrix; eigenvector signs stay put under finite differences)
+_SPD = np.diag([1.0, 2.5, 4.5]) + 0.1 * (lambda m: m + m.T)(randn(3, 3))
+_RECT = randn(4, 3) + np.eye(4, 3) * np.array([3.0, 2.0, 1.0])
+add("cholesky", _SPD, second_order=False)
+for _prim in ("eigh_values", "eigh_vectors", "eig_values", "eig_vectors"):
+    add(_prim, _SPD, second_order=False)
+for _prim in ("svd_u", "svd_values", "svd_vt"):
+    add(_prim, _RECT, second_order=False)
+add("pinv", _RECT, params={"rcond": 1e-15}, second_order=False)
+
 
 # ---------------------------------------------------------------------------------------------
 # Losses registered as one node
