@@ -57,6 +57,9 @@ class PrimitiveOperators:
     # np.remainder's composition: integers by zero give 0 in the compiled backends too
     __mod__ = binary_operator(numpy_api.COMPOSED_UFUNCS[np.remainder])
     __rmod__ = binary_operator(numpy_api.COMPOSED_UFUNCS[np.remainder], reflected=True)
+    # // as np.floor_divide: NumPy's values, no gradient (as in NumPy, JAX and PyTorch)
+    __floordiv__ = binary_operator(numpy_api.COMPOSED_UFUNCS[np.floor_divide])
+    __rfloordiv__ = binary_operator(numpy_api.COMPOSED_UFUNCS[np.floor_divide], reflected=True)
     __lt__, __le__ = binary_operator(P.lt), binary_operator(P.le)
     __gt__, __ge__ = binary_operator(P.gt), binary_operator(P.ge)
     __eq__, __ne__ = binary_operator(P.eq), binary_operator(P.ne)

@@ -502,3 +502,17 @@ def test_unsupported_functions_are_named_in_full():
     special = pytest.importorskip("scipy.special")
     with pytest.raises(trace.TraceError, match=r"scipy\.special\.ndtr"):
         tg.make_tape(lambda x: special.ndtr(x))(np.eye(2))
+
+
+def test_floor_divide_operator_on_traced_values_and_tensors():
+    """x // y is np.floor_divide on every face: NumPy's values, no gradient through it."""
+    def f(x):
+        return np.sum(x * (x // 2.0)) + np.sum(7.0 // x)
+    x = np.array([3.5, -2.2, 5.0, 0.7])
+    assert tg.jit(f)(x) == pytest.approx(f(x))
+    want = x // 2.0                      # d/dx of x * floor(x / 2) away from the jumps
+    np.testing.assert_allclose(tg.grad(f)(x), want)
+    np.testing.assert_allclose(tg.jit(tg.grad(f))(x), want)
+    t = tg.tensor(x, dtype=tg.float64)
+    np.testing.assert_array_equal((t // 2).numpy(), x // 2)
+    np.testing.assert_array_equal((7 // t).numpy(), 7 // x)

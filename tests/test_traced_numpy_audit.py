@@ -261,7 +261,8 @@ BITWISE1 = [C((2, 3), masks=(0,)), C((2, 3), grad=False, refused=(np.int64,))]
 CASES.update({np.bitwise_and: BITWISE2, np.bitwise_or: BITWISE2, np.invert: BITWISE1})
 
 _OPERATOR_UFUNCS = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "mod": np.remainder,
-                    "truediv": np.true_divide, "pow": np.power, "matmul": np.matmul,
+                    "truediv": np.true_divide, "floordiv": np.floor_divide, "pow": np.power,
+                    "matmul": np.matmul,
                     "lt": np.less, "le": np.less_equal, "gt": np.greater,
                     "ge": np.greater_equal, "eq": np.equal, "ne": np.not_equal}
 for _stem, _ufunc in _OPERATOR_UFUNCS.items():
