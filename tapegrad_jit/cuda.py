@@ -657,15 +657,18 @@ class _RowInterpreter:
 
     def __init__(self, tape):
         from . import cpu, lowering_linalg
-        # the CPU backend's 'linalg' op (matrix routines, sorts) has no kernel here: refuse only
-        # the tapes that use it, naming the primitive
-        unknown = sorted({ins.prim.name for ins in tape.instrs}
-                         & set(lowering_linalg.LOWERINGS))
-        if unknown:
-            raise UnsupportedOnCuda("tapegrad.jit(device='cuda'): no CUDA kernel for primitive "
-                                    + ", ".join(f"'{name}'" for name in unknown)
-                                    + "; run this function on the CPU (device='cpu')")
         program = cpu.Program(tape)
+        # CPU ops the row interpreter has no kernel for (the matrix routines and sorts of 'linalg'):
+        # refuse only the tapes whose code uses one, naming their primitives
+        missing = {cpu.OPCODE[name]: name for name in cpu._ARRAY_OPS
+                   if name not in K.INTERPRETER_OPS}
+        used = {missing[op] for op in np.unique(program.code[:, 0]).tolist() if op in missing}
+        if used:
+            names = sorted({ins.prim.name for ins in tape.instrs}
+                           & set(lowering_linalg.LOWERINGS)) or sorted(used)
+            raise UnsupportedOnCuda("tapegrad.jit(device='cuda'): no CUDA kernel for primitive "
+                                    + ", ".join(f"'{name}'" for name in names)
+                                    + "; run this function on the CPU (device='cpu')")
         self.kernel = K.interpreter(cpu.ELEMENTWISE_FORMS, cpu.OPCODE)
         self.code = cuda.to_device(np.ascontiguousarray(program.code))
         self.ipool = cuda.to_device(np.ascontiguousarray(program.ipool))
