@@ -765,7 +765,7 @@ def _superinstructions(tape):
                 return None
         return ins
 
-    fused, folded = {}, set()
+    fused, folded, fused_outs = {}, set(), set()
     for k, ins in enumerate(tape.instrs):
         name = ins.prim.name
         if name != "add" and name != "mul":
@@ -778,7 +778,8 @@ def _superinstructions(tape):
         if name == "add":
             for term, acc in ((1, 0), (0, 1)):
                 inner = single_scalar(operands[term], _MULDIV)
-                if inner is not None and inner.out not in folded:
+                # a product that is itself a negmul reads a folded (never stored) negation
+                if inner is not None and inner.out not in folded and inner.out not in fused_outs:
                     fused[k] = ("muladd" if inner.prim.name == "mul" else "divadd",
                                 (inner.ins[0], inner.ins[1], operands[acc]))
                     folded.add(inner.out)
@@ -788,6 +789,7 @@ def _superinstructions(tape):
                 inner = single_scalar(operands[negated], _NEG)
                 if inner is not None and inner.out not in folded:
                     fused[k] = ("negmul", (inner.ins[0], operands[other]))
+                    fused_outs.add(ins.out)
                     folded.add(inner.out)
                     break
     return fused, folded
