@@ -66,6 +66,7 @@ class TraceContext:
         self.phase = FORWARD
         self._probes = {}
         self._shells = {}       # (shape, dtype) -> a value-less array (see _release_version)
+        self.elements = {}      # slot -> {int index: the tracer of that element} (_read_element)
 
     def probe(self, value):
         """np.arange(size).reshape(shape), laid out in memory as `value` (the array NumPy would
@@ -101,6 +102,7 @@ class TraceContext:
         self._errstate.__exit__(*exc)
         _state.stack.pop()
         self._probes = {}       # index maps as large as the arrays: views keep what they use
+        self.elements = {}      # its tracers refer to this context: no cycle left behind
 
     def new_input(self, value):
         value = np.asarray(value)
@@ -297,6 +299,21 @@ def _releasable(ctx, slot, kept, handles=0):
     return refcount is not None and refcount(value) <= 3 + handles and refcount(kept) <= 4
 
 
+def _read_element(array, index):
+    """array[i, j] with int indices: one getitem per element of a version (slots are single
+    assignment, so a second read of it is the first's value under a new handle, as NumPy gives
+    a new scalar). A loop reading x[i + 1] and then x[i] records each element once."""
+    ctx, slot = array._ctx, array._slot
+    read = ctx.elements.get(slot)
+    if read is None:
+        read = ctx.elements[slot] = {}
+    out = read.get(index)
+    if out is not None:
+        return Tracer(ctx, out._slot, out._value)
+    out = read[index] = P.getitem(array, index=index)
+    return out
+
+
 def _write_in_place(target, index, value):
     """target[index] = value recorded as a setitem whose value is the old version's array,
     updated in place, when that version can be released (see _releasable): an element write
@@ -376,21 +393,40 @@ class ConcreteNumber(float):
     __hash__ = float.__hash__
 
 
+# `x + 0`, `0 + x` (Python's sum() starts from 0), `x - 0`, `x * 1`, `1 * x`, `x / 1`, `x ** 1`
+# on floating tracers: x itself, under a new handle. fold_constants drops the same identities
+# later; not recording them saves the trace and the passes their work (a VJP rule's `g * 1` on the
+# seed and `x ** (2 - 1)` come once per element of a loop). Operand positions of the unit.
+_IDENTITIES = {_ADD: (0, (0, 1)), _SUB: (0, (1,)), _MUL: (1, (0, 1)), _DIV: (1, (1,)),
+               P.pow_: (1, (1,))}
+
+
+def _identity(prim, args):
+    """The handle `prim(*args)` equals when it is an identity on a floating tracer, else None."""
+    unit, positions = _IDENTITIES[prim]
+    for k in positions:
+        c, x = args[k], args[1 - k]
+        if type(x) is not Tracer:
+            continue
+        value = x._value
+        kind = type(c)
+        # Python numbers are weak (keep x's dtype); a 0-d array only of x's own dtype
+        if kind is int or kind is float or kind is np.ndarray and c.ndim == 0 and \
+                c.dtype == value.dtype:
+            if c == unit and value.dtype.kind in "fc":
+                return Tracer(x._ctx, x._slot, value)
+    return None
+
+
 def _bind_tracer(prim, args, params):
     """Tracer._bind: record prim on the trace of its tracer arguments."""
+    if prim in _IDENTITIES and len(args) == 2:
+        same = _identity(prim, args)
+        if same is not None:
+            return same
     first = args[0]
     if type(first) is Tracer:
-        ctx = first._ctx
-        if prim is _ADD and len(args) == 2:
-            # `0 + x`, `x + 0` (Python's sum() starts from 0): x itself, under a new handle
-            # (fold_constants drops the same identity later; this saves recording it)
-            other = args[1]
-            if type(other) in (int, float) and other == 0 and first._value.dtype.kind in "fc":
-                return Tracer(ctx, first._slot, first._value)
-        return ctx.record(prim, args, params)
-    if prim is _ADD and len(args) == 2 and type(args[1]) is Tracer and type(first) in (
-            int, float) and first == 0 and args[1]._value.dtype.kind in "fc":
-        return Tracer(args[1]._ctx, args[1]._slot, args[1]._value)
+        return first._ctx.record(prim, args, params)
     ctx = None
     for arg in args:
         if isinstance(arg, Tracer):
@@ -582,9 +618,11 @@ class Tracer(PrimitiveOperators):
     # ---- indexing (writes are copy-on-write: this handle moves to the new slot)
     def __getitem__(self, index):
         index = _normalize_index(index)
+        element = len(index) == self.ndim and all(type(i) is int for i in index)
+        if element and type(self) is Tracer:
+            return _read_element(self, index)
         out = P.getitem(self, index=index)
-        if len(index) == self.ndim and all(type(i) is int for i in index) or any(
-                isinstance(i, np.ndarray) for i in index):
+        if element or any(isinstance(i, np.ndarray) for i in index):
             return out          # an element (a NumPy scalar) or a fancy-index copy
         return _as_view(self, out, lambda probe: probe[index], index)
 
