@@ -92,6 +92,9 @@ def _walk(node, is_leaf, leaves):
         return (dict, keys, tuple(_walk(node[k], is_leaf, leaves) for k in keys))
     if node is None:
         return None
+    if type(node) is np.ndarray and node.dtype == object:    # np.array([t0, t1]) in a trace
+        from .trace import refuse_objects
+        refuse_objects(node)
     if not is_leaf(node):
         node = np.asarray(node)
     leaves.append(node)
@@ -127,7 +130,7 @@ class Tape:
         self.guards = []
         self.outputs = []       # slots
         self.out_tree = "*"     # structure of the function's result over `outputs`
-        self._producer = {}     # slot -> index of the instruction writing it (see producer)
+        self._producer = None   # slot -> index of the instruction writing it (see producer)
 
     # ---- building
     def new_slot(self, shape, dtype):

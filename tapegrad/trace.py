@@ -67,6 +67,7 @@ class TraceContext:
         self._probes = {}
         self._shells = {}       # (shape, dtype) -> a value-less array (see _release_version)
         self.elements = {}      # slot -> {int index: the tracer of that element} (_read_element)
+        self._numbers = {}      # (type, value, sign) -> the constant slot of a Python number
 
     def probe(self, value):
         """np.arange(size).reshape(shape), laid out in memory as `value` (the array NumPy would
@@ -128,6 +129,18 @@ class TraceContext:
             arg = arg.detach().numpy()
         if isinstance(arg, ConcreteNumber):
             arg._refuse()
+        if type(arg) is np.ndarray and arg.dtype == object:
+            lifted = lift_objects(arg)
+            if isinstance(lifted, Tracer):
+                return self.operand(lifted)
+        kind = type(arg)
+        if kind is int or kind is float:
+            # one slot per Python number (the 2 of every x ** 2 in a loop); -0.0 apart from 0.0
+            key = (kind, arg, kind is float and math.copysign(1.0, arg))
+            slot = self._numbers.get(key)
+            if slot is None:
+                slot = self._numbers[key] = self.tape.add_const(arg)
+            return slot
         return self.tape.add_const(arg)
 
     def record(self, prim, args, params):
@@ -138,6 +151,8 @@ class TraceContext:
                 slots.append(a._slot)
                 values.append(a._value)
             else:
+                if type(a) is np.ndarray and a.dtype == object:
+                    a = lift_objects(a)
                 slots.append(self.operand(a))
                 values.append(a._value if isinstance(a, Tracer) else _plain(a))
         impl = _TRACE_IMPLS.get(prim)
@@ -280,12 +295,14 @@ def _releasable(ctx, slot, kept, handles=0):
     """Whether nothing can need the values of this version again: it was made by a write and read
     only by element reads and writes (whose VJP rules read shapes, not values), and no other
     handle holds it (`handles`: references to its values the caller holds besides kept)."""
-    tape = ctx.tape
-    producer = tape._producer
-    k = producer.get(slot) if producer is not None else None
-    instrs = tape.instrs
-    if k is None or instrs[k].prim.name not in ("setitem", "index_add") \
-            or len(instrs) - k > _RELEASE_SCAN:
+    instrs = ctx.tape.instrs
+    # the instruction writing slot, among the last _RELEASE_SCAN (outputs increase along the
+    # tape): no slot -> instruction map kept while tracing
+    k, stop = len(instrs) - 1, len(instrs) - 1 - _RELEASE_SCAN
+    while k > stop and k >= 0 and instrs[k].out > slot:
+        k -= 1
+    if k <= stop or k < 0 or instrs[k].out != slot or \
+            instrs[k].prim.name not in ("setitem", "index_add"):
         return False
     for j in range(k + 1, len(instrs)):
         ins = instrs[j]
@@ -312,6 +329,99 @@ def _read_element(array, index):
         return Tracer(ctx, out._slot, out._value)
     out = read[index] = P.getitem(array, index=index)
     return out
+
+
+# np.array([t0, t1]), np.r_[...] and scipy's Python code never dispatch to the tracer: NumPy asks
+# each traced value for __array__ and builds an object array of traced elements, which is lifted
+# back into one traced array (lift_objects) wherever it meets the tape (an operand, a result)
+_MAX_OBJECT_ELEMENTS = 100_000
+
+
+def _object_elements(tracer):
+    """tracer as an object array of its traced elements; each remembers (slot, flat position) so
+    that lift_objects takes back the whole array instead of stacking its elements."""
+    out = np.empty(tracer.shape, dtype=object)
+    if tracer.ndim == 0:
+        out[()] = tracer
+        return out
+    ctx = tracer._ctx
+    origin = ctx.__dict__.setdefault("element_origin", {})
+    for k, index in enumerate(np.ndindex(*tracer.shape)):
+        element = out[index] = _read_element(tracer, index)
+        origin[element._slot] = (tracer._slot, k)
+    return out
+
+
+def _whole_source(ctx, flat, i):
+    """The traced array whose elements, in order, are flat[i:i + its size], or None."""
+    origin = ctx.__dict__.get("element_origin", {})
+    first = origin.get(flat[i]._slot)
+    if first is None or first[1] != 0:
+        return None
+    source = ctx.tracers.get(first[0])
+    if source is None or source.size > len(flat) - i or 0 in source._value.strides:
+        return None     # a released version keeps only a value-less shell: use the elements
+    for k in range(1, source.size):
+        e = flat[i + k]
+        if not isinstance(e, Tracer) or origin.get(e._slot) != (first[0], k):
+            return None
+    return source
+
+
+def lift_objects(value):
+    """An object array holding traced values (see _MAX_OBJECT_ELEMENTS) as one traced array of
+    NumPy's dtype for those elements; any other value as it is."""
+    if type(value) is not np.ndarray or value.dtype != object:
+        return value
+    flat = value.reshape(-1)
+    ctx = next((e._ctx for e in flat if isinstance(e, Tracer)), None)
+    if ctx is None:
+        return value
+    pieces, constants, i = [], [], 0
+    while i < len(flat):
+        e = flat[i]
+        if not isinstance(e, Tracer):
+            constants.append(e)
+            i += 1
+            continue
+        if e.size != 1:
+            raise TraceError(f"tapegrad: an object array holds a traced array of shape {e.shape} "
+                             f"as one element; build it with np.stack or np.concatenate\n  at "
+                             f"{user_line()}")
+        if constants:
+            pieces.append(np.array(constants))
+            constants = []
+        source = _whole_source(ctx, flat, i) if e.ndim == 0 else None
+        whole = source if source is not None else e
+        pieces.append(P.reshape(whole, shape=(whole.size,)))
+        i += source.size if source is not None else 1
+    if constants:
+        pieces.append(np.array(constants))
+    dtype = np.result_type(*(p.dtype for p in pieces))
+    pieces = [p if p.dtype == dtype else P.cast(p, dtype=dtype.name) if isinstance(p, Tracer)
+              else p.astype(dtype) for p in pieces]
+    out = P.cat(*pieces, axis=0) if len(pieces) > 1 else pieces[0]
+    return P.reshape(out, shape=value.shape)
+
+
+def lift_tree(tree):
+    """A function's result with its object arrays of traced values lifted (lift_objects)."""
+    if type(tree) is np.ndarray:
+        return lift_objects(tree)
+    if isinstance(tree, (tuple, list)) and any(type(x) is np.ndarray or isinstance(x, (tuple, list, dict)) for x in tree):
+        lifted = [lift_tree(x) for x in tree]
+        return type(tree)(*lifted) if hasattr(tree, "_fields") else type(tree)(lifted)
+    if type(tree) is dict:
+        return {k: lift_tree(v) for k, v in tree.items()}
+    return tree
+
+
+def refuse_objects(array):
+    """An object array of traced values met where it can no longer join the tape."""
+    if any(isinstance(e, Tracer) for e in array.reshape(-1)):
+        raise TraceError("tapegrad: an object array of traced values (np.array of traced "
+                         "elements) reached a transform that does not lift it; build it with "
+                         f"np.stack or np.concatenate\n  at {user_line()}")
 
 
 def _write_in_place(target, index, value):
@@ -404,6 +514,8 @@ _IDENTITIES = {_ADD: (0, (0, 1)), _SUB: (0, (1,)), _MUL: (1, (0, 1)), _DIV: (1, 
 def _identity(prim, args):
     """The handle `prim(*args)` equals when it is an identity on a floating tracer, else None."""
     unit, positions = _IDENTITIES[prim]
+    if type(args[0]) is Tracer and type(args[1]) is Tracer:
+        return None
     for k in positions:
         c, x = args[k], args[1 - k]
         if type(x) is not Tracer:
@@ -602,6 +714,9 @@ class Tracer(PrimitiveOperators):
             f"Python int (static argument) instead\n  at {user_line()}")
 
     def __array__(self, dtype=None, copy=None):
+        if (dtype is None or dtype == object) and self.size <= _MAX_OBJECT_ELEMENTS \
+                and _state.stack and _state.stack[-1] is self._ctx:
+            return _object_elements(self)
         raise TraceError(
             "tapegrad: a traced value was converted to a NumPy array (np.asarray, np.array, or a "
             "NumPy function tapegrad does not trace), which the tape cannot record; use the "
@@ -1178,7 +1293,12 @@ def _clip(a, a_min=None, a_max=None, out=None, *, min=None, max=None, **unused):
 def _like(fill):
     def make(a, dtype=None, order="K", subok=True, shape=None, **device):
         shape = shape_of(a) if shape is None else shape
-        return np.full(shape, fill, dtype=dtype or dtype_of(a))
+        value = np.full(shape, fill, dtype=dtype or dtype_of(a))
+        if isinstance(a, Tracer):
+            # a traced array (a constant of the tape), as jnp.zeros_like gives: the buffer of
+            # `y = np.zeros_like(x); y[i] = x[i]` then takes traced values
+            return a._ctx._tracer(a._ctx.operand(value), value)
+        return value
     return make
 
 
