@@ -8,6 +8,7 @@ outcome that a compiled tape checks on every call before trusting its results.
 What cannot be recorded raises TraceError naming the user's line and the fix: `math.*` functions
 and `float()` on a tracer (they leave the tape), and numbers from `.item()` used in arithmetic.
 """
+import dis
 import linecache
 import math
 import os
@@ -28,6 +29,31 @@ _NUMPY_DIR = os.path.dirname(os.path.abspath(np.__file__))
 
 class TraceError(TypeError):
     """A construct that cannot be recorded on a tape."""
+
+
+def _user_frame():
+    frame = sys._getframe(2)
+    while frame is not None:
+        if not os.path.abspath(frame.f_code.co_filename).startswith((_PACKAGE_DIR, _NUMPY_DIR)):
+            return frame
+        frame = frame.f_back
+    return None
+
+
+def _stored_into_array():
+    """The refusal for a traced value written into a NumPy array by the user's `h[i] = value`
+    (NumPy asked it for a number or an array), or None when the user's code is doing
+    something else."""
+    frame = _user_frame()
+    if frame is None or frame.f_code.co_code[frame.f_lasti] != _STORE_SUBSCR:
+        return None
+    return ("tapegrad: a traced value was written into a NumPy array (`a[i] = value`), which "
+            "holds numbers, not traced values. Make that array a traced one: "
+            "np.zeros_like(x, shape=...) instead of np.zeros(...) (x: a traced argument), or "
+            f"build it with np.stack/np.array of the traced values\n  at {user_line()}")
+
+
+_STORE_SUBSCR = dis.opmap["STORE_SUBSCR"]
 
 
 def user_line():
@@ -699,7 +725,7 @@ class Tracer(PrimitiveOperators):
         return outcome
 
     def __float__(self):
-        raise TraceError(
+        raise TraceError(_stored_into_array() or
             "tapegrad: a traced value was turned into a Python number (float(), int(), or a "
             "math.* function), which the tape cannot record. Use np.sin/np.exp/... (or tapegrad "
             "functions) instead of math.*, and compute with the traced value instead of float(x); "
@@ -717,7 +743,7 @@ class Tracer(PrimitiveOperators):
         if (dtype is None or dtype == object) and self.size <= _MAX_OBJECT_ELEMENTS \
                 and _state.stack and _state.stack[-1] is self._ctx:
             return _object_elements(self)
-        raise TraceError(
+        raise TraceError(_stored_into_array() or
             "tapegrad: a traced value was converted to a NumPy array (np.asarray, np.array, or a "
             "NumPy function tapegrad does not trace), which the tape cannot record; use the "
             f"np.* functions tapegrad traces or tapegrad functions\n  at {user_line()}")
