@@ -14,14 +14,17 @@ from .dtypes import (bool, double, dtype, float, float16, float32, float64, half
 from .tensor import Size, Tensor
 from .functions import *  # noqa: F401,F403  (the torch.* namespace)
 from .functions import _METHOD_FUNCTIONS, manual_seed, tensor  # noqa: F401
+from .functions import (BoolTensor, ByteTensor, CharTensor, DoubleTensor, FloatTensor,  # noqa: F401
+                        HalfTensor, IntTensor, LongTensor, ShortTensor)
 from . import autograd, nn
 from . import accelerator, backends, cuda, linalg, optim, utils  # noqa: F401  (torch's)
+from . import functional, profiler  # noqa: F401,E402
+from .functional import broadcast_shapes, broadcast_tensors, atleast_1d, atleast_2d  # noqa: F401
 from ._device import device, get_default_device, set_default_device
 from .serialization import load, save
 from .autograd import enable_grad, no_grad, set_grad_enabled
 from ._tensor_str import set_printoptions
 
-FloatTensor = DoubleTensor = LongTensor = Tensor
 get_default_dtype = (lambda: float32)
 from .transforms import grad, jit, make_tape, value_and_grad, vmap  # noqa: E402  (traced tapes)
 from .forward import hessian, hvp, jacfwd, jacobian, jacrev, jvp, linearize, vjp  # noqa: E402

@@ -7,7 +7,7 @@ import numpy as np
 from . import dtypes
 from . import primitives as P
 from .operators import PrimitiveOperators
-from .tensor import _COMPLEX_GRAD, Tensor, _dim, _size_args, matmul
+from .tensor import _COMPLEX_GRAD, Tensor, _dim, _size_args, matmul as _tensor_matmul
 
 _rng = [np.random.default_rng()]
 
@@ -507,29 +507,6 @@ def stack(tensors, dim=0):
     return P.stack(*tensors, axis=_dim(dim, tensors[0].ndim + 1))
 
 
-def mm(a, b):
-    if a.ndim != 2 or b.ndim != 2:
-        raise RuntimeError(f"mm: expected 2D tensors, got {a.ndim}D and {b.ndim}D")
-    return matmul(a, b)
-
-
-def bmm(a, b):
-    if a.ndim != 3 or b.ndim != 3:
-        raise RuntimeError(f"batch1 must be a 3D tensor and batch2 a 3D tensor (got {a.ndim}D and "
-                           f"{b.ndim}D)")
-    return matmul(a, b)
-
-
-def dot(a, b):
-    if a.ndim != 1 or b.ndim != 1:
-        raise RuntimeError(f"1D tensors expected, but got {a.ndim}D and {b.ndim}D tensors")
-    return matmul(a, b)
-
-
-def mv(a, b):
-    return matmul(a, b)
-
-
 def broadcast_to(input, shape):
     return input.expand(shape)
 
@@ -547,6 +524,251 @@ def is_grad_enabled():
     return enabled()
 
 
+# ---------------------------------------------------------------------------------------------
+# out= arguments, legacy constructors, and the rest of the torch.* breadth
+# ---------------------------------------------------------------------------------------------
+
+def _write_out(result, out):
+    """PyTorch's out=: the result is written into `out` (resized if its shape differs), and `out`
+    itself is returned."""
+    if out is None:
+        return result
+    if not isinstance(out, Tensor):
+        raise TypeError(f"argument 'out' must be Tensor, not {type(out).__name__}")
+    from .autograd.grad_mode import is_grad_enabled as enabled
+    if enabled() and (out.requires_grad or result.requires_grad):
+        raise RuntimeError("functions with out=... arguments don't support automatic "
+                           "differentiation, but one of the arguments requires grad.")
+    data = result._data
+    if out._data.shape != data.shape:
+        out._data = np.empty(data.shape, out._data.dtype)
+    np.copyto(out._data, data, casting="unsafe")
+    out._version_counter[0] += 1
+    return out
+
+
+def _accepts_out(fn, checks_device=False):
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, out=None, **kwargs):
+        if checks_device:
+            from ._device import check_device
+            check_device(kwargs.get("device"))
+            if out is not None and kwargs.get("dtype") is None:
+                kwargs["dtype"] = out.dtype
+        return _write_out(fn(*args, **kwargs), out)
+    return wrapper
+
+
+def matmul(input, other, *, out=None):
+    """Matrix product with NumPy's broadcasting rules (torch.matmul).
+
+    Args:
+        input: the first Tensor.
+        other: the second Tensor.
+        out: a Tensor to write the result into.
+
+    Returns:
+        The product (or `out`).
+
+    Example:
+        >>> import tapegrad as torch
+        >>> torch.matmul(torch.ones(2, 3), torch.ones(3))
+        tensor([3., 3.])
+    """
+    return _write_out(_tensor_matmul(input, other), out)
+
+
+_FACTORIES = "ones zeros empty full rand randn randint arange linspace eye".split()
+_METHOD_FUNCTIONS = _METHOD_FUNCTIONS + (
+    "floor round frac eq ne lt le gt ge isnan isinf isfinite nan_to_num logical_and logical_or "
+    "logical_not logical_xor bitwise_and bitwise_or bitwise_xor bitwise_not mm bmm mv dot outer "
+    "ger addmm cross trace diagonal diag select narrow movedim moveaxis swapaxes swapdims flip "
+    "fliplr flipud roll repeat_interleave tile unflatten ravel masked_fill masked_select gather "
+    "index_select scatter scatter_add index_add nonzero argwhere count_nonzero sort argsort msort "
+    "topk kthvalue median unique cumsum cumprod cummax cummin logcumsumexp diff tril triu "
+    "aminmax nansum nanmean clamp_min clamp_max lerp exp_ log_ sin_ cos_ tan_ tanh_ sqrt_ "
+    "sigmoid_ relu_ floor_ ceil_ trunc_ round_ square".split())
+for _name in _METHOD_FUNCTIONS:
+    globals()[_name] = _accepts_out(_method(_name))
+for _name in _FACTORIES:
+    globals()[_name] = _accepts_out(globals()[_name], checks_device=True)
+subtract, multiply, divide, absolute = sub, mul, div, abs  # noqa: F821
+clip = clamp  # noqa: F821
+true_divide = div  # noqa: F821
+negative = neg  # noqa: F821
+greater, greater_equal, less, less_equal, not_equal = gt, ge, lt, le, ne  # noqa: F821
+
+
+def einsum(equation, *operands):
+    """Einstein summation over Tensors (torch.einsum), built from products, sums and permutes.
+
+    Args:
+        equation: e.g. 'ij,jk->ik'.
+        *operands: the Tensors (or one sequence of them).
+
+    Returns:
+        The Tensor; gradients flow to every operand.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> torch.einsum('ij,j->i', torch.ones(2, 3), torch.ones(3))
+        tensor([3., 3.])
+    """
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    equation = equation.replace(" ", "")
+    lhs, arrow, rhs = equation.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(operands):
+        raise RuntimeError(f"einsum(): {len(terms)} operands in the equation but "
+                           f"{len(operands)} given")
+    if "." in equation:
+        raise NotImplementedError("einsum: ellipsis ('...') is not supported")
+    if not arrow:
+        counts = {}
+        for c in lhs.replace(",", ""):
+            counts[c] = counts.get(c, 0) + 1
+        rhs = "".join(sorted(c for c, n in counts.items() if n == 1))
+    letters = []
+    for c in lhs.replace(",", "") + rhs:
+        if c not in letters:
+            letters.append(c)
+    product = None
+    for term, x in zip(terms, operands):
+        x = x if isinstance(x, Tensor) else as_tensor(x)
+        # a repeated letter in one term is a diagonal
+        for c in set(term):
+            while term.count(c) > 1:
+                i = term.index(c)
+                j = term.index(c, i + 1)
+                x = x.diagonal(0, i, j)
+                term = term[:i] + term[i + 1:j] + term[j + 1:] + c
+        order = [term.index(c) for c in letters if c in term]
+        x = x.permute(*order) if order != list(range(len(order))) else x
+        shape = [x.shape[[c for c in letters if c in term].index(c)] if c in term else 1
+                 for c in letters]
+        x = x.reshape(shape)
+        product = x if product is None else product * x
+    summed = tuple(i for i, c in enumerate(letters) if c not in rhs)
+    if summed:
+        product = product.sum(summed)
+    kept = [c for c in letters if c in rhs]
+    return product.permute(*[kept.index(c) for c in rhs]) if kept != list(rhs) else product
+
+
+def tensordot(a, b, dims=2):
+    """Sums of products over the last `dims` axes of a and the first of b (or the given axes)."""
+    if isinstance(dims, int):
+        dims = (list(range(a.ndim - dims, a.ndim)), list(range(dims)))
+    da, db = ([d % a.ndim for d in dims[0]], [d % b.ndim for d in dims[1]])
+    free_a = [d for d in range(a.ndim) if d not in da]
+    free_b = [d for d in range(b.ndim) if d not in db]
+    k = int(np.prod([a.shape[d] for d in da]))
+    left = a.permute(*(free_a + da)).reshape(-1, k)
+    right = b.permute(*(db + free_b)).reshape(k, -1)
+    shape = tuple(a.shape[d] for d in free_a) + tuple(b.shape[d] for d in free_b)
+    return (left @ right).reshape(shape)
+
+
+def meshgrid(*tensors, indexing="ij"):
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    n = len(tensors)
+    shape = [t.numel() for t in tensors]
+    if indexing == "xy" and n >= 2:
+        shape[0], shape[1] = shape[1], shape[0]
+    out = []
+    for i, t in enumerate(tensors):
+        view = [1] * n
+        axis = i if indexing == "ij" or n < 2 else (1 - i if i < 2 else i)
+        view[axis] = -1
+        out.append(t.reshape(view).expand(*shape))
+    return tuple(out)
+
+
+def svd(input, some=True, compute_uv=True):
+    """torch.svd: U, S, V with input = U diag(S) V^T (V, not V^T, as torch.svd returns)."""
+    from ._tensor_methods import _SvdResult
+    if not some:
+        raise NotImplementedError("torch.svd(some=False): tapegrad computes the thin SVD")
+    return _SvdResult(P.svd_u(input), P.svd_values(input), P.svd_vt(input).mT)
+
+
+def numel(input):
+    return input.numel()
+
+
+def is_floating_point(input):
+    return input.is_floating_point()
+
+
+def is_nonzero(input):
+    return builtins.bool(input)
+
+
+def chain_matmul(*matrices):
+    out = matrices[0]
+    for m in matrices[1:]:
+        out = out @ m
+    return out
+
+
+def block_diag(*tensors):
+    rows = builtins.sum(t.shape[0] for t in tensors)
+    parts, start = [], 0
+    cols = builtins.sum(t.shape[1] for t in tensors)
+    for t in tensors:
+        left = zeros(t.shape[0], start, dtype=t.dtype)
+        right = zeros(t.shape[0], cols - start - t.shape[1], dtype=t.dtype)
+        parts.append(cat([left, t, right], 1))
+        start += t.shape[1]
+    out = cat(parts, 0)
+    assert out.shape[0] == rows
+    return out
+
+
+def cdist(x1, x2, p=2.0):
+    diff = x1.unsqueeze(-2) - x2.unsqueeze(-3)
+    if p == 2.0:
+        return (diff * diff).sum(-1).sqrt()
+    return (diff.abs() ** p).sum(-1) ** (1.0 / p)
+
+
+def from_dlpack(ext):
+    return from_numpy(np.from_dlpack(ext))
+
+
+class _LegacyTensorType(type):
+    """torch.FloatTensor and kin: calling one builds a tensor of its dtype; isinstance checks
+    the dtype, as in PyTorch."""
+    def __instancecheck__(cls, obj):
+        return isinstance(obj, Tensor) and obj.np_dtype == cls.np_dtype
+
+    def __call__(cls, *args, **kwargs):
+        from ._tensor_methods import legacy_new
+        return legacy_new(cls.np_dtype, args, kwargs)
+
+    def __repr__(cls):
+        return f"<class 'torch.{cls.__name__}'>"
+
+
+def _legacy(name, np_dtype):
+    return _LegacyTensorType(name, (), {"np_dtype": np.dtype(np_dtype)})
+
+
+FloatTensor = _legacy("FloatTensor", np.float32)
+DoubleTensor = _legacy("DoubleTensor", np.float64)
+HalfTensor = _legacy("HalfTensor", np.float16)
+LongTensor = _legacy("LongTensor", np.int64)
+IntTensor = _legacy("IntTensor", np.int32)
+ShortTensor = _legacy("ShortTensor", np.int16)
+CharTensor = _legacy("CharTensor", np.int8)
+ByteTensor = _legacy("ByteTensor", np.uint8)
+BoolTensor = _legacy("BoolTensor", np.bool_)
+
+
 pi = math.pi
 inf = math.inf
 nan = math.nan
@@ -555,4 +777,5 @@ e = math.e
 
 __all__ = sorted(name for name, value in globals().items()
                  if not name.startswith("_") and not isinstance(value, type(np))
-                 and name not in {"builtins", "P", "Tensor", "dtypes"})
+                 and name not in {"builtins", "P", "Tensor", "dtypes"}
+                 and not isinstance(value, _LegacyTensorType))

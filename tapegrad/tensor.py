@@ -20,6 +20,7 @@ from . import numpy_api
 from . import primitives as P
 from ._tensor_str import format_tensor
 from .operators import PrimitiveOperators, binary_operator
+from ._tensor_methods import TensorMethods
 from . import autograd
 from .autograd import graph
 from .autograd.grad_mode import is_grad_enabled
@@ -134,17 +135,13 @@ _COMPLEX_GRAD = ("tapegrad: complex tensors cannot require gradients (eager auto
                  "keep the real and imaginary parts as two float tensors that require grad")
 
 
-class Tensor(PrimitiveOperators):
+class Tensor(PrimitiveOperators, TensorMethods):
     _bind_level = 1
     __array_priority__ = 1000
     # _view (a _ViewOf) is set only on views (class _View), so creating other tensors costs
     # nothing for it; read it with getattr
     __slots__ = ("_data", "_requires_grad", "grad_fn", "_grad", "_version_counter",
                  "_accumulator", "_view", "__weakref__")
-
-    def __init__(self, *args, **kwargs):
-        raise TypeError("tapegrad: create tensors with tapegrad.tensor(data), tapegrad.ones(...), "
-                        "tapegrad.zeros(...) or tapegrad.randn(...)")
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -276,9 +273,19 @@ class Tensor(PrimitiveOperators):
 
     @grad.setter
     def grad(self, value):
-        if value is not None and value.shape != self.shape:
-            raise RuntimeError(f"assigned grad has data of a different size: {value.shape} "
-                               f"vs {self.shape}")
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError("assigned grad expected to be a Tensor or None but got grad of "
+                                f"type {type(value).__name__}")
+            if value.shape != self.shape:
+                raise RuntimeError(f"attempting to assign a gradient of size '{list(value.shape)}'"
+                                   f" to a tensor of size '{list(self.shape)}'. Please ensure "
+                                   "that the gradient and the tensor are the same size")
+            if value.dtype != self.dtype:
+                raise RuntimeError(
+                    f"attempting to assign a gradient with dtype '{value.dtype.name}' to a "
+                    f"tensor with grad_dtype '{self.dtype.name}'. The gradient must match the "
+                    "tensor's dtype.")
         self._grad = value
 
     @property
@@ -619,9 +626,10 @@ class Tensor(PrimitiveOperators):
 
     # the commonest operators skip core.bind when every operand is a Tensor or a Python number
     # (those are exactly the cases bind would hand to Tensor._bind); anything else still binds
-    __add__, __radd__ = _fast_operator(P.add), _fast_operator(P.add, reflected=True)
+    # `2 * x` is x.__rmul__(2), which PyTorch records as mul(x, 2): next_functions[0] is x's
+    __add__ = __radd__ = _fast_operator(P.add)
     __sub__, __rsub__ = _fast_operator(P.sub), _fast_operator(P.sub, reflected=True)
-    __mul__, __rmul__ = _fast_operator(P.mul), _fast_operator(P.mul, reflected=True)
+    __mul__ = __rmul__ = _fast_operator(P.mul)
     __truediv__, __rtruediv__ = _fast_operator(P.div), _fast_operator(P.div, reflected=True)
 
     # PyTorch's method names for the operators

@@ -930,14 +930,26 @@ def adaptive_avg_pool2d(input, output_size):
         >>> F.adaptive_avg_pool2d(torch.arange(16.0).reshape(1, 1, 4, 4), 1)
         tensor([[[[7.5000]]]])
     """
-    size = _tuple(output_size, 2, "output_size")
     h, w = input.shape[-2:]
-    size = tuple(s if s is not None else d for s, d in zip(size, (h, w)))
+    if isinstance(output_size, (tuple, list)):  # None keeps that dimension's size
+        output_size = tuple(d if s is None else s for s, d in zip(output_size, (h, w)))
+    size = _tuple(output_size, 2, "output_size")
     if h % size[0] or w % size[1]:
-        raise NotImplementedError(f"adaptive_avg_pool2d: tapegrad supports output sizes that "
-                                  f"divide the input size; got {tuple(size)} for {(h, w)}")
+        # PyTorch's windows [floor(i*n/m), ceil((i+1)*n/m)) overlap here: average by matrices
+        rows = Tensor._wrap(_adaptive_weights(h, size[0], input.np_dtype))
+        cols = Tensor._wrap(_adaptive_weights(w, size[1], input.np_dtype))
+        return rows @ (input @ cols.t())
     kernel = (h // size[0], w // size[1])
     return avg_pool2d(input, kernel, kernel)
+
+
+def _adaptive_weights(n, m, dtype):
+    """(m, n) matrix whose row i averages input positions floor(i*n/m) .. ceil((i+1)*n/m) - 1."""
+    a = np.zeros((m, n), dtype)
+    for i in range(m):
+        start, end = (i * n) // m, -((-(i + 1) * n) // m)
+        a[i, start:end] = 1.0 / (end - start)
+    return a
 
 
 # ---------------------------------------------------------------------------------------------
