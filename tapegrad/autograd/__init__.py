@@ -4,6 +4,8 @@ import numpy as np
 from . import graph
 from .grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .function import Function
+from .variable import Variable
+from . import profiler
 from .gradcheck import gradcheck, gradgradcheck
 from .anomaly import detect_anomaly
 from . import functional
