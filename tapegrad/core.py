@@ -17,6 +17,32 @@ import numpy as np
 
 REGISTRY = {}
 
+try:  # NumPy's error state is a context variable: setting it directly costs a third of errstate
+    from numpy._core._ufunc_config import _extobj_contextvar as _ERROR_STATE
+    with np.errstate(all="ignore"):
+        _QUIET = _ERROR_STATE.get()
+except (ImportError, AttributeError):  # another NumPy: the public context manager
+    _ERROR_STATE = None
+
+
+def quiet(fn):
+    """fn with NumPy's floating-point warnings off: overflow and log(0) follow IEEE, as in PyTorch.
+    It sits on the eager hot path (exp, log, div, pow), hence no `with np.errstate` here."""
+    if _ERROR_STATE is None:
+        def impl(*args, **params):
+            with np.errstate(all="ignore"):
+                return fn(*args, **params)
+    else:
+        def impl(*args, **params):
+            token = _ERROR_STATE.set(_QUIET)
+            try:
+                return fn(*args, **params)
+            finally:
+                _ERROR_STATE.reset(token)
+    impl.__name__ = fn.__name__
+    impl.__wrapped__ = fn  # tracing calls fn inside one errstate for the whole trace
+    return impl
+
 
 class Primitive:
     """One operation of the registry. Instances are callable: `sin(x)` binds `sin` to x.

@@ -40,7 +40,7 @@ def binary_operator(prim, reflected=False, shortcut_types=None, handle=None):
 
 def _unary(prim):
     def method(self):
-        return prim(self)
+        return type(self)._bind(prim, (self,), {})  # one operand: its type is who dispatch picks
     method.__name__ = prim.name
     return method
 
@@ -67,7 +67,7 @@ class PrimitiveOperators:
     __hash__ = object.__hash__  # defining __eq__ would otherwise make values unhashable
 
     def __neg__(self):
-        return P.neg(self)
+        return type(self)._bind(P.neg, (self,), {})
 
     def __pos__(self):
         return self

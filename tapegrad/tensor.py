@@ -23,7 +23,7 @@ from .operators import PrimitiveOperators, binary_operator
 from ._tensor_methods import TensorMethods
 from . import autograd
 from .autograd import graph
-from .autograd.grad_mode import is_grad_enabled
+from .autograd.grad_mode import _state as _grad_mode_state, is_grad_enabled
 
 
 class Size(tuple):
@@ -166,15 +166,23 @@ class Tensor(PrimitiveOperators, TensorMethods):
         data_args = []
         versions = []  # each input's version now, kept by a graph node to detect in-place writes
         tracked = False
+        widths = 0  # 0: no array operand, 1: all float64, 2: others (a float64 result may narrow)
         for a in args:
             if isinstance(a, Tensor):
-                data_args.append(a._data)
+                data = a._data
+                data_args.append(data)
                 versions.append(a._version_counter[0])
                 if a._requires_grad:
                     tracked = True
+                if data.dtype is not _FLOAT64:
+                    widths = 2
+                elif not widths:
+                    widths = 1
             else:
                 data_args.append(a)
                 versions.append(None)
+                if isinstance(a, np.ndarray):
+                    widths = 2
         try:
             out = prim.eager_impl(*data_args, **params)
         except ValueError:
@@ -184,9 +192,11 @@ class Tensor(PrimitiveOperators, TensorMethods):
             raise error from None
         if not isinstance(out, np.ndarray):
             out = np.asarray(out)
-        if out.dtype == _FLOAT64 and prim is not _CAST:  # a cast's dtype is what was asked
+        # a cast's dtype is what was asked; float64 operands only give float64 (no weak fix)
+        if widths != 1 and out.dtype == _FLOAT64 and prim is not _CAST:
             out = _weak_float_fix(out, args)
-        if tracked and prim.differentiable and out.dtype.kind == "f" and is_grad_enabled():
+        if (tracked and prim.differentiable and out.dtype.kind == "f"
+                and getattr(_grad_mode_state, "enabled", True)):
             next_functions = []
             for a in args:
                 if isinstance(a, Tensor) and a._requires_grad:
@@ -892,9 +902,15 @@ class Tensor(PrimitiveOperators, TensorMethods):
 
     # ------------------------------------------------------------------ indexing
     def __getitem__(self, index):
-        index = _normalise_index(index)
-        integers, rest = _integers_first(index)
         try:
+            if type(index) is int:  # x[i], the commonest read: a basic index, PyTorch's select
+                params = {"index": (index,)}
+                out = Tensor._bind(_SELECT_VIEW, (self,), params, "SelectBackward0")
+                if np.may_share_memory(out._data, self._data):
+                    _attach_view(out, self, _SELECT_VIEW, params, None)
+                return out
+            index = _normalise_index(index)
+            integers, rest = _integers_first(index)
             if integers is not None:
                 return self._view_op(P.getitem, {"index": integers})._view_op(P.getitem,
                                                                               {"index": rest})
@@ -902,7 +918,8 @@ class Tensor(PrimitiveOperators, TensorMethods):
         except IndexError as e:  # NumPy's words for PyTorch's
             message = str(e).replace("for axis", "for dimension")
             if message.startswith("too many indices"):
-                message = f"too many indices for tensor of dimension {self.ndim}"
+                message = (_ZERO_DIM_INDEX if self.ndim == 0 and type(index) is int
+                           else f"too many indices for tensor of dimension {self.ndim}")
             raise IndexError(message) from None
 
     def __setitem__(self, index, value):
@@ -1071,6 +1088,9 @@ def _broadcast_view(x, shape):
     return x if x.shape == tuple(shape) else np.broadcast_to(x, shape)  # read-only, as expand()
 
 
+_ZERO_DIM_INDEX = ("invalid index of a 0-dim tensor. Use `tensor.item()` in Python or "
+                   "`tensor.item<T>()` in C++ to convert a 0-dim tensor to a number")
+_SELECT_VIEW = _eager_form(P.getitem, lambda x, index: x[index + (Ellipsis,)])  # x[i], i an int
 _VIEW_FORMS = {P.getitem: _eager_form(P.getitem, _getitem_view),
                P.broadcast_to: _eager_form(P.broadcast_to, _broadcast_view)}
 _C_ORDER_CLONE = _eager_form(P.clone, np.ascontiguousarray)

@@ -39,6 +39,7 @@ class _FunctionNode(graph.Node):
     __slots__ = ("fn", "ctx", "inputs", "freed")
 
     def __init__(self, fn, ctx, inputs, next_functions):
+        self._seq = next(graph._sequence)
         self.fn, self.ctx, self.inputs = fn, ctx, inputs
         self.next_functions = next_functions
         self._pre_hooks = None
