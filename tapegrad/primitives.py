@@ -13,17 +13,10 @@ import math
 
 import numpy as np
 
-from .core import defprim, defvjp, defvjp_variadic, dtype_of, ndim_of, shape_of
+from .core import defprim, defvjp, defvjp_variadic, dtype_of, ndim_of, quiet, shape_of
 
 
-def _quiet(fn):
-    """NumPy forward that stays silent on overflow/log(0): results follow IEEE, as in PyTorch."""
-    def impl(*args, **params):
-        with np.errstate(all="ignore"):
-            return fn(*args, **params)
-    impl.__name__ = fn.__name__
-    impl.__wrapped__ = fn  # tracing calls fn inside one errstate for the whole trace
-    return impl
+_quiet = quiet  # NumPy forward silent on overflow/log(0): results follow IEEE, as in PyTorch
 
 
 # ---------------------------------------------------------------------------------------------
