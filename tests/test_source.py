@@ -581,7 +581,7 @@ def recursive(x):
 
 
 def uses_comprehension(x):
-    values = [x * i for i in range(3)]
+    values = [x * i for i in range(3) if i > 0]  # a filter: its length is unknown
     return values[1]
 
 

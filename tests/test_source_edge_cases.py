@@ -323,10 +323,9 @@ def test_nested_closures(jit):
     assert source.grad(make_closure(5.0), jit=jit)(3.0) == pytest.approx(30.0)
 
 
-def test_a_def_inside_the_function_is_refused_with_the_fix():
-    with pytest.raises(TransformError, match="define `local` outside") as info:
-        source.grad(defines_a_function)(3.0)
-    assert info.value.lineno == defines_a_function.__code__.co_firstlineno + 1
+@pytest.mark.parametrize("jit", JIT)
+def test_a_def_inside_the_function_is_inlined(jit):
+    assert source.grad(defines_a_function, jit=jit)(3.0) == pytest.approx(6.0)
 
 
 RATE = 2.0

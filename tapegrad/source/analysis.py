@@ -119,8 +119,8 @@ class Analysis:
         old = self.kinds.get(name)
         new = unify(old, kind)
         if new is None:
-            raise self.error(f"`{name}` is a {old} in one place and a {kind} in another", stmt,
-                             "kind")
+            raise _KindConflict(name, self.error(
+                f"`{name}` is a {old} in one place and a {kind} in another", stmt, "kind"))
         if new != old:
             self.kinds[name] = new
             return True
@@ -298,7 +298,110 @@ def _as_float(node):
     return ast.Call(func=ast.Name(id="float", ctx=ast.Load()), args=[node], keywords=[])
 
 
+class _KindConflict(Exception):
+    def __init__(self, name, error):
+        super().__init__(name)
+        self.name, self.error = name, error
+
+
 def analyse(fn, arg_kinds, wrt):
-    return Analysis(fn, arg_kinds, wrt).run()
+    """Kinds and activity of fn's variables. A name whose kind changes where it is assigned
+    anew in the function's straight-line body (`x = np.sum(x)` for an array x) becomes one
+    name per assignment there (`x`, `x_1`), as Python's values are, and Numba needs."""
+    versioned = set()
+    while True:
+        try:
+            return Analysis(fn, arg_kinds, wrt).run()
+        except _KindConflict as conflict:
+            if conflict.name in versioned or not _version(fn, conflict.name):
+                raise conflict.error from None
+            versioned.add(conflict.name)
+
+
+def _version(fn, name):
+    """Give each top-level assignment that rebinds `name` a new name, read by the statements
+    after it (nested ones included: they see the version current when they start). False
+    when there is no such assignment (the kinds then clash inside a branch or a loop)."""
+    taken = _names(fn)
+    current, defined, made = name, name in fn.params, False
+    for stmt in fn.body:
+        _rename(stmt, name, current, reads_only=True)
+        if isinstance(stmt, ir.Assign) and stmt.target == name and defined:
+            k = 1
+            while f"{name}_{k}" in taken:
+                k += 1
+            current = f"{name}_{k}"
+            taken.add(current)
+            stmt.target, made = current, True
+            continue
+        _rename(stmt, name, current, reads_only=False)
+        defined = defined or name in _written(stmt)
+    if fn.result == name:
+        fn.result = current
+    return made
+
+
+def _written(stmt):
+    return {s.target for s in walk([stmt]) if isinstance(s, (ir.Assign, ir.Loop))}
+
+
+def _names(fn):
+    names = set(fn.params) | set(fn.constants) | {fn.result}
+    for stmt in walk(fn.body):
+        for value in vars(stmt).values():
+            if isinstance(value, str):
+                names.add(value)
+        for node in _asts(stmt):
+            names.update(n.id for n in ast.walk(node) if isinstance(n, ast.Name))
+    return names
+
+
+def _asts(stmt):
+    expr = getattr(stmt, "expr", None)
+    for node in (getattr(expr, "forward", None), getattr(expr, "index", None),
+                 getattr(stmt, "index", None)):
+        if isinstance(node, ast.AST):
+            yield node
+
+
+class _Renamer(ast.NodeTransformer):
+    def __init__(self, old, new):
+        self.old, self.new = old, new
+
+    def visit_Name(self, node):
+        return ast.Name(id=self.new, ctx=node.ctx) if node.id == self.old else node
+
+
+def _rename(stmt, old, new, reads_only):
+    """`old` -> `new` in what `stmt` reads (and, unless reads_only, in all it holds: a nested
+    block both reads and writes the current version)."""
+    if old == new:
+        return
+    swap = (lambda v: new if v == old else v)
+    if isinstance(stmt, ir.Assign):
+        expr = stmt.expr
+        if isinstance(expr, ir.Call):
+            expr.args = [swap(a) for a in expr.args]
+            expr.forward = _Renamer(old, new).visit(expr.forward)
+        else:
+            expr.array, expr.reads = swap(expr.array), [swap(r) for r in expr.reads]
+            expr.index = _Renamer(old, new).visit(expr.index)
+        if not reads_only:
+            stmt.target = swap(stmt.target)
+    elif isinstance(stmt, ir.SetIndex):
+        stmt.array, stmt.value = swap(stmt.array), swap(stmt.value)
+        stmt.reads = [swap(r) for r in stmt.reads]
+        stmt.index = _Renamer(old, new).visit(stmt.index)
+    elif isinstance(stmt, ir.If):
+        stmt.cond = swap(stmt.cond)
+        if not reads_only:
+            for child in stmt.body + stmt.orelse:
+                _rename(child, old, new, False)
+    elif isinstance(stmt, ir.Loop):
+        stmt.start, stmt.stop, stmt.step = swap(stmt.start), swap(stmt.stop), swap(stmt.step)
+        if not reads_only:
+            stmt.target = swap(stmt.target)
+            for child in stmt.body:
+                _rename(child, old, new, False)
 
 

@@ -8,6 +8,7 @@ arrays (closures over constants), other user functions; everything else is refus
 import ast
 import builtins
 import contextlib
+import copy
 import dataclasses
 import inspect
 import linecache
@@ -30,7 +31,9 @@ _BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.
            ast.MatMult: "matmul"}
 _COMPARE = {ast.Lt: "lt", ast.LtE: "le", ast.Gt: "gt", ast.GtE: "ge", ast.Eq: "eq",
             ast.NotEq: "ne"}
-_PLAIN_CALLS = {builtins.len, builtins.int, builtins.min, builtins.max, builtins.abs}
+_NP = "np"  # NumPy in code the normaliser writes (see _numpy_named)
+_PLAIN_CALLS = {builtins.len, builtins.int, builtins.min, builtins.max, builtins.abs,
+                builtins.range}
 
 
 def _canonical_spelling(obj):
@@ -78,6 +81,7 @@ class _Scope:
         self.reads = reads  # {(function, name): value}: what the emitted code was made from
         self.varargs = None  # `args` of `def wrapper(*args)`: its values' local names
         self.kwargs = None  # `kwargs` of `**kwargs`: always empty here
+        self.functions = {}  # name -> _Local: `def`s and lambdas of this function, inlined
 
     def lookup(self, name):
         value = resolve(self.fun, name)
@@ -269,6 +273,15 @@ class Normaliser:
         rename.update({result: result, flag: flag})
         body, flag_used = restructure(node.body, [result], flag, self._located)
         out = []
+        # parameters the call leaves out take their defaults (the function's own values)
+        passed = len(node.args.args) if self.n_args is None or node.args.vararg \
+            else self.n_args
+        defaults = _default_values(self.fun)
+        for name in [a.arg for a in node.args.args[passed:] + node.args.kwonlyargs]:
+            if name not in defaults:
+                raise self.error(f"`{node.name}` needs its argument `{name}`", node, "arguments")
+            self._bind(rename[name], self._value_operand(defaults[name], name, node), out,
+                       self.origin(node))
         if flag_used:
             out.append(self._set(flag, ir.Const(False), node))
         self.block(body, out)
@@ -285,10 +298,11 @@ class Normaliser:
         on (`f(*args, **kwargs)`): `args` stands for n_args - (named ones) values `args_0`, ...,
         `kwargs` for no keywords. `local` makes the emitted name of a new local."""
         args = node.args
-        if args.kwonlyargs or args.posonlyargs or args.defaults or (
-                (args.vararg or args.kwarg) and n_args is None):
+        if args.posonlyargs or ((args.vararg or args.kwarg) and n_args is None):
             raise self.error("only plain positional parameters are supported", node, "arguments")
         params = [a.arg for a in args.args]
+        if n_args is not None and not args.vararg:
+            params = params[:n_args]  # the rest take their defaults
         if args.kwarg:
             self.scope.kwargs = args.kwarg.arg
         if args.vararg:
@@ -303,8 +317,9 @@ class Normaliser:
         return [self.scope.rename[p] for p in params]
 
     def _call_arguments(self, node, out, origin):
-        """Operands of a user function call's arguments, `*args` passed on as its values."""
-        values = []
+        """Operands of a user function call's positional arguments (`*args` passed on as its
+        values) and of its keyword arguments, in the order Python evaluates them."""
+        values, keywords = [], {}
         for arg in node.args:
             if isinstance(arg, ast.Starred):
                 if not (isinstance(arg.value, ast.Name) and self.scope.varargs is not None
@@ -315,10 +330,36 @@ class Normaliser:
             else:
                 values.append(self.expr(arg, out, origin))
         for keyword in node.keywords:
-            if not (keyword.arg is None and isinstance(keyword.value, ast.Name)
-                    and keyword.value.id == self.scope.kwargs):
-                raise self.error("keyword arguments are not supported", node, "keyword")
-        return values
+            if keyword.arg is None:
+                if not (isinstance(keyword.value, ast.Name)
+                        and keyword.value.id == self.scope.kwargs):
+                    raise self.error("`**` is supported only to pass on the function's own "
+                                     "`**kwargs`", node, "keyword")
+                continue
+            keywords[keyword.arg] = self.expr(keyword.value, out, origin)
+        return values, keywords
+
+    def _bind(self, name, operand, out, origin):
+        """name = operand, for a parameter: tuples and dicts are passed on as structures."""
+        if isinstance(operand, str) and operand in self.structs:
+            self.structs[name] = self.structs[operand]
+        else:
+            out.append(ir.Assign(name, ir.Call(table.Identity(), [operand],
+                                               operand_node(operand)), origin))
+
+    def _value_operand(self, value, name, node):
+        """A default argument's value as an operand: a number, an array (a constant of the
+        emitted code) or a tuple of them."""
+        if isinstance(value, tuple):
+            struct = self.namer.fresh(f"{name}_default")
+            self.structs[struct] = tuple(self._value_operand(v, name, node) for v in value)
+            return struct
+        if isinstance(value, np.ndarray):
+            return self.global_value(self.namer.fresh(f"{name}_default"), value, node)
+        if isinstance(value, (bool, int, float, np.floating, np.integer)):
+            return self.global_value(name, value, node)
+        raise self.error(f"the default of `{name}` is a {type(value).__name__}, not a number, "
+                         "array or tuple: pass the argument", node, "arguments")
 
     def _result_name(self, node):
         returns = [n for n in ast.walk(node) if isinstance(n, ast.Return)]
@@ -330,7 +371,7 @@ class Normaliser:
 
     @staticmethod
     def _local_names(node):
-        names = {a.arg for a in node.args.args}
+        names = {a.arg for a in node.args.args + node.args.kwonlyargs}
         for child in ast.walk(node):
             if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store):
                 names.add(child.id)
@@ -350,9 +391,19 @@ class Normaliser:
         method(node, out)
 
     def stmt_FunctionDef(self, node, out):
-        raise self.error(f"a `def` inside the function is not supported: define `{node.name}` "
-                         "outside it (a module-level function or one in the enclosing function) "
-                         "and call it", node, "FunctionDef")
+        """A local `def`: inlined where it is called, reading the enclosing function's
+        variables as they are at the call (Python's closures); defaults are taken now."""
+        if node.decorator_list:
+            raise self.error(f"a decorated local `def` is not supported: define `{node.name}` "
+                             "at module level", node, "FunctionDef")
+        origin = self.origin(node)
+        args = node.args
+        defaults = {a.arg: self.expr(d, out, origin)
+                    for a, d in zip(args.args[len(args.args) - len(args.defaults):],
+                                    args.defaults)}
+        defaults.update({a.arg: self.expr(d, out, origin)
+                         for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None})
+        self.scope.functions[node.name] = _Local(node, self.scope, defaults)
 
     def stmt_Pass(self, node, out):
         pass
@@ -368,7 +419,13 @@ class Normaliser:
             raise self.error("chained assignment `a = b = ...` is not supported", node, "Assign")
         target = node.targets[0]
         origin = self.origin(node)
-        if isinstance(target, ast.Name):
+        if isinstance(target, ast.Name) and isinstance(node.value, ast.Lambda):
+            lam = node.value  # `f = lambda t: ...`: a local function named f
+            self.stmt_FunctionDef(ast.copy_location(ast.FunctionDef(
+                name=target.id, args=lam.args, body=[ast.copy_location(ast.Return(
+                    value=lam.body), lam.body)], decorator_list=[], returns=None,
+                type_comment=None), node), out)
+        elif isinstance(target, ast.Name):
             name = self.local(target)
             self.temp_base = name
             self.expr(node.value, out, origin, target=name)
@@ -753,6 +810,39 @@ class Normaliser:
                              f"{'this dict' if isinstance(struct, dict) else 'this tuple'}",
                              node, "Subscript") from None
 
+    def _static(self, node):
+        try:
+            self.static_value(node, "index")
+            return True
+        except TransformError:
+            return False
+
+    def _select(self, struct, node, out, origin, target):
+        """`t[i]` of a tuple `t = (a, b, c)` with an int `i` known only when it runs: the
+        branch `if i == 0 (or -3): a elif ...`, whose adjoint reaches the value selected."""
+        index = self.expr(node.slice, out, origin)
+        name = target or self.new_temp()
+        chain = [self._copy(name, ir.Const(math.nan), origin)]  # out of range: NaN, never a value
+        n = len(struct)
+        for k in reversed(range(n)):
+            if isinstance(struct[k], str) and struct[k] in self.structs:
+                raise self.error(f"`{ast.unparse(node)}`: a tuple holding tuples or dicts is "
+                                 "indexed here by a value known only when it runs", node,
+                                 "Subscript")
+            test = []
+            hit = self.emit(table.Elementwise(P.eq, 2), [index, ir.Const(k)], ast.Compare(
+                left=operand_node(index), ops=[ast.Eq()], comparators=[ast.Constant(k)]),
+                test, origin, None)
+            back = self.emit(table.Elementwise(P.eq, 2), [index, ir.Const(k - n)], ast.Compare(
+                left=operand_node(index), ops=[ast.Eq()], comparators=[operand_node(
+                    ir.Const(k - n))]), test, origin, None)
+            either = self.namer.fresh(self.temp_base)
+            test += [self._copy(either, hit, origin),
+                     ir.If(back, [self._copy(either, ir.Const(True), origin)], [], origin)]
+            chain = test + [ir.If(either, [self._copy(name, struct[k], origin)], chain, origin)]
+        out.extend(chain)
+        return name
+
     def _struct_constant(self, struct, node):
         """A tuple of constants (`shape = (2, 3)` passed as an argument) as its value."""
         if isinstance(struct, tuple) and all(isinstance(e, ir.Const) for e in struct):
@@ -789,6 +879,8 @@ class Normaliser:
     def expr_Subscript(self, node, out, origin, target):
         base = node.value
         struct = self._struct_of(base)
+        if struct is not None and isinstance(struct, tuple) and not self._static(node.slice):
+            return self._select(struct, node, out, origin, target)
         if struct is not None:
             return self._struct_item(struct, node)
         if isinstance(base, ast.Attribute) and base.attr == "shape":
@@ -814,6 +906,14 @@ class Normaliser:
         if self._user_function(node) is not None:
             return self.inline(node, out, origin, n_results=1, target=target)[0]
         obj = self._callee(node)
+        spelled = self._respelled(obj, node, out, origin) if _hashable(obj) else None
+        if spelled is not None:
+            if isinstance(spelled, ast.AST):
+                with self._numpy_named():
+                    return self.expr(spelled, out, origin, target)
+            op, spelling, node = spelled
+            return self.call_op(op, spelling, [], node, f"`{ast.unparse(func)}`", out, origin,
+                                target)
         if obj is np.array or obj is np.asarray:
             return self._np_array(node, out, origin, target)
         if obj is builtins.len and len(node.args) == 1 and self._struct_of(node.args[0]) \
@@ -834,6 +934,134 @@ class Normaliser:
             args = [a for a in (self._maybe_operand(a) for a in node.args) if a is not None]
             return self.emit(op, args, forward, out, origin, target)
         return self.call_op(op, spelling, [], node, f"`{ast.unparse(func)}`", out, origin, target)
+
+    def _respelled(self, obj, node, out, origin):
+        """Calls that are other calls the table knows, or loops: an AST to normalise instead,
+        (op, spelling, call) for a reduction, or None."""
+        args, keywords, func = node.args, node.keywords, node.func
+        allocate = {np.zeros_like: "zeros", np.ones_like: "ones", np.empty_like: "empty"}
+        if obj in allocate and len(args) == 1 and [k.arg for k in keywords] == ["shape"]:
+            # np.zeros_like(x, shape=s): np.zeros(s) of floats (x's kind matters no more)
+            return _located_like(ast.Call(func=ast.Attribute(value=ast.Name(id=_NP, ctx=ast.Load()),
+                                                             attr=allocate[obj], ctx=ast.Load()),
+                                          args=[keywords[0].value], keywords=[]), node)
+        if keywords and obj is not builtins.dict:
+            return None
+        new = None
+        if obj is math.log and len(args) == 2:        # math.log(x, base)
+            new = ast.BinOp(left=ast.Call(func=func, args=[args[0]], keywords=[]), op=ast.Div(),
+                            right=ast.Call(func=func, args=[args[1]], keywords=[]))
+        elif obj is builtins.pow and len(args) == 2:
+            new = ast.BinOp(left=args[0], op=ast.Pow(), right=args[1])
+        elif obj is np.square and len(args) == 1:
+            new = ast.BinOp(left=args[0], op=ast.Pow(), right=ast.Constant(2))
+        elif obj in (builtins.min, builtins.max) and len(args) > 2:   # min(a, b, c)
+            new = ast.Call(func=func, keywords=[], args=[
+                ast.Call(func=func, args=args[:-1], keywords=[]), args[-1]])
+        elif obj in (builtins.min, builtins.max) and len(args) == 1 and not isinstance(
+                args[0], (ast.GeneratorExp, ast.ListComp)):              # min(x) of an array
+            reduction = np.min if obj is builtins.min else np.max
+            return table.CALLS[reduction], _canonical_spelling(reduction), node
+        elif obj is builtins.dict and not args and all(k.arg for k in keywords):
+            new = ast.Dict(keys=[ast.Constant(k.arg) for k in keywords],
+                           values=[k.value for k in keywords])
+        elif obj is builtins.sum and len(args) == 1:
+            return self._summed(args[0], node, out, origin)
+        if new is None:
+            return None
+        return _located_like(new, node)
+
+    def _summed(self, arg, node, out, origin):
+        """sum(x), sum(e for v in x), sum([e for ...]), sum([a, b]) as the loop adding them up,
+        from 0.0 as Python's sum starts from 0."""
+        if isinstance(arg, (ast.List, ast.Tuple)) and arg.elts:
+            new = arg.elts[0]
+            for elt in arg.elts[1:]:
+                new = ast.BinOp(left=new, op=ast.Add(), right=elt)
+            return _located_like(new, node)
+        if not isinstance(arg, (ast.GeneratorExp, ast.ListComp)):
+            item = self.namer.fresh("item")
+            arg = ast.GeneratorExp(elt=ast.Name(id=item, ctx=ast.Load()), generators=[
+                ast.comprehension(target=ast.Name(id=item, ctx=ast.Store()), iter=arg,
+                                  ifs=[], is_async=0)])
+            self.scope.rename[item] = item
+        total = self._local(self.namer.fresh("total"))
+        stmts = [ast.Assign(targets=[ast.Name(id=total, ctx=ast.Store())],
+                            value=ast.Constant(0.0))]
+        update = ast.Assign(targets=[ast.Name(id=total, ctx=ast.Store())], value=ast.BinOp(
+            left=ast.Name(id=total, ctx=ast.Load()), op=ast.Add(), right=arg.elt))
+        stmts += self._comprehension_loops(arg, [update])
+        self.block([_located_like(s, node) for s in stmts], out)
+        return _located_like(ast.Name(id=total, ctx=ast.Load()), node)
+
+    def _local(self, name):
+        """A name the normaliser made, usable in the AST it normalises (its own emitted name)."""
+        self.scope.rename[name] = name
+        return name
+
+    def _comprehension_loops(self, comp, body):
+        """The `for` statements (with `if` filters) of a comprehension around `body`. Its
+        targets get names of their own: a comprehension's variables do not leak in Python."""
+        renames = {}
+        for gen in comp.generators:
+            if gen.is_async or not isinstance(gen.target, ast.Name):
+                raise self.error("comprehensions here take `for name in ...` clauses", comp,
+                                 "comprehension")
+            renames[gen.target.id] = self._local(self.namer.fresh(gen.target.id))
+        rename = _NameSwap(renames)
+        body = [rename.visit(copy.deepcopy(b)) for b in body]
+        for gen in reversed(comp.generators):
+            for test in reversed(gen.ifs):
+                body = [ast.If(test=rename.visit(copy.deepcopy(test)), body=body, orelse=[])]
+            loop = ast.For(target=ast.Name(id=renames[gen.target.id], ctx=ast.Store()),
+                           iter=gen.iter, body=body, orelse=[])
+            body = [loop]
+        # a later clause's iterable may read an earlier clause's variable
+        for loop in ast.walk(body[0]):
+            if isinstance(loop, ast.For):
+                loop.iter = rename.visit(copy.deepcopy(loop.iter))
+        return body
+
+    def expr_ListComp(self, node, out, origin, target):
+        """[e for v in x] as a 1-D array of its values, filled by a loop: one `for` clause over
+        a range or an array, no filter (the length must be known before the loop)."""
+        if len(node.generators) != 1 or node.generators[0].ifs:
+            raise self.error("a list comprehension here takes one `for` clause and no `if`: "
+                             "write the loop, or sum(... for ...) for a sum", node, "ListComp")
+        gen = node.generators[0]
+        length = ast.Call(func=ast.Name(id="len", ctx=ast.Load()), args=[gen.iter], keywords=[])
+        if self._is_range(gen.iter):
+            length.args = [ast.Call(func=ast.Name(id="range", ctx=ast.Load()),
+                                    args=gen.iter.args, keywords=[])]
+        values = self._local(target or self.namer.fresh("values"))
+        count = self._local(self.namer.fresh("count"))
+        stmts = [ast.Assign(targets=[ast.Name(id=values, ctx=ast.Store())], value=ast.Call(
+                     func=ast.Attribute(value=ast.Name(id=_NP, ctx=ast.Load()), attr="zeros",
+                                        ctx=ast.Load()), args=[length], keywords=[])),
+                 ast.Assign(targets=[ast.Name(id=count, ctx=ast.Store())],
+                            value=ast.Constant(0))]
+        fill = [ast.Assign(targets=[ast.Subscript(value=ast.Name(id=values, ctx=ast.Load()),
+                                                  slice=ast.Name(id=count, ctx=ast.Load()),
+                                                  ctx=ast.Store())], value=node.elt),
+                ast.AugAssign(target=ast.Name(id=count, ctx=ast.Store()), op=ast.Add(),
+                              value=ast.Constant(1))]
+        stmts += self._comprehension_loops(node, fill)
+        with self._numpy_named():
+            self.block([_located_like(s, node) for s in stmts], out)
+        self.lists.add(values)
+        return values
+
+    @contextlib.contextmanager
+    def _numpy_named(self):
+        """`np` and `len` in code the normaliser writes mean NumPy and the builtin, whatever the
+        user's module calls them."""
+        lookup = self.scope.lookup
+        fixed = {_NP: np, "len": builtins.len, "range": builtins.range}
+        self.scope.lookup = lambda name: fixed[name] if name in fixed else lookup(name)
+        try:
+            yield
+        finally:
+            self.scope.lookup = lookup
 
     def call_op(self, op, spelling, operands, node, what, out, origin, target):
         """A call of a table entry: `operands` holds the receiver of a method call; the static
@@ -995,6 +1223,8 @@ class Normaliser:
 
     def _user_function(self, node):
         func = node.func
+        if isinstance(func, ast.Name) and func.id in self.scope.functions:
+            return self.scope.functions[func.id]
         if isinstance(func, ast.Name) and func.id not in self.scope.rename:
             try:
                 obj = self.scope.lookup(func.id)
@@ -1054,6 +1284,9 @@ class Normaliser:
                 return ast.Subscript(value=ast.Attribute(value=visit(n.value.value), attr="shape",
                                                          ctx=ast.Load()),
                                      slice=visit(n.slice), ctx=ast.Load())
+            if isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name) \
+                    and n.value.id in self.scope.rename:  # len(m[0]), x.shape[...] of a row
+                return ast.Subscript(value=visit(n.value), slice=visit(n.slice), ctx=ast.Load())
             if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and not n.keywords:
                 if self._resolve(n.func) in _PLAIN_CALLS:
                     return ast.Call(func=ast.Name(id=n.func.id, ctx=ast.Load()),
@@ -1068,32 +1301,69 @@ class Normaliser:
     def inline(self, node, out, origin, n_results, target=None):
         callee = self._user_function(node)
         if callee in self.inlining or callee is self.fun:
-            raise self.error(f"recursive call to `{callee.__name__}`", node, "Call")
-        args = self._call_arguments(node, out, origin)
+            name = callee.node.name if isinstance(callee, _Local) else callee.__name__
+            raise self.error(f"recursive call to `{name}`: tapegrad.source inlines calls, so "
+                             "it cannot differentiate recursion; write it as a loop, or use "
+                             "tapegrad.grad (the traced face), which follows the calls as they run",
+                             node, "Call")
+        args, keywords = self._call_arguments(node, out, origin)
         with _explained(callee):
-            return self._inline(callee, args, node, out, origin, n_results, target)
+            return self._inline(callee, args, keywords, node, out, origin, n_results, target)
 
-    def _inline(self, callee, args, node, out, origin, n_results, target):
-        callee_node, filename, offset, lines = _parse(callee)
+    def _inline(self, callee, args, keywords, node, out, origin, n_results, target):
+        if isinstance(callee, _Local):
+            home = callee.scope
+            callee_node, filename, offset, lines = (callee.node, home.filename,
+                                                    home.line_offset, home.lines)
+            defaults, fun = callee.defaults, home.fun
+        else:
+            callee_node, filename, offset, lines = _parse(callee)
+            defaults, fun = None, callee
         outer = self.scope
         prefix = callee_node.name
-        rename = {n: self.namer.fresh(f"{prefix}_{n}") for n in sorted(self._local_names(
-            callee_node))}
-        self.scope = _Scope(callee, callee_node, filename, offset, lines, rename, self.reads)
+        own = self._local_names(callee_node)
+        rename = {n: self.namer.fresh(f"{prefix}_{n}") for n in sorted(own)}
+        if isinstance(callee, _Local):  # the enclosing function's variables, as closures
+            rename = {**{n: v for n, v in home.rename.items() if n not in own}, **rename}
+        self.scope = _Scope(fun, callee_node, filename, offset, lines, rename, self.reads)
+        if isinstance(callee, _Local):
+            self.scope.functions = {n: f for n, f in home.functions.items() if n not in own}
         self.inlining.append(callee)
         try:
-            named = len(callee_node.args.args)
-            if len(args) != named and not callee_node.args.vararg:
-                raise self.error(f"`{prefix}` takes {named} arguments", node, "Call",
-                                 scope=outer)
-            params = self._parameters(callee_node, len(args),
-                                      lambda name: self.namer.fresh(f"{prefix}_{name}"))
-            for param, arg in zip(params, args):
-                if isinstance(arg, str) and arg in self.structs:
-                    self.structs[param] = self.structs[arg]
-                    continue
-                out.append(ir.Assign(param, ir.Call(table.Identity(), [arg],
-                                                    operand_node(arg)), origin))
+            spec = callee_node.args
+            named = [a.arg for a in spec.args]
+            if spec.vararg:
+                if keywords:
+                    raise self.error(f"`{prefix}` takes no keyword arguments here", node,
+                                     "Call", scope=outer)
+                params = self._parameters(callee_node, len(args),
+                                          lambda name: self.namer.fresh(f"{prefix}_{name}"))
+                values = list(args)
+            else:
+                if len(args) > len(named):
+                    raise self.error(f"`{prefix}` takes {len(named)} arguments", node, "Call",
+                                     scope=outer)
+                if defaults is None:
+                    defaults = {k: self._value_operand(v, k, callee_node)
+                                for k, v in _default_values(callee).items()}
+                params, values = [], []
+                for k, name in enumerate(named + [a.arg for a in spec.kwonlyargs]):
+                    if k < len(args) and k < len(named):
+                        value = args[k]
+                    elif name in keywords:
+                        value = keywords.pop(name)
+                    elif name in defaults:
+                        value = defaults[name]
+                    else:
+                        raise self.error(f"`{prefix}` needs its argument `{name}`", node,
+                                         "Call", scope=outer)
+                    params.append(rename[name])
+                    values.append(value)
+                if keywords:
+                    raise self.error(f"`{prefix}` has no parameter `{next(iter(keywords))}`",
+                                     node, "Call", scope=outer)
+            for param, arg in zip(params, values):
+                self._bind(param, arg, out, origin)
             if n_results == 1 and target is not None and target not in rename:
                 results = [target]
             elif n_results == 1:
@@ -1112,6 +1382,40 @@ class Normaliser:
             self.inlining.pop()
             self.scope = outer
         return results
+
+
+@dataclasses.dataclass(eq=False)
+class _Local:
+    """A `def` or lambda inside the function: inlined at its calls."""
+    node: ast.FunctionDef
+    scope: _Scope  # where it was defined: its closures and globals
+    defaults: dict  # parameter -> operand, evaluated at the `def`
+
+
+def _default_values(fun):
+    """{parameter: default value} of a Python function."""
+    code = fun.__code__
+    names = code.co_varnames[:code.co_argcount]
+    values = dict(zip(names[len(names) - len(fun.__defaults__ or ()):], fun.__defaults__ or ()))
+    values.update(fun.__kwdefaults__ or {})
+    return values
+
+
+def _located_like(new, node):
+    """`new` (made by the normaliser) at `node`'s place in the user's source."""
+    for child in ast.walk(new):
+        if "lineno" in child._attributes and not hasattr(child, "lineno"):
+            ast.copy_location(child, node)
+    return new
+
+
+class _NameSwap(ast.NodeTransformer):
+    def __init__(self, renames):
+        self.renames = renames
+
+    def visit_Name(self, node):
+        new = self.renames.get(node.id)
+        return node if new is None else ast.copy_location(ast.Name(id=new, ctx=node.ctx), node)
 
 
 @contextlib.contextmanager
