@@ -9,9 +9,10 @@ import numpy as np
 from .adjoint import COMMENT, ORIGIN, Emitter
 from .analysis import analyse
 from .errors import TransformError
+from .fuse import fuse
 from .kinds import kind_of_value
 from .normalise import normalise
-from .optimise import drop_orphan_comments, optimise
+from .optimise import drop_orphan_comments, optimise, statements
 from .symbol import literal
 
 
@@ -26,9 +27,10 @@ class Emitted:
     reads: dict = None  # globals and closure values it was made from (normalise.stale)
 
 
-def emit(fun, argnums, arg_kinds, mode="value_and_grad"):
+def emit(fun, argnums, arg_kinds, mode="value_and_grad", fused=False):
     """Emit derivative source for `fun` specialised to `arg_kinds` (one Kind per parameter).
-    mode: "grad" returns the gradient, "value_and_grad" returns (value, gradient)."""
+    mode: "grad" returns the gradient, "value_and_grad" returns (value, gradient).
+    fused: elementwise array statements as fused loops (fuse.py), for code Numba compiles."""
     fn = normalise(fun, len(arg_kinds))
     if len(arg_kinds) != len(fn.params):
         raise TransformError(f"{fn.name} takes {len(fn.params)} arguments, got "
@@ -54,6 +56,11 @@ def emit(fun, argnums, arg_kinds, mode="value_and_grad"):
     name = f"{'grad' if mode == 'grad' else 'value_and_grad'}_{fn.name}"
     body = optimise(body, keep=set(), substitutable=emitter.generated_temps(),
                     scalars=emitter.scalar_names(), arrays=emitter.array_names())
+    if fused:
+        kinds = dict(analysis.kinds)
+        kinds.update({bar: analysis.kinds[name] for name, bar in emitter.bars.items()})
+        body = fuse(body, kinds, emitter.namer, emitter.generated_temps(),
+                    emitter.array_names())
     body = drop_orphan_comments(body, COMMENT)
     args = ast.arguments(posonlyargs=[], args=[ast.arg(arg=p) for p in fn.params], vararg=None,
                          kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[])
@@ -84,20 +91,11 @@ def emit(fun, argnums, arg_kinds, mode="value_and_grad"):
                    origins, fn.name, fn.filename, fn.reads)
 
 
-def _statements(body):
-    for stmt in body:
-        yield stmt
-        for field in ("body", "orelse"):
-            inner = getattr(stmt, field, None)
-            if isinstance(inner, list):
-                yield from _statements(inner)
-
-
 def _origins(module, text):
     """Printed line -> origin of the statement printed there: the printed text parses back to
     the same statements in the same order (comment markers are one line each, as comments)."""
-    printed = list(_statements(ast.parse(text).body))
-    built = list(_statements(module.body))
+    printed = list(statements(ast.parse(text).body))
+    built = list(statements(module.body))
     if len(printed) != len(built):
         return {}
     origins = {}

@@ -175,6 +175,16 @@ def _substitute_single_uses(stmts, live_after, substitutable):
     return changed
 
 
+def statements(body):
+    """Every statement of `body`, nested ones after their loop or `if`, in order."""
+    for stmt in body:
+        yield stmt
+        for field in ("body", "orelse"):
+            inner = getattr(stmt, field, None)
+            if isinstance(inner, list):
+                yield from statements(inner)
+
+
 def _blocks(stmts):
     yield stmts
     for stmt in stmts:
