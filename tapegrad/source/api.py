@@ -69,13 +69,16 @@ class _SourceDerivative:
             nums += self.fun._wrt()
         return nums
 
-    def _emit(self, kinds):
+    def _emit(self, kinds, fused=None):
+        # jit=True: elementwise array code as fused loops (Numba compiles them; Python would crawl)
+        fused = self.jit if fused is None else fused
         if not isinstance(self.fun, _SourceDerivative):
-            return emit(self.fun, self.argnums, kinds, self.mode)
+            return emit(self.fun, self.argnums, kinds, self.mode, fused=fused)
         # a derivative of a derivative: the code emitted for the inner one, transformed again
-        inner = self.fun._emit(kinds)
+        inner = self.fun._emit(kinds, fused=False)
         try:
-            emitted = emit(_exec_source(inner, ieee=False), self.argnums, kinds, self.mode)
+            emitted = emit(_exec_source(inner, ieee=False), self.argnums, kinds, self.mode,
+                           fused=fused)
         except TransformError as exc:
             raise TransformError(
                 f"a derivative of `{inner.function}`'s derivative transforms the code emitted "
