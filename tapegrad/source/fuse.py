@@ -104,7 +104,7 @@ class _Operand:
 @dataclass
 class _Piece:
     stmt: ast.stmt
-    form: str  # "assign" | "sum" | "mean" | "store"
+    form: str  # "assign" | "sum" | "mean" | "addsum" (`s += np.sum(E)`) | "store"
     kind: Kind  # the loop's domain
     cls: str
     expr: ast.expr  # the element expression (index names are placeholders `__i0`, `__i1`)
@@ -232,7 +232,9 @@ class Fuser:
                     raise _NotFusable
                 if not kind.is_array:
                     return self._reduction(stmt, name, kind, value)
-                if isinstance(value, (ast.Name, ast.Subscript)) or isinstance(
+                if isinstance(value, ast.Name) and value.id in group_targets:
+                    pass  # another name for a result of the run: its element
+                elif isinstance(value, (ast.Name, ast.Subscript)) or isinstance(
                         value, ast.Call) and _is_np(value.func, _ALLOCATIONS):
                     raise _NotFusable  # a view, an alias, an allocation: no loop needed
                 if isinstance(value, ast.Call) and _is_np(value.func, {"full_like"}) \
@@ -254,10 +256,15 @@ class Fuser:
                 return self._store(stmt, target, stmt.value, stmt.op)
             if isinstance(target, ast.Subscript):
                 return self._store(stmt, target, stmt.value, stmt.op)
+            kind = self.kinds.get(target.id) if isinstance(target, ast.Name) else None
+            if kind is not None and isinstance(stmt.op, ast.Add):  # `s_bar += np.sum(E)`
+                return self._reduction(stmt, target.id, kind, stmt.value, into=True)
         raise _NotFusable
 
-    def _reduction(self, stmt, name, kind, value):
-        if not (isinstance(value, ast.Call) and _is_np(value.func, {"sum", "mean"})
+    def _reduction(self, stmt, name, kind, value, into=False):
+        """`s = np.sum(E)`, `s = np.mean(E)`, or (into) `s += np.sum(E)`."""
+        if not (isinstance(value, ast.Call) and _is_np(value.func, {"sum"} if into
+                                                       else {"sum", "mean"})
                 and len(value.args) == 1 and not value.keywords):
             raise _NotFusable
         inner = value.args[0]
@@ -269,7 +276,8 @@ class Fuser:
         expr, _ = self._element(inner)
         if name in self._reads:
             raise _NotFusable
-        return self._piece(stmt, value.func.attr, domain, expr, target=name)
+        return self._piece(stmt, "addsum" if into else value.func.attr, domain, expr,
+                           target=name)
 
     def _store(self, stmt, target, value, op):
         base = target.value if isinstance(target, ast.Subscript) else target
@@ -466,8 +474,17 @@ class Fuser:
         return element, kind
 
     def _invariant(self, node, name):
-        if name in self._locals or self.kinds.get(name) is None:
+        """`a.size`, `a.shape[k]`: a result of the run has the loop's shape (placeholders)."""
+        if self.kinds.get(name) is None:
             raise _NotFusable
+        if name in self._locals:
+            if isinstance(node, ast.Attribute):
+                return ast.Name(id="__size", ctx=ast.Load()), Kind("int")
+            axis = node.slice
+            if not (isinstance(axis, ast.Constant) and type(axis.value) is int
+                    and 0 <= axis.value < self.kinds[name].ndim):
+                raise _NotFusable
+            return ast.Name(id=f"__shape{axis.value}", ctx=ast.Load()), Kind("int")
         self._reads.add(name)
         return node, Kind("int")
 
@@ -634,7 +651,7 @@ class _Blocks:
             return False
         if piece.roots & set(group.written) or piece.reads & group.sums:
             return False
-        if piece.form in ("assign", "sum", "mean") and piece.target in (
+        if piece.form != "store" and piece.target in (
                 group.reads | group.assigned):
             return False
         if piece.form == "store":
@@ -727,6 +744,9 @@ class _Blocks:
                        "keepdims=True)")
             before.append(f"assert {' and '.join(checks)}, {message!r}")
         index = {a: indices.get(a) for a in range(kind.ndim)}
+        count = " * ".join(shape)
+        index.update({"__size": count if len(shape) == 1 else f"({count})"})
+        index.update({f"__shape{a}": text for a, text in enumerate(shape)})
         body = []
         for item in group.items:
             if _is_comment(item):
@@ -793,7 +813,7 @@ class _Blocks:
                 store = self._element_of(piece.target, index)
                 lines.append(ast.Assign(targets=[store], value=ast.Name(id=name, ctx=ast.Load())))
             out = lines
-        elif piece.form in ("sum", "mean"):
+        elif piece.form in ("sum", "mean", "addsum"):
             out = [ast.AugAssign(target=ast.Name(id=piece.target, ctx=ast.Store()), op=ast.Add(),
                                  value=expr)]
         else:
@@ -809,8 +829,9 @@ class _Blocks:
 
     @staticmethod
     def _element_of(name, index):
+        axes = sorted(a for a in index if isinstance(a, int))
         parts = [ast.Name(id=index[a], ctx=ast.Load()) if index[a] else ast.Constant(0)
-                 for a in sorted(index)]
+                 for a in axes]
         return ast.Subscript(value=ast.Name(id=name, ctx=ast.Load()),
                              slice=parts[0] if len(parts) == 1 else ast.Tuple(
                                  elts=parts, ctx=ast.Load()), ctx=ast.Store())
@@ -824,6 +845,8 @@ class _Blocks:
             def visit_Name(self, node):
                 if node.id.startswith("__i") and node.id[3:].isdigit():
                     return ast.Name(id=index[int(node.id[3:])], ctx=node.ctx)
+                if node.id in index:  # the size and shape of the loop
+                    return ast.parse(index[node.id], mode="eval").body
                 if node.id.startswith("__local_"):
                     return ast.Name(id=element_names[node.id[len("__local_"):]], ctx=node.ctx)
                 return node
@@ -866,12 +889,12 @@ class _Blocks:
                 name = stmt.targets[0].id
                 uses = [s for s in body[k + 1:] for n in ast.walk(s)
                         if isinstance(n, ast.Name) and n.id == name]
-                if len(uses) != 1:
+                if len(uses) != 1 and not isinstance(stmt.value, (ast.Name, ast.Constant)):
                     continue
 
                 class Put(ast.NodeTransformer):
                     def visit_Name(self, node):
-                        return stmt.value if node.id == name else node
+                        return copy.deepcopy(stmt.value) if node.id == name else node
 
                 for later in body[k + 1:]:
                     Put().visit(later)
