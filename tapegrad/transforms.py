@@ -22,7 +22,7 @@ import numpy as np
 from . import primitives as P
 from .captures import captured
 from .tape import optimize, tree_flatten, tree_unflatten
-from .trace import _PACKAGE_DIR, TraceContext, Tracer, backward_on_tape, current, layout_key
+from .trace import _PACKAGE_DIR, TraceContext, Tracer, _state, backward_on_tape, current, layout_key
 
 
 def _as_array(value):
@@ -548,6 +548,8 @@ class Jitted:
         self.traces = 0                      # how many times fun was traced (for tests and users)
         self._retrace_streak = 0
         self._warned = False
+        self._fast = None                    # the last signature's call, checked cheaply
+        self._fast_calls = {}                # program -> its fast call (None: has none)
         functools.update_wrapper(self, fun, updated=())
 
     def __reduce__(self):
@@ -633,6 +635,8 @@ class Jitted:
                 # keys made with another set of captured locations never match again
                 if self._captures is not None:
                     self._signatures.clear()
+                    self._fast = None
+                    self._fast_calls = {}
                 self._captures = captures
                 self._capture_key = captures.key if captures else None
             if captures:
@@ -681,6 +685,13 @@ class Jitted:
 
     # ---- calling
     def __call__(self, *args):
+        fast = self._fast
+        if fast is not None and not _state.stack:
+            result = fast(args)
+            if result is not None:
+                if self._retrace_streak:
+                    self._retrace_streak = 0
+                return result
         if current() is not None or any(isinstance(a, Tracer) for a in args):
             return self.fun(*args)           # inside another trace: inline
         if self.batched:
@@ -693,6 +704,7 @@ class Jitted:
             ok, result = program(inputs)
             if ok:
                 self._note_retrace(False)
+                self._fast_path(args, program)
                 return result
         with self._trace_lock:
             # threads that missed together trace once: the first traces, the others find its tape
@@ -707,7 +719,18 @@ class Jitted:
             ok, result = program(inputs)    # results stay on the GPU, as on later calls
             if ok:
                 return result
+        self._fast_path(args, program)
         return traced
+
+    def _fast_path(self, args, program):
+        """Make program, which just ran for args, the one the next call tries first."""
+        fast = self._fast_calls.get(program, False)
+        if fast is False:
+            fast = _fast_call(args, program, self._capture_key) if self.device == "cpu" else None
+            if len(self._fast_calls) >= MAX_SIGNATURES * MAX_PATHS:
+                self._fast_calls = {}       # programs dropped from the signatures go too
+            self._fast_calls[program] = fast
+        self._fast = fast
 
     def _call_batched(self, args):
         axes, n = self.fun.axes_for(args)
@@ -754,6 +777,30 @@ class Jitted:
         for full, part in zip(results[1], leaves):
             full[rows[ok_rows]] = part[ok_rows]
         return results
+
+
+def _fast_call(args, program, read):
+    """For arguments that are all C-contiguous NumPy arrays and floats: a function of the
+    argument tuple that runs `program` when the arguments have these shapes and dtypes again
+    (and the captured scalars `read` gives are unchanged), else returns None. Written out for the
+    signature, so that a call builds no key: the per-call path of a jitted function."""
+    call = getattr(program, "call_arrays", None)
+    if call is None:
+        return None
+    names = dict(call=call, read=read, ndarray=np.ndarray, key=None if read is None else read())
+    tests = [f"len(args) == {len(args)}"]
+    for k, a in enumerate(args):
+        if type(a) is float:
+            tests.append(f"type(args[{k}]) is float")
+        elif type(a) is np.ndarray and a.flags.c_contiguous and a.dtype.kind != "O":
+            names[f"s{k}"], names[f"d{k}"] = a.shape, a.dtype
+            tests.append(f"type(args[{k}]) is ndarray and args[{k}].shape == s{k} and "
+                         f"args[{k}].dtype is d{k} and args[{k}].flags.c_contiguous")
+        else:
+            return None
+    if read is not None:
+        tests.append("read() == key")
+    return eval("lambda args: call(args) if " + " and ".join(tests) + " else None", names)
 
 
 def jit(fun=None, *, device="cpu"):
