@@ -40,10 +40,10 @@ _BROADCASTING = frozenset({"add", "sub", "mul", "div", "pow", "maximum", "minimu
                            "le", "gt", "ge", "eq", "ne", "logical_and", "logical_or", "mse_loss"})
 
 _handle_ids = itertools.count()
-_NO_EDGE = (None, 0)
 _FLOAT64 = np.dtype(np.float64)
 _CAST = P.cast
 _node_classes = graph._node_classes  # name -> grad_fn class, read directly on the hot path
+_READS_NO_INPUT = graph.READS_NO_INPUT
 
 
 class RemovableHandle:
@@ -197,7 +197,7 @@ class Tensor(PrimitiveOperators, TensorMethods):
             out = _weak_float_fix(out, args)
         if (tracked and prim.differentiable and out.dtype.kind == "f"
                 and getattr(_grad_mode_state, "enabled", True)):
-            next_functions = []
+            next_nodes = []
             for a in args:
                 if isinstance(a, Tensor) and a._requires_grad:
                     node = a.grad_fn
@@ -205,15 +205,16 @@ class Tensor(PrimitiveOperators, TensorMethods):
                         node = a._accumulator
                         if node is None:
                             node = a._grad_accumulator()
-                    next_functions.append((node, 0))
+                    next_nodes.append(node)
                 else:
-                    next_functions.append(_NO_EDGE)
+                    next_nodes.append(None)
             if not name:
                 name = prim.grad_fn_name
                 if not isinstance(name, str):
                     name = name(args, params)
             node_type = _node_classes.get(name) or graph.node_class(name)
-            node = node_type(prim, args, out, params, tuple(next_functions), versions)
+            node = node_type(prim, args, out, params, tuple(next_nodes),
+                             None if prim.name in _READS_NO_INPUT else tuple(versions))
             t = object.__new__(cls)
             t._data = out
             t._requires_grad = True

@@ -61,7 +61,7 @@ class _FunctionNode(graph.Node):
                 f"function {self.fn.__name__}Backward returned an incorrect number of gradients "
                 f"(expected {len(self.inputs)}, got {len(grads)})")
         out = []
-        for (nxt, _), x, gx in zip(self.next_functions, self.inputs, grads):
+        for nxt, x, gx in zip(self._next, self.inputs, grads):
             if nxt is None or gx is None:
                 out.append(None)
                 continue

@@ -26,6 +26,7 @@ SAVES_NOTHING = frozenset(
 # registry rules must read only `ans` (as PyTorch's do), or a write to the input goes unseen.
 _SAVES_OUTPUT_ONLY = frozenset(
     {"exp", "expm1", "sqrt", "tan", "tanh", "sigmoid", "relu", "softmax", "log_softmax"})
+READS_NO_INPUT = SAVES_NOTHING | _SAVES_OUTPUT_ONLY  # their nodes keep no input versions
 _SAVES_OUTPUT = _SAVES_OUTPUT_ONLY | {"div", "pow", "prod", "amax", "amin", "logsumexp", "norm"}
 
 _FREED_MESSAGE = (
@@ -43,9 +44,21 @@ _sequence = itertools.count()
 
 class Node:
     """Base of every grad_fn. `next_functions` pairs each input with the node its gradient flows to.
-    Subclasses set `_seq` to next(_sequence) when they are made (see run_backward)."""
+    Subclasses set `_seq` to next(_sequence) when they are made (see run_backward).
 
-    __slots__ = ("next_functions", "_pre_hooks", "_retained", "_seq", "__weakref__")
+    `_next` holds those nodes (None for inputs without gradient), one flat tuple: graphs of many
+    small operations keep fewer objects alive for the cyclic collector to walk, which cost more
+    than the operations themselves; PyTorch's (node, 0) pairs are built when asked for."""
+
+    __slots__ = ("_next", "_pre_hooks", "_retained", "_seq", "__weakref__")
+
+    @property
+    def next_functions(self):
+        return tuple([(node, 0) for node in self._next])
+
+    @next_functions.setter
+    def next_functions(self, pairs):
+        self._next = tuple([node for node, _ in pairs])
 
     def name(self):
         return type(self).__name__
@@ -91,7 +104,7 @@ class AccumulateGrad(Node):
     def __init__(self, variable):
         self.variable = variable
         self._seq = -1 - next(_sequence)
-        self.next_functions = ()
+        self._next = ()
         self._pre_hooks = None
         self._retained = None
 
@@ -99,7 +112,6 @@ class AccumulateGrad(Node):
 # The Tensor class: tensor.py sets it as it loads (it imports this module before defining Tensor).
 Tensor = None
 
-_NO_VERSION = (None,)
 _node_classes = {}
 
 
@@ -114,16 +126,14 @@ def node_class(name):
 class PrimitiveNode(Node):
     __slots__ = ("prim", "inputs", "ans", "params", "versions", "freed", "out_version")
 
-    def __init__(self, prim, inputs, ans, params, next_functions, versions=None):
+    def __init__(self, prim, inputs, ans, params, next_nodes, versions):
         self._seq = next(_sequence)
         self.prim = prim
         self.inputs = inputs
         self.ans = ans
         self.params = params
-        self.next_functions = next_functions
-        if versions is None:  # Tensor._bind passes them, read as it unwraps the inputs
-            versions = [getattr(x, "_version_counter", _NO_VERSION)[0] for x in inputs]
-        self.versions = versions
+        self._next = next_nodes
+        self.versions = versions  # inputs' versions (None where the rule reads no input)
         self.freed = False
         self._pre_hooks = None
         self._retained = None
@@ -181,7 +191,7 @@ class PrimitiveNode(Node):
         rules = prim.vjp_rules if prim.variadic_vjp is None and prim.differentiable else ()
         grads = []
         i = 0
-        for nxt, _ in self.next_functions:
+        for nxt in self._next:
             if nxt is None:
                 grads.append(None)
             else:
@@ -253,7 +263,7 @@ def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capt
                 if check_nan:
                     _check_nan(node, cts)
                 i = 0
-                for nxt, _ in node.next_functions:
+                for nxt in node._next:
                     ct = cts[i]
                     i += 1
                     if ct is not None:
