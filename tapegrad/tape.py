@@ -21,6 +21,7 @@ import numpy as np
 from .core import REGISTRY
 
 FORWARD, ADJOINT = "forward", "adjoint"
+_NO_PARAMS = {}     # shared by instructions without parameters (params are never mutated)
 
 
 class GuardFailure(Exception):
@@ -60,17 +61,26 @@ class Guard:
 
 def params_key(params):
     """A hashable form of instruction parameters (index tuples may hold arrays and slices)."""
-    def freeze(value):
-        if isinstance(value, np.ndarray):
-            return ("array", value.dtype.str, value.shape, value.tobytes())
-        if isinstance(value, slice):
-            return ("slice", value.start, value.stop, value.step)
-        if isinstance(value, (tuple, list)):
-            return tuple(freeze(v) for v in value)
-        if isinstance(value, np.dtype):
-            return value.str
-        return value
-    return tuple(sorted((k, freeze(v)) for k, v in params.items()))
+    if len(params) == 1:
+        # the common case, an element's index: ints only are their own key
+        (name, value), = params.items()
+        if type(value) is tuple and all(type(v) is int for v in value):
+            return ((name, value),)
+    return tuple(sorted((k, _freeze(v)) for k, v in params.items()))
+
+
+# module level, not nested in params_key: a nested function calling itself is a reference cycle,
+# and the passes run with the collector paused (transforms.gc_paused), so each would be kept
+def _freeze(value):
+    if isinstance(value, np.ndarray):
+        return ("array", value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, slice):
+        return ("slice", value.start, value.stop, value.step)
+    if isinstance(value, (tuple, list)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, np.dtype):
+        return value.str
+    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -486,7 +496,7 @@ def simplify(tape):
                 alias[ins.out] = base
                 continue
             if exponent == 2 and same:
-                kept.append(Instr(REGISTRY["mul"], (base, base), ins.out, {}, ins.phase))
+                kept.append(Instr(REGISTRY["mul"], (base, base), ins.out, _NO_PARAMS, ins.phase))
                 continue
         array_const = False
         for s in ins_slots:

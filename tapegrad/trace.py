@@ -21,7 +21,7 @@ from . import numpy_api
 from . import primitives as P
 from .core import bind, dtype_of, shape_of
 from .operators import PrimitiveOperators, binary_operator
-from .tape import ADJOINT, FORWARD, Instr, Tape
+from .tape import _NO_PARAMS, ADJOINT, FORWARD, Instr, Tape
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _NUMPY_DIR = os.path.dirname(os.path.abspath(np.__file__))
@@ -199,7 +199,8 @@ class TraceContext:
         producer = tape._producer
         if producer is not None:
             producer[out] = len(instrs)
-        instrs.append(Instr(prim, slots, out, params, self.phase))
+        # one shared empty dict for the many instructions without parameters (never mutated)
+        instrs.append(Instr(prim, slots, out, params or _NO_PARAMS, self.phase))
         tracer = Tracer(self, out, value)
         self.tracers[out] = tracer
         return tracer
