@@ -340,6 +340,8 @@ class Fuser:
         if isinstance(node, ast.Name):
             base, parts = node.id, []
         else:
+            if not isinstance(node.value, ast.Name):
+                raise _NotFusable  # a subscript of a call: np.sum(x, axis=0)[None, :]
             base = node.value.id
             parts = list(node.slice.elts) if isinstance(node.slice, ast.Tuple) else [node.slice]
         base_kind = self.kinds.get(base)
