@@ -755,8 +755,12 @@ def _conv_nd(name, nd, input, weight, bias, stride, padding, dilation, groups):
     if bias is not None:
         out = out + bias.reshape((out_ch,) + (1,) * (nd + 1))
     axes = (1, 0) + tuple(range(2, nd + 2))
-    out = out._view_op(P.transpose, {"axes": axes}, "ConvolutionBackward0") \
-        if isinstance(out, Tensor) else P.transpose(out, axes=axes)
+    if isinstance(out, Tensor):
+        out = Tensor._bind(P.transpose, (out,), {"axes": axes}, "ConvolutionBackward0")
+        # PyTorch's convolution output is contiguous, so `.view(-1, n)` on it works
+        out._data = np.ascontiguousarray(out._data)
+    else:
+        out = P.transpose(out, axes=axes)
     return out if batched else out.squeeze(0)
 
 
@@ -1222,3 +1226,42 @@ def normalize(input, p=2.0, dim=1, eps=1e-12):
     """
     norm = input.norm(p, dim, keepdim=True)
     return input / P.maximum(norm, eps)
+
+
+# ---------------------------------------------------------------------------------------------
+# PyTorch's grad_fn names for the composite functions above
+# ---------------------------------------------------------------------------------------------
+
+def _shown_as(name, fn):
+    """fn, its result's grad_fn shown under PyTorch's name for the fused op (BCE-with-logits'
+    last node is an add or a mean here; PyTorch's is BinaryCrossEntropyWithLogitsBackward0)."""
+    import functools
+    from ..autograd import graph
+
+    @functools.wraps(fn)
+    def wrapper(input, *args, **kwargs):
+        out = fn(input, *args, **kwargs)
+        node = getattr(out, "grad_fn", None)
+        if (out is not input and isinstance(node, graph.PrimitiveNode)
+                and type(node).__slots__ == ()):
+            node.__class__ = graph.node_class(name)
+        return out
+    return wrapper
+
+
+smooth_l1_loss = _shown_as("SmoothL1LossBackward0", smooth_l1_loss)
+huber_loss = _shown_as("HuberLossBackward0", huber_loss)
+binary_cross_entropy_with_logits = _shown_as("BinaryCrossEntropyWithLogitsBackward0",
+                                             binary_cross_entropy_with_logits)
+nll_loss = _shown_as("NllLossBackward0", nll_loss)
+cross_entropy = _shown_as("NllLossBackward0", cross_entropy)
+embedding = _shown_as("EmbeddingBackward0", embedding)
+avg_pool2d = _shown_as("AvgPool2DBackward0", avg_pool2d)
+layer_norm = _shown_as("NativeLayerNormBackward0", layer_norm)
+gelu = _shown_as("GeluBackward0", gelu)
+silu = _shown_as("SiluBackward0", silu)
+leaky_relu = _shown_as("LeakyReluBackward0", leaky_relu)
+elu = _shown_as("EluBackward0", elu)
+hardtanh = _shown_as("HardtanhBackward0", hardtanh)
+relu6 = _shown_as("HardtanhBackward0", relu6)
+logsigmoid = _shown_as("LogSigmoidBackward0", logsigmoid)
