@@ -94,6 +94,8 @@ COMPOSED_UFUNCS = {
     np.rad2deg: _scaled(np.rad2deg, _TO_DEGREES), np.degrees: _scaled(np.degrees, _TO_DEGREES),
     np.float_power: _float_power,
     np.positive: lambda x: P.clone(in_result_dtype(np.positive, x)),  # booleans refused
+    # real values (complex ones are refused); booleans in int8, as NumPy
+    np.conjugate: lambda x: P.clone(in_result_dtype(np.conjugate, x)),
     # on traced values these take precedence over UFUNCS' single primitives
     np.remainder: _integer_safe(P.remainder), np.fmod: _integer_safe(P.fmod),
     np.floor_divide: _integer_safe(P.floor_divide),
@@ -108,6 +110,97 @@ def _logit(p):
     return P.log(p) - P.log1p(-p)
 
 
+# Giles' single-precision erfinv (w = -log(1 - x^2)): a start for Newton's steps on erf
+_ERFINV_CENTRAL = (2.81022636e-08, 3.43273939e-07, -3.5233877e-06, -4.39150654e-06,
+                   0.00021858087, -0.00125372503, -0.00417768164, 0.246640727, 1.50140941)
+_ERFINV_TAIL = (-0.000200214257, 0.000100950558, 0.00134934322, -0.00367342844, 0.00573950773,
+                -0.0076224613, 0.00943887047, 1.00167406, 2.83297682)
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+
+
+def _horner(coefficients, w):
+    out = coefficients[0]
+    for c in coefficients[1:]:
+        out = out * w + c
+    return out
+
+
+def _erfinv_central(x):
+    """erfinv on |x| <= 0.5: Giles' start, two Newton steps on erf (well conditioned here)."""
+    y = _horner(_ERFINV_CENTRAL, -P.log1p(-x * x) - 2.5) * x
+    for _ in range(2):
+        y = y - (P.erf(y) - x) / (_TWO_OVER_SQRT_PI * P.exp(-y * y))
+    return y
+
+
+def _erfcinv_small(y):
+    """erfcinv on 0 < y <= 0.5: Newton on log(erfc(z)) = log(y) (nearly linear in z^2, so it
+    converges from the asymptotic start erfc(z) ~ exp(-z^2) / (z sqrt(pi)))."""
+    t = -P.log(y)
+    z = P.sqrt(P.abs_(t - P.log(P.sqrt(t) * math.sqrt(math.pi))))
+    for _ in range(5):
+        log_erfc = P.log(P.erfc(z))
+        # (log erfc(z) - log y) / (d/dz log erfc(z)), without exp(-z^2) underflowing
+        z = z + (log_erfc + t) * P.exp(log_erfc + z * z) / _TWO_OVER_SQRT_PI
+    return z
+
+
+def _erfinv(x):
+    """scipy.special.erfinv, from erf and erfc: double precision, and the derivative
+    sqrt(pi)/2 exp(y^2) through the Newton steps (each branch sees only its own inputs, so the
+    other's NaN never reaches a gradient)."""
+    x = _float(x)
+    a = P.abs_(x)
+    central = a <= 0.5
+    tail = P.logical_and(a > 0.5, a < 1.0)
+    y_central = _erfinv_central(P.where(central, x, 0.0))
+    y_tail = _erfcinv_small(P.where(tail, 1.0 - a, 0.25))     # 1 - |x| is exact here
+    edge = P.where(a == 1.0, P.where(x < 0, -np.inf, np.inf), np.nan)   # NaN beyond +-1
+    return P.where(central, y_central, P.where(tail, P.where(x < 0, -y_tail, y_tail), edge))
+
+
+def _erfcinv(y):
+    """scipy.special.erfcinv: erfinv(1 - y) in the middle (exact subtraction), erfc's own
+    Newton steps in both tails."""
+    y = _float(y)
+    middle = P.logical_and(y >= 0.5, y <= 1.5)
+    low = P.logical_and(y > 0.0, y < 0.5)
+    high = P.logical_and(y > 1.5, y < 2.0)
+    z_middle = _erfinv_central(P.where(middle, 1.0 - y, 0.0))
+    z_low = _erfcinv_small(P.where(low, y, 0.25))
+    z_high = -_erfcinv_small(P.where(high, 2.0 - y, 0.25))     # erfc(-z) = 2 - erfc(z)
+    edge = P.where(y == 0.0, np.inf, P.where(y == 2.0, -np.inf, np.nan))
+    return P.where(middle, z_middle, P.where(low, z_low, P.where(high, z_high, edge)))
+
+
+def _gammasgn(x):
+    # the sign of Gamma: +1 right of 0, alternating between the poles left of it (NaN at them)
+    x = _float(x)
+    below = P.floor(x)
+    odd = P.remainder(below, 2.0) == 1.0
+    negative = P.where(odd, -1.0, 1.0)
+    return P.where(x >= 0, 1.0, P.where(x == below, np.nan, negative))
+
+
+def _gamma(x):
+    return _gammasgn(x) * P.exp(P.lgamma(x))
+
+
+def _rgamma(x):
+    # 0 at the poles (0, -1, -2, ...), where 1 / Gamma vanishes
+    x = _float(x)
+    pole = P.logical_and(x <= 0, x == P.floor(x))
+    return P.where(pole, 0.0, P.where(pole, 1.0, _gammasgn(x)) * P.exp(-P.lgamma(x)))
+
+
+def _betaln(a, b):
+    return P.lgamma(a) + P.lgamma(b) - P.lgamma(a + b)
+
+
+def _beta(a, b):
+    return _gammasgn(a) * _gammasgn(b) * _gammasgn(a + b) * P.exp(_betaln(a, b))
+
+
 def _scipy_ufuncs():
     """scipy.special's ufuncs, read only once scipy.special is imported (by the user)."""
     special = sys.modules.get("scipy.special")
@@ -116,7 +209,10 @@ def _scipy_ufuncs():
     return {special.expit: P.sigmoid, special.erf: P.erf, special.erfc: P.erfc,
             special.gammaln: P.lgamma, special.digamma: lambda x: P.polygamma(x, n=0),
             special.psi: lambda x: P.polygamma(x, n=0), special.xlogy: _xlogy,
-            special.logit: _logit,
+            special.logit: _logit, special.gamma: _gamma,
+            special.rgamma: _rgamma, special.gammasgn: _gammasgn,
+            special.beta: _beta, special.betaln: _betaln, special.erfinv: _erfinv,
+            special.erfcinv: _erfcinv,
             special.log_expit: lambda x: -P.softplus(-x)}
 
 
@@ -208,6 +304,14 @@ def _var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=Tr
 
 
 def _std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=True):
+    x = _float(a) if dtype is None else P.cast(a, dtype=np.dtype(dtype).name)
+    axes = _axes(axis, len(_shape(x)))
+    if math.prod(_shape(x)[i] for i in axes) == 1:
+        # one element per slice: std is the constant 0 (NaN with ddof=1), so its gradient is 0,
+        # where sqrt(var)'s rule would give 0 * inf
+        _unsupported("std", out=out, where=where)
+        d = P.abs_(x - P.mean(x, axis=axes, keepdims=True))
+        return P.sum_(d, axis=axes, keepdims=bool(keepdims)) / math.sqrt(max(1 - ddof, 0))
     return P.sqrt(_var(a, axis, dtype, out, ddof, keepdims, where=where))
 
 
@@ -266,8 +370,8 @@ def _rearranged(np_fn):
 
 
 def _transposed(perm_of):
-    def apply(a, *args):
-        perm = perm_of(len(_shape(a)), *args)
+    def apply(a, *args, **kwargs):
+        perm = perm_of(len(_shape(a)), *args, **kwargs)
         return P.transpose(a, axes=tuple(int(i) for i in perm))
     return apply
 
@@ -275,9 +379,9 @@ def _transposed(perm_of):
 def _permutation(np_fn):
     """The axes permutation np_fn (moveaxis, swapaxes, rollaxis) makes, read off the shape it
     gives a view whose axis k has length k + 1 (a broadcast view: no memory)."""
-    def perm(ndim, *args):
+    def perm(ndim, *args, **kwargs):
         view = np.broadcast_to(np.empty(()), tuple(range(1, ndim + 1)))
-        return [n - 1 for n in np_fn(view, *args).shape]
+        return [n - 1 for n in np_fn(view, *args, **kwargs).shape]
     return perm
 
 
@@ -310,11 +414,22 @@ def _hstack(tup, **unused):
 
 
 def _column_stack(tup):
-    arrays = [P.reshape(a, shape=_shape(a) + (1,)) if len(_shape(a)) < 2 else a for a in tup]
+    arrays = [P.reshape(a, shape=(_shape(a) or (1,)) + (1,)) if len(_shape(a)) < 2 else a
+              for a in (tup if isinstance(tup, (list, tuple)) else list(tup))]
     return _concat(arrays, 1)
 
 
+def as_traced(x):
+    """A list or tuple (nested too) holding traced values as one traced array, as np.array
+    gives it (NumPy never dispatches np.array); anything else as it is."""
+    if not isinstance(x, (list, tuple)):
+        return x
+    from .trace import lift_objects
+    return lift_objects(np.array(x))
+
+
 def _append(arr, values, axis=None):
+    arr, values = as_traced(arr), as_traced(values)
     if axis is None:
         return _concat([P.reshape(v, shape=(math.prod(_shape(v)),)) for v in (arr, values)], 0)
     return _concat([arr, values], int(axis) % len(_shape(arr)))
@@ -414,16 +529,50 @@ def _kron(a, b):
     return P.reshape(a * b, shape=tuple(x * y for x, y in zip(sa, sb)))
 
 
-def _einsum(subscripts, *operands, optimize=False, **unused):
-    """np.einsum as broadcast products and sums (repeated letters in one operand: its diagonal);
-    `...` is not traced."""
-    if unused or "." in subscripts:
-        raise TypeError("tapegrad: np.einsum with `...` or out=/dtype= is not traced; name "
-                        "every axis")
+def _sublist_letters(sublist):
+    return "".join("..." if k is Ellipsis else _EINSUM_LETTERS[k] for k in sublist)
+
+
+_EINSUM_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _einsum_subscripts(args):
+    """einsum's interleaved form (op0, sublist0, op1, sublist1, ..., [out]) as subscripts."""
+    if isinstance(args[0], str):
+        return args[0], list(args[1:])
+    operands, terms = list(args[0::2]), [_sublist_letters(t) for t in args[1::2]]
+    out = None
+    if len(terms) < len(operands):          # an odd count: the last one is the output
+        out = _sublist_letters(operands.pop())
+    return ",".join(terms) + ("" if out is None else "->" + out), operands
+
+
+def _expand_ellipsis(inputs, output, explicit, operands):
+    """`...` replaced by letters the subscripts do not use, NumPy's broadcasting: right-aligned."""
+    free = [c for c in _EINSUM_LETTERS if c not in "".join(inputs) + output]
+    counts = [len(_shape(x)) - (len(t) - 3) if "..." in t else 0
+              for t, x in zip(inputs, operands)]
+    ell = "".join(free[:max(counts, default=0)])
+    inputs = [t.replace("...", ell[len(ell) - n:] if n else "") for t, n in zip(inputs, counts)]
+    if explicit:
+        return inputs, output.replace("...", ell)
+    letters = "".join(t for t in inputs if t)
+    rest = "".join(sorted(c for c in set(letters) if letters.count(c) == 1 and c not in ell))
+    return inputs, ell + rest
+
+
+def _einsum(*args, optimize=False, **unused):
+    """np.einsum as broadcast products and sums (repeated letters in one operand: its diagonal;
+    `...` broadcasts as in NumPy), in the subscripts or the interleaved form."""
+    if unused:
+        raise TypeError("tapegrad: np.einsum with out=/dtype= is not traced; cast the result")
+    subscripts, operands = _einsum_subscripts(args)
     subscripts = subscripts.replace(" ", "")
     inputs, _, output = subscripts.partition("->")
     inputs = inputs.split(",")
-    if "->" not in subscripts:
+    if "..." in subscripts:
+        inputs, output = _expand_ellipsis(inputs, output, "->" in subscripts, operands)
+    elif "->" not in subscripts:
         letters = "".join(inputs)
         output = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
     terms = []
@@ -500,11 +649,20 @@ def _cholesky(a, /, *, upper=False):
     return P.transpose(lower, axes=_swapped_last(lower)) if upper else lower
 
 
+def _eigvalsh(a, UPLO="L"):
+    if UPLO not in ("L", "U"):
+        raise ValueError("UPLO argument must be 'L' or 'U'")
+    a = _square_matrices("eigvalsh")(a)
+    # the upper triangle of a is the lower one of its transpose (the same eigenvalues)
+    return P.eigh_values(P.transpose(a, axes=_swapped_last(a)) if UPLO == "U" else a)
+
+
 def _eigh(a, UPLO="L"):
-    # the lower triangle, as NumPy (UPLO="U" would need the upper one: refused)
+    # the lower triangle, as NumPy; the upper one would give LAPACK's other eigenvector signs
     if UPLO != "L":
-        raise TypeError("tapegrad: np.linalg.eigh is traced with UPLO='L'; pass the transposed "
-                        "matrix for the upper triangle")
+        raise TypeError("tapegrad: np.linalg.eigh is traced with UPLO='L' (LAPACK gives other "
+                        "eigenvector signs for 'U'); pass the transposed matrix, or use "
+                        "np.linalg.eigvalsh(a, UPLO='U') for the eigenvalues")
     a = _square_matrices("eigh")(a)
     return EighResult(P.eigh_values(a), P.eigh_vectors(a))
 
@@ -609,6 +767,62 @@ def _vector_norm_api(x, /, *, axis=None, keepdims=False, ord=2):
         out = _vector_norm(P.reshape(x, shape=(math.prod(_shape(x)),)), ord, (0,), False)
         return P.reshape(out, shape=(1,) * ndim) if keepdims else out
     return _vector_norm(x, ord, _axes(axis, ndim), bool(keepdims))
+
+
+def _cross(a, b, axisa=-1, axisb=-1, axisc=-1, axis=None):
+    """np.cross of 3-vectors (2-vectors: the z component, or 3 with z = 0 in the other)."""
+    if axis is not None:
+        axisa = axisb = axisc = axis
+    a, ra = _moved_last(a, int(axisa) % len(_shape(a)))
+    b, rb = _moved_last(b, int(axisb) % len(_shape(b)))
+    na, nb = _shape(a)[-1], _shape(b)[-1]
+    if na not in (2, 3) or nb not in (2, 3):
+        raise ValueError("incompatible dimensions for cross product\n(dimension must be 2 or 3)")
+    comp = lambda x, n, i: P.getitem(x, index=(Ellipsis, i)) if i < n else 0.0
+    a0, a1, a2 = (comp(a, na, i) for i in range(3))
+    b0, b1, b2 = (comp(b, nb, i) for i in range(3))
+    z = a0 * b1 - a1 * b0
+    if na == nb == 2:
+        return z
+    out = P.stack(a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, z, axis=len(_shape(z)))
+    ndim = len(_shape(out))
+    return _transposed(_permutation(np.moveaxis))(out, -1, int(axisc) % ndim) \
+        if int(axisc) % ndim != ndim - 1 else out
+
+
+def _select(condlist, choicelist, default=0):
+    """np.select: the first true condition's choice (later ones are overwritten first)."""
+    if len(condlist) != len(choicelist):
+        raise ValueError("list of cases must be same length as list of conditions")
+    out = default
+    for cond, choice in reversed(list(zip(condlist, choicelist))):
+        out = P.where(cond, choice, out)
+    return out
+
+
+def _sinc(x):
+    x = _float(x)
+    zero = x == 0
+    t = np.pi * P.where(zero, 1.0, x)
+    return P.where(zero, 1.0, P.sin(t) / t)
+
+
+def _angle(z, deg=False):
+    """np.angle of real values, arctan2(0, z): pi left of 0 (and at -0.0), NaN at NaN; a
+    constant, so no gradient."""
+    x = _float(z)
+    dtype = dtype_of(x)
+    negative = P.logical_or(P.lt(x, 0), P.logical_and(x == 0, P.lt(1.0 / x, 0)))
+    half_turn = np.asarray(180.0 if deg else np.pi, dtype)
+    return P.where(negative, half_turn, P.where(P.isnan(x), np.asarray(np.nan, dtype),
+                                                np.zeros((), dtype)))
+
+
+def _full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None, **device):
+    shape = _shape(a) if shape is None else tuple(np.atleast_1d(shape))
+    dtype = np.dtype(dtype if dtype is not None else dtype_of(a))
+    fill = fill_value if dtype_of(fill_value) == dtype else P.cast(fill_value, dtype=dtype.name)
+    return fill * np.ones(shape, dtype)
 
 
 def _partition(a, kth, axis=-1, kind="introselect", order=None):
@@ -745,7 +959,7 @@ ARRAY_FUNCTIONS = {
     np.linalg.det: lambda a: P.det(_square_matrices("det")(a)),
     np.linalg.slogdet: _slogdet, np.linalg.solve: _solve,
     np.linalg.cholesky: _cholesky, np.linalg.eigh: _eigh, np.linalg.eig: _eig,
-    np.linalg.eigvalsh: lambda a, UPLO="L": _eigh(a).eigenvalues,
+    np.linalg.eigvalsh: _eigvalsh,
     np.linalg.eigvals: lambda a: _eig(a).eigenvalues,
     np.linalg.svd: _svd, np.linalg.svdvals: lambda x: _svd(x, compute_uv=False),
     np.linalg.pinv: _pinv, np.linalg.norm: _norm,
@@ -758,6 +972,11 @@ ARRAY_FUNCTIONS = {
     np.linspace: _linspace, np.gradient: _gradient,
     np.argmax: _position(P.argmax), np.argmin: _position(P.argmin),
     np.argsort: _argsort, np.sort: _sort,
+    np.cross: _cross, np.select: _select, np.sinc: _sinc, np.full_like: _full_like,
+    # real values: the real part is the value, the imaginary part 0 (no gradient)
+    np.real: lambda val: val, np.real_if_close: lambda a, tol=100: a,
+    np.imag: lambda val: np.zeros(_shape(val), dtype_of(val)),
+    np.angle: _angle,
 }
 
 
