@@ -23,6 +23,7 @@ from . import primitives as P
 from .captures import captured
 from .tape import optimize, tree_flatten, tree_unflatten
 from .trace import _PACKAGE_DIR, TraceContext, Tracer, _state, backward_on_tape, current, layout_key
+from .trace import lift_tree
 
 
 def _as_array(value):
@@ -211,7 +212,7 @@ def value_and_grad(fun, argnums=0, has_aux=False, *, _where="value_and_grad"):
             trees[i] = structure, [a._slot for a in aliases]   # slots now: writes move handles
         wrt = [s for _, slots in trees.values() for s in slots]
         start, first_slot = len(ctx.tape.instrs), len(ctx.tape.dtypes)
-        out = fun(*args)
+        out = lift_tree(fun(*args))             # np.array([t0, t1]) is an object array
         value, aux = out if has_aux else (out, None)
         if any(dt.kind == "c" for dt in ctx.tape.dtypes[first_slot:]):
             raise _complex_error(_where, fname, "a value computed inside (from a complex "
@@ -459,7 +460,7 @@ def trace_to_tape(fun, args):
     """Trace fun(*args): returns (tape, traced result as plain values). Static args are baked in."""
     with TraceContext() as ctx:
         try:
-            out = fun(*[_trace_arg(ctx, a) for a in args])
+            out = lift_tree(fun(*[_trace_arg(ctx, a) for a in args]))
         except BaseException:
             ctx.tracers.clear()
             raise
