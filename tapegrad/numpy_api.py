@@ -818,6 +818,21 @@ def _angle(z, deg=False):
                                                 np.zeros((), dtype)))
 
 
+def _isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """NumPy's steps: |a - b| <= atol + rtol |b| where b is finite, or a == b (infinities)."""
+    if not isinstance(b, (int, float)):             # b in floating point, as NumPy casts it
+        dtype = np.result_type(dtype_of(b), 1.0)
+        b = b if dtype_of(b) == dtype else P.cast(b, dtype=dtype.name)
+    close = P.logical_or(P.logical_and(P.le(P.abs_(a - b), atol + rtol * P.abs_(b)),
+                                       P.isfinite(b)), P.eq(a, b))
+    return P.logical_or(close, P.logical_and(P.isnan(a), P.isnan(b))) if equal_nan else close
+
+
+def _allclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    # a Python bool, as NumPy's: a guard of the tape when traced
+    return bool(_truth(lambda count, n: P.eq(count, n))(_isclose(a, b, rtol, atol, equal_nan)))
+
+
 def _full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None, **device):
     shape = _shape(a) if shape is None else tuple(np.atleast_1d(shape))
     dtype = np.dtype(dtype if dtype is not None else dtype_of(a))
@@ -975,6 +990,9 @@ ARRAY_FUNCTIONS = {
     np.cross: _cross, np.select: _select, np.sinc: _sinc, np.full_like: _full_like,
     # real values: the real part is the value, the imaginary part 0 (no gradient)
     np.real: lambda val: val, np.real_if_close: lambda a, tol=100: a,
+    np.iscomplex: lambda x: np.zeros(_shape(x), bool), np.isreal: lambda x: np.ones(_shape(x), bool),
+    np.iscomplexobj: lambda x: False, np.isrealobj: lambda x: True,
+    np.isclose: _isclose, np.allclose: _allclose,
     np.imag: lambda val: np.zeros(_shape(val), dtype_of(val)),
     np.angle: _angle,
 }

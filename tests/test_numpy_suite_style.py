@@ -250,3 +250,27 @@ def test_gamma_family_values_and_gradients():
     for f in (special.beta, special.betaln):
         np.testing.assert_allclose(tg.jit(f)(a, b), f(a, b), rtol=1e-12)
         check(f, a, b)
+
+
+def test_allclose_is_a_guard_and_real_values_are_not_complex():
+    def f(x):
+        assert not np.iscomplexobj(x) and np.all(np.isreal(x)) and not np.any(np.iscomplex(x))
+        return np.sum(x ** 2) if np.allclose(x, (x * 3.0) / 3.0) else np.sum(x)
+
+    jitted = tg.jit(tg.grad(f))
+    x = np.array([1.0, 2.0, 3.0])
+    for g in (tg.grad(f)(x), jitted(x)):
+        np.testing.assert_array_equal(g, 2 * x)
+    # allclose is False here (NaN): the compiled tape's guard sends it down the other branch
+    y = np.array([1.0, np.nan, 3.0])
+    np.testing.assert_array_equal(jitted(y), np.ones(3))
+    np.testing.assert_array_equal(jitted(x), 2 * x)
+
+
+@pytest.mark.parametrize("equal_nan", [False, True])
+def test_isclose_matches_numpy_at_special_values(equal_nan):
+    a = np.array([1.0, np.inf, np.nan, 1e-9, -np.inf, 2.0, 0.0])
+    b = np.array([1.0 + 1e-7, np.inf, np.nan, 0.0, np.inf, 2.1, -0.0])
+    f = lambda a, b: np.isclose(a, b, equal_nan=equal_nan)
+    np.testing.assert_array_equal(tg.jit(f)(a, b), f(a, b))
+    np.testing.assert_array_equal(tg.jit(f)(a, b[:1]), f(a, b[:1]))
