@@ -391,6 +391,11 @@ CASES.update({
     np.full_like: [C((2, 3), (), finite=True), C((3,), (), kw={"shape": (2, 2)}, finite=True)],
     np.real: [C((2, 3))], np.real_if_close: [C((5,))], np.imag: [C((2, 3), grad=False)],
     np.angle: [C((2, 3), grad=False), C((5,), kw={"deg": True}, grad=False)],
+    np.iscomplex: [C((2, 3), grad=False)], np.isreal: [C((5,), grad=False)],
+    np.iscomplexobj: [C((2, 3), grad=False)], np.isrealobj: [C((), grad=False)],
+    np.isclose: [C((2, 3), (2, 3), grad=False), C((2, 3), (3,), kw={"equal_nan": True},
+                                                     grad=False)],
+    np.allclose: [C((2, 3), (2, 3), grad=False), C((5,), (5,), kw={"atol": 0.5}, grad=False)],
 })
 
 
