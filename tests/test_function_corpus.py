@@ -728,6 +728,19 @@ def c_recursive(a, n):
     return a * c_recursive(a, n - 1)
 
 
+def c_keepdims_flag(m, flag):
+    return np.sum(np.sum(m, axis=0, keepdims=flag) * 2.0) + np.sum(np.mean(m, None, keepdims=flag))
+
+
+def c_reduce_a_scalar(a):
+    return np.sum(a * a) + np.mean(a) + np.max(a * 3.0)
+
+
+def c_expand_squeeze_matmul(x, m):
+    col = np.expand_dims(x, 1)
+    return np.sum(np.squeeze(np.matmul(m, col), 1) * np.expand_dims(x, 0))
+
+
 def c_clip_like_minmax(x):
     s = 0.0
     for i in range(len(x)):
@@ -815,6 +828,8 @@ CORPUS = [
     (c_rnn_traced_buffer, [(RNG.randn(3, 2), RNG.randn(2, 2))], (0, 1)),
     (c_tuple_index_by_int, _sets(S, [0.4], [1.5], [0, 1, 2, -1]), (0, 1, 2)),
     (c_square_and_pow_builtin, [(VEC,)], 0), (c_recursive, _sets(S, [0, 1, 3]), 0),
+    (c_keepdims_flag, [(MAT, True), (MAT, False)], 0), (c_reduce_a_scalar, _sets(S), 0),
+    (c_expand_squeeze_matmul, [(VEC3, MAT)], (0, 1)),
 ]
 
 # What a face refuses, with the message it must give (it names the user's line too): math.*
@@ -939,3 +954,20 @@ def test_jit_negated_product_in_a_sum_after_the_first_call():
     for a in (-0.6, -0.6, 0.35, -1.7, 2.0):
         want = np.cos(2 * a) + 1 - np.tanh(a) ** 2
         np.testing.assert_allclose(df(a), want, rtol=1e-12)
+
+
+def test_an_inlined_helpers_error_names_the_helpers_file(tmp_path, monkeypatch):
+    # errors found after inlining (kinds) name the helper's own file and line, not the caller's
+    # file (nor the generated wrapper of tuple and bool arguments) with the helper's line number
+    (tmp_path / "corpus_helper_mod.py").write_text(
+        "import numpy as np\n\n\ndef norm_of(a):\n    return np.linalg.norm(a)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import corpus_helper_mod
+
+    def caller(a, flag):
+        return corpus_helper_mod.norm_of(a * 2.0) if flag else a
+
+    with pytest.raises(source.TransformError) as info:
+        source.grad(caller)(1.5, True)
+    assert info.value.filename == str(tmp_path / "corpus_helper_mod.py")
+    assert info.value.lineno == 5

@@ -142,7 +142,7 @@ class _SourceDerivative:
         return self._compiled[kinds]
 
     def __call__(self, *args):
-        if any(isinstance(a, _STRUCTURES) for a in self._bound + tuple(args)):
+        if any(isinstance(a, _STRUCTURES) or type(a) is bool for a in self._bound + tuple(args)):
             return self._call_structured(args)
         args, kinds = self._prepare(args)
         emitted, function = self._build(kinds)
@@ -162,7 +162,8 @@ class _SourceDerivative:
         """Tuple, list and dict arguments: fun is called from a generated function of their
         leaves (`f_leaves(a0, a1_0, a1_1): return f(a0, (a1_0, a1_1))`), which is transformed
         (the call inlined); gradients come back in the arguments' structures. Tuples of ints
-        that are not differentiated are constants of the emitted code (shapes, axes)."""
+        and Python bools that are not differentiated are constants of the emitted code
+        (shapes, axes, keepdims flags), one derivative per value."""
         if isinstance(self.fun, _SourceDerivative):
             raise TransformError("derivatives of derivatives take numbers and arrays, not "
                                  "tuples or dicts; use the traced face, tg.grad(tg.grad(f))",
@@ -313,7 +314,7 @@ def _leaf_function(fun, values, wrt):
 
     for k, value in enumerate(values):
         start = len(params)
-        if k not in wrt and _static(value):
+        if k not in wrt and (_static(value) or type(value) is bool):
             parts.append(repr(value))
         else:
             parts.append(build(value, f"a{k}"))
@@ -381,7 +382,8 @@ def _jit_error(emitted, exc):
                + (f" emits `{emitted_text}`" if emitted_text else "")
                + f", which Numba does not support ({reason}). Use jit=False for this function "
                "(the same emitted code runs as plain Python), or rewrite that line")
-    return JitError(message, filename=emitted.filename, lineno=origin.lineno if origin else None,
+    filename = getattr(origin, "filename", None) or emitted.filename  # an inlined helper's
+    return JitError(message, filename=filename, lineno=origin.lineno if origin else None,
                     construct=construct)
 
 

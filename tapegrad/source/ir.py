@@ -18,6 +18,7 @@ class Origin:
     """Where a statement came from: shown in the comment above its adjoint."""
     lineno: int
     text: str
+    filename: Optional[str] = None  # an inlined helper's file, when not the function's
 
 
 @dataclass

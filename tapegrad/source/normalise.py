@@ -234,6 +234,7 @@ class Normaliser:
         self.inlining = []
         self.temp_base = "t"
         self.reads = {}  # the globals and closure values looked up (see `stale`)
+        self.fixed = {}  # emitted name -> constant: parameters bound to constants, never rebound
 
     # -- errors --------------------------------------------------------------------------------
 
@@ -251,9 +252,9 @@ class Normaliser:
         text = scope.lines[node.lineno - 1].strip() if node.lineno <= len(scope.lines) else ""
         if isinstance(node, (ast.If, ast.For, ast.While)):
             text = text.split("#")[0].strip()
-        if scope.fun is not self.fun:
+        if scope.fun is not self.fun or scope.node is not self.scope_node:
             text = f"{scope.node.name}: {text}"
-        return ir.Origin(lineno, text)
+        return ir.Origin(lineno, text, scope.filename)
 
     # -- entry ---------------------------------------------------------------------------------
 
@@ -267,6 +268,7 @@ class Normaliser:
         self.namer.taken |= local_names
         rename = {n: n for n in local_names}
         self.scope = _Scope(self.fun, node, filename, offset, lines, rename, self.reads)
+        self.scope_node = node
         params = self._parameters(node, self.n_args, self.namer.fresh)
         result = self._result_name(node)
         flag = self.namer.fresh("returned")
@@ -280,8 +282,10 @@ class Normaliser:
         for name in [a.arg for a in node.args.args[passed:] + node.args.kwonlyargs]:
             if name not in defaults:
                 raise self.error(f"`{node.name}` needs its argument `{name}`", node, "arguments")
-            self._bind(rename[name], self._value_operand(defaults[name], name, node), out,
-                       self.origin(node))
+            value = self._value_operand(defaults[name], name, node)
+            self._bind(rename[name], value, out, self.origin(node))
+            if isinstance(value, ir.Const) and name not in _stored(node.body):
+                self.fixed[rename[name]] = value.value
         if flag_used:
             out.append(self._set(flag, ir.Const(False), node))
         self.block(body, out)
@@ -371,11 +375,7 @@ class Normaliser:
 
     @staticmethod
     def _local_names(node):
-        names = {a.arg for a in node.args.args + node.args.kwonlyargs}
-        for child in ast.walk(node):
-            if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store):
-                names.add(child.id)
-        return names
+        return {a.arg for a in node.args.args + node.args.kwonlyargs} | _stored(node.body)
 
     # -- statements ----------------------------------------------------------------------------
 
@@ -955,6 +955,17 @@ class Normaliser:
             new = ast.BinOp(left=args[0], op=ast.Pow(), right=args[1])
         elif obj is np.square and len(args) == 1:
             new = ast.BinOp(left=args[0], op=ast.Pow(), right=ast.Constant(2))
+        elif obj is np.matmul and len(args) == 2:     # as `@`, which Numba compiles
+            new = ast.BinOp(left=args[0], op=ast.MatMult(), right=args[1])
+        elif obj in (np.expand_dims, np.squeeze) and len(args) == 2:
+            # x[:, :, None] and x[:, :, 0] at a constant axis >= 0
+            axis = self.static_value(args[1], "axis")
+            if not _is_int(axis) or axis < 0:
+                raise self.error(f"`{ast.unparse(func)}` takes a constant axis >= 0 here", node,
+                                 "axis")
+            last = ast.Constant(None if obj is np.expand_dims else 0)
+            new = ast.Subscript(value=args[0], ctx=ast.Load(), slice=ast.Tuple(
+                elts=[ast.Slice() for _ in range(axis)] + [last], ctx=ast.Load()))
         elif obj in (builtins.min, builtins.max) and len(args) > 2:   # min(a, b, c)
             new = ast.Call(func=func, keywords=[], args=[
                 ast.Call(func=func, args=args[:-1], keywords=[]), args[-1]])
@@ -1118,6 +1129,8 @@ class Normaliser:
             value = self.static_value(node.operand, what)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 return -value
+        if isinstance(node, ast.Name) and self.scope.rename.get(node.id) in self.fixed:
+            return self.fixed[self.scope.rename[node.id]]
         if isinstance(node, ast.Name) and node.id not in self.scope.rename:
             value = self._resolve(node)
             if isinstance(value, (bool, int, float, np.integer, np.floating)):
@@ -1156,7 +1169,8 @@ class Normaliser:
         op = dataclasses.replace(op, axis=axis, keepdims=keepdims, ord=order)
         statics = [static_node(params[n]) for n in names[:len(arg_nodes)]]
         keywords = [ast.keyword(arg=k.arg, value=static_node(params[k.arg]))
-                    for k in node.keywords]
+                    for k in node.keywords if not (k.arg == "keepdims" and not keepdims)]
+        # (keepdims=False is the default, and Numba takes no keepdims at all)
         return op, statics, keywords
 
     def _reshape_params(self, op, arg_nodes, node, what):
@@ -1338,7 +1352,7 @@ class Normaliser:
                                      "Call", scope=outer)
                 params = self._parameters(callee_node, len(args),
                                           lambda name: self.namer.fresh(f"{prefix}_{name}"))
-                values = list(args)
+                values, names = list(args), [None] * len(params)
             else:
                 if len(args) > len(named):
                     raise self.error(f"`{prefix}` takes {len(named)} arguments", node, "Call",
@@ -1346,8 +1360,8 @@ class Normaliser:
                 if defaults is None:
                     defaults = {k: self._value_operand(v, k, callee_node)
                                 for k, v in _default_values(callee).items()}
-                params, values = [], []
-                for k, name in enumerate(named + [a.arg for a in spec.kwonlyargs]):
+                params, values, names = [], [], named + [a.arg for a in spec.kwonlyargs]
+                for k, name in enumerate(names):
                     if k < len(args) and k < len(named):
                         value = args[k]
                     elif name in keywords:
@@ -1362,8 +1376,11 @@ class Normaliser:
                 if keywords:
                     raise self.error(f"`{prefix}` has no parameter `{next(iter(keywords))}`",
                                      node, "Call", scope=outer)
-            for param, arg in zip(params, values):
+            assigned = _stored(callee_node.body)
+            for param, arg, name in zip(params, values, names):
                 self._bind(param, arg, out, origin)
+                if isinstance(arg, ir.Const) and name is not None and name not in assigned:
+                    self.fixed[param] = arg.value  # a static argument (keepdims=flag, axis=k)
             if n_results == 1 and target is not None and target not in rename:
                 results = [target]
             elif n_results == 1:
@@ -1390,6 +1407,12 @@ class _Local:
     node: ast.FunctionDef
     scope: _Scope  # where it was defined: its closures and globals
     defaults: dict  # parameter -> operand, evaluated at the `def`
+
+
+def _stored(stmts):
+    """The names that statements assign (nested blocks and local defs' bodies included)."""
+    return {child.id for stmt in stmts for child in ast.walk(stmt)
+            if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store)}
 
 
 def _default_values(fun):
