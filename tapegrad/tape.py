@@ -64,8 +64,12 @@ def params_key(params):
     if len(params) == 1:
         # the common case, an element's index: ints only are their own key
         (name, value), = params.items()
-        if type(value) is tuple and all(type(v) is int for v in value):
-            return ((name, value),)
+        if type(value) is tuple:
+            for v in value:
+                if type(v) is not int:
+                    break
+            else:
+                return ((name, value),)
     return tuple(sorted((k, _freeze(v)) for k, v in params.items()))
 
 
@@ -339,7 +343,7 @@ def eliminate_dead_code(tape):
 
 def _renumber_guards(tape, kept, consts=None):
     """Keep each guard right after the instruction that computes its slot (or at the start)."""
-    where = {ins.out: k + 1 for k, ins in enumerate(kept)}
+    where = {ins.out: k + 1 for k, ins in enumerate(kept)} if tape.guards else {}
     guards = [Guard(g.slot, g.expected, where.get(g.slot, 0), g.where) for g in tape.guards]
     return tape.rebuilt(kept, guards, consts)
 
@@ -463,7 +467,8 @@ def simplify(tape):
     """
     from .core import REGISTRY
     consts = dict(tape.consts)
-    produced = {ins.out: ins for ins in tape.instrs}
+    # the scatter-adds (the only producers zero_scatter looks for)
+    produced = {ins.out: ins for ins in tape.instrs if ins.prim.name == "index_add"}
     alias, kept, merged = {}, [], set()
     counts = []
 
@@ -479,7 +484,7 @@ def simplify(tape):
 
     def zero_scatter(slot, shape, dtype):
         ins = produced.get(slot)
-        return (ins is not None and ins.prim.name == "index_add" and uses(slot) == 1
+        return (ins is not None and uses(slot) == 1
                 and _is_const_value(consts, ins.ins[0], 0) and tape.shapes[slot] == shape
                 and tape.dtypes[ins.ins[0]] == dtype)
 
@@ -488,7 +493,8 @@ def simplify(tape):
         if alias:
             ins_slots = tuple([alias.get(s, s) for s in ins_slots])
         shape, dtype = tape.shapes[ins.out], tape.dtypes[ins.out]
-        if name == "pow" and ins_slots[1] in consts and np.ndim(consts[ins_slots[1]]) == 0:
+        if name == "pow" and ins_slots[1] in consts and (
+                type(consts[ins_slots[1]]) in (int, float) or np.ndim(consts[ins_slots[1]]) == 0):
             exponent = consts[ins_slots[1]]
             base = ins_slots[0]
             same = tape.shapes[base] == shape and tape.dtypes[base] == dtype

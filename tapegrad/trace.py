@@ -354,7 +354,9 @@ def _read_element(array, index):
     out = read.get(index)
     if out is not None:
         return Tracer(ctx, out._slot, out._value)
-    out = read[index] = P.getitem(array, index=index)
+    # recorded directly (getitem's forward on an element, without dispatch)
+    out = read[index] = ctx.append(P.getitem, [slot], {"index": index},
+                                   np.asarray(array._value[index]))
     return out
 
 
@@ -541,8 +543,6 @@ _IDENTITIES = {_ADD: (0, (0, 1)), _SUB: (0, (1,)), _MUL: (1, (0, 1)), _DIV: (1, 
 def _identity(prim, args):
     """The handle `prim(*args)` equals when it is an identity on a floating tracer, else None."""
     unit, positions = _IDENTITIES[prim]
-    if type(args[0]) is Tracer and type(args[1]) is Tracer:
-        return None
     for k in positions:
         c, x = args[k], args[1 - k]
         if type(x) is not Tracer:
@@ -559,11 +559,12 @@ def _identity(prim, args):
 
 def _bind_tracer(prim, args, params):
     """Tracer._bind: record prim on the trace of its tracer arguments."""
-    if prim in _IDENTITIES and len(args) == 2:
+    first = args[0]
+    if prim in _IDENTITIES and len(args) == 2 and (type(first) is not Tracer or
+                                                   type(args[1]) is not Tracer):
         same = _identity(prim, args)
         if same is not None:
             return same
-    first = args[0]
     if type(first) is Tracer:
         return first._ctx.record(prim, args, params)
     ctx = None
@@ -759,6 +760,8 @@ class Tracer(PrimitiveOperators):
 
     # ---- indexing (writes are copy-on-write: this handle moves to the new slot)
     def __getitem__(self, index):
+        if type(index) is int and type(self) is Tracer and self._value.ndim == 1:
+            return _read_element(self, (index,))        # x[i] in a loop: the hot case
         index = _normalize_index(index)
         element = len(index) == self.ndim and all(type(i) is int for i in index)
         if element and type(self) is Tracer:

@@ -217,24 +217,6 @@ def test_in_place_writes_keep_every_handle_on_its_version():
     np.testing.assert_allclose(tg.value_and_grad(f)(x)[1], grad, rtol=1e-12)
 
 
-def fd_energy(x):
-    # element writes into a fresh array, then element reads of it and of x
-    y = x * 0.0
-    for i in range(1, x.shape[0] - 1):
-        y[i] = x[i - 1] - 2.0 * x[i] + x[i + 1]
-    e = 0.0
-    for i in range(x.shape[0]):
-        e += y[i] * y[i] + 0.5 * x[i] ** 4
-    return e
-
-
-def test_loop_of_writes_and_reads_matches_finite_differences_at_n_10():
-    x = _point(10, 4)
-    value, grad = tg.jit(tg.value_and_grad(fd_energy))(x)
-    np.testing.assert_allclose(value, fd_energy(x), rtol=1e-12)
-    np.testing.assert_allclose(grad, _finite_differences(fd_energy, x), rtol=1e-6, atol=1e-6)
-
-
 def test_repeated_element_reads_record_one_instruction_per_element():
     # x[i + 1] in one step and x[i] in the next are one element of one version: one getitem;
     # x * 1 (the seed times a rule's factor) and x ** 1 record nothing
