@@ -45,9 +45,12 @@ WORKLOAD = Workload(
                 lambda p: lambda: numpy_value_and_grad(*p.args))] + standard(),
     yardsticks=("JAX jit", "PyTorch eager", "NumPy hand-written"),
     dtype="float32",
-    target="tapegrad jit CPU <= 1.0x JAX jit and PyTorch eager",
+    target="tapegrad jit CPU <= 1.0x JAX jit and PyTorch eager; "
+           "tapegrad source jit <= 1.5x tapegrad jit CPU, first call <= 1 s",
     goals=(Goal("tapegrad jit CPU", 1.0, versus="JAX jit"),
-           Goal("tapegrad jit CPU", 1.0, versus="PyTorch eager")),
+           Goal("tapegrad jit CPU", 1.0, versus="PyTorch eager"),
+           Goal("tapegrad source jit", 1.5, versus="tapegrad jit CPU"),
+           Goal("tapegrad source jit", 1.0, measure="first_call_s")),
     rtol=1e-3,
     atol=1e-4,
 )

@@ -69,9 +69,12 @@ WORKLOAD = Workload(
     ] + standard(),
     yardsticks=("Numba fused", "NumPy hand-written"),
     dtype="float64",
-    target="tapegrad jit CPU <= 1.3x Numba fused; grad/f cost <= 3",
+    target="tapegrad jit CPU <= 1.3x Numba fused; grad/f cost <= 3; "
+           "tapegrad source jit <= 1.5x Numba fused, first call <= 1 s",
     goals=(Goal("tapegrad jit CPU", 1.3),
-           Goal("tapegrad jit CPU", 3.0, versus="tapegrad jit CPU value only")),
+           Goal("tapegrad jit CPU", 3.0, versus="tapegrad jit CPU value only"),
+           Goal("tapegrad source jit", 1.5),   # fused loops (tapegrad/source/fuse.py)
+           Goal("tapegrad source jit", 1.0, measure="first_call_s")),
     rtol=1e-9,
     atol=1e-12,
     ratios=(("grad/f cost, hand-written Numba", "Numba fused", "Numba value only"),
