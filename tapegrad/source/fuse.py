@@ -99,6 +99,7 @@ class _Operand:
     axes: list  # (view axis, domain axis) for the view's axes that are not 1
     cls: str  # its shape class
     exact: str  # its class of shapes equal by construction
+    dtype: str = "float"
 
 
 @dataclass
@@ -397,7 +398,7 @@ class Fuser:
         key, exact = (base, base) if isinstance(node, ast.Name) else (
             self._view_key(base, node.slice), self._view_key(base, node.slice, self.exact))
         operand = _Operand(src(node), kind.ndim, axes, self.shapes.find(key),
-                           self.exact.find(exact))
+                           self.exact.find(exact), base_kind.dtype)
         if not indices:
             raise _NotFusable
         index = indices[0] if len(indices) == 1 else ast.Tuple(elts=indices, ctx=ast.Load())
@@ -715,7 +716,10 @@ class _Blocks:
         while len(fuser.index_names) < kind.ndim:  # the same for every loop: i, j, ...
             fuser.index_names.append(fuser.namer.fresh("ijklmnpqrs"[len(fuser.index_names)]))
         indices = {a: fuser.index_names[a] for a in range(kind.ndim) if a not in kind.ones}
-        bounds, checks = self._bounds(group, indices)
+        bounds, checks, source = self._bounds(group, indices)
+        # float arrays made here take the precision of the arrays they are made from
+        like = f", {source.text}.dtype" if source is not None and source.dtype == "float" \
+            and source.text.isidentifier() else ""
         shape = [bounds.get(a, "1") for a in range(kind.ndim)]
         shape_text = shape[0] if len(shape) == 1 else f"({', '.join(shape)})"
         before, after = [], []
@@ -731,7 +735,7 @@ class _Blocks:
             if piece.form == "assign":
                 element_names[piece.target] = fuser.namer.fresh(f"{piece.target}_{suffix}")
                 if piece.keep:
-                    dtype = {"float": "", "int": ", np.int64", "bool": ", np.bool_"}[
+                    dtype = {"float": like, "int": ", np.int64", "bool": ", np.bool_"}[
                         fuser.kinds[piece.target].dtype]
                     before.append(f"{piece.target} = np.empty({shape_text}{dtype})")
             elif piece.form in ("sum", "mean"):
@@ -804,7 +808,7 @@ class _Blocks:
                 check = f"{o.text}.shape[{k}] == {bounds[axis]}"
                 if bounds[axis] != f"{o.text}.shape[{k}]" and check not in checks:
                     checks.append(check)
-        return bounds, checks
+        return bounds, checks, source
 
     def _lines(self, piece, index, element_names):
         expr = self._placed(piece.expr, index, element_names)
