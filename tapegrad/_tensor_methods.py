@@ -78,9 +78,37 @@ def composed(name, inputs, out, backward):
     return Tensor._from_node(np.asarray(out), node)
 
 
-_SortResult = collections.namedtuple("sort", ["values", "indices"])
-_TopkResult = collections.namedtuple("topk", ["values", "indices"])
-_SvdResult = collections.namedtuple("svd", ["U", "S", "V"])
+def return_type(name, fields):
+    """A named tuple printed as PyTorch's torch.return_types.NAME(...)."""
+    base = collections.namedtuple(name, fields)
+
+    def __repr__(self):
+        body = ",\n".join(f"{k}={v!r}" for k, v in zip(self._fields, self))
+        return f"torch.return_types.{name}(\n{body})"
+    def __reduce__(self):
+        return _rebuild_return_type, (name, tuple(self._fields), tuple(self))
+    key = (name, tuple(fields))
+    if key not in _return_types:
+        _return_types[key] = type(name, (base,), {"__slots__": (), "__repr__": __repr__,
+                                                  "__str__": __repr__, "__reduce__": __reduce__})
+    return _return_types[key]
+
+
+_return_types = {}
+
+
+def _rebuild_return_type(name, fields, values):
+    return return_type(name, fields)(*values)
+
+
+_SortResult = return_type("sort", ["values", "indices"])
+_TopkResult = return_type("topk", ["values", "indices"])
+_KthvalueResult = return_type("kthvalue", ["values", "indices"])
+_MedianResult = return_type("median", ["values", "indices"])
+_CummaxResult = return_type("cummax", ["values", "indices"])
+_CumminResult = return_type("cummin", ["values", "indices"])
+_AminmaxResult = return_type("aminmax", ["min", "max"])
+_SvdResult = return_type("svd", ["U", "S", "V"])
 
 
 def _unary_in_place(prim):
@@ -483,14 +511,14 @@ class TensorMethods(metaclass=_TensorType):
         v, i = values.select(dim, k - 1), indices.select(dim, k - 1)
         if keepdim:
             v, i = v.unsqueeze(dim), i.unsqueeze(dim)
-        return _SortResult(v, i)
+        return _KthvalueResult(v, i)
 
     def median(self, dim=None, keepdim=False):
         if dim is None:
             flat = self.flatten()
             return flat.sort().values[(flat.numel() - 1) // 2]
         dim = _dim(dim, self.ndim)
-        return self.kthvalue((self.shape[dim] + 1) // 2, dim, keepdim)
+        return _MedianResult(*self.kthvalue((self.shape[dim] + 1) // 2, dim, keepdim))
 
     def unique(self, sorted=True, return_inverse=False, return_counts=False, dim=None):
         values, inverse, counts = np.unique(self._data, return_inverse=True, return_counts=True,
@@ -536,10 +564,10 @@ class TensorMethods(metaclass=_TensorType):
         return P.where(mask.reshape(shape), value, self)
 
     def cummax(self, dim):
-        return self._cum_extremum(dim, np.maximum)
+        return _CummaxResult(*self._cum_extremum(dim, np.maximum))
 
     def cummin(self, dim):
-        return self._cum_extremum(dim, np.minimum)
+        return _CumminResult(*self._cum_extremum(dim, np.minimum))
 
     def _cum_extremum(self, dim, op):
         dim = _dim(dim, self.ndim)
@@ -549,7 +577,7 @@ class TensorMethods(metaclass=_TensorType):
         hit = np.where(data == best, pos, -1)
         idx = np.maximum.accumulate(hit, axis=-1)
         indices = np.moveaxis(idx, -1, dim)
-        return _SortResult(self.gather(dim, indices), _wrap(indices))
+        return self.gather(dim, indices), _wrap(indices)
 
     def logcumsumexp(self, dim):
         dim = _dim(dim, self.ndim)
@@ -589,10 +617,9 @@ class TensorMethods(metaclass=_TensorType):
 
     # ------------------------------------------------------------------ reductions
     def aminmax(self, *, dim=None, keepdim=False):
-        pair = collections.namedtuple("aminmax", ["min", "max"])
         if dim is None:
-            return pair(self.amin(), self.amax())
-        return pair(self.amin(dim, keepdim), self.amax(dim, keepdim))
+            return _AminmaxResult(self.amin(), self.amax())
+        return _AminmaxResult(self.amin(dim, keepdim), self.amax(dim, keepdim))
 
     def nansum(self, dim=None, keepdim=False):
         return P.where(P.isnan(self), 0, self).sum(dim, keepdim)

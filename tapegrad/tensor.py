@@ -8,7 +8,6 @@ version counter and rebase its history, as PyTorch does. Indexing, reshape, tran
 return views (class _View) sharing memory and version counter with their root; a write through a
 view rewrites the root's history (CopySlices) and other views catch up when next read.
 """
-import collections
 import copy
 import itertools
 import warnings
@@ -20,7 +19,7 @@ from . import numpy_api
 from . import primitives as P
 from ._tensor_str import format_tensor
 from .operators import PrimitiveOperators, binary_operator
-from ._tensor_methods import TensorMethods
+from ._tensor_methods import TensorMethods, return_type
 from . import autograd
 from .autograd import graph
 from .autograd.grad_mode import _state as _grad_mode_state, is_grad_enabled
@@ -1333,7 +1332,7 @@ def _integers_first(index):
     return tuple(integers), tuple(rest)
 
 
-_ReturnTypes = {name: collections.namedtuple(name, ["values", "indices"]) for name in ("max", "min")}
+_ReturnTypes = {name: return_type(name, ["values", "indices"]) for name in ("max", "min")}
 
 
 def _extremum(x, dim, keepdim, prim, arg_fn, name):
