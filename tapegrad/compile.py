@@ -3,8 +3,11 @@ onto a tape and compiled by tapegrad.jit, which checks the trace's guards on eve
 again for a new path, input shape or dtype.
 
 Gradients: when an input (or, for a module, a parameter) requires grad, the compiled call is one
-autograd node. A scalar result computes its value and gradient in one compiled sweep; any other
-result runs the compiled forward, and its backward a compiled value_and_grad of <result, grad>.
+autograd node. A scalar result computes its value and gradient in one compiled sweep. Any other
+result (a module's logits, the loss computed outside) runs the forward once: one tape records
+the result and its vector-Jacobian product at a cotangent input, and is cut in two where the
+cotangent is first read. The forward part returns the result and the values the backward part
+reads (residuals); the backward part takes them and the cotangent.
 A module's parameters and buffers are inputs of the tape, never constants, so an optimiser's
 updates are seen by the next call and `loss.backward(); opt.step()` works as in eager code.
 
@@ -24,7 +27,7 @@ from .autograd.function import Function
 from .autograd.grad_mode import is_grad_enabled
 from .func import _rng_state, functional_call
 from .nn.modules.module import Module
-from .tape import tree_flatten, tree_unflatten
+from .tape import _renumber_guards, eliminate_dead_code, optimize, tree_flatten, tree_unflatten
 from .tensor import Tensor
 
 __all__ = ["compile", "OptimizedModule"]
@@ -70,6 +73,56 @@ def _tensors(tree):
         x, (np.ndarray, np.generic)) else x for x in leaves])
 
 
+def _cut(tape, n_out):
+    """A tape of (*values, cotangent) -> ((value, out...), grads) cut where the cotangent is first
+    read: (forward tape: values -> (out..., residuals...), backward tape: (residuals...,
+    cotangent) -> grads), or None when a guard or a result needs the cotangent."""
+    cotangent = tape.inputs[-1]
+    late = {cotangent}
+    early, later = [], []
+    for ins in tape.instrs:
+        if late.intersection(ins.ins):
+            late.add(ins.out)
+            later.append(ins)
+        else:
+            early.append(ins)
+    outs, grads = tape.outputs[1:1 + n_out], tape.outputs[1 + n_out:]
+    if late.intersection(outs) or any(g.slot in late for g in tape.guards):
+        return None
+    reads = [s for ins in later for s in ins.ins] + grads
+    residuals = list(dict.fromkeys(s for s in reads if s not in late and s not in tape.consts))
+    forward = _renumber_guards(tape, early)
+    forward.inputs, forward.outputs = tape.inputs[:-1], outs + residuals
+    forward.out_tree = (tuple, ("*",) * len(forward.outputs))
+    backward = tape.rebuilt(later, [])
+    backward.inputs, backward.outputs = residuals + [cotangent], grads
+    backward.out_tree = (tuple, ("*",) * len(grads))
+    return eliminate_dead_code(forward), eliminate_dead_code(backward)
+
+
+class _Split:
+    """The compiled forward and backward parts of one guard path (see _cut)."""
+
+    def __init__(self, fun, positions, values, example_out):
+        def pulled(*args):
+            *inputs, cotangent = args
+            out = fun(*inputs)
+            return (out * cotangent).sum(), out
+        traced = _transforms.value_and_grad(pulled, positions, has_aux=True)
+        cotangent = np.zeros(np.shape(example_out), np.asarray(example_out).dtype)
+        with _transforms.gc_paused():
+            tape, _ = _transforms.trace_to_tape(traced, list(values) + [cotangent])
+            parts = _cut(optimize(tape), 1)
+            if parts is None:
+                raise _NoSplit()
+            backend = _transforms._backend("cpu")
+            self.forward, self.backward = (backend.compile(part) for part in parts)
+
+
+class _NoSplit(Exception):
+    pass
+
+
 class _Program:
     """The compiled forms of one function of positional values (arrays, Tensors, statics)."""
 
@@ -78,6 +131,29 @@ class _Program:
         self.forward = _transforms.jit(self.fun)
         self._grads = {}       # differentiated positions -> (jitted value_and_grad, jitted vjp)
         self.scalar = {}       # input shapes -> whether the result is 0-d
+        self._splits = {}      # (input shapes, positions) -> [_Split per guard path] or None
+
+    def forward_with_pullback(self, key, positions, values):
+        """(result, residuals, compiled backward part) from one forward sweep; None where the
+        tape cannot be cut (then the backward runs the forward again)."""
+        paths = self._splits.setdefault((key, positions), [])
+        if paths is None:
+            return None
+        arrays = [v.detach().numpy() if isinstance(v, Tensor) else v for v in values
+                  if not _transforms._is_static(v)]
+        for split in paths:
+            ok, results = split.forward(arrays)
+            if ok:
+                return results[0], results[1:], split.backward
+        try:
+            split = _Split(self.fun, positions, values, self.forward(*values))
+        except _NoSplit:
+            self._splits[(key, positions)] = None
+            return None
+        paths.insert(0, split)
+        del paths[8:]           # as jit, a few guard paths per signature
+        ok, results = split.forward(arrays)
+        return (results[0], results[1:], split.backward) if ok else None
 
     def _grad_programs(self, positions):
         progs = self._grads.get(positions)
@@ -103,21 +179,31 @@ class _CompiledCall(Function):
         key = tuple(v if _transforms._is_static(v) else (np.shape(v), str(getattr(v, "dtype", "")))
                     for v in values)            # what selects the tape, so its result rank
         ctx.program, ctx.values, ctx.positions, ctx.grads = program, values, positions, None
+        ctx.pullback = None
         scalar = program.scalar.get(key)
+        if scalar is None:      # the first call learns the result's rank (tracing the forward)
+            out = program.forward(*values)
+            if not isinstance(out, np.ndarray):
+                raise _Untraceable("it returns several values while gradients are needed")
+            scalar = program.scalar[key] = out.ndim == 0
         if scalar:
             value, ctx.grads = program._grad_programs(positions)[0](*values)
             return Tensor._wrap(np.asarray(value))
-        out = program.forward(*values)
-        if not isinstance(out, np.ndarray):
-            raise _Untraceable("it returns several values while gradients are needed")
-        program.scalar[key] = out.ndim == 0
-        return Tensor._wrap(out)
+        cut = program.forward_with_pullback(key, positions, values)
+        if cut is not None:
+            out, ctx.residuals, ctx.pullback = cut
+            return Tensor._wrap(out)
+        return Tensor._wrap(program.forward(*values))
 
     @staticmethod
     def backward(ctx, g):
         g = g.detach().numpy()
         if ctx.grads is not None:
             grads = [gr * g for gr in ctx.grads]
+        elif ctx.pullback is not None:
+            ok, grads = ctx.pullback(list(ctx.residuals) + [g])
+            if not ok:
+                raise RuntimeError("tapegrad.compile: the backward part has no guards to fail")
         else:
             _, grads = ctx.program._grad_programs(ctx.positions)[1](*ctx.values, g)
         it = iter(grads)
