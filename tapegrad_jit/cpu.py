@@ -28,7 +28,7 @@ import numpy as np
 from tapegrad.core import REGISTRY
 from tapegrad.tape import GuardFailure, tree_flatten, tree_unflatten
 
-from . import cache, lowering_linalg
+from . import cache, lowering_linalg, lowering_nn
 
 # ---------------------------------------------------------------------------------------------
 # Opcodes
@@ -455,6 +455,7 @@ class _Lowering:
         shapes = [tape.shapes[s] for s in ins.ins]
         out_shape = tape.shapes[ins.out]
         method = getattr(self, "lower_" + name, None) or lowering_linalg.lowering_for(self, name)
+        method = method or lowering_nn.lowering_for(self, name)
         if method is not None:
             return method(ins, shapes, out_shape, **params)
         if name == "cast":
