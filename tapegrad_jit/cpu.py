@@ -791,48 +791,13 @@ def _merge_in_place(lowering, ops, first_def, last_use, pinned):
 # Programs
 # ---------------------------------------------------------------------------------------------
 
-_PAIRS = {}          # (consumer, producer) -> [(operand position, form name)]
+# (consumer, producer, operand position) -> opcode of their superinstruction
+_PAIRS = {}
 for _outer, _position, _inner in SUPERINSTRUCTIONS:
     _name = f"{_outer}{_position}_{_inner}"
     if _name in SUPERINSTRUCTION_FORMS:
-        _PAIRS.setdefault((_outer, _inner), []).extend(
-            (at, _name) for at in ((0, 1) if _outer in COMMUTATIVE else (_position,)))
-
-
-def _superinstructions(tape):
-    """Pairs of scalar instructions to run as one op: {consumer index: (form, operand slots)},
-    and the producers folded into them (computed inside their one reader, never stored). A
-    producer is an instruction of its own (not itself a fused consumer) read by nothing else."""
-    uses = tape.use_counts()
-    for slot in list(tape.outputs) + [g.slot for g in tape.guards]:
-        uses[slot] += 1             # results must be stored: never folded away
-    shapes, dtypes, pairs = tape.shapes, tape.dtypes, _PAIRS
-    producer = {}       # slot -> (form, operands) of a scalar float producer that may be folded
-    fused, folded = {}, set()
-    for k, ins in enumerate(tape.instrs):
-        out = ins.out
-        if ins.params or shapes[out] != () or dtypes[out].kind != "f":
-            continue
-        name, operands = ins.prim.name, ins.ins
-        for position, slot in enumerate(operands):
-            inner = producer.get(slot)
-            if inner is None:
-                continue
-            for at, form in pairs.get((name, inner[0]), ()):
-                if at == position:
-                    fused[k] = (form, tuple(inner[1]) + operands[:position]
-                                + operands[position + 1:])
-                    folded.add(slot)
-                    del producer[slot]
-                    break
-            if k in fused:
-                break
-        if k not in fused and uses.get(out) == 1 and name in _PRODUCERS and all(
-                shapes[s] == () and dtypes[s].kind == "f" for s in operands):
-            producer[out] = (name, operands)
-    return fused, folded
-
-
+        for _at in ((0, 1) if _outer in COMMUTATIVE else (_position,)):
+            _PAIRS[_outer, _inner, _at] = OPCODE[_name]
 _PRODUCERS = {inner for _, _, inner in SUPERINSTRUCTIONS}
 
 
@@ -841,27 +806,9 @@ class Program:
 
     def __init__(self, tape):
         lowering = _Lowering(tape)
-        fused, folded = _superinstructions(tape)
         input_refs = [lowering.ref(s) for s in tape.inputs]
         guards = sorted(tape.guards, key=lambda g: g.position)
-        next_guard = 0
-        shapes, scalar, n_guards = tape.shapes, lowering.scalar, len(guards)
-        for k, ins in enumerate(tape.instrs + [None]):
-            while next_guard < n_guards and guards[next_guard].position <= k:
-                lowering.lower_guard(guards[next_guard], next_guard + 1)
-                next_guard += 1
-            if ins is None or ins.out in folded:
-                continue
-            if k in fused:
-                form, operands = fused[k]
-                scalar(OPCODE[form], ins.out, operands)
-                continue
-            # the bulk of scalar tapes: 0-d elementwise instructions (lower() does the same)
-            opcode = ELEMENTWISE_OPCODE.get(ins.prim.name)
-            if opcode is not None and not ins.params and shapes[ins.out] == ():
-                scalar(opcode, ins.out, ins.ins)
-            else:
-                lowering.lower(ins)
+        self._lower(tape, lowering, guards)
         output_refs = [lowering.ref(s) for s in tape.outputs]
         pinned = {r.buf for r in input_refs + output_refs}
         offsets, total, code = _plan(lowering, pinned)
@@ -884,6 +831,56 @@ class Program:
         self._results = result_builder(self.out_tree, [dtype for *_, dtype in self.outputs])
         self._rows = False           # the generated row kernel: False until first asked for
         self._lock = threading.Lock()
+
+    @staticmethod
+    def _lower(tape, lowering, guards):
+        """Lower every instruction and guard, in one pass. A scalar instruction read by one
+        scalar instruction alone is held back (pending) until its reader comes: a pair the
+        reader and it make in SUPERINSTRUCTIONS becomes one op, else it is stored just before
+        its reader. A fused op is never taken into a third (its operands could be gone)."""
+        uses = tape.use_counts()
+        for slot in list(tape.outputs) + [g.slot for g in guards]:
+            uses[slot] += 1             # results must be stored: never folded away
+        shapes, dtypes, scalar, pairs = tape.shapes, tape.dtypes, lowering.scalar, _PAIRS
+        opcodes, producers = ELEMENTWISE_OPCODE, _PRODUCERS
+        pending = {}                    # slot -> (opcode, slot, operands, primitive name)
+        next_guard, n_guards = 0, len(guards)
+        for k, ins in enumerate(tape.instrs):
+            while next_guard < n_guards and guards[next_guard].position <= k:
+                lowering.lower_guard(guards[next_guard], next_guard + 1)
+                next_guard += 1
+            out, operands, name = ins.out, ins.ins, ins.prim.name
+            opcode = opcodes.get(name)
+            if opcode is None or ins.params or shapes[out] != ():
+                for slot in operands:
+                    if slot in pending:
+                        scalar(*pending.pop(slot)[:3])
+                lowering.lower(ins)
+                continue
+            fused = False
+            if pending:
+                for position, slot in enumerate(operands):
+                    inner = pending.get(slot)
+                    if inner is not None:
+                        pair = pairs.get((name, inner[3], position))
+                        if pair is not None and dtypes[out].kind == "f":
+                            del pending[slot]
+                            opcode, fused = pair, True
+                            operands = inner[2] + operands[:position] + operands[position + 1:]
+                            break
+                for slot in operands:
+                    if slot in pending:
+                        scalar(*pending.pop(slot)[:3])
+            if not fused and uses[out] == 1 and name in producers and dtypes[out].kind == "f" \
+                    and all(shapes[s] == () and dtypes[s].kind == "f" for s in operands):
+                pending[out] = (opcode, out, tuple(operands), name)
+                continue
+            scalar(opcode, out, operands)
+        for op in list(pending.values()):
+            scalar(*op[:3])
+        while next_guard < n_guards:
+            lowering.lower_guard(guards[next_guard], next_guard + 1)
+            next_guard += 1
 
     def _buffer(self):
         v = getattr(self._local, "v", None)
