@@ -25,6 +25,23 @@ except (ImportError, AttributeError):  # another NumPy: the public context manag
     _ERROR_STATE = None
 
 
+def quiet_errors():
+    """Switch NumPy's floating-point warnings off (for a backward sweep); returns the token
+    restore_errors takes."""
+    if _ERROR_STATE is None:
+        state = np.errstate(all="ignore")
+        state.__enter__()
+        return state
+    return _ERROR_STATE.set(_QUIET)
+
+
+def restore_errors(token):
+    if _ERROR_STATE is None:
+        token.__exit__(None, None, None)
+    else:
+        _ERROR_STATE.reset(token)
+
+
 def quiet(fn):
     """fn with NumPy's floating-point warnings off: overflow and log(0) follow IEEE, as in PyTorch.
     It sits on the eager hot path (exp, log, div, pow), hence no `with np.errstate` here."""

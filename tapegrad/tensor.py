@@ -65,6 +65,12 @@ def _weak_float_fix(out, args):
     return out.astype(np.float32)
 
 
+def _cpp_name(d):
+    return {"float64": "double", "float32": "float", "float16": "c10::Half", "int64": "long int",
+            "int32": "int", "int16": "short int", "int8": "signed char",
+            "uint8": "unsigned char", "bool": "bool"}[d.name]
+
+
 def _np(d):
     return d.np_dtype if isinstance(d, dtypes.dtype) else np.dtype(d)
 
@@ -134,7 +140,7 @@ _COMPLEX_GRAD = ("tapegrad: complex tensors cannot require gradients (eager auto
                  "keep the real and imaginary parts as two float tensors that require grad")
 
 
-class Tensor(PrimitiveOperators, TensorMethods):
+class Tensor(TensorMethods, PrimitiveOperators):
     _bind_level = 1
     __array_priority__ = 1000
     # _view (a _ViewOf) is set only on views (class _View), so creating other tensors costs
@@ -163,14 +169,12 @@ class Tensor(PrimitiveOperators, TensorMethods):
     @classmethod
     def _bind(cls, prim, args, params, name=None):
         data_args = []
-        versions = []  # each input's version now, kept by a graph node to detect in-place writes
         tracked = False
         widths = 0  # 0: no array operand, 1: all float64, 2: others (a float64 result may narrow)
         for a in args:
             if isinstance(a, Tensor):
                 data = a._data
                 data_args.append(data)
-                versions.append(a._version_counter[0])
                 if a._requires_grad:
                     tracked = True
                 if data.dtype is not _FLOAT64:
@@ -179,7 +183,6 @@ class Tensor(PrimitiveOperators, TensorMethods):
                     widths = 1
             else:
                 data_args.append(a)
-                versions.append(None)
                 if isinstance(a, np.ndarray):
                     widths = 2
         try:
@@ -207,13 +210,16 @@ class Tensor(PrimitiveOperators, TensorMethods):
                     next_nodes.append(node)
                 else:
                     next_nodes.append(None)
+            # each input's version (the op wrote none), kept where the rule reads inputs: a later
+            # in-place write to one must fail in backward
+            versions = None if prim.name in _READS_NO_INPUT else tuple(
+                [a._version_counter[0] if isinstance(a, Tensor) else None for a in args])
             if not name:
                 name = prim.grad_fn_name
                 if not isinstance(name, str):
                     name = name(args, params)
             node_type = _node_classes.get(name) or graph.node_class(name)
-            node = node_type(prim, args, out, params, tuple(next_nodes),
-                             None if prim.name in _READS_NO_INPUT else tuple(versions))
+            node = node_type(prim, args, out, params, tuple(next_nodes), versions)
             t = object.__new__(cls)
             t._data = out
             t._requires_grad = True
@@ -285,17 +291,20 @@ class Tensor(PrimitiveOperators, TensorMethods):
     def grad(self, value):
         if value is not None:
             if not isinstance(value, Tensor):
+                kind = type(value)
+                kind = kind.__name__ if kind.__module__ == "builtins" else \
+                    f"{kind.__module__}.{kind.__qualname__}"
                 raise TypeError("assigned grad expected to be a Tensor or None but got grad of "
-                                f"type {type(value).__name__}")
+                                f"type {kind}")
             if value.shape != self.shape:
                 raise RuntimeError(f"attempting to assign a gradient of size '{list(value.shape)}'"
                                    f" to a tensor of size '{list(self.shape)}'. Please ensure "
                                    "that the gradient and the tensor are the same size")
             if value.dtype != self.dtype:
-                raise RuntimeError(
-                    f"attempting to assign a gradient with dtype '{value.dtype.name}' to a "
-                    f"tensor with grad_dtype '{self.dtype.name}'. The gradient must match the "
-                    "tensor's dtype.")
+                raise RuntimeError(  # PyTorch names the dtypes as C++ does, then as ScalarType
+                    f"attempting to assign a gradient with dtype '{_cpp_name(value.dtype)}' to "
+                    f"a tensor with grad_dtype '{self.dtype.tensor_type[:-6]}'. The gradient must match the tensor's "
+                    "grad_dtype (defaults to the tensor's dtype).")
         self._grad = value
 
     @property

@@ -371,3 +371,14 @@ def test_graph_keeps_few_objects_for_the_cyclic_collector():
     assert per_op <= 5.1   # the Tensor, its node, the operand tuple, the next nodes, a version
     y.backward()
     assert float(x.grad) == 501.0
+
+
+def test_backward_is_silent_and_restores_error_state():
+    x = tg.tensor([800.0, 1.0], dtype=tg.float64, requires_grad=True)
+    before = np.geterr()
+    with np.errstate(all="raise"):
+        y = (x.exp() * x.exp()).sum()       # the rule's products overflow to inf
+        y.backward()
+        assert np.geterr()["over"] == "raise"
+    assert np.geterr() == before
+    assert np.isinf(x.grad.numpy()[0])

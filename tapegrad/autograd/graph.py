@@ -12,6 +12,7 @@ import weakref
 
 import numpy as np
 
+from ..core import quiet_errors, restore_errors
 from ..primitives import unbroadcast
 from .anomaly import anomaly_enabled
 from .grad_mode import _set_enabled, is_grad_enabled
@@ -246,36 +247,37 @@ def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capt
     check_nan = anomaly_enabled()
     previous = is_grad_enabled()  # as `with enable_grad()/no_grad()`, without the context objects
     _set_enabled(create_graph)
+    errors = quiet_errors()
     try:
-        with np.errstate(all="ignore"):
-            while heap:
-                node = pop(heap)[1]
-                g = buffer.pop(node)
-                if node._pre_hooks or node._retained is not None:
-                    g = _run_tensor_hooks(node, g)
-                if capture is not None and node in capture:
-                    capture[node] = g if capture[node] is None else capture[node] + g
-                if type(node) is AccumulateGrad:
-                    if capture is None:
-                        _accumulate_into_leaf(node.variable, g, create_graph)
-                    continue
-                cts = node.input_grads(g, create_graph)
-                if check_nan:
-                    _check_nan(node, cts)
-                i = 0
-                for nxt in node._next:
-                    ct = cts[i]
-                    i += 1
-                    if ct is not None:
-                        old = buffer.get(nxt)
-                        if old is None:
-                            buffer[nxt] = ct
-                            push(heap, (-nxt._seq, nxt))
-                        else:
-                            buffer[nxt] = old + ct
-                if not retain_graph:
-                    node.freed = True
+        while heap:
+            node = pop(heap)[1]
+            g = buffer.pop(node)
+            if node._pre_hooks or node._retained is not None:
+                g = _run_tensor_hooks(node, g)
+            if capture is not None and node in capture:
+                capture[node] = g if capture[node] is None else capture[node] + g
+            if type(node) is AccumulateGrad:
+                if capture is None:
+                    _accumulate_into_leaf(node.variable, g, create_graph)
+                continue
+            cts = node.input_grads(g, create_graph)
+            if check_nan:
+                _check_nan(node, cts)
+            i = 0
+            for nxt in node._next:
+                ct = cts[i]
+                i += 1
+                if ct is not None:
+                    old = buffer.get(nxt)
+                    if old is None:
+                        buffer[nxt] = ct
+                        push(heap, (-nxt._seq, nxt))
+                    else:
+                        buffer[nxt] = old + ct
+            if not retain_graph:
+                node.freed = True
     finally:
+        restore_errors(errors)
         _set_enabled(previous)
 
 
