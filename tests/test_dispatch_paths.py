@@ -328,6 +328,7 @@ def test_threads_each_get_their_own_results():
     from concurrent.futures import ThreadPoolExecutor
     f = tg.jit(tg.value_and_grad(lambda x: np.sum(np.exp(x) * x)))
     inputs = list(np.random.default_rng(0).standard_normal((400, 4)))
+    f(inputs[0])                                    # traced: NumPy's values, not the compiled
     serial = [f(x) for x in inputs]
     with ThreadPoolExecutor(4) as pool:
         parallel = list(pool.map(f, inputs))
