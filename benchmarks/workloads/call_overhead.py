@@ -1,0 +1,147 @@
+"""The per-call path of a jitted function, measured apart: an empty tape of three small arrays.
+
+f(x, y, z) = (x, (y, z)) records no instruction, so a call of tg.jit(f) is all path: the
+signature check, the guard status, copying the arguments into the sweep's buffer, the compiled
+(empty) sweep and the result tree of fresh arrays. The yardstick is a Numba function doing the same
+job (three arrays in, copies out), so the ratio says what tapegrad adds to Numba's own dispatch;
+"Python copies" is the floor of any call that returns fresh arrays.
+
+`python -m benchmarks.workloads.call_overhead` prints the path's parts (interleaved, min of
+repeats) and the per-call cost of the scalar-graph and seed workloads over their compiled sweeps.
+"""
+import time
+
+import numpy as np
+
+from ..harness import Goal, Impl, Problem, Workload
+
+TARGET_US = 1.5         # the issue's bound on the per-call path for a few small arrays
+
+
+def identity(x, y, z):
+    return x, (y, z)
+
+
+def build(shape):
+    rng = np.random.default_rng(0)
+    x, y, z = (rng.standard_normal(shape) for _ in range(3))
+    # the harness checks (value, grad): here the first array's first entry and the other two
+    return Problem(f=identity, args=(x, y, z), argnums=(0,), value=float(x.flat[0]),
+                   grad=np.concatenate([y.ravel(), z.ravel()]), size="3 x " + "x".join(
+                       map(str, shape)))
+
+
+def _result(out):
+    x, (y, z) = out
+    return x, (y, z)
+
+
+def tapegrad_setup(p):
+    import tapegrad as tg
+    f = tg.jit(identity)
+    args = p.args
+    return lambda: _result(f(*args))
+
+
+def numba_setup(p):
+    from numba import njit
+
+    @njit(cache=True)
+    def copies(x, y, z):
+        return x.copy(), (y.copy(), z.copy())
+    args = p.args
+    return lambda: _result(copies(*args))
+
+
+def python_setup(p):
+    args = p.args
+    return lambda: _result((args[0].copy(), (args[1].copy(), args[2].copy())))
+
+
+WORKLOAD = Workload(
+    name="call_overhead",
+    title="per-call path: jit of an empty tape, 3 small arrays in, 3 fresh arrays out",
+    build=build,
+    sizes={"full": (2, 2), "quick": (2, 2)},
+    impls=[Impl("Numba njit", "hand-written", numba_setup, note="three arrays in, copies out"),
+           Impl("Python copies", "hand-written", python_setup, note="the copies alone"),
+           Impl("tapegrad jit CPU", "tapegrad", tapegrad_setup, note="tg.jit(identity)")],
+    yardsticks=("Numba njit", "Python copies"),
+    dtype="float64",
+    target=f"tapegrad jit CPU under {TARGET_US} us a call (<= 2x a Numba call doing the same)",
+    goals=(Goal("tapegrad jit CPU", 2.0),),
+    rtol=0.0,
+    atol=0.0,
+)
+
+
+# ---------------------------------------------------------------- the parts, printed
+
+def _best(fn, number=20000, repeats=9):
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        best = min(best, (time.perf_counter() - t0) / number)
+    return best
+
+
+def parts():
+    """Per-call microseconds of the empty tape's path and of its pieces, interleaved."""
+    import tapegrad as tg
+    from tapegrad_jit import cpu
+    p = build((2, 2))
+    f = tg.jit(identity)
+    f(*p.args)
+    f(*p.args)
+    program = f._fast_calls and next(iter(f._fast_calls))
+    v, views, outs = program._io()
+    rows = {
+        "tg.jit call (whole path)": lambda: f(*p.args),
+        "program.call_arrays (copy in, sweep, results)": lambda: program.call_arrays(p.args),
+        "compiled sweep alone (Numba dispatch)": lambda: program._run(program.code,
+                                                                      program.ipool, v),
+        "results alone (3 fresh arrays)": lambda: program._results(outs),
+        "plain Python call returning its arguments": lambda: identity(*p.args),
+    }
+    del cpu
+    times = {name: float("inf") for name in rows}
+    for _ in range(3):              # interleaved: load from other work hits every row alike
+        for name, fn in rows.items():
+            times[name] = min(times[name], _best(fn, number=5000, repeats=3))
+    return {name: t * 1e6 for name, t in times.items()}
+
+
+def graph_overheads():
+    """Microseconds a jitted call adds over its compiled sweep, for the seed and 100-op graphs."""
+    import tapegrad as tg
+    from . import scalar_graph, seed
+    out = {}
+    for label, problem in [("seed (2x2 float32)", seed.build((2, 2))),
+                           ("scalar graph, 100 ops", scalar_graph.build(100))]:
+        f = tg.jit(tg.value_and_grad(problem.f))
+        f(*problem.args)
+        f(*problem.args)
+        program = next(iter(f._fast_calls))
+        v = program._io()[0]
+        call = _best(lambda: f(*problem.args), number=3000)
+        sweep = _best(lambda: program._run(program.code, program.ipool, v), number=3000)
+        out[label] = (call * 1e6, sweep * 1e6)
+    return out
+
+
+def main():
+    from ..machine import describe, summary
+    print(summary(describe()))
+    print("per-call path of tg.jit on an empty tape, 3 arrays of 2x2 float64 "
+          "(min over interleaved repeats):")
+    for name, us in parts().items():
+        print(f"  {name:48s} {us:6.2f} us")
+    for label, (call, sweep) in graph_overheads().items():
+        print(f"{label}: call {call:.2f} us, compiled sweep {sweep:.2f} us, "
+              f"path {call - sweep:.2f} us")
+
+
+if __name__ == "__main__":
+    main()
