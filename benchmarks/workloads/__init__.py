@@ -3,11 +3,12 @@
 To add a workload, write a module here that defines a `Workload` (see harness.py and any module
 below for the pattern) and list it in WORKLOADS.
 """
-from . import (batched, dask_cluster, element_loop, gpu_rosenbrock, mlp, ode, rosenbrock,
-               scalar_graph, seed, training)
+from . import (batched, call_overhead, dask_cluster, element_loop, gpu_rosenbrock, mlp, ode,
+               rosenbrock, scalar_graph, seed, training)
 
 WORKLOADS = [
     seed.WORKLOAD,
+    call_overhead.WORKLOAD,
     *scalar_graph.WORKLOADS,
     rosenbrock.WORKLOAD,
     mlp.WORKLOAD,
