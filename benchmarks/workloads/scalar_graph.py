@@ -174,9 +174,10 @@ def _workload(n_ops, quick_ops):
         + standard(**JAX[n_ops]),
         yardsticks=("C tape interpreter", "Numba interpreter"),
         dtype="float64",
-        target="tapegrad jit CPU <= 1.5x C; tracing + compile < 1 s",
+        target="tapegrad jit CPU <= 1.5x C; tracing + compile < 1 s; eager <= 1.0x PyTorch eager",
         goals=(Goal("tapegrad jit CPU", 1.5),
-               Goal("tapegrad jit CPU", 1.0, measure="first_call_s")),
+               Goal("tapegrad jit CPU", 1.0, measure="first_call_s"),
+               Goal("tapegrad eager", 1.0, versus="PyTorch eager")),
         rtol=1e-9,
         atol=1e-12,
     )

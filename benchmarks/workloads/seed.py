@@ -40,8 +40,8 @@ WORKLOAD = Workload(
     + standard(fd=True),
     yardsticks=("PyTorch eager", "NumPy hand-written"),
     dtype="float32",
-    target="tapegrad eager <= 1.0x PyTorch eager",
-    goals=(Goal("tapegrad eager", 1.0),),
+    target="tapegrad eager <= 0.6x PyTorch eager",
+    goals=(Goal("tapegrad eager", 0.6),),
     rtol=1e-5,
     atol=1e-6,
 )
