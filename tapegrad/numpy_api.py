@@ -95,7 +95,7 @@ COMPOSED_UFUNCS = {
     np.float_power: _float_power,
     np.positive: lambda x: P.clone(in_result_dtype(np.positive, x)),  # booleans refused
     # real values (complex ones are refused); booleans in int8, as NumPy
-    np.conjugate: lambda x: P.clone(in_result_dtype(np.conjugate, x)),
+    np.conjugate: lambda x: P.clone(in_result_dtype(np.conjugate, _real_value("np.conjugate", x))),
     # on traced values these take precedence over UFUNCS' single primitives
     np.remainder: _integer_safe(P.remainder), np.fmod: _integer_safe(P.fmod),
     np.floor_divide: _integer_safe(P.floor_divide),
@@ -807,6 +807,21 @@ def _sinc(x):
     return P.where(zero, 1.0, P.sin(t) / t)
 
 
+def _real_value(name, x):
+    if dtype_of(x).kind == "c":
+        raise TypeError(f"tapegrad: {name} of a complex traced value: the traced face computes in "
+                        "real arithmetic only; keep real and imaginary parts as two real arrays")
+    return x
+
+
+def _real_only(np_fn, rule):
+    """rule of np_fn for real values; complex ones refused (their parts would be dropped)."""
+    def apply(x, *args, **kwargs):
+        return rule(_real_value(f"np.{np_fn.__name__}", x), *args, **kwargs)
+    apply.__name__ = np_fn.__name__
+    return apply
+
+
 def _angle(z, deg=False):
     """np.angle of real values, arctan2(0, z): pi left of 0 (and at -0.0), NaN at NaN; a
     constant, so no gradient."""
@@ -989,12 +1004,15 @@ ARRAY_FUNCTIONS = {
     np.argsort: _argsort, np.sort: _sort,
     np.cross: _cross, np.select: _select, np.sinc: _sinc, np.full_like: _full_like,
     # real values: the real part is the value, the imaginary part 0 (no gradient)
-    np.real: lambda val: val, np.real_if_close: lambda a, tol=100: a,
-    np.iscomplex: lambda x: np.zeros(_shape(x), bool), np.isreal: lambda x: np.ones(_shape(x), bool),
-    np.iscomplexobj: lambda x: False, np.isrealobj: lambda x: True,
+    np.real: _real_only(np.real, lambda val: val),
+    np.real_if_close: _real_only(np.real_if_close, lambda a, tol=100: a),
+    np.imag: _real_only(np.imag, lambda val: np.zeros(_shape(val), dtype_of(val))),
+    np.angle: _real_only(np.angle, _angle),
+    np.iscomplex: _real_only(np.iscomplex, lambda x: np.zeros(_shape(x), bool)),
+    np.isreal: _real_only(np.isreal, lambda x: np.ones(_shape(x), bool)),
+    np.iscomplexobj: _real_only(np.iscomplexobj, lambda x: False),
+    np.isrealobj: _real_only(np.isrealobj, lambda x: True),
     np.isclose: _isclose, np.allclose: _allclose,
-    np.imag: lambda val: np.zeros(_shape(val), dtype_of(val)),
-    np.angle: _angle,
 }
 
 

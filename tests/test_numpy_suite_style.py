@@ -274,3 +274,17 @@ def test_isclose_matches_numpy_at_special_values(equal_nan):
     f = lambda a, b: np.isclose(a, b, equal_nan=equal_nan)
     np.testing.assert_array_equal(tg.jit(f)(a, b), f(a, b))
     np.testing.assert_array_equal(tg.jit(f)(a, b[:1]), f(a, b[:1]))
+
+
+def test_complex_values_inside_are_refused_not_dropped():
+    # the sweeps compute in real arithmetic: a complex intermediate would lose its imaginary
+    # part (vjp gave sign(a) for d|a + 1j|/da); every transform refuses it, as grad does
+    a = R(4)
+    f = lambda a: np.sum(np.abs(a + 1j))
+    for run in (lambda: tg.vjp(f, a)[1](1.0), lambda: tg.jvp(f, (a,), (a,)),
+                lambda: tg.jacrev(lambda a: np.abs(a + 1j))(a), lambda: tg.grad(f)(a)):
+        with pytest.raises(TypeError, match="complex"):
+            run()
+    for fn in (np.real, np.imag, np.conj, np.angle, np.isreal):
+        with pytest.raises(TypeError, match="complex"):
+            tg.grad(lambda a: np.sum(fn(a * (1 + 1j)) * 1.0))(a)
