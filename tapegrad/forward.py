@@ -13,8 +13,9 @@ from . import primitives as P
 from .tape import tree_flatten, tree_unflatten
 from .trace import TraceContext, TraceError, Tracer, backward_on_tape, current, pinned
 from .trace import lift_tree
-from .transforms import (_any_leaf, _argnum_positions, _concrete, _function_name, _in_trace,
-                         _is_int, _leaf_names, _trace_arg, _value, _wrt_leaf, value_and_grad)
+from .transforms import (_any_leaf, _argnum_positions, _complex_error, _concrete, _function_name,
+                         _in_trace, _is_int, _leaf_names, _trace_arg, _value, _wrt_leaf,
+                         value_and_grad)
 
 
 def _is_tracer(x):
@@ -70,8 +71,13 @@ class _Linear:
         self.wrt = [a for _, aliases in self.trees.values() for a in aliases]
         self.wrt_slots = [a._slot for a in self.wrt]   # now: a write in fun moves the handles
         self.start = len(ctx.tape.instrs)        # after the aliases: they are the sweep's ends
+        first_slot = len(ctx.tape.dtypes)
         out = lift_tree(fun(*args))              # np.array([t0, t1]) is an object array
         self.end = len(ctx.tape.instrs)          # sweeps recorded later need not be walked
+        if any(dt.kind == "c" for dt in ctx.tape.dtypes[first_slot:]):
+            # as grad: real arithmetic only (the sweeps would drop imaginary parts silently)
+            raise _complex_error(where, fname, "a value computed inside (from a complex "
+                                 "constant, captured scalar or result)")
         self.out, self.aux = out if has_aux else (out, None)
         out_leaves, self.out_tree = tree_flatten(self.out, _is_tracer)
         # the outputs as returned: a later write through the caller's handles moves those on
