@@ -34,6 +34,29 @@ def _wrap(data):
     return graph.Tensor._wrap(np.asarray(data))
 
 
+def shown_as(out, name, *inputs):
+    """out, its last node renamed to PyTorch's grad_fn name for the fused operation it ends
+    (only a node made for out: never an input's)."""
+    node = getattr(out, "grad_fn", None)
+    if (all(out is not x for x in inputs) and isinstance(node, graph.PrimitiveNode)
+            and type(node).__slots__ == ()):
+        node.__class__ = graph.node_class(name)
+    return out
+
+
+def _rebuild_tensor(data, requires_grad):
+    return graph.Tensor._wrap(data, requires_grad)
+
+
+def _zero_grad_op(name, np_fn):
+    """Rounding-like methods: PyTorch records them with a zero gradient (floor(x) requires grad
+    when x does); the registry's primitive has no rule, so the node is composed here."""
+    def method(self, *args):
+        return composed(name, (self,), np_fn(self._data, *args),
+                        lambda g: (g * 0,))
+    return method
+
+
 class ComposedNode(graph.Node):
     """grad_fn of an operation outside the registry: `backward(g)` returns one cotangent per
     input (Tensors, so a create_graph backward records its own graph), or None."""
@@ -354,14 +377,14 @@ class TensorMethods(metaclass=_TensorType):
         return self
 
     # ------------------------------------------------------------------ elementwise
-    def floor(self):
-        return P.floor(self)
+    floor = _zero_grad_op("FloorBackward0", np.floor)
+    ceil = _zero_grad_op("CeilBackward0", np.ceil)
+    trunc = _zero_grad_op("TruncBackward0", np.trunc)
+    _round = _zero_grad_op("RoundBackward0", np.round)
+    _round_decimals = _zero_grad_op("RoundBackward1", np.round)
 
     def round(self, decimals=0):
-        if decimals:
-            scale = 10.0 ** decimals
-            return (self * scale).round() / scale
-        return type(self)._bind(P.rint, (self,), {}, "RoundBackward0")
+        return self._round_decimals(decimals) if decimals else self._round()
 
     def frac(self):
         return self - self.trunc()
@@ -410,11 +433,25 @@ class TensorMethods(metaclass=_TensorType):
 
     exp_, log_, sin_, cos_, tan_, tanh_, sqrt_ = map(
         _unary_in_place, (P.exp, P.log, P.sin, P.cos, P.tan, P.tanh, P.sqrt))
-    log1p_, expm1_, floor_, ceil_, trunc_ = map(
-        _unary_in_place, (P.log1p, P.expm1, P.floor, P.ceil, P.trunc))
+    log1p_, expm1_ = map(_unary_in_place, (P.log1p, P.expm1))
 
-    def round_(self):
-        return self._inplace(P.rint, (self,), {}, "RoundBackward0")
+    # rounding in place keeps the tensor in the graph, with a zero gradient, as in PyTorch
+    def floor_(self):
+        return self.copy_(self.floor())
+
+    def ceil_(self):
+        return self.copy_(self.ceil())
+
+    def trunc_(self):
+        return self.copy_(self.trunc())
+
+    def round_(self, decimals=0):
+        return self.copy_(self.round(decimals))
+
+    def __reduce_ex__(self, protocol):
+        # data and requires_grad, as PyTorch pickles a tensor (never its graph, nor a view's
+        # link to its base)
+        return _rebuild_tensor, (np.array(self._data), self.requires_grad)
 
     def masked_fill(self, mask, value):
         return P.where(mask, value, self)
@@ -428,7 +465,13 @@ class TensorMethods(metaclass=_TensorType):
 
     # ------------------------------------------------------------------ indexing
     def gather(self, dim, index):
-        return P.take_along_axis(self, _data(index), axis=_dim(dim, self.ndim))
+        # advanced indexing, whose rule adds up repeated indices (take_along_axis's assumes a
+        # permutation)
+        dim = _dim(dim, self.ndim)
+        index = _data(index)
+        grid = np.indices(index.shape, sparse=True)
+        where = tuple(index if d == dim else grid[d] for d in range(self.ndim))
+        return shown_as(self[where], "GatherBackward0", self)
 
     def index_select(self, dim, index):
         return self[(slice(None),) * _dim(dim, self.ndim) + (_data(index),)]

@@ -11,6 +11,7 @@ _SAFE = {
     ("builtins", "slice"), ("builtins", "complex"), ("copyreg", "_reconstructor"),
     ("copyreg", "__newobj__"), ("builtins", "object"),
     ("tapegrad.tensor", "Tensor"), ("tapegrad.tensor", "_View"),
+    ("tapegrad._tensor_methods", "_rebuild_tensor"),
     ("tapegrad.nn.parameter", "Parameter"), ("tapegrad._device", "device"),
     ("tapegrad.dtypes", "dtype"), ("numpy", "ndarray"), ("numpy", "dtype"),
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),

@@ -1236,16 +1236,11 @@ def _shown_as(name, fn):
     """fn, its result's grad_fn shown under PyTorch's name for the fused op (BCE-with-logits'
     last node is an add or a mean here; PyTorch's is BinaryCrossEntropyWithLogitsBackward0)."""
     import functools
-    from ..autograd import graph
+    from .._tensor_methods import shown_as
 
     @functools.wraps(fn)
     def wrapper(input, *args, **kwargs):
-        out = fn(input, *args, **kwargs)
-        node = getattr(out, "grad_fn", None)
-        if (out is not input and isinstance(node, graph.PrimitiveNode)
-                and type(node).__slots__ == ()):
-            node.__class__ = graph.node_class(name)
-        return out
+        return shown_as(fn(input, *args, **kwargs), name, input)
     return wrapper
 
 

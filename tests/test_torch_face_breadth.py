@@ -1,0 +1,357 @@
+"""The torch namespace and Tensor methods PyTorch's tutorials call, against PyTorch itself:
+values, gradients, grad_fn names, printing and error messages."""
+import math
+import pickle
+
+import numpy as np
+import pytest
+
+import tapegrad as tg
+import tapegrad.nn.functional as F
+
+torch = pytest.importorskip("torch")
+
+RNG = np.random.default_rng(5)
+
+
+def _pair(shape, low=-2.0, high=2.0, dtype=np.float64):
+    data = RNG.uniform(low, high, shape).astype(dtype)
+    return (tg.tensor(data, requires_grad=True), torch.tensor(data, requires_grad=True))
+
+
+def _np(x):
+    return x.detach().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+# (name, call, input shapes): call(lib, *tensors) must give the same value and gradients
+METHOD_CASES = [
+    ("mm", lambda m, a, b: a.mm(b), [(3, 4), (4, 2)]),
+    ("bmm", lambda m, a, b: m.bmm(a, b), [(2, 3, 4), (2, 4, 5)]),
+    ("mv", lambda m, a, b: a.mv(b), [(3, 4), (4,)]),
+    ("dot", lambda m, a, b: m.dot(a, b), [(5,), (5,)]),
+    ("outer", lambda m, a, b: m.outer(a, b), [(3,), (4,)]),
+    ("addmm", lambda m, c, a, b: m.addmm(c, a, b, beta=0.5, alpha=2.0), [(3, 2), (3, 4), (4, 2)]),
+    ("cross", lambda m, a, b: m.cross(a, b, dim=1), [(4, 3), (4, 3)]),
+    ("trace", lambda m, a: a.trace(), [(4, 4)]),
+    ("diagonal", lambda m, a: a.diagonal(1), [(3, 4)]),
+    ("diagonal 3-d", lambda m, a: m.diagonal(a, 0, 0, 2), [(3, 2, 3)]),
+    ("diag of vector", lambda m, a: m.diag(a, -1), [(3,)]),
+    ("diag of matrix", lambda m, a: m.diag(a), [(3, 3)]),
+    ("select", lambda m, a: a.select(1, -1), [(2, 3, 4)]),
+    ("narrow", lambda m, a: a.narrow(2, 1, 2), [(2, 3, 4)]),
+    ("movedim", lambda m, a: m.movedim(a, 0, -1), [(2, 3, 4)]),
+    ("flip", lambda m, a: m.flip(a, [0, 2]), [(2, 3, 4)]),
+    ("roll", lambda m, a: m.roll(a, (1, -2), (0, 2)), [(2, 3, 4)]),
+    ("roll flat", lambda m, a: m.roll(a, 3), [(2, 3)]),
+    ("repeat", lambda m, a: a.repeat(2, 1, 3), [(3, 2)]),
+    ("tile", lambda m, a: m.tile(a, (2,)), [(2, 3)]),
+    ("repeat_interleave", lambda m, a: m.repeat_interleave(a, 2, dim=1), [(2, 3)]),
+    ("unflatten", lambda m, a: a.unflatten(1, (2, 3)), [(4, 6)]),
+    ("floor", lambda m, a: m.floor(a) * a, [(3, 4)]),
+    ("floor alone", lambda m, a: m.floor(a), [(3, 4)]),
+    ("ceil and trunc", lambda m, a: m.ceil(a) + a.trunc(), [(3, 4)]),
+    ("round", lambda m, a: m.round(a * 3) + a, [(3, 4)]),
+    ("round decimals", lambda m, a: m.round(a, decimals=1) + a, [(3, 4)]),
+    ("frac", lambda m, a: m.frac(a), [(3, 4)]),
+    ("clamp_min", lambda m, a: a.clamp_min(0.5), [(3, 4)]),
+    ("lerp", lambda m, a, b: m.lerp(a, b, 0.3), [(3,), (3,)]),
+    ("masked_fill", lambda m, a: a.masked_fill(a > 0, 0.5), [(3, 4)]),
+    ("gather", lambda m, a: m.gather(a, 1, m.tensor([[0, 2], [1, 1], [2, 0]])), [(3, 3)]),
+    ("index_select", lambda m, a: a.index_select(1, m.tensor([2, 0, 2])), [(2, 3)]),
+    ("scatter", lambda m, a, b: a.scatter(1, m.tensor([[1, 0], [2, 1]]), b), [(2, 3), (2, 2)]),
+    ("scatter_add", lambda m, a, b: a.scatter_add(0, m.tensor([[1, 0, 1]]), b), [(2, 3), (1, 3)]),
+    ("index_add", lambda m, a, b: a.index_add(0, m.tensor([1, 1]), b), [(3, 2), (2, 2)]),
+    ("sort values", lambda m, a: m.sort(a, dim=0, descending=True).values, [(4, 3)]),
+    ("topk", lambda m, a: m.topk(a, 2, dim=1).values, [(3, 5)]),
+    ("kthvalue", lambda m, a: a.kthvalue(2, 1).values, [(3, 5)]),
+    ("median dim", lambda m, a: a.median(1).values, [(3, 5)]),
+    ("median", lambda m, a: a.median(), [(3, 5)]),
+    ("cumsum", lambda m, a: m.cumsum(a, dim=1), [(3, 5)]),
+    ("cumsum dim 0", lambda m, a: a.cumsum(0), [(4, 2, 3)]),
+    ("cumprod", lambda m, a: m.cumprod(a, 1), [(3, 4)]),
+    ("cummax", lambda m, a: m.cummax(a, 1).values, [(3, 5)]),
+    ("logcumsumexp", lambda m, a: m.logcumsumexp(a, 0), [(4, 3)]),
+    ("diff", lambda m, a: m.diff(a, n=2, dim=1), [(3, 5)]),
+    ("tril", lambda m, a: m.tril(a, -1), [(4, 4)]),
+    ("triu", lambda m, a: a.triu(1), [(2, 3, 4)]),
+    ("nansum", lambda m, a: m.nansum(a, 1), [(3, 4)]),
+    ("einsum matmul", lambda m, a, b: m.einsum("ij,jk->ik", a, b), [(2, 3), (3, 4)]),
+    ("einsum batch", lambda m, a, b: m.einsum("bij,bkj->bik", a, b), [(2, 3, 4), (2, 5, 4)]),
+    ("einsum trace", lambda m, a: m.einsum("ii", a), [(3, 3)]),
+    ("einsum implicit", lambda m, a, b: m.einsum("ij,jk", a, b), [(2, 3), (3, 2)]),
+    ("einsum outer", lambda m, a, b: m.einsum("i,j->ji", a, b), [(2,), (3,)]),
+    ("tensordot", lambda m, a, b: m.tensordot(a, b, dims=([1, 0], [0, 2])), [(3, 2, 4), (2, 5, 3)]),
+    ("cdist", lambda m, a, b: m.cdist(a, b), [(3, 2), (4, 2)]),
+    ("std", lambda m, a: m.std(a), [(3, 4)]),
+    ("svd S", lambda m, a: m.svd(a).S, [(4, 3)]),
+]
+
+
+@pytest.mark.parametrize("name, call, shapes", METHOD_CASES, ids=[c[0] for c in METHOD_CASES])
+def test_methods_match_pytorch_values_and_gradients(name, call, shapes):
+    pairs = [_pair(s) for s in shapes]
+    ours = call(tg, *[p[0] for p in pairs])
+    theirs = call(torch, *[p[1] for p in pairs])
+    np.testing.assert_allclose(_np(ours), _np(theirs), rtol=1e-10, atol=1e-12)
+    weights = RNG.standard_normal(tuple(theirs.shape))
+    (ours * tg.tensor(weights)).sum().backward()
+    (theirs * torch.tensor(weights)).sum().backward()
+    for (a, b) in pairs:
+        expected = np.zeros(b.shape) if b.grad is None else b.grad.numpy()
+        got = np.zeros(a.shape) if a.grad is None else a.grad.numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+NO_GRAD_CASES = [
+    ("sort indices", lambda m, a: m.sort(a, 1).indices),
+    ("argsort descending", lambda m, a: m.argsort(a, dim=0, descending=True)),
+    ("topk indices", lambda m, a: a.topk(2).indices),
+    ("cummin indices", lambda m, a: m.cummin(a, 1).indices),
+    ("unique", lambda m, a: m.unique(m.round(a))),
+    ("unique counts", lambda m, a: m.unique(m.round(a), return_inverse=True, return_counts=True)[2]),
+    ("nonzero", lambda m, a: m.nonzero(a > 0)),
+    ("count_nonzero", lambda m, a: m.count_nonzero(a > 0, dim=1)),
+    ("isnan/isinf", lambda m, a: m.isnan(a / 0 * 0) | m.isinf(a / 0)),
+    ("logical_xor", lambda m, a: m.logical_xor(a > 0, a > 1)),
+    ("eq", lambda m, a: m.eq(a, a.flip(0))),
+    ("bitwise_xor", lambda m, a: m.bitwise_xor(m.round(a).long(), m.tensor([1, 5, 11, 2]))),
+    ("bitwise_and", lambda m, a: m.round(a).long().bitwise_and(m.tensor(3))),
+    ("aminmax", lambda m, a: m.stack(tuple(m.aminmax(a, dim=0)))),
+    ("meshgrid", lambda m, a: m.stack(m.meshgrid(a[0], a[1], indexing="xy"))),
+    ("nan_to_num", lambda m, a: m.nan_to_num(a / 0, posinf=9.0)),
+]
+
+
+@pytest.mark.parametrize("name, call", NO_GRAD_CASES, ids=[c[0] for c in NO_GRAD_CASES])
+def test_index_and_integer_results_match_pytorch(name, call):
+    data = RNG.uniform(-3, 3, (3, 4))
+    data[0, 0] = 0.0
+    ours, theirs = call(tg, tg.tensor(data)), call(torch, torch.tensor(data))
+    assert ours.dtype.name == str(theirs.dtype).replace("torch.", "")
+    np.testing.assert_array_equal(_np(ours), _np(theirs))
+
+
+def test_in_place_methods_write_and_record_as_pytorch():
+    for name in ["exp_", "log_", "sin_", "cos_", "tanh_", "sqrt_", "floor_", "ceil_", "trunc_",
+                 "round_"]:
+        data = RNG.uniform(0.5, 2.0, (3,))
+        leaf_ours, leaf_theirs = tg.tensor(data, requires_grad=True), torch.tensor(
+            data, requires_grad=True)
+        a, b = leaf_ours * 1.5, leaf_theirs * 1.5
+        assert getattr(a, name)() is a
+        getattr(b, name)()
+        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-12)
+        a.sum().backward()
+        b.sum().backward()
+        np.testing.assert_allclose(leaf_ours.grad.numpy(), leaf_theirs.grad.numpy(), rtol=1e-12)
+    assert tg.sin_(tg.tensor([0.0])).tolist() == [0.0]
+
+
+def test_in_place_shape_methods():
+    a = tg.arange(6.0)
+    view = a.view(2, 3)
+    assert view.unsqueeze_(0).shape == (1, 2, 3) and view.squeeze_().shape == (2, 3)
+    assert view.t_().shape == (3, 2)
+    view[0, 0] = 10.0
+    assert a[0].item() == 10.0   # still the same memory
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+        tg.ones(2, requires_grad=True).unsqueeze_(0)
+
+
+def test_out_arguments_write_into_and_return_the_given_tensor():
+    a, b = tg.ones(2, 2), tg.full((2, 2), 2.0)
+    c = tg.zeros(2, 2)
+    for f in (tg.add, tg.mul, tg.matmul, tg.sub, tg.maximum):
+        assert f(a, b, out=c) is c
+        np.testing.assert_array_equal(c.numpy(), f(a, b).numpy())
+    assert tg.rand(2, 2, out=c) is c and tg.zeros(3, out=c) is c and c.shape == (3,)
+    assert tg.matmul(input=a, other=b).tolist() == [[4.0, 4.0], [4.0, 4.0]]
+    with pytest.raises(RuntimeError, match="out=... arguments don't support automatic"):
+        tg.add(tg.ones(2, requires_grad=True), 1, out=tg.zeros(2))
+    with pytest.raises(RuntimeError, match="cuda"):
+        tg.zeros(2, device="cuda")
+
+
+def test_legacy_constructors_and_variable():
+    assert tg.Tensor([1, 2]).dtype == tg.float32 and tg.Tensor(2, 3).shape == (2, 3)
+    assert tg.Tensor().shape == (0,)
+    assert tg.LongTensor([1, 2]).dtype == tg.int64 and tg.FloatTensor(4).shape == (4,)
+    assert tg.DoubleTensor([[1]]).dtype == tg.float64 and tg.ByteTensor([1]).dtype == tg.uint8
+    assert isinstance(tg.ones(1), tg.FloatTensor) and not isinstance(tg.ones(1), tg.LongTensor)
+    assert repr(tg.FloatTensor) == repr(torch.FloatTensor) == "<class 'torch.FloatTensor'>"
+    assert repr(tg.Tensor) == "<class 'torch.Tensor'>" and repr(type(tg.ones(1))) == repr(
+        type(torch.ones(1)))
+    from tapegrad.autograd import Variable
+    x = tg.ones(2)
+    v = Variable(x, requires_grad=True)
+    assert v is not x and v.requires_grad and not x.requires_grad and isinstance(x, Variable)
+    v.data[0] = 5.0
+    assert x[0].item() == 5.0   # shares memory, as torch's Variable(t)
+    with pytest.raises(TypeError, match="Variable data has to be a tensor"):
+        Variable([1.0])
+
+
+@pytest.mark.parametrize("value, error", [
+    (0.0, TypeError), (np.zeros(2), TypeError), ("ones3", RuntimeError), ("double", RuntimeError)])
+def test_grad_assignment_is_checked_as_pytorch(value, error):
+    def make(m):
+        return {"ones3": m.ones(3), "double": m.ones(2, dtype=m.float64)}.get(value, value) \
+            if isinstance(value, str) else value
+    with pytest.raises(error) as ours:
+        tg.ones(2, requires_grad=True).grad = make(tg)
+    with pytest.raises(error) as theirs:
+        torch.ones(2, requires_grad=True).grad = make(torch)
+    # the first sentence is PyTorch's
+    assert str(ours.value).split(".")[0].split(",")[0] == str(theirs.value).split(".")[0].split(
+        ",")[0]
+
+
+def test_format_of_tensors_as_pytorch():
+    for spec in [">7f", ".3f", "", "e", ">10.2e"]:
+        assert format(tg.tensor(2.5), spec) == format(torch.tensor(2.5), spec)
+    for spec in ["", ">5d", "d", "x"]:
+        assert format(tg.tensor(3), spec) == format(torch.tensor(3), spec)
+    assert f"{tg.tensor([1.0, 2.0])}" == f"{torch.tensor([1.0, 2.0])}"
+    with pytest.raises(TypeError, match="unsupported format string passed to Tensor.__format__"):
+        format(tg.tensor([1.0, 2.0]), ".2f")
+
+
+def test_return_types_print_and_pickle_as_pytorch():
+    data = np.array([[1.0, 3.0], [2.0, 0.0]], np.float32)
+    for call in (lambda m, x: x.max(1), lambda m, x: m.min(x, dim=0), lambda m, x: m.sort(x),
+                 lambda m, x: x.topk(1), lambda m, x: m.median(x, 1)):
+        ours, theirs = call(tg, tg.tensor(data)), call(torch, torch.tensor(data))
+        assert repr(ours) == repr(theirs)
+        assert repr(pickle.loads(pickle.dumps(ours))) == repr(ours)
+    values, indices = tg.tensor(data).max(dim=1)
+    assert values.tolist() == [3.0, 2.0] and indices.tolist() == [1, 0]
+
+
+def test_reflected_products_record_the_tensor_first():
+    for m in (tg, torch):
+        x = m.ones(2, requires_grad=True)
+        for y in (2 * x, 1 + x, x * 2):
+            node = y.grad_fn.next_functions[0][0]
+            assert type(node).__name__ == "AccumulateGrad", (m, y)
+    a = tg.linspace(0.0, 1.0, 3, requires_grad=True)
+    d = 2 * tg.sin(a) + 1
+    chain = d.grad_fn.next_functions[0][0].next_functions[0][0].next_functions[0][0]
+    assert type(chain).__name__ == "AccumulateGrad" and chain.next_functions == ()
+
+
+LOSSES = ["l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy_with_logits",
+          "mse_loss"]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_grad_fn_names_of_composite_functions(reduction):
+    x, t = RNG.standard_normal(4).astype(np.float32), RNG.random(4).astype(np.float32)
+    for name in LOSSES:
+        ours = getattr(F, name)(tg.tensor(x, requires_grad=True), tg.tensor(t), reduction=reduction)
+        theirs = getattr(torch.nn.functional, name)(torch.tensor(x, requires_grad=True),
+                                                    torch.tensor(t), reduction=reduction)
+        assert ours.grad_fn.name() == type(theirs.grad_fn).__name__, name
+        np.testing.assert_allclose(ours.detach().numpy(), theirs.detach().numpy(), rtol=1e-5)
+    logits, target = RNG.standard_normal((3, 4)).astype(np.float32), np.array([0, 3, 1])
+    for name in ["cross_entropy", "nll_loss"]:
+        ours = getattr(F, name)(tg.tensor(logits, requires_grad=True), tg.tensor(target),
+                                reduction=reduction)
+        theirs = getattr(torch.nn.functional, name)(torch.tensor(logits, requires_grad=True),
+                                                    torch.tensor(target), reduction=reduction)
+        assert ours.grad_fn.name() == type(theirs.grad_fn).__name__, name
+
+
+def test_grad_fn_names_of_layers_and_activations():
+    x = RNG.standard_normal((1, 2, 4, 4)).astype(np.float32)
+    cases = [("avg_pool2d", (2,)), ("layer_norm", ((4,),)), ("gelu", ()), ("silu", ()),
+             ("leaky_relu", ()), ("elu", ()), ("hardtanh", ()), ("relu6", ()), ("logsigmoid", ())]
+    for name, args in cases:
+        ours = getattr(F, name)(tg.tensor(x, requires_grad=True), *args)
+        theirs = getattr(torch.nn.functional, name)(torch.tensor(x, requires_grad=True), *args)
+        assert ours.grad_fn.name() == type(theirs.grad_fn).__name__, name
+    table = tg.tensor(RNG.standard_normal((5, 3)), requires_grad=True)
+    assert type(tg.nn.functional.embedding(tg.tensor([1, 4]), table).grad_fn).__name__ == \
+        "EmbeddingBackward0"
+    plain = tg.tensor(x)  # no graph: nothing to rename, and the input is never renamed
+    assert F.dropout(plain, 0.0) is plain
+
+
+@pytest.mark.parametrize("size", [(7, 7), (5, 3), (3, None), (1, 1), (16, 13)])
+def test_adaptive_avg_pool2d_for_any_output_size(size):
+    x = RNG.standard_normal((2, 3, 16, 13))
+    ours = F.adaptive_avg_pool2d(tg.tensor(x, requires_grad=True), size)
+    a = torch.tensor(x, requires_grad=True)
+    theirs = torch.nn.functional.adaptive_avg_pool2d(a, size)
+    np.testing.assert_allclose(ours.detach().numpy(), theirs.detach().numpy(), rtol=1e-12)
+    w = RNG.standard_normal(tuple(theirs.shape))
+    xt = tg.tensor(x, requires_grad=True)
+    (F.adaptive_avg_pool2d(xt, size) * tg.tensor(w)).sum().backward()
+    (theirs * torch.tensor(w)).sum().backward()
+    np.testing.assert_allclose(xt.grad.numpy(), a.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_convolution_output_can_be_viewed_as_pytorch_allows():
+    x = tg.randn(2, 1, 12, 12)
+    conv = tg.nn.Conv2d(1, 4, 3)
+    y = tg.nn.functional.max_pool2d(tg.nn.functional.relu(conv(x)), 2)
+    flat = y.view(-1, 4 * 5 * 5)     # raised "view size is not compatible" before
+    flat.sum().backward()
+    assert flat.shape == (2, 100) and conv.weight.grad.shape == (4, 1, 3, 3)
+    assert conv(x).is_contiguous()
+
+
+def test_profiler_table_lists_operations_as_pytorch():
+    x = tg.ones(2, 3, requires_grad=True)
+    y = tg.full((2, 3), 2.0, requires_grad=True)
+    with tg.autograd.profiler.profile() as prof:
+        for _ in range(4):
+            x = (x / y) * y
+        with tg.profiler.record_function("block"):
+            x.exp()
+    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=10)
+    lines = table.splitlines()
+    assert lines[1].split() == ["Name", "Self", "CPU", "%", "Self", "CPU", "CPU", "total", "%",
+                                "CPU", "total", "CPU", "time", "avg", "#", "of", "Calls"]
+    counts = {line.split()[0]: int(line.split()[-1]) for line in lines[3:-2]}
+    assert counts == {"aten::div": 4, "aten::mul": 4, "aten::exp": 1, "block": 1}
+    assert lines[-1].startswith("Self CPU time total:")
+    assert tg.Tensor._bind.__func__.__name__ == "_bind" and "profiler" not in \
+        tg.Tensor._bind.__func__.__module__   # the timing hook is removed on exit
+    with pytest.raises(RuntimeError, match="cuda"):
+        tg.autograd.profiler.profile(use_cuda=True)
+
+
+def test_summary_writer_files_read_back_by_tensorboard(tmp_path):
+    from tapegrad.utils.tensorboard import SummaryWriter
+    with SummaryWriter(str(tmp_path / "run")) as writer:
+        for step in range(3):
+            writer.add_scalar("Loss/train", tg.tensor(1.0 / (step + 1)), step)
+        writer.add_scalars("Loss", {"train": 0.5, "valid": tg.tensor(0.25)}, 7)
+        with pytest.raises(NotImplementedError, match="add_image"):
+            writer.add_image("x", np.zeros((3, 2, 2)))
+    accumulator = pytest.importorskip(
+        "tensorboard.backend.event_processing.event_accumulator")
+    events = accumulator.EventAccumulator(str(tmp_path / "run"))
+    events.Reload()
+    scalars = events.Scalars("Loss/train")
+    assert [e.step for e in scalars] == [0, 1, 2]
+    assert [e.value for e in scalars] == pytest.approx([1.0, 0.5, 1 / 3])
+    valid = accumulator.EventAccumulator(str(tmp_path / "run" / "Loss_valid"))
+    valid.Reload()
+    assert [(e.step, e.value) for e in valid.Scalars("Loss")] == [(7, 0.25)]
+
+
+def test_event_file_framing_checksums():
+    from tapegrad.utils import tensorboard as tb
+    # CRC-32C check value of "123456789" (RFC 3720), and TensorBoard's masking of it
+    assert tb._crc32c(b"123456789") == 0xE3069283
+    assert tb._masked_crc(b"123456789") == (((0xE3069283 >> 15) | (0xE3069283 << 17))
+                                             + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def test_torch_functional_module_and_constants():
+    import tapegrad.functional as TF
+    assert TF.einsum is tg.einsum and TF.tensordot is tg.tensordot
+    shapes = [t.shape for t in TF.broadcast_tensors(tg.ones(3, 1), tg.ones(4))]
+    assert shapes == [(3, 4), (3, 4)] and TF.broadcast_shapes((2, 1), (3,)) == (2, 3)
+    assert tg.pi == math.pi
