@@ -1432,6 +1432,8 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
             g = cotangents.pop(ins.out, None)
             if g is None:
                 continue
+            if type(g) is _Negated:
+                g = -g.t
             name = ins.prim.name
             if name in _SCATTER_VJPS and type(g) is Tracer and g._slot in owned \
                     and len(set(ins.ins)) == len(ins.ins):
@@ -1447,6 +1449,20 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
                 if slot not in depends or dtypes[slot].kind not in "fc":
                     continue
                 previous = cotangents.get(slot)
+                if argnum == 1 and name == "sub" and type(g) is Tracer and \
+                        g._value.shape == shapes[slot]:
+                    # sub's rule is -g: kept unrecorded, so the next cotangent added to it
+                    # makes one sub (c - g), not a neg and an add
+                    if previous is None:
+                        cotangents[slot] = _Negated(g)
+                    elif type(previous) is _Negated:
+                        cotangents[slot] = _Negated(previous.t + g)
+                    else:
+                        owned.discard(getattr(previous, "_slot", None))
+                        cotangents[slot] = previous - g
+                    continue
+                if type(previous) is _Negated and argnum == 0 and name == "getitem":
+                    previous = -previous.t
                 if argnum == 0 and name == "getitem":
                     base = np.zeros(shapes[slot], dtypes[slot]) if previous is None else previous
                     cotangents[slot] = _scatter_cotangent(ctx, owned, P.index_add, base, g,
@@ -1460,17 +1476,28 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
                     continue
                 if type(c) is not Tracer or c._value.shape != shapes[slot]:
                     c = P.unbroadcast(c, shapes[slot])
-                if previous is not None:
+                if type(previous) is _Negated:
+                    c = c - previous.t
+                elif previous is not None:
                     owned.discard(getattr(previous, "_slot", None))
                     c = previous + c
                 cotangents[slot] = c
+        result = []
+        for slot in wrt_slots:
+            c = cotangents.get(slot)
+            c = -c.t if type(c) is _Negated else c
+            result.append(np.zeros(tape.shapes[slot], tape.dtypes[slot]) if c is None else c)
     finally:
         ctx.phase = previous_phase
-    result = []
-    for slot in wrt_slots:
-        c = cotangents.get(slot)
-        result.append(np.zeros(tape.shapes[slot], tape.dtypes[slot]) if c is None else c)
     return result
+
+
+class _Negated:
+    """The cotangent -t, not recorded yet (see backward_on_tape: sub's second operand)."""
+    __slots__ = ("t",)
+
+    def __init__(self, t):
+        self.t = t
 
 
 _SCATTER_VJPS = ("getitem", "setitem")
