@@ -355,3 +355,42 @@ def test_torch_functional_module_and_constants():
     shapes = [t.shape for t in TF.broadcast_tensors(tg.ones(3, 1), tg.ones(4))]
     assert shapes == [(3, 4), (3, 4)] and TF.broadcast_shapes((2, 1), (3,)) == (2, 3)
     assert tg.pi == math.pi
+
+
+class _Pair(tg.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.first = tg.nn.Linear(3, 2)
+        self.register_buffer("steps", tg.arange(4.0)[1:3])   # a view of a bigger tensor
+
+
+def test_save_and_load_as_the_tutorials_do(tmp_path):
+    model = _Pair()
+    path = tmp_path / "weights.pth"
+    tg.save(model.state_dict(), path)
+    again = _Pair()
+    again.load_state_dict(tg.load(path))                  # weights_only=True by default
+    for (k, a), (k2, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert k == k2 and tg.equal(a, b)
+    assert tg.load(path)["steps"].tolist() == [1.0, 2.0]
+
+    whole = tmp_path / "model.pth"
+    tg.save(model, whole)
+    with pytest.raises(pickle.UnpicklingError) as refused:
+        tg.load(whole)
+    message = str(refused.value)
+    assert message.startswith("Weights only load failed. This file can still be loaded")
+    assert f"Unsupported global: GLOBAL {__name__}._Pair was not an allowed global" in message
+    assert isinstance(tg.load(whole, weights_only=False), _Pair)
+    with tg.serialization.safe_globals([_Pair, tg.nn.Linear]):
+        assert isinstance(tg.load(whole), _Pair)
+    with pytest.raises(pickle.UnpicklingError):   # the allowance ended with the block
+        tg.load(whole)
+
+
+def test_tensors_pickle_as_data_and_requires_grad():
+    base = tg.arange(6.0).reshape(2, 3)
+    for t in (base, base[1], base.t(), base[:, ::2], tg.ones(2, requires_grad=True) * 2):
+        back = pickle.loads(pickle.dumps(t))
+        assert back.tolist() == t.tolist() and back.dtype == t.dtype
+        assert back.requires_grad == t.requires_grad and back.grad_fn is None
