@@ -62,6 +62,11 @@ def scalar_weight(s, x):
     return np.sum(s * x ** 2) + s * np.sum(np.sin(x))
 
 
+def row_sums(X, w):
+    s = np.sum(X * X * w, axis=1)
+    return np.sum(np.sin(s)) + np.sum(np.sum(X, axis=0) ** 2)
+
+
 def rng_arrays(seed, *shapes):
     rng = np.random.default_rng(seed)
     return tuple(rng.uniform(-1.5, 1.5, shape) if shape else float(rng.uniform(0.5, 1.5))
@@ -80,6 +85,7 @@ CASES = [  # (function, argnums, argument shapes); () is a float
     (energy_2d, 0, [(4, 5)]), (energy_2d, 0, [(2, 2)]),
     (in_a_loop, (0, 1), [(6,), (6,)]),
     (scalar_weight, (0, 1), [(), (8,)]),
+    (row_sums, (0, 1), [(4, 3), (3,)]), (row_sums, (0, 1), [(1, 1), (1,)]),
 ]
 
 
@@ -199,6 +205,14 @@ def test_runtime_shapes_that_disagree_are_refused_naming_the_line():
     for fused in (True, False):
         with pytest.raises(AssertionError, match=f"line {line}"):
             run(emitted(pair, (0, 1), args, fused=fused), args)
+
+
+def test_sums_over_axes_accumulate_in_the_loop():
+    X, w, b = rng_arrays(2, (5, 3), (3,), ())
+    code = ast.unparse(_function(emitted(bias_layer, (0, 1, 2), (X, w, b), fused=True)))
+    assert "w_bar[j] +=" in code and "np.sum(" not in code   # the bias gradient in the loop
+    code = ast.unparse(_function(emitted(row_sums, (0, 1), (X, w), fused=True)))
+    assert "s[i] +=" in code and "result_3[j] +=" in code and "axis=" not in code
 
 
 def test_updates_of_one_array_through_two_slices_are_summed():

@@ -64,6 +64,18 @@ def _is_np(node, names):
             and node.value.id == "np" and node.attr in names)
 
 
+def _axis_sum(value):
+    """(axes, E) for `np.sum(E, axis=k)` and nested ones (outermost axis first), or None."""
+    axes, node = [], value
+    while isinstance(node, ast.Call) and _is_np(node.func, {"sum"}) and len(node.args) == 1 \
+            and [k.arg for k in node.keywords] == ["axis"] \
+            and isinstance(node.keywords[0].value, ast.Constant) \
+            and type(node.keywords[0].value.value) is int and node.keywords[0].value.value >= 0:
+        axes.append(node.keywords[0].value.value)
+        node = node.args[0]
+    return (axes, node) if axes else None
+
+
 def _is_comment(stmt):
     return (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)
             and isinstance(stmt.value.func, ast.Name) and stmt.value.func.id == COMMENT)
@@ -105,7 +117,9 @@ class _Operand:
 @dataclass
 class _Piece:
     stmt: ast.stmt
-    form: str  # "assign" | "sum" | "mean" | "addsum" (`s += np.sum(E)`) | "store"
+    # "assign" | "sum" | "mean" | "addsum" (`s += np.sum(E)`) | "store" | "sumto" (a new array
+    # summed over axes: `s = np.sum(E, axis=0)`)
+    form: str
     kind: Kind  # the loop's domain
     cls: str
     expr: ast.expr  # the element expression (index names are placeholders `__i0`, `__i1`)
@@ -116,6 +130,7 @@ class _Piece:
     lvalue: ast.expr = None  # store: the element written (placeholders)
     op: ast.operator = None  # store: the augmented operator, None for `=`
     hoisted: list = field(default_factory=list)  # statements computed before the loop
+    kept: list = None  # sumto: the domain axes the sum keeps
 
 
 class Fuser:
@@ -223,6 +238,12 @@ class Fuser:
         """The statement as a piece of a fused loop, or _NotFusable."""
         self._operands, self._reads, self._hoisted = [], set(), []
         self._locals = group_targets
+        if isinstance(stmt, (ast.Assign, ast.AugAssign)):
+            target = stmt.targets[0] if isinstance(stmt, ast.Assign) else stmt.target
+            into = isinstance(stmt, ast.AugAssign)
+            if isinstance(target, ast.Name) and _axis_sum(stmt.value) \
+                    and (not into or isinstance(stmt.op, ast.Add)):
+                return self._axis_reduction(stmt, target.id, stmt.value, into)
         if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
             target = stmt.targets[0]
             value = stmt.value
@@ -279,6 +300,38 @@ class Fuser:
             raise _NotFusable
         return self._piece(stmt, "addsum" if into else value.func.attr, domain, expr,
                            target=name)
+
+    def _axis_reduction(self, stmt, name, value, into):
+        """`s = np.sum(E, axis=k)` (nested: several axes) or `s += ...`: each element of E is
+        added into s at the indices of the axes kept, in E's loop."""
+        axes, node = _axis_sum(value)
+        domain, kind = self._kind_of(node), self.kinds.get(name)
+        if domain is None or domain.dtype != "float" or domain.ones or kind is None \
+                or kind.dtype != "float" or kind.ones or name in self._locals:
+            raise _NotFusable
+        kept = list(range(domain.ndim))
+        for axis in reversed(axes):  # the innermost sum first
+            if axis >= len(kept):
+                raise _NotFusable
+            kept.pop(axis)
+        if not kept or len(kept) != kind.ndim:
+            raise _NotFusable
+        self._domain = domain
+        expr, _ = self._element(node)
+        if any(self._root(n) == self._root(name) for n in self._reads):
+            raise _NotFusable
+        if into:  # checked against the loop's bounds
+            self._operands.append(_Operand(name, len(kept), list(enumerate(kept)),
+                                           self.shapes.find(name), self.exact.find(name)))
+        piece = self._piece(stmt, "store" if into else "sumto", domain, expr, target=name)
+        parts = [self._index(a) for a in kept]
+        piece.lvalue = ast.Subscript(value=ast.Name(id=name, ctx=ast.Load()), slice=parts[0] if
+                                     len(parts) == 1 else ast.Tuple(elts=parts, ctx=ast.Load()),
+                                     ctx=ast.Load())
+        piece.op, piece.kept = ast.Add(), kept
+        if into:
+            piece.reads.add(name)
+        return piece
 
     def _store(self, stmt, target, value, op):
         base = target.value if isinstance(target, ast.Subscript) else target
@@ -743,6 +796,10 @@ class _Blocks:
                 if piece.form == "mean":
                     count = " * ".join(bounds.get(a, "1") for a in range(kind.ndim))
                     after.append(f"{piece.target} = {piece.target} / ({count})")
+            elif piece.form == "sumto":
+                kept = [bounds[a] for a in piece.kept]
+                kept_text = kept[0] if len(kept) == 1 else f"({', '.join(kept)})"
+                before.append(f"{piece.target} = np.zeros({kept_text}{like})")
         if checks:
             line = f"line {origin.lineno}: " if origin is not None else ""
             message = (f"tapegrad.source: {line}arrays that meet elementwise have different "
