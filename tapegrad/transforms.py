@@ -374,8 +374,8 @@ class Vmapped:
         axes, n = self.axes_for(args)
         if n == 0:
             return self.empty(args, axes)
-        rows = [self.fun(*[_fresh(a) if ax is None else _take(a, r, ax)
-                           for a, ax in zip(args, axes)]) for r in range(n)]
+        rows = [lift_tree(self.fun(*[_fresh(a) if ax is None else _take(a, r, ax)
+                                     for a, ax in zip(args, axes)])) for r in range(n)]
         leaves_per_row = []
         structure = None
         for row in rows:
