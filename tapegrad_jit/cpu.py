@@ -104,7 +104,7 @@ NUM_ELEMENTWISE = len(ELEMENTWISE_FORMS)
 FIRST_SUPERINSTRUCTION = min(ELEMENTWISE_OPCODE[name] for name in SUPERINSTRUCTION_FORMS)
 
 _ARRAY_OPS = ["guard", "gather", "scatter_add", "scatter_set", "place",
-              "reduce_sum", "reduce_prod", "reduce_max", "reduce_min", "matmul", "linalg"]
+              "reduce_sum", "reduce_prod", "reduce_max", "reduce_min", "matmul", "linalg", "pool"]
 OPCODE = dict(ELEMENTWISE_OPCODE)
 OPCODE.update({name: NUM_ELEMENTWISE + k for k, name in enumerate(_ARRAY_OPS)})
 
@@ -216,6 +216,8 @@ def run(code, ipool, v):
         elif op == {linalg}:
             linalg(v, ipool, o, n, a, b, c, code[k, 6], code[k, 7], code[k, 8], code[k, 9],
                    code[k, 10], code[k, 11])
+        elif op == {pool}:
+            pool(v, ipool, o, n, a, b, code[k, 6], code[k, 7], code[k, 8], code[k, 9])
         else:
             reduce(v, op - {reduce_sum}, o, n, a, ipool, code[k, 9], code[k, 10])
     return 0
@@ -262,7 +264,8 @@ def interpreter_source():
         loop_cases += [f"{keyword} op == {opcode}:  # {name}",
                        "    for j in range(n):",
                        f"        v[o + j] = {body}"]
-    return _KERNEL_HEADER + lowering_linalg.KERNEL_SOURCE + _RUN_TEMPLATE.format(
+    return _KERNEL_HEADER + lowering_linalg.KERNEL_SOURCE + lowering_nn.KERNEL_SOURCE + \
+        _RUN_TEMPLATE.format(
         num_elementwise=NUM_ELEMENTWISE, scalar_cases=_indent(scalar_cases, 16),
         loop_cases=_indent(loop_cases, 16), **{name: OPCODE[name] for name in _ARRAY_OPS})
 
@@ -841,14 +844,36 @@ class Program:
         uses = tape.use_counts()
         for slot in list(tape.outputs) + [g.slot for g in guards]:
             uses[slot] += 1             # results must be stored: never folded away
-        shapes, dtypes, scalar, pairs = tape.shapes, tape.dtypes, lowering.scalar, _PAIRS
+        shapes, dtypes, pairs = tape.shapes, tape.dtypes, _PAIRS
         opcodes, producers = ELEMENTWISE_OPCODE, _PRODUCERS
+        refs, ref, sizes, extend = lowering.refs, lowering.ref, lowering.sizes, lowering.ops.extend
+        consts = tape.consts
         pending = {}                    # slot -> (opcode, slot, operands, primitive name)
+
+        def scalar(opcode, out, operands):
+            # lowering.scalar inlined (the bulk of scalar tapes): a new 0-d result gets a buffer
+            a = refs.get(operands[0]) or ref(operands[0])
+            n = len(operands)
+            b = (refs.get(operands[1]) or ref(operands[1])) if n > 1 else a
+            c = (refs.get(operands[2]) or ref(operands[2])) if n > 2 else a
+            o = refs.get(out)
+            if o is None:
+                if out in consts:
+                    o = ref(out)
+                else:
+                    sizes.append(1)
+                    o = refs[out] = _Ref(len(sizes) - 1)
+            extend((opcode, o.buf, o.delta, 1, a.buf, a.delta, b.buf, b.delta, c.buf, c.delta,
+                    1, 1, 1, 0, 0, 0))
+
         next_guard, n_guards = 0, len(guards)
+        guard_at = guards[0].position if guards else len(tape.instrs) + 1
         for k, ins in enumerate(tape.instrs):
-            while next_guard < n_guards and guards[next_guard].position <= k:
-                lowering.lower_guard(guards[next_guard], next_guard + 1)
-                next_guard += 1
+            if k >= guard_at:
+                while next_guard < n_guards and guards[next_guard].position <= k:
+                    lowering.lower_guard(guards[next_guard], next_guard + 1)
+                    next_guard += 1
+                guard_at = guards[next_guard].position if next_guard < n_guards else k + 2 ** 62
             out, operands, name = ins.out, ins.ins, ins.prim.name
             opcode = opcodes.get(name)
             if opcode is None or ins.params or shapes[out] != ():
@@ -871,7 +896,7 @@ class Program:
                 for slot in operands:
                     if slot in pending:
                         scalar(*pending.pop(slot)[:3])
-            if not fused and uses[out] == 1 and name in producers and dtypes[out].kind == "f" \
+            if not fused and name in producers and uses[out] == 1 and dtypes[out].kind == "f" \
                     and all(shapes[s] == () and dtypes[s].kind == "f" for s in operands):
                 pending[out] = (opcode, out, tuple(operands), name)
                 continue
