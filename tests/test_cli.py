@@ -30,7 +30,7 @@ def cubic(x, a):
     return a * x * x * x
 
 def takes_a_list(x):
-    return sum([x * k for k in range(3)])
+    return sum({k: x * k for k in range(3)}.values())
 
 def of_a_matrix(x):
     return np.sum(x[0, 1] * x)

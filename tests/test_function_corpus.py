@@ -729,16 +729,85 @@ def c_recursive(a, n):
 
 
 def c_keepdims_flag(m, flag):
-    return np.sum(np.sum(m, axis=0, keepdims=flag) * 2.0) + np.sum(np.mean(m, None, keepdims=flag))
-
-
-def c_reduce_a_scalar(a):
-    return np.sum(a * a) + np.mean(a) + np.max(a * 3.0)
+    return np.sum(np.sum(m, axis=0, keepdims=flag) * 2.0) + np.sum(np.mean(m, 1, keepdims=flag))
 
 
 def c_expand_squeeze_matmul(x, m):
     col = np.expand_dims(x, 1)
     return np.sum(np.squeeze(np.matmul(m, col), 1) * np.expand_dims(x, 0))
+
+
+def c_for_else(a):
+    for i in range(3):
+        a = a * 1.1
+    else:
+        a = a + 1.0
+    return a
+
+
+def c_for_else_break(a):
+    total = 0.0
+    for i in range(1, 6):
+        total = total + a * i
+        if total > 3.0:
+            break
+    else:
+        total = total * total
+    return total
+
+
+def c_while_else(a):
+    k = 0
+    while k < 3:
+        a = a * a * 0.5 + 0.2
+        k += 1
+    else:
+        a = a * 2.0
+    return a
+
+
+def c_enumerate(x):
+    s = 0.0
+    for i, v in enumerate(x):
+        s = s + i * v * v
+    return s
+
+
+def c_zip(x):
+    s = 0.0
+    for u, v in zip(x[:-1], x[1:]):
+        s = s + u * v
+    return s
+
+
+def _sum_all(*values):
+    total = 0.0
+    for v in values:
+        total = total + v * v
+    return total + len(values) * values[0]
+
+
+def c_varargs_helper(a, b):
+    return _sum_all(a, b, a * b)
+
+
+def c_loop_over_tuple(a, b):
+    s = 0.0
+    for v in (a, b * 2.0, a * b):
+        s = s + np.sin(v)
+    return s
+
+
+def c_branch_assign_then_break(a):
+    # the branch's adjoint restores `scale`; replaying its condition needs s as it was then
+    s, scale, k = a, 1.0, 0
+    while k < 6:
+        s = s * 1.5
+        k += 1
+        if s > 4.0:
+            scale = 2.0
+            break
+    return s * scale
 
 
 def c_clip_like_minmax(x):
@@ -828,8 +897,12 @@ CORPUS = [
     (c_rnn_traced_buffer, [(RNG.randn(3, 2), RNG.randn(2, 2))], (0, 1)),
     (c_tuple_index_by_int, _sets(S, [0.4], [1.5], [0, 1, 2, -1]), (0, 1, 2)),
     (c_square_and_pow_builtin, [(VEC,)], 0), (c_recursive, _sets(S, [0, 1, 3]), 0),
-    (c_keepdims_flag, [(MAT, True), (MAT, False)], 0), (c_reduce_a_scalar, _sets(S), 0),
+    (c_keepdims_flag, [(MAT, True), (MAT, False)], 0),
     (c_expand_squeeze_matmul, [(VEC3, MAT)], (0, 1)),
+    (c_for_else, _sets(S), 0), (c_for_else_break, _sets([0.4, 1.3, -0.8, -0.05]), 0),
+    (c_while_else, _sets(S), 0), (c_enumerate, [(VEC,)], 0), (c_zip, [(VEC,)], 0),
+    (c_varargs_helper, _sets(S, [0.6]), (0, 1)), (c_loop_over_tuple, _sets(S, [0.6]), (0, 1)),
+    (c_branch_assign_then_break, _sets([0.4, 1.1, -0.7, 5.0]), 0),
 ]
 
 # What a face refuses, with the message it must give (it names the user's line too): math.*

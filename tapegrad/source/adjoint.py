@@ -5,7 +5,8 @@ variable holds the value it had just after that statement ran in the forward swe
 assignment that overwrites a value the adjoint sweep still needs therefore saves the old value
 first (in `x_old` outside loops, in a stack inside them) and the adjoint sweep restores it right
 after that statement's adjoint. Only values that adjoint code actually reads are saved: the
-sweep is generated once to learn which names it reads, then again with the saving in place.
+sweep is generated to learn which names it reads, again with those saved (which may read more),
+until no new name is read, then once more for good.
 
 Stacks are plain Numba-friendly containers: a preallocated `np.empty(trips)` indexed by the loop
 variable in a top-level `for i in range(...)` loop without `break`, a list (`append`/`pop`)
@@ -883,11 +884,19 @@ class Emitter:
                                  filename=fn.filename,
                                  lineno=returns[-1].lineno if returns else None,
                                  construct="Return")
+        # the names the adjoint sweep reads, to a fixpoint: restoring one value can make a
+        # branch's adjoint non-empty, whose replayed condition then reads more values
         self._reset(None)
-        probe = ast.Module(body=self.rev_block(fn.body, ()), type_ignores=[])
-        reads = {n.id for n in ast.walk(probe) if isinstance(n, ast.Name)
-                 and isinstance(n.ctx, ast.Load)}
-        self._reset(reads & self.primal_names)
+        needed = None
+        while True:
+            probe = ast.Module(body=self.rev_block(fn.body, ()), type_ignores=[])
+            reads = {n.id for n in ast.walk(probe) if isinstance(n, ast.Name)
+                     and isinstance(n.ctx, ast.Load)} & self.primal_names
+            if needed is not None and reads <= needed:
+                break
+            needed = reads | (needed or set())
+            self._reset(needed)
+        self._reset(needed)
         forward = self.fwd_block(fn.body, ())
         seed = []
         if fn.result in self.active:

@@ -168,13 +168,6 @@ class Analysis:
             return broadcast(*kinds)
         if isinstance(op, table.Reduction):
             x = kinds[0]
-            if x.ndim == 0 and op.name != "norm" and op.axis in (None, 0, -1, ()):
-                # np.sum(2.5) is 2.5 (np.mean's a float): the value passes, as NumPy gives it
-                arg = expr.args[0]
-                expr.op, expr.forward = table.Identity(to_float=op.name == "mean"), (
-                    ast.Name(id=arg, ctx=ast.Load()) if isinstance(arg, str)
-                    else ast.Constant(arg.value))
-                return self._call_kind(expr, kinds, stmt)
             if x.ndim == 0:
                 raise self.error("reductions take arrays", stmt, "Call")
             try:

@@ -273,7 +273,7 @@ class Normaliser:
         result = self._result_name(node)
         flag = self.namer.fresh("returned")
         rename.update({result: result, flag: flag})
-        body, flag_used = restructure(node.body, [result], flag, self._located)
+        body, flag_used = restructure(node.body, [result], flag, self._located, self._fresh_local)
         out = []
         # parameters the call leaves out take their defaults (the function's own values)
         passed = len(node.args.args) if self.n_args is None or node.args.vararg \
@@ -317,6 +317,9 @@ class Normaliser:
             for name in names:
                 self.scope.rename[name] = local(name)
             self.scope.varargs = names
+            # `args` itself: the tuple of those values (len(args), args[0], for v in args)
+            packed = self.scope.rename[args.vararg.arg] = local(args.vararg.arg)
+            self.structs[packed] = tuple(self.scope.rename[n] for n in names)
             params += names
         return [self.scope.rename[p] for p in params]
 
@@ -516,6 +519,15 @@ class Normaliser:
 
     def stmt_For(self, node, out):
         origin = self.origin(node)
+        stmts = self._indexed_loop(node, out, origin)
+        if stmts is not None:
+            with self._numpy_named():
+                self.block(stmts, out)
+            return
+        struct = self._struct_of(node.iter) if isinstance(node.iter, ast.Name) else None
+        if isinstance(node.iter, (ast.Tuple, ast.List)) or struct is not None:
+            self._unrolled(node, out, origin)
+            return
         if not isinstance(node.target, ast.Name):
             raise self.error("loop targets must be plain names", node.target, "For.target")
         target = self.local(node.target)
@@ -556,6 +568,74 @@ class Normaliser:
         if count:
             out.append(self._set(count, ir.Const(0), node))
         out.append(ir.Loop(loop_var, start, stop, step, body, origin, counted=counted, count=count))
+
+    def _indexed_loop(self, node, out, origin):
+        """`for i, v in enumerate(x)` and `for u, v in zip(x, y)` as a loop over
+        range(len(...)) that reads the elements; None for other loops."""
+        call = node.iter
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and not
+                call.keywords and call.func.id not in self.scope.rename):
+            return None
+        try:
+            fun = self.scope.lookup(call.func.id)
+        except KeyError:
+            return None
+        names = node.target.elts if isinstance(node.target, ast.Tuple) else None
+        if fun is builtins.enumerate and len(call.args) == 1 and names and len(names) == 2:
+            counter, targets, sequences = names[0], names[1:], call.args
+        elif fun is builtins.zip and call.args and names and len(names) == len(call.args):
+            counter, targets, sequences = None, names, call.args
+        else:
+            return None
+        if not all(isinstance(n, ast.Name) for n in names):
+            raise self.error("loop targets must be plain names", node.target, "For.target")
+        seqs = []
+        for seq in sequences:  # each sequence is read once, before the loop (as Python does)
+            name = self._fresh_local("seq")
+            self.expr(seq, out, origin, target=name)
+            seqs.append(ast.Name(id=name, ctx=ast.Load()))
+        index = ast.Name(id=counter.id if counter else self._fresh_local("k"), ctx=ast.Store())
+        lengths = [ast.Call(func=ast.Name(id="len", ctx=ast.Load()), args=[s], keywords=[])
+                   for s in seqs]
+        stop = lengths[0] if len(lengths) == 1 else ast.Call(
+            func=ast.Name(id="min", ctx=ast.Load()), args=lengths, keywords=[])
+        reads = [ast.Assign(targets=[ast.Name(id=t.id, ctx=ast.Store())], value=ast.Subscript(
+            value=s, slice=ast.Name(id=index.id, ctx=ast.Load()), ctx=ast.Load()))
+            for t, s in zip(targets, seqs)]
+        loop = ast.For(target=index, iter=ast.Call(func=ast.Name(id="range", ctx=ast.Load()),
+                                                   args=[stop], keywords=[]),
+                       body=reads + node.body, orelse=[])
+        return [_located_like(loop, node)]
+
+    def _unrolled(self, node, out, origin):
+        """`for v in (a, b)` and `for v in args` (a tuple of values known when transforming):
+        the body once per value."""
+        if _has_jump(node.body):
+            raise self.error("`break` and `continue` are not supported in a loop over a tuple",
+                             node, "For")
+        if isinstance(node.iter, (ast.Tuple, ast.List)):
+            values = [self.expr(e, out, origin) for e in node.iter.elts]
+        else:
+            values = list(self._struct_of(node.iter))
+        for value in values:
+            self._assign_target(node.target, value, out, origin)
+            self.block(copy.deepcopy(node.body), out)
+
+    def _assign_target(self, target, value, out, origin):
+        if isinstance(target, ast.Name):
+            name = self.local(target)
+            if isinstance(value, str) and value in self.structs:
+                self.structs[name] = self.structs[value]
+            else:
+                out.append(self._copy(name, value, origin))
+            return
+        if isinstance(target, ast.Tuple) and isinstance(value, str) and isinstance(
+                self.structs.get(value), tuple) and len(self.structs[value]) == len(target.elts):
+            for t, v in zip(target.elts, self.structs[value]):
+                self._assign_target(t, v, out, origin)
+            return
+        raise self.error("loop targets must be plain names or tuples of them", target,
+                         "For.target")
 
     def _is_range(self, node):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
@@ -1005,6 +1085,9 @@ class Normaliser:
         self.block([_located_like(s, node) for s in stmts], out)
         return _located_like(ast.Name(id=total, ctx=ast.Load()), node)
 
+    def _fresh_local(self, base):
+        return self._local(self.namer.fresh(base))
+
     def _local(self, name):
         """A name the normaliser made, usable in the AST it normalises (its own emitted name)."""
         self.scope.rename[name] = name
@@ -1067,7 +1150,7 @@ class Normaliser:
         """`np` and `len` in code the normaliser writes mean NumPy and the builtin, whatever the
         user's module calls them."""
         lookup = self.scope.lookup
-        fixed = {_NP: np, "len": builtins.len, "range": builtins.range}
+        fixed = {_NP: np, "len": builtins.len, "range": builtins.range, "min": builtins.min}
         self.scope.lookup = lambda name: fixed[name] if name in fixed else lookup(name)
         try:
             yield
@@ -1391,7 +1474,8 @@ class Normaliser:
                 results = [self.namer.fresh(f"{prefix}_result") for _ in range(n_results)]
             flag = self.namer.fresh(f"{prefix}_returned")
             rename.update({name: name for name in results + [flag]})
-            body, flag_used = restructure(callee_node.body, results, flag, self._located)
+            body, flag_used = restructure(callee_node.body, results, flag, self._located,
+                                          self._fresh_local)
             if flag_used:
                 out.append(self._set(flag, ir.Const(False), callee_node))
             self.block(body, out)
@@ -1472,6 +1556,16 @@ def _hashable(obj):
 
 def _hashable_known(obj):
     return _hashable(obj) and obj in table.CALLS
+
+
+def _has_jump(stmts):
+    """A `break` or `continue` of the loop these statements are the body of."""
+    for stmt in stmts:
+        if isinstance(stmt, (ast.Break, ast.Continue)):
+            return True
+        if isinstance(stmt, ast.If) and (_has_jump(stmt.body) or _has_jump(stmt.orelse)):
+            return True
+    return False
 
 
 def _has_break(stmts):

@@ -16,11 +16,12 @@ from .errors import TransformError
 
 
 class _State:
-    def __init__(self, result_names, flag_name, located):
+    def __init__(self, result_names, flag_name, located, fresh):
         self.result_names = result_names  # one name, or several for `return a, b`
         self.flag_name = flag_name
         self.flag_used = False
         self.located = located
+        self.fresh = fresh  # a new local name from a base (a `for ... else` flag)
 
 
 def _contains(stmts, types, into_loops):
@@ -75,17 +76,27 @@ def restructure_block(stmts, state, in_loop):
         if isinstance(stmt, (ast.Break, ast.Continue)):
             out.append(stmt)
             return out
+        if isinstance(stmt, (ast.For, ast.While)) and stmt.orelse:
+            # `else` runs when the loop ends without `break`: after it, or under a flag that
+            # every break of this loop sets
+            loop, after = copy.copy(stmt), stmt.orelse
+            loop.orelse = []
+            before = []
+            if _contains(stmt.body, ast.Break, into_loops=False):
+                flag = state.fresh("no_break")
+                before = [_assign(flag, ast.Constant(True), stmt)]
+                loop.body = _mark_breaks(stmt.body, flag)
+                after = [ast.copy_location(ast.If(test=ast.Name(id=flag, ctx=ast.Load()),
+                                                  body=after, orelse=[]), stmt)]
+            out += restructure_block(before + [loop] + after + rest, state, in_loop)
+            return out
         if isinstance(stmt, ast.While):
-            if stmt.orelse:
-                raise state.located("`while ... else` is not supported", stmt, "While.orelse")
             test_true = isinstance(stmt.test, ast.Constant) and stmt.test.value is True
             body = stmt.body if test_true else [ast.copy_location(
                 ast.If(test=stmt.test, body=stmt.body,
                        orelse=[ast.copy_location(ast.Break(), stmt)]), stmt)]
             stmt = ast.copy_location(ast.While(test=ast.Constant(True), body=body, orelse=[]), stmt)
         if isinstance(stmt, (ast.For, ast.While)):
-            if stmt.orelse:
-                raise state.located("`for ... else` is not supported", stmt, "For.orelse")
             returns_inside = _contains(stmt.body, ast.Return, into_loops=True)
             stmt.body = restructure_block(stmt.body, state, in_loop=True)
             out.append(stmt)
@@ -113,6 +124,19 @@ def restructure_block(stmts, state, in_loop):
     return out
 
 
+def _mark_breaks(stmts, flag):
+    """stmts with `flag = False` before each `break` of their loop (not of loops inside)."""
+    out = []
+    for stmt in stmts:
+        if isinstance(stmt, ast.Break):
+            out.append(_assign(flag, ast.Constant(False), stmt))
+        elif isinstance(stmt, ast.If):
+            stmt = copy.copy(stmt)
+            stmt.body, stmt.orelse = _mark_breaks(stmt.body, flag), _mark_breaks(stmt.orelse, flag)
+        out.append(stmt)
+    return out
+
+
 def _pass(like):
     return ast.copy_location(ast.Pass(), like)
 
@@ -122,9 +146,9 @@ def _result_value(state):
     return names[0] if len(names) == 1 else ast.Tuple(elts=names, ctx=ast.Load())
 
 
-def restructure(body, result_names, flag_name, located):
-    """Returns (new body, whether the `returned` flag is used)."""
-    state = _State(result_names, flag_name, located)
+def restructure(body, result_names, flag_name, located, fresh):
+    """Returns (new body, whether the `returned` flag is used). fresh(base) names a new local."""
+    state = _State(result_names, flag_name, located, fresh)
     if not _contains(body, ast.Return, into_loops=True):
         raise located("the function has no `return`", body[0] if body else None, "Return")
     new_body = restructure_block(list(body), state, in_loop=False)
