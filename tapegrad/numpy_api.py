@@ -102,8 +102,42 @@ COMPOSED_UFUNCS = {
 }
 
 def _xlogy(x, y):
-    # 0 where x == 0 (y's gradient too), as scipy.special.xlogy and torch.xlogy
-    return P.where(x == 0, 0.0, x * P.log(y))
+    # 0 where x == 0 (y's gradient too), as scipy.special.xlogy and torch.xlogy; NaN for y NaN
+    return P.where(P.logical_and(x == 0, P.logical_not(P.isnan(y))), 0.0, x * P.log(y))
+
+
+def _xlog1py(x, y):
+    return P.where(P.logical_and(x == 0, P.logical_not(P.isnan(y))), 0.0, x * P.log1p(y))
+
+
+def _entr(x):
+    """-x log x on x > 0, 0 at 0, -inf below (scipy.special.entr); NaN stays NaN."""
+    x = _float(x)
+    inside = x > 0
+    safe = P.where(inside, x, 1.0)         # the other branches never see log of x <= 0
+    return P.where(inside, -safe * P.log(safe), P.where(x == 0, 0.0, P.where(
+        P.isnan(x), np.nan, -np.inf)))
+
+
+def _relative_entropy(extra):
+    """scipy.special.rel_entr (extra False) and kl_div (extra: - x + y): x log(x / y) where
+    both are positive, the y == 0 limits at x == 0, inf elsewhere."""
+    def entropy(x, y):
+        x, y = _float(x), _float(y)
+        inside = P.logical_and(x > 0, y > 0)
+        xs, ys = P.where(inside, x, 1.0), P.where(inside, y, 1.0)
+        value = xs * P.log(xs / ys)
+        at_zero = P.logical_and(x == 0, y >= 0)
+        if extra:
+            value = value - xs + ys
+        edge = P.where(at_zero, y if extra else 0.0, P.where(
+            P.logical_or(P.isnan(x), P.isnan(y)), np.nan, np.inf))
+        return P.where(inside, value, edge)
+    return entropy
+
+
+def _ndtr(x):
+    return 0.5 * P.erfc(-_float(x) * math.sqrt(0.5))
 
 
 def _logit(p):
@@ -212,7 +246,9 @@ def _scipy_ufuncs():
             special.logit: _logit, special.gamma: _gamma,
             special.rgamma: _rgamma, special.gammasgn: _gammasgn,
             special.beta: _beta, special.betaln: _betaln, special.erfinv: _erfinv,
-            special.erfcinv: _erfcinv,
+            special.erfcinv: _erfcinv, special.xlog1py: _xlog1py, special.entr: _entr,
+            special.rel_entr: _relative_entropy(False), special.kl_div: _relative_entropy(True),
+            special.ndtr: _ndtr, special.ndtri: lambda p: 0.0 - math.sqrt(2.0) * _erfcinv(2.0 * p),   # +0 at 1/2
             special.log_expit: lambda x: -P.softplus(-x)}
 
 
