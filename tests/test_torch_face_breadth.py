@@ -394,3 +394,57 @@ def test_tensors_pickle_as_data_and_requires_grad():
         back = pickle.loads(pickle.dumps(t))
         assert back.tolist() == t.tolist() and back.dtype == t.dtype
         assert back.requires_grad == t.requires_grad and back.grad_fn is None
+
+
+def _copy_parameters(src, dst):
+    names = [n for n, _ in src.named_parameters()]
+    assert names == [n for n, _ in dst.named_parameters()]
+    with tg.no_grad():
+        for a, b in zip(src.parameters(), dst.parameters()):
+            b.copy_(tg.tensor(a.detach().numpy()))
+
+
+RNN_CASES = [("LSTM", {}), ("GRU", {}), ("RNN", {}),
+             ("LSTM", {"num_layers": 2, "bidirectional": True}),
+             ("GRU", {"batch_first": True, "num_layers": 2}),
+             ("RNN", {"nonlinearity": "relu", "bias": False})]
+
+
+@pytest.mark.parametrize("name, options", RNN_CASES, ids=[f"{n}-{o}" for n, o in RNN_CASES])
+def test_recurrent_layers_match_pytorch(name, options):
+    theirs = getattr(torch.nn, name)(3, 4, **options).double()
+    ours = getattr(tg.nn, name)(3, 4, **options).double()
+    assert repr(ours) == repr(theirs)
+    _copy_parameters(theirs, ours)
+    x = RNG.standard_normal((5, 2, 3))
+    xa, xb = torch.tensor(x, requires_grad=True), tg.tensor(x, requires_grad=True)
+    out_a, h_a = theirs(xa)
+    out_b, h_b = ours(xb)
+    np.testing.assert_allclose(out_b.detach().numpy(), out_a.detach().numpy(), rtol=1e-10)
+    if name == "LSTM":
+        np.testing.assert_allclose(h_b[1].detach().numpy(), h_a[1].detach().numpy(), rtol=1e-10)
+        h_a, h_b = h_a[0], h_b[0]
+    (out_a.sum() + (h_a ** 2).sum()).backward()
+    (out_b.sum() + (h_b ** 2).sum()).backward()
+    np.testing.assert_allclose(xb.grad.numpy(), xa.grad.numpy(), rtol=1e-9)
+    for a, b in zip(theirs.parameters(), ours.parameters()):
+        np.testing.assert_allclose(b.grad.numpy(), a.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_lstm_steps_with_a_given_state_and_cells_match_pytorch():
+    theirs, ours = torch.nn.LSTM(3, 3).double(), tg.nn.LSTM(3, 3).double()
+    _copy_parameters(theirs, ours)
+    x, h, c = (RNG.standard_normal((1, 1, 3)) for _ in range(3))
+    _, (ha, ca) = theirs(torch.tensor(x), (torch.tensor(h), torch.tensor(c)))
+    _, (hb, cb) = ours(tg.tensor(x), (tg.tensor(h), tg.tensor(c)))
+    np.testing.assert_allclose(cb.detach().numpy(), ca.detach().numpy(), rtol=1e-10)
+    for cell in ["LSTMCell", "GRUCell", "RNNCell"]:
+        theirs, ours = getattr(torch.nn, cell)(3, 4).double(), getattr(tg.nn, cell)(3, 4).double()
+        assert repr(ours) == repr(theirs)
+        _copy_parameters(theirs, ours)
+        x = RNG.standard_normal((2, 3))
+        a, b = theirs(torch.tensor(x)), ours(tg.tensor(x))
+        a, b = (a[0], b[0]) if cell == "LSTMCell" else (a, b)
+        np.testing.assert_allclose(b.detach().numpy(), a.detach().numpy(), rtol=1e-10)
+    with pytest.raises(RuntimeError, match="input.size\\(-1\\) must be equal to input_size"):
+        tg.nn.GRU(3, 4)(tg.ones(2, 1, 5))
