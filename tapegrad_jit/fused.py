@@ -384,6 +384,10 @@ class _Generator:
             if base in absorbed:
                 self.emit(f"{self.name(out)} = {self.name(base)}")
                 root[out] = root[base]
+                # one flat name for the whole chain: LLVM then sees one array, keeps an element
+                # updated twice in a register and need not reload after each store
+                self.emit(f"f_{self.name(out)} = {self.flat_of(base)}")
+                self.flat.add(f"f_{self.name(out)}")
             elif base in tape.consts:
                 self.emit(f"{self.name(out)} = {self.alloc(tape.shapes[out], tape.dtypes[out])}")
                 root[out] = out
