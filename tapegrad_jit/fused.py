@@ -732,6 +732,11 @@ class FusedProgram:
             return result
         return self._call(inputs)
 
+    def call_arrays(self, inputs):
+        """The result tree, or None when a guard fails (jit's per-call path)."""
+        ok, result = self(inputs)
+        return result if ok else None
+
     def _call(self, inputs):
         args = [np.ascontiguousarray(np.reshape(value, shape), dtype=dtype) if shape else
                 dtype.type(np.asarray(value).reshape(()))

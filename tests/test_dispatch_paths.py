@@ -335,3 +335,24 @@ def test_threads_each_get_their_own_results():
     for (value, grad), (want_value, want_grad) in zip(parallel, serial):
         _assert_same(value, want_value)
         _assert_same(grad, want_grad)
+
+
+def test_fast_path_of_generated_array_code():
+    # large arrays: the tape runs as generated code (fused.FusedProgram), through the same path
+    def rosenbrock(x):
+        return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+    f = tg.jit(tg.value_and_grad(rosenbrock))
+    x = np.random.default_rng(0).uniform(-2, 2, 5000)
+    f(x)
+    held = f(x)[1]
+    assert f._fast is not None and not isinstance(next(iter(f._fast_calls)), cpu.Program)
+    for k in range(3):
+        x[k] += 0.5                                  # read again on every call
+        value, grad = f(x)
+        a, b = x[1:] - x[:-1] ** 2, 1.0 - x[:-1]
+        want = np.zeros_like(x)
+        want[:-1] = -400.0 * a * x[:-1] - 2.0 * b
+        want[1:] += 200.0 * a
+        np.testing.assert_allclose(grad, want, rtol=1e-12, atol=1e-9)
+        assert np.isclose(value, np.sum(100.0 * a ** 2 + b ** 2), rtol=1e-13)
+        assert not np.shares_memory(grad, held)
