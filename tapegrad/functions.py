@@ -462,6 +462,10 @@ def cat(tensors, dim=0):
     tensors = list(tensors)
     if not tensors:
         raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
+    for i, t in enumerate(tensors):
+        if getattr(t, "ndim", 1) == 0:
+            raise RuntimeError(f"zero-dimensional tensor (at position {i}) cannot be "
+                               "concatenated")
     axis = _dim(dim, tensors[0].ndim)
     first = tuple(tensors[0].shape)
     for i, t in enumerate(tensors[1:], 1):

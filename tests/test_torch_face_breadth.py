@@ -448,3 +448,10 @@ def test_lstm_steps_with_a_given_state_and_cells_match_pytorch():
         np.testing.assert_allclose(b.detach().numpy(), a.detach().numpy(), rtol=1e-10)
     with pytest.raises(RuntimeError, match="input.size\\(-1\\) must be equal to input_size"):
         tg.nn.GRU(3, 4)(tg.ones(2, 1, 5))
+
+
+def test_cat_of_zero_dimensional_tensors_is_refused_as_pytorch():
+    for m in (tg, torch):
+        with pytest.raises(RuntimeError, match=r"zero-dimensional tensor \(at position 1\) cannot "
+                                               "be concatenated"):
+            m.cat([m.ones(1), m.tensor(2.0)])
