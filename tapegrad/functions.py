@@ -700,6 +700,48 @@ def svd(input, some=True, compute_uv=True):
     return _SvdResult(P.svd_u(input), P.svd_values(input), P.svd_vt(input).mT)
 
 
+def std_mean(input, dim=None, *, correction=1, keepdim=False, unbiased=None):
+    """(std, mean) over `dim`, as torch.std_mean returns them."""
+    unbiased = correction != 0 if unbiased is None else unbiased
+    return (input.std(dim, keepdim=keepdim, unbiased=unbiased),
+            input.mean(dim, keepdim=keepdim))
+
+
+def var_mean(input, dim=None, *, correction=1, keepdim=False, unbiased=None):
+    """(var, mean) over `dim`, as torch.var_mean returns them."""
+    unbiased = correction != 0 if unbiased is None else unbiased
+    return (input.var(dim, keepdim=keepdim, unbiased=unbiased),
+            input.mean(dim, keepdim=keepdim))
+
+
+def det(input):
+    return P.det(input)
+
+
+def logdet(input):
+    sign = P.sign(P.det(input))
+    return P.where(sign > 0, P.logabsdet(input), np.nan)
+
+
+def slogdet(input):
+    from ._tensor_methods import return_type
+    from . import linalg
+    return return_type("slogdet", ["sign", "logabsdet"])(*linalg.slogdet(input))
+
+
+def inverse(input):
+    return P.inv(input)
+
+
+def pinverse(input, rcond=1e-15):
+    return P.pinv(input, rcond=float(rcond))
+
+
+def cholesky(input, upper=False):
+    lower = P.cholesky(input)
+    return lower.mT if upper else lower
+
+
 def numel(input):
     return input.numel()
 

@@ -84,6 +84,11 @@ METHOD_CASES = [
     ("cdist", lambda m, a, b: m.cdist(a, b), [(3, 2), (4, 2)]),
     ("std", lambda m, a: m.std(a), [(3, 4)]),
     ("svd S", lambda m, a: m.svd(a).S, [(4, 3)]),
+    ("det", lambda m, a: m.det(a), [(3, 3)]),
+    ("inverse", lambda m, a: m.inverse(a), [(3, 3)]),
+    ("slogdet", lambda m, a: m.slogdet(a).logabsdet, [(3, 3)]),
+    ("std_mean", lambda m, a: m.stack(m.std_mean(a, 1)), [(3, 4)]),
+    ("var_mean", lambda m, a: m.stack(m.var_mean(a, dim=0, keepdim=True)), [(3, 4)]),
 ]
 
 
