@@ -5,12 +5,12 @@ NumPy forward applied to a grid of positions, so the layouts cannot drift from t
 
     im2col        a gather (after a padded copy when there are pads)
     col2im        a scatter-add into the padded shape (then the interior, when there are pads)
-    max_pool2d    a gather of every window's taps, then a max over the taps (NaN wins)
-    pool_scatter  the first maximum of each window as a mask over its taps (ties do not split),
-    pool_gather   then a scatter-add of g at it, or a sum over the taps of the masked gather
+    max_pool2d    one `pool` op (a kernel of this module): each window's maximum (NaN wins)
+    pool_scatter  g added at each window's first maximum (ties do not split), as `_winners`
+    pool_gather   gx read at each window's first maximum
 
-The first maximum is the smallest tap number holding the window's maximum (or a NaN): a min over
-`where(hit, tap, K)`, as the registry's `_winners`.
+The pool op reads each window's taps through an index map of their flat positions (-1 on a pad),
+one pass over the windows: the gathers and masks of whole arrays cost ten times more.
 """
 import functools
 import math
@@ -74,65 +74,79 @@ def _taps(grid, kernel, stride, dilation):
     return np.stack(taps, axis=-1)
 
 
-def _windows(lowering, ref, shape, kernel, stride, dilation, pads, fill):
-    """Every window's taps gathered: (ref, window shape, tap positions in the padded grid, the
-    padded shape)."""
-    ref, padded, grid = _padded(lowering, ref, shape, pads, fill)
+def _emit_pool(lowering, ins, kind, g_ref, x_shape, kernel, stride, dilation, pads):
+    """One `pool` op over every window of x (the last operand, padded with -inf): its taps'
+    flat positions in the padded x are the op's index map. kind 1 writes into the padded shape
+    (its interior is the result), kind 2 reads g padded with zeros."""
+    x, padded, grid = _padded(lowering, lowering.ref(ins.ins[-1]), x_shape, pads, -np.inf)
     taps = _taps(grid, kernel, stride, dilation)
-    return lowering.gather(None, ref, taps), taps.shape, taps, padded
-
-
-def _lower_max_pool2d(lowering, ins, shapes, out_shape, kernel, stride, dilation, pads):
-    windows, shape, _, _ = _windows(lowering, lowering.ref(ins.ins[0]), shapes[0], kernel,
-                                    stride, dilation, pads, -np.inf)
-    lowering.reduce("max", lowering.ref(ins.out), windows, shape, (4,))
-
-
-def _first_maximum(lowering, x_ref, x_shape, kernel, stride, dilation, pads):
-    """1.0 at each window's first maximum (or first NaN), 0.0 elsewhere, over the window shape;
-    with the tap positions and the padded shape."""
-    windows, shape, taps, padded = _windows(lowering, x_ref, x_shape, kernel, stride, dilation,
-                                            pads, -np.inf)
-    best, kept = lowering.reduce("max", None, windows, shape, (4,))
-    best = lowering.broadcast(best, kept, shape)
-    hit = lowering.elementwise("logical_or", None, shape, [
-        (lowering.elementwise("eq", None, shape, [(windows, shape), (best, shape)]), shape),
-        (lowering.elementwise("ne", None, shape, [(windows, shape), (windows, shape)]), shape)])
-    n_taps = shape[-1]
-    tap = lowering.broadcast(lowering.const(np.arange(n_taps)), (n_taps,), shape)
-    candidate = lowering.elementwise("where", None, shape, [
-        (hit, shape), (tap, shape), (lowering.const(float(n_taps)), ())])
-    first, kept = lowering.reduce("min", None, candidate, shape, (4,))
-    mask = lowering.elementwise("eq", None, shape, [
-        (tap, shape), (lowering.broadcast(first, kept, shape), shape)])
-    return mask, shape, taps, padded
-
-
-def _lower_pool_scatter(lowering, ins, shapes, out_shape, kernel, stride, dilation, pads):
-    g_shape, x_shape = shapes
-    mask, shape, taps, padded = _first_maximum(lowering, lowering.ref(ins.ins[1]), x_shape,
-                                               kernel, stride, dilation, pads)
-    g = lowering.broadcast(lowering.ref(ins.ins[0]), g_shape + (1,), shape)
-    zero = lowering.const(0.0)
-    routed = lowering.elementwise("where", None, shape, [(mask, shape), (g, shape), (zero, ())])
     out = lowering.ref(ins.out)
-    target = out if padded == tuple(x_shape) else lowering.buffer(_size(padded))
-    lowering.emit("scatter_add", target, _size(padded), target, routed, sb=1,
-                  x0=lowering.index_map(taps), x1=taps.size, x2=0)
+    target = lowering.buffer(_size(padded)) if kind == 1 and padded != tuple(x_shape) else out
+    if kind == 2:
+        g_ref = _padded(lowering, g_ref, x_shape, pads, 0.0)[0]
+    lowering.emit("pool", target, _size(taps.shape[:-1]), g_ref, x, sa=kind,
+                  sb=taps.shape[-1], sc=_size(padded), x0=lowering.index_map(taps))
     if target is not out:
         (pt, _), (pl, _) = pads
-        grid = np.arange(_size(padded)).reshape(padded)
         lowering.gather(out, target, grid[:, :, pt:pt + x_shape[2], pl:pl + x_shape[3]])
 
 
-def _lower_pool_gather(lowering, ins, shapes, out_shape, kernel, stride, dilation, pads):
-    gx_shape, x_shape = shapes
-    geometry = (kernel, stride, dilation, pads)
-    mask, shape, _, _ = _first_maximum(lowering, lowering.ref(ins.ins[1]), x_shape, *geometry)
-    read, _, _, _ = _windows(lowering, lowering.ref(ins.ins[0]), gx_shape, *geometry, 0.0)
-    zero = lowering.const(0.0)
-    routed = lowering.elementwise("where", None, shape, [(mask, shape), (read, shape), (zero, ())])
-    lowering.reduce("sum", lowering.ref(ins.out), routed, shape, (4,))
+def _lower_max_pool2d(lowering, ins, shapes, out_shape, **geometry):
+    _emit_pool(lowering, ins, 0, lowering.ref(ins.ins[0]), shapes[0], **geometry)
+
+
+def _lower_pool_scatter(lowering, ins, shapes, out_shape, **geometry):
+    _emit_pool(lowering, ins, 1, lowering.ref(ins.ins[0]), shapes[1], **geometry)
+
+
+def _lower_pool_gather(lowering, ins, shapes, out_shape, **geometry):
+    _emit_pool(lowering, ins, 2, lowering.ref(ins.ins[0]), shapes[1], **geometry)
+
+
+# appended to the interpreter's generated module (tapegrad_jit.cpu.interpreter_source)
+KERNEL_SOURCE = '''
+
+@njit(**OPTIONS)
+def _first_maximum(v, x, ipool, start, taps):
+    """(tap, value) of a window's first maximum, or of its first NaN. Plain loads and a strict
+    `>` keep the loop fast (a test per load, or NaN-aware compares, cost several times more);
+    NaN is rare and looked for again."""
+    best = v[x + ipool[start]]
+    first = 0
+    nan = best != best
+    for t in range(1, taps):
+        y = v[x + ipool[start + t]]
+        nan |= y != y
+        if y > best:
+            best = y
+            first = t
+    if nan:
+        for t in range(taps):
+            y = v[x + ipool[start + t]]
+            if y != y:
+                return t, y
+    return first, best
+
+
+@njit(**OPTIONS)
+def pool(v, ipool, o, n, a, b, kind, taps, count, m):
+    # n windows of `taps` taps over x at b, window w's positions at ipool[m + w * taps:].
+    # kind 0: the max; 1 (pool_scatter): g at a added at the first maximum, into count zeros;
+    # 2 (pool_gather): gx at a (laid out as x) read at the first maximum
+    if kind == 1:
+        for j in range(count):
+            v[o + j] = 0.0
+    for w in range(n):
+        start = m + w * taps
+        first, best = _first_maximum(v, b, ipool, start, taps)
+        if kind == 0:
+            v[o + w] = best
+        elif kind == 1:
+            v[o + ipool[start + first]] += v[a + w]
+        else:
+            v[o + w] = v[a + ipool[start + first]]
+
+'''
 
 
 LOWERINGS = {"im2col": _lower_im2col, "col2im": _lower_col2im, "max_pool2d": _lower_max_pool2d,
