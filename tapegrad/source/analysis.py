@@ -121,7 +121,8 @@ class Analysis:
         new = unify(old, kind)
         if new is None:
             raise _KindConflict(name, self.error(
-                f"`{name}` is a {old} in one place and a {kind} in another", stmt, "kind"))
+                f"`{name}` is a {old} in one place and a {kind} in another: give the {kind} "
+                f"a name of its own (one kind per variable, as Numba needs)", stmt, "kind"))
         if new != old:
             self.kinds[name] = new
             return True
