@@ -460,3 +460,21 @@ def test_cat_of_zero_dimensional_tensors_is_refused_as_pytorch():
         with pytest.raises(RuntimeError, match=r"zero-dimensional tensor \(at position 1\) cannot "
                                                "be concatenated"):
             m.cat([m.ones(1), m.tensor(2.0)])
+
+
+def test_more_of_torch_utils_data():
+    from tapegrad.utils import data
+    tg.manual_seed(0)
+    assert sorted(data.SubsetRandomSampler([5, 6, 7])) == [5, 6, 7]
+    assert list(data.WeightedRandomSampler([0.0, 0.0, 1.0], 4)) == [2, 2, 2, 2]
+    with pytest.raises(ValueError, match="num_samples should be a positive integer"):
+        data.WeightedRandomSampler([1.0], 0)
+    assert data.get_worker_info() is None
+    pair = data.StackDataset(tg.arange(3), tg.arange(3) * 2)
+    assert len(pair) == 3 and [int(v) for v in pair[1]] == [1, 2]
+    assert list(data.ChainDataset([[1, 2], [3]])) == [1, 2, 3]
+    loader = data.DataLoader(data.TensorDataset(tg.arange(10.0)), batch_size=4,
+                             sampler=data.SubsetRandomSampler(list(range(8))), num_workers=2)
+    batches = [b[0] for b in loader]
+    assert [len(b) for b in batches] == [4, 4]
+    assert sorted(tg.cat(batches).tolist()) == [float(i) for i in range(8)]

@@ -72,6 +72,38 @@ class ConcatDataset(Dataset):
         return self.datasets[which][idx - start]
 
 
+class ChainDataset(IterableDataset):
+    def __init__(self, datasets):
+        self.datasets = datasets
+
+    def __iter__(self):
+        for d in self.datasets:
+            yield from d
+
+    def __len__(self):
+        return sum(len(d) for d in self.datasets)
+
+
+class StackDataset(Dataset):
+    def __init__(self, *args, **kwargs):
+        if args and kwargs:
+            raise ValueError("Supported either ``tuple``- (via ``args``) or``dict``- (via "
+                             "``kwargs``) like input/output, but both types are given.")
+        self._datasets = args or kwargs
+        lengths = {len(d) for d in (args or kwargs.values())}
+        if len(lengths) != 1:
+            raise ValueError("Size mismatch between datasets")
+        self._length = lengths.pop()
+
+    def __getitem__(self, index):
+        if isinstance(self._datasets, dict):
+            return {k: d[index] for k, d in self._datasets.items()}
+        return tuple(d[index] for d in self._datasets)
+
+    def __len__(self):
+        return self._length
+
+
 def random_split(dataset, lengths, generator=None):
     n = len(dataset)
     if math.isclose(sum(lengths), 1) and sum(lengths) <= 1:  # fractions, as PyTorch allows
@@ -125,6 +157,42 @@ class RandomSampler(Sampler):
 
     def __len__(self):
         return self.num_samples
+
+
+class SubsetRandomSampler(Sampler):
+    def __init__(self, indices, generator=None):
+        self.indices = indices
+
+    def __iter__(self):
+        return iter([self.indices[i] for i in _generator().permutation(len(self.indices))])
+
+    def __len__(self):
+        return len(self.indices)
+
+
+class WeightedRandomSampler(Sampler):
+    def __init__(self, weights, num_samples, replacement=True, generator=None):
+        if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples <= 0:
+            raise ValueError("num_samples should be a positive integer value, but got "
+                             f"num_samples={num_samples}")
+        w = np.asarray(weights._data if isinstance(weights, Tensor) else weights, np.float64)
+        if w.ndim != 1:
+            raise ValueError("weights should be a 1d sequence but given weights have shape "
+                             f"{tuple(w.shape)}")
+        self.weights, self.num_samples, self.replacement = w, num_samples, replacement
+
+    def __iter__(self):
+        p = self.weights / self.weights.sum()
+        return iter(_generator().choice(len(p), self.num_samples, replace=self.replacement,
+                                        p=p).tolist())
+
+    def __len__(self):
+        return self.num_samples
+
+
+def get_worker_info():
+    """None: tapegrad's DataLoader loads in the calling process (as num_workers=0 does)."""
+    return None
 
 
 class BatchSampler(Sampler):
