@@ -206,7 +206,9 @@ def _cast(x, dtype):
 
 
 cast = defprim("cast", _cast, grad_fn_name="ToCopyBackward0", source="{0}.astype(np.{dtype})")
-defvjp(cast, lambda g, ans, x, dtype: cast(g, dtype=dtype_of(x).name))
+# a cast to integers or booleans is piecewise constant: no gradient (PyTorch's and JAX's)
+defvjp(cast, lambda g, ans, x, dtype: cast(g, dtype=dtype_of(x).name)
+       if np.dtype(dtype).kind in "fc" else None)
 
 
 # ---------------------------------------------------------------------------------------------

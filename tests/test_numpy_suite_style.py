@@ -334,3 +334,15 @@ def test_entropy_family_and_xlogy_at_edges():
     g = tg.grad(lambda x: np.sum(special.entr(x) + special.rel_entr(x, 1.0)))(
         np.array([0.0, -1.0, 0.5]))
     assert np.isfinite(g[2]) and not np.isnan(g[:2]).any()
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, bool])
+def test_casts_to_integers_and_booleans_have_no_gradient(dtype):
+    # piecewise constant: the gradient is 0 (it went through the cast as if it were the identity)
+    x = np.array([1.5, -2.3, 0.7])
+    f = lambda x: np.sum(x.astype(dtype) * 2.0) + np.sum(np.sin(x))
+    for g in (tg.grad(f)(x), tg.jit(tg.grad(f))(x)):
+        np.testing.assert_allclose(g, np.cos(x), rtol=1e-15)
+    np.testing.assert_allclose(tg.jvp(f, (x,), (np.ones(3),))[1], np.sum(np.cos(x)), rtol=1e-14)
+    # a float cast keeps it
+    np.testing.assert_allclose(tg.grad(lambda x: np.sum(x.astype(np.float32) * 2.0))(x), 2.0)
