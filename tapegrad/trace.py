@@ -364,6 +364,7 @@ def _read_element(array, index):
 # each traced value for __array__ and builds an object array of traced elements, which is lifted
 # back into one traced array (lift_objects) wherever it meets the tape (an operand, a result)
 _MAX_OBJECT_ELEMENTS = 100_000
+_WARN_OBJECT_ELEMENTS = 1_000
 
 
 def _object_elements(tracer):
@@ -373,6 +374,12 @@ def _object_elements(tracer):
     if tracer.ndim == 0:
         out[()] = tracer
         return out
+    if tracer.size > _WARN_OBJECT_ELEMENTS:
+        import warnings
+        warnings.warn(f"tapegrad: np.array/np.asarray of a traced array of {tracer.size} elements "
+                      "records one instruction per element; pass the traced value itself, or "
+                      f"build arrays with np.stack / np.concatenate\n  at {user_line()}",
+                      RuntimeWarning, stacklevel=2)
     ctx = tracer._ctx
     origin = ctx.__dict__.setdefault("element_origin", {})
     for k, index in enumerate(np.ndindex(*tracer.shape)):
