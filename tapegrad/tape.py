@@ -488,10 +488,17 @@ def simplify(tape):
                 and _is_const_value(consts, ins.ins[0], 0) and tape.shapes[slot] == shape
                 and tape.dtypes[ins.ins[0]] == dtype)
 
+    # most instructions match no rule: these tell so without a lookup per operand
+    array_consts = {s for s, v in consts.items() if getattr(v, "size", 1) > 1}
     for ins in tape.instrs:
         name, ins_slots = ins.prim.name, ins.ins
         if alias:
             ins_slots = tuple([alias.get(s, s) for s in ins_slots])
+        if name != "pow" and name != "add" and (not array_consts or
+                                                 array_consts.isdisjoint(ins_slots)):
+            kept.append(ins if ins_slots == ins.ins else Instr(ins.prim, ins_slots, ins.out,
+                                                              ins.params, ins.phase))
+            continue
         shape, dtype = tape.shapes[ins.out], tape.dtypes[ins.out]
         if name == "pow" and ins_slots[1] in consts and (
                 type(consts[ins_slots[1]]) in (int, float) or np.ndim(consts[ins_slots[1]]) == 0):
@@ -504,19 +511,16 @@ def simplify(tape):
             if exponent == 2 and same:
                 kept.append(Instr(REGISTRY["mul"], (base, base), ins.out, _NO_PARAMS, ins.phase))
                 continue
-        array_const = False
-        for s in ins_slots:
-            if s in consts and getattr(consts[s], "size", 1) > 1:
-                array_const = True
-                break
-        if array_const and name in ELEMENTWISE and not ins.params:
+        if array_consts and not array_consts.isdisjoint(ins_slots) and name in ELEMENTWISE \
+                and not ins.params:
             ins_slots = tuple(
                 scalar_const(np.ravel(consts[s])[0], dtype)
                 if s in consts and np.size(consts[s]) > 1 and tape.dtypes[s] == dtype
                 and np.all(np.ravel(consts[s]) == np.ravel(consts[s])[0])
                 and any(tape.shapes[o] == shape for o in ins_slots if o != s) else s
                 for s in ins_slots)
-        if name == "add" and tape.shapes[ins_slots[0]] == tape.shapes[ins_slots[1]] == shape:
+        if name == "add" and produced and \
+                tape.shapes[ins_slots[0]] == tape.shapes[ins_slots[1]] == shape:
             for into, scatter in ((0, 1), (1, 0)):
                 if zero_scatter(ins_slots[scatter], shape, dtype) and \
                         tape.dtypes[ins_slots[into]] == dtype:

@@ -161,21 +161,30 @@ class TraceContext:
                 return self.operand(lifted)
         kind = type(arg)
         if kind is int or kind is float:
-            # one slot per Python number (the 2 of every x ** 2 in a loop); -0.0 apart from 0.0
-            key = (kind, arg, kind is float and math.copysign(1.0, arg))
-            slot = self._numbers.get(key)
-            if slot is None:
-                slot = self._numbers[key] = self.tape.add_const(arg)
-            return slot
+            return self._number(arg)
         return self.tape.add_const(arg)
+
+    def _number(self, number):
+        """One constant slot per Python number (the 2 of every x ** 2 in a loop); -0.0 and 0.0
+        apart."""
+        kind = type(number)
+        key = (kind, number, kind is float and math.copysign(1.0, number))
+        slot = self._numbers.get(key)
+        if slot is None:
+            slot = self._numbers[key] = self.tape.add_const(number)
+        return slot
 
     def record(self, prim, args, params):
         # the hot path of tracing (one call per instruction): one pass over the arguments
         slots, values = [], []
         for a in args:
-            if type(a) is Tracer and a._ctx is self:
+            kind = type(a)
+            if kind is Tracer and a._ctx is self:
                 slots.append(a._slot)
                 values.append(a._value)
+            elif kind is float or kind is int:
+                slots.append(self._number(a))
+                values.append(a)
             else:
                 if type(a) is np.ndarray and a.dtype == object:
                     a = lift_objects(a)
@@ -184,7 +193,7 @@ class TraceContext:
         impl = _TRACE_IMPLS.get(prim)
         if impl is None:
             impl = _TRACE_IMPLS[prim] = getattr(prim.impl, "__wrapped__", prim.impl)
-        value = impl(*values, **params)
+        value = impl(*values, **params) if params else impl(*values)
         if type(value) is not np.ndarray:
             value = np.asarray(value)
         return self.append(prim, slots, params, value)
