@@ -346,3 +346,10 @@ def test_casts_to_integers_and_booleans_have_no_gradient(dtype):
     np.testing.assert_allclose(tg.jvp(f, (x,), (np.ones(3),))[1], np.sum(np.cos(x)), rtol=1e-14)
     # a float cast keeps it
     np.testing.assert_allclose(tg.grad(lambda x: np.sum(x.astype(np.float32) * 2.0))(x), 2.0)
+
+
+def test_asarray_of_a_large_traced_array_warns_with_the_fix():
+    f = lambda x: np.sum(np.asarray(x) ** 2)
+    with pytest.warns(RuntimeWarning, match="one instruction per element.*np.stack"):
+        g = tg.grad(f)(np.ones(1500))
+    np.testing.assert_array_equal(g, 2.0)
