@@ -217,6 +217,9 @@ def value_and_grad(fun, argnums=0, has_aux=False, *, _where="value_and_grad"):
         if any(dt.kind == "c" for dt in ctx.tape.dtypes[first_slot:]):
             raise _complex_error(_where, fname, "a value computed inside (from a complex "
                                  "constant, captured scalar or result)")
+        if (value.dtype if isinstance(value, Tracer) else np.asarray(value).dtype).kind == "b":
+            raise TypeError(f"tapegrad.{_where}: {fname} returns a boolean, which has no "
+                            "gradient; return the float quantity the comparison was made on")
         if isinstance(value, Tracer):
             grads = backward_on_tape(ctx, start, value, wrt)
         else:
