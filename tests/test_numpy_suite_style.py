@@ -353,3 +353,11 @@ def test_asarray_of_a_large_traced_array_warns_with_the_fix():
     with pytest.warns(RuntimeWarning, match="one instruction per element.*np.stack"):
         g = tg.grad(f)(np.ones(1500))
     np.testing.assert_array_equal(g, 2.0)
+
+
+def test_grad_of_a_boolean_result_is_refused():
+    x = np.ones(3)
+    for f in (lambda x: np.sum(x) > 0, lambda x: np.allclose(x, (x * 3.0) / 3.0)):
+        for transform in (tg.grad, lambda f: tg.jit(tg.grad(f))):
+            with pytest.raises(TypeError, match="returns a boolean"):
+                transform(f)(x)
