@@ -25,6 +25,8 @@ except ImportError:
     HAVE_NUMBA = False
 
 SCALE = 3.0
+COEFFS = (1.0, -0.5, 0.25)
+WEIGHTS = [2.0, 3.0]
 OFFSET = np.array([0.5, -1.0, 2.0])
 W3 = np.array([[0.3, -0.2], [0.1, 0.4], [-0.5, 0.2]])
 
@@ -810,6 +812,15 @@ def c_branch_assign_then_break(a):
     return s * scale
 
 
+def c_global_coefficients(a, i):
+    s = 0.0
+    for k, c in enumerate(COEFFS):
+        s = s + c * a ** k
+    for c in COEFFS:
+        s = s * a + c
+    return s + WEIGHTS[0] * a * COEFFS[i] + sum(WEIGHTS) * len(COEFFS)
+
+
 def c_clip_like_minmax(x):
     s = 0.0
     for i in range(len(x)):
@@ -903,6 +914,7 @@ CORPUS = [
     (c_while_else, _sets(S), 0), (c_enumerate, [(VEC,)], 0), (c_zip, [(VEC,)], 0),
     (c_varargs_helper, _sets(S, [0.6]), (0, 1)), (c_loop_over_tuple, _sets(S, [0.6]), (0, 1)),
     (c_branch_assign_then_break, _sets([0.4, 1.1, -0.7, 5.0]), 0),
+    (c_global_coefficients, _sets(S, [0, 2, -1]), 0),
 ]
 
 # What a face refuses, with the message it must give (it names the user's line too): math.*
@@ -1044,3 +1056,16 @@ def test_an_inlined_helpers_error_names_the_helpers_file(tmp_path, monkeypatch):
         source.grad(caller)(1.5, True)
     assert info.value.filename == str(tmp_path / "corpus_helper_mod.py")
     assert info.value.lineno == 5
+
+
+def _weighted(a):
+    return WEIGHTS[1] * a * a
+
+
+def test_a_global_list_of_numbers_changed_in_place_is_read_again(monkeypatch):
+    # its values are constants of the emitted code: a list changed in place makes it stale
+    monkeypatch.setitem(globals(), "WEIGHTS", [2.0, 3.0])
+    df = source.grad(_weighted)
+    assert df(2.0) == pytest.approx(12.0)
+    WEIGHTS[1] = 5.0
+    assert df(2.0) == pytest.approx(20.0)

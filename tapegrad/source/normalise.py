@@ -107,6 +107,8 @@ def resolve(fun, name):
 
 
 def _same(old, new):
+    if isinstance(old, tuple) and isinstance(new, list):  # a list of numbers read as values
+        return old == tuple(new)
     if old is new:
         return True
     if type(old) is not type(new) or not isinstance(old, (numbers.Number, np.generic)):
@@ -235,6 +237,7 @@ class Normaliser:
         self.temp_base = "t"
         self.reads = {}  # the globals and closure values looked up (see `stale`)
         self.fixed = {}  # emitted name -> constant: parameters bound to constants, never rebound
+        self._global_structs = {}  # (id, values) of a global tuple of numbers -> its struct
 
     # -- errors --------------------------------------------------------------------------------
 
@@ -709,7 +712,29 @@ class Normaliser:
     def expr_Name(self, node, out, origin, target):
         if node.id in self.scope.rename:
             return self.scope.rename[node.id]
+        numbers = self._global_numbers(node)
+        if numbers is not None:
+            return numbers
         return self.global_value(node.id, self._resolve(node), node)
+
+    def _global_numbers(self, node):
+        """A global or closure tuple or list of numbers (`COEFFS = (1.0, 0.5)`) as a tuple
+        of constants: indexed, unpacked, iterated and passed on as the user's tuples are."""
+        try:
+            value = self.scope.lookup(node.id)
+        except KeyError:
+            return None
+        if not (isinstance(value, (tuple, list)) and value and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+            return None
+        if isinstance(value, list):  # the values, not the list object, made the code
+            self.reads[self.scope.fun, node.id] = tuple(value)
+        key = (id(value), tuple(value))
+        name = self._global_structs.get(key)
+        if name is None:
+            name = self._global_structs[key] = self.namer.fresh(f"{node.id}_values")
+            self.structs[name] = tuple(ir.Const(v) for v in value)
+        return name
 
     def global_value(self, name, value, node):
         if isinstance(value, (bool, int, float, np.floating, np.integer)):
@@ -868,6 +893,8 @@ class Normaliser:
 
     def _struct_of(self, node):
         """The structure a name or a constant subscript of one means, or None."""
+        if isinstance(node, ast.Name) and node.id not in self.scope.rename:
+            return self.structs.get(self._global_numbers(node))
         if isinstance(node, ast.Name):
             return self.structs.get(self.scope.rename.get(node.id))
         if isinstance(node, ast.Subscript):
