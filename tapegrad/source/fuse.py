@@ -156,6 +156,7 @@ class Fuser:
         self.exact = _Classes()  # shapes equal by construction: views, aliases, *_like
         self.aliases = _Classes()
         self.index_names = []
+        self.views = {}  # name -> the slice of another array it stands for (both bound once)
         for stmt in statements(body):
             self._facts(stmt)
 
@@ -194,6 +195,13 @@ class Fuser:
                 and self._single(value.value.id):
             same = (self._view_key(value.value.id, value.slice),
                     self._view_key(value.value.id, value.slice, self.exact))
+            parts = value.slice.elts if isinstance(value.slice, ast.Tuple) else [value.slice]
+            if value.value.id not in self.views and all(
+                    isinstance(s, ast.Slice) and s.step is None and s.lower is None
+                    or isinstance(s, ast.Slice) and s.step is None
+                    and isinstance(s.lower, ast.Constant) and type(s.lower.value) is int
+                    and s.lower.value >= 0 for s in parts):
+                self.views[target] = value
         elif isinstance(value, ast.Call) and _is_np(value.func, {"zeros_like", "ones_like",
                                                                  "full_like", "empty_like"}) \
                 and value.args and isinstance(value.args[0], ast.Name) \
@@ -523,6 +531,9 @@ class Fuser:
         raise _NotFusable
 
     def _array(self, node):
+        if isinstance(node, ast.Name) and node.id in self.views and node.id not in self._locals:
+            self._reads.add(node.id)
+            node = self.views[node.id]  # `result_1 = x[1:]`: read as x[i + 1]
         element, kind, operand = self._view(node)
         if not kind.is_array:
             raise _NotFusable
@@ -632,7 +643,10 @@ def fuse(body, kinds, namer, substitutable, arrays):
     fuser = Fuser(body, kinds, namer, substitutable)
     liveness = _Liveness(set(arrays))
     body, _ = liveness.block(body, set(), set())
-    return _Blocks(fuser, liveness.live_after).block(body)
+    body = _Blocks(fuser, liveness.live_after).block(body)
+    # views that loops now index through their arrays are read no more
+    body, _ = _Liveness(set(arrays)).block(body, set(), set())
+    return body
 
 
 class _Group:
