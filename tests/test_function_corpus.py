@@ -122,7 +122,7 @@ def c_np_sqrt_abs(a):
     return np.sqrt(np.abs(a) + 1.0)
 
 
-# ---- branches -------------------------------------------------------------------------------------
+# ---- branches -----------------------------------------------------------------------------------
 
 def c_if_else(a):
     if a > 0:
@@ -222,7 +222,7 @@ def c_multi_branch_mess(a):
     return a
 
 
-# ---- loops ------------------------------------------------------------------------------------------
+# ---- loops --------------------------------------------------------------------------------------
 
 def c_for_range(a):
     for i in range(3):
@@ -355,7 +355,7 @@ def c_int_counter_float_mix(a):
     return total + count
 
 
-# ---- helpers, nested functions, lambdas, defaults, keywords --------------------------------------
+# ---- helpers, nested functions, lambdas, defaults, keywords -------------------------------------
 
 def _mul(a, b):
     return a * b
@@ -449,7 +449,7 @@ def c_keyword_only_default(a, *, power=3):
     return a ** power
 
 
-# ---- assignments ----------------------------------------------------------------------------------
+# ---- assignments --------------------------------------------------------------------------------
 
 def c_overwrite(a):
     b = a
@@ -508,7 +508,7 @@ def c_multiple_targets_chain(a):
     return t3
 
 
-# ---- arrays -----------------------------------------------------------------------------------------
+# ---- arrays -------------------------------------------------------------------------------------
 
 def c_sum(x):
     return np.sum(x)
@@ -821,6 +821,15 @@ def c_global_coefficients(a, i):
     return s + WEIGHTS[0] * a * COEFFS[i] + sum(WEIGHTS) * len(COEFFS)
 
 
+def c_list_appended_in_a_loop(x, n):
+    steps = []
+    for i in range(n):
+        d = x[i + 1] - x[i]
+        steps.append(d * d)
+    steps = np.array(steps)
+    return np.sum(steps) + steps[0] * len(steps)
+
+
 def c_clip_like_minmax(x):
     s = 0.0
     for i in range(len(x)):
@@ -828,7 +837,7 @@ def c_clip_like_minmax(x):
     return s
 
 
-# ---- the corpus: (function, argument sets, argnums) -------------------------------------------------
+# ---- the corpus: (function, argument sets, argnums) ---------------------------------------------
 
 RNG = np.random.RandomState(7)
 VEC = RNG.randn(5)
@@ -846,7 +855,8 @@ def _sets(*pools):
 
 
 CORPUS = [
-    (c_identity, _sets(S), 0), (c_negate, _sets(S), 0), (c_affine, _sets(S, [0.7], [-1.1]), (0, 1, 2)),
+    (c_identity, _sets(S), 0), (c_negate, _sets(S), 0),
+    (c_affine, _sets(S, [0.7], [-1.1]), (0, 1, 2)),
     (c_quotients, _sets(S, [0.9, -2.2]), (0, 1)), (c_int_power, _sets(S), 0),
     (c_float_power, _sets(POS), 0), (c_power_of_variable, _sets(POS, [0.5, 2.0, -1.3]), (0, 1)),
     (c_constant_base_power, _sets(S), 0), (c_reciprocal_sum, _sets(S), 0),
@@ -915,6 +925,7 @@ CORPUS = [
     (c_varargs_helper, _sets(S, [0.6]), (0, 1)), (c_loop_over_tuple, _sets(S, [0.6]), (0, 1)),
     (c_branch_assign_then_break, _sets([0.4, 1.1, -0.7, 5.0]), 0),
     (c_global_coefficients, _sets(S, [0, 2, -1]), 0),
+    (c_list_appended_in_a_loop, [(VEC, 4), (VEC, 2)], 0),
 ]
 
 # What a face refuses, with the message it must give (it names the user's line too): math.*
@@ -1069,3 +1080,18 @@ def test_a_global_list_of_numbers_changed_in_place_is_read_again(monkeypatch):
     assert df(2.0) == pytest.approx(12.0)
     WEIGHTS[1] = 5.0
     assert df(2.0) == pytest.approx(20.0)
+
+
+def _appends_under_a_branch(a):
+    xs = []
+    for i in range(4):
+        if i % 2:
+            xs.append(a * i)
+    return np.sum(np.array(xs))
+
+
+def test_an_append_the_source_face_cannot_size_is_refused_with_the_fix():
+    with pytest.raises(source.TransformError, match="fill an array") as info:
+        source.grad(_appends_under_a_branch)(1.5)
+    assert info.value.lineno == _appends_under_a_branch.__code__.co_firstlineno + 4
+    assert tg.grad(_appends_under_a_branch)(1.5) == pytest.approx(4.0)  # the traced face runs it

@@ -31,7 +31,7 @@ _BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.
            ast.MatMult: "matmul"}
 _COMPARE = {ast.Lt: "lt", ast.LtE: "le", ast.Gt: "gt", ast.GtE: "ge", ast.Eq: "eq",
             ast.NotEq: "ne"}
-_NP = "np"  # NumPy in code the normaliser writes (see _numpy_named)
+_NP = "__tapegrad_np__"  # NumPy in code the normaliser writes, whatever the user calls it
 _PLAIN_CALLS = {builtins.len, builtins.int, builtins.min, builtins.max, builtins.abs,
                 builtins.range}
 
@@ -84,6 +84,8 @@ class _Scope:
         self.functions = {}  # name -> _Local: `def`s and lambdas of this function, inlined
 
     def lookup(self, name):
+        if name == _NP:
+            return np
         value = resolve(self.fun, name)
         if not isinstance(value, types.ModuleType):  # `np` and `math` are not rebound
             self.reads[self.fun, name] = value
@@ -276,7 +278,8 @@ class Normaliser:
         result = self._result_name(node)
         flag = self.namer.fresh("returned")
         rename.update({result: result, flag: flag})
-        body, flag_used = restructure(node.body, [result], flag, self._located, self._fresh_local)
+        body, flag_used = restructure(self._appends_filled(node.body), [result], flag,
+                                      self._located, self._fresh_local)
         out = []
         # parameters the call leaves out take their defaults (the function's own values)
         passed = len(node.args.args) if self.n_args is None or node.args.vararg \
@@ -417,6 +420,12 @@ class Normaliser:
     def stmt_Expr(self, node, out):
         if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
             return  # docstring
+        call = node.value
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) \
+                and call.func.attr == "append":
+            raise self.error("`.append` is supported once per trip of a `for ... in range(...)` "
+                             "loop filling a list started empty (`xs = []`), outside branches: "
+                             "fill an array (np.zeros(n), then xs[i] = ...) instead", node, "Expr")
         raise self.error("expression statements (calls for their side effects) are not supported",
                          node, "Expr")
 
@@ -1112,6 +1121,49 @@ class Normaliser:
         self.block([_located_like(s, node) for s in stmts], out)
         return _located_like(ast.Name(id=total, ctx=ast.Load()), node)
 
+    def _appends_filled(self, stmts):
+        """`xs = []` and then `for i in range(...): ... xs.append(e)` (once a trip, not under a
+        branch, xs read nowhere else in the loop) as an array of the loop's length filled in
+        place: `xs = np.zeros(len(range(...)))`, `xs[count] = e`. Other appends are refused
+        where they are (an expression statement)."""
+        stmts = list(stmts)
+        for k, stmt in enumerate(stmts):
+            name = _empty_list(stmt)
+            loop = next((s for s in stmts[k + 1:] if name and _mentions(s, name)), None)
+            if loop is None or not isinstance(loop, ast.For) or loop.orelse \
+                    or not self._is_range(loop.iter) or _has_jump(loop.body) \
+                    or any(isinstance(n, ast.Return) for n in ast.walk(loop)):
+                continue
+            appends = [s for s in loop.body if _append_of(s, name) is not None]
+            if len(appends) != 1 or sum(_mentions(s, name) for s in loop.body) != 1:
+                continue
+            after = stmts[stmts.index(loop) + 1:]
+            if any(_append_of(n, name) is not None for s in after for n in ast.walk(s)):
+                continue
+            count = self._fresh_local(f"{name}_count")
+            length = ast.Call(func=ast.Name(id="len", ctx=ast.Load()), keywords=[], args=[
+                ast.Call(func=ast.Name(id="range", ctx=ast.Load()), args=loop.iter.args,
+                         keywords=[])])
+            allocate = [
+                ast.Assign(targets=[ast.Name(id=name, ctx=ast.Store())], value=ast.Call(
+                    func=ast.Attribute(value=ast.Name(id=_NP, ctx=ast.Load()), attr="zeros",
+                                       ctx=ast.Load()), args=[length], keywords=[])),
+                ast.Assign(targets=[ast.Name(id=count, ctx=ast.Store())],
+                           value=ast.Constant(0))]
+            fill = [ast.Assign(targets=[ast.Subscript(
+                        value=ast.Name(id=name, ctx=ast.Load()),
+                        slice=ast.Name(id=count, ctx=ast.Load()), ctx=ast.Store())],
+                        value=_append_of(appends[0], name)),
+                    ast.AugAssign(target=ast.Name(id=count, ctx=ast.Store()), op=ast.Add(),
+                                  value=ast.Constant(1))]
+            new_loop = copy.copy(loop)
+            new_loop.body = [b for s in loop.body for b in (
+                [_located_like(f, s) for f in fill] if s is appends[0] else [s])]
+            at = stmts.index(loop)
+            stmts[at:at + 1] = [_located_like(a, loop) for a in allocate] + [new_loop]
+            stmts[k] = _located_like(ast.Pass(), stmt)
+        return stmts
+
     def _fresh_local(self, base):
         return self._local(self.namer.fresh(base))
 
@@ -1501,8 +1553,8 @@ class Normaliser:
                 results = [self.namer.fresh(f"{prefix}_result") for _ in range(n_results)]
             flag = self.namer.fresh(f"{prefix}_returned")
             rename.update({name: name for name in results + [flag]})
-            body, flag_used = restructure(callee_node.body, results, flag, self._located,
-                                          self._fresh_local)
+            body, flag_used = restructure(self._appends_filled(callee_node.body), results, flag,
+                                          self._located, self._fresh_local)
             if flag_used:
                 out.append(self._set(flag, ir.Const(False), callee_node))
             self.block(body, out)
@@ -1583,6 +1635,30 @@ def _hashable(obj):
 
 def _hashable_known(obj):
     return _hashable(obj) and obj in table.CALLS
+
+
+def _empty_list(stmt):
+    """`xs` of `xs = []`, else None."""
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 \
+            and isinstance(stmt.targets[0], ast.Name) and isinstance(stmt.value, ast.List) \
+            and not stmt.value.elts:
+        return stmt.targets[0].id
+    return None
+
+
+def _append_of(stmt, name):
+    """The value of a statement `name.append(value)`, else None."""
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+        call = stmt.value
+        if isinstance(call.func, ast.Attribute) and call.func.attr == "append" \
+                and isinstance(call.func.value, ast.Name) and call.func.value.id == name \
+                and len(call.args) == 1 and not call.keywords:
+            return call.args[0]
+    return None
+
+
+def _mentions(stmt, name):
+    return any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(stmt))
 
 
 def _has_jump(stmts):
