@@ -210,15 +210,19 @@ class PrimitiveNode(Node):
         return grads
 
 
+def _filled(shape, g):
+    out = np.empty(shape, g.dtype)  # np.full's two steps without its Python wrapper
+    out[...] = g
+    return out
+
+
 def _sum_all_vjp(g, x):
-    x = getattr(x, "_data", x)
-    return [np.full(x.shape, g, g.dtype)]
+    return [_filled(getattr(x, "_data", x).shape, g)]
 
 
 def _mean_all_vjp(g, x):
     x = getattr(x, "_data", x)
-    g = g / x.size  # as the registry rule: g spread over x, then divided by the count
-    return [np.full(x.shape, g, g.dtype)]
+    return [_filled(x.shape, g / x.size)]  # as the registry rule: g spread, divided by the count
 
 
 # Numeric backward (no create_graph) of a reduction over all axes, the common loss: the registry
