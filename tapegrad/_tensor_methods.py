@@ -675,6 +675,262 @@ class TensorMethods(metaclass=_TensorType):
     def count(self):
         return self.numel()
 
+    # ------------------------------------------------------------------ more of torch.Tensor
+    def addcdiv(self, tensor1, tensor2, *, value=1):
+        return self + value * (tensor1 / tensor2)
+
+    def addcmul(self, tensor1, tensor2, *, value=1):
+        return self + value * (tensor1 * tensor2)
+
+    def baddbmm(self, batch1, batch2, *, beta=1, alpha=1):
+        prod = batch1.bmm(batch2)
+        return (self if beta == 1 else self * beta) + (prod if alpha == 1 else prod * alpha)
+
+    def allclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+        return bool(np.allclose(self._data, _data(other), rtol, atol, equal_nan))
+
+    def isclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+        return _wrap(np.isclose(self._data, _data(other), rtol, atol, equal_nan))
+
+    def equal(self, other):
+        return self.shape == other.shape and bool(np.array_equal(self._data, _data(other)))
+
+    def deg2rad(self):
+        return self * (np.pi / 180)
+
+    def rad2deg(self):
+        return self * (180 / np.pi)
+
+    def det(self):
+        return P.det(self)
+
+    def inverse(self):
+        return P.inv(self)
+
+    def logdet(self):
+        from .functions import logdet
+        return logdet(self)
+
+    def slogdet(self):
+        from .functions import slogdet
+        return slogdet(self)
+
+    def pinverse(self, rcond=1e-15):
+        return P.pinv(self, rcond=float(rcond))
+
+    def svd(self, some=True, compute_uv=True):
+        from .functions import svd
+        return svd(self, some, compute_uv)
+
+    def matrix_power(self, n):
+        if n < 0:
+            return self.inverse().matrix_power(-n)
+        from .functions import eye
+        out = eye(self.shape[-1], dtype=self.dtype).expand(*self.shape) if n == 0 else self
+        for _ in range(n - 1):
+            out = out @ self
+        return out
+
+    def diag_embed(self, offset=0, dim1=-2, dim2=-1):
+        if offset or (dim1, dim2) != (-2, -1):
+            raise NotImplementedError("diag_embed: only offset=0, dim1=-2, dim2=-1")
+        n = self.shape[-1]
+        return self.unsqueeze(-1) * _wrap(np.eye(n, dtype=self.np_dtype))
+
+    def fill_diagonal_(self, fill_value, wrap=False):
+        mask = np.zeros(self.shape, bool)
+        np.fill_diagonal(mask, True, wrap=wrap)
+        return self.copy_(P.where(mask, fill_value, self))
+
+    def dist(self, other, p=2):
+        diff = self - other
+        if p in (1, 2, np.inf):
+            return diff.norm(p)
+        if p == 0:
+            return _wrap(np.asarray(np.count_nonzero(diff._data), self.np_dtype))
+        return (diff.abs() ** p).sum() ** (1.0 / p)
+
+    def inner(self, other):
+        from .functions import tensordot
+        if self.ndim == 0 or other.ndim == 0:
+            return self * other
+        return tensordot(self, other, ([-1], [-1]))
+
+    def vdot(self, other):
+        return self.dot(other)
+
+    def kron(self, other):
+        a, b = self, other
+        nd = max(a.ndim, b.ndim)
+        a = a.reshape((1,) * (nd - a.ndim) + tuple(a.shape))
+        b = b.reshape((1,) * (nd - b.ndim) + tuple(b.shape))
+        inter = a.reshape(tuple(v for n in a.shape for v in (n, 1))) * \
+            b.reshape(tuple(v for n in b.shape for v in (1, n)))
+        return inter.reshape(tuple(m * n for m, n in zip(a.shape, b.shape)))
+
+    def hardshrink(self, lambd=0.5):
+        return P.where(self.abs() > lambd, self, 0)
+
+    def logit(self, eps=None):
+        x = self if eps is None else self.clamp(eps, 1 - eps)
+        return (x / (1 - x)).log()
+
+    def xlogy(self, other):
+        return P.where(self == 0, 0, self * (other if isinstance(other, graph.Tensor)
+                                            else _wrap(np.asarray(other, self.np_dtype))).log())
+
+    def sinc(self):
+        scaled = self * np.pi
+        safe = P.where(self == 0, 1.0, scaled)
+        return P.where(self == 0, 1.0, safe.sin() / safe)
+
+    def sgn(self):
+        return self.sign()
+
+    def signbit(self):
+        return _wrap(np.signbit(self._data))
+
+    def negative(self):
+        return -self
+
+    def true_divide(self, other):
+        return self / other
+
+    def take(self, index):
+        return self.flatten()[_data(index)]
+
+    def take_along_dim(self, indices, dim=None):
+        if dim is None:
+            return self.flatten().gather(0, _data(indices).reshape(-1))
+        return self.gather(dim, indices)
+
+    def index_copy(self, dim, index, source):
+        where = (slice(None),) * _dim(dim, self.ndim) + (_data(index),)
+        return P.setitem(self, source, index=where)
+
+    def tensor_split(self, indices_or_sections, dim=0):
+        dim = _dim(dim, self.ndim)
+        n = self.shape[dim]
+        if isinstance(indices_or_sections, int):
+            k = indices_or_sections
+            sizes = [n // k + 1] * (n % k) + [n // k] * (k - n % k)
+            bounds = list(np.cumsum([0] + sizes))
+        else:
+            bounds = [0] + [min(int(i), n) for i in indices_or_sections] + [n]
+        return tuple(self.narrow(dim, a, max(b - a, 0)) for a, b in zip(bounds, bounds[1:]))
+
+    def unfold(self, dimension, size, step):
+        dim = _dim(dimension, self.ndim)
+        starts = np.arange(0, self.shape[dim] - size + 1, step)
+        windows = starts[:, None] + np.arange(size)
+        out = self[(slice(None),) * dim + (windows,)]   # (..., count, size, ...)
+        return out.movedim(dim + 1, -1)
+
+    def rot90(self, k=1, dims=(0, 1)):
+        a, b = dims
+        k %= 4
+        if k == 1:
+            return self.flip(b).transpose(a, b)
+        if k == 2:
+            return self.flip(a, b)
+        if k == 3:
+            return self.transpose(a, b).flip(b)
+        return self
+
+    def quantile(self, q, dim=None, keepdim=False, *, interpolation="linear"):
+        if interpolation != "linear":
+            raise NotImplementedError("quantile: tapegrad interpolates linearly only")
+        x = self.flatten() if dim is None else self
+        d = 0 if dim is None else _dim(dim, self.ndim)
+        values = x.sort(d).values
+        n = x.shape[d]
+        qs = np.atleast_1d(_data(q)).astype(np.float64)
+        if ((qs < 0) | (qs > 1)).any():
+            raise RuntimeError("quantile() q values must be in the range [0, 1]")
+        parts = []
+        for one in qs:
+            pos = one * (n - 1)
+            lo, hi = int(np.floor(pos)), int(np.ceil(pos))
+            low, high = values.select(d, lo), values.select(d, hi)
+            part = low + (high - low) * float(pos - lo)
+            parts.append(part.unsqueeze(d) if keepdim else part)
+        if np.ndim(_data(q)) == 0:
+            return parts[0]
+        from .functions import stack
+        return stack(parts, 0)
+
+    def nanmedian(self, dim=None, keepdim=False):
+        if not np.isnan(self._data).any():
+            return self.median(dim, keepdim)
+        raise NotImplementedError("nanmedian: tensors holding NaN are not supported")
+
+    def bincount(self, weights=None, minlength=0):
+        return _wrap(np.bincount(self._data, None if weights is None else _data(weights),
+                                 minlength))
+
+    def histc(self, bins=100, min=0, max=0):
+        lo, hi = (float(self._data.min()), float(self._data.max())) if min == max == 0 \
+            else (min, max)
+        counts, _ = np.histogram(self._data, bins, (lo, hi))
+        return _wrap(counts.astype(self.np_dtype))
+
+    def unique_consecutive(self, return_inverse=False, return_counts=False, dim=None):
+        flat = self._data.reshape(-1)
+        keep = np.ones(flat.shape, bool)
+        keep[1:] = flat[1:] != flat[:-1]
+        out = [_wrap(flat[keep])]
+        if return_inverse:
+            out.append(_wrap(np.cumsum(keep).reshape(self.shape) - 1))
+        if return_counts:
+            out.append(_wrap(np.diff(np.append(np.nonzero(keep)[0], flat.size))))
+        return out[0] if len(out) == 1 else tuple(out)
+
+    def multinomial(self, num_samples, replacement=False, *, generator=None):
+        from .functions import _generator
+        rows = np.atleast_2d(self._data).astype(np.float64)
+        draws = [_generator().choice(rows.shape[1], num_samples, replace=replacement,
+                                     p=r / r.sum()) for r in rows]
+        out = np.array(draws, np.int64)
+        return _wrap(out if self.ndim == 2 else out[0])
+
+    def _fill_random(self, sample):
+        return self._inplace(P.setitem, (self, sample.astype(self.np_dtype)),
+                             {"index": (Ellipsis,)})
+
+    def bernoulli_(self, p=0.5, *, generator=None):
+        from .functions import _generator
+        return self._fill_random(_generator().random(self.shape) < _data(p))
+
+    def exponential_(self, lambd=1.0, *, generator=None):
+        from .functions import _generator
+        return self._fill_random(_generator().exponential(1.0 / lambd, self.shape))
+
+    def geometric_(self, p, *, generator=None):
+        from .functions import _generator
+        return self._fill_random(_generator().geometric(p, self.shape))
+
+    def log_normal_(self, mean=1.0, std=2.0, *, generator=None):
+        from .functions import _generator
+        return self._fill_random(_generator().lognormal(mean, std, self.shape))
+
+    def random_(self, from_=0, to=None, *, generator=None):
+        from .functions import _generator
+        if to is None:
+            from_, to = 0, (from_ if from_ else 2 ** 24 if self.is_floating_point() else
+                            np.iinfo(self.np_dtype).max)
+        return self._fill_random(_generator().integers(from_, to, self.shape))
+
+    def is_complex(self):
+        return self._data.dtype.kind == "c"
+
+    def sum_to_size(self, *size):
+        size = tuple(size[0]) if len(size) == 1 and isinstance(size[0], (tuple, list)) else size
+        lead = self.ndim - len(size)
+        axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(size)
+                                          if n == 1 and self.shape[lead + i] != 1)
+        out = self.sum(axes, keepdim=True) if axes else self
+        return out.reshape(size)
+
     # ------------------------------------------------------------------ dtypes
     def byte(self):
         return self.to(dtypes.uint8)

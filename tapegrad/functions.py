@@ -99,7 +99,8 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     """
     if isinstance(data, Tensor):
         data = data._data
-    elif isinstance(data, (list, tuple)) and any(isinstance(x, Tensor) for x in _flatten(data)):
+    elif isinstance(data, (list, tuple)) and builtins.any(isinstance(x, Tensor)
+                                                  for x in _flatten(data)):
         data = np.asarray([x.item() if isinstance(x, Tensor) else x for x in data])
     np_dtype = _resolve_dtype(dtype, _infer_dtype(data))
     return _finish(np.array(data, dtype=np_dtype, copy=True), requires_grad)
@@ -334,7 +335,7 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
         tensor([0, 1, 2, 3])
     """
     start, end = (0, start) if end is None else (start, end)
-    is_int = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
+    is_int = builtins.all(isinstance(v, (int, np.integer)) for v in (start, end, step))
     data = np.arange(start, end, step).astype(_resolve_dtype(dtype, np.int64 if is_int else np.float32))
     return _finish(data, requires_grad)
 
@@ -584,7 +585,193 @@ def matmul(input, other, *, out=None):
     return _write_out(_tensor_matmul(input, other), out)
 
 
-_FACTORIES = "ones zeros empty full rand randn randint arange linspace eye".split()
+def logspace(start, end, steps, base=10.0, dtype=None, device=None, requires_grad=False):
+    data = np.logspace(start, end, steps, base=base).astype(_resolve_dtype(dtype))
+    return _finish(data, requires_grad)
+
+
+def randperm(n, dtype=None, device=None, requires_grad=False, generator=None):
+    return _finish(_generator().permutation(n).astype(_resolve_dtype(dtype, np.int64)),
+                   requires_grad)
+
+
+def range(start, end=None, step=1, dtype=None, device=None, requires_grad=False):  # noqa: A001
+    """torch.range (deprecated in PyTorch): like arange, but `end` is included."""
+    start, end = (0, start) if end is None else (start, end)
+    count = int(math.floor((end - start) / step)) + 1
+    data = (start + step * np.arange(count)).astype(_resolve_dtype(dtype))
+    return _finish(data, requires_grad)
+
+
+def normal(mean, std=1.0, size=None, *, generator=None, out=None, dtype=None):
+    m, s = _data_of(mean) if isinstance(mean, Tensor) else mean, \
+        _data_of(std) if isinstance(std, Tensor) else std
+    shape = size if size is not None else np.broadcast(np.asarray(m), np.asarray(s)).shape
+    like = mean if isinstance(mean, Tensor) else std if isinstance(std, Tensor) else None
+    kind = like.np_dtype if like is not None else _resolve_dtype(dtype)
+    return _write_out(Tensor._wrap(_generator().normal(m, s, shape).astype(kind)), out)
+
+
+def poisson(input, generator=None):
+    return Tensor._wrap(_generator().poisson(input._data).astype(input.np_dtype))
+
+
+def bernoulli(input, p=None, *, generator=None):
+    prob = input._data if p is None else np.full(input.shape, p)
+    return Tensor._wrap((_generator().random(input.shape) < prob).astype(input.np_dtype))
+
+
+def randint_like(input, low=0, high=None, dtype=None, device=None, requires_grad=False):
+    low, high = (0, low) if high is None else (low, high)
+    data = _generator().integers(low, high, tuple(input.shape))
+    return _finish(data.astype(_resolve_dtype(dtype, input.np_dtype)), requires_grad)
+
+
+def hstack(tensors):
+    tensors = list(tensors)
+    return cat(tensors, 0 if tensors[0].ndim == 1 else 1)
+
+
+def vstack(tensors):
+    return cat([t.reshape(1, -1) if t.ndim < 2 else t for t in tensors], 0)
+
+
+row_stack = vstack
+
+
+def dstack(tensors):
+    parts = [t.reshape(1, -1, 1) if t.ndim < 2 else (t.unsqueeze(-1) if t.ndim == 2 else t)
+             for t in tensors]
+    return cat(parts, 2)
+
+
+def column_stack(tensors):
+    return cat([t.reshape(-1, 1) if t.ndim < 2 else t for t in tensors], 1)
+
+
+def diagflat(input, offset=0):
+    return input.flatten().diag(offset)
+
+
+def isin(elements, test_elements, *, assume_unique=False, invert=False):
+    return Tensor._wrap(np.isin(_data_of(elements), _data_of(test_elements), invert=invert))
+
+
+def searchsorted(sorted_sequence, values, *, out_int32=False, right=False, side=None,
+                 sorter=None):
+    side = side or ("right" if right else "left")
+    seq, vals = _data_of(sorted_sequence), _data_of(values)
+    if seq.ndim == 1:
+        found = np.searchsorted(seq, vals, side=side)
+    else:
+        found = np.stack([np.searchsorted(s, v, side=side) for s, v in
+                          zip(seq.reshape(-1, seq.shape[-1]), vals.reshape(-1, vals.shape[-1]))]
+                         ).reshape(vals.shape)
+    return Tensor._wrap(np.asarray(found, np.int32 if out_int32 else np.int64))
+
+
+def trapezoid(y, x=None, *, dx=None, dim=-1):
+    dim = _dim(dim, y.ndim)
+    n = y.shape[dim]
+    mids = (y.narrow(dim, 1, n - 1) + y.narrow(dim, 0, n - 1)) / 2
+    if x is None:
+        return (mids * (1.0 if dx is None else dx)).sum(dim)
+    return (mids * x.diff(dim=-1 if x.ndim == 1 else dim)).sum(dim)
+
+
+trapz = trapezoid
+
+
+class inference_mode:
+    """torch.inference_mode: here the same as no_grad (no graph is recorded)."""
+
+    def __init__(self, mode=True):
+        from .autograd.grad_mode import no_grad
+        self.mode, self._inner = mode, no_grad()
+
+    def __enter__(self):
+        if self.mode:
+            self._inner.__enter__()
+
+    def __exit__(self, *exc):
+        if self.mode:
+            self._inner.__exit__(*exc)
+
+    def __call__(self, fn):
+        import functools
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with inference_mode(self.mode):
+                return fn(*args, **kwargs)
+        return wrapper
+
+
+def is_inference_mode_enabled():
+    return False
+
+
+def initial_seed():
+    return _generator().bit_generator.seed_seq.entropy
+
+
+def get_rng_state():
+    """The generator's state as a uint8 tensor (tapegrad's PCG64 state, not PyTorch's)."""
+    import pickle
+    return Tensor._wrap(np.frombuffer(pickle.dumps(_generator().bit_generator.state),
+                                      np.uint8).copy())
+
+
+def set_rng_state(new_state):
+    import pickle
+    _generator().bit_generator.state = pickle.loads(_data_of(new_state).tobytes())
+
+
+class finfo:
+    """Floating-point limits of a dtype, under PyTorch's attribute names."""
+
+    def __init__(self, type=None):
+        self.dtype = dtypes.float32 if type is None else type
+        info = np.finfo(dtypes.to_numpy_dtype(self.dtype))
+        self.bits, self.eps, self.max, self.min = info.bits, float(info.eps), float(info.max), \
+            float(info.min)
+        self.tiny = self.smallest_normal = float(info.tiny)
+        self.resolution = float(info.resolution)
+
+    def __repr__(self):
+        return (f"finfo(resolution={self.resolution:g}, min={self.min:g}, max={self.max:g}, "
+                f"eps={self.eps:g}, smallest_normal={self.tiny:g}, tiny={self.tiny:g}, "
+                f"dtype={self.dtype.name})")
+
+
+class iinfo:
+    def __init__(self, type):
+        info = np.iinfo(dtypes.to_numpy_dtype(type))
+        self.dtype, self.bits, self.max, self.min = type, info.bits, int(info.max), int(info.min)
+
+    def __repr__(self):
+        return f"iinfo(min={self.min:g}, max={self.max:g}, dtype={self.dtype.name})"
+
+
+def promote_types(type1, type2):
+    a, b = dtypes.to_numpy_dtype(type1), dtypes.to_numpy_dtype(type2)
+    # PyTorch: a float meets an integer or bool -> that float (NumPy would widen int64 + float32)
+    if (a.kind == "f") != (b.kind == "f"):
+        return dtypes.from_numpy_dtype(a if a.kind == "f" else b)
+    return dtypes.from_numpy_dtype(np.promote_types(a, b))
+
+
+def can_cast(from_, to):
+    return builtins.bool(np.can_cast(dtypes.to_numpy_dtype(from_), dtypes.to_numpy_dtype(to),
+                                     "same_kind"))
+
+
+def result_type(tensor1, tensor2):
+    return (tensor1 + tensor2).dtype if isinstance(tensor1, Tensor) or isinstance(
+        tensor2, Tensor) else dtypes.from_numpy_dtype(np.result_type(tensor1, tensor2))
+
+
+_FACTORIES = "ones zeros empty full rand randn randint arange linspace eye logspace randperm".split()
 _METHOD_FUNCTIONS = _METHOD_FUNCTIONS + (
     "floor round frac eq ne lt le gt ge isnan isinf isfinite nan_to_num logical_and logical_or "
     "logical_not logical_xor bitwise_and bitwise_or bitwise_xor bitwise_not mm bmm mv dot outer "
@@ -593,7 +780,10 @@ _METHOD_FUNCTIONS = _METHOD_FUNCTIONS + (
     "index_select scatter scatter_add index_add nonzero argwhere count_nonzero sort argsort msort "
     "topk kthvalue median unique cumsum cumprod cummax cummin logcumsumexp diff tril triu "
     "aminmax nansum nanmean clamp_min clamp_max lerp exp_ log_ sin_ cos_ tan_ tanh_ sqrt_ "
-    "sigmoid_ relu_ floor_ ceil_ trunc_ round_ square".split())
+    "sigmoid_ relu_ floor_ ceil_ trunc_ round_ square addcdiv addcmul baddbmm isclose deg2rad "
+    "rad2deg dist inner vdot kron logit xlogy sinc sgn signbit take take_along_dim index_copy "
+    "tensor_split rot90 quantile nanmedian bincount histc unique_consecutive multinomial "
+    "diag_embed matrix_power all any hardshrink".split())
 for _name in _METHOD_FUNCTIONS:
     globals()[_name] = _accepts_out(_method(_name))
 for _name in _FACTORIES:
@@ -650,7 +840,7 @@ def einsum(equation, *operands):
                 x = x.diagonal(0, i, j)
                 term = term[:i] + term[i + 1:j] + term[j + 1:] + c
         order = [term.index(c) for c in letters if c in term]
-        x = x.permute(*order) if order != list(range(len(order))) else x
+        x = x.permute(*order) if order != list(builtins.range(len(order))) else x
         shape = [x.shape[[c for c in letters if c in term].index(c)] if c in term else 1
                  for c in letters]
         x = x.reshape(shape)
@@ -665,10 +855,10 @@ def einsum(equation, *operands):
 def tensordot(a, b, dims=2):
     """Sums of products over the last `dims` axes of a and the first of b (or the given axes)."""
     if isinstance(dims, int):
-        dims = (list(range(a.ndim - dims, a.ndim)), list(range(dims)))
+        dims = (list(builtins.range(a.ndim - dims, a.ndim)), list(builtins.range(dims)))
     da, db = ([d % a.ndim for d in dims[0]], [d % b.ndim for d in dims[1]])
-    free_a = [d for d in range(a.ndim) if d not in da]
-    free_b = [d for d in range(b.ndim) if d not in db]
+    free_a = [d for d in builtins.range(a.ndim) if d not in da]
+    free_b = [d for d in builtins.range(b.ndim) if d not in db]
     k = int(np.prod([a.shape[d] for d in da]))
     left = a.permute(*(free_a + da)).reshape(-1, k)
     right = b.permute(*(db + free_b)).reshape(k, -1)

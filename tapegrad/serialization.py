@@ -93,7 +93,8 @@ class _WeightsUnpickler(pickle.Unpickler):
             f"`torch.serialization.add_safe_globals([{where}])` or the "
             f"`torch.serialization.safe_globals([{where}])` context manager to allowlist this "
             "global if you trust this class/function.\n\n(tapegrad writes pickles, not "
-            "PyTorch's zip files: save model.state_dict() to keep loads safe.)")
+            "PyTorch's zip files: load a file you trust with weights_only=False, or save "
+            "model.state_dict() to keep loads safe.)")
 
 
 def _opened(f, mode):

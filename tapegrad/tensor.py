@@ -767,11 +767,13 @@ class Tensor(TensorMethods, PrimitiveOperators):
     def var(self, dim=None, keepdim=False, unbiased=True):
         return self.std(dim, keepdim, unbiased) ** 2
 
-    def all(self):
-        return Tensor._wrap(np.asarray(np.all(self._data)))
+    def all(self, dim=None, keepdim=False):
+        axis = None if dim is None else _axes(dim, self.ndim)
+        return Tensor._wrap(np.asarray(np.all(self._data, axis=axis, keepdims=keepdim)))
 
-    def any(self):
-        return Tensor._wrap(np.asarray(np.any(self._data)))
+    def any(self, dim=None, keepdim=False):
+        axis = None if dim is None else _axes(dim, self.ndim)
+        return Tensor._wrap(np.asarray(np.any(self._data, axis=axis, keepdims=keepdim)))
 
     # ------------------------------------------------------------------ shapes
     def _view_op(self, prim, params, name=None, multi=None):

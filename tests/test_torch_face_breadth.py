@@ -85,6 +85,28 @@ METHOD_CASES = [
     ("std", lambda m, a: m.std(a), [(3, 4)]),
     ("svd S", lambda m, a: m.svd(a).S, [(4, 3)]),
     ("det", lambda m, a: m.det(a), [(3, 3)]),
+    ("addcdiv", lambda m, a, b: m.addcdiv(a, a, b * b + 1, value=0.5), [(3, 4), (3, 4)]),
+    ("addcmul", lambda m, a, b: a.addcmul(a, b, value=2), [(3, 4), (3, 4)]),
+    ("baddbmm", lambda m, c, a, b: m.baddbmm(c, a, b, beta=0.5), [(2, 3, 2), (2, 3, 4), (2, 4, 2)]),
+    ("kron", lambda m, a, b: m.kron(a, b), [(2, 3), (3, 2)]),
+    ("inner", lambda m, a, b: m.inner(a, b), [(2, 3), (4, 3)]),
+    ("unfold", lambda m, a: a.unfold(1, 3, 2), [(2, 7)]),
+    ("rot90", lambda m, a: m.rot90(a, 3, (0, 1)), [(2, 3)]),
+    ("quantile", lambda m, a: m.quantile(a, 0.3, dim=1, keepdim=True), [(3, 5)]),
+    ("quantiles", lambda m, a: a.quantile(m.tensor([0.1, 0.75], dtype=m.float64)), [(3, 5)]),
+    ("tensor_split", lambda m, a: m.tensor_split(a, 3, dim=1)[1], [(2, 7)]),
+    ("matrix_power", lambda m, a: m.matrix_power(a, 3), [(3, 3)]),
+    ("diag_embed", lambda m, a: m.diag_embed(a), [(2, 3)]),
+    ("xlogy", lambda m, a, b: m.xlogy(a, b * b + 0.1), [(3,), (3,)]),
+    ("sinc", lambda m, a: m.sinc(a), [(5,)]),
+    ("logit", lambda m, a: m.logit(m.sigmoid(a)), [(5,)]),
+    ("dist", lambda m, a, b: m.dist(a, b, 3), [(4,), (4,)]),
+    ("sum_to_size", lambda m, a: a.sum_to_size(1, 4), [(3, 4)]),
+    ("take", lambda m, a: m.take(a, m.tensor([0, 5, 11, 5])), [(3, 4)]),
+    ("trapezoid", lambda m, a: m.trapezoid(a, dx=0.5), [(3, 4)]),
+    ("hstack", lambda m, a, b: m.hstack([a, b]), [(2, 3), (2, 1)]),
+    ("vstack", lambda m, a, b: m.vstack([a, b]), [(3,), (3,)]),
+    ("column_stack", lambda m, a, b: m.column_stack([a, b]), [(3,), (3, 2)]),
     ("inverse", lambda m, a: m.inverse(a), [(3, 3)]),
     ("slogdet", lambda m, a: m.slogdet(a).logabsdet, [(3, 3)]),
     ("std_mean", lambda m, a: m.stack(m.std_mean(a, 1)), [(3, 4)]),
@@ -124,6 +146,14 @@ NO_GRAD_CASES = [
     ("aminmax", lambda m, a: m.stack(tuple(m.aminmax(a, dim=0)))),
     ("meshgrid", lambda m, a: m.stack(m.meshgrid(a[0], a[1], indexing="xy"))),
     ("nan_to_num", lambda m, a: m.nan_to_num(a / 0, posinf=9.0)),
+    ("all/any over a dim", lambda m, a: m.stack([m.all(a > -2, dim=1), (a > 2).any(1)])),
+    ("isin", lambda m, a: m.isin(m.round(a), m.tensor([0.0, 1.0], dtype=m.float64))),
+    ("searchsorted", lambda m, a: m.searchsorted(m.sort(a, 1).values, a[:, :2])),
+    ("bincount", lambda m, a: m.bincount((a + 3).long().flatten())),
+    ("histc", lambda m, a: m.histc(a, bins=4, min=-3, max=3)),
+    ("unique_consecutive", lambda m, a: m.unique_consecutive(m.tensor([1, 1, 2, 1]),
+                                                             return_counts=True)[1]),
+    ("isclose", lambda m, a: m.isclose(a, a + 1e-9)),
 ]
 
 
@@ -352,6 +382,25 @@ def test_event_file_framing_checksums():
     assert tb._crc32c(b"123456789") == 0xE3069283
     assert tb._masked_crc(b"123456789") == (((0xE3069283 >> 15) | (0xE3069283 << 17))
                                              + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def test_dtype_information_and_random_state():
+    assert repr(tg.finfo(tg.float32)) == repr(torch.finfo(torch.float32))
+    assert repr(tg.iinfo(tg.int64)) == repr(torch.iinfo(torch.int64))
+    assert tg.finfo(tg.float64).eps == torch.finfo(torch.float64).eps
+    for a, b in [("int64", "float32"), ("int32", "int64"), ("bool", "float64"),
+                 ("float32", "float64"), ("uint8", "int8")]:
+        ours = tg.promote_types(getattr(tg, a), getattr(tg, b))
+        assert ours.name == str(torch.promote_types(getattr(torch, a), getattr(torch, b)))[6:]
+    state = tg.get_rng_state()
+    first = tg.rand(3)
+    tg.set_rng_state(state)
+    assert tg.equal(tg.rand(3), first)
+    with tg.inference_mode():
+        assert not (tg.ones(1, requires_grad=True) * 2).requires_grad
+    assert tg.range(1, 4).tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert sorted(tg.randperm(6).tolist()) == list(range(6))
+    assert tg.logspace(0, 2, 3).tolist() == [1.0, 10.0, 100.0]
 
 
 def test_torch_functional_module_and_constants():
