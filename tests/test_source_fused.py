@@ -67,6 +67,13 @@ def row_sums(X, w):
     return np.sum(np.sin(s)) + np.sum(np.sum(X, axis=0) ** 2)
 
 
+def shifted_write(x):
+    y = x * 1.0
+    y[1:] = y[:-1] * 2.0 + x[1:]      # reads what it overwrites: NumPy reads it all first
+    y = y + np.sin(y)
+    return np.sum(y * y)
+
+
 def rng_arrays(seed, *shapes):
     rng = np.random.default_rng(seed)
     return tuple(rng.uniform(-1.5, 1.5, shape) if shape else float(rng.uniform(0.5, 1.5))
@@ -86,6 +93,7 @@ CASES = [  # (function, argnums, argument shapes); () is a float
     (in_a_loop, (0, 1), [(6,), (6,)]),
     (scalar_weight, (0, 1), [(), (8,)]),
     (row_sums, (0, 1), [(4, 3), (3,)]), (row_sums, (0, 1), [(1, 1), (1,)]),
+    (shifted_write, 0, [(6,)]),
 ]
 
 
