@@ -884,6 +884,50 @@ def _allclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
     return bool(_truth(lambda count, n: P.eq(count, n))(_isclose(a, b, rtol, atol, equal_nan)))
 
 
+def _nan_skipped(a):
+    # NaN entries as 0 (they take no gradient); other dtypes hold no NaN
+    return P.where(P.isnan(a), np.zeros((), dtype_of(a)), a) if dtype_of(a).kind == "f" else a
+
+
+def _nansum(a, axis=None, dtype=None, out=None, keepdims=False, **options):
+    return np.sum(_nan_skipped(a), axis=axis, dtype=dtype, out=out, keepdims=keepdims, **options)
+
+
+def _nanmean(a, axis=None, dtype=None, out=None, keepdims=False, **options):
+    if dtype_of(a).kind != "f":
+        return np.mean(a, axis=axis, dtype=dtype, out=out, keepdims=keepdims, **options)
+    count = np.sum(P.logical_not(P.isnan(a)), axis=axis, keepdims=keepdims)
+    total = np.sum(_nan_skipped(a), axis=axis, dtype=dtype, out=out, keepdims=keepdims, **options)
+    return total / P.cast(count, dtype=dtype_of(total).name)
+
+
+def _average(a, axis=None, weights=None, returned=False, *, keepdims=False):
+    """np.average: the mean, or sum(a * w) / sum(w) with w broadcast along `axis` when 1-D."""
+    if weights is None:
+        avg = np.mean(a, axis=axis, keepdims=keepdims)
+        if dtype_of(avg).kind != "f":
+            avg = P.cast(avg, dtype="float64")
+        scl = np.ones(_shape(avg), dtype_of(avg)) * (
+            math.prod(_shape(a)) // max(math.prod(_shape(avg)), 1))
+        return (avg, scl) if returned else avg
+    kinds = (dtype_of(a).kind, dtype_of(weights).kind)
+    dtype = np.result_type(dtype_of(a), dtype_of(weights), *(
+        ["f8"] if kinds[0] in "iub" else []))
+    w = weights
+    if _shape(w) != _shape(a):
+        if axis is None or len(_shape(w)) != 1 or _shape(w)[0] != _shape(a)[axis]:
+            raise TypeError("Axis must be specified when shapes of a and weights differ.")
+        ax = int(axis) % len(_shape(a))
+        w = P.reshape(w, shape=tuple(_shape(w)[0] if i == ax else 1
+                                     for i in range(len(_shape(a)))))
+    w = P.cast(w, dtype=dtype.name) if dtype_of(w) != dtype else w
+    a = P.cast(a, dtype=dtype.name) if dtype_of(a) != dtype else a
+    w = w * np.ones(_shape(a), dtype)           # the full weights, summed per slice
+    scl = np.sum(w, axis=axis, keepdims=keepdims)
+    avg = np.sum(a * w, axis=axis, keepdims=keepdims) / scl
+    return (avg, scl) if returned else avg
+
+
 def _full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None, **device):
     shape = _shape(a) if shape is None else tuple(np.atleast_1d(shape))
     dtype = np.dtype(dtype if dtype is not None else dtype_of(a))
@@ -1049,6 +1093,7 @@ ARRAY_FUNCTIONS = {
     np.iscomplexobj: _real_only(np.iscomplexobj, lambda x: False),
     np.isrealobj: _real_only(np.isrealobj, lambda x: True),
     np.isclose: _isclose, np.allclose: _allclose,
+    np.nansum: _nansum, np.nanmean: _nanmean, np.average: _average,
 }
 
 

@@ -361,3 +361,28 @@ def test_grad_of_a_boolean_result_is_refused():
         for transform in (tg.grad, lambda f: tg.jit(tg.grad(f))):
             with pytest.raises(TypeError, match="returns a boolean"):
                 transform(f)(x)
+
+
+@pytest.mark.parametrize("axis,keepdims", [(None, False), (0, False), (1, True), ((0, 2), False)])
+def test_nansum_nanmean_skip_nan_and_give_it_no_gradient(axis, keepdims):
+    x = R(2, 3, 4)
+    check(lambda x: np.nansum(x, axis=axis, keepdims=keepdims), x, second=False)
+    check(lambda x: np.nanmean(x, axis=axis, keepdims=keepdims), x, second=False)
+    x[0, 1, :] = np.nan
+    x[1, 2, 3] = np.nan
+    for fn in (np.nansum, np.nanmean):
+        f = lambda x: np.sum(fn(x, axis=axis, keepdims=keepdims) ** 2)
+        g = tg.jit(tg.grad(f))(x)
+        assert np.all(g[np.isnan(x)] == 0) and np.all(np.isfinite(g))
+        np.testing.assert_allclose(g, tg.grad(f)(x), rtol=1e-14)
+        np.testing.assert_allclose(tg.jit(lambda x: fn(x, axis=axis, keepdims=keepdims))(x),
+                                   fn(x, axis=axis, keepdims=keepdims), rtol=1e-14)
+
+
+@pytest.mark.parametrize("axis", [None, 0, 1])
+def test_average_with_traced_weights(axis):
+    w = np.abs(R(3)) + 0.2 if axis == 1 else np.abs(R(2, 3)) + 0.2
+    check(lambda x, w: np.average(x, axis=axis, weights=w), R(2, 3), w, second=False)
+    check(lambda x, w: np.average(x, axis=axis, weights=w, returned=True)[1], R(2, 3), w,
+          argnums=(1,), second=False)
+    check(lambda x: np.average(x, axis=axis), R(2, 3), second=False)
