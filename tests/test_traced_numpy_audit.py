@@ -396,6 +396,11 @@ CASES.update({
     np.isclose: [C((2, 3), (2, 3), grad=False), C((2, 3), (3,), kw={"equal_nan": True},
                                                      grad=False)],
     np.allclose: [C((2, 3), (2, 3), grad=False), C((5,), (5,), kw={"atol": 0.5}, grad=False)],
+    np.nansum: [C((2, 3)), C((2, 3, 4), kw={"axis": (0, 2), "keepdims": True})],
+    np.nanmean: [C((2, 3)), C((2, 3, 4), kw={"axis": -1})],
+    np.average: [C((2, 3)), C((2, 3), kw={"axis": 0}),
+                 C((2, 3), kw={"axis": 1, "weights": np.array([1.0, 2.0, 0.5])}),
+                 C((2, 3), kw={"weights": np.full((2, 3), 0.5), "returned": True}, pick=1)],
 })
 
 
