@@ -830,6 +830,10 @@ def c_list_appended_in_a_loop(x, n):
     return np.sum(steps) + steps[0] * len(steps)
 
 
+def c_trace(m):
+    return np.trace(m) * np.trace(np.dot(m, m.T))
+
+
 def c_clip_like_minmax(x):
     s = 0.0
     for i in range(len(x)):
@@ -925,7 +929,7 @@ CORPUS = [
     (c_varargs_helper, _sets(S, [0.6]), (0, 1)), (c_loop_over_tuple, _sets(S, [0.6]), (0, 1)),
     (c_branch_assign_then_break, _sets([0.4, 1.1, -0.7, 5.0]), 0),
     (c_global_coefficients, _sets(S, [0, 2, -1]), 0),
-    (c_list_appended_in_a_loop, [(VEC, 4), (VEC, 2)], 0),
+    (c_list_appended_in_a_loop, [(VEC, 4), (VEC, 2)], 0), (c_trace, [(MAT,), (RNG.randn(2, 3),)], 0),
 ]
 
 # What a face refuses, with the message it must give (it names the user's line too): math.*

@@ -138,6 +138,10 @@ ARRAY_OPS = {
     # d A^-1 = -A^-1 dA A^-1: A's cotangent is -A^-T G A^-T
     np.linalg.inv: ArrayOp("inv", _inverse,
                            lambda x, g, ans, kind: f"-np.dot(np.dot({ans}.T, {g}), {ans}.T)"),
+    # d trace(A) = trace(dA): A's cotangent is g on the diagonal
+    np.trace: ArrayOp("trace", lambda kind: Kind("float", 0) if kind.ndim == 2 else
+                      "takes one matrix (2-D) here",
+                      lambda x, g, ans, kind: f"{g} * np.eye({x}.shape[0], {x}.shape[1])"),
     np.atleast_1d: ArrayOp("atleast_1d", _at_least(1), _back_to_shape),
     np.atleast_2d: ArrayOp("atleast_2d", _at_least(2), _back_to_shape),
     np.atleast_3d: ArrayOp("atleast_3d", _at_least(3), _back_to_shape),
