@@ -43,6 +43,7 @@ _FLOAT64 = np.dtype(np.float64)
 _CAST = P.cast
 _node_classes = graph._node_classes  # name -> grad_fn class, read directly on the hot path
 _READS_NO_INPUT = graph.READS_NO_INPUT
+_node_sequence = graph._sequence
 
 
 class RemovableHandle:
@@ -186,7 +187,7 @@ class Tensor(TensorMethods, PrimitiveOperators):
                 if isinstance(a, np.ndarray):
                     widths = 2
         try:
-            out = prim.eager_impl(*data_args, **params)
+            out = prim.eager_impl(*data_args, **params) if params else prim.eager_impl(*data_args)
         except ValueError:
             error = _broadcast_error(args) if prim.name in _BROADCASTING else None
             if error is None:
@@ -200,26 +201,39 @@ class Tensor(TensorMethods, PrimitiveOperators):
         if (tracked and prim.differentiable and out.dtype.kind == "f"
                 and getattr(_grad_mode_state, "enabled", True)):
             next_nodes = []
-            for a in args:
-                if isinstance(a, Tensor) and a._requires_grad:
-                    node = a.grad_fn
-                    if node is None:
-                        node = a._accumulator
-                        if node is None:
-                            node = a._grad_accumulator()
-                    next_nodes.append(node)
-                else:
-                    next_nodes.append(None)
             # each input's version (the op wrote none), kept where the rule reads inputs: a later
             # in-place write to one must fail in backward
-            versions = None if prim.name in _READS_NO_INPUT else tuple(
-                [a._version_counter[0] if isinstance(a, Tensor) else None for a in args])
+            versions = None if prim.name in _READS_NO_INPUT else []
+            for a in args:
+                if isinstance(a, Tensor):
+                    if versions is not None:
+                        versions.append(a._version_counter[0])
+                    if a._requires_grad:
+                        node = a.grad_fn
+                        if node is None:
+                            node = a._accumulator
+                            if node is None:
+                                node = a._grad_accumulator()
+                        next_nodes.append(node)
+                        continue
+                elif versions is not None:
+                    versions.append(None)
+                next_nodes.append(None)
             if not name:
                 name = prim.grad_fn_name
                 if not isinstance(name, str):
                     name = name(args, params)
-            node_type = _node_classes.get(name) or graph.node_class(name)
-            node = node_type(prim, args, out, params, tuple(next_nodes), versions)
+            node = object.__new__(_node_classes.get(name) or graph.node_class(name))
+            node._seq = next(_node_sequence)  # graph.PrimitiveNode's slots, set here: no frame
+            node.prim = prim
+            node.inputs = args
+            node.ans = out
+            node.params = params
+            node._next = tuple(next_nodes)
+            node.versions = None if versions is None else tuple(versions)
+            node.freed = False
+            node._pre_hooks = None
+            node._retained = None
             t = object.__new__(cls)
             t._data = out
             t._requires_grad = True

@@ -125,20 +125,11 @@ def node_class(name):
 
 
 class PrimitiveNode(Node):
+    """One primitive application. Tensor._bind makes them (its hot path sets the slots itself):
+    prim, inputs (the operands), ans (the output's data), params, versions (the inputs' versions
+    when recorded; None where the rule reads no input), freed, out_version (the output's version
+    counter)."""
     __slots__ = ("prim", "inputs", "ans", "params", "versions", "freed", "out_version")
-
-    def __init__(self, prim, inputs, ans, params, next_nodes, versions):
-        self._seq = next(_sequence)
-        self.prim = prim
-        self.inputs = inputs
-        self.ans = ans
-        self.params = params
-        self._next = next_nodes
-        self.versions = versions  # inputs' versions (None where the rule reads no input)
-        self.freed = False
-        self._pre_hooks = None
-        self._retained = None
-        self.out_version = None  # the output tensor's version counter, set by Tensor._bind
 
     def check_saved(self):
         name = self.prim.name
