@@ -133,7 +133,7 @@ def _workload(kind, title, full_n, atol=1e-4):
         sizes={"full": full_n, "quick": 256},
         impls=[Impl("tapegrad eager", "tapegrad", epoch_setup("tapegrad")),
                Impl("tapegrad compile", "tapegrad", epoch_setup("tapegrad", compiled=True),
-                    note="tapegrad.compile: tg.jit forward, parameters as inputs"),
+                    note="tapegrad.compile: tg.jit, one forward sweep, parameters as inputs"),
                Impl("PyTorch eager", "peer", epoch_setup("torch")),
                Impl("PyTorch compile", "peer", epoch_setup("torch", compiled=True),
                     note="torch.compile (inductor)", runs_in="slow")],
