@@ -207,6 +207,34 @@ def _erfcinv(y):
     return P.where(middle, z_middle, P.where(low, z_low, P.where(high, z_high, edge)))
 
 
+def _chebyshev(x, coefficients):
+    """Clenshaw's sum of a Chebyshev series (NumPy's _chbevl), on traced values."""
+    b0, b1, b2 = coefficients[0], 0.0, 0.0
+    for c in coefficients[1:]:
+        b2, b1 = b1, b0
+        b0 = x * b1 - b2 + c
+    return 0.5 * (b0 - b2)
+
+
+def _i0_scaled(x):
+    """exp(-|x|) I0(x) by NumPy's own steps (Cephes' Chebyshev series), from which np.i0,
+    scipy.special.i0 and i0e follow; each branch sees only its own inputs."""
+    from numpy.lib import _function_base_impl as impl       # NumPy's coefficients
+    if dtype_of(x).kind == "c":
+        raise TypeError("i0 not supported for complex values")
+    a = P.abs_(_float(x))
+    small = a <= 8.0
+    near = _chebyshev(P.where(small, a, 0.0) / 2.0 - 2, impl._i0A)
+    far_a = P.where(small, 9.0, a)
+    far = _chebyshev(32.0 / far_a - 2.0, impl._i0B) / P.sqrt(far_a)
+    return P.where(small, near, far), a
+
+
+def _i0(x):
+    scaled, a = _i0_scaled(x)
+    return P.exp(a) * scaled
+
+
 def _gammasgn(x):
     # the sign of Gamma: +1 right of 0, alternating between the poles left of it (NaN at them)
     x = _float(x)
@@ -246,7 +274,8 @@ def _scipy_ufuncs():
             special.logit: _logit, special.gamma: _gamma,
             special.rgamma: _rgamma, special.gammasgn: _gammasgn,
             special.beta: _beta, special.betaln: _betaln, special.erfinv: _erfinv,
-            special.erfcinv: _erfcinv, special.xlog1py: _xlog1py, special.entr: _entr,
+            special.erfcinv: _erfcinv, special.i0: _i0,
+            special.i0e: lambda x: _i0_scaled(x)[0], special.xlog1py: _xlog1py, special.entr: _entr,
             special.rel_entr: _relative_entropy(False), special.kl_div: _relative_entropy(True),
             special.ndtr: _ndtr, special.ndtri: lambda p: 0.0 - math.sqrt(2.0) * _erfcinv(2.0 * p),   # +0 at 1/2
             special.log_expit: lambda x: -P.softplus(-x)}
@@ -1093,7 +1122,7 @@ ARRAY_FUNCTIONS = {
     np.iscomplexobj: _real_only(np.iscomplexobj, lambda x: False),
     np.isrealobj: _real_only(np.isrealobj, lambda x: True),
     np.isclose: _isclose, np.allclose: _allclose,
-    np.nansum: _nansum, np.nanmean: _nanmean, np.average: _average,
+    np.i0: _i0, np.nansum: _nansum, np.nanmean: _nanmean, np.average: _average,
 }
 
 

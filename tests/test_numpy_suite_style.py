@@ -386,3 +386,17 @@ def test_average_with_traced_weights(axis):
     check(lambda x, w: np.average(x, axis=axis, weights=w, returned=True)[1], R(2, 3), w,
           argnums=(1,), second=False)
     check(lambda x: np.average(x, axis=axis), R(2, 3), second=False)
+
+
+def test_i0_by_numpys_own_steps():
+    special = pytest.importorskip("scipy.special")
+    x = np.concatenate([np.linspace(-30, 30, 121), [0.0, -0.0, 8.0, 700.0, np.inf, np.nan]])
+    for f in (np.i0, special.i0, special.i0e):
+        with np.errstate(all="ignore"):
+            jitted, want = tg.jit(f), f(x)
+            for got in (jitted(x), jitted(x)):
+                np.testing.assert_allclose(got, want, rtol=1e-15, equal_nan=True)
+    xs = np.array([[-5.0, -0.3, 0.4], [2.0, 9.0, 11.0]])
+    for f in (np.i0, special.i0e):
+        check(f, xs)
+    np.testing.assert_allclose(tg.grad(lambda x: np.sum(np.i0(x)))(xs), special.i1(xs), rtol=1e-14)
