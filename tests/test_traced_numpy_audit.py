@@ -396,6 +396,7 @@ CASES.update({
     np.isclose: [C((2, 3), (2, 3), grad=False), C((2, 3), (3,), kw={"equal_nan": True},
                                                      grad=False)],
     np.allclose: [C((2, 3), (2, 3), grad=False), C((5,), (5,), kw={"atol": 0.5}, grad=False)],
+    np.i0: [C((2, 3)), C((5,), domain=(-12.0, 12.0))],
     np.nansum: [C((2, 3)), C((2, 3, 4), kw={"axis": (0, 2), "keepdims": True})],
     np.nanmean: [C((2, 3)), C((2, 3, 4), kw={"axis": -1})],
     np.average: [C((2, 3)), C((2, 3), kw={"axis": 0}),
