@@ -15,7 +15,7 @@ import numpy as np
 from ..core import quiet_errors, restore_errors
 from ..primitives import unbroadcast
 from .anomaly import anomaly_enabled
-from .grad_mode import _set_enabled, is_grad_enabled
+from .grad_mode import _set_enabled, _state as _grad_state  # noqa: F401 (tensor.py uses it)
 
 # Rules of these primitives read only shapes, so their graphs survive a backward without
 # retain_graph, and in-place changes of their inputs are harmless (PyTorch saves nothing for them).
@@ -189,7 +189,8 @@ class PrimitiveNode(Node):
             else:
                 if i < len(rules):
                     rule = rules[i]
-                    ct = None if rule is None else rule(g, ans, *args, **params)
+                    ct = None if rule is None else (
+                        rule(g, ans, *args, **params) if params else rule(g, ans, *args))
                 else:
                     ct = prim.vjp(i, g, ans, args, params)
                 if ct is not None:
@@ -240,8 +241,9 @@ def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capt
         if node is not None:
             _send(buffer, heap, node, g)
     check_nan = anomaly_enabled()
-    previous = is_grad_enabled()  # as `with enable_grad()/no_grad()`, without the context objects
-    _set_enabled(create_graph)
+    # as `with enable_grad()/no_grad()` and np.errstate, without the context objects
+    previous = getattr(_grad_state, "enabled", True)
+    _grad_state.enabled = bool(create_graph)
     errors = quiet_errors()
     try:
         while heap:
@@ -273,7 +275,7 @@ def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capt
                 node.freed = True
     finally:
         restore_errors(errors)
-        _set_enabled(previous)
+        _grad_state.enabled = previous
 
 
 def _send(buffer, heap, node, g):
