@@ -25,7 +25,7 @@ from .serialization import load, save
 from .autograd import enable_grad, no_grad, set_grad_enabled
 from ._tensor_str import set_printoptions
 
-get_default_dtype = (lambda: float32)
+from .functions import get_default_dtype, set_default_dtype  # noqa: F401,E402
 from .transforms import grad, jit, make_tape, value_and_grad, vmap  # noqa: E402  (traced tapes)
 from .forward import hessian, hvp, jacfwd, jacobian, jacrev, jvp, linearize, vjp  # noqa: E402
 from .custom_rules import custom_jvp, custom_vjp  # noqa: E402

@@ -182,8 +182,9 @@ class TensorMethods(metaclass=_TensorType):
     __slots__ = ()
 
     def __new__(cls, *args, **kwargs):
-        # torch.Tensor(data) / torch.Tensor(2, 3): the legacy constructor, float32 by default
-        return legacy_new(np.float32, args, kwargs)
+        # torch.Tensor(data) / torch.Tensor(2, 3): the legacy constructor, of the default dtype
+        from .functions import _DEFAULT_FLOAT
+        return legacy_new(_DEFAULT_FLOAT[0], args, kwargs)
 
     # ------------------------------------------------------------------ format
     def __format__(self, spec):

@@ -66,6 +66,8 @@ _SUPPORTED_DTYPES = frozenset(
     )
 )
 
+DEFAULT_FLOAT = [np.dtype(np.float32)]   # torch.get_default_dtype(), set by set_default_dtype
+
 # Besides the default float dtype, torch never names these in a non-empty repr.
 _IMPLICIT_DTYPES = (np.dtype(np.int64), np.dtype(np.bool_))
 
@@ -299,7 +301,7 @@ def format_tensor(
     *,
     requires_grad: bool = False,
     grad_fn_name: str | None = None,
-    default_dtype=np.float32,
+    default_dtype=None,
 ) -> str:
     """The full repr of a tensor holding ``values``, as PyTorch prints it.
 
@@ -312,6 +314,8 @@ def format_tensor(
     """
     values = np.asarray(values)
     dtype_name = torch_dtype_name(values.dtype)
+    if default_dtype is None:
+        default_dtype = DEFAULT_FLOAT[0]
     is_default_float = values.dtype == np.dtype(default_dtype)
     prefix = "tensor("
     indent = len(prefix)

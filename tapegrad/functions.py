@@ -53,7 +53,7 @@ def _infer_dtype(data):
         return data.dtype
     arr = np.asarray(data)
     if arr.dtype.kind == "f":
-        return np.dtype(np.float32)
+        return _DEFAULT_FLOAT[0]
     if arr.dtype.kind in "iu":
         return np.dtype(np.int64)
     if arr.dtype.kind == "b":
@@ -73,8 +73,43 @@ def _finish(data, requires_grad):
     return t
 
 
-def _resolve_dtype(dtype, default=np.float32):
-    return np.dtype(default) if dtype is None else dtypes.to_numpy_dtype(dtype)
+_DEFAULT_FLOAT = [np.dtype(np.float32)]   # torch.set_default_dtype changes it
+
+
+def _resolve_dtype(dtype, default=None):
+    if dtype is not None:
+        return dtypes.to_numpy_dtype(dtype)
+    return _DEFAULT_FLOAT[0] if default is None else np.dtype(default)
+
+
+def set_default_dtype(d):
+    """The float dtype of new tensors made from Python floats and of the factories (float32 or
+    float64), as torch.set_default_dtype.
+
+    Args:
+        d: ``torch.float32`` or ``torch.float64``.
+
+    Returns:
+        None.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> torch.set_default_dtype(torch.float64)
+        >>> torch.tensor([1.5]).dtype
+        torch.float64
+        >>> torch.set_default_dtype(torch.float32)
+    """
+    np_dtype = dtypes.to_numpy_dtype(d)
+    if np_dtype not in (np.float32, np.float64):
+        raise TypeError("only floating-point types are supported as the default type "
+                        "(tapegrad: float32 or float64)")
+    _DEFAULT_FLOAT[0] = np.dtype(np_dtype)
+    from . import _tensor_str
+    _tensor_str.DEFAULT_FLOAT[0] = np.dtype(np_dtype)
+
+
+def get_default_dtype():
+    return dtypes.from_numpy_dtype(_DEFAULT_FLOAT[0])
 
 
 def tensor(data, dtype=None, device=None, requires_grad=False):
@@ -336,7 +371,7 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
     """
     start, end = (0, start) if end is None else (start, end)
     is_int = builtins.all(isinstance(v, (int, np.integer)) for v in (start, end, step))
-    data = np.arange(start, end, step).astype(_resolve_dtype(dtype, np.int64 if is_int else np.float32))
+    data = np.arange(start, end, step).astype(_resolve_dtype(dtype, np.int64 if is_int else None))
     return _finish(data, requires_grad)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from . import _device, dtypes
 from . import numpy_api
 from . import primitives as P
-from ._tensor_str import format_tensor
+from ._tensor_str import DEFAULT_FLOAT, format_tensor
 from .operators import PrimitiveOperators, binary_operator
 from ._tensor_methods import TensorMethods, return_type
 from . import autograd
@@ -63,7 +63,7 @@ def _weak_float_fix(out, args):
         floats = [d for d in group if _np(d).kind == "f"]
         if floats:
             return out if any(_np(d) == np.float64 for d in floats) else out.astype(np.result_type(*[_np(d) for d in floats]))
-    return out.astype(np.float32)
+    return out.astype(DEFAULT_FLOAT[0])   # torch.get_default_dtype()
 
 
 def _cpp_name(d):

@@ -527,3 +527,25 @@ def test_more_of_torch_utils_data():
     batches = [b[0] for b in loader]
     assert [len(b) for b in batches] == [4, 4]
     assert sorted(tg.cat(batches).tolist()) == [float(i) for i in range(8)]
+
+
+def test_set_default_dtype_as_pytorch():
+    try:
+        for m in (tg, torch):
+            m.set_default_dtype(m.float64)
+        for make in (lambda m: m.tensor([1.5]), lambda m: m.ones(2), lambda m: m.arange(3.0),
+                     lambda m: m.randn(2), lambda m: m.Tensor([1]), lambda m: m.arange(3) * 1.5,
+                     lambda m: m.nn.Linear(2, 2).weight, lambda m: m.tensor([1.5], dtype=m.float32),
+                     lambda m: m.linspace(0, 1, 3)):
+            ours, theirs = make(tg), make(torch)
+            assert ours.dtype.name == str(theirs.dtype)[6:]
+        assert repr(tg.tensor([1.5])) == repr(torch.tensor([1.5]))
+        assert repr(tg.tensor([1.5], dtype=tg.float32)) == repr(torch.tensor([1.5],
+                                                                             dtype=torch.float32))
+        assert tg.get_default_dtype() == tg.float64
+        with pytest.raises(TypeError, match="only floating-point types"):
+            tg.set_default_dtype(tg.int64)
+    finally:
+        tg.set_default_dtype(tg.float32)
+        torch.set_default_dtype(torch.float32)
+    assert repr(tg.tensor([1.5])) == "tensor([1.5000])"
