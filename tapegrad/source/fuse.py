@@ -1,28 +1,31 @@
 """Fused loops for the elementwise array statements of emitted code (jit=True).
 
-Numba compiles each array operation of `y = 100.0 * (a - b ** 2) ** 2` to its own loop writing
-its own temporary array. For code that Numba compiles, runs of consecutive elementwise
+Numba compiles each array operation of `100.0 * (x[1:] - x[:-1] ** 2) ** 2` to its own loop
+writing its own temporary array. For code that Numba compiles, runs of consecutive elementwise
 statements over the same shape become one loop nest instead, with one scalar per element where
-the array temporaries were:
+the array temporaries were (Rosenbrock's forward and adjoint sweeps share one loop):
 
-    result_3 = result_2 ** 2                  for i in range(result_2.shape[0]):
-    result_4 = result_1 - result_3                result_4_i = result_1[i] - result_2[i] ** 2
-    result = np.sum(100.0 * result_4 ** 2)        result += 100.0 * result_4_i ** 2
-    x_bar[1:] += 200.0 * result_4                 x_bar[i + 1] += 200.0 * result_4_i
+    result_1 = x[1:]                           for i in range(x[:-1].shape[0]):
+    result_4 = result_1 - x[:-1] ** 2              result_4_i = x[i + 1] - x[i] ** 2
+    result = np.sum(100.0 * result_4 ** 2)  ->     result += 100.0 * result_4_i ** 2
+    ...                                            ...
+    x_bar[1:] += result_4_bar                      x_bar[i + 1] += result_4_bar_i
 
 A run holds statements `t = E` (t an array, E elementwise: arithmetic, comparisons, NumPy ufuncs,
-np.where, np.full_like/zeros_like), full reductions `s = np.sum(E)` / `np.mean(E)` (accumulated
-in the loop) and element updates `a[slices] += E` (index arithmetic: `x_bar[1:]` is
-`x_bar[i + 1]`). Matrix products inside E (`np.tanh(x @ w + b)`) are computed before the loop
-(BLAS). Broadcasting follows the static kinds: an operand of lower ndim lines up with the last
-axes, an axis known to be 1 is indexed 0. A temporary is an array only when code after the run
-reads it; statements that read none of the run's results (seeding `x_bar = np.zeros_like(x)`)
-move above the loop so that the forward and adjoint sweeps of one expression can share a loop.
+np.where, np.full_like/zeros_like), full reductions `s = np.sum(E)`, `np.mean(E)`, `s += np.sum(E)`
+and sums over axes `b = np.sum(E, axis=0)`, `b_bar += ...` (accumulated in the loop), and element
+updates `a[slices] += E` (index arithmetic: `x_bar[1:]` is `x_bar[i + 1]`; a name bound to a
+slice is read through its array). Matrix products inside E (`np.tanh(x @ w + b)`) are computed
+before the loop (BLAS). Broadcasting follows the static kinds: an operand of lower ndim lines up
+with the last axes, an axis known to be 1 is indexed 0. A temporary is an array only when code
+after the run reads it; statements that read none of the run's results (seeding
+`x_bar = np.zeros_like(x)`) move above the loop.
 
 Statements join a run only when their shapes are known equal (from the emitter's shape asserts,
-`zeros_like`, views and aliases); one assert before each loop checks every operand against the
-loop bounds. Fusing is legal because nothing in a run reads an array the run writes, except an
-update reading its own element, and no statement reads a sum still being accumulated.
+`*_like`, views and aliases); one assert before each loop checks the operands against the loop
+bounds, naming the user's line. Fusing is legal because nothing in a run reads an array the run
+writes (an update `a[i] += e` reads only its own element), and nothing reads a sum before its
+loop ends.
 """
 import ast
 import copy
