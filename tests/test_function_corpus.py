@@ -834,6 +834,23 @@ def c_trace(m):
     return np.trace(m) * np.trace(np.dot(m, m.T))
 
 
+def c_var_std(x):
+    return np.var(x) + np.std(x * 2.0) + np.float64(round(2.4)) * x[0]
+
+
+def c_outer_eye_diag(x, m):
+    p = np.outer(x, x) + np.eye(3) * 2.0
+    return np.sum(p * m) + np.sum(np.diag(m) * x) + np.sum(np.diag(x) * m)
+
+
+def c_tril_triu_cumsum(m):
+    return np.sum(np.tril(m) * np.triu(m * m)) + np.sum(np.cumsum(m) ** 2)
+
+
+def c_diag_of_a_wide_matrix(m):
+    return np.sum(np.diag(m) ** 3)
+
+
 def c_clip_like_minmax(x):
     s = 0.0
     for i in range(len(x)):
@@ -930,6 +947,9 @@ CORPUS = [
     (c_branch_assign_then_break, _sets([0.4, 1.1, -0.7, 5.0]), 0),
     (c_global_coefficients, _sets(S, [0, 2, -1]), 0),
     (c_list_appended_in_a_loop, [(VEC, 4), (VEC, 2)], 0), (c_trace, [(MAT,), (RNG.randn(2, 3),)], 0),
+    (c_var_std, [(VEC,)], 0), (c_outer_eye_diag, [(VEC3, MAT)], (0, 1)),
+    (c_tril_triu_cumsum, [(MAT,)], 0),
+    (c_diag_of_a_wide_matrix, [(RNG.randn(1, 4),), (RNG.randn(4, 2),)], 0),
 ]
 
 # What a face refuses, with the message it must give (it names the user's line too): math.*

@@ -1071,6 +1071,23 @@ class Normaliser:
             new = ast.BinOp(left=args[0], op=ast.Pow(), right=args[1])
         elif obj is np.square and len(args) == 1:
             new = ast.BinOp(left=args[0], op=ast.Pow(), right=ast.Constant(2))
+        elif obj is np.outer and len(args) == 2:      # ravel(a)[:, None] * ravel(b)[None, :]
+            def flat(arg, index):
+                return ast.Subscript(value=ast.Call(func=ast.Attribute(value=ast.Name(
+                    id=_NP, ctx=ast.Load()), attr="ravel", ctx=ast.Load()), args=[arg],
+                    keywords=[]), slice=ast.Tuple(elts=index, ctx=ast.Load()), ctx=ast.Load())
+            new = ast.BinOp(left=flat(args[0], [ast.Slice(), ast.Constant(None)]), op=ast.Mult(),
+                            right=flat(args[1], [ast.Constant(None), ast.Slice()]))
+        elif obj in (np.var, np.std) and len(args) == 1:
+            # mean((x - mean(x)) ** 2); std is its square root (ddof 0, over all elements)
+            def call(name, *arguments):
+                return ast.Call(func=ast.Attribute(value=ast.Name(id=_NP, ctx=ast.Load()),
+                                                   attr=name, ctx=ast.Load()),
+                                args=list(arguments), keywords=[])
+            new = call("mean", ast.BinOp(left=ast.BinOp(left=args[0], op=ast.Sub(),
+                                                        right=call("mean", args[0])),
+                                         op=ast.Pow(), right=ast.Constant(2)))
+            new = new if obj is np.var else call("sqrt", new)
         elif obj is np.matmul and len(args) == 2:     # as `@`, which Numba compiles
             new = ast.BinOp(left=args[0], op=ast.MatMult(), right=args[1])
         elif obj in (np.expand_dims, np.squeeze) and len(args) == 2:

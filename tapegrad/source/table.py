@@ -125,6 +125,10 @@ def _at_least(n):
     return result
 
 
+def _matrix_kind(kind):
+    return Kind("float", 2, kind.ones) if kind.ndim == 2 else "takes one matrix (2-D) here"
+
+
 def _back_to_shape(x, g, ans, kind):
     # the inverse of a reshape that only adds axes of length 1
     return f"np.sum({g})" if kind.ndim == 0 else \
@@ -142,6 +146,22 @@ ARRAY_OPS = {
     np.trace: ArrayOp("trace", lambda kind: Kind("float", 0) if kind.ndim == 2 else
                       "takes one matrix (2-D) here",
                       lambda x, g, ans, kind: f"{g} * np.eye({x}.shape[0], {x}.shape[1])"),
+    # np.diag: a matrix's diagonal (its cotangent is g on the diagonal), or a vector on a
+    # diagonal (its cotangent is g's diagonal)
+    np.diag: ArrayOp("diag", lambda kind: Kind("float", 3 - kind.ndim) if kind.ndim in (1, 2)
+                     else "takes a vector or a matrix",
+                     lambda x, g, ans, kind: f"np.diag({g})" if kind.ndim == 1 else (
+                         # g on the diagonal of x's (maybe not square) shape
+                         f"np.dot(np.dot(np.eye({x}.shape[0], {g}.shape[0]), np.diag({g})), "
+                         f"np.eye({g}.shape[0], {x}.shape[1]))")),
+    np.tril: ArrayOp("tril", _matrix_kind, lambda x, g, ans, kind: f"np.tril({g})"),
+    np.triu: ArrayOp("triu", _matrix_kind, lambda x, g, ans, kind: f"np.triu({g})"),
+    # np.cumsum without an axis runs over the flattened array: its cotangent is the reversed
+    # cumulative sum of g, in x's shape
+    np.cumsum: ArrayOp("cumsum", lambda kind: Kind("float", 1),
+                       lambda x, g, ans, kind: f"np.cumsum({g}[::-1])[::-1]" if kind.ndim == 1
+                       else f"np.ascontiguousarray(np.cumsum({g}[::-1])[::-1])"
+                       f".reshape({x}.shape)"),
     np.atleast_1d: ArrayOp("atleast_1d", _at_least(1), _back_to_shape),
     np.atleast_2d: ArrayOp("atleast_2d", _at_least(2), _back_to_shape),
     np.atleast_3d: ArrayOp("atleast_3d", _at_least(3), _back_to_shape),
@@ -219,13 +239,15 @@ CALLS.update({
     np.prod: Reduction("prod"), np.linalg.norm: Reduction("norm"),
     np.dot: MatMul(dot=True), np.matmul: MatMul(),
     np.reshape: Reshape(), np.ravel: Reshape(1), np.transpose: Transpose(),
-    builtins.float: Identity(to_float=True), np.copy: Identity(),
+    builtins.float: Identity(to_float=True), np.float64: Identity(to_float=True),
+    np.copy: Identity(), builtins.round: Constant(_int_result),
     np.sign: Constant(_same_as_first), np.floor: Constant(_float_of_first),
     np.ceil: Constant(_float_of_first), np.trunc: Constant(_float_of_first),
     math.floor: Constant(_int_result), builtins.int: Constant(_int_result),
     builtins.len: Constant(_int_result),
     np.zeros: Constant(_allocated("float")), np.ones: Constant(_allocated("float")),
     np.empty: Constant(_allocated("float")),
+    np.eye: Constant(lambda kinds, nodes: Kind("float", 2)),
     np.zeros_like: Constant(_like), np.ones_like: Constant(_like),
     np.arange: Constant(_arange),
     np.linspace: Constant(lambda kinds, nodes: Kind("float", 1)),
