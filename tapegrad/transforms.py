@@ -792,19 +792,24 @@ def _fast_call(args, program, read):
     if call is None:
         return None
     names = dict(call=call, read=read, ndarray=np.ndarray, key=None if read is None else read())
-    tests = [f"len(args) == {len(args)}"]
+    tests = []
     for k, a in enumerate(args):
         if type(a) is float:
-            tests.append(f"type(args[{k}]) is float")
+            tests.append(f"type(a{k}) is float")
         elif type(a) is np.ndarray and a.flags.c_contiguous and a.dtype.kind != "O":
             names[f"s{k}"], names[f"d{k}"] = a.shape, a.dtype
-            tests.append(f"type(args[{k}]) is ndarray and args[{k}].shape == s{k} and "
-                         f"args[{k}].dtype is d{k} and args[{k}].flags.c_contiguous")
+            tests.append(f"type(a{k}) is ndarray and a{k}.shape == s{k} and a{k}.dtype is d{k} "
+                         f"and a{k}.flags.c_contiguous")
         else:
             return None
     if read is not None:
         tests.append("read() == key")
-    return eval("lambda args: call(args) if " + " and ".join(tests) + " else None", names)
+    unpack = "".join(f"a{k}, " for k in range(len(args)))
+    exec(f"def fast(args):\n    if len(args) != {len(args)}:\n        return None\n"
+         + (f"    {unpack}= args\n" if args else "")
+         + f"    if {' and '.join(tests) or 'True'}:\n        return call(args)\n"
+         + "    return None\n", names)
+    return names["fast"]
 
 
 def jit(fun=None, *, device="cpu"):

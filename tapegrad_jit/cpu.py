@@ -832,6 +832,7 @@ class Program:
         self._local = threading.local()
         self._run = kernels().run
         self._results = result_builder(self.out_tree, [dtype for *_, dtype in self.outputs])
+        self._call_arrays = self._call_function()
         self._rows = False           # the generated row kernel: False until first asked for
         self._lock = threading.Lock()
 
@@ -924,15 +925,23 @@ class Program:
                 [v[o:o + n].reshape(shape) for o, n, shape, _ in self.outputs])
         return io
 
+    def _call_function(self):
+        """call_arrays written out for this program's inputs (no loop, no attribute lookups)."""
+        names = dict(local=self._local, make_io=self._io, run=self._run, code=self.code,
+                     ipool=self.ipool, results=self._results)
+        copies = "".join(f"    views[{k}][...] = inputs[{k}]\n" for k in range(len(self.inputs)))
+        source = ("def call_arrays(inputs):\n"
+                  "    try:\n        v, views, outs = local.io\n"
+                  "    except AttributeError:\n        v, views, outs = make_io()\n"
+                  f"{copies}    if run(code, ipool, v):\n        return None\n"
+                  "    return results(outs)\n")
+        exec(source, names)
+        return names["call_arrays"]
+
     def call_arrays(self, inputs):
         """The result tree for these input values (in tape input order), or None when a guard
         fails. The per-call path of jit: no allocation but the results."""
-        v, views, outs = self._io()
-        for view, value in zip(views, inputs):
-            view[...] = value
-        if self._run(self.code, self.ipool, v):
-            return None
-        return self._results(outs)
+        return self._call_arrays(inputs)
 
     def __call__(self, inputs):
         """(True, result tree), or (False, None) when a guard fails for these inputs."""
