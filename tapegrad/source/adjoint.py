@@ -341,6 +341,10 @@ class Emitter:
             if args[1] == ir.Const(None):
                 return f"np.minimum({x}, {high})"
             return None
+        if isinstance(op, table.Pack) and any(
+                isinstance(a, str) and self.kinds[a].is_array for a in args):
+            # np.array([x, y]) of arrays: Numba takes a tuple of arrays to np.stack only
+            return f"np.stack(({''.join(src(operand_node(a)) + ', ' for a in args)}))"
         forward = expr.forward
         if isinstance(op, table.Reshape) and isinstance(forward.func, ast.Attribute) \
                 and forward.func.attr == "reshape" and not self._fresh(args[0]):

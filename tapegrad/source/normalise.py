@@ -1032,6 +1032,12 @@ class Normaliser:
                                 target)
         if obj is np.array or obj is np.asarray:
             return self._np_array(node, out, origin, target)
+        if obj is np.stack and len(node.args) == 1 and all(
+                k.arg == "axis" and self.static_value(k.value, "axis") == 0
+                for k in node.keywords):  # along a new first axis: np.array of the list
+            return self._np_array(ast.copy_location(ast.Call(func=node.func, args=node.args,
+                                                             keywords=[]), node),
+                                  out, origin, target)
         if obj is builtins.len and len(node.args) == 1 and self._struct_of(node.args[0]) \
                 is not None:
             return ir.Const(len(self._struct_of(node.args[0])))
