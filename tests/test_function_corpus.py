@@ -856,6 +856,12 @@ def c_stack(x):
     return np.sum(rows[1] * rows[2]) + np.sum(np.stack((x, x), axis=0) ** 2)
 
 
+def c_concatenate(x, m):
+    joined = np.concatenate([x, x * x, np.sin(x)])
+    rows = np.concatenate((m, m * 2.0), axis=0)
+    return np.sum(joined * joined[::-1]) + np.sum(rows[1:] * rows[:-1])
+
+
 def c_clip_like_minmax(x):
     s = 0.0
     for i in range(len(x)):
@@ -955,7 +961,7 @@ CORPUS = [
     (c_var_std, [(VEC,)], 0), (c_outer_eye_diag, [(VEC3, MAT)], (0, 1)),
     (c_tril_triu_cumsum, [(MAT,)], 0),
     (c_diag_of_a_wide_matrix, [(RNG.randn(1, 4),), (RNG.randn(4, 2),)], 0),
-    (c_stack, [(VEC,)], 0),
+    (c_stack, [(VEC,)], 0), (c_concatenate, [(VEC3, MAT)], (0, 1)),
 ]
 
 # What a face refuses, with the message it must give (it names the user's line too): math.*

@@ -686,6 +686,14 @@ class Emitter:
             return [(x, cot.text)] if self.is_active(x) else []
         if isinstance(op, table.Pack):
             return [(a, f"{g.text}[{k}]") for k, a in active]
+        if isinstance(op, table.Concat):
+            terms, start = [], "0"
+            for a in args:
+                stop = f"{start} + {a}.shape[0]" if start != "0" else f"{a}.shape[0]"
+                if self.is_active(a):
+                    terms.append((a, f"{g.text}[{start}:{stop}]"))
+                start = stop
+            return terms
         if isinstance(op, table.ArrayOp):
             x = args[0]
             return [(x, op.adjoint(src(operand_node(x)), g.text, ans.text, self.kinds[x]))] \

@@ -198,6 +198,11 @@ class Analysis:
             if sorted(axes) != list(range(x.ndim)):
                 raise self.error(f"axes {axes} do not fit {x.ndim}-D arrays", stmt, "Call")
             return Kind(x.dtype, x.ndim, frozenset(i for i, a in enumerate(axes) if a in x.ones))
+        if isinstance(op, table.Concat):
+            if any(k.ndim == 0 or k.ndim != kinds[0].ndim for k in kinds):
+                raise self.error(f"`{ast.unparse(expr.forward)}` joins arrays of different "
+                                 "ndim, or scalars", stmt, "Call")
+            return Kind(broadcast(*kinds).dtype, kinds[0].ndim)
         if isinstance(op, table.Pack):
             if not kinds:
                 raise self.error("an empty list has no kind: start from np.zeros(n)", stmt,

@@ -1032,6 +1032,15 @@ class Normaliser:
                                 target)
         if obj is np.array or obj is np.asarray:
             return self._np_array(node, out, origin, target)
+        if obj is np.concatenate and len(node.args) == 1 and isinstance(
+                node.args[0], (ast.List, ast.Tuple)) and all(
+                k.arg == "axis" and self.static_value(k.value, "axis") == 0
+                for k in node.keywords):  # along the first axis; a tuple, as Numba takes it
+            operands = [self.name_operand(e, out, origin, "np.concatenate")
+                        for e in node.args[0].elts]
+            forward = ast.Call(func=_canonical_spelling(np.concatenate), keywords=[], args=[
+                ast.Tuple(elts=[operand_node(o) for o in operands], ctx=ast.Load())])
+            return self.emit(table.Concat(), operands, forward, out, origin, target)
         if obj is np.stack and len(node.args) == 1 and all(
                 k.arg == "axis" and self.static_value(k.value, "axis") == 0
                 for k in node.keywords):  # along a new first axis: np.array of the list

@@ -175,6 +175,12 @@ class Pack:
 
 
 @dataclass(frozen=True)
+class Concat:
+    """np.concatenate((a, b, ...)) along the first axis: each argument's cotangent is its rows
+    of the result's cotangent."""
+
+
+@dataclass(frozen=True)
 class Identity:
     to_float: bool = False  # float(n) turns an integer into a float
 
