@@ -6,8 +6,13 @@ same order, so the final parameters agree to float32 rounding; the check compare
 last batch's loss) with a float64 epoch backpropagated by hand in NumPy. One call = one epoch:
 the weights are copied in, then zero_grad / forward / loss / backward / step per batch.
 
-tapegrad eager and tapegrad.compile'd (tg.jit on the CPU, parameters as tape inputs) run against
-PyTorch eager; torch.compile (inductor: a C++ toolchain and a long first call) runs at --slow.
+tapegrad eager and tapegrad.compile'd (tg.jit on the CPU, parameters as tape inputs, one forward
+sweep) run against PyTorch eager; torch.compile (inductor: a C++ toolchain and a long first call)
+runs at --slow.
+
+On a machine shared with other work, OpenBLAS's worker threads (NumPy's matmul) and PyTorch's spin
+against the other processes and a 64x784x128 matmul can take 100 ms instead of 0.1 ms: compare
+with OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 there (both libraries single-threaded).
 """
 import numpy as np
 
