@@ -103,10 +103,7 @@ def _compile_key(reads, slow):
     terms = []
     for n, (kind, root, name, chain) in enumerate(reads):
         namespace[f"r{n}"] = root
-        term = (f"r{n}[{name!r}]" if kind == "global" else f"r{n}.cell_contents"
-                if kind == "cell" else f"r{n}")
-        for step, item in chain:
-            term += f".{item}" if step == "." else f"[{item!r}]"
+        term = location(n, kind, name, chain)
         # ints, strings and ordinary floats inline; everything else through value_key
         terms.append(f"((t{n}, v{n}) if (t{n} := type(v{n} := {term})) in _plain or t{n} is float "
                      f"and v{n} != 0 and v{n} == v{n} else v{n} if t{n} is _function "
@@ -115,6 +112,15 @@ def _compile_key(reads, slow):
               "    except Exception:\n        return slow()\n")
     exec(source, namespace)
     return namespace["key"]
+
+
+def location(n, kind, name, chain):
+    """The expression reading a location in generated code, its root bound to the name r<n>."""
+    term = f"r{n}[{name!r}]" if kind == "global" else f"r{n}.cell_contents" if kind == "cell" \
+        else f"r{n}"
+    for step, item in chain:
+        term += f".{item}" if step == "." else f"[{item!r}]"
+    return term
 
 
 def _read(kind, root, name, chain):
