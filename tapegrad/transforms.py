@@ -20,7 +20,7 @@ from collections import OrderedDict
 import numpy as np
 
 from . import primitives as P
-from .captures import captured
+from .captures import captured, location
 from .tape import optimize, tree_flatten, tree_unflatten
 from .trace import _PACKAGE_DIR, TraceContext, Tracer, _state, backward_on_tape, current, layout_key
 from .trace import lift_tree
@@ -730,7 +730,8 @@ class Jitted:
         """Make program, which just ran for args, the one the next call tries first."""
         fast = self._fast_calls.get(program, False)
         if fast is False:
-            fast = _fast_call(args, program, self._capture_key) if self.device == "cpu" else None
+            fast = _fast_call(args, program, self._captures if self._capture_key else None) \
+                if self.device == "cpu" else None
             if len(self._fast_calls) >= MAX_SIGNATURES * MAX_PATHS:
                 self._fast_calls = {}       # programs dropped from the signatures go too
             self._fast_calls[program] = fast
@@ -783,15 +784,17 @@ class Jitted:
         return results
 
 
-def _fast_call(args, program, read):
+def _fast_call(args, program, captures):
     """For arguments that are all C-contiguous NumPy arrays and floats: a function of the
     argument tuple that runs `program` when the arguments have these shapes and dtypes again
-    (and the captured scalars `read` gives are unchanged), else returns None. Written out for the
-    signature, so that a call builds no key: the per-call path of a jitted function."""
+    and the captured scalars (`captures`, or None) their current values, else returns None.
+    Written out for the signature, so that a call builds no key: the per-call path of a jitted
+    function. Captured ints, bools, strings and ordinary floats are compared where they are read;
+    any other captured value through the captures' whole key."""
     call = getattr(program, "call_arrays", None)
     if call is None:
         return None
-    names = dict(call=call, read=read, ndarray=np.ndarray, key=None if read is None else read())
+    names = dict(call=call, ndarray=np.ndarray)
     tests = []
     for k, a in enumerate(args):
         if type(a) is float:
@@ -802,14 +805,30 @@ def _fast_call(args, program, read):
                          f"and a{k}.flags.c_contiguous")
         else:
             return None
-    if read is not None:
-        tests.append("read() == key")
+    if captures is not None:
+        key = captures.key()
+        names.update(read=captures.key, key=key)
+        for n, ((kind, root, name, chain), entry) in enumerate(zip(captures.reads, key)):
+            if type(entry) is tuple and len(entry) == 2 and type(entry[0]) is type and (
+                    entry[0] in _PLAIN_SCALARS or entry[0] is float and entry[1] == entry[1]
+                    and entry[1] != 0):
+                names[f"r{n}"], names[f"t{n}"], names[f"c{n}"] = root, entry[0], entry[1]
+                tests.append(f"type(w{n} := {location(n, kind, name, chain)}) is t{n} "
+                             f"and w{n} == c{n}")
+            else:
+                tests = [t for t in tests if not t.startswith("type(w")] + ["read() == key"]
+                break
     unpack = "".join(f"a{k}, " for k in range(len(args)))
     exec(f"def fast(args):\n    if len(args) != {len(args)}:\n        return None\n"
          + (f"    {unpack}= args\n" if args else "")
-         + f"    if {' and '.join(tests) or 'True'}:\n        return call(args)\n"
-         + "    return None\n", names)
+         + "    try:\n"
+         + f"        hit = {' and '.join(tests) or 'True'}\n"
+         + "    except Exception:\n        return None\n"      # a captured name was deleted
+         + "    return call(args) if hit else None\n", names)
     return names["fast"]
+
+
+_PLAIN_SCALARS = (int, bool, str, bytes, type(None))
 
 
 def jit(fun=None, *, device="cpu"):

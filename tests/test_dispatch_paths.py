@@ -270,6 +270,48 @@ def test_fast_path_sees_a_captured_scalar_change():
         SCALE = 2.0
 
 
+class _Config:
+    k = 2
+
+
+CONFIG = _Config()
+TABLE = {"gain": 1.0}
+FLAG = True
+OFFSET = 0.0
+
+
+def _sine(x):
+    return np.sin(x)
+
+
+def _cosine(x):
+    return np.cos(x)
+
+
+HELPER = _sine
+
+
+def test_fast_path_checks_every_kind_of_captured_scalar():
+    global FLAG, OFFSET, HELPER
+
+    def f(x):
+        y = x * CONFIG.k * TABLE["gain"] + OFFSET + HELPER(x)
+        return y if FLAG else -y
+    jitted = tg.jit(f)
+    x = np.array([0.5, 1.5])
+    try:
+        changes = [lambda: None, lambda: setattr(CONFIG, "k", 3), lambda: TABLE.update(gain=0.5),
+                   lambda: globals().update(FLAG=False), lambda: globals().update(OFFSET=-0.0),
+                   lambda: globals().update(OFFSET=1.25), lambda: globals().update(HELPER=_cosine),
+                   lambda: setattr(CONFIG, "k", True)]
+        for change in changes:
+            change()
+            for _ in range(2):                      # the second call takes the fast path
+                np.testing.assert_array_equal(jitted(x), f(x))
+    finally:
+        CONFIG.k, TABLE["gain"], FLAG, OFFSET, HELPER = 2, 1.0, True, 0.0, _sine
+
+
 def test_fast_path_guard_failure_takes_the_other_path():
     def f(x):
         return x * 2.0 if x[0] > 0 else x - 1.0
