@@ -549,3 +549,98 @@ def test_set_default_dtype_as_pytorch():
         tg.set_default_dtype(tg.float32)
         torch.set_default_dtype(torch.float32)
     assert repr(tg.tensor([1.5])) == "tensor([1.5000])"
+
+
+F_CASES = [
+    ("selu", lambda F, a: F.selu(a), [(3, 4)]),
+    ("celu", lambda F, a: F.celu(a, 0.7), [(3, 4)]),
+    ("hardsigmoid", lambda F, a: F.hardsigmoid(a * 3), [(3, 4)]),
+    ("hardswish", lambda F, a: F.hardswish(a * 3), [(3, 4)]),
+    ("softshrink", lambda F, a: F.softshrink(a), [(3, 4)]),
+    ("tanhshrink", lambda F, a: F.tanhshrink(a), [(3, 4)]),
+    ("threshold", lambda F, a: F.threshold(a, 0.1, 20.0), [(3, 4)]),
+    ("prelu", lambda F, a, w: F.prelu(a, w), [(2, 3, 4), (3,)]),
+    ("glu", lambda F, a: F.glu(a, 1), [(3, 4)]),
+    ("max_pool1d", lambda F, a: F.max_pool1d(a, 3, 2, 1), [(2, 3, 9)]),
+    ("avg_pool1d", lambda F, a: F.avg_pool1d(a, 2), [(2, 3, 8)]),
+    ("adaptive_avg_pool1d", lambda F, a: F.adaptive_avg_pool1d(a, 3), [(2, 3, 8)]),
+    ("group_norm", lambda F, a, w, b: F.group_norm(a, 2, w, b), [(2, 4, 3, 3), (4,), (4,)]),
+    ("instance_norm", lambda F, a: F.instance_norm(a), [(2, 3, 4, 4)]),
+    ("cosine_similarity", lambda F, a, b: F.cosine_similarity(a, b), [(3, 4), (3, 4)]),
+    ("pairwise_distance", lambda F, a, b: F.pairwise_distance(a, b), [(3, 4), (3, 4)]),
+    ("pixel_shuffle", lambda F, a: F.pixel_shuffle(a, 2), [(1, 8, 2, 3)]),
+    ("interpolate nearest", lambda F, a: F.interpolate(a, scale_factor=2), [(1, 2, 3, 3)]),
+    ("interpolate size", lambda F, a: F.interpolate(a, size=(5, 2)), [(1, 2, 3, 4)]),
+    ("attention", lambda F, q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+     [(2, 3, 4), (2, 3, 4), (2, 3, 4)]),
+    ("margin_ranking", lambda F, a, b: F.margin_ranking_loss(a, b, (a * b).sign(), 0.1),
+     [(5,), (5,)]),
+    ("soft_margin", lambda F, a, b: F.soft_margin_loss(a, b.detach().sign()), [(5,), (5,)]),
+    ("cosine_embedding", lambda F, a, b: F.cosine_embedding_loss(a, b, a[:, 0].sign(), 0.2),
+     [(3, 4), (3, 4)]),
+    ("triplet_margin", lambda F, a, b, c: F.triplet_margin_loss(a, b, c), [(3, 4)] * 3),
+    ("poisson_nll", lambda F, a, b: F.poisson_nll_loss(a, b.abs()), [(5,), (5,)]),
+    ("gaussian_nll", lambda F, a, b, v: F.gaussian_nll_loss(a, b, v * v + 0.1), [(5,)] * 3),
+]
+
+
+@pytest.mark.parametrize("name, call, shapes", F_CASES, ids=[c[0] for c in F_CASES])
+def test_more_functional_matches_pytorch(name, call, shapes):
+    pairs = [_pair(s) for s in shapes]
+    ours = call(F, *[p[0] for p in pairs])
+    theirs = call(torch.nn.functional, *[p[1] for p in pairs])
+    # float64 throughout; a few of PyTorch's kernels round a constant to float32 (1e-8 off)
+    np.testing.assert_allclose(_np(ours), _np(theirs), rtol=1e-7, atol=1e-12)
+    weights = RNG.standard_normal(tuple(theirs.shape))
+    (ours * tg.tensor(weights)).sum().backward()
+    (theirs * torch.tensor(weights)).sum().backward()
+    for a, b in pairs:
+        if b.grad is not None:
+            np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-7, atol=1e-11)
+
+
+def test_more_layers_print_and_compute_as_pytorch():
+    layers = [("SELU", ()), ("Hardswish", ()), ("Softshrink", (0.3,)), ("Threshold", (0.1, 2.0)),
+              ("PReLU", (6,)), ("GroupNorm", (3, 6)), ("InstanceNorm2d", (6,)),
+              ("Dropout2d", (0.3,)), ("MaxPool1d", (2,)), ("Upsample", ()), ("ZeroPad2d", (1,)),
+              ("GLU", ()), ("Softmax2d", ())]
+    for name, args in layers:
+        kwargs = {"scale_factor": 2} if name == "Upsample" else {}
+        ours, theirs = getattr(tg.nn, name)(*args, **kwargs), getattr(torch.nn, name)(*args,
+                                                                                     **kwargs)
+        assert repr(ours) == repr(theirs), name
+        if name in ("Dropout2d",):
+            continue
+        x = RNG.standard_normal((2, 6, 4, 4) if name != "MaxPool1d" else (2, 6, 8))
+        a = ours.double()(tg.tensor(x)) if list(ours.parameters()) else ours(tg.tensor(x))
+        b = theirs.double()(torch.tensor(x))
+        np.testing.assert_allclose(_np(a), _np(b), rtol=1e-9, atol=1e-12, err_msg=name)
+    model = tg.nn.DataParallel(tg.nn.Linear(3, 2))
+    assert model(tg.ones(4, 3)).shape == (4, 2) and isinstance(model.module, tg.nn.Linear)
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_multihead_attention_and_transformer_layer_match_pytorch(batch_first):
+    theirs = torch.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=batch_first)
+    ours = tg.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=batch_first)
+    theirs, ours = theirs.double(), ours.double()
+    _copy_parameters(theirs, ours)
+    x = RNG.standard_normal((3, 2, 8))
+    seq = 2 if batch_first else 3
+    mask = np.triu(np.ones((seq, seq), bool), 1)
+    xa, xb = torch.tensor(x, requires_grad=True), tg.tensor(x, requires_grad=True)
+    a = theirs(xa, src_mask=torch.tensor(mask))
+    b = ours(xb, src_mask=tg.tensor(mask))
+    np.testing.assert_allclose(_np(b), _np(a), rtol=1e-9, atol=1e-12)
+    a.sum().backward()
+    b.sum().backward()
+    np.testing.assert_allclose(xb.grad.numpy(), xa.grad.numpy(), rtol=1e-8, atol=1e-11)
+    mha_a = torch.nn.MultiheadAttention(8, 4, batch_first=batch_first).double()
+    mha_b = tg.nn.MultiheadAttention(8, 4, batch_first=batch_first).double()
+    _copy_parameters(mha_a, mha_b)
+    pad = np.zeros((3, 2) if batch_first else (2, 3), bool)
+    pad[0, -1] = True
+    out_a, w_a = mha_a(*(torch.tensor(x),) * 3, key_padding_mask=torch.tensor(pad))
+    out_b, w_b = mha_b(*(tg.tensor(x),) * 3, key_padding_mask=tg.tensor(pad))
+    np.testing.assert_allclose(_np(out_b), _np(out_a), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(_np(w_b), _np(w_a), rtol=1e-9, atol=1e-12)

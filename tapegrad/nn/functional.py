@@ -1260,3 +1260,688 @@ elu = _shown_as("EluBackward0", elu)
 hardtanh = _shown_as("HardtanhBackward0", hardtanh)
 relu6 = _shown_as("HardtanhBackward0", relu6)
 logsigmoid = _shown_as("LogSigmoidBackward0", logsigmoid)
+
+
+# ---------------------------------------------------------------------------------------------
+# More activations, pooling, normalisation, distances, attention and losses
+# ---------------------------------------------------------------------------------------------
+
+def selu(input, inplace=False):
+    """SELU: scale * (x if x > 0 else alpha * (exp(x) - 1)), PyTorch's constants.
+
+    Args:
+        input: the input Tensor.
+        inplace: accepted for PyTorch compatibility.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.selu(torch.tensor([-1.0, 0.5, 2.0]))
+        tensor([-1.1113,  0.5254,  2.1014])
+    """
+    alpha, scale = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+    return scale * P.where(input > 0, input, alpha * P.expm1(input))
+
+
+def celu(input, alpha=1.0, inplace=False):
+    """CELU: x if x > 0 else alpha * (exp(x / alpha) - 1).
+
+    Args:
+        input: the input Tensor.
+        alpha: the scale of the negative part.
+        inplace: accepted for PyTorch compatibility.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.celu(torch.tensor([-1.0, 0.5, 2.0]), alpha=0.5)
+        tensor([-0.4323,  0.5000,  2.0000])
+    """
+    return P.where(input > 0, input, alpha * P.expm1(input / alpha))
+
+
+def hardsigmoid(input, inplace=False):
+    """clamp(x / 6 + 1/2, 0, 1).
+
+    Args:
+        input: the input Tensor.
+        inplace: accepted for PyTorch compatibility.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.hardsigmoid(torch.tensor([-4.0, 0.0, 1.5]))
+        tensor([0.0000, 0.5000, 0.7500])
+    """
+    return P.clamp(input / 6 + 0.5, min=0.0, max=1.0)
+
+
+def hardswish(input, inplace=False):
+    """x * hardsigmoid(x).
+
+    Args:
+        input: the input Tensor.
+        inplace: accepted for PyTorch compatibility.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.hardswish(torch.tensor([-4.0, 0.0, 1.5]))
+        tensor([-0.0000, 0.0000, 1.1250])
+    """
+    return input * hardsigmoid(input)
+
+
+def softshrink(input, lambd=0.5):
+    """x - lambd above lambd, x + lambd below -lambd, 0 between.
+
+    Args:
+        input: the input Tensor.
+        lambd: the threshold.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.softshrink(torch.tensor([-1.0, 0.5, 2.0]))
+        tensor([-0.5000,  0.0000,  1.5000])
+    """
+    return P.where(input > lambd, input - lambd, P.where(input < -lambd, input + lambd, 0))
+
+
+def tanhshrink(input):
+    """x - tanh(x).
+
+    Args:
+        input: the input Tensor.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.tanhshrink(torch.tensor([-1.0, 0.5, 2.0]))
+        tensor([-0.2384,  0.0379,  1.0360])
+    """
+    return input - P.tanh(input)
+
+
+def threshold(input, threshold, value, inplace=False):
+    """x where x > threshold, else value.
+
+    Args:
+        input: the input Tensor.
+        threshold: the threshold.
+        value: the value below it.
+        inplace: accepted for PyTorch compatibility.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.threshold(torch.tensor([-1.0, 0.5, 2.0]), 0.0, -5.0)
+        tensor([-5.0000,  0.5000,  2.0000])
+    """
+    return P.where(input > threshold, input, value)
+
+
+def prelu(input, weight):
+    """x where x > 0, else weight * x (one weight, or one per channel of dim 1).
+
+    Args:
+        input: the input Tensor.
+        weight: the slopes: one element, or one per channel.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.prelu(torch.tensor([-1.0, 0.5, 2.0]), torch.tensor([0.25]))
+        tensor([-0.2500,  0.5000,  2.0000])
+    """
+    w = weight.reshape((-1,) + (1,) * (input.ndim - 2)) if input.ndim > 1 and \
+        weight.numel() > 1 else weight
+    return P.where(input > 0, input, w * input)
+
+
+def glu(input, dim=-1):
+    """The gated linear unit: a * sigmoid(b), a and b the halves of input along dim.
+
+    Args:
+        input: the input Tensor (even length along dim).
+        dim: the dimension split in two.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.glu(torch.tensor([1.0, 2.0, 0.0, 100.0]))
+        tensor([0.5000, 2.0000])
+    """
+    a, b = input.chunk(2, dim)
+    return a * P.sigmoid(b)
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """1-d max pooling over the last dimension of (N, C, L) or (C, L).
+
+    Args:
+        input: the input Tensor.
+        kernel_size: the window length.
+        stride: the step (default kernel_size).
+        padding: implicit -inf padding on both sides.
+        dilation: the spacing inside a window.
+        ceil_mode: round the output length up.
+        return_indices: accepted for PyTorch compatibility (False only).
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.max_pool1d(torch.tensor([[[1.0, 3.0, 2.0, 0.0]]]), 2)
+        tensor([[[3., 2.]]])
+    """
+    k = kernel_size if isinstance(kernel_size, int) else kernel_size[0]
+    s = k if stride is None else (stride if isinstance(stride, int) else stride[0])
+    p = padding if isinstance(padding, int) else padding[0]
+    d = dilation if isinstance(dilation, int) else dilation[0]
+    out = max_pool2d(input.unsqueeze(-2), (1, k), (1, s), (0, p), (1, d), ceil_mode)
+    return out.squeeze(-2)
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True):
+    """1-d mean pooling over the last dimension of (N, C, L) or (C, L).
+
+    Args:
+        input: the input Tensor.
+        kernel_size: the window length.
+        stride: the step (default kernel_size).
+        padding: implicit zero padding on both sides.
+        ceil_mode: round the output length up.
+        count_include_pad: count the padding in the divisor.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.avg_pool1d(torch.tensor([[[1.0, 3.0, 2.0, 0.0]]]), 2)
+        tensor([[[2., 1.]]])
+    """
+    k = kernel_size if isinstance(kernel_size, int) else kernel_size[0]
+    s = k if stride is None else (stride if isinstance(stride, int) else stride[0])
+    p = padding if isinstance(padding, int) else padding[0]
+    return avg_pool2d(input.unsqueeze(-2), (1, k), (1, s), (0, p), ceil_mode,
+                      count_include_pad).squeeze(-2)
+
+
+def adaptive_avg_pool1d(input, output_size):
+    """Mean pooling of the last dimension to output_size windows (PyTorch's windows).
+
+    Args:
+        input: the input Tensor.
+        output_size: the output length.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.adaptive_avg_pool1d(torch.tensor([[[1.0, 3.0, 2.0, 0.0]]]), 3)
+        tensor([[[2.0000, 2.5000, 1.0000]]])
+    """
+    size = output_size if isinstance(output_size, int) else output_size[0]
+    return adaptive_avg_pool2d(input.unsqueeze(-2), (1, size)).squeeze(-2)
+
+
+def dropout1d(input, p=0.5, training=True, inplace=False):
+    """Zero whole channels of (N, C, L) with probability p, scaling the rest by 1 / (1 - p).
+
+    Args:
+        input: the input Tensor.
+        p: the probability of zeroing a channel.
+        training: apply dropout (False returns input).
+        inplace: accepted for PyTorch compatibility.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.dropout1d(torch.ones(1, 2, 3), 0.5, training=False)
+        tensor([[[1., 1., 1.],
+                 [1., 1., 1.]]])
+    """
+    return _channel_dropout(input, p, training, 1)
+
+
+def dropout2d(input, p=0.5, training=True, inplace=False):
+    """Zero whole channels of (N, C, H, W) with probability p, scaling the rest by 1 / (1 - p).
+
+    Args:
+        input: the input Tensor.
+        p: the probability of zeroing a channel.
+        training: apply dropout (False returns input).
+        inplace: accepted for PyTorch compatibility.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.dropout2d(torch.ones(1, 1, 1, 2), 0.5, training=False)
+        tensor([[[[1., 1.]]]])
+    """
+    return _channel_dropout(input, p, training, 2)
+
+
+def _channel_dropout(input, p, training, spatial):
+    if p < 0 or p > 1:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0:
+        return input
+    from ..functions import _generator
+    batched = input.ndim == spatial + 2
+    shape = tuple(input.shape[:2] if batched else input.shape[:1]) + (1,) * spatial
+    keep = (_generator().random(shape) >= p).astype(input.np_dtype)
+    return input * (keep / input.np_dtype.type(1 - p) if p < 1 else keep * 0)
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+    """Normalise (N, C, ...) over groups of channels, then scale and shift per channel.
+
+    Args:
+        input: the input Tensor.
+        num_groups: the number of channel groups (divides C).
+        weight: a scale per channel (None for none).
+        bias: a shift per channel (None for none).
+        eps: added to the variance.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.group_norm(torch.tensor([[[1.0], [3.0]]]), 1)
+        tensor([[[-1.0000],
+                 [ 1.0000]]])
+    """
+    n, c = input.shape[:2]
+    if c % num_groups:
+        raise RuntimeError(f"Expected number of channels in input to be divisible by "
+                           f"num_groups, but got input of shape {list(input.shape)} and "
+                           f"num_groups={num_groups}")
+    x = input.reshape(n, num_groups, -1)
+    mean = x.mean(-1, keepdim=True)
+    var = ((x - mean) ** 2).mean(-1, keepdim=True)
+    out = ((x - mean) * P.pow_(var + eps, -0.5)).reshape(tuple(input.shape))
+    shape = (1, c) + (1,) * (input.ndim - 2)
+    if weight is not None:
+        out = out * weight.reshape(shape)
+    if bias is not None:
+        out = out + bias.reshape(shape)
+    return out
+
+
+def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,
+                  use_input_stats=True, momentum=0.1, eps=1e-5):
+    """Normalise each channel of each sample of (N, C, ...) over its own elements.
+
+    Args:
+        input: the input Tensor.
+        running_mean: accepted for PyTorch compatibility (running statistics are not kept).
+        running_var: as running_mean.
+        weight: a scale per channel (None for none).
+        bias: a shift per channel (None for none).
+        use_input_stats: accepted for PyTorch compatibility.
+        momentum: accepted for PyTorch compatibility.
+        eps: added to the variance.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.instance_norm(torch.tensor([[[1.0, 3.0]]]))
+        tensor([[[-1.0000,  1.0000]]])
+    """
+    return group_norm(input, input.shape[1], weight, bias, eps)
+
+
+def cosine_similarity(x1, x2, dim=1, eps=1e-8):
+    """The cosine of the angle between x1 and x2 along dim.
+
+    Args:
+        x1: the first Tensor.
+        x2: the second Tensor (broadcast with x1).
+        dim: the dimension of the vectors.
+        eps: the smallest norm used.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.cosine_similarity(torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 1.0]]))
+        tensor([0.7071])
+    """
+    dot = (x1 * x2).sum(dim)
+    n1 = P.maximum((x1 * x1).sum(dim), eps * eps)
+    n2 = P.maximum((x2 * x2).sum(dim), eps * eps)
+    return dot / P.sqrt(n1 * n2)
+
+
+def pairwise_distance(x1, x2, p=2.0, eps=1e-6, keepdim=False):
+    """The p-norm of x1 - x2 + eps along the last dimension.
+
+    Args:
+        x1: the first Tensor.
+        x2: the second Tensor.
+        p: the norm degree.
+        eps: added to the difference.
+        keepdim: keep the reduced dimension.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.pairwise_distance(torch.tensor([[0.0, 0.0]]), torch.tensor([[3.0, 4.0]]), eps=0.0)
+        tensor([5.])
+    """
+    diff = x1 - x2 + eps
+    if p == 2.0:
+        return P.sqrt((diff * diff).sum(-1, keepdim=keepdim))
+    return (diff.abs() ** p).sum(-1, keepdim=keepdim) ** (1.0 / p)
+
+
+def pixel_shuffle(input, upscale_factor):
+    """Rearrange (*, C * r^2, H, W) into (*, C, H * r, W * r).
+
+    Args:
+        input: the input Tensor.
+        upscale_factor: r.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.pixel_shuffle(torch.arange(4.0).reshape(1, 4, 1, 1), 2)
+        tensor([[[[0., 1.],
+                  [2., 3.]]]])
+    """
+    r = upscale_factor
+    *lead, c, h, w = input.shape
+    x = input.reshape(tuple(lead) + (c // (r * r), r, r, h, w))
+    k = len(lead)
+    x = x.permute(*range(k), k, k + 3, k + 1, k + 4, k + 2)
+    return x.reshape(tuple(lead) + (c // (r * r), h * r, w * r))
+
+
+def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                recompute_scale_factor=None, antialias=False):
+    """Resize the spatial dimensions of (N, C, ...) by nearest neighbour (PyTorch's 'nearest').
+
+    Args:
+        input: the input Tensor.
+        size: the output spatial size.
+        scale_factor: or the factor(s) to scale by.
+        mode: 'nearest' (the only mode here).
+        align_corners: accepted for PyTorch compatibility.
+        recompute_scale_factor: accepted for PyTorch compatibility.
+        antialias: accepted for PyTorch compatibility.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.interpolate(torch.tensor([[[1.0, 2.0]]]), scale_factor=2)
+        tensor([[[1., 1., 2., 2.]]])
+    """
+    if mode != "nearest":
+        raise NotImplementedError(f"interpolate: mode {mode!r} is not supported by tapegrad "
+                                  "(mode='nearest' is)")
+    spatial = input.shape[2:]
+    if size is None:
+        factors = scale_factor if isinstance(scale_factor, (tuple, list)) else \
+            (scale_factor,) * len(spatial)
+        size = tuple(int(math.floor(n * f)) for n, f in zip(spatial, factors))
+    elif isinstance(size, int):
+        size = (size,) * len(spatial)
+    out = input
+    for i, (n, m) in enumerate(zip(spatial, size)):
+        index = np.floor(np.arange(m) * (n / m)).astype(np.int64)   # PyTorch's 'nearest'
+        out = out[(slice(None),) * (2 + i) + (np.minimum(index, n - 1),)]
+    return out
+
+
+upsample = interpolate
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
+                                 is_causal=False, scale=None, enable_gqa=False):
+    """softmax(Q K^T / sqrt(d) + mask) V.
+
+    Args:
+        query: the (..., L, d) queries.
+        key: the (..., S, d) keys.
+        value: the (..., S, e) values.
+        attn_mask: a bool mask (True: may attend) or an additive float mask.
+        dropout_p: dropout on the weights.
+        is_causal: mask out later positions.
+        scale: the scale (default 1 / sqrt(d)).
+        enable_gqa: accepted for PyTorch compatibility.
+
+    Returns:
+        The Tensor.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.scaled_dot_product_attention(torch.ones(1, 2, 2), torch.ones(1, 2, 2), torch.tensor([[[1.0], [3.0]]]))
+        tensor([[[2.],
+                 [2.]]])
+    """
+    d = query.shape[-1]
+    scores = (query @ key.transpose(-2, -1)) * (1.0 / math.sqrt(d) if scale is None else scale)
+    if is_causal:
+        lq, lk = query.shape[-2], key.shape[-2]
+        attn_mask = Tensor._wrap(np.tril(np.ones((lq, lk), bool)))
+    if attn_mask is not None:
+        if attn_mask.dtype.name == "bool":
+            scores = P.where(attn_mask, scores, -np.inf)
+        else:
+            scores = scores + attn_mask
+    weights = softmax(scores, -1)
+    if dropout_p:
+        weights = dropout(weights, dropout_p)
+    return weights @ value
+
+
+def margin_ranking_loss(input1, input2, target, margin=0.0, reduction="mean"):
+    """max(0, -target * (input1 - input2) + margin).
+
+    Args:
+        input1: the first scores.
+        input2: the second scores.
+        target: 1 where input1 should rank higher, -1 otherwise.
+        margin: the margin.
+        reduction: 'mean', 'sum' or 'none'.
+
+    Returns:
+        The loss: a 0-d Tensor, or per element with reduction='none'.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.margin_ranking_loss(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]), torch.tensor([1.0, 1.0]))
+        tensor(0.5000)
+    """
+    return _reduce(P.maximum(-target * (input1 - input2) + margin, 0.0), reduction)
+
+
+def soft_margin_loss(input, target, reduction="mean"):
+    """log(1 + exp(-target * input)).
+
+    Args:
+        input: the scores.
+        target: 1 or -1 per element.
+        reduction: 'mean', 'sum' or 'none'.
+
+    Returns:
+        The loss: a 0-d Tensor, or per element with reduction='none'.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.soft_margin_loss(torch.tensor([2.0, -1.0]), torch.tensor([1.0, -1.0]))
+        tensor(0.2201)
+    """
+    return _reduce(P.softplus(-target * input), reduction)
+
+
+def cosine_embedding_loss(input1, input2, target, margin=0.0, reduction="mean"):
+    """1 - cos(x1, x2) where target is 1, max(0, cos(x1, x2) - margin) where it is -1.
+
+    Args:
+        input1: the first vectors (N, D).
+        input2: the second vectors (N, D).
+        target: 1 or -1 per row.
+        margin: the margin for dissimilar pairs.
+        reduction: 'mean', 'sum' or 'none'.
+
+    Returns:
+        The loss: a 0-d Tensor, or per element with reduction='none'.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.cosine_embedding_loss(torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 1.0]]), torch.tensor([1.0]))
+        tensor(0.2929)
+    """
+    cos = cosine_similarity(input1, input2, dim=-1, eps=1e-12)
+    loss = P.where(target > 0, 1 - cos, P.maximum(cos - margin, 0.0))
+    return _reduce(loss, reduction)
+
+
+def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2.0, eps=1e-6, swap=False,
+                        reduction="mean"):
+    """max(d(anchor, positive) - d(anchor, negative) + margin, 0).
+
+    Args:
+        anchor: the anchors (N, D).
+        positive: the positives.
+        negative: the negatives.
+        margin: the margin.
+        p: the norm degree of the distance.
+        eps: added to differences.
+        swap: use the smaller of the two negative distances.
+        reduction: 'mean', 'sum' or 'none'.
+
+    Returns:
+        The loss: a 0-d Tensor, or per element with reduction='none'.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.triplet_margin_loss(torch.zeros(1, 2), torch.ones(1, 2), torch.zeros(1, 2) + 3, eps=0.0)
+        tensor(0.)
+    """
+    d_pos = pairwise_distance(anchor, positive, p, eps)
+    d_neg = pairwise_distance(anchor, negative, p, eps)
+    if swap:
+        d_neg = P.minimum(d_neg, pairwise_distance(positive, negative, p, eps))
+    return _reduce(P.maximum(d_pos - d_neg + margin, 0.0), reduction)
+
+
+def poisson_nll_loss(input, target, log_input=True, full=False, eps=1e-8, reduction="mean"):
+    """The Poisson negative log likelihood: exp(input) - target * input for log inputs.
+
+    Args:
+        input: the predicted (log) rates.
+        target: the counts.
+        log_input: input holds log rates.
+        full: add Stirling's term.
+        eps: added inside the log when log_input is False.
+        reduction: 'mean', 'sum' or 'none'.
+
+    Returns:
+        The loss: a 0-d Tensor, or per element with reduction='none'.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.poisson_nll_loss(torch.tensor([0.0, 1.0]), torch.tensor([1.0, 2.0]))
+        tensor(0.8591)
+    """
+    loss = P.exp(input) - target * input if log_input else input - target * P.log(input + eps)
+    if full:
+        t = target
+        stirling = t * P.log(P.where(t > 1, t, 1.0)) - t + 0.5 * P.log(2 * math.pi * P.where(
+            t > 1, t, 1.0))
+        loss = loss + P.where(t > 1, stirling, 0.0)
+    return _reduce(loss, reduction)
+
+
+def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"):
+    """The Gaussian negative log likelihood: (log var + (input - target)^2 / var) / 2.
+
+    Args:
+        input: the predicted means.
+        target: the targets.
+        var: the predicted variances (clamped to eps).
+        full: add the constant log(2 pi) / 2.
+        eps: the smallest variance.
+        reduction: 'mean', 'sum' or 'none'.
+
+    Returns:
+        The loss: a 0-d Tensor, or per element with reduction='none'.
+
+    Example:
+        >>> import tapegrad as torch
+        >>> import tapegrad.nn.functional as F
+        >>> F.gaussian_nll_loss(torch.tensor([0.0, 1.0]), torch.tensor([1.0, 1.0]), torch.ones(2))
+        tensor(0.2500)
+    """
+    var = P.maximum(var, eps)
+    loss = 0.5 * (P.log(var) + (input - target) ** 2 / var)
+    if full:
+        loss = loss + 0.5 * math.log(2 * math.pi)
+    return _reduce(loss, reduction)

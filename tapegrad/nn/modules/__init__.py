@@ -10,6 +10,13 @@ from .module import Module
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .rnn import GRU, GRUCell, LSTM, LSTMCell, RNN, RNNBase, RNNCell
+from .extra import (CELU, GLU, SELU, AdaptiveAvgPool1d, AvgPool1d, ConstantPad2d,  # noqa: F401
+                    CosineEmbeddingLoss, CosineSimilarity, DataParallel, Dropout1d, Dropout2d,
+                    GaussianNLLLoss, GroupNorm, Hardsigmoid, Hardswish, InstanceNorm2d,
+                    MarginRankingLoss, MaxPool1d, MultiheadAttention, PairwiseDistance,
+                    PixelShuffle, PoissonNLLLoss, PReLU, Softmax2d, SoftMarginLoss, Softshrink,
+                    Tanhshrink, Threshold, TransformerEncoder, TransformerEncoderLayer,
+                    TripletMarginLoss, Upsample, ZeroPad2d)
 from .sparse import Dropout, Embedding
 
 __all__ = [name for name in dir() if name[0].isupper()]
