@@ -216,6 +216,48 @@ def _chebyshev(x, coefficients):
     return 0.5 * (b0 - b2)
 
 
+def _chebyshev_and_slope(x, coefficients):
+    """Clenshaw's sum and its derivative in x, the recurrence differentiated alongside."""
+    b0, b1, b2, d0, d1, d2 = coefficients[0], 0.0, 0.0, 0.0, 0.0, 0.0
+    for c in coefficients[1:]:
+        b2, b1, d2, d1 = b1, b0, d1, d0
+        b0, d0 = x * b1 - b2 + c, b1 + x * d1 - d2
+    return 0.5 * (b0 - b2), 0.5 * (d0 - d2)
+
+
+def _i1_scaled(x):
+    """exp(-|x|) I1(x) as the derivative of NumPy's series for I0 (I0' = I1), to 1e-15."""
+    from numpy.lib import _function_base_impl as impl
+    if dtype_of(x).kind == "c":
+        raise TypeError("i1 not supported for complex values")
+    x = _float(x)
+    a = P.abs_(x)
+    small = a <= 8.0
+    near_a = P.where(small, a, 0.0)
+    near, near_slope = _chebyshev_and_slope(near_a / 2.0 - 2, impl._i0A)
+    far_a = P.where(small, 9.0, a)
+    far, far_slope = _chebyshev_and_slope(32.0 / far_a - 2.0, impl._i0B)
+    root = P.sqrt(far_a)
+    # d/da [exp(a) f(a)] / exp(a) = f + f' for each branch's f
+    near_value = near + near_slope * 0.5
+    far_value = (far - far_slope * 32.0 / (far_a * far_a)) / root - far / (2.0 * far_a * root)
+    # near 0, f + f' cancels: the power series x/2 sum (x^2/4)^k / (k! (k+1)!) instead
+    tiny = a <= 1.0
+    t = P.where(tiny, x, 0.0)
+    q, term, series = t * t * 0.25, 1.0, 1.0
+    for k in range(1, 13):
+        term = term * q / (k * (k + 1))
+        series = series + term
+    series = 0.5 * t * series * P.exp(-P.abs_(t))
+    return P.where(tiny, series, P.where(x < 0, -1.0, 1.0) * P.where(
+        small, near_value, far_value)), a
+
+
+def _i1(x):
+    scaled, a = _i1_scaled(x)
+    return P.exp(a) * scaled
+
+
 def _i0_scaled(x):
     """exp(-|x|) I0(x) by NumPy's own steps (Cephes' Chebyshev series), from which np.i0,
     scipy.special.i0 and i0e follow; each branch sees only its own inputs."""
@@ -275,7 +317,8 @@ def _scipy_ufuncs():
             special.rgamma: _rgamma, special.gammasgn: _gammasgn,
             special.beta: _beta, special.betaln: _betaln, special.erfinv: _erfinv,
             special.erfcinv: _erfcinv, special.i0: _i0,
-            special.i0e: lambda x: _i0_scaled(x)[0], special.xlog1py: _xlog1py, special.entr: _entr,
+            special.i0e: lambda x: _i0_scaled(x)[0], special.i1: _i1,
+            special.i1e: lambda x: _i1_scaled(x)[0], special.xlog1py: _xlog1py, special.entr: _entr,
             special.rel_entr: _relative_entropy(False), special.kl_div: _relative_entropy(True),
             special.ndtr: _ndtr, special.ndtri: lambda p: 0.0 - math.sqrt(2.0) * _erfcinv(2.0 * p),   # +0 at 1/2
             special.log_expit: lambda x: -P.softplus(-x)}

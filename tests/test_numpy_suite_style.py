@@ -400,3 +400,19 @@ def test_i0_by_numpys_own_steps():
     for f in (np.i0, special.i0e):
         check(f, xs)
     np.testing.assert_allclose(tg.grad(lambda x: np.sum(np.i0(x)))(xs), special.i1(xs), rtol=1e-14)
+
+
+def test_i1_as_the_derivative_of_numpys_i0_series():
+    special = pytest.importorskip("scipy.special")
+    x = np.concatenate([np.linspace(-30, 30, 241), [0.0, 1e-10, -1e-300, 1.0, -1.0, 8.0, 700.0,
+                                                    np.inf, -np.inf, np.nan]])
+    for f in (special.i1, special.i1e):
+        with np.errstate(all="ignore"):
+            jitted, want = tg.jit(f), f(x)
+            for got in (jitted(x), jitted(x)):
+                np.testing.assert_allclose(got, want, rtol=5e-15, atol=0, equal_nan=True)
+    xs = np.array([[-5.0, -0.3, 0.4], [2.0, 9.0, 11.0]])
+    for f in (special.i1, special.i1e):
+        check(f, xs)
+    np.testing.assert_allclose(tg.grad(lambda x: np.sum(special.i1(x)))(xs),
+                               special.i0(xs) - special.i1(xs) / xs, rtol=1e-14)
