@@ -6,8 +6,10 @@ signature check, the guard status, copying the arguments into the sweep's buffer
 job (three arrays in, copies out), so the ratio says what tapegrad adds to Numba's own dispatch;
 "Python copies" is the floor of any call that returns fresh arrays.
 
-`python -m benchmarks.workloads.call_overhead` prints the path's parts (interleaved, min of
-repeats) and the per-call cost of the scalar-graph and seed workloads over their compiled sweeps.
+`python -m benchmarks.workloads.call_overhead` prints tapegrad jit's min-of-repeats ratios to the
+yardsticks of the scalar graphs and Rosenbrock and the seed graph's time (interleaved in one
+process: steadier than medians on a shared machine), the path's parts, and the per-call cost of
+the scalar-graph and seed workloads over their compiled sweeps.
 """
 import time
 
@@ -131,9 +133,46 @@ def graph_overheads():
     return out
 
 
+def min_ratios(repeats=6):
+    """Min-of-repeats times of tapegrad jit CPU and its yardstick, interleaved in one process
+    (robust on a machine shared with other work, where medians drift): the scalar graphs against
+    the C interpreter, Rosenbrock 1e6 against fused Numba; the seed graph's time alone."""
+    import tapegrad as tg
+    from .. import kernels
+    from . import rosenbrock, scalar_graph, seed
+    cases = []
+    for n in (100, 1000, 10000):
+        problem = scalar_graph.build(n)
+        f, x = tg.jit(tg.value_and_grad(problem.f)), problem.args[0]
+        cases.append((f"scalar_graph_{n}", scalar_graph.c_setup(problem),
+                      lambda f=f, x=x: f(x), max(20, 20000 // n)))
+    x = np.random.default_rng(0).uniform(-2.0, 2.0, 1_000_000)
+    g, f_rosen = np.empty_like(x), tg.jit(tg.value_and_grad(rosenbrock.rosenbrock))
+    cases.append(("rosenbrock", lambda: kernels.rosenbrock_value_and_grad(x, g),
+                  lambda: f_rosen(x), 10))
+    problem = seed.build((2, 2))
+    f_seed = tg.jit(tg.value_and_grad(seed.seed_graph))
+    cases.append(("seed", None, lambda: f_seed(*problem.args), 20000))
+    out = {}
+    for name, yardstick, jitted, number in cases:
+        jitted()
+        jitted()
+        ref = jit = float("inf")
+        for _ in range(repeats):
+            if yardstick is not None:
+                ref = min(ref, _best(yardstick, number, 5))
+            jit = min(jit, _best(jitted, number, 5))
+        out[name] = (ref * 1e6, jit * 1e6)
+    return out
+
+
 def main():
     from ..machine import describe, summary
     print(summary(describe()))
+    print("tapegrad jit CPU against its yardstick, min of repeats, interleaved:")
+    for name, (ref, jit) in min_ratios().items():
+        print(f"  {name:18s} jit {jit:9.2f} us" + (
+            "" if ref == float("inf") else f"  yardstick {ref:9.2f} us  ratio {jit / ref:.2f}x"))
     print("per-call path of tg.jit on an empty tape, 3 arrays of 2x2 float64 "
           "(min over interleaved repeats):")
     for name, us in parts().items():
