@@ -680,6 +680,7 @@ class Tracer(PrimitiveOperators):
     __sub__, __rsub__ = _direct(_SUB), _direct(_SUB, reflected=True)
     __mul__, __rmul__ = _direct(_MUL), _direct(_MUL, reflected=True)
     __truediv__, __rtruediv__ = _direct(_DIV), _direct(_DIV, reflected=True)
+    __pow__, __rpow__ = _direct(P.pow_), _direct(P.pow_, reflected=True)
 
     def __neg__(self):
         return _bind_tracer(_NEG, (self,), {})
