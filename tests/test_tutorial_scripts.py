@@ -1,6 +1,7 @@
 """PyTorch-tutorial-style scripts (examples/tutorials/) run unchanged but for their imports, with
 tapegrad in PyTorch's place, and print what PyTorch prints: the same text, the same numbers to
 float32 rounding (their weights start from fixed NumPy draws), and losses that fall."""
+import functools
 import os
 import re
 import subprocess
@@ -25,15 +26,16 @@ def _run(script, *flags, cwd=None):
     return proc.stdout
 
 
-_torch_outputs = {}
+@functools.lru_cache(maxsize=None)
+def _printout(name, use_torch=False):
+    """A script's stdout, run once per session under each library."""
+    return _run(TUTORIALS / f"{name}.py", *(["--torch"] if use_torch else []))
 
 
 def _outputs(name):
-    tapegrad_out = _run(TUTORIALS / f"{name}.py")
+    ours = _printout(name)
     pytest.importorskip("torch")
-    if name not in _torch_outputs:
-        _torch_outputs[name] = _run(TUTORIALS / f"{name}.py", "--torch")
-    return tapegrad_out, _torch_outputs[name]
+    return ours, _printout(name, use_torch=True)
 
 
 def _skeleton(line):
@@ -62,7 +64,7 @@ def test_training_scripts_lower_their_loss(name):
     # each run of consecutive "loss" lines is one training phase; its value is the first
     # decimal number on the line ("loss 299 38.75", "loss: 1.0936  [ 80/192]")
     phases, current = [], []
-    for line in _run(TUTORIALS / f"{name}.py").splitlines() + [""]:
+    for line in _printout(name).splitlines() + [""]:
         if line.startswith("loss"):
             current.append(float(re.search(r"-?\d+\.\d+(?:e[-+]?\d+)?", line).group()))
         elif current:
