@@ -416,3 +416,30 @@ def test_i1_as_the_derivative_of_numpys_i0_series():
         check(f, xs)
     np.testing.assert_allclose(tg.grad(lambda x: np.sum(special.i1(x)))(xs),
                                special.i0(xs) - special.i1(xs) / xs, rtol=1e-14)
+
+
+@pytest.mark.parametrize("order", [0, 1, 2, -3, 10])
+def test_bessel_j_of_integer_order(order):
+    special = pytest.importorskip("scipy.special")
+    x = np.concatenate([np.linspace(-200, 200, 2001), [0.0, -0.0, 25.0, -25.0, 1e4, np.nan]])
+    f = lambda x: special.jv(order, x)
+    jitted = tg.jit(f)
+    for got in (jitted(x), jitted(x)):
+        np.testing.assert_allclose(got, f(x), rtol=0, atol=2e-14, equal_nan=True)
+    xs = np.array([[-30.0, -3.0, 0.0], [0.5, 10.0, 60.0]])
+    check(f, xs)
+    np.testing.assert_allclose(tg.grad(lambda x: np.sum(f(x)))(xs), special.jvp(order, xs),
+                               rtol=0, atol=1e-14)
+
+
+def test_bessel_j0_j1_and_refused_orders():
+    special = pytest.importorskip("scipy.special")
+    x = np.linspace(-40, 40, 801)
+    for f in (special.j0, special.j1):
+        np.testing.assert_allclose(tg.jit(f)(x), f(x), rtol=0, atol=2e-15)
+    check(lambda x: special.jv(np.array([0, 1, 2]), x), np.array([0.3, -4.0, 27.0]))
+    for order in (0.5, 11):
+        with pytest.raises(TypeError, match="constant integer orders"):
+            tg.grad(lambda x: np.sum(special.jv(order, x)))(x)
+    with pytest.raises(TypeError, match="constant integer orders"):
+        tg.grad(lambda v: np.sum(special.jv(v, 2.0)))(1.0)
