@@ -22,7 +22,7 @@ try:  # NumPy's error state is a context variable: setting it directly costs a t
     with np.errstate(all="ignore"):
         _QUIET = _ERROR_STATE.get()
 except (ImportError, AttributeError):  # another NumPy: the public context manager
-    _ERROR_STATE = None
+    _ERROR_STATE = _QUIET = None
 
 
 def quiet_errors():

@@ -382,3 +382,16 @@ def test_backward_is_silent_and_restores_error_state():
         assert np.geterr()["over"] == "raise"
     assert np.geterr() == before
     assert np.isinf(x.grad.numpy()[0])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_leaf_gradients_accumulate_in_place_over_backwards(dtype):
+    x, tx = _pair([0.5, -1.5, 2.0], dtype, requires_grad=True)
+    for lib, leaf in ((tg, x), (torch, tx)):
+        for k in range(3):
+            ((leaf * (k + 1)).exp() * 0.1).sum().backward()
+        held = leaf.grad
+        (leaf * leaf).sum().backward()
+        assert leaf.grad is held          # accumulated into the same tensor, as PyTorch does
+    assert str(x.grad.dtype) == str(tx.grad.dtype)
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-6)

@@ -12,7 +12,7 @@ import weakref
 
 import numpy as np
 
-from ..core import quiet_errors, restore_errors
+from ..core import _ERROR_STATE, _QUIET, quiet_errors, restore_errors
 from ..primitives import unbroadcast
 from .anomaly import anomaly_enabled
 from .grad_mode import _set_enabled, _state as _grad_state  # noqa: F401 (tensor.py uses it)
@@ -244,7 +244,7 @@ def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capt
     # as `with enable_grad()/no_grad()` and np.errstate, without the context objects
     previous = getattr(_grad_state, "enabled", True)
     _grad_state.enabled = bool(create_graph)
-    errors = quiet_errors()
+    errors = _ERROR_STATE.set(_QUIET) if _ERROR_STATE is not None else quiet_errors()
     try:
         while heap:
             node = pop(heap)[1]
@@ -274,7 +274,10 @@ def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capt
             if not retain_graph:
                 node.freed = True
     finally:
-        restore_errors(errors)
+        if _ERROR_STATE is not None:
+            _ERROR_STATE.reset(errors)
+        else:
+            restore_errors(errors)
         _grad_state.enabled = previous
 
 
@@ -319,10 +322,15 @@ leaf_grad_lock = threading.RLock()
 
 
 def _accumulate_into_leaf(variable, g, create_graph):
-    if isinstance(g, Tensor):
-        new = g if create_graph else g.detach()
-    else:
-        new = Tensor._wrap(np.array(g, dtype=variable._data.dtype, copy=True))
+    if not isinstance(g, Tensor):  # a numeric backward's array: copied once, or added in place
+        dtype = variable._data.dtype
+        with leaf_grad_lock:
+            if variable._grad is None:
+                variable._grad = Tensor._wrap(np.array(g, dtype=dtype))
+            else:
+                variable._grad._data += np.asarray(g).astype(dtype, copy=False)
+        return
+    new = g if create_graph else g.detach()
     if new._data.dtype != variable._data.dtype:
         new = new.to(variable.dtype)
     with leaf_grad_lock:
