@@ -1424,11 +1424,8 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
                         f"{output.shape}; use vmap or sum the output")
     depends = set(wrt_slots)
     for ins in tape.instrs[start:end]:
-        if ins.prim.differentiable:
-            for s in ins.ins:
-                if s in depends:
-                    depends.add(ins.out)
-                    break
+        if ins.prim.differentiable and not depends.isdisjoint(ins.ins):
+            depends.add(ins.out)
     cotangents = {}
     if seeds is not None:
         cotangents = {s: c for s, c in seeds.items() if s in depends}
@@ -1459,8 +1456,7 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
             else:
                 owned.discard(getattr(g, "_slot", None))    # a rule may hand g on as it is
                 argnums = range(len(ins.ins))
-            args = [consts[s] if s in consts else tracers[s] for s in ins.ins]
-            ans = tracers[ins.out]
+            args = None         # the rules' arguments, when a rule is called
             for argnum in argnums:
                 slot = ins.ins[argnum]
                 if slot not in depends or dtypes[slot].kind not in "fc":
@@ -1488,10 +1484,14 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
                 if argnum == 0 and name == "setitem" and argnums == (1, 0):
                     c = _scatter_cotangent(ctx, owned, P.setitem, g, 0, ins.params)
                 else:
-                    c = ins.prim.vjp(argnum, g, ans, args, ins.params)
+                    if args is None:
+                        args = [consts[s] if s in consts else tracers[s] for s in ins.ins]
+                    c = ins.prim.vjp(argnum, g, tracers[ins.out], args, ins.params)
                 if c is None:
                     continue
-                if type(c) is not Tracer or c._value.shape != shapes[slot]:
+                kind = type(c)
+                if (c._value.shape if kind is Tracer else c.shape if kind is np.ndarray
+                        else None) != shapes[slot]:
                     c = P.unbroadcast(c, shapes[slot])
                 if type(previous) is _Negated:
                     c = c - previous.t
@@ -1535,7 +1535,7 @@ def _scatter_cotangent(ctx, owned, prim, base, values, params):
     update = values._value if isinstance(values, Tracer) else values
     if prim is P.setitem:
         value[index] = update
-    elif P._is_advanced(index):
+    elif (len(index) != 1 or type(index[0]) is not int) and P._is_advanced(index):
         np.add.at(value, index, update)
     else:
         value[index] += update
