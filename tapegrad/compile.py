@@ -135,19 +135,22 @@ def _arrays(values):
             if not _transforms._is_static(v)]
 
 
-def _faster(compiled, reference, inputs, repeats=2):
+def _faster(compiled, reference, inputs, rounds=3):
     """compiled, or the NumPy reference interpreter of the same tape where that ran these inputs
     faster: the CPU interpreter computes a scalar at a time and loses to NumPy's whole-array
     calls on large arrays (a convolution's matmul and transposes: 24 ms against 0.5 ms for a
-    64-image batch), so a cut tape's parts are timed once, when they are made."""
-    times = []
-    for program in (compiled, reference):
+    64-image batch), so a cut tape's parts are timed when they are made: the best of a few
+    alternating calls each (other work on the machine makes single calls vary)."""
+    programs = (compiled, reference)
+    best = [float("inf"), float("inf")]
+    for program in programs:
         program(inputs)                      # the first call may compile
-        start = time.perf_counter()
-        for _ in range(repeats):
+    for _ in range(rounds):
+        for k, program in enumerate(programs):
+            start = time.perf_counter()
             program(inputs)
-        times.append(time.perf_counter() - start)
-    return compiled if times[0] <= times[1] else reference
+            best[k] = min(best[k], time.perf_counter() - start)
+    return compiled if best[0] <= best[1] else reference
 
 
 class _Program:
