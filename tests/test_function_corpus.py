@@ -862,6 +862,12 @@ def c_concatenate(x, m):
     return np.sum(joined * joined[::-1]) + np.sum(rows[1:] * rows[:-1])
 
 
+def c_reshape_like(m, x):
+    flat = np.reshape(m, (-1,))
+    back = np.reshape(flat * 2.0, np.shape(m)) + flat.reshape(m.shape)
+    return np.sum(back * m) + np.sum(np.reshape(x * x, x.shape))
+
+
 def c_clip_like_minmax(x):
     s = 0.0
     for i in range(len(x)):
@@ -962,6 +968,7 @@ CORPUS = [
     (c_tril_triu_cumsum, [(MAT,)], 0),
     (c_diag_of_a_wide_matrix, [(RNG.randn(1, 4),), (RNG.randn(4, 2),)], 0),
     (c_stack, [(VEC,)], 0), (c_concatenate, [(VEC3, MAT)], (0, 1)),
+    (c_reshape_like, [(MAT, VEC3)], (0, 1)),
 ]
 
 # What a face refuses, with the message it must give (it names the user's line too): math.*

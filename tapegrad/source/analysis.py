@@ -191,6 +191,9 @@ class Analysis:
                 return Kind("float", max(a.ndim, b.ndim))
             return Kind("float", a.ndim + b.ndim - 2)
         if isinstance(op, table.Reshape):
+            if op.like is not None:  # the shape of another array: its kind once known
+                like = self.kinds.get(op.like)
+                return None if like is None else Kind(kinds[0].dtype, like.ndim, like.ones)
             return Kind(kinds[0].dtype, op.ndim, op.ones)
         if isinstance(op, table.Transpose):
             x = kinds[0]
@@ -390,6 +393,8 @@ def _rename(stmt, old, new, reads_only):
         if isinstance(expr, ir.Call):
             expr.args = [swap(a) for a in expr.args]
             expr.forward = _Renamer(old, new).visit(expr.forward)
+            if isinstance(expr.op, table.Reshape) and expr.op.like == old:
+                expr.op = dataclasses.replace(expr.op, like=new)
         else:
             expr.array, expr.reads = swap(expr.array), [swap(r) for r in expr.reads]
             expr.index = _Renamer(old, new).visit(expr.index)

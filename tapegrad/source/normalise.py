@@ -1374,11 +1374,29 @@ class Normaliser:
             return op, []
         if not arg_nodes:
             raise self.error(f"{what} needs a shape", node, "Call")
+        like = self._shape_of_local(arg_nodes[0]) if len(arg_nodes) == 1 else None
+        if like is not None:  # np.reshape(y, np.shape(t)), y.reshape(t.shape): t's kind
+            return table.Reshape(like=like), [ast.Attribute(
+                value=ast.Name(id=like, ctx=ast.Load()), attr="shape", ctx=ast.Load())]
         shape = [self.plain(a)[0] for a in arg_nodes]
         parts = shape[0].elts if len(shape) == 1 and isinstance(shape[0], ast.Tuple) else shape
         ones = frozenset(i for i, p in enumerate(parts)
                          if isinstance(p, ast.Constant) and p.value == 1)
         return table.Reshape(len(parts), ones), shape
+
+    def _shape_of_local(self, node):
+        """The emitted name of t in `np.shape(t)` or `t.shape` (t a local), else None."""
+        if isinstance(node, ast.Attribute) and node.attr == "shape":
+            base = node.value
+        elif isinstance(node, ast.Call) and len(node.args) == 1 and not node.keywords \
+                and isinstance(node.func, ast.Attribute) and node.func.attr == "shape" \
+                and self._module(node.func.value) is np:
+            base = node.args[0]
+        else:
+            return None
+        if isinstance(base, ast.Name) and base.id in self.scope.rename:
+            return self.scope.rename[base.id]
+        return None
 
     def _maybe_operand(self, node):
         if isinstance(node, ast.Name) and node.id in self.scope.rename:

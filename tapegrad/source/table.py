@@ -84,6 +84,7 @@ class MatMul:
 class Reshape:
     ndim: object = None  # of the result: from the shape argument when None (ravel: 1)
     ones: frozenset = frozenset()  # axes the shape sets to a literal 1
+    like: object = None  # the name of an array whose shape the result takes (t.shape)
 
 
 @dataclass(frozen=True)
