@@ -100,7 +100,10 @@ def test_rewrite_touches_only_import_lines():
     finally:
         sys.path.remove(str(TUTORIALS))
     source = ("import torch\n    import torch.nn as nn  # indented\nx = 'import torch'\n"
-              "from torch.utils.data import DataLoader\nimport torchvision\n")
+              "from torch.utils.data import DataLoader\nimport torchvision\n"
+              "import numpy as np, torch, torch.nn.functional as F\nimport torch.optim\n")
     assert rewrite_imports(source) == (
         "import tapegrad as torch\n    import tapegrad.nn as nn\nx = 'import torch'\n"
-        "from tapegrad.utils.data import DataLoader\nimport torchvision\n")
+        "from tapegrad.utils.data import DataLoader\nimport torchvision\n"
+        "import numpy as np, tapegrad as torch, tapegrad.nn.functional as F\n"
+        "import tapegrad.optim, tapegrad as torch\n")

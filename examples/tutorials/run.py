@@ -14,21 +14,42 @@ import sys
 import types
 
 
+def _rewrite_import_list(items):
+    """`torch, torch.nn as nn` -> `tapegrad as torch, tapegrad.nn as nn` (None: no torch)."""
+    out, binds_torch, touched = [], False, False
+    for item in items.split(","):
+        m = re.match(r"\s*torch(\.[\w.]+)?(?:\s+as\s+(\w+))?\s*$", item)
+        if not m:
+            out.append(item.strip())
+            continue
+        touched = True
+        sub, alias = m.group(1) or "", m.group(2)
+        if alias:
+            out.append(f"tapegrad{sub} as {alias}")
+        elif sub:   # `import torch.nn` binds `torch`, as Python does
+            out.append(f"tapegrad{sub}")
+            binds_torch = True
+        else:
+            out.append("tapegrad as torch")
+    if not touched:
+        return None
+    if binds_torch and "tapegrad as torch" not in out:
+        out.append("tapegrad as torch")
+    return ", ".join(out)
+
+
 def rewrite_imports(source):
     """The script with every torch import line pointed at tapegrad (the rest is untouched)."""
     lines = []
     for line in source.splitlines():
         code = line.lstrip()
         indent = line[:len(line) - len(code)]
-        plain = re.match(r"import torch(\.[\w.]+)?(\s+as\s+(\w+))?\s*(#.*)?$", code)
+        plain = re.match(r"import\s+([\w.]+(?:\s+as\s+\w+)?(?:\s*,\s*[\w.]+(?:\s+as\s+\w+)?)*)"
+                         r"\s*(#.*)?$", code)
         if plain:
-            sub, alias = plain.group(1) or "", plain.group(3)
-            if alias:
-                line = f"{indent}import tapegrad{sub} as {alias}"
-            elif sub:   # `import torch.nn` binds `torch`, as Python does
-                line = f"{indent}import tapegrad{sub}; import tapegrad as torch"
-            else:
-                line = f"{indent}import tapegrad as torch"
+            items = _rewrite_import_list(plain.group(1))
+            if items is not None:
+                line = f"{indent}import {items}"
         elif re.match(r"from torch(\.[\w.]+)?\s+import\s", code):
             line = indent + "from tapegrad" + code[len("from torch"):]
         lines.append(line)
