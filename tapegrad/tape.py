@@ -357,13 +357,16 @@ def fold_constants(tape):
     alias = {}
     kept = []
     shapes = tape.shapes
+    const_slots, aliased = consts.keys(), alias.keys()     # views: isdisjoint loops in C
     for ins in tape.instrs:
         ins_slots = ins.ins
-        if alias:
-            for s in ins_slots:
-                if s in alias:
-                    ins_slots = tuple([alias.get(s, s) for s in ins_slots])
-                    break
+        if alias and not aliased.isdisjoint(ins_slots):
+            ins_slots = tuple([alias.get(s, s) for s in ins_slots])
+        if ins_slots and const_slots.isdisjoint(ins_slots) and \
+                ins.prim.name not in _SHAPE_IDS:
+            kept.append(ins if ins_slots is ins.ins else Instr(ins.prim, ins_slots, ins.out,
+                                                                 ins.params, ins.phase))
+            continue
         n_const = 0
         for s in ins_slots:
             if s in consts:
@@ -443,11 +446,11 @@ def _apply_alias(tape, kept, alias, consts):
 def eliminate_common_subexpressions(tape):
     """Reuse the first of several identical instructions (same primitive, inputs and params)."""
     seen, alias, kept = {}, {}, []
+    aliased = alias.keys()
     for ins in tape.instrs:
-        if alias:
+        if alias and not aliased.isdisjoint(ins.ins):
             ins_slots = tuple([alias.get(s, s) for s in ins.ins])
-            if ins_slots != ins.ins:
-                ins = Instr(ins.prim, ins_slots, ins.out, ins.params, ins.phase)
+            ins = Instr(ins.prim, ins_slots, ins.out, ins.params, ins.phase)
         key = (ins.prim.name, ins.ins) if not ins.params else ins.key()
         first = seen.get(key)
         if first is not None:
@@ -490,9 +493,10 @@ def simplify(tape):
 
     # most instructions match no rule: these tell so without a lookup per operand
     array_consts = {s for s, v in consts.items() if getattr(v, "size", 1) > 1}
+    aliased = alias.keys()
     for ins in tape.instrs:
         name, ins_slots = ins.prim.name, ins.ins
-        if alias:
+        if alias and not aliased.isdisjoint(ins_slots):
             ins_slots = tuple([alias.get(s, s) for s in ins_slots])
         if name != "pow" and name != "add" and (not array_consts or
                                                  array_consts.isdisjoint(ins_slots)):
