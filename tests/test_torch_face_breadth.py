@@ -644,3 +644,36 @@ def test_multihead_attention_and_transformer_layer_match_pytorch(batch_first):
     out_b, w_b = mha_b(*(tg.tensor(x),) * 3, key_padding_mask=tg.tensor(pad))
     np.testing.assert_allclose(_np(out_b), _np(out_a), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(_np(w_b), _np(w_a), rtol=1e-9, atol=1e-12)
+
+
+def test_summary_writer_histograms_and_images(tmp_path):
+    import struct
+    import zlib
+    from tapegrad.utils.tensorboard import SummaryWriter
+    data = RNG.standard_normal(500)
+    image = np.zeros((3, 4, 5), np.float32)
+    image[0] = 1.0                        # red, as floats in [0, 1]
+    with SummaryWriter(str(tmp_path)) as writer:
+        writer.add_histogram("weights", tg.tensor(data), 3)
+        writer.add_image("red", tg.tensor(image), 1)
+        writer.add_image("gray", np.full((4, 5), 128, np.uint8), 2, dataformats="HW")
+    accumulator = pytest.importorskip(
+        "tensorboard.backend.event_processing.event_accumulator")
+    events = accumulator.EventAccumulator(str(tmp_path), size_guidance={"images": 0,
+                                                                       "histograms": 0})
+    events.Reload()
+    histogram = events.Histograms("weights")[0]
+    assert histogram.step == 3 and histogram.histogram_value.num == 500
+    assert histogram.histogram_value.sum == pytest.approx(data.sum())
+    assert sum(histogram.histogram_value.bucket) == 500
+    for tag, channels, first_pixel in [("red", 3, [255, 0, 0]), ("gray", 1, [128])]:
+        picture = events.Images(tag)[0]
+        assert (picture.width, picture.height) == (5, 4)
+        png = picture.encoded_image_string
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = struct.unpack(">II", png[16:24])
+        idat = png.index(b"IDAT")
+        length = struct.unpack(">I", png[idat - 4:idat])[0]
+        rows = zlib.decompress(png[idat + 4:idat + 4 + length])
+        assert (width, height) == (5, 4) and len(rows) == height * (1 + width * channels)
+        assert list(rows[1:1 + channels]) == first_pixel

@@ -2,8 +2,9 @@
 
 The files are TensorBoard's own format (TFRecord framing, masked CRC-32C, `Event` protocol
 buffers encoded here by hand), so `tensorboard --logdir runs` reads them; tapegrad needs neither
-tensorboard nor protobuf to write them. Scalars and text are supported; images, histograms,
-graphs and embeddings are refused with an error naming the method.
+tensorboard nor protobuf to write them. Scalars, text, histograms and images (PNG) are
+supported; image grids, figures, graphs and embeddings are refused with an error naming the
+method.
 """
 import os
 import socket
@@ -72,6 +73,55 @@ def _text_summary(tag, text):
         + _field_bytes(8, text.encode())
     entry = _field_bytes(1, tag.encode()) + _field_bytes(9, metadata) + _field_bytes(8, tensor)
     return _field_bytes(1, entry)
+
+
+def _packed_doubles(number, values):
+    return _field_bytes(number, b"".join(struct.pack("<d", float(v)) for v in values))
+
+
+def _histogram_summary(tag, values, bins):
+    import numpy as np
+    values = np.asarray(values, np.float64).reshape(-1)
+    counts, edges = np.histogram(values, bins=bins)
+    histo = (b"\x09" + struct.pack("<d", values.min()) + b"\x11" + struct.pack("<d", values.max())
+             + b"\x19" + struct.pack("<d", values.size) + b"\x21" + struct.pack("<d", values.sum())
+             + b"\x29" + struct.pack("<d", (values * values).sum())
+             + _packed_doubles(6, edges[1:]) + _packed_doubles(7, counts))
+    return _field_bytes(1, _field_bytes(1, tag.encode()) + _field_bytes(5, histo))
+
+
+def _png(pixels):
+    """PNG bytes of an (H, W, C) uint8 array (C = 1, 3 or 4), written with zlib."""
+    import zlib
+    height, width, channels = pixels.shape
+    color = {1: 0, 3: 2, 4: 6}[channels]
+    raw = b"".join(b"\x00" + pixels[row].tobytes() for row in range(height))
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    header = struct.pack(">IIBBBBB", width, height, 8, color, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
+            + chunk(b"IEND", b""))
+
+
+def _image_summary(tag, img, dataformats):
+    import numpy as np
+    array = np.asarray(img.detach().numpy() if hasattr(img, "detach") else img)
+    order = dataformats.upper()
+    if order == "HW":
+        array, order = array[None], "CHW"
+    if order == "CHW":
+        array = array.transpose(1, 2, 0)
+    elif order != "HWC":
+        raise ValueError(f"add_image: dataformats {dataformats!r} is not one of CHW, HWC, HW")
+    if array.dtype.kind == "f":   # PyTorch's convention: floats in [0, 1]
+        array = np.clip(array * 255.0, 0, 255).round()
+    pixels = np.ascontiguousarray(array.astype(np.uint8))
+    height, width, channels = pixels.shape
+    image = (b"\x08" + _varint(height) + b"\x10" + _varint(width) + b"\x18" + _varint(channels)
+             + _field_bytes(4, _png(pixels)))
+    return _field_bytes(1, _field_bytes(1, tag.encode()) + _field_bytes(4, image))
 
 
 def _number(value):
@@ -143,6 +193,18 @@ class SummaryWriter:
         self._file.write(_event(time.time() if walltime is None else walltime, global_step,
                                 summary=_text_summary(tag + "/text_summary", text_string)))
 
+    def add_histogram(self, tag, values, global_step=None, bins="tensorflow", walltime=None,
+                      max_bins=None):
+        import numpy as np
+        data = np.asarray(values.detach().numpy() if hasattr(values, "detach") else values)
+        edges = 30 if bins == "tensorflow" else bins   # a fixed count stands in for TF's buckets
+        self._file.write(_event(time.time() if walltime is None else walltime, global_step,
+                                summary=_histogram_summary(tag, data, edges)))
+
+    def add_image(self, tag, img_tensor, global_step=None, walltime=None, dataformats="CHW"):
+        self._file.write(_event(time.time() if walltime is None else walltime, global_step,
+                                summary=_image_summary(tag, img_tensor, dataformats)))
+
     def _unsupported(name):
         def method(self, *args, **kwargs):
             raise NotImplementedError(
@@ -151,8 +213,6 @@ class SummaryWriter:
         method.__name__ = name
         return method
 
-    add_histogram = _unsupported("add_histogram")
-    add_image = _unsupported("add_image")
     add_images = _unsupported("add_images")
     add_figure = _unsupported("add_figure")
     add_graph = _unsupported("add_graph")
