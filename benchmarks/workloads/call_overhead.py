@@ -7,7 +7,7 @@ job (three arrays in, copies out), so the ratio says what tapegrad adds to Numba
 "Python copies" is the floor of any call that returns fresh arrays.
 
 `python -m benchmarks.workloads.call_overhead` prints tapegrad jit's min-of-repeats ratios to the
-yardsticks of the scalar graphs and Rosenbrock and the seed graph's time (interleaved in one
+yardsticks of the scalar graphs, Rosenbrock and the pendulum ODE, and the seed graph's time (interleaved in one
 process: steadier than medians on a shared machine), the path's parts, and the per-call cost of
 the scalar-graph and seed workloads over their compiled sweeps.
 """
@@ -136,10 +136,11 @@ def graph_overheads():
 def min_ratios(repeats=6):
     """Min-of-repeats times of tapegrad jit CPU and its yardstick, interleaved in one process
     (robust on a machine shared with other work, where medians drift): the scalar graphs against
-    the C interpreter, Rosenbrock 1e6 against fused Numba; the seed graph's time alone."""
+    the C interpreter, Rosenbrock 1e6 against fused Numba, the pendulum ODE against the Numba
+    adjoint; the seed graph's time alone."""
     import tapegrad as tg
     from .. import kernels
-    from . import rosenbrock, scalar_graph, seed
+    from . import ode, rosenbrock, scalar_graph, seed
     cases = []
     for n in (100, 1000, 10000):
         problem = scalar_graph.build(n)
@@ -150,6 +151,10 @@ def min_ratios(repeats=6):
     g, f_rosen = np.empty_like(x), tg.jit(tg.value_and_grad(rosenbrock.rosenbrock))
     cases.append(("rosenbrock", lambda: kernels.rosenbrock_value_and_grad(x, g),
                   lambda: f_rosen(x), 10))
+    pendulum = ode.build(1000)
+    f_ode = tg.jit(tg.value_and_grad(pendulum.f, argnums=(0, 1)))
+    cases.append(("ode", lambda: kernels.pendulum_adjoint(*pendulum.args, 1000, ode.DT),
+                  lambda: f_ode(*pendulum.args), 200))
     problem = seed.build((2, 2))
     f_seed = tg.jit(tg.value_and_grad(seed.seed_graph))
     cases.append(("seed", None, lambda: f_seed(*problem.args), 20000))
