@@ -868,6 +868,11 @@ def c_reshape_like(m, x):
     return np.sum(back * m) + np.sum(np.reshape(x * x, x.shape))
 
 
+def c_swapaxes(t, flag):
+    a = np.swapaxes(t, -1, -2) if flag else t
+    return np.sum(np.matmul(a[0], t[1]) * np.swapaxes(t, 0, 2)[1])
+
+
 def c_clip_like_minmax(x):
     s = 0.0
     for i in range(len(x)):
@@ -969,6 +974,7 @@ CORPUS = [
     (c_diag_of_a_wide_matrix, [(RNG.randn(1, 4),), (RNG.randn(4, 2),)], 0),
     (c_stack, [(VEC,)], 0), (c_concatenate, [(VEC3, MAT)], (0, 1)),
     (c_reshape_like, [(MAT, VEC3)], (0, 1)),
+    (c_swapaxes, [(RNG.randn(3, 3, 3), True), (RNG.randn(3, 3, 3), False)], 0),
 ]
 
 # What a face refuses, with the message it must give (it names the user's line too): math.*

@@ -195,6 +195,19 @@ class Analysis:
                 like = self.kinds.get(op.like)
                 return None if like is None else Kind(kinds[0].dtype, like.ndim, like.ones)
             return Kind(kinds[0].dtype, op.ndim, op.ones)
+        if isinstance(op, table.Transpose) and op.swap is not None:
+            # np.swapaxes(x, a, b) is np.transpose(x, axes) with a and b exchanged
+            x, (a, b) = kinds[0], op.swap
+            if not (-x.ndim <= a < x.ndim and -x.ndim <= b < x.ndim):
+                raise self.error(f"axes {a}, {b} do not fit {x.ndim}-D arrays", stmt, "Call")
+            axes = list(range(x.ndim))
+            axes[a], axes[b] = axes[b], axes[a]
+            expr.op = table.Transpose(tuple(axes))
+            expr.forward = ast.Call(func=ast.parse("np.transpose", mode="eval").body,
+                                    args=[expr.forward.args[0], ast.Tuple(elts=[
+                                        ast.Constant(k) for k in axes], ctx=ast.Load())],
+                                    keywords=[])
+            return self._call_kind(expr, kinds, stmt)
         if isinstance(op, table.Transpose):
             x = kinds[0]
             axes = op.axes or tuple(reversed(range(x.ndim)))

@@ -1027,6 +1027,9 @@ class Normaliser:
             if isinstance(spelled, ast.AST):
                 with self._numpy_named():
                     return self.expr(spelled, out, origin, target)
+            if len(spelled) == 4:  # (op, None, forward, operands): emitted as it is
+                op, _, forward, operands = spelled
+                return self.emit(op, operands, forward, out, origin, target)
             op, spelling, node = spelled
             return self.call_op(op, spelling, [], node, f"`{ast.unparse(func)}`", out, origin,
                                 target)
@@ -1068,7 +1071,8 @@ class Normaliser:
 
     def _respelled(self, obj, node, out, origin):
         """Calls that are other calls the table knows, or loops: an AST to normalise instead,
-        (op, spelling, call) for a reduction, or None."""
+        (op, spelling, call) for a reduction, (op, None, forward, operands) for an op
+        emitted as it is, or None."""
         args, keywords, func = node.args, node.keywords, node.func
         allocate = {np.zeros_like: "zeros", np.ones_like: "ones", np.empty_like: "empty"}
         if obj in allocate and len(args) == 1 and [k.arg for k in keywords] == ["shape"]:
@@ -1103,6 +1107,14 @@ class Normaliser:
                                                         right=call("mean", args[0])),
                                          op=ast.Pow(), right=ast.Constant(2)))
             new = new if obj is np.var else call("sqrt", new)
+        elif obj is np.swapaxes and len(args) == 3:   # a transpose, its axes known with ndim
+            swap = (self.static_value(args[1], "axis"), self.static_value(args[2], "axis"))
+            if not all(_is_int(a) for a in swap):
+                raise self.error("np.swapaxes takes two constant axes here", node, "axis")
+            operand = self.name_operand(args[0], out, origin, "np.swapaxes")
+            forward = ast.Call(func=_canonical_spelling(np.swapaxes), keywords=[],
+                               args=[operand_node(operand)])
+            return table.Transpose(swap=swap), None, forward, [operand]
         elif obj is np.matmul and len(args) == 2:     # as `@`, which Numba compiles
             new = ast.BinOp(left=args[0], op=ast.MatMult(), right=args[1])
         elif obj in (np.expand_dims, np.squeeze) and len(args) == 2:

@@ -90,6 +90,7 @@ class Reshape:
 @dataclass(frozen=True)
 class Transpose:
     axes: object = None  # None: reversed
+    swap: object = None  # np.swapaxes's two axes: the permutation once the ndim is known
 
 
 @dataclass(frozen=True)
