@@ -312,7 +312,10 @@ def randn(*size, dtype=None, device=None, requires_grad=False, generator=None):
     return _finish(data, requires_grad)
 
 
-def randint(low, high=None, size=(), dtype=None, device=None, requires_grad=False):
+def randint(low, high=None, size=(), dtype=None, device=None, requires_grad=False,
+            generator=None):
+    if isinstance(high, (tuple, list)) and size == ():   # torch.randint(high, size)
+        high, size = None, high
     low, high = (0, low) if high is None else (low, high)
     data = _generator().integers(low, high, _size_args((size,)))
     return _finish(data.astype(_resolve_dtype(dtype, np.int64)), requires_grad)
@@ -740,6 +743,39 @@ class inference_mode:
             with inference_mode(self.mode):
                 return fn(*args, **kwargs)
         return wrapper
+
+
+_settings = {"deterministic": False, "matmul_precision": "highest"}
+
+
+def use_deterministic_algorithms(mode, *, warn_only=False):
+    """Recorded only: tapegrad's CPU kernels are deterministic already."""
+    _settings["deterministic"] = builtins.bool(mode)
+
+
+def are_deterministic_algorithms_enabled():
+    return _settings["deterministic"]
+
+
+def set_float32_matmul_precision(precision):
+    if precision not in ("highest", "high", "medium"):
+        raise RuntimeError(f"Invalid float32 matmul precision: {precision}")
+    _settings["matmul_precision"] = precision   # NumPy's matmul is full precision regardless
+
+
+def get_float32_matmul_precision():
+    return _settings["matmul_precision"]
+
+
+def get_num_threads():
+    import os
+    return os.cpu_count() or 1
+
+
+def set_num_threads(n):
+    """Accepted: NumPy's BLAS threads are set by its environment (OMP_NUM_THREADS)."""
+    if n < 1:
+        raise RuntimeError("set_num_threads expects a positive integer")
 
 
 def is_inference_mode_enabled():

@@ -677,3 +677,23 @@ def test_summary_writer_histograms_and_images(tmp_path):
         rows = zlib.decompress(png[idat + 4:idat + 4 + length])
         assert (width, height) == (5, 4) and len(rows) == height * (1 + width * channels)
         assert list(rows[1:1 + channels]) == first_pixel
+
+
+def test_randint_forms_and_global_settings_as_pytorch():
+    for args, kwargs in [((10, (3,)), {}), ((0, 10, (2, 2)), {"dtype": "int32"}),
+                         ((3, 5), {"size": (4,)}), ((5,), {"size": (4,)})]:
+        if "dtype" in kwargs:
+            ours = tg.randint(*args, dtype=tg.int32)
+            theirs = torch.randint(*args, dtype=torch.int32)
+        else:
+            ours, theirs = tg.randint(*args, **kwargs), torch.randint(*args, **kwargs)
+        assert ours.shape == tuple(theirs.shape) and ours.dtype.name == str(theirs.dtype)[6:]
+    values = tg.randint(3, 5, (200,))
+    assert set(values.tolist()) == {3, 4}
+    tg.use_deterministic_algorithms(True)
+    assert tg.are_deterministic_algorithms_enabled()
+    tg.use_deterministic_algorithms(False)
+    tg.set_float32_matmul_precision("high")
+    assert tg.get_float32_matmul_precision() == "high"
+    tg.set_float32_matmul_precision("highest")
+    assert tg.get_num_threads() >= 1
