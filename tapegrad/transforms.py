@@ -42,8 +42,8 @@ def _is_gpu_array(value):
 
 def _is_static(value):
     # Python ints and bools steer shapes and loops (enum members, branches): they are part of
-    # the signature, not traced
-    return isinstance(value, (bool, int, np.integer, str, type(None), enum.Enum)) and \
+    # the signature, not traced; so are classes (isinstance(x, kind) with kind an argument)
+    return isinstance(value, (bool, int, np.integer, str, type(None), enum.Enum, type)) and \
         not isinstance(value, np.ndarray)
 
 
