@@ -443,3 +443,14 @@ def test_bessel_j0_j1_and_refused_orders():
             tg.grad(lambda x: np.sum(special.jv(order, x)))(x)
     with pytest.raises(TypeError, match="constant integer orders"):
         tg.grad(lambda v: np.sum(special.jv(v, 2.0)))(1.0)
+
+
+def test_classes_as_arguments_are_static():
+    # a dtype or a kind passed as an argument selects the tape; it is not traced
+    f = lambda x, kind: np.sum(x.astype(kind) * 2.0)
+    jitted = tg.jit(tg.grad(f))
+    for kind, want in ((np.float64, 2.0), (np.int64, 0.0), (np.float32, 2.0), (np.float64, 2.0)):
+        np.testing.assert_array_equal(jitted(np.ones(2), kind), want)
+        np.testing.assert_array_equal(tg.grad(f)(np.ones(2), kind), want)
+    g = lambda x, kinds: np.sum(x) if isinstance(x, kinds) else 2 * np.sum(np.asarray(x))
+    assert [float(v) for v in tg.jit(tg.grad(g))([1.0, 2.0], (tuple, list))] == [1.0, 1.0]
