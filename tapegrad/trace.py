@@ -753,6 +753,26 @@ class Tracer(PrimitiveOperators):
     __int__ = __float__
     __complex__ = __float__
 
+    # round(x), math.floor/ceil/trunc(x) and divmod on a traced value: NumPy's piecewise-
+    # constant functions of it (no gradient), as they are on NumPy's own floats
+    def __round__(self, ndigits=None):
+        return np.round(self, ndigits or 0)
+
+    def __floor__(self):
+        return np.floor(self)
+
+    def __ceil__(self):
+        return np.ceil(self)
+
+    def __trunc__(self):
+        return np.trunc(self)
+
+    def __divmod__(self, other):
+        return np.floor_divide(self, other), np.remainder(self, other)
+
+    def __rdivmod__(self, other):
+        return np.floor_divide(other, self), np.remainder(other, self)
+
     def __index__(self):
         raise TraceError(
             "tapegrad: a traced value was used as an integer index or range bound; pass it as a "
