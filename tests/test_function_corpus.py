@@ -873,6 +873,11 @@ def c_swapaxes(t, flag):
     return np.sum(np.matmul(a[0], t[1]) * np.swapaxes(t, 0, 2)[1])
 
 
+def c_round_floor_divmod(a):
+    q, r = divmod(a, 0.75)
+    return round(a) * a + math.floor(a) * a * a + math.ceil(a) + r * a + q + round(a, 1) * 2.0
+
+
 def c_clip_like_minmax(x):
     s = 0.0
     for i in range(len(x)):
@@ -975,6 +980,7 @@ CORPUS = [
     (c_stack, [(VEC,)], 0), (c_concatenate, [(VEC3, MAT)], (0, 1)),
     (c_reshape_like, [(MAT, VEC3)], (0, 1)),
     (c_swapaxes, [(RNG.randn(3, 3, 3), True), (RNG.randn(3, 3, 3), False)], 0),
+    (c_round_floor_divmod, _sets([-1.72, -0.61, 0.33, 1.41, 2.22]), 0),
 ]
 
 # What a face refuses, with the message it must give (it names the user's line too): math.*

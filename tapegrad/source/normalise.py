@@ -492,14 +492,17 @@ class Normaliser:
                 values.append(operand)
         elif isinstance(value_node, ast.Call) and self._user_function(value_node) is not None:
             values = self.inline(value_node, out, origin, n_results=len(names))
-        elif isinstance(self._struct_of(value_node), tuple):
+        else:
             values = self._struct_of(value_node)
+            if values is None and isinstance(value_node, ast.Call):  # divmod(a, b)
+                operand = self.expr(value_node, out, origin)
+                values = self.structs.get(operand) if isinstance(operand, str) else None
+            if not isinstance(values, tuple):
+                raise self.error("tuple unpacking needs a tuple of values or a helper returning "
+                                 "one", value_node, "Tuple")
             if len(values) != len(names):
                 raise self.error(f"{len(values)} values cannot be unpacked into {len(names)} "
                                  "names", value_node, "Tuple")
-        else:
-            raise self.error("tuple unpacking needs a tuple of values or a helper returning one",
-                             value_node, "Tuple")
         for name, value in zip(names, values):
             if isinstance(value, str) and value in self.structs:
                 self.structs[name] = self.structs[value]  # a nested tuple or dict
@@ -1086,6 +1089,10 @@ class Normaliser:
         if obj is math.log and len(args) == 2:        # math.log(x, base)
             new = ast.BinOp(left=ast.Call(func=func, args=[args[0]], keywords=[]), op=ast.Div(),
                             right=ast.Call(func=func, args=[args[1]], keywords=[]))
+        elif obj is builtins.divmod and len(args) == 2:
+            new = ast.Tuple(elts=[ast.BinOp(left=args[0], op=ast.FloorDiv(), right=args[1]),
+                                  ast.BinOp(left=args[0], op=ast.Mod(), right=args[1])],
+                            ctx=ast.Load())
         elif obj is builtins.pow and len(args) == 2:
             new = ast.BinOp(left=args[0], op=ast.Pow(), right=args[1])
         elif obj is np.square and len(args) == 1:

@@ -252,6 +252,7 @@ CALLS.update({
     np.sign: Constant(_same_as_first), np.floor: Constant(_float_of_first),
     np.ceil: Constant(_float_of_first), np.trunc: Constant(_float_of_first),
     math.floor: Constant(_int_result), builtins.int: Constant(_int_result),
+    math.ceil: Constant(_int_result), math.trunc: Constant(_int_result),
     builtins.len: Constant(_int_result),
     np.zeros: Constant(_allocated("float")), np.ones: Constant(_allocated("float")),
     np.empty: Constant(_allocated("float")),
