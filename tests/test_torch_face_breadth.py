@@ -697,3 +697,24 @@ def test_randint_forms_and_global_settings_as_pytorch():
     assert tg.get_float32_matmul_precision() == "high"
     tg.set_float32_matmul_precision("highest")
     assert tg.get_num_threads() >= 1
+
+
+@pytest.mark.parametrize("name, options", [
+    ("Adadelta", {}), ("Adadelta", {"lr": 0.5, "rho": 0.8, "weight_decay": 0.1}),
+    ("Adadelta", {"maximize": True}), ("Adamax", {}),
+    ("Adamax", {"lr": 0.05, "betas": (0.8, 0.99), "weight_decay": 0.01})])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_adadelta_and_adamax_follow_pytorch_for_50_steps(name, options, dtype):
+    start = RNG.uniform(-1, 1, (2, 3)).astype(dtype)
+    ours, theirs = tg.tensor(start, requires_grad=True), torch.tensor(start, requires_grad=True)
+    opt_ours = getattr(tg.optim, name)([ours], **options)
+    opt_theirs = getattr(torch.optim, name)([theirs], **options)
+    assert repr(opt_ours) == repr(opt_theirs)
+    for _ in range(50):
+        for w, opt in ((ours, opt_ours), (theirs, opt_theirs)):
+            opt.zero_grad()
+            ((w ** 2).sum() + (w ** 3).sum()).backward()
+            opt.step()
+    rtol = 1e-12 if dtype == "float64" else 2e-5
+    np.testing.assert_allclose(ours.detach().numpy(), theirs.detach().numpy(), rtol=rtol,
+                               atol=rtol)
