@@ -480,9 +480,15 @@ def simplify(tape):
             counts.append(tape.use_counts())
         return counts[0].get(slot)
 
+    made = {}       # one slot per scalar (by its bytes), so that CSE sees equal operands
+
     def scalar_const(value, dtype):
-        slot = tape.new_slot((), dtype)
-        consts[slot] = np.asarray(value, dtype=dtype)
+        value = np.asarray(value, dtype=dtype)
+        key = (value.dtype.str, value.tobytes())
+        slot = made.get(key)
+        if slot is None:
+            slot = made[key] = tape.new_slot((), dtype)
+            consts[slot] = value
         return slot
 
     def zero_scatter(slot, shape, dtype):
