@@ -718,3 +718,46 @@ def test_adadelta_and_adamax_follow_pytorch_for_50_steps(name, options, dtype):
     rtol = 1e-12 if dtype == "float64" else 2e-5
     np.testing.assert_allclose(ours.detach().numpy(), theirs.detach().numpy(), rtol=rtol,
                                atol=rtol)
+
+
+def test_files_move_between_tapegrad_and_pytorch(tmp_path):
+    import zipfile
+    ours = tg.nn.Sequential(tg.nn.Linear(3, 2), tg.nn.ReLU(), tg.nn.Linear(2, 1))
+    theirs = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU(), torch.nn.Linear(2, 1))
+    path = tmp_path / "ours.pth"
+    tg.save(ours.state_dict(), path)
+    assert zipfile.is_zipfile(path)                        # PyTorch's format
+    theirs.load_state_dict(torch.load(path))               # weights_only=True in PyTorch too
+    x = RNG.standard_normal((4, 3)).astype(np.float32)
+    np.testing.assert_allclose(ours(tg.tensor(x)).detach().numpy(),
+                               theirs(torch.tensor(x)).detach().numpy(), rtol=1e-6, atol=1e-7)
+    torch.save({"model": theirs.state_dict(), "view": torch.arange(6.0).reshape(2, 3)[:, 1:],
+                "ints": torch.tensor([1, 2]), "flag": torch.tensor([True]),
+                "param": torch.nn.Parameter(torch.ones(2, dtype=torch.float64)),
+                "size": torch.Size([2, 3]), "epoch": 3}, tmp_path / "theirs.pth")
+    loaded = tg.load(tmp_path / "theirs.pth")
+    fresh = tg.nn.Sequential(tg.nn.Linear(3, 2), tg.nn.ReLU(), tg.nn.Linear(2, 1))
+    fresh.load_state_dict(loaded["model"])
+    np.testing.assert_allclose(fresh(tg.tensor(x)).detach().numpy(),
+                               theirs(torch.tensor(x)).detach().numpy(), rtol=1e-6, atol=1e-7)
+    assert loaded["view"].tolist() == [[1.0, 2.0], [4.0, 5.0]]
+    assert loaded["ints"].dtype == tg.int64 and loaded["flag"].dtype == tg.bool
+    assert isinstance(loaded["param"], tg.nn.Parameter) and loaded["param"].dtype == tg.float64
+    assert loaded["size"] == (2, 3) and loaded["epoch"] == 3
+    # tensors of every dtype and layout PyTorch reads back the same
+    mixed = {"t": tg.arange(12.0).reshape(3, 4).t(), "d": tg.ones(2, dtype=tg.float64),
+             "scalar": tg.tensor(3), 
+             "b": tg.tensor([True, False]), "u": tg.tensor([1, 2], dtype=tg.uint8),
+             "p": tg.nn.Parameter(tg.zeros(2))}
+    tg.save(mixed, tmp_path / "mixed.pth")
+    back = torch.load(tmp_path / "mixed.pth")
+    for key, value in mixed.items():
+        assert back[key].tolist() == value.tolist() and str(back[key].dtype)[6:] == \
+            value.dtype.name
+    assert isinstance(back["p"], torch.nn.Parameter)
+
+
+def test_files_of_the_earlier_pickle_format_still_load(tmp_path):
+    path = tmp_path / "old.pth"
+    tg.save({"w": tg.tensor([1.0, 2.0])}, path, _use_new_zipfile_serialization=False)
+    assert tg.load(path)["w"].tolist() == [1.0, 2.0]
