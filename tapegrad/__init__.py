@@ -32,3 +32,6 @@ from .custom_rules import custom_jvp, custom_vjp  # noqa: E402
 from .checkpoint import checkpoint  # noqa: E402
 from . import func  # noqa: E402  (torch.func, on the traced face)
 from .compile import compile  # noqa: E402,A004  (torch.compile, with tapegrad.jit)
+
+from . import scipy_special as _scipy_special  # noqa: E402
+_scipy_special.install()   # scipy.special.logsumexp/softmax/log_softmax take traced values
