@@ -499,13 +499,14 @@ def simplify(tape):
 
     # most instructions match no rule: these tell so without a lookup per operand
     array_consts = {s for s, v in consts.items() if getattr(v, "size", 1) > 1}
-    aliased = alias.keys()
+    aliased, scatters = alias.keys(), produced.keys()
     for ins in tape.instrs:
         name, ins_slots = ins.prim.name, ins.ins
         if alias and not aliased.isdisjoint(ins_slots):
             ins_slots = tuple([alias.get(s, s) for s in ins_slots])
-        if name != "pow" and name != "add" and (not array_consts or
-                                                 array_consts.isdisjoint(ins_slots)):
+        # an add is a candidate only when it reads a scatter-add
+        if name != "pow" and (name != "add" or scatters.isdisjoint(ins_slots)) and (
+                not array_consts or array_consts.isdisjoint(ins_slots)):
             kept.append(ins if ins_slots == ins.ins else Instr(ins.prim, ins_slots, ins.out,
                                                               ins.params, ins.phase))
             continue

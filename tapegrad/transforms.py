@@ -16,6 +16,7 @@ import sys
 import threading
 import warnings
 from collections import OrderedDict
+from operator import attrgetter
 
 import numpy as np
 
@@ -214,7 +215,7 @@ def value_and_grad(fun, argnums=0, has_aux=False, *, _where="value_and_grad"):
         start, first_slot = len(ctx.tape.instrs), len(ctx.tape.dtypes)
         out = lift_tree(fun(*args))             # np.array([t0, t1]) is an object array
         value, aux = out if has_aux else (out, None)
-        if any(dt.kind == "c" for dt in ctx.tape.dtypes[first_slot:]):
+        if any(dt.kind == "c" for dt in set(ctx.tape.dtypes[first_slot:])):  # set(): C speed
             raise _complex_error(_where, fname, "a value computed inside (from a complex "
                                  "constant, captured scalar or result)")
         if (value.dtype if isinstance(value, Tracer) else np.asarray(value).dtype).kind == "b":
@@ -459,6 +460,9 @@ def gc_paused():
                 gc.enable()
 
 
+_PRIM_OF = attrgetter("prim")
+
+
 def trace_to_tape(fun, args):
     """Trace fun(*args): returns (tape, traced result as plain values). Static args are baked in."""
     with TraceContext() as ctx:
@@ -469,7 +473,8 @@ def trace_to_tape(fun, args):
             raise
     leaves, structure = tree_flatten(out, lambda x: isinstance(x, Tracer))
     tape = ctx.tape
-    if any(hasattr(ins.prim, "lower") for ins in tape.instrs):
+    # the distinct primitives first (map and set run in C): this scans every instruction
+    if any(hasattr(prim, "lower") for prim in set(map(_PRIM_OF, tape.instrs))):
         # instructions that exist only while tracing (custom rules, checkpoint) become registry
         # primitives: the derivatives they stand for are recorded by now
         tape.instrs[:] = [ins.prim.lower(ins, tape) if hasattr(ins.prim, "lower") else ins
@@ -665,7 +670,7 @@ class Jitted:
             names = [f"argument {i}" for i, _ in _input_leaves(args)]
             what = names[complex_inputs[0]] if len(names) == len(tape.inputs) else "an argument"
             raise _complex_error("jit", _function_name(self.fun), what)
-        if any(dtype.kind == "c" for dtype in tape.dtypes):
+        if any(dtype.kind == "c" for dtype in set(tape.dtypes)):
             raise _complex_error("jit", _function_name(self.fun), "a value computed inside "
                                  "(from a complex constant, captured scalar or result)")
 

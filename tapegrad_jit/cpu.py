@@ -733,21 +733,31 @@ def _plan(lowering, pinned):
         kinds = np.concatenate([np.zeros(shared.size, np.int64), np.ones(shared.size, np.int64)])
         bufs = np.concatenate([shared, shared])
         order = np.lexsort((bufs, kinds, times))
-        free = {}
+        # one free list per size; size 1 (every scalar) has its own list, no dict look-up
+        ones, free = [], {}
+        free[1] = ones
         kinds, bufs = kinds[order], bufs[order]
         # in blocks: two lists of Python ints for every event at once were ~160 bytes a buffer
-        for kind, buf in ((k, b) for at in range(0, bufs.size, 1 << 16) for k, b in zip(
-                kinds[at:at + (1 << 16)].tolist(), bufs[at:at + (1 << 16)].tolist())):
-            size = sizes[buf]
-            if kind:
+        for at in range(0, bufs.size, 1 << 16):
+            for kind, buf in zip(kinds[at:at + (1 << 16)].tolist(),
+                                 bufs[at:at + (1 << 16)].tolist()):
+                size = sizes[buf]
+                if size == 1:
+                    if kind:
+                        ones.append(offsets[buf])
+                    elif ones:
+                        offsets[buf] = ones.pop()
+                    else:
+                        offsets[buf] = top
+                        top += 1
+                    continue
                 pool = free.get(size)
-                if pool is None:
-                    free[size] = [offsets[buf]]
-                else:
-                    pool.append(offsets[buf])
-            else:
-                pool = free.get(size)
-                if pool:
+                if kind:
+                    if pool is None:
+                        free[size] = [offsets[buf]]
+                    else:
+                        pool.append(offsets[buf])
+                elif pool:
                     offsets[buf] = pool.pop()
                 else:
                     offsets[buf] = top

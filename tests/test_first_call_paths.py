@@ -58,3 +58,50 @@ def test_div_forward_mode_is_linear_in_the_tangent():
     eps = 1e-6
     fd = ((x + eps * tx) / (y + eps * ty) - (x - eps * tx) / (y - eps * ty)) / (2 * eps)
     np.testing.assert_allclose(out, fd, rtol=1e-8)
+
+
+_FLOAT_OPS = {
+    "x + c": lambda x, c: x + c, "c + x": lambda x, c: c + x, "x - c": lambda x, c: x - c,
+    "c - x": lambda x, c: c - x, "x * c": lambda x, c: x * c, "c * x": lambda x, c: c * x,
+    "x / c": lambda x, c: x / c, "c / x": lambda x, c: c / x, "x ** c": lambda x, c: x ** c,
+    "c ** x": lambda x, c: c ** x, "-x": lambda x, c: -x, "x * x": lambda x, c: x * x,
+    "x / x": lambda x, c: x / x, "x - x": lambda x, c: x - x,
+}
+
+
+@pytest.mark.parametrize("c", [2.5, 1.0, 0.0, -0.0, np.inf, np.nan])
+@pytest.mark.parametrize("op", sorted(_FLOAT_OPS))
+@pytest.mark.parametrize("x", [np.array(1.5), np.array([0.5, -2.0, 0.0]), np.array([1, 3])])
+def test_tracer_operators_with_floats_record_numpys_values(op, c, x):
+    # the operators' direct recording (no dispatch) against NumPy, on the recorded tape and
+    # the optimised one; a float that is the operation's unit records nothing on floats
+    f = _FLOAT_OPS[op]
+    with np.errstate(all="ignore"):
+        expected = f(x, c)
+    for optimized in (False, True):
+        tape = tg.make_tape(lambda v: f(v, c), optimized=optimized)(x)
+        with np.errstate(all="ignore"):
+            got = tape.run(x)
+        np.testing.assert_array_equal(got, expected)
+        assert np.asarray(got).dtype == expected.dtype
+    recorded = tg.make_tape(lambda v: f(v, c), optimized=False)(x)
+    units = {"x + c": 0, "c + x": 0, "x - c": 0, "x * c": 1, "c * x": 1, "x / c": 1, "x ** c": 1}
+    if units.get(op) == c and x.dtype.kind == "f":
+        assert recorded.instrs == []
+
+
+def test_tracer_operators_across_nested_traces():
+    # a tracer of the outer trace meets one of an inner trace (grad of grad): recorded on the
+    # inner one, as bind decides
+    def f(x):
+        return tg.grad(lambda y: np.sum(np.sin(y * x) / (y + x * 2.0)))(x * 3.0)
+    x = np.array([0.7, 1.3])
+    eps = 1e-6
+    fd = [(np.sum(f(x + eps * e)) - np.sum(f(x - eps * e))) / (2 * eps) for e in np.eye(2)]
+    np.testing.assert_allclose(tg.grad(lambda v: np.sum(f(v)))(x), fd, rtol=1e-6)
+    np.testing.assert_allclose(tg.jit(tg.grad(lambda v: np.sum(f(v))))(x), fd, rtol=1e-6)
+
+
+def test_complex_values_still_refused_by_jit():
+    with pytest.raises(TypeError, match="complex"):
+        tg.jit(lambda x: np.sum(np.real(x * (1.0 + 2.0j))))(np.ones(2))
