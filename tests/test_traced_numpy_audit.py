@@ -271,6 +271,10 @@ for _stem, _ufunc in _OPERATOR_UFUNCS.items():
     CASES[f"__{_stem}__"] = CASES[f"__i{_stem}__"] = _cases
     # x.__r<op>__(y) computes y <op> x
     CASES[f"__r{_stem}__"] = [Case(**{**vars(c), "shapes": c.shapes[::-1]}) for c in _cases]
+# divmod(x, y) is (x // y, x % y): each item checked against NumPy's
+CASES["__divmod__"] = [Case(**{**vars(c), "pick": k}) for c in CASES["__floordiv__"] for k in (0, 1)]
+CASES["__rdivmod__"] = [Case(**{**vars(c), "pick": k}) for c in CASES["__rfloordiv__"]
+                        for k in (0, 1)]
 CASES.update({
     "__neg__": ufunc_cases(np.negative), "__abs__": ufunc_cases(np.absolute),
     "__pos__": ufunc_cases(np.positive),
@@ -472,7 +476,8 @@ def call(entry, kind, case, arrays):
         attr = getattr(first, entry)
         return attr if entry == "T" else attr(*rest, *case.extra, **case.kw)
     if kind == "operator":
-        return _operate(entry, case, args)
+        out = _operate(entry, case, args)
+        return out if case.pick is None else out[case.pick]
     out = entry(*case.lead, *args, *case.extra, **case.kw)
     return out if case.pick is None else out[case.pick]
 
