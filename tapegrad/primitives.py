@@ -231,8 +231,9 @@ minimum = defprim("minimum", np.minimum, source="np.minimum({0}, {1})")
 defvjp(add, lambda g, ans, x, y: g, lambda g, ans, x, y: g)
 defvjp(sub, lambda g, ans, x, y: g, lambda g, ans, x, y: -g)
 defvjp(mul, lambda g, ans, x, y: g * y, lambda g, ans, x, y: g * x)
-# the divisor's cotangent reuses g / y (the same instruction as the dividend's: CSE keeps one)
-defvjp(div, lambda g, ans, x, y: g / y, lambda g, ans, x, y: -(g / y) * ans)
+# the divisor's cotangent reuses g / y (the same instruction as the dividend's: CSE keeps one);
+# negated last, so that reverse mode sums such cotangents with subs (trace.backward_on_tape)
+defvjp(div, lambda g, ans, x, y: g / y, lambda g, ans, x, y: -(g / y * ans))
 
 
 def _split_ties(g, loser, tie):

@@ -15,6 +15,7 @@ is computed and stop: results are never computed on a path the inputs did not ta
 import math
 from collections import Counter
 from itertools import chain
+from operator import attrgetter
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from .core import REGISTRY
 
 FORWARD, ADJOINT = "forward", "adjoint"
 _NO_PARAMS = {}     # shared by instructions without parameters (params are never mutated)
+_INS_OF = attrgetter("ins")
 
 
 class GuardFailure(Exception):
@@ -243,7 +245,7 @@ class Tape:
 
     def use_counts(self):
         """How many times each slot is read: by instructions, guards and the outputs."""
-        uses = Counter(chain.from_iterable([ins.ins for ins in self.instrs]))
+        uses = Counter(chain.from_iterable(map(_INS_OF, self.instrs)))     # all in C
         uses.update(self.outputs)
         uses.update([g.slot for g in self.guards])
         return uses
@@ -446,17 +448,17 @@ def _apply_alias(tape, kept, alias, consts):
 def eliminate_common_subexpressions(tape):
     """Reuse the first of several identical instructions (same primitive, inputs and params)."""
     seen, alias, kept = {}, {}, []
-    aliased = alias.keys()
+    aliased, setdefault = alias.keys(), seen.setdefault
     for ins in tape.instrs:
         if alias and not aliased.isdisjoint(ins.ins):
             ins_slots = tuple([alias.get(s, s) for s in ins.ins])
             ins = Instr(ins.prim, ins_slots, ins.out, ins.params, ins.phase)
         key = (ins.prim.name, ins.ins) if not ins.params else ins.key()
-        first = seen.get(key)
-        if first is not None:
+        # one hash of the key (a tuple's hash is not cached): most instructions are new
+        first = setdefault(key, ins.out)
+        if first != ins.out:
             alias[ins.out] = first
         else:
-            seen[key] = ins.out
             kept.append(ins)
     return _apply_alias(tape, kept, alias, tape.consts)
 

@@ -1489,6 +1489,7 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
         cotangents[output._slot] = np.ones(output.shape, dtype=output.dtype)
     end = len(tape.instrs) if end is None else end
     consts, tracers, shapes, dtypes = tape.consts, ctx.tracers, tape.shapes, tape.dtypes
+    instrs = tape.instrs
     previous_phase, ctx.phase = ctx.phase, ADJOINT
     # Element reads and writes: the registry's rules (index_add(zeros, g), setitem(g, 0)) build
     # a whole array per element; the adjoint of a loop over n elements would hold n of them
@@ -1544,12 +1545,28 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
                         args = [consts[s] if s in consts else tracers[s] for s in ins.ins]
                     prim = ins.prim
                     rules = prim.vjp_rules
+                    n_instrs = len(instrs)
                     if argnum < len(rules) and prim.variadic_vjp is None and prim.differentiable:
                         # Primitive.vjp inlined: one call less per cotangent
                         rule = rules[argnum]
                         c = None if rule is None else rule(g, tracers[ins.out], *args, **ins.params)
                     else:
                         c = prim.vjp(argnum, g, tracers[ins.out], args, ins.params)
+                    if type(c) is Tracer and len(instrs) > n_instrs and \
+                            instrs[-1].out == c._slot and instrs[-1].prim is _NEG:
+                        t = _unneg(tape, tracers, c, shapes[slot])
+                        if t is not None:
+                            # the rule's last step negates (div's -(g / y * ans)): kept
+                            # unrecorded as for sub, so the sum of such cotangents is one sub
+                            # each, and one neg at most
+                            if previous is None:
+                                cotangents[slot] = _Negated(t)
+                            elif type(previous) is _Negated:
+                                cotangents[slot] = _Negated(previous.t + t)
+                            else:
+                                owned.discard(getattr(previous, "_slot", None))
+                                cotangents[slot] = previous - t
+                            continue
                 if c is None:
                     continue
                 kind = type(c)
@@ -1570,6 +1587,20 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
     finally:
         ctx.phase = previous_phase
     return result
+
+
+def _unneg(tape, tracers, c, shape):
+    """t, when c = neg(t) is the tape's last instruction (just recorded by a VJP rule, so read
+    by nothing) and of the cotangent's shape: that instruction is dropped. Else None."""
+    neg = tape.instrs[-1]
+    t = tracers.get(neg.ins[0])
+    if t is None or c._value.shape != shape or t._value.shape != shape or \
+            tape.guards and tape.guards[-1].position >= len(tape.instrs):
+        return None
+    tape.instrs.pop()
+    if tape._producer is not None:
+        tape._producer.pop(neg.out, None)
+    return t
 
 
 class _Negated:

@@ -907,8 +907,9 @@ class Program:
                 for slot in operands:
                     if slot in pending:
                         scalar(*pending.pop(slot)[:3])
+            # an elementwise op of 0-d result reads 0-d operands only: their dtypes are left
             if not fused and name in producers and uses[out] == 1 and dtypes[out].kind == "f" \
-                    and all(shapes[s] == () and dtypes[s].kind == "f" for s in operands):
+                    and not [s for s in operands if dtypes[s].kind != "f"]:
                 pending[out] = (opcode, out, tuple(operands), name)
                 continue
             scalar(opcode, out, operands)

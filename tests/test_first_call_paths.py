@@ -105,3 +105,19 @@ def test_tracer_operators_across_nested_traces():
 def test_complex_values_still_refused_by_jit():
     with pytest.raises(TypeError, match="complex"):
         tg.jit(lambda x: np.sum(np.real(x * (1.0 + 2.0j))))(np.ones(2))
+
+
+def test_negated_cotangents_sum_with_subs():
+    # y's cotangents -(g_i / y * ans_i) from three quotients: summed as t1 + t2 + t3 under one
+    # neg (a neg each, and adds, before)
+    def f(x, y):
+        return np.exp(x[0] / y) + np.sin(x[1] / y) + x[2] / y
+
+    x, y = np.array([0.3, -1.1, 2.0]), 1.7
+    tape = tg.make_tape(tg.grad(f, argnums=1))(x, y)
+    assert _prims(tape).count("neg") == 1
+    torch = pytest.importorskip("torch")
+    tx, ty = torch.tensor(x), torch.tensor(y, dtype=torch.float64, requires_grad=True)
+    (torch.exp(tx[0] / ty) + torch.sin(tx[1] / ty) + tx[2] / ty).backward()
+    for grad in (tg.grad(f, argnums=1), tg.jit(tg.grad(f, argnums=1))):
+        np.testing.assert_allclose(grad(x, y), ty.grad.item(), rtol=1e-14)
