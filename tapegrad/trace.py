@@ -1523,13 +1523,7 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
                         g._value.shape == shapes[slot]:
                     # sub's rule is -g: kept unrecorded, so the next cotangent added to it
                     # makes one sub (c - g), not a neg and an add
-                    if previous is None:
-                        cotangents[slot] = _Negated(g)
-                    elif type(previous) is _Negated:
-                        cotangents[slot] = _Negated(previous.t + g)
-                    else:
-                        owned.discard(getattr(previous, "_slot", None))
-                        cotangents[slot] = previous - g
+                    cotangents[slot] = _minus(owned, previous, g)
                     continue
                 if type(previous) is _Negated and argnum == 0 and name == "getitem":
                     previous = -previous.t
@@ -1559,13 +1553,7 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
                             # the rule's last step negates (div's -(g / y * ans)): kept
                             # unrecorded as for sub, so the sum of such cotangents is one sub
                             # each, and one neg at most
-                            if previous is None:
-                                cotangents[slot] = _Negated(t)
-                            elif type(previous) is _Negated:
-                                cotangents[slot] = _Negated(previous.t + t)
-                            else:
-                                owned.discard(getattr(previous, "_slot", None))
-                                cotangents[slot] = previous - t
+                            cotangents[slot] = _minus(owned, previous, t)
                             continue
                 if c is None:
                     continue
@@ -1587,6 +1575,16 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
     finally:
         ctx.phase = previous_phase
     return result
+
+
+def _minus(owned, previous, t):
+    """The cotangent previous - t (previous None: -t), negations left unrecorded."""
+    if previous is None:
+        return _Negated(t)
+    if type(previous) is _Negated:
+        return _Negated(previous.t + t)
+    owned.discard(getattr(previous, "_slot", None))
+    return previous - t
 
 
 def _unneg(tape, tracers, c, shape):
