@@ -229,8 +229,8 @@ _DIRECT = {float, int, bool, np.ndarray, np.float64, np.float32, np.int64, np.in
 
 
 def _direct(prim, reflected=False):
-    """The operator; two tracers of one trace, or a tracer and a Python float that is not the
-    operation's unit (see _IDENTITIES), are recorded here at once: bind, _bind_tracer and
+    """The operator; two tracers of one trace, or a tracer and a Python float or int that is not
+    the operation's unit (see _IDENTITIES), are recorded here at once: bind, _bind_tracer and
     record's argument scan cost a third of tracing a scalar graph."""
     slow = binary_operator(prim, reflected, shortcut_types=_DIRECT, handle=_bind_tracer)
     impl = getattr(prim.impl, "__wrapped__", prim.impl)
@@ -248,8 +248,8 @@ def _direct(prim, reflected=False):
                 if type(value) is not np.ndarray:
                     value = np.asarray(value)
                 return ctx.append(prim, (self._slot, other._slot), _NO_PARAMS, value)
-        elif kind is float and not (float_is_unit and other == unit and
-                                    self._value.dtype.kind in "fc"):
+        elif (kind is float or kind is int) and not (float_is_unit and other == unit and
+                                                     self._value.dtype.kind in "fc"):
             ctx = self._ctx
             if reflected:
                 value = impl(other, self._value)

@@ -69,7 +69,7 @@ _FLOAT_OPS = {
 }
 
 
-@pytest.mark.parametrize("c", [2.5, 1.0, 0.0, -0.0, np.inf, np.nan])
+@pytest.mark.parametrize("c", [2.5, 1.0, 0.0, -0.0, np.inf, np.nan, 0, 1, 3, -2])
 @pytest.mark.parametrize("op", sorted(_FLOAT_OPS))
 @pytest.mark.parametrize("x", [np.array(1.5), np.array([0.5, -2.0, 0.0]), np.array([1, 3])])
 def test_tracer_operators_with_floats_record_numpys_values(op, c, x):
@@ -77,7 +77,12 @@ def test_tracer_operators_with_floats_record_numpys_values(op, c, x):
     # the optimised one; a float that is the operation's unit records nothing on floats
     f = _FLOAT_OPS[op]
     with np.errstate(all="ignore"):
-        expected = f(x, c)
+        try:
+            expected = f(x, c)
+        except ValueError:          # integers to negative integer powers: as NumPy
+            with pytest.raises(ValueError):
+                tg.make_tape(lambda v: f(v, c))(x)
+            return
     for optimized in (False, True):
         tape = tg.make_tape(lambda v: f(v, c), optimized=optimized)(x)
         with np.errstate(all="ignore"):
