@@ -860,6 +860,7 @@ class Program:
         refs, ref, sizes, extend = lowering.refs, lowering.ref, lowering.sizes, lowering.ops.extend
         consts = tape.consts
         pending = {}                    # slot -> (opcode, slot, operands, primitive name)
+        pending_slots = pending.keys()
 
         def scalar(opcode, out, operands):
             # lowering.scalar inlined (the bulk of scalar tapes): a new 0-d result gets a buffer
@@ -894,7 +895,7 @@ class Program:
                 lowering.lower(ins)
                 continue
             fused = False
-            if pending:
+            if pending and not pending_slots.isdisjoint(operands):     # in C: most have none
                 for position, slot in enumerate(operands):
                     inner = pending.get(slot)
                     if inner is not None:
