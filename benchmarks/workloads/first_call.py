@@ -5,7 +5,8 @@ nothing is warm but the disk cache), the first call of tg.jit(tg.value_and_grad(
 graphs: the scalar-graph workload's (softplus/sum/prod/softmax, 100 inputs) and a random mix of
 scalar ops with wide sums and long chains (another shape of graph, not the benchmark's), and
 prints each stage: loading the compiled interpreter from the disk cache (with Numba's own set-up
-on its first load in a process), tracing, optimising the
+on its first load in a process), tracing (and the part of it that records the adjoint sweep),
+optimising the
 tape, lowering it to the interpreter's ops, and the first compiled sweep. The stages are timed the
 way Jitted._new_program runs them (collector paused); "first call" is the sum, which is what the
 scalar_graph_10k row's first-call column measures (the interpreter is loaded by then).
@@ -77,16 +78,30 @@ def stages(graph, n_ops):
     # BLAS): a one-off per process that any Numba code pays, timed here apart
     cpu.Program(tg.make_tape(lambda y: y * 2.0)(1.0))([np.float64(1.0)])
     times = {"load interpreter": time.perf_counter() - imported}
+    # the adjoint sweep's share of tracing (the registry's VJP rules recorded on tracers)
+    from tapegrad import transforms
+    sweep, adjoint = transforms.backward_on_tape, [0.0]
+
+    def timed_sweep(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return sweep(*args, **kwargs)
+        finally:
+            adjoint[0] += time.perf_counter() - t
+    transforms.backward_on_tape = timed_sweep
     with gc_paused():
         t = time.perf_counter()
         tape, _ = trace_to_tape(g, (x,))
         times["trace"] = time.perf_counter() - t
+        times["recorded"] = len(tape.instrs)
         t = time.perf_counter()
         tape = optimize(tape)
         times["optimise"] = time.perf_counter() - t
         t = time.perf_counter()
         program = cpu.compile(tape)
         times["lower"] = time.perf_counter() - t
+    transforms.backward_on_tape = sweep
+    times["adjoint sweep"] = adjoint[0]
     t = time.perf_counter()
     ok, _ = program([x])
     times["first sweep"] = time.perf_counter() - t
@@ -118,10 +133,14 @@ def main(argv=None):
             runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
         best = {k: min(r[k] for r in runs) for k in runs[0]}
         first = sum(best[k] for k in STAGES[1:])
-        print(f"{graph} ({n} ops: {best['instructions']} tape instructions, {best['ops']} "
-              f"interpreter ops), min of {args.repeats} fresh processes:")
+        print(f"{graph} ({n} ops: {best['recorded']} instructions recorded, "
+              f"{best['instructions']} after the passes, {best['ops']} interpreter ops), "
+              f"min of {args.repeats} fresh processes:")
         for k in STAGES:
             print(f"  {k:18s} {best[k] * 1e3:8.1f} ms")
+            if k == "trace":
+                print(f"  {'  of it adjoint':18s} {best['adjoint sweep'] * 1e3:8.1f} ms "
+                      "(the VJP rules recorded: backward_on_tape)")
         print(f"  {'first call':18s} {first * 1e3:8.1f} ms (trace + optimise + lower + sweep)")
 
 
