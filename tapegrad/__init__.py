@@ -33,5 +33,5 @@ from .checkpoint import checkpoint  # noqa: E402
 from . import func  # noqa: E402  (torch.func, on the traced face)
 from .compile import compile  # noqa: E402,A004  (torch.compile, with tapegrad.jit)
 
-from . import scipy_special as _scipy_special  # noqa: E402
-_scipy_special.install()   # scipy.special.logsumexp/softmax/log_softmax take traced values
+from . import scipy_special as _scipy_special, scipy_stats as _scipy_stats  # noqa: E402,F401
+_scipy_special.install()   # scipy.special's Python functions and scipy.stats' take traced values

@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-__all__ = ["logsumexp", "softmax", "log_softmax", "install"]
+__all__ = ["logsumexp", "softmax", "log_softmax", "polygamma", "multigammaln", "install"]
 
 
 def _finite_max(a, axis):
@@ -102,7 +102,35 @@ def log_softmax(x, axis=None):
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
-_OURS = {"logsumexp": logsumexp, "softmax": softmax, "log_softmax": log_softmax}
+def polygamma(n, x):
+    """scipy.special.polygamma(n, x): the n-th derivative of digamma, n a non-negative int
+    (or an array of them, broadcast against x) that is not traced; x traced or not."""
+    from . import primitives as P
+    if _traced(n):
+        raise TypeError("tapegrad: scipy.special.polygamma's order n cannot be a traced value "
+                        "(the derivative in n does not exist); pass n as a Python int or array")
+    orders = np.asarray(n)
+    if orders.ndim == 0:
+        return P.polygamma(x, n=int(orders))
+    out = 0.0 * x + 0.0 * orders      # broadcast shape, a NaN wherever x is NaN
+    for order in np.unique(orders):
+        out = np.where(orders == order, P.polygamma(x, n=int(order)), out)
+    return out
+
+
+def multigammaln(a, d):
+    """scipy.special.multigammaln(a, d): log of the multivariate gamma function of dimension d
+    (an int), d(d-1)/4 log(pi) + sum_j gammaln(a - j/2) for j = 0..d-1."""
+    import scipy.special as special
+    d = int(d)
+    out = d * (d - 1) / 4.0 * np.log(np.pi)
+    for j in range(d):
+        out = out + special.gammaln(a - j / 2.0)
+    return out
+
+
+_OURS = {"logsumexp": logsumexp, "softmax": softmax, "log_softmax": log_softmax,
+         "polygamma": polygamma, "multigammaln": multigammaln}
 
 
 def _traced(value):
@@ -112,7 +140,8 @@ def _traced(value):
     return isinstance(value, (list, tuple)) and any(_traced(item) for item in value)
 
 
-def _wrapped(scipy_function, ours):
+def wrapped(scipy_function, ours):
+    """scipy_function, except that a call with a traced argument runs `ours` instead."""
     @functools.wraps(scipy_function)
     def call(*args, **kwargs):
         if any(_traced(arg) for arg in args) or any(_traced(v) for v in kwargs.values()):
@@ -122,48 +151,59 @@ def _wrapped(scipy_function, ours):
     return call
 
 
-def _patch(module):
-    for name, ours in _OURS.items():
-        current = getattr(module, name, None)
+def wrap_attributes(owner, table):
+    """Wrap owner.<name> for each name -> our function in table, once (a second call keeps them)."""
+    for name, ours in table.items():
+        current = getattr(owner, name, None)
         if current is not None and not hasattr(current, "__tapegrad_wraps__"):
-            setattr(module, name, _wrapped(current, ours))
+            setattr(owner, name, wrapped(current, ours))
+
+
+def _patch(module):
+    wrap_attributes(module, _OURS)
+
+
+# module name -> the function wrapping its members; scipy_stats adds "scipy.stats"
+PATCHES = {"scipy.special": _patch}
 
 
 class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Wraps scipy.special's functions as soon as scipy.special finishes importing."""
+    """Wraps a module of PATCHES as soon as it finishes importing."""
 
     def find_spec(self, fullname, path, target=None):
-        if fullname != "scipy.special":
+        if fullname not in PATCHES:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
                 continue
             spec = finder.find_spec(fullname, path, target)
             if spec is not None and spec.loader is not None:
-                spec.loader = _PatchingLoader(spec.loader)
+                spec.loader = _PatchingLoader(spec.loader, PATCHES[fullname])
                 return spec
         return None
 
 
 class _PatchingLoader(importlib.abc.Loader):
-    def __init__(self, loader):
+    def __init__(self, loader, patch):
         self._loader = loader
+        self._patch = patch
 
     def create_module(self, spec):
         return self._loader.create_module(spec)
 
     def exec_module(self, module):
         self._loader.exec_module(module)
-        _patch(module)
+        self._patch(module)
 
     def __getattr__(self, name):   # get_source, get_resource_reader, ...: the real loader's
         return getattr(self._loader, name)
 
 
 def install():
-    """Wrap scipy.special's logsumexp/softmax/log_softmax now, or when scipy.special is imported."""
-    special = sys.modules.get("scipy.special")
-    if special is not None:
-        _patch(special)
-    elif not any(isinstance(finder, _PatchOnImport) for finder in sys.meta_path):
+    """Wrap the functions of PATCHES' modules now, or each when it is first imported."""
+    for name, patch in PATCHES.items():
+        module = sys.modules.get(name)
+        if module is not None:
+            patch(module)
+    if not any(isinstance(finder, _PatchOnImport) for finder in sys.meta_path):
         sys.meta_path.insert(0, _PatchOnImport())

@@ -1,0 +1,288 @@
+"""scipy.stats' distributions on traced values: norm, t, beta, gamma, chi2, poisson, dirichlet and
+multivariate_normal.
+
+scipy's distribution methods are Python code that converts its arguments with np.asarray(...,
+dtype=float), which a traced value cannot survive. tapegrad wraps the methods of scipy's singleton
+distribution objects (scipy.stats.norm.pdf, ...) by the same design as tapegrad.scipy_special: a
+call with a traced argument runs the composition below (scipy's argument conventions: loc, scale,
+the shape parameters, broadcasting); every other call goes to scipy's own method unchanged.
+Frozen distributions (scipy.stats.norm(0, 1)) and argument checks on traced values are not
+covered: invalid parameters (scale <= 0, ...) give NaN, as scipy does, without its warnings.
+
+The cdf of t, beta, gamma, chi2 and poisson need incomplete beta/gamma functions, which tapegrad
+does not trace: those methods refuse a traced value with a TypeError naming the method.
+"""
+import math
+
+import numpy as np
+
+from .scipy_special import PATCHES, _traced, wrap_attributes
+
+__all__ = ["log_ndtr"]
+
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def _special():
+    import scipy.special
+    return scipy.special
+
+
+def _ndtr(x):
+    return 0.5 * _special().erfc(-x * math.sqrt(0.5))
+
+
+def log_ndtr(x):
+    """log of the standard normal cdf, as scipy.special.log_ndtr: log1p(-ndtr(-x)) right of 6,
+    log(ndtr(x)) down to -20, and the asymptotic series of log(erfc) left of -20, where ndtr
+    underflows; each branch sees only its own inputs, so no NaN reaches the gradient."""
+    x = x * 1.0
+    right, left = x > 6, x < -20
+    x_right = np.where(right, x, 7.0)
+    x_mid = np.where(right | left, 0.0, x)
+    x_left = np.where(left, x, -21.0)
+    inv2 = 1.0 / (x_left * x_left)
+    series, term = 1.0, 1.0
+    for k in range(1, 12):               # (-1)^k (2k-1)!! / x^2k; 11 terms: < 1e-17 left of -20
+        term = -term * (2 * k - 1) * inv2
+        series = series + term
+    tail = -0.5 * x_left * x_left - np.log(-x_left) - _LOG_SQRT_2PI + np.log(series)
+    with np.errstate(divide="ignore"):
+        middle = np.log(_ndtr(x_mid))
+    return np.where(right, np.log1p(-_ndtr(-x_right)), np.where(left, tail, middle))
+
+
+def _norm_logpdf(z):
+    return -0.5 * z * z - _LOG_SQRT_2PI
+
+
+def _t_logpdf(z, df):
+    sp = _special()
+    return (sp.gammaln((df + 1) / 2) - sp.gammaln(df / 2) - 0.5 * np.log(df * np.pi)
+            - (df + 1) / 2 * np.log1p(z * z / df))
+
+
+def _inside(value, low, high=None):
+    """value where it lies in the support [low, high], and a harmless 0.5 elsewhere."""
+    ok = value >= low if high is None else (value >= low) & (value <= high)
+    return ok, np.where(ok, value, 0.5)
+
+
+def _beta_logpdf(x, a, b):
+    sp = _special()
+    ok, safe = _inside(x, 0.0, 1.0)
+    value = sp.xlogy(a - 1.0, safe) + sp.xlog1py(b - 1.0, -safe) - sp.betaln(a, b)
+    return np.where(ok, value, -np.inf)
+
+
+def _gamma_logpdf(x, a):
+    sp = _special()
+    ok, safe = _inside(x, 0.0)
+    return np.where(ok, sp.xlogy(a - 1.0, safe) - safe - sp.gammaln(a), -np.inf)
+
+
+def _chi2_logpdf(x, df):
+    return _gamma_logpdf(x / 2.0, df / 2.0) - math.log(2.0)
+
+
+class _Continuous:
+    """The methods of a location-scale family from its standardised log density (and cdf)."""
+
+    def __init__(self, shapes, logpdf, logcdf=None, logsf=None):
+        self.names = ("x",) + shapes + ("loc", "scale")
+        self.defaults = {"loc": 0.0, "scale": 1.0}
+        self.logpdf0, self.logcdf0, self.logsf0 = logpdf, logcdf, logsf
+
+    def _bind(self, method, args, kwargs):
+        values = dict(self.defaults)
+        if len(args) > len(self.names):
+            raise TypeError(f"{method}() takes at most {len(self.names)} arguments "
+                            f"({', '.join(self.names)}), {len(args)} given")
+        values.update(zip(self.names, args))
+        for key, value in kwargs.items():
+            if key not in self.names:
+                raise TypeError(f"{method}() got an unexpected keyword argument {key!r}")
+            values[key] = value
+        missing = [name for name in self.names if name not in values]
+        if missing:
+            raise TypeError(f"{method}() missing argument(s): {', '.join(missing)}")
+        scale = values["scale"]
+        z = (values["x"] - values["loc"]) / scale
+        shapes = [values[name] for name in self.names[1:-2]]
+        return z, shapes, scale
+
+    @staticmethod
+    def _valid(value, scale):
+        # scipy answers NaN for scale <= 0
+        return np.where(scale > 0, value, np.nan)
+
+    def methods(self):
+        def logpdf(*args, **kwargs):
+            z, shapes, scale = self._bind("logpdf", args, kwargs)
+            return self._valid(self.logpdf0(z, *shapes) - np.log(np.abs(scale)), scale)
+
+        def pdf(*args, **kwargs):
+            return np.exp(logpdf(*args, **kwargs))
+
+        table = {"logpdf": logpdf, "pdf": pdf}
+        if self.logcdf0 is not None:
+            def logcdf(*args, **kwargs):
+                z, shapes, scale = self._bind("logcdf", args, kwargs)
+                return self._valid(self.logcdf0(z, *shapes), scale)
+
+            def logsf(*args, **kwargs):
+                z, shapes, scale = self._bind("logsf", args, kwargs)
+                return self._valid(self.logsf0(z, *shapes), scale)
+
+            def cdf(*args, **kwargs):
+                z, shapes, scale = self._bind("cdf", args, kwargs)
+                return self._valid(_ndtr(z), scale)
+
+            def sf(*args, **kwargs):
+                z, shapes, scale = self._bind("sf", args, kwargs)
+                return self._valid(_ndtr(-z), scale)
+
+            table.update(logcdf=logcdf, logsf=logsf, cdf=cdf, sf=sf)
+        return table
+
+
+_NORM = _Continuous((), _norm_logpdf, logcdf=log_ndtr, logsf=lambda z: log_ndtr(-z))
+
+
+def _poisson_logpmf(k, mu, loc=0):
+    sp = _special()
+    k = k - loc
+    ok = (k >= 0) & (k == np.floor(k))
+    safe = np.where(ok, k, 0.0)
+    return np.where(ok, sp.xlogy(safe, mu) - sp.gammaln(safe + 1.0) - mu, -np.inf)
+
+
+def _poisson_pmf(k, mu, loc=0):
+    return np.exp(_poisson_logpmf(k, mu, loc))
+
+
+def _dirichlet_logpdf(x, alpha):
+    """scipy's conventions: alpha of length K; x of shape (K,) or (K, n), or K - 1 components
+    (the last is then 1 - their sum)."""
+    sp = _special()
+    if np.ndim(alpha) != 1:
+        raise ValueError("scipy.stats.dirichlet: alpha must be a one-dimensional vector")
+    k = np.shape(alpha)[0]
+    if np.shape(x)[0] == k - 1:
+        last = 1.0 - np.sum(x, axis=0)
+        x = np.concatenate([x, np.expand_dims(last, 0)], axis=0)
+    if np.shape(x)[0] != k:
+        raise ValueError(f"scipy.stats.dirichlet: x has {np.shape(x)[0]} components along its first "
+                         f"axis; alpha has {k}")
+    weights = np.reshape(alpha - 1.0, (k,) + (1,) * (np.ndim(x) - 1))
+    log_norm = np.sum(sp.gammaln(alpha)) - sp.gammaln(np.sum(alpha))
+    return np.sum(sp.xlogy(weights, x), axis=0) - log_norm
+
+
+def _dirichlet_pdf(x, alpha):
+    return np.exp(_dirichlet_logpdf(x, alpha))
+
+
+def _mvn_arguments(x, mean, cov):
+    """scipy.stats.multivariate_normal's shapes: mean (d,) (zeros when None), cov (d, d) from a
+    scalar or a diagonal, x (..., d) (a scalar or (n,) is n points when d is 1)."""
+    if mean is not None:
+        dim = np.size(mean) if np.ndim(mean) else 1
+    elif np.ndim(cov) >= 1:
+        dim = np.shape(cov)[0]
+    else:
+        dim = 1
+    mean = np.zeros(dim) if mean is None else np.reshape(mean, (dim,))
+    if np.ndim(cov) == 0:
+        cov = cov * np.eye(dim)
+    elif np.ndim(cov) == 1:
+        cov = cov * np.eye(dim)          # the diagonal, as np.diag
+    if x is not None:
+        if np.ndim(x) == 0:
+            x = np.reshape(x, (1,))
+        if dim == 1 and np.ndim(x) == 1:
+            x = np.reshape(x, (-1, 1))
+    return x, mean, cov, dim
+
+
+def _mvn_psd(cov, allow_singular):
+    """(U, rank, log pseudo-determinant) with U U^T the pseudo-inverse of cov. A constant cov
+    uses scipy's own factorisation (its rank cut-off); a traced one its Cholesky factor, or its
+    eigendecomposition with scipy's cut-off when allow_singular."""
+    if not _traced(cov):
+        from scipy.stats._multivariate import _PSD
+        psd = _PSD(np.asarray(cov, dtype=float), allow_singular=allow_singular)
+        return psd.U, psd.rank, psd.log_pdet
+    dim = np.shape(cov)[-1]
+    if not allow_singular:
+        lower = np.linalg.cholesky(cov)
+        inverse = np.linalg.inv(lower)           # U = L^-T: U U^T = cov^-1
+        return np.swapaxes(inverse, -1, -2), dim, 2.0 * np.sum(np.log(np.diagonal(lower)))
+    values, vectors = np.linalg.eigh(cov)
+    cut = 1e6 * np.finfo(float).eps * np.max(np.abs(values))     # scipy _PSD's cut-off
+    keep = values > cut
+    safe = np.where(keep, values, 1.0)
+    rank = np.sum(keep)
+    log_pdet = np.sum(np.where(keep, np.log(safe), 0.0))
+    return vectors * np.where(keep, 1.0 / np.sqrt(safe), 0.0), rank, log_pdet
+
+
+def _squeeze(out):
+    return np.squeeze(out)
+
+
+def _mvn_logpdf(x, mean=None, cov=1, allow_singular=False):
+    x, mean, cov, dim = _mvn_arguments(x, mean, cov)
+    u, rank, log_pdet = _mvn_psd(cov, allow_singular)
+    maha = np.sum(np.square(np.matmul(x - mean, u)), axis=-1)
+    return _squeeze(-0.5 * (rank * math.log(2 * math.pi) + log_pdet + maha))
+
+
+def _mvn_pdf(x, mean=None, cov=1, allow_singular=False):
+    return np.exp(_mvn_logpdf(x, mean, cov, allow_singular))
+
+
+def _mvn_entropy(mean=None, cov=1):
+    _, mean, cov, dim = _mvn_arguments(None, mean, cov)
+    _, rank, log_pdet = _mvn_psd(cov, False)
+    return 0.5 * (rank * (math.log(2 * math.pi) + 1.0) + log_pdet)
+
+
+def _refused(distribution, names):
+    """Methods that need the incomplete beta/gamma functions: a clear refusal on traced values."""
+    def refuse(method):
+        def call(*args, **kwargs):
+            raise TypeError(f"tapegrad: scipy.stats.{distribution}.{method} is not traced (it needs "
+                            "an incomplete beta/gamma function); compute it outside the traced "
+                            "function, or use its pdf/logpdf")
+        return call
+    return {method: refuse(method) for method in names}
+
+
+_CDFS = ("cdf", "logcdf", "sf", "logsf")
+
+
+def _tables():
+    """distribution name -> {method name: our function}."""
+    return {
+        "norm": _NORM.methods(),
+        "t": {**_refused("t", _CDFS), **_Continuous(("df",), _t_logpdf).methods()},
+        "beta": {**_refused("beta", _CDFS), **_Continuous(("a", "b"), _beta_logpdf).methods()},
+        "gamma": {**_refused("gamma", _CDFS), **_Continuous(("a",), _gamma_logpdf).methods()},
+        "chi2": {**_refused("chi2", _CDFS), **_Continuous(("df",), _chi2_logpdf).methods()},
+        "poisson": {**_refused("poisson", ("cdf", "logcdf", "sf", "logsf")),
+                    "logpmf": _poisson_logpmf, "pmf": _poisson_pmf},
+        "dirichlet": {"logpdf": _dirichlet_logpdf, "pdf": _dirichlet_pdf},
+        "multivariate_normal": {"logpdf": _mvn_logpdf, "pdf": _mvn_pdf,
+                                "entropy": _mvn_entropy},
+    }
+
+
+def _patch(module):
+    for name, table in _tables().items():
+        distribution = getattr(module, name, None)
+        if distribution is not None:
+            wrap_attributes(distribution, table)    # instance attributes: only these singletons
+
+
+PATCHES["scipy.stats"] = _patch
