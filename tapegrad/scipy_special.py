@@ -108,7 +108,9 @@ def polygamma(n, x):
     from . import primitives as P
     if _traced(n):
         raise TypeError("tapegrad: scipy.special.polygamma's order n cannot be a traced value "
-                        "(the derivative in n does not exist); pass n as a Python int or array")
+                        "(the derivative in n does not exist, and its values are needed while tracing): "
+                        "pass n as a Python int, or close over a constant array instead of passing "
+                        "it as an argument of the traced function")
     orders = np.asarray(n)
     if orders.ndim == 0:
         return P.polygamma(x, n=int(orders))

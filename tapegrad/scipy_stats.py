@@ -33,12 +33,12 @@ def _ndtr(x):
 
 
 def log_ndtr(x):
-    """log of the standard normal cdf, as scipy.special.log_ndtr: log1p(-ndtr(-x)) right of 6,
-    log(ndtr(x)) down to -20, and the asymptotic series of log(erfc) left of -20, where ndtr
+    """log of the standard normal cdf, as scipy.special.log_ndtr: log1p(-ndtr(-x)) right of 0
+    (where log(ndtr) would lose 1 - ndtr's digits), log(ndtr(x)) down to -20, and the asymptotic series of log(erfc) left of -20, where ndtr
     underflows; each branch sees only its own inputs, so no NaN reaches the gradient."""
     x = x * 1.0
-    right, left = x > 6, x < -20
-    x_right = np.where(right, x, 7.0)
+    right, left = x > 0, x < -20
+    x_right = np.where(right, x, 1.0)
     x_mid = np.where(right | left, 0.0, x)
     x_left = np.where(left, x, -21.0)
     inv2 = 1.0 / (x_left * x_left)
@@ -68,17 +68,22 @@ def _inside(value, low, high=None):
     return ok, np.where(ok, value, 0.5)
 
 
+def _in_support(ok, x, value):
+    # -inf outside the support, NaN for a NaN x (which is in no support), as scipy
+    return np.where(ok, value, np.where(np.isnan(x), np.nan, -np.inf))
+
+
 def _beta_logpdf(x, a, b):
     sp = _special()
     ok, safe = _inside(x, 0.0, 1.0)
     value = sp.xlogy(a - 1.0, safe) + sp.xlog1py(b - 1.0, -safe) - sp.betaln(a, b)
-    return np.where(ok, value, -np.inf)
+    return _in_support(ok, x, value)
 
 
 def _gamma_logpdf(x, a):
     sp = _special()
     ok, safe = _inside(x, 0.0)
-    return np.where(ok, sp.xlogy(a - 1.0, safe) - safe - sp.gammaln(a), -np.inf)
+    return _in_support(ok, x, sp.xlogy(a - 1.0, safe) - safe - sp.gammaln(a))
 
 
 def _chi2_logpdf(x, df):
@@ -154,7 +159,7 @@ def _poisson_logpmf(k, mu, loc=0):
     k = k - loc
     ok = (k >= 0) & (k == np.floor(k))
     safe = np.where(ok, k, 0.0)
-    return np.where(ok, sp.xlogy(safe, mu) - sp.gammaln(safe + 1.0) - mu, -np.inf)
+    return _in_support(ok, k, sp.xlogy(safe, mu) - sp.gammaln(safe + 1.0) - mu)
 
 
 def _poisson_pmf(k, mu, loc=0):
