@@ -112,7 +112,8 @@ class _Continuous:
         if missing:
             raise TypeError(f"{method}() missing argument(s): {', '.join(missing)}")
         scale = values["scale"]
-        z = (values["x"] - values["loc"]) / scale
+        with np.errstate(divide="ignore", invalid="ignore"):     # scale 0: NaN below
+            z = (values["x"] - values["loc"]) / scale
         shapes = [values[name] for name in self.names[1:-2]]
         return z, shapes, scale
 

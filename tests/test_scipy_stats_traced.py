@@ -222,14 +222,19 @@ def test_untraced_calls_are_scipys_own():
     assert not hasattr(stats.norm(0.0, 1.0).pdf, "__tapegrad_wraps__")
 
 
-@pytest.mark.parametrize("order", ["scipy first", "tapegrad first"])
-def test_either_import_order_traces_scipy_stats(order):
-    imports = ["import scipy.stats as st", "import tapegrad as tg"]
-    if order == "tapegrad first":
-        imports.reverse()
+@pytest.mark.parametrize("imports", [
+    ["import scipy.special as sp, scipy.stats as st", "import tapegrad as tg"],
+    ["import tapegrad as tg", "import scipy.special as sp, scipy.stats as st"],
+    ["import scipy.special as sp", "import tapegrad as tg", "import scipy.stats as st"]])
+def test_any_import_order_traces_scipy_special_and_stats(imports):
     script = "\n".join(imports + [
         "import numpy as np",
-        "g = tg.grad(lambda x: st.norm.logpdf(x) + st.multivariate_normal.logpdf([x, 0.0], np.zeros(2)))(1.5)",
-        "print(round(float(g), 6))"])
+        "from scipy.special import logsumexp",
+        "g = tg.grad(lambda x: logsumexp(x) + sp.softmax(x)[0] + st.norm.logpdf(x[0])",
+        "            + st.multivariate_normal.logpdf(x, np.zeros(2)))(np.array([1.5, 0.0]))",
+        "print(np.round(g, 6).tolist())"])
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "-3.0"
+    # logsumexp + softmax[0] at (1.5, 0): p + p(1 - p) and 1 - p - p(1 - p); each logpdf -x
+    p = 1.0 / (1.0 + np.exp(-1.5))
+    expected = [p + p * (1 - p) - 3.0, 1 - p - p * (1 - p)]
+    assert out.stdout.strip() == str(np.round(expected, 6).tolist())
