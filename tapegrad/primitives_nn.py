@@ -11,7 +11,7 @@ Parameters: kernel, stride, dilation are (h, w) pairs; pads is ((top, bottom), (
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .core import defprim, defvjp, shape_of
+from .core import Primitive, defprim, defvjp, shape_of
 
 
 def out_size(size, kernel, stride, dilation, pad):
@@ -156,3 +156,65 @@ pool_gather = defprim("pool_gather", _pool_gather, kind="other")
 defvjp(max_pool2d, lambda g, ans, x, **geometry: pool_scatter(g, x, **geometry))
 defvjp(pool_scatter, lambda gx, ans, g, x, **geometry: pool_gather(gx, x, **geometry), None)
 defvjp(pool_gather, lambda g, ans, gx, x, **geometry: pool_scatter(g, x, **geometry), None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Eager-only fused nodes (one graph node with a numeric backward, as PyTorch's AddmmBackward0 and
+# NllLossBackward0). Not in REGISTRY: the traced faces compose the same values from registry ops.
+# ---------------------------------------------------------------------------------------------
+
+def _addmm(bias, x, wt):
+    from . import primitives as P
+    return P.add.eager_impl(bias, P.matmul.eager_impl(x, wt))  # the unfused ops' rounding
+
+
+def _addmm_bias_vjp(g, ans, bias, x, wt):
+    return np.sum(g, axis=0) if isinstance(g, np.ndarray) else g  # (unbroadcast sums a Tensor)
+
+
+def _addmm_input_vjp(g, ans, bias, x, wt):
+    if isinstance(g, np.ndarray):  # the matmul rule's NumPy calls without its dispatch
+        return np.matmul(g, wt.T)
+    from . import primitives as P
+    return P._matmul_vjp_left(g, ans, x, wt)
+
+
+def _addmm_weight_vjp(g, ans, bias, x, wt):
+    if isinstance(g, np.ndarray):
+        # wt is weight.t(): (g.T @ x).T, so the weight's gradient comes out in the weight's own
+        # layout, as PyTorch's mm_mat2_backward computes it for a transposed mat2
+        return np.matmul(g.T, x).T if wt.flags.f_contiguous else np.matmul(x.T, g)
+    from . import primitives as P
+    return P._matmul_vjp_right(g, ans, x, wt)
+
+
+addmm = Primitive("addmm", _addmm, grad_fn_name="AddmmBackward0", kind="linalg")
+defvjp(addmm, _addmm_bias_vjp, _addmm_input_vjp, _addmm_weight_vjp)
+
+
+def _nll(logp, rows, cols, w, total, reduction):
+    """-(w * logp[rows, cols]), summed (and / total for 'mean'), rounded as the unfused ops."""
+    loss = -(logp[rows, cols] * w)
+    if reduction == "none":
+        return loss
+    loss = loss.sum()  # (-a).sum() is -(a.sum()) exactly: a sign flip commutes with the rounding
+    return loss if total is None else loss / total
+
+
+def _nll_vjp(g, ans, logp, rows, cols, w, total, reduction):
+    scale = -g if total is None else -(g / total)
+    if isinstance(g, np.ndarray):
+        out = np.zeros(shape_of(logp), g.dtype)
+        picked = scale * w
+        picked += 0.0  # -0 (an ignored target) reads +0, as a scatter into zeros gives
+        out[rows, cols] = picked
+        return out
+    dense = np.zeros(shape_of(logp), w.dtype)  # create_graph: a product of recorded ops
+    dense[rows, cols] = w
+    if reduction == "none":
+        scale = scale.reshape(-1, 1)
+    return scale * dense
+
+
+nll_loss = Primitive("nll_loss", _nll, grad_fn_name="NllLossBackward0", kind="loss")
+defvjp(nll_loss, _nll_vjp)

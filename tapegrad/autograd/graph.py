@@ -326,7 +326,11 @@ def _accumulate_into_leaf(variable, g, create_graph):
         dtype = variable._data.dtype
         with leaf_grad_lock:
             if variable._grad is None:
-                variable._grad = Tensor._wrap(np.array(g, dtype=dtype))
+                # PyTorch's layout contract: a leaf's .grad has the leaf's strides (a transposed
+                # cotangent kept as it is would make every later update a strided pass)
+                data = variable._data
+                order = "C" if data.flags.c_contiguous else "F" if data.flags.f_contiguous else "K"
+                variable._grad = Tensor._wrap(np.array(g, dtype=dtype, order=order))
             else:
                 variable._grad._data += np.asarray(g).astype(dtype, copy=False)
         return

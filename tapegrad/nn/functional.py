@@ -5,7 +5,8 @@ import numpy as np
 
 from .. import primitives as P
 from .. import primitives_nn as PN
-from ..tensor import Tensor, _dim
+from ..tensor import Tensor, _dim, _View
+from .parameter import Parameter
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -232,6 +233,11 @@ def _named(prim, args, name):
     return prim(*args)
 
 
+# the types whose operations bind through Tensor._bind (other subclasses may override dispatch:
+# they take the unfused path)
+_PLAIN = frozenset({Tensor, Parameter, _View})
+
+
 def linear(input, weight, bias=None):
     """input @ weight.T + bias.
 
@@ -251,6 +257,11 @@ def linear(input, weight, bias=None):
     """
     if bias is None:
         return input @ weight.t()
+    if (type(input) in _PLAIN and type(weight) in _PLAIN and type(bias) in _PLAIN
+            and input.ndim == 2 and weight.ndim == 2 and bias.shape == weight.shape[:1]
+            and input.shape[1] == weight.shape[1]):
+        # one AddmmBackward0 node over (bias, input, weight.t()), as PyTorch records
+        return Tensor._bind(PN.addmm, (bias, input, weight.t()), {})
     if input.ndim == 2:  # PyTorch runs addmm here, and shows it
         # bias first: next_functions[0] is the bias, as in addmm(bias, input, weight.t())
         return _named(P.add, (bias, input @ weight.t()), "AddmmBackward0")
@@ -433,6 +444,12 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     safe = np.where(keep, classes, 0)
     w = np.ones(n_classes, logp._data.dtype) if weight is None else weight._data
     sample_w = np.where(keep, w[safe], 0).astype(logp._data.dtype)
+    total = float(sample_w.sum()) if reduction == "mean" else None
+    if input.ndim == 2 and total != 0:
+        # one NllLossBackward0 node with a numeric backward (PyTorch's node)
+        return Tensor._bind(PN.nll_loss, (input,), dict(rows=np.arange(len(classes)), cols=safe,
+                                                         w=sample_w, total=total,
+                                                         reduction=reduction))
     picked = logp[np.arange(len(classes)), safe] * sample_w
     if reduction == "none":
         return picked.neg().reshape(out_shape)

@@ -87,23 +87,31 @@ class Optimizer:
         self.param_groups.append(param_group)
 
     def zero_grad(self, set_to_none=True):
-        zero_grad_((p for group in self.param_groups for p in group["params"]), set_to_none)
-
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with enable_grad():
-                loss = closure()
+        if not set_to_none:
+            zero_grad_((p for group in self.param_groups for p in group["params"]), False)
+            return
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = p.grad._data
-                if group.get("maximize"):
-                    grad = -grad
-                self._update(p, grad, self.state[p], group)
-                p._version_counter[0] += 1  # an in-place write, as torch's no_grad update is
+                p._grad = None  # (parameters are leaves: no retain_grad warning to give)
+
+    def step(self, closure=None):
+        loss = _run_closure(closure)
+        for group in self.param_groups:
+            self._step_group(group)
         return loss
+
+    def _step_group(self, group):
+        state = self.state
+        maximize = group.get("maximize")
+        for p in group["params"]:
+            grad = p._grad
+            if grad is None:
+                continue
+            grad = grad._data
+            if maximize:
+                grad = -grad
+            self._update(p, grad, state[p], group)
+            p._version_counter[0] += 1  # an in-place write, as torch's no_grad update is
 
     def _update(self, p, grad, state, group):
         raise NotImplementedError
@@ -152,6 +160,14 @@ class Optimizer:
                 if key != "params":
                     text += f"    {key}: {group[key]}\n"
         return text + ")"
+
+
+def _run_closure(closure):
+    """The loss the closure re-evaluates (with grad enabled, as step may run under no_grad)."""
+    if closure is None:
+        return None
+    with enable_grad():
+        return closure()
 
 
 def _cast_like(value, p, key):

@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..tensor import Tensor
-from .optimizer import Optimizer, _check
+from .optimizer import Optimizer, _check, _run_closure
 
 
 class SGD(Optimizer):
@@ -42,6 +42,23 @@ class SGD(Optimizer):
                                       weight_decay=weight_decay, nesterov=nesterov,
                                       maximize=maximize, foreach=foreach,
                                       differentiable=differentiable, fused=fused))
+
+    def step(self, closure=None):
+        loss = _run_closure(closure)
+        for group in self.param_groups:
+            if group["momentum"] != 0 or group["weight_decay"] != 0 or group["maximize"]:
+                self._step_group(group)
+                continue
+            # plain SGD, PyTorch's param.add_(grad, alpha=-lr): one in-place NumPy op per
+            # parameter, and no state (torch keeps none without momentum)
+            lr = group["lr"]
+            for p in group["params"]:
+                grad = p._grad
+                if grad is not None:
+                    x = p._data
+                    x -= lr * grad._data
+                    p._version_counter[0] += 1
+        return loss
 
     def _update(self, p, grad, state, group):
         x = p._data
