@@ -56,10 +56,24 @@ def _norm_logpdf(z):
     return -0.5 * z * z - _LOG_SQRT_2PI
 
 
-def _t_logpdf(z, df):
+def _log_gamma_ratio(h):
+    """log(Gamma(h + 1/2) / Gamma(h)) as scipy's log(poch(h, 1/2)): gammaln's difference up to
+    1e4, its asymptotic series beyond (where the difference cancels), as Cephes' poch."""
     sp = _special()
-    return (sp.gammaln((df + 1) / 2) - sp.gammaln(df / 2) - 0.5 * np.log(df * np.pi)
-            - (df + 1) / 2 * np.log1p(z * z / df))
+    big = h > 1e4
+    small_h = np.where(big, 1.0, h)
+    big_h = np.where(big, h, 2e4)
+    series = 0.5 * np.log(big_h) - 1 / (8 * big_h) + 1 / (192 * big_h ** 3)
+    return np.where(big, series, sp.gammaln(small_h + 0.5) - sp.gammaln(small_h))
+
+
+def _t_logpdf(z, df):
+    # df = inf is the normal distribution, as scipy
+    infinite = df == np.inf
+    finite_df = np.where(infinite, 1.0, df)
+    value = (_log_gamma_ratio(0.5 * finite_df) - 0.5 * np.log(finite_df * np.pi)
+             - (finite_df + 1) / 2 * np.log1p(z * z / finite_df))
+    return np.where(infinite, _norm_logpdf(z), value)
 
 
 def _inside(value, low, high=None):

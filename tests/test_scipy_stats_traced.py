@@ -114,6 +114,17 @@ def test_edge_values_follow_scipy():
                                   stats.poisson.logpmf.__tapegrad_wraps__([-1.0, 2.5, 2.0], 3.0))
 
 
+@pytest.mark.parametrize("df", [0.5, 3.0, 2e4, 1e6, 1e10, np.inf])
+def test_t_density_for_large_and_infinite_df(df):
+    # gammaln(h + 1/2) - gammaln(h) cancels for large h: scipy's poch takes over above 1e4
+    x = np.array([0.0, 1e-300, 0.5, -3.0, 40.0, np.inf, np.nan])
+    for name in ("pdf", "logpdf"):
+        np.testing.assert_allclose(TABLES["t"][name](x, df),
+                                   getattr(stats.t, name).__tapegrad_wraps__(x, df), rtol=1e-12)
+    if df < 1e5:      # beyond, central differences in df lose every digit
+        _check(stats.t.logpdf, (np.array([0.3, -1.2]), np.array([df, df * 1.5])), [0, 1])
+
+
 def test_log_ndtr_gradient_far_in_the_tails():
     x = np.array([-60.0, -30.0, -20.001, -19.999, 5.999, 6.001, 30.0])
     gradient = tg.grad(lambda v: np.sum(stats.norm.logcdf(v)))(x)
