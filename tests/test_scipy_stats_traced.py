@@ -114,14 +114,14 @@ def test_edge_values_follow_scipy():
                                   stats.poisson.logpmf.__tapegrad_wraps__([-1.0, 2.5, 2.0], 3.0))
 
 
-@pytest.mark.parametrize("df", [0.5, 3.0, 2e4, 1e6, 1e10, np.inf])
+@pytest.mark.parametrize("df", [0.5, 3.0, 50.0, 1.9e4, 3e4, 1e6, 1e10, np.inf])
 def test_t_density_for_large_and_infinite_df(df):
     # gammaln(h + 1/2) - gammaln(h) cancels for large h: scipy's poch takes over above 1e4
     x = np.array([0.0, 1e-300, 0.5, -3.0, 40.0, np.inf, np.nan])
     for name in ("pdf", "logpdf"):
         np.testing.assert_allclose(TABLES["t"][name](x, df),
                                    getattr(stats.t, name).__tapegrad_wraps__(x, df), rtol=1e-12)
-    if df < 1e5:      # beyond, central differences in df lose every digit
+    if df < 1e3:      # beyond, central differences in df (and scipy's switch at 2e4) drown it
         _check(stats.t.logpdf, (np.array([0.3, -1.2]), np.array([df, df * 1.5])), [0, 1])
 
 
