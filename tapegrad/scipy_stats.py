@@ -217,6 +217,8 @@ def _mvn_arguments(x, mean, cov):
         cov = cov * np.eye(dim)
     elif np.ndim(cov) == 1:
         cov = cov * np.eye(dim)          # the diagonal, as np.diag
+    if isinstance(x, (list, tuple)):
+        x = np.stack(x, axis=-1) if dim > 1 or np.ndim(x[0]) else np.stack(x)    # traced items
     if x is not None:
         if np.ndim(x) == 0:
             x = np.reshape(x, (1,))
@@ -247,15 +249,11 @@ def _mvn_psd(cov, allow_singular):
     return vectors * np.where(keep, 1.0 / np.sqrt(safe), 0.0), rank, log_pdet
 
 
-def _squeeze(out):
-    return np.squeeze(out)
-
-
 def _mvn_logpdf(x, mean=None, cov=1, allow_singular=False):
     x, mean, cov, dim = _mvn_arguments(x, mean, cov)
     u, rank, log_pdet = _mvn_psd(cov, allow_singular)
     maha = np.sum(np.square(np.matmul(x - mean, u)), axis=-1)
-    return _squeeze(-0.5 * (rank * math.log(2 * math.pi) + log_pdet + maha))
+    return np.squeeze(-0.5 * (rank * math.log(2 * math.pi) + log_pdet + maha))   # as scipy
 
 
 def _mvn_pdf(x, mean=None, cov=1, allow_singular=False):
@@ -263,7 +261,7 @@ def _mvn_pdf(x, mean=None, cov=1, allow_singular=False):
 
 
 def _mvn_entropy(mean=None, cov=1):
-    _, mean, cov, dim = _mvn_arguments(None, mean, cov)
+    cov = _mvn_arguments(None, mean, cov)[2]
     _, rank, log_pdet = _mvn_psd(cov, False)
     return 0.5 * (rank * (math.log(2 * math.pi) + 1.0) + log_pdet)
 
