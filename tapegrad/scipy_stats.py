@@ -217,8 +217,6 @@ def _mvn_arguments(x, mean, cov):
         cov = cov * np.eye(dim)
     elif np.ndim(cov) == 1:
         cov = cov * np.eye(dim)          # the diagonal, as np.diag
-    if isinstance(x, (list, tuple)):
-        x = np.stack(x, axis=-1) if dim > 1 or np.ndim(x[0]) else np.stack(x)    # traced items
     if x is not None:
         if np.ndim(x) == 0:
             x = np.reshape(x, (1,))

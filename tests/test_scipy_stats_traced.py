@@ -171,6 +171,13 @@ def test_multivariate_normal_entropy_and_scalar_and_diagonal_cov():
     _check(stats.multivariate_normal.logpdf, (RNG.normal(size=5),), [0], mean=0.3, cov=2.0)
 
 
+def test_multivariate_normal_list_of_traced_coordinates():
+    # scipy's default dimension is 1 (mean None, cov 1): a list of n values is n points
+    for f in (tg.grad, lambda g: tg.jit(tg.grad(g))):
+        assert f(lambda a: stats.multivariate_normal.logpdf([a, 0.5], np.zeros(2)))(1.5) == -1.5
+        assert f(lambda a: np.sum(stats.multivariate_normal.logpdf([a, 0.5])))(1.5) == -1.5
+
+
 def test_multivariate_normal_singular_cov():
     cov = np.diag([1.0, 2.0, 0.0, 0.0])
     mean = np.concatenate([RNG.normal(size=2), np.zeros(2)])
