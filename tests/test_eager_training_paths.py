@@ -7,6 +7,7 @@ import pytest
 
 import tapegrad as tg
 import tapegrad.nn.functional as F
+from tapegrad.autograd import graph
 
 torch = pytest.importorskip("torch")
 
@@ -275,3 +276,35 @@ def test_optimizer_zero_grad(set_to_none):
     else:
         np.testing.assert_array_equal(w.grad.numpy(), [0, 0, 0])
     assert u.grad is None
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+def test_relu_numeric_backward_matches_rule_and_torch(dtype):
+    # the bit-mask backward keeps g's bits (NaN, inf, -0) where the rule keeps g, +0 elsewhere
+    x = np.array([[-1.0, 0.0, -0.0, 2.0, np.nan, np.inf, -np.inf, 3.0]] * 3, dtype)
+    g = np.array([[np.inf, np.nan, 1.0, -0.0, 5.0, np.nan, -np.inf, -np.inf]] * 3, dtype)
+    v = tg.tensor(x, requires_grad=True)
+    out = tg.relu(v)
+    fast, = graph._NUMERIC_VJPS["relu"](out.grad_fn, g)   # the path backward takes
+    out.backward(tg.tensor(g))
+    got = v.grad.numpy()
+    np.testing.assert_array_equal(got.view(np.uint8), fast.view(np.uint8))
+    # the registry rule itself (create_graph takes the rule's path)
+    v2 = tg.tensor(x, requires_grad=True)
+    rule, = tg.autograd.grad(tg.relu(v2), v2, tg.tensor(g), create_graph=True)
+    np.testing.assert_array_equal(got, rule.detach().numpy())
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(rule.detach().numpy()))
+    tv = torch.tensor(x, requires_grad=True)
+    torch.relu(tv).backward(torch.tensor(g))
+    np.testing.assert_array_equal(got, tv.grad.numpy())
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(tv.grad.numpy()))
+
+
+def test_relu_numeric_backward_non_contiguous_grad():
+    rng = np.random.default_rng(10)
+    x, tx = _pair((4, 6), rng)
+    g = rng.standard_normal(6)
+    out, t_out = tg.relu(x.t()), torch.relu(tx.t())        # a non-contiguous input and output
+    (out * tg.tensor(g)[:, None]).sum().backward()          # a broadcast (strided) cotangent
+    (t_out * torch.tensor(g)[:, None]).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), tx.grad.numpy())

@@ -166,8 +166,10 @@ class PrimitiveNode(Node):
             ans = Tensor._from_node(self.ans, self)
         else:
             fast = _NUMERIC_VJPS.get(name)
-            if fast is not None and self.params["axis"] is None:
-                return fast(g, self.inputs[0])
+            if fast is not None:
+                grads = fast(self, g)
+                if grads is not None:
+                    return grads
             inputs = self.inputs
             if len(inputs) == 2:  # unrolled for the common arities
                 a, b = inputs
@@ -208,18 +210,41 @@ def _filled(shape, g):
     return out
 
 
-def _sum_all_vjp(g, x):
+def _sum_all_vjp(node, g):
+    if node.params["axis"] is not None:
+        return None
+    x = node.inputs[0]
     return [_filled(getattr(x, "_data", x).shape, g)]
 
 
-def _mean_all_vjp(g, x):
+def _mean_all_vjp(node, g):
+    if node.params["axis"] is not None:
+        return None
+    x = node.inputs[0]
     x = getattr(x, "_data", x)
     return [_filled(x.shape, g / x.size)]  # as the registry rule: g spread, divided by the count
 
 
-# Numeric backward (no create_graph) of a reduction over all axes, the common loss: the registry
-# rule's values in one NumPy call instead of four primitive calls (tests compare the two)
-_NUMERIC_VJPS = {"sum": _sum_all_vjp, "mean": _mean_all_vjp}
+_INT_OF_WIDTH = {2: np.int16, 4: np.int32, 8: np.int64}
+
+
+def _relu_vjp(node, g):
+    """where(ans <= 0, 0, g) as a bit mask: np.where branches per element and a ReLU's mask is
+    noise to the branch predictor (600 us against 40 us for 173k float32 here); the bits of g are
+    kept (NaN, inf, -0 included) where the rule keeps g, and zeroed (+0) where it writes 0."""
+    ans = node.ans
+    ints = _INT_OF_WIDTH.get(ans.dtype.itemsize)
+    if (ints is None or type(g) is not np.ndarray or g.dtype != ans.dtype
+            or g.shape != ans.shape or ans.dtype.kind != "f"):
+        return None
+    mask = (ans <= 0).view(np.uint8).astype(ints)
+    mask -= 1  # 0 where the rule writes 0, all bits set where it keeps g
+    return [np.bitwise_and(g.view(ints), mask).view(ans.dtype)]
+
+
+# Numeric backward (no create_graph) of common rules: the registry rule's values in fewer NumPy
+# calls (tests compare the two); None from one means "use the rule"
+_NUMERIC_VJPS = {"sum": _sum_all_vjp, "mean": _mean_all_vjp, "relu": _relu_vjp}
 
 
 # ---------------------------------------------------------------------------------------------
