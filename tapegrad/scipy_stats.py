@@ -166,6 +166,15 @@ class _Continuous:
         return table
 
 
+def _norm_quantile(sign):
+    """norm.ppf (sign 1) and norm.isf (sign -1): loc + sign * scale * ndtri(q); NaN outside
+    [0, 1] and for scale <= 0, as scipy."""
+    def quantile(q, loc=0.0, scale=1.0):
+        value = loc + sign * scale * _special().ndtri(q)
+        return np.where((q >= 0) & (q <= 1) & (scale > 0), value, np.nan)
+    return quantile
+
+
 _NORM = _Continuous((), _norm_logpdf, logcdf=log_ndtr, logsf=lambda z: log_ndtr(-z))
 
 
@@ -281,7 +290,7 @@ _CDFS = ("cdf", "logcdf", "sf", "logsf")
 def _tables():
     """distribution name -> {method name: our function}."""
     return {
-        "norm": _NORM.methods(),
+        "norm": {**_NORM.methods(), "ppf": _norm_quantile(1.0), "isf": _norm_quantile(-1.0)},
         "t": {**_refused("t", _CDFS), **_Continuous(("df",), _t_logpdf).methods()},
         "beta": {**_refused("beta", _CDFS), **_Continuous(("a", "b"), _beta_logpdf).methods()},
         "gamma": {**_refused("gamma", _CDFS), **_Continuous(("a",), _gamma_logpdf).methods()},

@@ -64,6 +64,19 @@ def test_norm_methods_broadcast_loc_and_scale(name, shapes):
     _check(getattr(stats.norm, name), (x, loc, scale), [0, 1, 2])
 
 
+@pytest.mark.parametrize("name", ["ppf", "isf"])
+def test_norm_quantiles(name):
+    q = np.array([[1e-3, 0.01, 0.3], [0.5, 0.8, 0.999]])
+    _check(getattr(stats.norm, name), (q, RNG.normal(size=3), _positive(2, 1)), [0, 1, 2],
+           rtol=1e-12)
+    # the edges on the traced path: +-inf at 0 and 1, NaN outside [0, 1] and for scale <= 0
+    edges = np.array([0.0, 1.0, -0.1, 1.5, np.nan, 0.5, 1e-300, 1 - 1e-12])
+    scale = np.array([1.0, 1.0, 1.0, 1.0, 1.0, -1.0, 1.0, 1.0])
+    traced = tg.jit(lambda q: getattr(stats.norm, name)(q, 0.0, scale))(edges)
+    np.testing.assert_allclose(traced, getattr(stats.norm, name).__tapegrad_wraps__(
+        edges, 0.0, scale), rtol=1e-12)
+
+
 def test_norm_keywords_and_defaults():
     x = RNG.normal(size=4)
     _check(stats.norm.logpdf, (x,), [0])
