@@ -269,3 +269,9 @@ def test_any_import_order_traces_scipy_special_and_stats(imports):
     p = 1.0 / (1.0 + np.exp(-1.5))
     expected = [p + p * (1 - p) - 3.0, 1 - p - p * (1 - p)]
     assert out.stdout.strip() == str(np.round(expected, 6).tolist())
+
+
+def test_import_tapegrad_loads_neither_scipy_nor_numba():
+    script = "import sys, tapegrad; print('scipy' in sys.modules, 'numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False False"
