@@ -824,12 +824,19 @@ def _fast_call(args, program, captures):
                 tests = [t for t in tests if not t.startswith("type(w")] + ["read() == key"]
                 break
     unpack = "".join(f"a{k}, " for k in range(len(args)))
-    exec(f"def fast(args):\n    if len(args) != {len(args)}:\n        return None\n"
-         + (f"    {unpack}= args\n" if args else "")
-         + "    try:\n"
+    # the program's own call written into this function when it offers its source: one Python
+    # frame from the check to the sweep
+    source = getattr(program, "call_source", None)
+    body = ["return call(args)"]
+    if source is not None:
+        extra, body = source([f"a{k}" for k in range(len(args))])
+        names.update(extra)
+    exec("def fast(args):\n    try:\n"
+         + f"        {unpack or '()'} = args\n"        # another count of arguments: ValueError
          + f"        hit = {' and '.join(tests) or 'True'}\n"
          + "    except Exception:\n        return None\n"      # a captured name was deleted
-         + "    return call(args) if hit else None\n", names)
+         + "    if not hit:\n        return None\n"
+         + "".join(f"    {line}\n" for line in body), names)
     return names["fast"]
 
 
