@@ -218,3 +218,36 @@ def _nll_vjp(g, ans, logp, rows, cols, w, total, reduction):
 
 nll_loss = Primitive("nll_loss", _nll, grad_fn_name="NllLossBackward0", kind="loss")
 defvjp(nll_loss, _nll_vjp)
+
+
+def pool_scatter_tiled(g, x, ans, kernel, stride, dilation, pads):
+    """_pool_scatter's value for windows that tile x (stride == kernel, no dilation or padding),
+    read against the forward's output `ans` instead of recomputing each window's maximum, and
+    written tap by tap into one x-shaped array. None where the windows do not tile."""
+    if stride != kernel or dilation != (1, 1) or any(pads[0]) or any(pads[1]):
+        return None
+    kh, kw = kernel
+    n, c, h, w = x.shape
+    oh, ow = ans.shape[2:]
+    out = np.zeros(x.shape, g.dtype)
+    tiles = out[:, :, :oh * kh, :ow * kw].reshape(n, c, oh, kh, ow, kw)  # a view of out
+    x_tiles = x[:, :, :oh * kh, :ow * kw].reshape(n, c, oh, kh, ow, kw)
+    nan = np.isnan(ans).any()
+    finite = np.isfinite(g).all()  # 0 * inf is NaN: a non-finite g is copied, not multiplied
+    found = None
+    for i in range(kh):
+        for j in range(kw):
+            tap = x_tiles[:, :, :, i, :, j]
+            hit = tap == ans
+            if nan:  # the forward's NaN came from the window's first NaN
+                hit |= np.isnan(tap)
+            if found is None:
+                found = hit.copy()
+            else:
+                hit &= ~found
+                found |= hit
+            if finite:
+                np.multiply(g, hit, out=tiles[:, :, :, i, :, j])
+            else:
+                np.copyto(tiles[:, :, :, i, :, j], g, where=hit)
+    return out

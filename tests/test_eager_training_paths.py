@@ -308,3 +308,41 @@ def test_relu_numeric_backward_non_contiguous_grad():
     (out * tg.tensor(g)[:, None]).sum().backward()          # a broadcast (strided) cotangent
     (t_out * torch.tensor(g)[:, None]).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), tx.grad.numpy())
+
+
+POOL_CASES = [((3, 2, 7, 9), 2, None), ((2, 1, 4, 4), 2, None), ((1, 1, 5, 5), 1, None),
+              ((2, 2, 6, 6), 3, None), ((2, 3, 8, 8), 2, "nan"), ((2, 2, 6, 6), 2, "inf_grad"),
+              ((2, 2, 6, 6), (2, 3), None)]
+
+
+@pytest.mark.parametrize("case", range(len(POOL_CASES)))
+def test_max_pool_tiled_backward_matches_rule_and_torch(case):
+    shape, kernel, special = POOL_CASES[case]
+    rng = np.random.default_rng(case)
+    data = rng.integers(-2, 3, shape).astype(np.float64)   # many ties: the first maximum wins
+    if special == "nan":
+        data[0, 0, 1, 1] = data[1, 2, 4, 5] = np.nan
+    x, tx = tg.tensor(data, requires_grad=True), torch.tensor(data, requires_grad=True)
+    out = F.max_pool2d(x, kernel)
+    t_out = torch.nn.functional.max_pool2d(tx, kernel)
+    g = rng.standard_normal(out.shape)
+    if special == "inf_grad":
+        g[0, 0, 0, 0], g[1, 1, 1, 1] = np.inf, np.nan
+    fast, = graph._NUMERIC_VJPS["max_pool2d"](out.grad_fn, g)    # the path backward takes
+    rule, = tg.autograd.grad(out, x, tg.tensor(g), create_graph=True)   # the registry rule
+    out.backward(tg.tensor(g))
+    t_out.backward(torch.tensor(g))
+    np.testing.assert_array_equal(fast, rule.detach().numpy())
+    np.testing.assert_array_equal(x.grad.numpy(), fast)
+    np.testing.assert_array_equal(x.grad.numpy(), tx.grad.numpy())
+
+
+def test_max_pool_overlapping_windows_take_the_rule():
+    rng = np.random.default_rng(11)
+    x, tx = _pair((2, 2, 7, 7), rng)
+    out = F.max_pool2d(x, 3, stride=2, padding=1)
+    t_out = torch.nn.functional.max_pool2d(tx, 3, stride=2, padding=1)
+    assert graph._NUMERIC_VJPS["max_pool2d"](out.grad_fn, np.ones(out.shape)) is None
+    out.sum().backward()
+    t_out.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), tx.grad.numpy())

@@ -242,9 +242,18 @@ def _relu_vjp(node, g):
     return [np.bitwise_and(g.view(ints), mask).view(ans.dtype)]
 
 
+def _max_pool2d_vjp(node, g):
+    from .. import primitives_nn  # (not at import: primitives_nn needs the registry loaded)
+    if type(g) is not np.ndarray or g.shape != node.ans.shape:
+        return None
+    out = primitives_nn.pool_scatter_tiled(g, node.inputs[0]._data, node.ans, **node.params)
+    return None if out is None else [out]
+
+
 # Numeric backward (no create_graph) of common rules: the registry rule's values in fewer NumPy
 # calls (tests compare the two); None from one means "use the rule"
-_NUMERIC_VJPS = {"sum": _sum_all_vjp, "mean": _mean_all_vjp, "relu": _relu_vjp}
+_NUMERIC_VJPS = {"sum": _sum_all_vjp, "mean": _mean_all_vjp, "relu": _relu_vjp,
+                 "max_pool2d": _max_pool2d_vjp}
 
 
 # ---------------------------------------------------------------------------------------------
