@@ -360,7 +360,8 @@ def _scipy_ufuncs():
             special.j0: lambda x: _bessel_j(0, x), special.j1: lambda x: _bessel_j(1, x), special.xlog1py: _xlog1py, special.entr: _entr,
             special.rel_entr: _relative_entropy(False), special.kl_div: _relative_entropy(True),
             special.ndtr: _ndtr, special.ndtri: lambda p: 0.0 - math.sqrt(2.0) * _erfcinv(2.0 * p),   # +0 at 1/2
-            special.log_expit: lambda x: -P.softplus(-x)}
+            special.log_expit: lambda x: -P.softplus(-x), special.gammainc: P.gammainc,
+            special.gammaincc: P.gammaincc, special.betainc: P.betainc}
 
 
 def ufunc_rule(ufunc):

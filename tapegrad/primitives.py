@@ -139,6 +139,37 @@ defvjp(erfc, lambda g, ans, x: -g * (2 / np.sqrt(np.pi)) * exp(-(x * x)))
 defvjp(lgamma, lambda g, ans, x: g * polygamma(x, n=0))
 defvjp(polygamma, lambda g, ans, x, n: g * polygamma(x, n=n + 1))
 
+
+# The regularised incomplete gamma and beta functions (scipy.special's gammainc(a, x),
+# gammaincc(a, x), betainc(a, b, x)): differentiable in x, their densities; the shape
+# parameters' derivatives have no closed form, so asking for them is refused (never zero).
+def _shape_parameter_refused(name, argument):
+    def rule(g, ans, *args):
+        raise TypeError(
+            f"tapegrad: scipy.special.{name} has no gradient with respect to its shape parameter "
+            f"{argument}; pass {argument} as a constant (close over it, or a non-differentiated "
+            "argument) and differentiate with respect to x")
+    return rule
+
+
+gammainc = defprim("gammainc", _special("gammainc"), grad_fn_name="IgammaBackward0")
+gammaincc = defprim("gammaincc", _special("gammaincc"), grad_fn_name="IgammacBackward0")
+betainc = defprim("betainc", _special("betainc"), grad_fn_name="BetaincBackward0")
+
+
+def _gamma_density(a, x):
+    """x^(a-1) e^-x / Gamma(a): d/dx of gammainc(a, x)."""
+    return exp((a - 1.0) * log(x) - x - lgamma(a))
+
+
+defvjp(gammainc, _shape_parameter_refused("gammainc", "a"),
+       lambda g, ans, a, x: g * _gamma_density(a, x))
+defvjp(gammaincc, _shape_parameter_refused("gammaincc", "a"),
+       lambda g, ans, a, x: -(g * _gamma_density(a, x)))
+defvjp(betainc, _shape_parameter_refused("betainc", "a"), _shape_parameter_refused("betainc", "b"),
+       lambda g, ans, a, b, x: g * exp((a - 1.0) * log(x) + (b - 1.0) * log1p(-x)
+                                       - (lgamma(a) + lgamma(b) - lgamma(a + b))))
+
 _LN10 = math.log(10)
 defvjp(arcsin, lambda g, ans, x: g / sqrt(1 - x * x))
 defvjp(arccos, lambda g, ans, x: -g / sqrt(1 - x * x))

@@ -9,8 +9,9 @@ the shape parameters, broadcasting); every other call goes to scipy's own method
 Frozen distributions (scipy.stats.norm(0, 1)) and argument checks on traced values are not
 covered: invalid parameters (scale <= 0, ...) give NaN, as scipy does, without its warnings.
 
-The cdf of t, beta, gamma, chi2 and poisson need incomplete beta/gamma functions, which tapegrad
-does not trace: those methods refuse a traced value with a TypeError naming the method.
+The cdf and sf of t, beta, gamma, chi2 and poisson go through the registry's incomplete gamma
+and beta primitives (scipy.special.gammainc, gammaincc, betainc): differentiable in x (and in
+poisson's mu), refused by name with respect to the shape parameters.
 """
 import math
 
@@ -107,10 +108,12 @@ def _chi2_logpdf(x, df):
 class _Continuous:
     """The methods of a location-scale family from its standardised log density (and cdf)."""
 
-    def __init__(self, shapes, logpdf, logcdf=None, logsf=None):
+    def __init__(self, shapes, logpdf, cdf=None, sf=None, logcdf=None, logsf=None):
         self.names = ("x",) + shapes + ("loc", "scale")
         self.defaults = {"loc": 0.0, "scale": 1.0}
-        self.logpdf0, self.logcdf0, self.logsf0 = logpdf, logcdf, logsf
+        self.logpdf0, self.cdf0, self.sf0 = logpdf, cdf, sf
+        self.logcdf0 = logcdf or (lambda *a: _log(cdf(*a)))
+        self.logsf0 = logsf or (lambda *a: _log(sf(*a)))
 
     def _bind(self, method, args, kwargs):
         values = dict(self.defaults)
@@ -145,7 +148,7 @@ class _Continuous:
             return np.exp(logpdf(*args, **kwargs))
 
         table = {"logpdf": logpdf, "pdf": pdf}
-        if self.logcdf0 is not None:
+        if self.cdf0 is not None:
             def logcdf(*args, **kwargs):
                 z, shapes, scale = self._bind("logcdf", args, kwargs)
                 return self._valid(self.logcdf0(z, *shapes), scale)
@@ -156,11 +159,11 @@ class _Continuous:
 
             def cdf(*args, **kwargs):
                 z, shapes, scale = self._bind("cdf", args, kwargs)
-                return self._valid(_ndtr(z), scale)
+                return self._valid(self.cdf0(z, *shapes), scale)
 
             def sf(*args, **kwargs):
                 z, shapes, scale = self._bind("sf", args, kwargs)
-                return self._valid(_ndtr(-z), scale)
+                return self._valid(self.sf0(z, *shapes), scale)
 
             table.update(logcdf=logcdf, logsf=logsf, cdf=cdf, sf=sf)
         return table
@@ -175,7 +178,51 @@ def _norm_quantile(sign):
     return quantile
 
 
-_NORM = _Continuous((), _norm_logpdf, logcdf=log_ndtr, logsf=lambda z: log_ndtr(-z))
+_NORM = _Continuous((), _norm_logpdf, cdf=_ndtr, sf=lambda z: _ndtr(-z), logcdf=log_ndtr,
+                    logsf=lambda z: log_ndtr(-z))
+
+
+def _log(p):
+    with np.errstate(divide="ignore"):          # a probability of 0: -inf, as scipy
+        return np.log(p)
+
+
+def _t_cdf(z, df):
+    """I_{df/(df+z^2)}(df/2, 1/2) / 2 is the tail beyond |z|; df = inf is the normal."""
+    infinite = df == np.inf
+    finite_df = np.where(infinite, 1.0, df)
+    tail = 0.5 * _special().betainc(0.5 * finite_df, 0.5, finite_df / (finite_df + z * z))
+    return np.where(infinite, _ndtr(z), np.where(z > 0, 1.0 - tail, tail))
+
+
+def _beta_cdf(x, a, b):
+    return _special().betainc(a, b, np.clip(x, 0.0, 1.0))
+
+
+def _beta_sf(x, a, b):
+    # I_x(a, b) = 1 - I_{1-x}(b, a): the upper tail without 1 - cdf's cancellation
+    return _special().betainc(b, a, 1.0 - np.clip(x, 0.0, 1.0))
+
+
+def _gamma_cdf(x, a):
+    return _special().gammainc(a, np.maximum(x, 0.0))
+
+
+def _gamma_sf(x, a):
+    return _special().gammaincc(a, np.maximum(x, 0.0))
+
+
+def _poisson_cdf(k, mu, loc=0):
+    # P(K <= k) = Q(floor(k) + 1, mu); 0 below the support
+    k = np.floor(k - loc)
+    below = k < 0
+    return np.where(below, 0.0, _special().gammaincc(np.where(below, 0.0, k) + 1.0, mu))
+
+
+def _poisson_sf(k, mu, loc=0):
+    k = np.floor(k - loc)
+    below = k < 0
+    return np.where(below, 1.0, _special().gammainc(np.where(below, 0.0, k) + 1.0, mu))
 
 
 def _poisson_logpmf(k, mu, loc=0):
@@ -273,30 +320,19 @@ def _mvn_entropy(mean=None, cov=1):
     return 0.5 * (rank * (math.log(2 * math.pi) + 1.0) + log_pdet)
 
 
-def _refused(distribution, names):
-    """Methods that need the incomplete beta/gamma functions: a clear refusal on traced values."""
-    def refuse(method):
-        def call(*args, **kwargs):
-            raise TypeError(f"tapegrad: scipy.stats.{distribution}.{method} is not traced (it needs "
-                            "an incomplete beta/gamma function); compute it outside the traced "
-                            "function, or use its pdf/logpdf")
-        return call
-    return {method: refuse(method) for method in names}
-
-
-_CDFS = ("cdf", "logcdf", "sf", "logsf")
-
-
 def _tables():
     """distribution name -> {method name: our function}."""
     return {
         "norm": {**_NORM.methods(), "ppf": _norm_quantile(1.0), "isf": _norm_quantile(-1.0)},
-        "t": {**_refused("t", _CDFS), **_Continuous(("df",), _t_logpdf).methods()},
-        "beta": {**_refused("beta", _CDFS), **_Continuous(("a", "b"), _beta_logpdf).methods()},
-        "gamma": {**_refused("gamma", _CDFS), **_Continuous(("a",), _gamma_logpdf).methods()},
-        "chi2": {**_refused("chi2", _CDFS), **_Continuous(("df",), _chi2_logpdf).methods()},
-        "poisson": {**_refused("poisson", ("cdf", "logcdf", "sf", "logsf")),
-                    "logpmf": _poisson_logpmf, "pmf": _poisson_pmf},
+        "t": _Continuous(("df",), _t_logpdf, cdf=_t_cdf,
+                         sf=lambda z, df: _t_cdf(-z, df)).methods(),
+        "beta": _Continuous(("a", "b"), _beta_logpdf, cdf=_beta_cdf, sf=_beta_sf).methods(),
+        "gamma": _Continuous(("a",), _gamma_logpdf, cdf=_gamma_cdf, sf=_gamma_sf).methods(),
+        "chi2": _Continuous(("df",), _chi2_logpdf, cdf=lambda x, df: _gamma_cdf(x / 2.0, df / 2.0),
+                            sf=lambda x, df: _gamma_sf(x / 2.0, df / 2.0)).methods(),
+        "poisson": {"logpmf": _poisson_logpmf, "pmf": _poisson_pmf, "cdf": _poisson_cdf,
+                    "sf": _poisson_sf, "logcdf": lambda *a, **k: _log(_poisson_cdf(*a, **k)),
+                    "logsf": lambda *a, **k: _log(_poisson_sf(*a, **k))},
         "dirichlet": {"logpdf": _dirichlet_logpdf, "pdf": _dirichlet_pdf},
         "multivariate_normal": {"logpdf": _mvn_logpdf, "pdf": _mvn_pdf,
                                 "entropy": _mvn_entropy},

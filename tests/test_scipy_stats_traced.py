@@ -234,11 +234,49 @@ def test_polygamma_and_multigammaln():
         tg.grad(lambda n: sp.polygamma(n, 2.0))(1.0)
 
 
-def test_cdfs_needing_incomplete_functions_are_refused_by_name():
-    with pytest.raises(TypeError, match=r"scipy\.stats\.t\.cdf is not traced"):
-        tg.grad(lambda x: stats.t.cdf(x, 3.0))(0.5)
-    with pytest.raises(TypeError, match=r"scipy\.stats\.poisson\.cdf is not traced"):
-        tg.grad(lambda mu: stats.poisson.cdf(2.0, mu))(0.5)
+@pytest.mark.parametrize("dist, shapes", [("t", (3.0,)), ("t", (0.7,)), ("t", (np.inf,)),
+                                          ("beta", (2.0, 3.5)), ("gamma", (2.5,)),
+                                          ("chi2", (4.0,))])
+@pytest.mark.parametrize("name", ["cdf", "logcdf", "sf", "logsf"])
+def test_cdfs_through_the_incomplete_gamma_and_beta(dist, shapes, name):
+    # inside the support after loc 0.1 and scale 1.3 (log(0) = -inf has no finite difference)
+    x = 0.1 + 1.3 * RNG.uniform(0.05, 0.9, size=(2, 3)) if dist == "beta" else \
+        RNG.normal(size=(2, 3)) + 1.5
+    if dist in ("gamma", "chi2"):
+        x = np.abs(x) + 0.2
+    # x, loc and scale are differentiable; the shape parameters are constants here
+    _check(getattr(getattr(stats, dist), name), (x, *shapes, 0.1, 1.3), [0, len(shapes) + 1,
+                                                                          len(shapes) + 2],
+           rtol=1e-11)
+
+
+@pytest.mark.parametrize("name", ["cdf", "logcdf", "sf", "logsf"])
+def test_poisson_cdfs_in_mu(name):
+    below = -1.0 if name in ("cdf", "sf") else 0.5     # the log of cdf 0 has no differences
+    k = np.array([[below, 0.0, 1.0], [2.5, 4.0, 10.0]])
+    _check(getattr(stats.poisson, name), (k, _positive(2, 3)), [1], rtol=1e-11)
+
+
+def test_cdfs_outside_the_support_follow_scipy():
+    for dist, x, shapes in [("beta", np.array([-0.5, 0.0, 1.0, 1.5, np.nan]), (2.0, 3.0)),
+                            ("gamma", np.array([-1.0, 0.0, np.inf, np.nan]), (2.0,)),
+                            ("t", np.array([-np.inf, np.inf, np.nan]), (3.0,))]:
+        for name in ("cdf", "sf", "logcdf", "logsf"):
+            method = getattr(getattr(stats, dist), name)
+            with np.errstate(all="ignore"):
+                expected = method.__tapegrad_wraps__(x, *shapes)
+                got = tg.jit(lambda v: method(v, *shapes))(x)
+            np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_shape_parameters_of_the_incomplete_functions_are_refused_not_zero():
+    with pytest.raises(TypeError, match=r"betainc has no gradient with respect to its shape"):
+        tg.grad(lambda df: stats.t.cdf(0.5, df))(3.0)
+    with pytest.raises(TypeError, match=r"gammainc has no gradient with respect to its shape"):
+        tg.grad(lambda a: np.sum(sp.gammainc(a, np.array([0.5, 2.0]))))(2.0)
+    x = np.array([0.2, 1.0, 3.0])
+    np.testing.assert_allclose(tg.grad(lambda v: np.sum(sp.gammaincc(2.0, v)))(x),
+                               -x * np.exp(-x), rtol=1e-12)   # -x^(a-1) e^-x / Gamma(a), a = 2
 
 
 def test_untraced_calls_are_scipys_own():
