@@ -564,7 +564,7 @@ class Jitted:
     def __reduce__(self):
         # pickled as the function and device (cloudpickle, as Dask ships it): the receiving
         # process traces again and loads compiled code from its own disk cache, never ours
-        return type(self), (self.fun, self.device)
+        return Jitted, (self.fun, self.device)     # not the per-instance class (_set_fast)
 
     # ---- signature
     def _split(self, args):
@@ -644,7 +644,7 @@ class Jitted:
                 # keys made with another set of captured locations never match again
                 if self._captures is not None:
                     self._signatures.clear()
-                    self._fast = None
+                    self._set_fast(None)
                     self._fast_calls = {}
                 self._captures = captures
                 self._capture_key = captures.key if captures else None
@@ -701,6 +701,10 @@ class Jitted:
                 if self._retrace_streak:
                     self._retrace_streak = 0
                 return result
+        return self._call_slow(args)
+
+    def _call_slow(self, args):
+        """A call the last signature's fast path did not serve."""
         if current() is not None or any(isinstance(a, Tracer) for a in args):
             return self.fun(*args)           # inside another trace: inline
         if self.batched:
@@ -740,7 +744,21 @@ class Jitted:
             if len(self._fast_calls) >= MAX_SIGNATURES * MAX_PATHS:
                 self._fast_calls = {}       # programs dropped from the signatures go too
             self._fast_calls[program] = fast
+        self._set_fast(fast)
+
+    def _set_fast(self, fast):
+        """Make fast (or None) the last signature's call. Its method form becomes this instance's
+        __call__ (Python looks __call__ up on the type: each instance gets its own subclass), so
+        that a call enters one Python frame."""
         self._fast = fast
+        cls = type(self)
+        if cls is Jitted:
+            if fast is None:
+                return
+            cls = self.__class__ = type("Jitted", (Jitted,), {
+                "__slots__": (), "__module__": __name__, "__qualname__": "Jitted",
+                "__doc__": Jitted.__doc__})
+        cls.__call__ = Jitted.__call__ if fast is None else fast.method
 
     def _call_batched(self, args):
         axes, n = self.fun.axes_for(args)
@@ -827,16 +845,28 @@ def _fast_call(args, program, captures):
     # the program's own call written into this function when it offers its source: one Python
     # frame from the check to the sweep
     source = getattr(program, "call_source", None)
-    body = ["return call(args)"]
+    body = ["result = call(args)", "if result is None:", "    return None", "return result"]
     if source is not None:
         extra, body = source([f"a{k}" for k in range(len(args))])
         names.update(extra)
-    exec("def fast(args):\n    try:\n"
-         + f"        {unpack or '()'} = args\n"        # another count of arguments: ValueError
-         + f"        hit = {' and '.join(tests) or 'True'}\n"
-         + "    except Exception:\n        return None\n"      # a captured name was deleted
-         + "    if not hit:\n        return None\n"
-         + "".join(f"    {line}\n" for line in body), names)
+    names.update(state=_state, slow=Jitted._call_slow)
+
+    def write(header, miss, hit):
+        """fast(args) returns None on a miss; Jitted's __call__ form (see _set_fast) goes on
+        to the slow path itself."""
+        lines = [line.replace("return None", miss) for line in body]
+        lines[-1] = lines[-1].replace("return ", hit + "return ", 1) if hit else lines[-1]
+        return (header + "    try:\n"
+                + f"        {unpack or '()'} = args\n"     # another count of arguments: ValueError
+                + f"        hit = {' and '.join(tests) or 'True'}\n"
+                + f"    except Exception:\n        {miss}\n"   # a captured name was deleted
+                + f"    if not hit:\n        {miss}\n"
+                + "".join(f"    {line}\n" for line in lines))
+    exec(write("def fast(args):\n", "return None", ""), names)
+    exec(write("def __call__(self, *args):\n    if state.stack:\n"
+               "        return slow(self, args)\n", "return slow(self, args)",
+               "if self._retrace_streak:\n        self._retrace_streak = 0\n    "), names)
+    names["fast"].method = names["__call__"]
     return names["fast"]
 
 

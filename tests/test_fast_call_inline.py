@@ -23,14 +23,14 @@ def _python_calls(fn, *args):
     return names
 
 
-def test_fast_path_enters_two_python_frames():
+def test_fast_path_enters_one_python_frame():
     f = tg.jit(lambda x, y, z: (x, (y * 2.0, z)))
     args = [np.arange(4.0).reshape(2, 2) + k for k in range(3)]
     f(*args)
     f(*args)
-    # Jitted.__call__ and the generated check-and-run: no call_arrays, result builder or
+    # the generated check-and-run is the instance's __call__: no call_arrays, result builder or
     # dispatcher frame
-    assert _python_calls(f, *args) == ["__call__", "fast"]
+    assert _python_calls(f, *args) == ["__call__"]
 
 
 def test_fast_path_result_dtypes_do_not_clash_with_argument_dtypes():
@@ -79,3 +79,38 @@ def test_fast_path_deep_result_tree():
         for _ in range(depth):
             out = out[0]
         np.testing.assert_array_equal(out, x + k)
+
+
+def test_each_instance_keeps_its_own_call():
+    f = tg.jit(lambda x: x * 2.0)
+    g = tg.jit(lambda x: x * 3.0)
+    x = np.arange(3.0)
+    for _ in range(3):
+        np.testing.assert_array_equal(f(x), x * 2.0)
+        np.testing.assert_array_equal(g(x), x * 3.0)
+    assert isinstance(f, tg.transforms.Jitted) and type(f) is not type(g)
+    assert type(f).__name__ == "Jitted"
+
+
+def test_instance_with_fast_path_pickles_and_copies():
+    import copy
+    import pickle
+    f = tg.jit(np.sin)
+    x = np.linspace(0.0, 1.0, 4)
+    f(x)
+    f(x)
+    for other in (pickle.loads(pickle.dumps(f)), copy.deepcopy(f)):
+        assert type(other) is tg.transforms.Jitted
+        np.testing.assert_array_equal(other(x), np.sin(x))
+
+
+def test_fast_path_inside_a_trace_inlines():
+    inner = tg.jit(lambda x: x * x)
+    x = np.arange(3.0)
+    inner(x)
+    inner(x)
+    # under grad the argument is a tracer: the instance's call goes to the slow path, which
+    # inlines the function into the outer trace
+    np.testing.assert_allclose(tg.grad(lambda y: np.sum(inner(y)))(x), 2.0 * x)
+    # a constant array argument inside a trace is inlined too, not served from the buffer
+    np.testing.assert_allclose(tg.grad(lambda y: np.sum(inner(x) * y))(x), x * x)
