@@ -248,6 +248,10 @@ for _prim in ("logaddexp", "logaddexp2"):
 add("polygamma", uniform(0.3, 4.0, 2, 3), params={"n": 0}, api=lambda t, x: t.digamma(x))
 # (no torch api: torch's trigamma is off by ~5e-10 relative where scipy's agrees with mpmath)
 add("polygamma", uniform(0.3, 4.0, 3), params={"n": 1})
+# the regularised incomplete gamma and beta functions: differentiable in x only (the last argument)
+add("gammainc", uniform(0.5, 4.0, 2, 3), uniform(0.2, 5.0, 2, 3), diff=(1,))
+add("gammaincc", uniform(0.5, 4.0, 3), uniform(0.2, 5.0, 2, 3), diff=(1,), note="broadcast")
+add("betainc", uniform(0.5, 4.0, 2, 3), uniform(0.5, 4.0, 3), uniform(0.05, 0.95, 2, 3), diff=(2,))
 # lgamma at negative non-integers (the sign of Gamma alternates; lgamma is log|Gamma|)
 add("lgamma", np.array([-0.5, -1.5, -2.3, 0.7]), api=lambda t, x: t.lgamma(x), note="negative")
 
