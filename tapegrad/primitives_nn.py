@@ -11,7 +11,7 @@ Parameters: kernel, stride, dilation are (h, w) pairs; pads is ((top, bottom), (
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .core import Primitive, defprim, defvjp, shape_of
+from .core import Primitive, defprim, defvjp, dtype_of, shape_of
 
 
 def out_size(size, kernel, stride, dilation, pad):
@@ -194,7 +194,7 @@ defvjp(addmm, _addmm_bias_vjp, _addmm_input_vjp, _addmm_weight_vjp)
 
 def _nll(logp, rows, cols, w, total, reduction):
     """-(w * logp[rows, cols]), summed (and / total for 'mean'), rounded as the unfused ops."""
-    loss = -(logp[rows, cols] * w)
+    loss = -logp[rows, cols] if w is None else -(logp[rows, cols] * w)  # (w None: all ones)
     if reduction == "none":
         return loss
     loss = loss.sum()  # (-a).sum() is -(a.sum()) exactly: a sign flip commutes with the rounding
@@ -205,12 +205,12 @@ def _nll_vjp(g, ans, logp, rows, cols, w, total, reduction):
     scale = -g if total is None else -(g / total)
     if isinstance(g, np.ndarray):
         out = np.zeros(shape_of(logp), g.dtype)
-        picked = scale * w
+        picked = scale + 0.0 if w is None else scale * w
         picked += 0.0  # -0 (an ignored target) reads +0, as a scatter into zeros gives
         out[rows, cols] = picked
         return out
-    dense = np.zeros(shape_of(logp), w.dtype)  # create_graph: a product of recorded ops
-    dense[rows, cols] = w
+    dense = np.zeros(shape_of(logp), dtype_of(ans))  # create_graph: a product of recorded ops
+    dense[rows, cols] = 1 if w is None else w
     if reduction == "none":
         scale = scale.reshape(-1, 1)
     return scale * dense

@@ -346,3 +346,28 @@ def test_max_pool_overlapping_windows_take_the_rule():
     out.sum().backward()
     t_out.sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), tx.grad.numpy())
+
+
+@pytest.mark.parametrize("ignore_index", [-100, 0, 2, 7])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_nll_unweighted_targets_all_counted(ignore_index, reduction):
+    # no target equals ignore_index (in range or not): the unweighted node, no masks
+    rng = np.random.default_rng(12)
+    x, tx = _pair((8, 5), rng, np.float32)
+    target = np.where(rng.integers(0, 5, 8) == ignore_index, 4, rng.integers(0, 5, 8))
+    target[target == ignore_index] = 4 if ignore_index != 4 else 3
+    out = F.cross_entropy(x, tg.tensor(target), ignore_index=ignore_index, reduction=reduction)
+    t_out = torch.nn.functional.cross_entropy(tx, torch.tensor(target), ignore_index=ignore_index,
+                                              reduction=reduction)
+    np.testing.assert_allclose(out.detach().numpy(), t_out.detach().numpy(), rtol=1e-6)
+    (out * 3.0).sum().backward()
+    (t_out * 3.0).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-5, atol=1e-7)
+    assert out.grad_fn.next_functions[0][0] is not None
+
+
+@pytest.mark.parametrize("bad", [-1, 5])
+def test_nll_target_out_of_range_raises_as_torch(bad):
+    x = tg.zeros(3, 5, requires_grad=True)
+    with pytest.raises(IndexError, match=f"Target {bad} is out of bounds"):
+        F.cross_entropy(x, tg.tensor([0, bad, 1]))

@@ -440,6 +440,15 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     logp = _class_dim_last(input) if input.ndim > 1 else input.reshape(1, -1)
     classes = target_data.reshape(-1)
     n_classes = logp.shape[1]
+    if input.ndim == 2 and weight is None and classes.size:
+        lo, hi = classes.min(), classes.max()
+        if 0 <= lo and hi < n_classes and not (
+                lo <= ignore_index <= hi and (classes == ignore_index).any()):
+            # every target in range and counted with weight 1: no masks, no weights
+            total = float(classes.size) if reduction == "mean" else None
+            return Tensor._bind(PN.nll_loss, (input,), dict(
+                rows=np.arange(classes.size), cols=classes.copy(), w=None, total=total,
+                reduction=reduction))
     keep = _check_classes(classes, n_classes, ignore_index)
     safe = np.where(keep, classes, 0)
     w = np.ones(n_classes, logp._data.dtype) if weight is None else weight._data
