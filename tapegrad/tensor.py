@@ -10,6 +10,7 @@ view rewrites the root's history (CopySlices) and other views catch up when next
 """
 import copy
 import itertools
+import math
 import warnings
 
 import numpy as np
@@ -1309,7 +1310,7 @@ def _size_args(shape):
 def _resolve_shape(shape, numel):
     if shape.count(-1) > 1:
         raise RuntimeError("only one dimension can be inferred")
-    known = int(np.prod([n for n in shape if n != -1], dtype=np.int64))
+    known = math.prod([n for n in shape if n != -1])  # (exact ints; np.prod's call costs 2 us)
     if -1 in shape:
         if known == 0 or numel % known:
             raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
