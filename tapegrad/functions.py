@@ -428,11 +428,13 @@ def eye(n, m=None, dtype=None, device=None, requires_grad=False):
 
 def _method(name):
     """torch.NAME(input, ...) calls input.NAME(...), wrapping Python numbers and arrays first."""
-    def function(input, *args, **kwargs):
+    def function(input, *args, out=None, **kwargs):
         # a traced value (tg.exp(x) inside tg.jit) takes its own method, as a Tensor does
         if not isinstance(input, (Tensor, PrimitiveOperators)):
             input = as_tensor(input)
-        return getattr(input, name)(*args, **kwargs)
+        result = getattr(input, name)(*args, **kwargs)
+        # out= handled here, not by a wrapper: one Python frame per torch.NAME call
+        return result if out is None else _write_out(result, out)
     function.__name__ = name
     function.__doc__ = f"torch.{name}: see Tensor.{name}."
     return function
@@ -856,7 +858,7 @@ _METHOD_FUNCTIONS = _METHOD_FUNCTIONS + (
     "tensor_split rot90 quantile nanmedian bincount histc unique_consecutive multinomial "
     "diag_embed matrix_power all any hardshrink".split())
 for _name in _METHOD_FUNCTIONS:
-    globals()[_name] = _accepts_out(_method(_name))
+    globals()[_name] = _method(_name)
 for _name in _FACTORIES:
     globals()[_name] = _accepts_out(globals()[_name], checks_device=True)
 subtract, multiply, divide, absolute = sub, mul, div, abs  # noqa: F821

@@ -371,3 +371,35 @@ def test_nll_target_out_of_range_raises_as_torch(bad):
     x = tg.zeros(3, 5, requires_grad=True)
     with pytest.raises(IndexError, match=f"Target {bad} is out of bounds"):
         F.cross_entropy(x, tg.tensor([0, bad, 1]))
+
+
+def _frames_in(module_file, fn):
+    import sys
+    calls = []
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_filename == module_file:
+            calls.append(frame.f_code.co_name)
+    sys.setprofile(profile)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return calls
+
+
+def test_torch_functions_take_out_in_one_frame():
+    import tapegrad.functions as functions
+    x = tg.tensor([0.5, -1.0, 2.0])
+    assert _frames_in(functions.__file__, lambda: tg.exp(x)) == ["function"]
+    out = tg.empty(1)                                   # resized, as PyTorch resizes out
+    t_out = torch.empty(1)
+    assert tg.exp(x, out=out) is out
+    with pytest.warns(UserWarning):
+        torch.exp(torch.tensor([0.5, -1.0, 2.0]), out=t_out)
+    np.testing.assert_allclose(out.numpy(), t_out.numpy(), rtol=1e-6)
+    assert out._version == 1
+    with pytest.raises(RuntimeError, match="don't support automatic differentiation"):
+        tg.sum(tg.ones(2, requires_grad=True), out=tg.empty(()))
+    np.testing.assert_array_equal(tg.cumsum(tg.tensor([1.0, 2.0]), 0, out=tg.empty(2)).numpy(),
+                                  [1.0, 3.0])
