@@ -200,7 +200,7 @@ class Tensor(TensorMethods, PrimitiveOperators):
         if widths != 1 and out.dtype == _FLOAT64 and prim is not _CAST:
             out = _weak_float_fix(out, args)
         if (tracked and prim.differentiable and out.dtype.kind == "f"
-                and getattr(_grad_mode_state, "enabled", True)):
+                and _grad_mode_state.enabled):
             next_nodes = []
             # each input's version (the op wrote none), kept where the rule reads inputs: a later
             # in-place write to one must fail in backward

@@ -1,11 +1,15 @@
 """detect_anomaly: name the operation whose backward produced NaN."""
 import threading
 
-_state = threading.local()
+class _State(threading.local):
+    enabled = False  # a class default: no swallowed AttributeError per backward (see grad_mode)
+
+
+_state = _State()
 
 
 def anomaly_enabled():
-    return getattr(_state, "enabled", False)
+    return _state.enabled
 
 
 class detect_anomaly:

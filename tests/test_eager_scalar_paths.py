@@ -1,0 +1,87 @@
+"""Eager scalar (0-d) graphs: the grad-mode and anomaly switches read on every op, in any thread,
+and the scalar graph's gradients against PyTorch."""
+import threading
+
+import numpy as np
+import pytest
+
+import tapegrad as tg
+from tapegrad.autograd import anomaly, grad_mode
+
+
+def _in_fresh_thread(fn):
+    out = []
+    worker = threading.Thread(target=lambda: out.append(fn()))
+    worker.start()
+    worker.join()
+    return out[0]
+
+
+def test_switch_defaults_are_class_attributes():
+    # a thread that never switched a mode reads the class default: no AttributeError raised and
+    # swallowed by getattr(local, name, default) on every eager op and backward
+    assert type(grad_mode._state).__dict__["enabled"] is True
+    assert type(anomaly._state).__dict__["enabled"] is False
+
+
+def test_fresh_thread_records_and_reads_defaults():
+    def work():
+        x = tg.tensor(0.5, dtype=tg.float64, requires_grad=True)
+        y = tg.exp(x) * x
+        y.backward()
+        return (tg.is_grad_enabled(), anomaly.anomaly_enabled(), type(y.grad_fn).__name__,
+                float(x.grad))
+    enabled, anomalous, name, grad = _in_fresh_thread(work)
+    assert enabled and not anomalous and name == "MulBackward0"
+    assert grad == pytest.approx(np.exp(0.5) * 1.5, rel=1e-15)
+
+
+def test_modes_stay_per_thread():
+    with tg.no_grad(), tg.autograd.detect_anomaly():
+        seen = _in_fresh_thread(lambda: (tg.is_grad_enabled(), anomaly.anomaly_enabled()))
+        assert not tg.is_grad_enabled() and anomaly.anomaly_enabled()
+    assert seen == (True, False)
+    with tg.no_grad():
+        y = tg.tensor(1.0, requires_grad=True) * 2
+    assert y.grad_fn is None and tg.is_grad_enabled()
+    tg.set_grad_enabled(False)
+    try:
+        assert _in_fresh_thread(tg.is_grad_enabled) and not tg.is_grad_enabled()
+    finally:
+        tg.set_grad_enabled(True)
+
+
+def _scalar_graph(mod, x, n_ops):
+    """The benchmark's op mix on 0-d tensors: softplus, sum, product, softmax."""
+    v = [x[i] for i in range(x.shape[0])]
+    for k in range(n_ops):
+        n = len(v)
+        op = k % 4
+        if op == 0:
+            v.append(mod.log(1.0 + mod.exp(v[n - 10])))
+        elif op == 1:
+            v.append(sum([v[i] for i in range(n - 30, n - 10, 5)]))
+        elif op == 2:
+            v.append(v[n - 20] * v[n - 10])
+        else:
+            e = [mod.exp(v[i]) for i in range(n - 4, n)]
+            s = sum(e)
+            v.extend([ei / s for ei in e])
+    return v[-1]
+
+
+@pytest.mark.parametrize("n_ops", [1, 7, 40, 100])
+def test_scalar_graph_matches_torch(n_ops):
+    torch = pytest.importorskip("torch")
+    x0 = np.random.default_rng(n_ops).standard_normal(40)
+    x0[3] = np.nan if n_ops == 7 else x0[3]
+    out = {}
+    for mod in (tg, torch):
+        x = mod.tensor(x0, requires_grad=True)
+        y = _scalar_graph(mod, x, n_ops)
+        y.backward()
+        out[mod.__name__] = (y.detach().numpy(), x.grad.numpy(), type(y.grad_fn).__name__)
+    (ty, tgr, tname), (py, pgr, pname) = out["tapegrad"], out["torch"]
+    assert tname == pname
+    np.testing.assert_allclose(ty, py, rtol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(tgr, pgr, rtol=1e-10, atol=1e-300, equal_nan=True)
