@@ -31,3 +31,13 @@ def eager_value_and_grad(sample, weights):
 def assert_close(actual, expected, rtol=1e-9, atol=1e-12):
     np.testing.assert_allclose(np.asarray(actual, dtype=float), np.asarray(expected, dtype=float),
                                rtol=rtol, atol=atol)
+
+
+def central_differences(f, x, eps=1e-6):
+    """d f / d x of a scalar function of one float64 array, one coordinate at a time."""
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        step = np.zeros_like(x)
+        step[i] = eps
+        g[i] = (f(x + step) - f(x - step)) / (2 * eps)
+    return g

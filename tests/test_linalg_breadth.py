@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import tapegrad as tg
+from tape_faces import central_differences as fd
 
 pytest.importorskip("numba")
 
@@ -18,15 +19,6 @@ SPD[0, 2] += 5.0            # NumPy reads the lower triangle: the upper one must
 TALL = RNG.standard_normal((4, 3))
 STACK = RNG.standard_normal((2, 3, 3)) + 3 * np.eye(3)
 REAL_EIG = np.array([[2.0, 0.3, 0.1], [0.5, -1.0, 0.2], [0.1, 0.4, 0.7]])
-
-
-def fd(f, x, eps=1e-6):
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        d = np.zeros_like(x)
-        d[i] = eps
-        g[i] = (f(x + d) - f(x - d)) / (2 * eps)
-    return g
 
 
 W3 = RNG.standard_normal((3, 3))
