@@ -106,9 +106,9 @@ def _chi2_logpdf(x, df):
 
 
 class _Continuous:
-    """The methods of a location-scale family from its standardised log density (and cdf)."""
+    """The methods of a location-scale family from its standardised log density, cdf and sf."""
 
-    def __init__(self, shapes, logpdf, cdf=None, sf=None, logcdf=None, logsf=None):
+    def __init__(self, shapes, logpdf, cdf, sf, logcdf=None, logsf=None):
         self.names = ("x",) + shapes + ("loc", "scale")
         self.defaults = {"loc": 0.0, "scale": 1.0}
         self.logpdf0, self.cdf0, self.sf0 = logpdf, cdf, sf
@@ -139,6 +139,13 @@ class _Continuous:
         # scipy answers NaN for scale <= 0
         return np.where(scale > 0, value, np.nan)
 
+    def _standardised(self, name, function):
+        """The method `name` from a function of the standardised x and the shape parameters."""
+        def method(*args, **kwargs):
+            z, shapes, scale = self._bind(name, args, kwargs)
+            return self._valid(function(z, *shapes), scale)
+        return method
+
     def methods(self):
         def logpdf(*args, **kwargs):
             z, shapes, scale = self._bind("logpdf", args, kwargs)
@@ -147,26 +154,10 @@ class _Continuous:
         def pdf(*args, **kwargs):
             return np.exp(logpdf(*args, **kwargs))
 
-        table = {"logpdf": logpdf, "pdf": pdf}
-        if self.cdf0 is not None:
-            def logcdf(*args, **kwargs):
-                z, shapes, scale = self._bind("logcdf", args, kwargs)
-                return self._valid(self.logcdf0(z, *shapes), scale)
-
-            def logsf(*args, **kwargs):
-                z, shapes, scale = self._bind("logsf", args, kwargs)
-                return self._valid(self.logsf0(z, *shapes), scale)
-
-            def cdf(*args, **kwargs):
-                z, shapes, scale = self._bind("cdf", args, kwargs)
-                return self._valid(self.cdf0(z, *shapes), scale)
-
-            def sf(*args, **kwargs):
-                z, shapes, scale = self._bind("sf", args, kwargs)
-                return self._valid(self.sf0(z, *shapes), scale)
-
-            table.update(logcdf=logcdf, logsf=logsf, cdf=cdf, sf=sf)
-        return table
+        return {"logpdf": logpdf, "pdf": pdf, "cdf": self._standardised("cdf", self.cdf0),
+                "sf": self._standardised("sf", self.sf0),
+                "logcdf": self._standardised("logcdf", self.logcdf0),
+                "logsf": self._standardised("logsf", self.logsf0)}
 
 
 def _norm_quantile(sign):
