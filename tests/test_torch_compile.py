@@ -250,3 +250,56 @@ def test_a_changed_module_setting_traces_again():
     close(cm(x), m(x))
     m[1].negative_slope = 0.5                  # a constant of the first tape
     close(cm(x), m(x))
+
+
+def _traced_tape(fun, args):
+    from tapegrad import transforms
+    from tapegrad.tape import optimize
+    tape, _ = transforms.trace_to_tape(fun, list(args))
+    return optimize(tape)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numpy_program_masks_cotangents_bit_for_bit(dtype):
+    """A compiled module's NumPy part writes ReLU's masked cotangent as a bit mask: the same bits
+    as the reference interpreter's np.where, NaN, inf and -0 of the cotangent included."""
+    from tapegrad.compile import _NumPyProgram
+    from tapegrad import transforms
+
+    def loss(x, c):
+        return (tg.relu(x) * c).sum() + (tg.where(x > 0.5, 0.0, x) * c).sum()
+    fun = transforms.grad(loss, 0)
+    x = rng.standard_normal((6, 7)).astype(dtype)
+    x[0, :3] = 0.0
+    c = rng.standard_normal((6, 7)).astype(dtype)
+    c[1, :4] = [np.nan, np.inf, -0.0, -np.inf]
+    x[1, :4] = 1.0
+    tape = _traced_tape(fun, (x, c))
+    assert any(ins.prim.name == "where" for ins in tape.instrs)
+    ok, (ours,) = _NumPyProgram(tape)((x, c))
+    expected = tape.run(x, c)
+    assert ok and ours.dtype == expected.dtype == dtype
+    assert np.array_equal(ours.view(np.uint8), np.asarray(expected).view(np.uint8))
+
+
+def test_numpy_program_gives_weight_gradients_in_the_weights_layout():
+    """x.T @ g transposed (a Linear weight's gradient) comes out C-contiguous, equal to the
+    reference to float rounding; the guards of a path are checked as the reference checks."""
+    from tapegrad.compile import _NumPyProgram
+    from tapegrad import transforms
+
+    def loss(w, x):
+        h = x @ w.T
+        if h.sum() > 0:
+            return (h * h).sum()
+        return h.sum()
+    fun = transforms.grad(loss, 0)
+    w, x = rng.standard_normal((5, 8)), rng.standard_normal((4, 8))
+    x = x if (x @ w.T).sum() > 0 else -x
+    tape = _traced_tape(fun, (w, x))
+    program = _NumPyProgram(tape)
+    ok, (ours,) = program((w, x))
+    assert ok and ours.flags.c_contiguous
+    np.testing.assert_allclose(ours, tape.run(w, x), rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(ours, 2 * (x @ w.T).T @ x, rtol=1e-13)
+    assert program((w, -x)) == (False, None)      # the other branch: a guard fails
