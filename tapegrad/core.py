@@ -56,6 +56,7 @@ def quiet(fn):
                 return fn(*args, **params)
             finally:
                 _ERROR_STATE.reset(token)
+        impl.quiet_fn = fn  # Tensor._bind switches the state itself and calls fn: one frame less
     impl.__name__ = fn.__name__
     impl.__wrapped__ = fn  # tracing calls fn inside one errstate for the whole trace
     return impl

@@ -24,6 +24,7 @@ from ._tensor_methods import TensorMethods, return_type
 from . import autograd
 from .autograd import graph
 from .autograd.grad_mode import _state as _grad_mode_state, is_grad_enabled
+from .core import _ERROR_STATE, _QUIET
 
 
 class Size(tuple):
@@ -172,12 +173,18 @@ class Tensor(TensorMethods, PrimitiveOperators):
     def _bind(cls, prim, args, params, name=None):
         data_args = []
         tracked = False
+        views = False  # a view operand: its history catches up with its root's once, here
         widths = 0  # 0: no array operand, 1: all float64, 2: others (a float64 result may narrow)
         for a in args:
             if isinstance(a, Tensor):
                 data = a._data
                 data_args.append(data)
-                if a._requires_grad:
+                if a.__class__ is _View:
+                    views = True
+                    _catch_up(a)
+                    if _REQUIRES_GRAD_OF(a):
+                        tracked = True
+                elif a._requires_grad:
                     tracked = True
                 if data.dtype is not _FLOAT64:
                     widths = 2
@@ -187,8 +194,17 @@ class Tensor(TensorMethods, PrimitiveOperators):
                 data_args.append(a)
                 if isinstance(a, np.ndarray):
                     widths = 2
+        impl = prim.eager_impl
+        quiet_fn = getattr(impl, "quiet_fn", None)
         try:
-            out = prim.eager_impl(*data_args, **params) if params else prim.eager_impl(*data_args)
+            if quiet_fn is not None:  # core.quiet's wrapper, inlined
+                token = _ERROR_STATE.set(_QUIET)
+                try:
+                    out = quiet_fn(*data_args, **params) if params else quiet_fn(*data_args)
+                finally:
+                    _ERROR_STATE.reset(token)
+            else:
+                out = impl(*data_args, **params) if params else impl(*data_args)
         except ValueError:
             error = _broadcast_error(args) if prim.name in _BROADCASTING else None
             if error is None:
@@ -209,8 +225,11 @@ class Tensor(TensorMethods, PrimitiveOperators):
                 if isinstance(a, Tensor):
                     if versions is not None:
                         versions.append(a._version_counter[0])
-                    if a._requires_grad:
-                        node = a.grad_fn
+                    if views and a.__class__ is _View:  # (caught up above: the slots directly)
+                        requires, node = _REQUIRES_GRAD_OF(a), _GRAD_FN_OF(a)
+                    else:
+                        requires, node = a._requires_grad, a.grad_fn
+                    if requires:
                         if node is None:
                             node = a._accumulator
                             if node is None:
@@ -932,8 +951,7 @@ class Tensor(TensorMethods, PrimitiveOperators):
             if type(index) is int:  # x[i], the commonest read: a basic index, PyTorch's select
                 params = {"index": (index,)}
                 out = Tensor._bind(_SELECT_VIEW, (self,), params, "SelectBackward0")
-                if np.may_share_memory(out._data, self._data):
-                    _attach_view(out, self, _SELECT_VIEW, params, None)
+                _attach_view(out, self, _SELECT_VIEW, params, None)  # (basic indexing: a view)
                 return out
             index = _normalise_index(index)
             integers, rest = _integers_first(index)
@@ -1135,6 +1153,7 @@ class _ViewOf:
 
 _GRAD_FN_SLOT = Tensor.__dict__["grad_fn"]
 _REQUIRES_GRAD_SLOT = Tensor.__dict__["_requires_grad"]
+_GRAD_FN_OF, _REQUIRES_GRAD_OF = _GRAD_FN_SLOT.__get__, _REQUIRES_GRAD_SLOT.__get__  # (no catch-up)
 
 
 def _caught_up(slot):
@@ -1163,17 +1182,16 @@ _FAST_OPERANDS.add(_View)
 
 
 def _attach_view(out, base, prim, params, multi):
-    try:
+    if base.__class__ is _View:
         info = base._view
-    except AttributeError:  # base is no view: it is the root
-        root, steps = base, ((prim, params),)
-    else:
         root, steps = info.root, info.steps + ((prim, params),)
         if multi is None:
             multi = info.multi
+    else:  # base is no view: it is the root
+        root, steps = base, ((prim, params),)
     out._version_counter = base._version_counter  # PyTorch: a view and its base share one
     out.__class__ = _View
-    out._view = _ViewOf(root, steps, is_grad_enabled(), multi, root.grad_fn)
+    out._view = _ViewOf(root, steps, _grad_mode_state.enabled, multi, root.grad_fn)
 
 
 def _catch_up(v):

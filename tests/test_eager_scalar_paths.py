@@ -85,3 +85,46 @@ def test_scalar_graph_matches_torch(n_ops):
     assert tname == pname
     np.testing.assert_allclose(ty, py, rtol=1e-12, equal_nan=True)
     np.testing.assert_allclose(tgr, pgr, rtol=1e-10, atol=1e-300, equal_nan=True)
+
+
+# ---------------------------------------------------------------- views as operands, quiet ops
+
+def test_view_operands_follow_their_roots_history_like_torch():
+    # an op reading a view reads its history once per op (caught up with the root's): after an
+    # in-place write to the root the view's grad_fn and gradients are PyTorch's
+    torch = pytest.importorskip("torch")
+    grads, names = [], []
+    for mod in (tg, torch):
+        x = mod.tensor([0.5, -1.5, 2.0], dtype=mod.float64, requires_grad=True)
+        y = x * 1.0
+        v, w = y[0], y[2]
+        y.mul_(3.0)
+        z = v * w + v.exp()
+        names.append([type(t.grad_fn).__name__ for t in (v, w, z)])
+        z.backward()
+        grads.append(x.grad.detach().numpy() if mod is tg else x.grad.numpy())
+    assert names[0] == names[1]
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-15)
+
+
+def test_view_of_a_leaf_made_under_no_grad_keeps_no_history():
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    with tg.no_grad():
+        v = x[1]
+    assert not v.requires_grad and (v * 2).grad_fn is None
+    u = x[1]
+    assert type((u * 2).grad_fn.next_functions[0][0]).__name__ == "SelectBackward0"
+
+
+def test_quiet_ops_switch_numpy_errors_off_only_inside_and_restore_them():
+    before = np.geterr()
+    x = tg.tensor([1000.0, 0.0], dtype=tg.float64, requires_grad=True)
+    with np.errstate(all="raise"):
+        e, lg, d = tg.exp(x), tg.log(x), x / 0.0  # overflow, log(0), division by zero: IEEE
+        assert np.geterr()["over"] == "raise"  # the state switched back after each op
+        with pytest.raises(RuntimeError, match="must match the size"):
+            tg.tensor([1.0, 2.0]) / tg.tensor([1.0, 2.0, 3.0])  # a failing quiet op
+        assert np.geterr()["divide"] == "raise"
+    assert np.geterr() == before
+    assert e.tolist()[0] == float("inf") and lg.tolist()[1] == float("-inf")
+    assert d.tolist()[0] == float("inf") and np.isnan(d.tolist()[1])
