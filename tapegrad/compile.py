@@ -259,13 +259,12 @@ class _Program:
         self.scalar = {}       # input shapes -> whether the result is 0-d
         self._splits = {}      # (input shapes, positions) -> [_Split per guard path] or None
 
-    def forward_with_pullback(self, key, positions, values):
+    def forward_with_pullback(self, key, positions, values, arrays):
         """(result, residuals, compiled backward part) from one forward sweep; None where the
-        tape cannot be cut (then the backward runs the forward again)."""
+        tape cannot be cut (then the backward runs the forward again). arrays: _arrays(values)."""
         paths = self._splits.setdefault((key, positions), [])
         if paths is None:
             return None
-        arrays = _arrays(values)
         for split in paths:
             ok, results = split.forward(arrays)
             if ok:
@@ -299,10 +298,20 @@ class _CompiledCall(Function):
 
     @staticmethod
     def forward(ctx, program, *values):
-        positions = tuple(i for i, v in enumerate(values)
-                          if isinstance(v, Tensor) and v.requires_grad)
-        key = tuple(v if _transforms._is_static(v) else (np.shape(v), str(getattr(v, "dtype", "")))
-                    for v in values)            # what selects the tape, so its result rank
+        positions, key, arrays = [], [], []     # key: what selects the tape, so its result rank
+        for i, v in enumerate(values):
+            if isinstance(v, Tensor):
+                data = v._data
+                if v._requires_grad:
+                    positions.append(i)
+                key.append((data.shape, data.dtype))
+                arrays.append(data)
+            elif _transforms._is_static(v):
+                key.append(v)
+            else:
+                key.append((np.shape(v), getattr(v, "dtype", "")))
+                arrays.append(v)
+        positions, key = tuple(positions), tuple(key)
         ctx.program, ctx.values, ctx.positions, ctx.grads = program, values, positions, None
         ctx.pullback = None
         scalar = program.scalar.get(key)
@@ -314,7 +323,7 @@ class _CompiledCall(Function):
         if scalar:
             value, ctx.grads = program._grad_programs(positions)[0](*values)
             return Tensor._wrap(np.asarray(value))
-        cut = program.forward_with_pullback(key, positions, values)
+        cut = program.forward_with_pullback(key, positions, values, arrays)
         if cut is not None:
             out, ctx.residuals, ctx.pullback = cut
             return Tensor._wrap(out)
@@ -406,8 +415,37 @@ _SCALARS = (bool, int, float, str, type(None))
 def _settings(module):
     """A module's plain Python settings (training, p, eps, negative_slope, stride, ...): the
     tape holds them as constants, so they select it (eval() or a new slope traces again)."""
-    return tuple((k, v) for k, v in module.__dict__.items() if isinstance(v, _SCALARS) or
-                 type(v) is tuple and all(isinstance(e, _SCALARS) for e in v))
+    return tuple([(k, v) for k, v in module.__dict__.items() if isinstance(v, _SCALARS) or
+                  type(v) is tuple and all([isinstance(e, _SCALARS) for e in v])])
+
+
+def _named_modules(module, prefix, memo, out):
+    """named_modules() into out, without its generator per module (this runs on every call)."""
+    if id(module) in memo:
+        return
+    memo.add(id(module))
+    out.append((prefix, module))
+    for name, sub in module._modules.items():
+        if sub is not None:
+            _named_modules(sub, prefix + "." + name if prefix else name, memo, out)
+
+
+def _state(module):
+    """(names, tensors, settings): named_parameters() then named_buffers() (first occurrences,
+    in their order) and each module's _settings, from one walk of the module tree."""
+    modules = []
+    _named_modules(module, "", set(), modules)
+    names, tensors = [], []
+    for members in ("_parameters", "_buffers"):
+        seen = set()
+        for prefix, m in modules:
+            for k, v in getattr(m, members).items():
+                if v is None or id(v) in seen:
+                    continue
+                seen.add(id(v))
+                names.append(prefix + "." + k if prefix else k)
+                tensors.append(v)
+    return tuple(names), tensors, tuple(_settings(m) for _, m in modules)
 
 
 class OptimizedModule(Module):
@@ -421,12 +459,9 @@ class OptimizedModule(Module):
 
     def forward(self, *args, **kwargs):
         mod = self._orig_mod
-        params = list(mod.named_parameters())
-        buffers = list(mod.named_buffers())
-        names = tuple(n for n, _ in params + buffers)
-        values = [t for _, t in params + buffers]
+        names, values, settings = _state(mod)
         n_state, n_args, kw = len(values), len(args), tuple(kwargs)
-        key = (names, tuple(_settings(m) for m in mod.modules()), n_args, kw)
+        key = (names, settings, n_args, kw)
 
         def build():
             def run(*v):

@@ -303,3 +303,20 @@ def test_numpy_program_gives_weight_gradients_in_the_weights_layout():
     np.testing.assert_allclose(ours, tape.run(w, x), rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(ours, 2 * (x @ w.T).T @ x, rtol=1e-13)
     assert program((w, -x)) == (False, None)      # the other branch: a guard fails
+
+
+def test_module_state_walk_matches_named_parameters_and_buffers():
+    """compile's one-walk state of a module: named_parameters() then named_buffers(), shared
+    modules and tensors once, None parameters skipped, each module's settings in modules() order."""
+    from tapegrad.compile import _settings, _state
+    shared = tg.nn.Linear(3, 3, bias=False)
+    net = tg.nn.Sequential(shared, tg.nn.BatchNorm1d(3), tg.nn.Sequential(shared, tg.nn.ReLU()),
+                           tg.nn.Linear(3, 2))
+    net.register_buffer("scale", tg.ones(1))
+    net[1].register_buffer("alias", net[1].running_mean)
+    names, tensors, settings = _state(net)
+    expected = list(net.named_parameters()) + list(net.named_buffers())
+    assert names == tuple(n for n, _ in expected)
+    assert all(a is b for a, (_, b) in zip(tensors, expected)) and len(tensors) == len(expected)
+    assert settings == tuple(_settings(m) for m in net.modules())
+    assert "2.0.weight" not in names and "0.bias" not in names and "1.alias" not in names
