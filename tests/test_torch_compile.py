@@ -320,3 +320,18 @@ def test_module_state_walk_matches_named_parameters_and_buffers():
     assert all(a is b for a, (_, b) in zip(tensors, expected)) and len(tensors) == len(expected)
     assert settings == tuple(_settings(m) for m in net.modules())
     assert "2.0.weight" not in names and "0.bias" not in names and "1.alias" not in names
+
+
+def test_numpy_program_returns_inputs_constants_and_views_as_the_reference():
+    from tapegrad.compile import _NumPyProgram
+
+    def f(x, y):
+        return x, np.float64(2.0) * np.ones(3), (y.T * 2.0).reshape(6), x.sum()
+    x, y = np.arange(3.0), rng.standard_normal((2, 3))
+    tape = _traced_tape(f, (x, y))
+    assert tape.consts and any(ins.prim.name == "reshape" for ins in tape.instrs)
+    ok, ours = _NumPyProgram(tape)((list(x), y.astype(np.float32)))   # converted as inputs
+    expected = tape.run(list(x), y.astype(np.float32))
+    assert ok and len(ours) == len(expected) == 4
+    for a, b in zip(ours, expected):
+        assert type(a) is np.ndarray and a.dtype == b.dtype and np.array_equal(a, b)
