@@ -358,33 +358,36 @@ def fold_constants(tape):
     consts = dict(tape.consts)
     alias = {}
     kept = []
-    shapes = tape.shapes
     const_slots, aliased = consts.keys(), alias.keys()     # views: isdisjoint loops in C
     for ins in tape.instrs:
         ins_slots = ins.ins
         if alias and not aliased.isdisjoint(ins_slots):
             ins_slots = tuple([alias.get(s, s) for s in ins_slots])
-        if ins_slots and const_slots.isdisjoint(ins_slots) and \
-                ins.prim.name not in _SHAPE_IDS:
-            kept.append(ins if ins_slots is ins.ins else Instr(ins.prim, ins_slots, ins.out,
-                                                                 ins.params, ins.phase))
+        if (not ins_slots or not const_slots.isdisjoint(ins_slots) or
+                ins.prim.name in _SHAPE_IDS) and _fold(tape, ins, ins_slots, consts, alias):
             continue
-        n_const = 0
-        for s in ins_slots:
-            if s in consts:
-                n_const += 1
-        if n_const == len(ins_slots) and _size(shapes[ins.out]) <= _FOLD_LIMIT:
-            consts[ins.out] = np.asarray(ins.prim.impl(*[consts[s] for s in ins_slots], **ins.params))
-            continue
-        if n_const or ins.prim.name in _SHAPE_IDS:
-            same = _identity_operand(tape, ins.prim.name, ins_slots, consts, ins.out)
-            if same is not None:
-                alias[ins.out] = same
-                continue
         # instructions are never changed in place: an unchanged one is shared with the new tape
         kept.append(ins if ins_slots is ins.ins else Instr(ins.prim, ins_slots, ins.out,
                                                              ins.params, ins.phase))
     return _apply_alias(tape, kept, alias, consts)
+
+
+def _fold(tape, ins, ins_slots, consts, alias):
+    """fold_constants' rules for one instruction that reads a constant, reads nothing, or is a
+    reshape: True when it was evaluated into consts or aliased to its operand (in alias)."""
+    n_const = 0
+    for s in ins_slots:
+        if s in consts:
+            n_const += 1
+    if n_const == len(ins_slots) and _size(tape.shapes[ins.out]) <= _FOLD_LIMIT:
+        consts[ins.out] = np.asarray(ins.prim.impl(*[consts[s] for s in ins_slots], **ins.params))
+        return True
+    if n_const or ins.prim.name in _SHAPE_IDS:
+        same = _identity_operand(tape, ins.prim.name, ins_slots, consts, ins.out)
+        if same is not None:
+            alias[ins.out] = same
+            return True
+    return False
 
 
 def _size(shape):
@@ -402,6 +405,7 @@ def _is_const_value(consts, slot, number):
 
 _BINARY_IDS = frozenset(("mul", "add", "sub", "div"))
 _SHAPE_IDS = frozenset(("reshape", "broadcast_to"))
+_WATCHED_NAMES = _SHAPE_IDS | {"pow", "index_add"}    # optimize's instructions that need a look
 _IDENTITY_NAMES = _BINARY_IDS | _SHAPE_IDS
 
 
@@ -432,14 +436,9 @@ def _identity_operand(tape, name, ins, consts, out):
 def _apply_alias(tape, kept, alias, consts):
     """The new tape: `kept` already reads resolved slots (each pass resolves as it goes); guards
     and outputs are resolved here."""
-    def resolve(slot):
-        while slot in alias:
-            slot = alias[slot]
-        return slot
-
     result = tape.rebuilt(kept, [], consts)
-    result.outputs = [resolve(s) for s in tape.outputs]
-    guards = [Guard(resolve(g.slot), g.expected, g.position, g.where) for g in tape.guards]
+    result.outputs = [_resolve(alias, s) for s in tape.outputs]
+    guards = [Guard(_resolve(alias, g.slot), g.expected, g.position, g.where) for g in tape.guards]
     where = {ins.out: k + 1 for k, ins in enumerate(kept)} if guards else {}
     result.guards = [Guard(g.slot, g.expected, where.get(g.slot, 0), g.where) for g in guards]
     return result
@@ -470,48 +469,78 @@ def simplify(tape):
     instruction -> that value; and sums of scatter-adds into zeros (the adjoints of several
     slices of one array) -> one chain of scatter-adds into the same array.
     """
-    from .core import REGISTRY
     consts = dict(tape.consts)
     # the scatter-adds (the only producers zero_scatter looks for)
     produced = {ins.out: ins for ins in tape.instrs if ins.prim.name == "index_add"}
-    alias, kept, merged = {}, [], set()
-    counts = []
-
-    def uses(slot):
-        if not counts:
-            counts.append(tape.use_counts())
-        return counts[0].get(slot)
-
-    made = {}       # one slot per scalar (by its bytes), so that CSE sees equal operands
-
-    def scalar_const(value, dtype):
-        value = np.asarray(value, dtype=dtype)
-        key = (value.dtype.str, value.tobytes())
-        slot = made.get(key)
-        if slot is None:
-            slot = made[key] = tape.new_slot((), dtype)
-            consts[slot] = value
-        return slot
-
-    def zero_scatter(slot, shape, dtype):
-        ins = produced.get(slot)
-        return (ins is not None and uses(slot) == 1
-                and _is_const_value(consts, ins.ins[0], 0) and tape.shapes[slot] == shape
-                and tape.dtypes[ins.ins[0]] == dtype)
-
+    alias, kept = {}, []
+    rules = _Simplifier(tape, consts, alias, produced, _lazy_uses(tape))
     # most instructions match no rule: these tell so without a lookup per operand
-    array_consts = {s for s, v in consts.items() if getattr(v, "size", 1) > 1}
-    aliased, scatters = alias.keys(), produced.keys()
+    array_consts, aliased, scatters = rules.array_consts, alias.keys(), produced.keys()
     for ins in tape.instrs:
-        name, ins_slots = ins.prim.name, ins.ins
+        ins_slots = ins.ins
         if alias and not aliased.isdisjoint(ins_slots):
             ins_slots = tuple([alias.get(s, s) for s in ins_slots])
+        name = ins.prim.name
         # an add is a candidate only when it reads a scatter-add
         if name != "pow" and (name != "add" or scatters.isdisjoint(ins_slots)) and (
                 not array_consts or array_consts.isdisjoint(ins_slots)):
             kept.append(ins if ins_slots == ins.ins else Instr(ins.prim, ins_slots, ins.out,
                                                               ins.params, ins.phase))
             continue
+        ins = rules.rewrite(ins, ins_slots)
+        if ins is not None:
+            kept.append(ins)
+    if rules.merged:
+        kept = [ins for ins in kept if ins.out not in rules.merged]
+    return _apply_alias(tape, kept, alias, consts)
+
+
+def _lazy_uses(tape, shared=()):
+    """slot -> how many times tape reads it (counted when first asked). A slot in `shared` (others
+    were made aliases of it) answers None: its count on tape says nothing."""
+    counts = []
+
+    def uses(slot):
+        if slot in shared:
+            return None
+        if not counts:
+            counts.append(tape.use_counts())
+        return counts[0].get(slot)
+    return uses
+
+
+class _Simplifier:
+    """simplify's rules, one instruction at a time (simplify and optimize walk the tape)."""
+
+    def __init__(self, tape, consts, alias, produced, uses, seen=None):
+        self.tape, self.consts, self.alias = tape, consts, alias   # new slots go on tape
+        self.produced = produced    # slot -> the scatter-add (index_add) writing it
+        self.uses = uses            # slot -> how many instructions, guards and outputs read it
+        self.seen = seen            # optimize's CSE table: a merged scatter-add leaves it
+        self.merged = set()         # scatter-adds merged into the add reading them (dropped)
+        self.made = {}              # one slot per scalar (by its bytes): CSE sees equal operands
+        self.array_consts = {s for s, v in consts.items() if getattr(v, "size", 1) > 1}
+
+    def scalar_const(self, value, dtype):
+        value = np.asarray(value, dtype=dtype)
+        key = (value.dtype.str, value.tobytes())
+        slot = self.made.get(key)
+        if slot is None:
+            slot = self.made[key] = self.tape.new_slot((), dtype)
+            self.consts[slot] = value
+        return slot
+
+    def zero_scatter(self, slot, shape, dtype):
+        ins = self.produced.get(slot)
+        tape = self.tape
+        return (ins is not None and self.uses(slot) == 1
+                and _is_const_value(self.consts, ins.ins[0], 0) and tape.shapes[slot] == shape
+                and tape.dtypes[ins.ins[0]] == dtype)
+
+    def rewrite(self, ins, ins_slots):
+        """The instruction that replaces ins (reading ins_slots, already resolved), or None when
+        its result is one of its operands (then in alias)."""
+        tape, consts, name = self.tape, self.consts, ins.prim.name
         shape, dtype = tape.shapes[ins.out], tape.dtypes[ins.out]
         if name == "pow" and ins_slots[1] in consts and (
                 type(consts[ins_slots[1]]) in (int, float) or np.ndim(consts[ins_slots[1]]) == 0):
@@ -519,46 +548,118 @@ def simplify(tape):
             base = ins_slots[0]
             same = tape.shapes[base] == shape and tape.dtypes[base] == dtype
             if exponent == 1 and same:
-                alias[ins.out] = base
-                continue
+                self.alias[ins.out] = base
+                return None
             if exponent == 2 and same:
-                kept.append(Instr(REGISTRY["mul"], (base, base), ins.out, _NO_PARAMS, ins.phase))
-                continue
+                return Instr(REGISTRY["mul"], (base, base), ins.out, _NO_PARAMS, ins.phase)
+        array_consts = self.array_consts
         if array_consts and not array_consts.isdisjoint(ins_slots) and name in ELEMENTWISE \
                 and not ins.params:
             ins_slots = tuple(
-                scalar_const(np.ravel(consts[s])[0], dtype)
+                self.scalar_const(np.ravel(consts[s])[0], dtype)
                 if s in consts and np.size(consts[s]) > 1 and tape.dtypes[s] == dtype
                 and np.all(np.ravel(consts[s]) == np.ravel(consts[s])[0])
                 and any(tape.shapes[o] == shape for o in ins_slots if o != s) else s
                 for s in ins_slots)
-        if name == "add" and produced and \
+        if name == "add" and self.produced and \
                 tape.shapes[ins_slots[0]] == tape.shapes[ins_slots[1]] == shape:
             for into, scatter in ((0, 1), (1, 0)):
-                if zero_scatter(ins_slots[scatter], shape, dtype) and \
+                if self.zero_scatter(ins_slots[scatter], shape, dtype) and \
                         tape.dtypes[ins_slots[into]] == dtype:
-                    inner = produced[ins_slots[scatter]]
-                    merged.add(inner.out)
-                    kept.append(Instr(inner.prim, (ins_slots[into], alias.get(inner.ins[1],
-                                                                            inner.ins[1])),
-                                      ins.out, inner.params, ins.phase))
-                    break
-            else:
-                kept.append(ins if ins_slots == ins.ins else Instr(ins.prim, ins_slots, ins.out,
-                                                                  ins.params, ins.phase))
-            continue
-        kept.append(ins if ins_slots == ins.ins else Instr(ins.prim, ins_slots, ins.out,
-                                                          ins.params, ins.phase))
-    kept = [ins for ins in kept if ins.out not in merged]
-    return _apply_alias(tape, kept, alias, consts)
+                    inner = self.produced[ins_slots[scatter]]
+                    self.merged.add(inner.out)
+                    if self.seen is not None and self.seen.get(_cse_key(inner)) == inner.out:
+                        del self.seen[_cse_key(inner)]
+                    return Instr(inner.prim, (ins_slots[into],
+                                              self.alias.get(inner.ins[1], inner.ins[1])),
+                                 ins.out, inner.params, ins.phase)
+        return ins if ins_slots == ins.ins else Instr(ins.prim, ins_slots, ins.out, ins.params,
+                                                     ins.phase)
+
+
+def _cse_key(ins):
+    return (ins.prim.name, ins.ins) if not ins.params else ins.key()
 
 
 def optimize(tape):
-    """The standard pipeline a backend runs before compiling."""
-    tape = fold_constants(tape)
-    tape = simplify(tape)
-    tape = eliminate_common_subexpressions(tape)
-    return eliminate_dead_code(tape)
+    """The standard pipeline a backend runs before compiling: fold_constants, simplify,
+    eliminate_common_subexpressions and eliminate_dead_code, fused into one walk forward and one
+    back (each instruction meets the passes' rules in that order; a walk per pass, each making a
+    tape, cost 4x the time). One difference: a scatter-add that other slots alias (through an
+    identity or a common subexpression) is not merged into its add."""
+    result = tape.rebuilt([], [])
+    consts = result.consts
+    alias, seen, shared, produced, kept = {}, {}, set(), {}, []
+    rules = _Simplifier(result, consts, alias, produced, _lazy_uses(tape, shared), seen)
+    array_consts, aliased, const_slots = rules.array_consts, alias.keys(), consts.keys()
+    scatters, setdefault = produced.keys(), seen.setdefault
+    # the slots whose readers may need more than the CSE lookup (constants, aliased slots,
+    # scatter-adds): one test tells the common instruction, which reads none of them
+    watched = set(consts)
+    for ins in tape.instrs:
+        ins_slots = ins.ins
+        name = ins.prim.name
+        if not ins_slots or name in _WATCHED_NAMES or not watched.isdisjoint(ins_slots):
+            if alias and not aliased.isdisjoint(ins_slots):
+                ins_slots = tuple([alias.get(s, s) for s in ins_slots])
+            if not ins_slots or not const_slots.isdisjoint(ins_slots) or name in _SHAPE_IDS:
+                if _fold(result, ins, ins_slots, consts, alias):
+                    out = ins.out
+                    watched.add(out)
+                    if out in alias:
+                        shared.add(alias[out])
+                    elif getattr(consts[out], "size", 1) > 1:
+                        array_consts.add(out)
+                    continue
+            if name == "index_add":
+                produced[ins.out] = ins if ins_slots is ins.ins else \
+                    Instr(ins.prim, ins_slots, ins.out, ins.params, ins.phase)
+                watched.add(ins.out)
+            if name == "pow" or name == "add" and not scatters.isdisjoint(ins_slots) or (
+                    array_consts and not array_consts.isdisjoint(ins_slots)):
+                out, ins = ins.out, rules.rewrite(ins, ins_slots)
+                if ins is None:                     # x ** 1: its result is x
+                    watched.add(out)
+                    shared.add(alias[out])
+                    continue
+                name, ins_slots = ins.prim.name, ins.ins
+            elif ins_slots is not ins.ins:
+                ins = produced.get(ins.out) or Instr(ins.prim, ins_slots, ins.out, ins.params,
+                                                    ins.phase)
+        params = ins.params
+        # one hash of the key (a tuple's hash is not cached): most instructions are new
+        first = setdefault((name, ins_slots) if not params else
+                           (name, ins_slots, params_key(params)), ins.out)
+        if first != ins.out:
+            alias[ins.out] = first
+            watched.add(ins.out)
+            shared.add(first)
+        else:
+            kept.append(ins)
+    if rules.merged:
+        kept = [ins for ins in kept if ins.out not in rules.merged]
+    # dead code, from the outputs and guards back
+    result.outputs = [_resolve(alias, s) for s in tape.outputs]
+    guard_slots = [_resolve(alias, g.slot) for g in tape.guards]
+    live = set(result.outputs)
+    live.update(guard_slots)
+    final = []
+    for ins in reversed(kept):
+        if ins.out in live:
+            final.append(ins)
+            live.update(ins.ins)
+    final.reverse()
+    result.instrs = final
+    where = {ins.out: k + 1 for k, ins in enumerate(final)} if guard_slots else {}
+    result.guards = [Guard(s, g.expected, where.get(s, 0), g.where)
+                     for s, g in zip(guard_slots, tape.guards)]
+    return result
+
+
+def _resolve(alias, slot):
+    while slot in alias:
+        slot = alias[slot]
+    return slot
 
 
 # ---------------------------------------------------------------------------------------------

@@ -126,3 +126,79 @@ def test_negated_cotangents_sum_with_subs():
     (torch.exp(tx[0] / ty) + torch.sin(tx[1] / ty) + tx[2] / ty).backward()
     for grad in (tg.grad(f, argnums=1), tg.jit(tg.grad(f, argnums=1))):
         np.testing.assert_allclose(grad(x, y), ty.grad.item(), rtol=1e-14)
+
+
+# ---- optimize: the four passes fused into one walk forward and one back
+
+def _passes_one_by_one(tape):
+    from tapegrad.tape import (eliminate_common_subexpressions, eliminate_dead_code,
+                               fold_constants, simplify)
+    return eliminate_dead_code(eliminate_common_subexpressions(simplify(fold_constants(tape))))
+
+
+def _loop_energies():
+    def diff(x):
+        s = 0.0
+        for i in range(x.shape[0] - 1):
+            s += (x[i + 1] - x[i]) ** 2
+        return s
+
+    def fd(x):
+        y = x * 0.0
+        for i in range(1, x.shape[0] - 1):
+            y[i] = x[i - 1] - 2.0 * x[i] + x[i + 1]
+        return sum(y[i] * y[i] + 0.5 * x[i] ** 4 for i in range(x.shape[0]))
+
+    def slices(x):
+        y = x * 1.0
+        if np.sum(y) > 0:
+            y = y ** 2
+        return np.sum(x[1:] * x[:-1]) + np.sum(y[:2] ** 1) + np.sum(x * np.full(x.shape, 3.0))
+    return diff, fd, slices
+
+
+def test_optimize_gives_the_tapes_of_the_passes_one_by_one():
+    from samples import SAMPLES
+    from tape_faces import weighted
+    from tapegrad.tape import format_tape, optimize, tree_flatten
+    tapes = []
+    for sample in SAMPLES[::3]:
+        f, values, _ = weighted(sample)
+        grad = tg.value_and_grad(f, argnums=tuple(range(len(values))))
+        tapes.append((tg.make_tape(grad, optimized=False)(*values), values))
+    x = np.linspace(0.2, 1.7, 7)
+    for f in _loop_energies():
+        for g in (tg.value_and_grad(f), tg.grad(lambda x, f=f: np.sum(tg.grad(f)(x) ** 2))):
+            tapes.append((tg.make_tape(g, optimized=False)(x), (x,)))
+    for tape, values in tapes:
+        fused = optimize(tape)
+        assert format_tape(fused) == format_tape(_passes_one_by_one(tape))
+        expected, got = (tree_flatten(out, lambda v: True)[0]
+                         for out in (tape.run(*values), fused.run(*values)))
+        for r, e in zip(got, expected):
+            np.testing.assert_allclose(r, e, rtol=1e-13)
+
+
+def test_optimize_keeps_a_scatter_add_that_common_subexpressions_share():
+    # two equal scatter-adds into zeros, each added to something: CSE makes the second the first,
+    # so the first has two readers and must stay (merging it into one add would lose the other)
+    from tapegrad import primitives as P
+    from tapegrad.tape import Tape, optimize
+    tape = Tape()
+    a, b, c = (tape.add_input((3,), np.float64) for _ in range(3))
+    v = tape.add_input((), np.float64)
+    zeros = tape.add_const(np.zeros(3))
+    f64 = np.dtype(np.float64)
+    first = tape.add_instr(P.index_add, (zeros, v), {"index": (1,)}, (3,), f64)
+    second = tape.add_instr(P.index_add, (zeros, v), {"index": (1,)}, (3,), f64)
+    s1 = tape.add_instr(P.add, (b, second), {}, (3,), f64)
+    s0 = tape.add_instr(P.add, (a, first), {}, (3,), f64)
+    s2 = tape.add_instr(P.mul, (c, second), {}, (3,), f64)
+    tape.outputs = [s0, s1, s2]
+    tape.out_tree = (tuple, ("*", "*", "*"))
+    args = (np.arange(3.0), np.ones(3), np.full(3, 2.0), 5.0)
+    expected = tape.run(*args)
+    for got, e in zip(optimize(tape).run(*args), expected):
+        np.testing.assert_array_equal(got, e)
+    for got, e in zip(_passes_one_by_one(tape).run(*args), expected):
+        np.testing.assert_array_equal(got, e)
