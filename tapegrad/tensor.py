@@ -46,6 +46,25 @@ _CAST = P.cast
 _node_classes = graph._node_classes  # name -> grad_fn class, read directly on the hot path
 _READS_NO_INPUT = graph.READS_NO_INPUT
 _node_sequence = graph._sequence
+_NOT_TRACKED = object()
+_EAGER_INFO = {}  # primitive -> what _bind reads of it on every call (see _eager_info)
+
+
+def _eager_info(prim):
+    """(forward, its function without core.quiet's wrapper or None, whether the rule reads the
+    inputs, the grad_fn class: None where the name depends on the arguments, False for a
+    primitive with no derivative), read once per primitive: the hot path reads one dict."""
+    impl = prim.eager_impl
+    name = prim.grad_fn_name
+    if not prim.differentiable:
+        node_class = False
+    elif isinstance(name, str):
+        node_class = _node_classes.get(name) or graph.node_class(name)
+    else:
+        node_class = None
+    info = _EAGER_INFO[prim] = (impl, getattr(impl, "quiet_fn", None),
+                                prim.name not in _READS_NO_INPUT, node_class)
+    return info
 
 
 class RemovableHandle:
@@ -171,31 +190,52 @@ class Tensor(TensorMethods, PrimitiveOperators):
 
     @classmethod
     def _bind(cls, prim, args, params, name=None):
+        info = _EAGER_INFO.get(prim)
+        if info is None:
+            info = _eager_info(prim)
+        impl, quiet_fn, reads_inputs, node_class = info
+        # the graph's next nodes are gathered in the same pass as the operands' data
+        recording = node_class is not False and _grad_mode_state.enabled
         data_args = []
+        next_nodes = []
+        # each input's version (the op wrote none), kept where the rule reads inputs: a later
+        # in-place write to one must fail in backward
+        versions = [] if reads_inputs and recording else None
         tracked = False
-        views = False  # a view operand: its history catches up with its root's once, here
         widths = 0  # 0: no array operand, 1: all float64, 2: others (a float64 result may narrow)
         for a in args:
             if isinstance(a, Tensor):
                 data = a._data
                 data_args.append(data)
-                if a.__class__ is _View:
-                    views = True
-                    _catch_up(a)
-                    if _REQUIRES_GRAD_OF(a):
+                if recording:
+                    if a.__class__ is _View:  # its history catches up with its root's, once
+                        _catch_up(a)
+                        node = _GRAD_FN_OF(a) if _REQUIRES_GRAD_OF(a) else _NOT_TRACKED
+                    else:
+                        node = a.grad_fn if a._requires_grad else _NOT_TRACKED
+                    if node is _NOT_TRACKED:
+                        node = None
+                    else:
                         tracked = True
-                elif a._requires_grad:
-                    tracked = True
+                        if node is None:
+                            node = a._accumulator
+                            if node is None:
+                                node = a._grad_accumulator()
+                    next_nodes.append(node)
+                    if versions is not None:
+                        versions.append(a._version_counter[0])
                 if data.dtype is not _FLOAT64:
                     widths = 2
                 elif not widths:
                     widths = 1
             else:
                 data_args.append(a)
+                if recording:
+                    next_nodes.append(None)
+                    if versions is not None:
+                        versions.append(None)
                 if isinstance(a, np.ndarray):
                     widths = 2
-        impl = prim.eager_impl
-        quiet_fn = getattr(impl, "quiet_fn", None)
         try:
             if quiet_fn is not None:  # core.quiet's wrapper, inlined
                 token = _ERROR_STATE.set(_QUIET)
@@ -215,42 +255,20 @@ class Tensor(TensorMethods, PrimitiveOperators):
         # a cast's dtype is what was asked; float64 operands only give float64 (no weak fix)
         if widths != 1 and out.dtype == _FLOAT64 and prim is not _CAST:
             out = _weak_float_fix(out, args)
-        if (tracked and prim.differentiable and out.dtype.kind == "f"
-                and _grad_mode_state.enabled):
-            next_nodes = []
-            # each input's version (the op wrote none), kept where the rule reads inputs: a later
-            # in-place write to one must fail in backward
-            versions = None if prim.name in _READS_NO_INPUT else []
-            for a in args:
-                if isinstance(a, Tensor):
-                    if versions is not None:
-                        versions.append(a._version_counter[0])
-                    if views and a.__class__ is _View:  # (caught up above: the slots directly)
-                        requires, node = _REQUIRES_GRAD_OF(a), _GRAD_FN_OF(a)
-                    else:
-                        requires, node = a._requires_grad, a.grad_fn
-                    if requires:
-                        if node is None:
-                            node = a._accumulator
-                            if node is None:
-                                node = a._grad_accumulator()
-                        next_nodes.append(node)
-                        continue
-                elif versions is not None:
-                    versions.append(None)
-                next_nodes.append(None)
-            if not name:
-                name = prim.grad_fn_name
-                if not isinstance(name, str):
-                    name = name(args, params)
-            node = object.__new__(_node_classes.get(name) or graph.node_class(name))
+        if tracked and out.dtype.kind == "f":
+            if name:
+                node_class = _node_classes.get(name) or graph.node_class(name)
+            elif node_class is None:  # a name that depends on the arguments
+                name = prim.grad_fn_name(args, params)
+                node_class = _node_classes.get(name) or graph.node_class(name)
+            node = object.__new__(node_class)
             node._seq = next(_node_sequence)  # graph.PrimitiveNode's slots, set here: no frame
             node.prim = prim
             node.inputs = args
             node.ans = out
             node.params = params
             node._next = tuple(next_nodes)
-            node.versions = None if versions is None else tuple(versions)
+            node.versions = versions
             node.freed = False
             node._pre_hooks = None
             node._retained = None
