@@ -841,7 +841,8 @@ class Program:
         self.tape = tape
         self.guards = guards
         self._local = threading.local()
-        self._run = kernels().run
+        from . import rolled        # repeated loop bodies run as compiled loops (rolled.py)
+        self._run = rolled.runner(self.code, self.ipool, kernels().run)
         self._results = result_builder(self.out_tree, [dtype for *_, dtype in self.outputs])
         self._call_arrays = self._call_function()
         self._rows = False           # the generated row kernel: False until first asked for
