@@ -279,12 +279,47 @@ def _faster(compiled, reference, inputs, rounds=3):
     return compiled if best[0] <= best[1] else reference
 
 
+class _FasterOf:
+    """A tape's compiled program and its NumPy program behind jit's program interface: the
+    first call that passes the guards times both (see _faster) and later calls run the faster
+    (a CNN's no-grad forward: 1.4 ms on the CPU interpreter against 0.4 ms on NumPy)."""
+
+    def __init__(self, compiled, numpy_program, out_tree):
+        self.compiled, self.numpy_program, self.out_tree = compiled, numpy_program, out_tree
+        self.chosen = None
+
+    def __call__(self, inputs):
+        chosen = self.chosen
+        if chosen is None:
+            ok, leaves = self.numpy_program(inputs)
+            if not ok:
+                return False, None
+            chosen = self.chosen = _faster(self.compiled, self.numpy_program, inputs)
+        if chosen is self.compiled:
+            return chosen(inputs)
+        ok, leaves = chosen(inputs)
+        return (True, tree_unflatten(self.out_tree, leaves)) if ok else (False, None)
+
+    def call_arrays(self, inputs):
+        ok, result = self(inputs)
+        return result if ok else None
+
+
+class _FasterBackend:
+    """The CPU backend for jit whose programs are _FasterOf."""
+
+    def compile(self, tape):
+        return _FasterOf(_transforms._backend("cpu").compile(tape), _NumPyProgram(tape),
+                         tape.out_tree)
+
+
 class _Program:
     """The compiled forms of one function of positional values (arrays, Tensors, statics)."""
 
     def __init__(self, fun):
         self.fun = _no_random(fun)
         self.forward = _transforms.jit(self.fun)
+        self.forward._backend_module = _FasterBackend()     # jit's tapes: compiled or NumPy
         self._grads = {}       # differentiated positions -> (jitted value_and_grad, jitted vjp)
         self.scalar = {}       # input shapes -> whether the result is 0-d
         self._splits = {}      # (input shapes, positions) -> [_Split per guard path] or None

@@ -335,3 +335,30 @@ def test_numpy_program_returns_inputs_constants_and_views_as_the_reference():
     assert ok and len(ours) == len(expected) == 4
     for a, b in zip(ours, expected):
         assert type(a) is np.ndarray and a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def test_jit_programs_of_compile_run_the_faster_program_with_the_guards():
+    """compile's no-grad forward (jit with _FasterBackend): a guard failing before the choice
+    chooses nothing; a passing call chooses, and either program gives the reference's tree."""
+    from tapegrad.compile import _FasterBackend
+
+    def f(x, y):
+        if x.sum() > 0:
+            return {"a": x * y, "b": (x + 1.0,)}
+        return {"a": x - y, "b": (x,)}
+    x, y = np.abs(rng.standard_normal(4)), rng.standard_normal(4)
+    tape = _traced_tape(f, (x, y))
+    program = _FasterBackend().compile(tape)
+    assert program((-x, y)) == (False, None) and program.chosen is None
+    ok, out = program((x, y))
+    assert ok and program.chosen is not None
+    np.testing.assert_array_equal(out["a"], x * y)
+    np.testing.assert_array_equal(out["b"][0], x + 1.0)
+    for chosen in (program.compiled, program.numpy_program):
+        program.chosen = chosen
+        assert program.call_arrays((-x, y)) is None
+        np.testing.assert_array_equal(program.call_arrays((x, y))["a"], x * y)
+    cf = tg.compile(f)
+    for sign in (1, -1, 1):
+        ours = cf(tg.tensor(sign * x), tg.tensor(y))
+        np.testing.assert_array_equal(ours["a"].numpy(), f(sign * x, y)["a"])
