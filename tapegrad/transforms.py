@@ -732,7 +732,9 @@ class Jitted:
             ok, result = program(inputs)    # results stay on the GPU, as on later calls
             if ok:
                 return result
-        self._fast_path(args, program)
+        # the next call takes the slow path, which resets the retrace streak when a kept tape
+        # serves it (the generated fast path does not look at the streak) and makes it fast
+        self._set_fast(None)
         return traced
 
     def _fast_path(self, args, program):
@@ -841,33 +843,41 @@ def _fast_call(args, program, captures):
             else:
                 tests = [t for t in tests if not t.startswith("type(w")] + ["read() == key"]
                 break
-    unpack = "".join(f"a{k}, " for k in range(len(args)))
+    params = [f"a{k}" for k in range(len(args))]
+    listed = "".join(f"{a}, " for a in params)
     # the program's own call written into this function when it offers its source: one Python
     # frame from the check to the sweep
     source = getattr(program, "call_source", None)
-    body = ["result = call(args)", "if result is None:", "    return None", "return result"]
+    body = [f"result = call(({listed}))", "if result is None:", "    return None", "return result"]
     if source is not None:
-        extra, body = source([f"a{k}" for k in range(len(args))])
+        extra, body = source(params)
         names.update(extra)
-    names.update(state=_state, slow=Jitted._call_slow)
-
-    def write(header, miss, hit):
-        """fast(args) returns None on a miss; Jitted's __call__ form (see _set_fast) goes on
-        to the slow path itself."""
-        lines = [line.replace("return None", miss) for line in body]
-        lines[-1] = lines[-1].replace("return ", hit + "return ", 1) if hit else lines[-1]
-        return (header + "    try:\n"
-                + f"        {unpack or '()'} = args\n"     # another count of arguments: ValueError
-                + f"        hit = {' and '.join(tests) or 'True'}\n"
-                + f"    except Exception:\n        {miss}\n"   # a captured name was deleted
-                + f"    if not hit:\n        {miss}\n"
-                + "".join(f"    {line}\n" for line in lines))
-    exec(write("def fast(args):\n", "return None", ""), names)
-    exec(write("def __call__(self, *args):\n    if state.stack:\n"
-               "        return slow(self, args)\n", "return slow(self, args)",
-               "if self._retrace_streak:\n        self._retrace_streak = 0\n    "), names)
+    names.update(state=_state, slow=Jitted._call_slow, given=_given, miss=_MISSING)
+    check = " and ".join(tests) or "True"
+    exec("def fast(args):\n    try:\n"                 # returns None on a miss
+         + f"        {listed or '()'} = args\n"           # another count of arguments: ValueError
+         + f"        hit = {check}\n    except Exception:\n        return None\n"  # name deleted
+         + "    if not hit:\n        return None\n" + "".join(f"    {line}\n" for line in body),
+         names)
+    # Jitted's __call__ form (see _set_fast): the arguments are positional-only parameters (no
+    # tuple to unpack); a miss goes on to the slow path with the arguments as given
+    miss = f"return slow(self, given(({listed}), rest))"
+    exec(f"def __call__(self, {''.join(f'{a}=miss, ' for a in params)}/, *rest):\n"
+         + f"    if not state.stack:\n        try:\n            hit = {check} and not rest\n"
+         + "        except Exception:\n            hit = False\n        if hit:\n"
+         + "".join(f"            {line.replace('return None', miss)}\n" for line in body)
+         + f"    {miss}\n", names)
     names["fast"].method = names["__call__"]
     return names["fast"]
+
+
+_MISSING = object()         # a parameter of a fast __call__ the caller did not pass
+
+
+def _given(head, rest):
+    """The arguments a fast __call__ was called with: its parameters up to the first one not
+    passed, then the rest."""
+    return tuple(a for a in head if a is not _MISSING) + rest
 
 
 _PLAIN_SCALARS = (int, bool, str, bytes, type(None))

@@ -1,6 +1,7 @@
 """jit's per-call fast path written as one function: the signature check, the copies in, the
 compiled sweep and the result tree with no Python call in between (issue 14)."""
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -114,3 +115,40 @@ def test_fast_path_inside_a_trace_inlines():
     np.testing.assert_allclose(tg.grad(lambda y: np.sum(inner(y)))(x), 2.0 * x)
     # a constant array argument inside a trace is inlined too, not served from the buffer
     np.testing.assert_allclose(tg.grad(lambda y: np.sum(inner(x) * y))(x), x * x)
+
+
+def test_fast_path_refuses_keyword_arguments_and_serves_missing_ones_slowly():
+    f = tg.jit(lambda x, y: x * y)
+    x = np.arange(3.0)
+    f(x, x)
+    f(x, x)
+    with pytest.raises(TypeError):
+        f(x, y=x)
+    with pytest.raises(TypeError):
+        f(x)                         # the slow path traces fun(x): Python's own TypeError
+    np.testing.assert_array_equal(f(x, x + 1.0), x * (x + 1.0))
+    assert f.traces == 1
+
+
+def test_retraces_between_fast_calls_do_not_warn():
+    # the streak of retraces counts consecutive ones only: a call served by a kept tape in
+    # between resets it, though the fast path never looks at it
+    f = tg.jit(lambda x, k: x * k)
+    x = np.arange(3.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        for k in range(3 * tg.transforms.MAX_PATHS):
+            np.testing.assert_array_equal(f(x, k), x * k)      # a new static int: retrace
+            np.testing.assert_array_equal(f(x, 0.5), x * 0.5)  # a kept tape
+            np.testing.assert_array_equal(f(x, 0.5), x * 0.5)
+    assert f.traces == 3 * tg.transforms.MAX_PATHS + 1
+
+
+def test_retraces_on_every_call_still_warn():
+    f = tg.jit(lambda x, k: x * k)
+    x = np.arange(3.0)
+    f(x, 0.5)
+    f(x, 0.5)
+    with pytest.warns(RuntimeWarning, match="retraced"):
+        for k in range(3 * tg.transforms.MAX_PATHS):
+            f(x, k)
