@@ -313,13 +313,18 @@ class _FasterBackend:
                          tape.out_tree)
 
 
+def _jit(fun):
+    jitted = _transforms.jit(fun)
+    jitted._backend_module = _FasterBackend()     # its tapes: compiled or NumPy, the faster
+    return jitted
+
+
 class _Program:
     """The compiled forms of one function of positional values (arrays, Tensors, statics)."""
 
     def __init__(self, fun):
         self.fun = _no_random(fun)
-        self.forward = _transforms.jit(self.fun)
-        self.forward._backend_module = _FasterBackend()     # jit's tapes: compiled or NumPy
+        self.forward = _jit(self.fun)
         self._grads = {}       # differentiated positions -> (jitted value_and_grad, jitted vjp)
         self.scalar = {}       # input shapes -> whether the result is 0-d
         self._splits = {}      # (input shapes, positions) -> [_Split per guard path] or None
@@ -353,8 +358,8 @@ class _Program:
                 *args, cotangent = args_and_cotangent
                 return (fun(*args) * cotangent).sum()
             progs = self._grads[positions] = (
-                _transforms.jit(_transforms.value_and_grad(fun, positions)),
-                _transforms.jit(_transforms.value_and_grad(pulled, positions)))
+                _jit(_transforms.value_and_grad(fun, positions)),
+                _jit(_transforms.value_and_grad(pulled, positions)))
         return progs
 
 
