@@ -30,6 +30,7 @@ class _SourceDerivative:
         self.jit = jit
         self.mode = mode
         self._compiled = {}  # kinds -> (Emitted, callable)
+        self._float64 = set()  # kinds whose float32 arrays Numba computes in float64 only
         self._last = None
         self._structured = {}  # wrapper source -> derivative of it (tuple and dict arguments)
         self._last_structured = None
@@ -41,7 +42,7 @@ class _SourceDerivative:
         # pickled without compiled code (cloudpickle, as Dask ships it): the receiving process
         # emits and compiles again, from the source lines the function's bytecode came with
         state = dict(self.__dict__, _compiled={}, _last=None, _structured={},
-                     _last_structured=None)
+                     _last_structured=None, _float64=set())
         fun = self.fun
         while isinstance(fun, _SourceDerivative):
             fun = fun.fun
@@ -99,23 +100,24 @@ class _SourceDerivative:
     def _prepare(self, args):
         """Kinds of the arguments; differentiated ones are made float (as JAX and torch want).
         NumPy scalars and 0-d arrays become Python numbers (Numba would type a 0-d array as an
-        array, which math.sin and scalar code refuse). Float arrays are computed in float64:
-        Numba will not multiply a float32 matrix by a float64 one (and a literal such as 2.0
-        makes float32 code float64), and jit=False runs the same code on the same values so
-        that both give the same numbers."""
+        array, which math.sin and scalar code refuse). Float arrays keep their dtype where all
+        are float32 or all float64, as NumPy computes them; other mixes are computed in float64
+        (Numba will not multiply a float32 matrix by a float64 one; float16 is not Numba's)."""
         args = [_plain_scalar(value) for value in self._bound + tuple(args)]
         for num in self._wrt():
             if num < len(args):
                 value = args[num]
                 if isinstance(value, np.ndarray) or hasattr(value, "__array__"):
-                    value = np.asarray(value, dtype=np.float64)
+                    value = np.asarray(value)
+                    if value.dtype not in _KEPT_FLOATS:
+                        value = value.astype(np.float64)
                     args[num] = value.item() if value.ndim == 0 else value
                 elif not isinstance(value, (bool, complex)):
                     args[num] = float(value)
-        for position, value in enumerate(args):
-            if isinstance(value, np.ndarray) and value.dtype.kind == "f" \
-                    and value.dtype != np.float64:
-                args[position] = value.astype(np.float64)
+        floats = {value.dtype for value in args
+                  if isinstance(value, np.ndarray) and value.dtype.kind == "f"}
+        if len(floats) > 1 or floats - set(_KEPT_FLOATS):
+            args = [_as_float64(value) for value in args]
         kinds = []
         for position, value in enumerate(args):
             kind = kind_of_value(value)
@@ -145,6 +147,9 @@ class _SourceDerivative:
         if any(isinstance(a, _STRUCTURES) or type(a) is bool for a in self._bound + tuple(args)):
             return self._call_structured(args)
         args, kinds = self._prepare(args)
+        return self._in_argument_dtypes(self._run(args, kinds), args)
+
+    def _run(self, args, kinds):
         emitted, function = self._build(kinds)
         if not self.jit:
             # NumPy floats follow IEEE (1/0 -> inf, sqrt(-1) -> nan) where Python's raise;
@@ -153,10 +158,35 @@ class _SourceDerivative:
             with np.errstate(all="ignore"):  # as compiled code: no warnings
                 return _numbers(function(*args))
         from tapegrad_jit.source_jit import compile_errors
+        wide = [_as_float64(value) for value in args]
+        narrow = any(a is not b for a, b in zip(args, wide))  # float32 arrays
+        if narrow and kinds in self._float64:
+            return function(*wide)
         try:
             return function(*args)  # Numba compiles on the first call with new types
         except compile_errors() as exc:
+            if narrow:
+                # code Numba cannot type in float32 (float32 @ float64: Numba refuses what
+                # NumPy promotes) runs in float64
+                self._float64.add(kinds)
+                try:
+                    return function(*wide)
+                except compile_errors():
+                    pass
             raise _jit_error(emitted, exc) from None  # not Numba's traceback: the user's line
+
+    def _in_argument_dtypes(self, result, args):
+        """The gradient of a float32 array in float32 (as torch and JAX give it), also where
+        a float64 number met it (NumPy's float32 * np.float64 is float64)."""
+        if isinstance(self.fun, _SourceDerivative):
+            return result
+        single = isinstance(self.argnums, int)
+        value, grads = (None, result) if self.mode == "grad" else result
+        nums, grads = ((self.argnums,), (grads,)) if single else (self.argnums, grads)
+        grads = tuple(g.astype(np.float32) if _float32(args[num]) and isinstance(g, np.ndarray)
+                      and g.dtype != np.float32 else g for num, g in zip(nums, grads))
+        grads = grads[0] if single else grads
+        return grads if self.mode == "grad" else (value, grads)
 
     def _call_structured(self, args):
         """Tuple, list and dict arguments: fun is called from a generated function of their
@@ -353,6 +383,19 @@ def _numbers(result):
     if isinstance(result, tuple):
         return tuple(_numbers(part) for part in result)
     return result.item() if isinstance(result, np.generic) else result
+
+
+_KEPT_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _float32(value):
+    return isinstance(value, np.ndarray) and value.dtype == np.float32
+
+
+def _as_float64(value):
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.dtype != np.float64:
+        return value.astype(np.float64)
+    return value
 
 
 def _plain_scalar(value):

@@ -56,11 +56,12 @@ def emit(fun, argnums, arg_kinds, mode="value_and_grad", fused=False):
     name = f"{'grad' if mode == 'grad' else 'value_and_grad'}_{fn.name}"
     body = optimise(body, keep=set(), substitutable=emitter.generated_temps(),
                     scalars=emitter.scalar_names(), arrays=emitter.array_names())
+    helpers = {}
     if fused:
         kinds = dict(analysis.kinds)
         kinds.update({bar: analysis.kinds[name] for name, bar in emitter.bars.items()})
-        body = fuse(body, kinds, emitter.namer, emitter.generated_temps(),
-                    emitter.array_names())
+        body, helpers = fuse(body, kinds, emitter.namer, emitter.generated_temps(),
+                             emitter.array_names())
     body = drop_orphan_comments(body, COMMENT)
     args = ast.arguments(posonlyargs=[], args=[ast.arg(arg=p) for p in fn.params], vararg=None,
                          kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[])
@@ -77,6 +78,9 @@ def emit(fun, argnums, arg_kinds, mode="value_and_grad", fused=False):
     marked = astor.to_source(module)
     text = _comments(marked, texts)
     header = "import math\n\nimport numpy as np\n"
+    if helpers:  # scalar functions for fused loops (Numba compiles them; fuse.py says why)
+        header += "from tapegrad_jit.source_jit import " + ", ".join(
+            name if name == used else f"{name} as {used}" for name, used in helpers.items()) + "\n"
     arrays = [k for k, v in fn.constants.items() if hasattr(v, "shape")]
     if arrays:
         header += "".join(f"# {k}: array from the enclosing scope\n" for k in arrays)

@@ -42,6 +42,8 @@ _UFUNCS = {
     "arctanh", "abs", "absolute", "fabs", "sign", "floor", "ceil", "maximum", "minimum",
     "power", "arctan2", "hypot", "logaddexp", "negative", "deg2rad", "rad2deg",
 }
+# ufuncs whose element form is a function of tapegrad_jit.source_jit (np.tanh's value, faster)
+_HELPERS = {"tanh"}
 _PREDICATES = {"isnan", "isinf", "isfinite", "logical_and", "logical_or", "logical_not"}
 _LIKE = {"zeros_like": "0.0", "ones_like": "1.0"}
 _ALLOCATIONS = {"zeros_like", "ones_like", "empty_like", "zeros", "ones", "empty", "full"}
@@ -142,6 +144,7 @@ class Fuser:
         self.namer = namer
         self.substitutable = set(substitutable)
         self.products = {}  # matrix product text -> the name computed before a loop
+        self.helpers = {}  # scalar helper of tapegrad_jit.source_jit -> its name in the code
         self.assigned = {}  # name -> times bound (in-place updates of arrays keep shapes)
         for stmt in statements(body):
             for node in ast.walk(stmt):
@@ -574,6 +577,8 @@ class Fuser:
             kinds = [k for _, k in parts]
             if dtype is None and any(k.dtype == "bool" for k in kinds):
                 raise _NotFusable
+            if func.attr in _HELPERS:  # Numba's float32 tanh is a slow libm call
+                func = ast.Name(id=self.helper(func.attr), ctx=ast.Load())
             return ast.Call(func=func, args=[e for e, _ in parts], keywords=[]), \
                 broadcast(*kinds, dtype=dtype)
         if _is_np(func, {"where"}) and len(args) == 3:
@@ -601,6 +606,11 @@ class Fuser:
         if _is_np(func, {"dot"}) and len(args) == 2:
             return self._product(node)
         raise _NotFusable
+
+    def helper(self, name):
+        if name not in self.helpers:
+            self.helpers[name] = self.namer.fresh(name)
+        return self.helpers[name]
 
     def _product(self, node):
         """A matrix product inside an elementwise expression: computed before the loop (BLAS),
@@ -642,14 +652,15 @@ class Fuser:
 
 
 def fuse(body, kinds, namer, substitutable, arrays):
-    """`body` with its runs of elementwise array statements as fused loops (see the module)."""
+    """(`body` with its runs of elementwise array statements as fused loops (see the module),
+    {function of tapegrad_jit.source_jit: the name the loops call it by})."""
     fuser = Fuser(body, kinds, namer, substitutable)
     liveness = _Liveness(set(arrays))
     body, _ = liveness.block(body, set(), set())
     body = _Blocks(fuser, liveness.live_after).block(body)
     # views that loops now index through their arrays are read no more
     body, _ = _Liveness(set(arrays)).block(body, set(), set())
-    return body
+    return body, fuser.helpers
 
 
 class _Group:
