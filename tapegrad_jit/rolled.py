@@ -41,10 +41,12 @@ MAX_CHECKS = 12      # periods checked in full per tape at most
 _CHUNK = 1 << 16     # rows compared at once (bounds the temporaries of a long tape)
 
 _ELEMENTWISE = dict(enumerate(form for _, form in cpu.ELEMENTWISE_FORMS))
-# operand columns each kind of row reads; every other column is ignored by the body
-_COLUMNS = {"elementwise": (OUT, A, B, C), "guard": (A, X0),
-            "gather": (OUT, N, A, X0), "scatter_add": (OUT, B, X0),
-            "scatter_set": (OUT, B, X0), "place": (OUT, A, X0, X1)}
+# the columns each kind of array row uses (elementwise rows: see _uses); the others are ignored
+_ROLES = {"guard": ((A, "read"), (X0, "int")),
+          "gather": ((OUT, "int"), (N, "int"), (A, "int"), (X0, "int")),
+          "scatter_add": ((OUT, "int"), (B, "read"), (X0, "int")),
+          "scatter_set": ((OUT, "int"), (B, "read"), (X0, "int")),
+          "place": ((OUT, "int"), (A, "int"), (X0, "int"), (X1, "int"))}
 _ARRAY_ROLLABLE = [cpu.OPCODE[name] for name in ("guard", "gather", "place")]
 _SCATTERS = [cpu.OPCODE["scatter_add"], cpu.OPCODE["scatter_set"]]
 
@@ -127,14 +129,19 @@ def find_runs(code, min_rows, max_body=MAX_BODY):
 
 
 def _select(code, runs):
-    """The runs whose bodies are among the MAX_BODIES covering most rows."""
-    runs = [(start, k, trips, tuple(code[start:start + k, OP].tolist()))
-            for start, k, trips in runs]
-    rows = {}
-    for _, k, trips, body in runs:
-        rows[body] = rows.get(body, 0) + k * trips
-    chosen = set(sorted(rows, key=rows.get, reverse=True)[:MAX_BODIES])
-    return [run for run in runs if run[3] in chosen]
+    """(start, trips, base rows, strides, structure) of the runs whose structures (see layout)
+    are among the MAX_BODIES covering most rows: each distinct structure is one kernel."""
+    laid = []
+    for start, k, trips in runs:
+        rows = code[start:start + k].astype(np.int64)
+        stride = code[start + k:start + 2 * k].astype(np.int64) - rows
+        body = tuple(code[start:start + k, OP].tolist())
+        laid.append((start, trips, rows, stride, layout(body, rows, stride, trips)))
+    covered = {}
+    for _, trips, rows, _, structure in laid:
+        covered[structure] = covered.get(structure, 0) + trips * len(rows)
+    chosen = set(sorted(covered, key=covered.get, reverse=True)[:MAX_BODIES])
+    return [run for run in laid if run[4] in chosen]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,71 +151,172 @@ def _select(code, runs):
 def _kind(opcode):
     if opcode < cpu.NUM_ELEMENTWISE:
         return "elementwise"
-    return next(name for name in _COLUMNS if cpu.OPCODE.get(name) == opcode)
+    return next(name for name in _ROLES if cpu.OPCODE.get(name) == opcode)
 
 
-def _statement(j, opcode):
-    """Lines of body row j (its operands in locals c{j}_{column}), from the interpreter's tables."""
-    def p(column):
-        return f"c{j}_{column}"
-    kind = _kind(opcode)
-    if kind == "elementwise":
-        form = _ELEMENTWISE[opcode].format("x", "y", f"v[np.uint64({p(C)})]")
-        return [f"x = v[np.uint64({p(A)})]", f"y = v[np.uint64({p(B)})]",
-                f"v[np.uint64({p(OUT)})] = {form}"]
-    if kind == "guard":
-        # as the interpreter's guard; the run's row number + 1 tells the caller which failed
-        return [f"if (v[np.uint64({p(A)})] != 0.0) != ({p(X0)} != 0):",
-                f"    return t * BODY + {j + 1}"]
-    if kind == "gather":
-        return [f"gather(v, {p(OUT)}, {p(N)}, {p(A)}, ipool, {p(X0)})"]
-    if kind == "place":
-        return [f"place(v, {p(OUT)}, {p(A)}, ipool, {p(X0)}, {p(X1)})"]
-    # only element scatters roll (one entry, in place: the interpreter's scatter with count 1
-    # and base mode 2); written out, as a call of the helper costs more than the statement
-    update = "+=" if kind == "scatter_add" else "="
-    return [f"v[{p(OUT)} + ipool[{p(X0)}]] {update} v[np.uint64({p(B)})]"]
-
-
-def kernel_source(body):
-    """Source of `roll(v, ipool, base, stride, trips)` for a body (its opcodes in row order):
-    trip t runs row j with operand columns base[j] + t * stride[j]; 0, or 1 + the run row of
-    the guard that failed."""
-    setup, loop, advance = [], [], []
+def _uses(body):
+    """(row, column, role) for every column the body's statements use, in a fixed order; role
+    "read"/"write": a slot of v, "int": an integer (index-map offset, count, expected value)."""
     for j, opcode in enumerate(body):
-        for column in _COLUMNS[_kind(opcode)]:
-            setup += [f"c{j}_{column} = base[{j}, {column}]",
-                      f"s{j}_{column} = stride[{j}, {column}]"]
-            advance.append(f"c{j}_{column} += s{j}_{column}")
-        loop += _statement(j, opcode)
+        if opcode < cpu.NUM_ELEMENTWISE:
+            form = _ELEMENTWISE[opcode]
+            for column, k in ((A, 0), (B, 1), (C, 2)):
+                if "{%d}" % k in form:
+                    yield j, column, "read"
+            yield j, OUT, "write"
+        else:
+            for column, role in _ROLES[_kind(opcode)]:
+                yield j, column, role
+
+
+def layout(body, base, stride, trips):
+    """The structure of a run, which its kernel's source is made from (nothing in it depends on
+    where the loop sits or on its length): each used column's operand number (columns with the
+    same base and stride share one), each operand's stride group, the carries (operand q reads at
+    trip t what operand p held at trip t - 1), and whether operands of different strides, and
+    the ranges gathers/scatters/places write, provably never meet another operand in this run."""
+    uses = list(_uses(body))
+    numbers, operands = {}, []
+    for j, column, _ in uses:
+        key = (int(base[j, column]), int(stride[j, column]))
+        if key not in numbers:
+            numbers[key] = len(operands)
+            operands.append(key)
+    groups = {}
+    group_of = tuple(groups.setdefault(s, len(groups)) for _, s in operands)
+    slots = sorted({numbers[int(base[j, c]), int(stride[j, c])] for j, c, role in uses
+                    if role != "int"})
+    carries = tuple((q, numbers[b + s, s]) for q in slots for b, s in [operands[q]]
+                    if (b + s, s) in numbers and numbers[b + s, s] in slots)
+    # each slot operand's address range over the run
+    b = np.array([operands[q][0] for q in slots], dtype=np.int64).reshape(-1, 1)
+    s = np.array([operands[q][1] for q in slots], dtype=np.int64).reshape(-1, 1)
+    ends = np.concatenate([b, b + (trips - 1) * s], axis=1)
+    low, high = ends.min(axis=1), ends.max(axis=1)
+    apart = (high[:, None] < low[None, :]) | (high[None, :] < low[:, None])
+    same = s[:, 0][:, None] == s[:, 0][None, :]
+    strides_apart = bool(np.all(apart | same))
+    ranges_apart = True
+    for j, opcode in enumerate(body):
+        if _kind(opcode) in ("gather", "place", "scatter_add", "scatter_set"):
+            first = base[j, OUT], base[j, OUT] + base[j, N]
+            last = [x + (trips - 1) * y for x, y in zip(first, (stride[j, OUT],
+                                                               stride[j, OUT] + stride[j, N]))]
+            written_low, written_high = min(first[0], last[0]), max(first[1], last[1]) - 1
+            ranges_apart &= bool(np.all((high < written_low) | (written_high < low)))
+    return (tuple(body), tuple(numbers[int(base[j, c]), int(stride[j, c])] for j, c, _ in uses),
+            group_of, carries, strides_apart, ranges_apart)
+
+
+def _statements(structure, known):
+    """The loop body's lines, given the operands whose value is in a local at the trip's start
+    (`known`: operand -> name); returns (lines, known at the trip's end). Every result is stored
+    (later rows and the interpreter read memory); a value is reused from a local only while no
+    write can have reached its slot since."""
+    body, numbers, group_of, _, strides_apart, ranges_apart = structure
+    known = dict(known)
+    number = {(j, c): n for (j, c, _), n in zip(_uses(body), numbers)}
+
+    def at(j, column):
+        n = number[j, column]
+        return f"b{n} + q{group_of[n]}"
+
+    def read(j, column):
+        n = number[j, column]
+        if n not in known:
+            known[n] = f"l{j}_{column}"
+            lines.append(f"l{j}_{column} = v[np.uint64({at(j, column)})]")
+        return known[n]
+
+    lines = []
+    for j, opcode in enumerate(body):
+        kind = _kind(opcode)
+        if kind == "elementwise":
+            form = _ELEMENTWISE[opcode]
+            operands = [read(j, column) if "{%d}" % k in form else None
+                        for column, k in ((A, 0), (B, 1), (C, 2))]
+            out = number[j, OUT]
+            lines += [f"r{j} = float({form.format(*operands)})",
+                      f"v[np.uint64({at(j, OUT)})] = r{j}"]
+            for n in list(known):
+                if group_of[n] != group_of[out] and not strides_apart:
+                    del known[n]      # another stride may meet this slot at some trip
+            known[out] = f"r{j}"
+        elif kind == "guard":
+            # as the interpreter's guard; the run's row number + 1 tells the caller which failed
+            lines += [f"if ({read(j, A)} != 0.0) != ({at(j, X0)} != 0):",
+                      f"    return t * BODY + {j + 1}"]
+        else:
+            if kind == "gather":
+                lines.append(f"gather(v, {at(j, OUT)}, {at(j, N)}, {at(j, A)}, ipool, "
+                             f"{at(j, X0)})")
+            elif kind == "place":
+                lines.append(f"place(v, {at(j, OUT)}, {at(j, A)}, ipool, {at(j, X0)}, "
+                             f"{at(j, X1)})")
+            else:
+                # only element scatters roll (one entry, in place: the interpreter's scatter
+                # with count 1 and base mode 2); written out, a call costs more than it
+                update = "+=" if kind == "scatter_add" else "="
+                lines.append(f"v[np.uint64({at(j, OUT)} + ipool[{at(j, X0)}])] {update} "
+                             f"{read(j, B)}")
+            if not ranges_apart:
+                known.clear()
+    return lines, known
+
+
+def kernel_source(structure):
+    """Source of `roll(v, ipool, base, stride, trips)` for a run's structure (see layout): trip t
+    runs row j with its columns at base[j] + t * stride[j]; returns 0, or 1 + the run row of
+    the guard that failed."""
+    body, numbers, group_of, carries, _, _ = structure
+    setup, first_group = [], {}
+    seen = set()
+    for (j, column, _), n in zip(_uses(body), numbers):
+        if n not in seen:
+            seen.add(n)
+            setup.append(f"b{n} = base[{j}, {column}]")
+            if group_of[n] not in first_group:
+                first_group[group_of[n]] = (j, column)
+    for g, (j, column) in sorted(first_group.items()):
+        setup += [f"s{g} = stride[{j}, {column}]", f"q{g} = 0"]
+    _, at_end = _statements(structure, {})
+    carried = [(q, p) for q, p in carries if p in at_end]
+    lines, at_end = _statements(structure, {q: f"k{q}" for q, _ in carried})
+    for q, _ in carried:
+        setup.append(f"k{q} = v[np.uint64(b{q})]")
+    if carried:
+        lines.append(", ".join(f"k{q}" for q, _ in carried) + " = "
+                     + ", ".join(at_end[p] for _, p in carried) + ("," if len(carried) == 1
+                                                                    else ""))
+    lines += [f"q{g} += s{g}" for g in sorted(first_group)]
     names = ", ".join(cpu.ELEMENTWISE_FORMS[op][0] if op < cpu.NUM_ELEMENTWISE else _kind(op)
                       for op in body)
-    lines = [f"BODY = {len(body)}", "", "",
-             "@njit(**OPTIONS)",
-             "def roll(v, ipool, base, stride, trips):",
-             f'    """Rolled body: {names}."""']
-    lines += ["    " + line for line in setup]
-    lines += ["    for t in range(trips):"]
-    lines += ["        " + line for line in loop + advance]
-    lines += ["    return 0", ""]
-    return cpu._KERNEL_HEADER + "\n".join(lines)
+    text = [f"BODY = {len(body)}", "", "",
+            "@njit(**OPTIONS)",
+            "def roll(v, ipool, base, stride, trips):",
+            f'    """Rolled body: {names}."""']
+    text += ["    " + line for line in setup]
+    text += ["    for t in range(trips):"]
+    text += ["        " + line for line in lines]
+    text += ["    return 0", ""]
+    return cpu._KERNEL_HEADER + "\n".join(text)
 
 
 _kernels = {}
 _lock = threading.Lock()
 
 
-def kernel_for(body):
-    """The compiled rolled kernel of a body (loaded from the disk cache when there)."""
+def kernel_for(structure):
+    """The compiled rolled kernel of a run's structure (from the disk cache when there)."""
     with _lock:
-        kernel = _kernels.get(body)
+        kernel = _kernels.get(structure)
         if kernel is None:
-            kernel = cache.load_module("tape_rolled", kernel_source(body)).roll
+            kernel = cache.load_module("tape_rolled", kernel_source(structure)).roll
             v, ipool = np.zeros(1), np.zeros(1, dtype=np.int32)
             table = np.zeros((1, 1), dtype=np.int64)
             from numba import typeof
             kernel.compile(tuple(typeof(a) for a in (v, ipool, table, table, 1)))
-            _kernels[body] = kernel
+            _kernels[structure] = kernel
         return kernel
 
 
@@ -222,19 +330,17 @@ def runner(code, ipool, interpreter):
     It returns what the interpreter returns: 0, or the number of the first failed guard."""
     runs = _select(code, find_runs(code, MIN_ROWS))
     steps, at = [], 0
-    for start, k, trips, body in runs:
+    for start, trips, rows, stride, structure in runs:
         try:
-            kernel = kernel_for(body)
+            kernel = kernel_for(structure)
         except Exception as exc:       # noqa: BLE001 - e.g. Numba cannot compile it: interpret
             warnings.warn(f"tapegrad_jit: rolled loop kernel unavailable ({exc}); the "
                           "interpreter runs those rows", RuntimeWarning, stacklevel=3)
             continue
         if start > at:
             steps.append((None, code[at:start], at))
-        rows = code[start:start + k].astype(np.int64)
-        stride = code[start + k:start + 2 * k].astype(np.int64) - rows
         steps.append((kernel, (rows, stride, trips), start))
-        at = start + k * trips
+        at = start + len(rows) * trips
     if not steps:
         return interpreter
     if at < code.shape[0]:
