@@ -403,34 +403,29 @@ def _is_const_value(consts, slot, number):
     return bool(np.all(np.asarray(value) == number))
 
 
-_BINARY_IDS = frozenset(("mul", "add", "sub", "div"))
 _SHAPE_IDS = frozenset(("reshape", "broadcast_to"))
-_WATCHED_NAMES = _SHAPE_IDS | {"pow", "index_add"}    # optimize's instructions that need a look
-_IDENTITY_NAMES = _BINARY_IDS | _SHAPE_IDS
+_WATCHED_NAMES = _SHAPE_IDS | {"pow"}     # optimize's instructions that always need a look
 
 
 def _identity_operand(tape, name, ins, consts, out):
     """The operand equal to the result, when the instruction is an identity on it."""
-    def same_type(slot):
-        return tape.shapes[slot] == tape.shapes[out] and tape.dtypes[slot] == tape.dtypes[out]
-
-    if name not in _IDENTITY_NAMES or not any(s in consts for s in ins) and name in _BINARY_IDS:
-        return None
-    if name == "mul":
-        for a, b in ((0, 1), (1, 0)):
-            if _is_const_value(consts, ins[b], 1) and same_type(ins[a]):
-                return ins[a]
-    elif name == "add":
-        for a, b in ((0, 1), (1, 0)):
-            if _is_const_value(consts, ins[b], 0) and same_type(ins[a]):
-                return ins[a]
-    elif name in ("sub", "div"):
-        if _is_const_value(consts, ins[1], 0 if name == "sub" else 1) and same_type(ins[0]):
-            return ins[0]
-    elif name == "reshape" or name == "broadcast_to":
-        if same_type(ins[0]):
-            return ins[0]
+    if name in _SHAPE_IDS:
+        candidates = ((0, None),)
+    else:
+        candidates = _UNIT_AT.get(name)
+        if candidates is None:
+            return None
+    shapes, dtypes = tape.shapes, tape.dtypes
+    for a, unit in candidates:
+        x = ins[a]
+        if (unit is None or _is_const_value(consts, ins[1 - a], unit)) and \
+                shapes[x] == shapes[out] and dtypes[x] == dtypes[out]:
+            return x
     return None
+
+
+# binary identities: (the operand that is the result, the other's unit), tried in order
+_UNIT_AT = {"mul": ((0, 1), (1, 1)), "add": ((0, 0), (1, 0)), "sub": ((0, 0),), "div": ((0, 1),)}
 
 
 def _apply_alias(tape, kept, alias, consts):
@@ -599,7 +594,8 @@ def optimize(tape):
     for ins in tape.instrs:
         ins_slots = ins.ins
         name = ins.prim.name
-        if not ins_slots or name in _WATCHED_NAMES or not watched.isdisjoint(ins_slots):
+        if not ins_slots or name in _WATCHED_NAMES or not watched.isdisjoint(ins_slots) or \
+                name == "add" and not scatters.isdisjoint(ins_slots):
             if alias and not aliased.isdisjoint(ins_slots):
                 ins_slots = tuple([alias.get(s, s) for s in ins_slots])
             if not ins_slots or not const_slots.isdisjoint(ins_slots) or name in _SHAPE_IDS:
@@ -614,7 +610,6 @@ def optimize(tape):
             if name == "index_add":
                 produced[ins.out] = ins if ins_slots is ins.ins else \
                     Instr(ins.prim, ins_slots, ins.out, ins.params, ins.phase)
-                watched.add(ins.out)
             if name == "pow" or name == "add" and not scatters.isdisjoint(ins_slots) or (
                     array_consts and not array_consts.isdisjoint(ins_slots)):
                 out, ins = ins.out, rules.rewrite(ins, ins_slots)
@@ -626,6 +621,8 @@ def optimize(tape):
             elif ins_slots is not ins.ins:
                 ins = produced.get(ins.out) or Instr(ins.prim, ins_slots, ins.out, ins.params,
                                                     ins.phase)
+        elif name == "index_add":
+            produced[ins.out] = ins
         params = ins.params
         # one hash of the key (a tuple's hash is not cached): most instructions are new
         first = setdefault((name, ins_slots) if not params else

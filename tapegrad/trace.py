@@ -248,8 +248,9 @@ def _direct(prim, reflected=False):
                 if type(value) is not np.ndarray:
                     value = np.asarray(value)
                 return ctx.append(prim, (self._slot, other._slot), _NO_PARAMS, value)
-        elif (kind is float or kind is int) and not (float_is_unit and other == unit and
-                                                     self._value.dtype.kind in "fc"):
+        elif kind is float or kind is int:
+            if float_is_unit and other == unit and self._value.dtype.kind in "fc":
+                return Tracer(self._ctx, self._slot, self._value)      # see _identity
             ctx = self._ctx
             if reflected:
                 value = impl(other, self._value)
@@ -518,10 +519,15 @@ def _write_in_place(target, index, value):
     return True
 
 
-def _inplace(prim, symbol):
+def _inplace(prim, symbol, operator=None):
     """`x <op>= y` on a traced array: NumPy updates x itself (every name bound to it sees the
-    result), keeping its shape and dtype; a 0-d value is a NumPy scalar and is rebound instead."""
+    result), keeping its shape and dtype; a 0-d value is a NumPy scalar and is rebound instead
+    (`s += term` in a loop: by the tracer's own operator, whose fast cases these are)."""
     def method(self, other):
+        if operator is not None and type(self) is Tracer and self._value.ndim == 0:
+            kind = type(other)
+            if kind is float or kind is int or kind is Tracer and other._ctx is self._ctx:
+                return operator(self, other)
         result = prim(self, other)
         if self.ndim == 0 and type(self) is not _View:
             return result
@@ -895,9 +901,10 @@ class Tracer(PrimitiveOperators):
     __or__ = _logical(P.logical_or, "|")
     __invert__ = _logical(P.logical_not, "~")
 
-    __iadd__, __isub__ = _inplace(P.add, "+="), _inplace(P.sub, "-=")
-    __imul__, __itruediv__ = _inplace(P.mul, "*="), _inplace(P.div, "/=")
-    __ipow__, __imatmul__ = _inplace(P.pow_, "**="), _inplace(P.matmul, "@=")
+    __iadd__, __isub__ = _inplace(P.add, "+=", __add__), _inplace(P.sub, "-=", __sub__)
+    __imul__ = _inplace(P.mul, "*=", __mul__)
+    __itruediv__ = _inplace(P.div, "/=", __truediv__)
+    __ipow__, __imatmul__ = _inplace(P.pow_, "**=", __pow__), _inplace(P.matmul, "@=")
 
     def __iter__(self):
         if self.ndim == 0:
