@@ -19,7 +19,7 @@ from .fused import _HELPERS
 
 # Scalar functions that fused loops of emitted code call (`from tapegrad_jit.source_jit import
 # tanh`): NumPy's values, computed faster than Numba computes the ufunc on one element.
-_fused_helpers = {"njit": njit}
+_fused_helpers = {"njit": njit, "np": np}
 exec(_HELPERS, _fused_helpers)  # tanh_f32: the traced face's float32 tanh, one definition
 
 

@@ -129,3 +129,48 @@ def test_fused_loops_call_the_tanh_helper_under_a_free_name():
         want = np.tanh(x) + x * (1 - np.tanh(x) ** 2)
         np.testing.assert_allclose(got, want, rtol=1e-6)
         assert got.dtype == dtype
+
+
+def softmax_cross_entropy(w, x, t):
+    z = x @ w
+    z = z - np.max(z, axis=1, keepdims=True)
+    lse = np.log(np.sum(np.exp(z), axis=1, keepdims=True))
+    return -np.mean(np.sum(t * (z - lse), axis=1))
+
+
+def relu_mlp(w1, w2, x):
+    h = np.maximum(x @ w1, 0.0)
+    return np.sum((h @ w2) ** 2) / x.shape[0]
+
+
+@pytest.mark.parametrize("f, shapes, argnums", [
+    (softmax_cross_entropy, [(6, 3), (5, 6), (5, 3)], 0),
+    (relu_mlp, [(6, 4), (4, 2), (5, 6)], (0, 1))])
+def test_softmax_and_relu_layers_run_in_float32_under_numba(f, shapes, argnums):
+    rng = np.random.default_rng(4)
+    args = [rng.standard_normal(s) for s in shapes]
+    want = source.grad(f, argnums=argnums)(*args)
+    df = source.grad(f, argnums=argnums, jit=True)
+    got = df(*[a.astype(np.float32) for a in args])
+    want, got = (want, got) if isinstance(argnums, tuple) else ((want,), (got,))
+    for g, w in zip(got, want):
+        assert g.dtype == np.float32
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+    assert not df._float64  # Numba typed the float32 code: no float64 copies per call
+
+
+def test_elementwise_operands_of_products_are_computed_by_loops():
+    args = [np.random.default_rng(5).standard_normal(s) for s in [(6, 4), (4, 2), (5, 6)]]
+    code = source.grad(relu_mlp, argnums=(0, 1), jit=True).source_for(*args)
+    tree = ast.parse(code)
+    products = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+                and getattr(n.func, "attr", None) == "dot"
+                or isinstance(n, ast.BinOp) and isinstance(n.op, ast.MatMult)]
+    assert len(products) == 5  # x @ w1, h @ w2 and three in the adjoint
+    for node in products:
+        sides = node.args if isinstance(node, ast.Call) else [node.left, node.right]
+        assert all(isinstance(s, (ast.Name, ast.Attribute)) for s in sides), ast.unparse(node)
+    assert "w1_bar += np.dot(x.T, w1_bar_factor)" in code
+    stores = [n.targets[0] for loop in ast.walk(tree) if isinstance(loop, ast.For)
+              for n in ast.walk(loop) if isinstance(n, ast.Assign)]
+    assert any(isinstance(t, ast.Subscript) and t.value.id == "w1_bar_factor" for t in stores)

@@ -414,7 +414,9 @@ class Emitter:
         # max, min, prod and the inf-norm over some axes: a loop over the kept ones
         function = "np.max" if op.name == "norm" else simple[op.name]
         wrap = "np.abs({})" if op.name == "norm" else "{}"
-        dtype = None if self.kinds[target].dtype == "float" else f"{x}.dtype"
+        # x's dtype, as NumPy's result (a float32 max stays float32); float64 for an int's norm
+        dtype = None if self.kinds[target].dtype == "float" != self.kinds[x].dtype else \
+            f"{x}.dtype"
         result = self.namer.fresh(f"{target}_new") if target == x else target
         lines = forms.loop_reduce(result, function, x, ndim, axes, op.keepdims,
                                   self._fresh_index, dtype, wrap)

@@ -158,10 +158,9 @@ class _SourceDerivative:
             with np.errstate(all="ignore"):  # as compiled code: no warnings
                 return _numbers(function(*args))
         from tapegrad_jit.source_jit import compile_errors
-        wide = [_as_float64(value) for value in args]
-        narrow = any(a is not b for a, b in zip(args, wide))  # float32 arrays
+        narrow = any(map(_float32, args))
         if narrow and kinds in self._float64:
-            return function(*wide)
+            return function(*map(_as_float64, args))
         try:
             return function(*args)  # Numba compiles on the first call with new types
         except compile_errors() as exc:
@@ -170,7 +169,7 @@ class _SourceDerivative:
                 # NumPy promotes) runs in float64
                 self._float64.add(kinds)
                 try:
-                    return function(*wide)
+                    return function(*map(_as_float64, args))
                 except compile_errors():
                     pass
             raise _jit_error(emitted, exc) from None  # not Numba's traceback: the user's line

@@ -654,13 +654,63 @@ class Fuser:
 def fuse(body, kinds, namer, substitutable, arrays):
     """(`body` with its runs of elementwise array statements as fused loops (see the module),
     {function of tapegrad_jit.source_jit: the name the loops call it by})."""
+    # the scout names products of its own: a copy of the namer keeps them out of the code
+    scout = Fuser(body, kinds, copy.deepcopy(namer), substitutable)
+    body, made = _name_product_operands(body, scout, namer)
+    kinds = {**kinds, **made}
     fuser = Fuser(body, kinds, namer, substitutable)
-    liveness = _Liveness(set(arrays))
+    liveness = _Liveness(set(arrays) | set(made))
     body, _ = liveness.block(body, set(), set())
     body = _Blocks(fuser, liveness.live_after).block(body)
     # views that loops now index through their arrays are read no more
     body, _ = _Liveness(set(arrays)).block(body, set(), set())
     return body, fuser.helpers
+
+
+def _name_product_operands(stmts, scout, namer, made=None):
+    """(`stmts` with each elementwise operand of a matrix product bound to a name first, so
+    that a loop computes it in the operands' dtype: `w_bar += np.dot(x.T, h_bar * (h > 0))` ->
+    `w_bar_factor = h_bar * (h > 0)`, `w_bar += np.dot(x.T, w_bar_factor)`; {new name: kind})."""
+    made = {} if made is None else made
+    out = []
+    for stmt in stmts:
+        for name in ("body", "orelse"):
+            inner = getattr(stmt, name, None)
+            if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
+                setattr(stmt, name, _name_product_operands(inner, scout, namer, made)[0])
+        target = stmt.targets[0] if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 \
+            else getattr(stmt, "target", None)
+        if isinstance(stmt, (ast.Assign, ast.AugAssign)) and isinstance(target, ast.Name):
+            for node in ast.walk(stmt.value):
+                if isinstance(node, ast.Call) and _is_np(node.func, {"dot"}) \
+                        and len(node.args) == 2:
+                    sides = [(node.args, 0), (node.args, 1)]
+                elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
+                    sides = [(node, "left"), (node, "right")]
+                else:
+                    continue
+                for holder, key in sides:
+                    side = holder[key] if isinstance(key, int) else getattr(holder, key)
+                    if isinstance(side, (ast.Name, ast.Attribute, ast.Subscript)):
+                        continue
+                    scout._locals = frozenset()
+                    kind = scout._kind_of(side)
+                    if kind is None or not kind.is_array or kind.dtype != "float":
+                        continue
+                    name = namer.fresh(f"{target.id}_factor")
+                    made[name] = kind
+                    bind = ast.copy_location(ast.Assign(
+                        targets=[ast.Name(id=name, ctx=ast.Store())], value=side), stmt)
+                    if hasattr(stmt, ORIGIN):
+                        setattr(bind, ORIGIN, getattr(stmt, ORIGIN))
+                    out.append(bind)
+                    read = ast.Name(id=name, ctx=ast.Load())
+                    if isinstance(key, int):
+                        holder[key] = read
+                    else:
+                        setattr(holder, key, read)
+        out.append(stmt)
+    return out, made
 
 
 class _Group:
