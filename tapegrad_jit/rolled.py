@@ -285,9 +285,9 @@ def kernel_source(structure):
     for q, _ in carried:
         setup.append(f"k{q} = v[np.uint64(b{q})]")
     if carried:
+        # all at once: one carry's new value may be another's old one
         lines.append(", ".join(f"k{q}" for q, _ in carried) + " = "
-                     + ", ".join(at_end[p] for _, p in carried) + ("," if len(carried) == 1
-                                                                    else ""))
+                     + ", ".join(at_end[p] for _, p in carried))
     lines += [f"q{g} += s{g}" for g in sorted(first_group)]
     names = ", ".join(cpu.ELEMENTWISE_FORMS[op][0] if op < cpu.NUM_ELEMENTWISE else _kind(op)
                       for op in body)
