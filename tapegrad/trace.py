@@ -208,9 +208,14 @@ class TraceContext:
         producer = tape._producer
         if producer is not None:
             producer[out] = len(instrs)
+        # Instr(...) and Tracer(...) without their __init__ calls (a third of this method's time)
+        ins = _new(Instr)
+        ins.prim, ins.ins, ins.out, ins.phase = prim, tuple(slots), out, self.phase
         # one shared empty dict for the many instructions without parameters (never mutated)
-        instrs.append(Instr(prim, slots, out, params or _NO_PARAMS, self.phase))
-        tracer = Tracer(self, out, value)
+        ins.params = params or _NO_PARAMS
+        instrs.append(ins)
+        tracer = _new(Tracer)
+        tracer._ctx, tracer._slot, tracer._value = self, out, value
         self.tracers[out] = tracer
         return tracer
 
@@ -222,6 +227,7 @@ class TraceContext:
 
 
 _ADD, _SUB, _MUL, _DIV, _NEG = P.add, P.sub, P.mul, P.div, P.neg
+_new = object.__new__
 _NEG_IMPL = getattr(_NEG.impl, "__wrapped__", _NEG.impl)
 
 # exact operand types that tracer arithmetic records without dispatch (Tracer joins once defined)
@@ -1506,53 +1512,59 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
     # give, with O(1) work each.
     owned = set()
     try:
-        for ins in reversed(tape.instrs[start:end]):
-            g = cotangents.pop(ins.out, None)
+        for ins in reversed(instrs[start:end]):
+            out = ins.out
+            g = cotangents.pop(out, None)
             if g is None:
                 continue
             if type(g) is _Negated:
                 g = -g.t
-            name = ins.prim.name
-            if name in _SCATTER_VJPS and type(g) is Tracer and g._slot in owned \
-                    and len(set(ins.ins)) == len(ins.ins):
+            prim, ins_slots = ins.prim, ins.ins
+            name = prim.name
+            special = name in _SPECIAL_VJPS     # sub, getitem, setitem: the cases below
+            if special and name in _SCATTER_VJPS and type(g) is Tracer and g._slot in owned \
+                    and len(set(ins_slots)) == len(ins_slots):
                 # setitem: the values' cotangent reads g before g is zeroed in place
                 argnums = (1, 0) if name == "setitem" else (0,)
             else:
                 owned.discard(getattr(g, "_slot", None))    # a rule may hand g on as it is
-                argnums = range(len(ins.ins))
+                argnums = range(len(ins_slots))
             args = None         # the rules' arguments, when a rule is called
+            # Primitive.vjp inlined (one call less per cotangent) where it would call a rule
+            rules = prim.vjp_rules if prim.variadic_vjp is None and prim.differentiable else ()
             for argnum in argnums:
-                slot = ins.ins[argnum]
+                slot = ins_slots[argnum]
                 if slot not in depends or dtypes[slot].kind not in "fc":
                     continue
                 previous = cotangents.get(slot)
-                if argnum == 1 and name == "sub" and type(g) is Tracer and \
-                        g._value.shape == shapes[slot]:
-                    # sub's rule is -g: kept unrecorded, so the next cotangent added to it
-                    # makes one sub (c - g), not a neg and an add
-                    cotangents[slot] = _minus(owned, previous, g)
-                    continue
-                if type(previous) is _Negated and argnum == 0 and name == "getitem":
-                    previous = -previous.t
-                if argnum == 0 and name == "getitem":
-                    base = np.zeros(shapes[slot], dtypes[slot]) if previous is None else previous
-                    cotangents[slot] = _scatter_cotangent(ctx, owned, P.index_add, base, g,
-                                                          ins.params)
-                    continue
-                if argnum == 0 and name == "setitem" and argnums == (1, 0):
+                if special:
+                    if argnum == 1 and name == "sub" and type(g) is Tracer and \
+                            g._value.shape == shapes[slot]:
+                        # sub's rule is -g: kept unrecorded, so the next cotangent added to it
+                        # makes one sub (c - g), not a neg and an add
+                        cotangents[slot] = _minus(owned, previous, g)
+                        continue
+                    if argnum == 0 and name == "getitem":
+                        if type(previous) is _Negated:
+                            previous = -previous.t
+                        base = np.zeros(shapes[slot], dtypes[slot]) if previous is None \
+                            else previous
+                        cotangents[slot] = _scatter_cotangent(ctx, owned, P.index_add, base, g,
+                                                              ins.params)
+                        continue
+                if special and argnum == 0 and name == "setitem" and argnums == (1, 0):
                     c = _scatter_cotangent(ctx, owned, P.setitem, g, 0, ins.params)
                 else:
                     if args is None:
-                        args = [consts[s] if s in consts else tracers[s] for s in ins.ins]
-                    prim = ins.prim
-                    rules = prim.vjp_rules
+                        args = [consts[s] if s in consts else tracers[s] for s in ins_slots]
                     n_instrs = len(instrs)
-                    if argnum < len(rules) and prim.variadic_vjp is None and prim.differentiable:
-                        # Primitive.vjp inlined: one call less per cotangent
+                    if argnum < len(rules):
                         rule = rules[argnum]
-                        c = None if rule is None else rule(g, tracers[ins.out], *args, **ins.params)
+                        c = None if rule is None else \
+                            rule(g, tracers[out], *args, **ins.params) if ins.params else \
+                            rule(g, tracers[out], *args)
                     else:
-                        c = prim.vjp(argnum, g, tracers[ins.out], args, ins.params)
+                        c = prim.vjp(argnum, g, tracers[out], args, ins.params)
                     if type(c) is Tracer and len(instrs) > n_instrs and \
                             instrs[-1].out == c._slot and instrs[-1].prim is _NEG:
                         t = _unneg(tape, tracers, c, shapes[slot])
@@ -1617,6 +1629,7 @@ class _Negated:
 
 
 _SCATTER_VJPS = ("getitem", "setitem")
+_SPECIAL_VJPS = frozenset(("sub",) + _SCATTER_VJPS)
 
 
 def _scatter_cotangent(ctx, owned, prim, base, values, params):
