@@ -403,3 +403,28 @@ def test_torch_functions_take_out_in_one_frame():
         tg.sum(tg.ones(2, requires_grad=True), out=tg.empty(()))
     np.testing.assert_array_equal(tg.cumsum(tg.tensor([1.0, 2.0]), 0, out=tg.empty(2)).numpy(),
                                   [1.0, 3.0])
+
+
+def test_module_call_runs_hooks_added_and_removed_between_calls():
+    """Module.__call__ skips the hook machinery only while a module has no hooks: hooks
+    registered after hook-free calls run, and stop once removed, as in PyTorch."""
+    rng = np.random.default_rng(7)
+    for lib in (tg, torch):
+        lin = lib.nn.Linear(3, 2)
+        x = lib.tensor(rng.standard_normal((4, 3)), dtype=lib.float32, requires_grad=True)
+        plain = lin(x)
+        seen = []
+        pre = lin.register_forward_pre_hook(lambda m, args: (args[0] * 2,))
+        post = lin.register_forward_hook(lambda m, args, out: out + 1)
+        back = lin.register_full_backward_hook(lambda m, gin, gout: seen.append(gout[0].shape))
+        hooked = lin(x)
+        expected = lib.nn.functional.linear(x * 2, lin.weight, lin.bias) + 1
+        assert np.allclose(hooked.detach().numpy(), expected.detach().numpy())
+        hooked.sum().backward()
+        assert seen == [(4, 2)]
+        for handle in (pre, post, back):
+            handle.remove()
+        again = lin(x)
+        assert np.array_equal(again.detach().numpy(), plain.detach().numpy())
+        again.sum().backward()
+        assert seen == [(4, 2)]

@@ -262,6 +262,9 @@ class Module:
 
     # ------------------------------------------------------------------ calling and hooks
     def __call__(self, *args, **kwargs):
+        if not (self._forward_pre_hooks or self._forward_hooks or "_backward_hooks" in
+                self.__dict__ or "_backward_pre_hooks" in self.__dict__):
+            return self.forward(*args, **kwargs)      # no hooks: nothing to wrap or run
         for hook_id, hook in list(self._forward_pre_hooks.items()):
             if hook_id in self._forward_pre_hooks_with_kwargs:
                 result = hook(self, args, kwargs)
