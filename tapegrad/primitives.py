@@ -85,7 +85,7 @@ defvjp(abs_, lambda g, ans, x: g * _sgn(x))
 defvjp(sigmoid, lambda g, ans, x: g * ans * (1 - ans))
 defvjp(relu, lambda g, ans, x: where(ans <= 0, 0, g))  # PyTorch: NaN passes the gradient
 defvjp(softplus, lambda g, ans, x: g * sigmoid(x))
-defvjp(erf, lambda g, ans, x: g * (2 / np.sqrt(np.pi)) * exp(-(x * x)))
+defvjp(erf, lambda g, ans, x: g * (2 / math.sqrt(math.pi)) * exp(-(x * x)))  # a weak float
 
 
 # Inverse trigonometric, hyperbolic and inverse hyperbolic functions, other bases: PyTorch's names
@@ -135,7 +135,7 @@ def _polygamma(x, n):
 polygamma = defprim("polygamma", _polygamma,
                     grad_fn_name=lambda args, params: "DigammaBackward0" if params["n"] == 0
                     else "PolygammaBackward0")
-defvjp(erfc, lambda g, ans, x: -g * (2 / np.sqrt(np.pi)) * exp(-(x * x)))
+defvjp(erfc, lambda g, ans, x: -g * (2 / math.sqrt(math.pi)) * exp(-(x * x)))
 defvjp(lgamma, lambda g, ans, x: g * polygamma(x, n=0))
 defvjp(polygamma, lambda g, ans, x, n: g * polygamma(x, n=n + 1))
 
