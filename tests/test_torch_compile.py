@@ -362,3 +362,23 @@ def test_jit_programs_of_compile_run_the_faster_program_with_the_guards():
     for sign in (1, -1, 1):
         ours = cf(tg.tensor(sign * x), tg.tensor(y))
         np.testing.assert_array_equal(ours["a"].numpy(), f(sign * x, y)["a"])
+
+
+@pytest.mark.parametrize("fn", ["erf", "erfc"])
+def test_erf_rules_keep_float32_on_the_tape(fn):
+    """erf's and erfc's rules scale by 2/sqrt(pi) as a weak Python float: a float32 gradient
+    stays float32 on the traced face (a float64 constant promoted a compiled GELU model's
+    backward, its weight-gradient matmul mixing float32 and float64 at twice the cost)."""
+    from tapegrad import transforms
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    tape = _traced_tape(transforms.grad(lambda v: getattr(tg, fn)(v).sum(), 0), (x,))
+    assert {str(tape.dtypes[ins.out]) for ins in tape.instrs} <= {"float32", "bool"}
+    ours = tape.run(x)
+    t = torch.tensor(x, requires_grad=True)
+    getattr(torch, fn)(t).sum().backward()
+    assert ours.dtype == np.float32
+    np.testing.assert_allclose(ours, t.grad.numpy(), rtol=1e-6, atol=1e-6)
+    eager = tg.tensor(x, requires_grad=True)
+    getattr(tg, fn)(eager).sum().backward()
+    assert eager.grad.dtype == tg.float32
+    np.testing.assert_allclose(eager.grad.numpy(), t.grad.numpy(), rtol=1e-6, atol=1e-6)
