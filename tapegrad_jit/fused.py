@@ -411,9 +411,19 @@ class _Generator:
             # both edges, empty or not: which are empty depends on sizes, the text must not
             self.emit(f"{flat}[:{self.offset(top)}] = 0")
             self.emit(f"{flat}[{self.int_(top + n)}:] = 0")
+        folded = self.fold_scalings(instrs)
+        doubled = self.balance_ports(instrs, folded, len(absorbed) - len(fresh))
         loop = []
         for ins in instrs:
-            operands = [self.operand(s, members, shape) for s in ins.ins]
+            if folded.get(ins.out, ()) is None:
+                continue                # scaled into its one reader's constant
+            if ins.out in folded:
+                factor, slot = folded[ins.out]
+                loop.append(f"r{ins.out} = ({self.scalar_const(np.float64(factor))} * "
+                            f"{self.operand(slot, members, shape)})")
+                continue
+            operands = [self.float_(2.0) if ins.out in doubled and self.const_value(s) == 2 else
+                        self.operand(s, members, shape) for s in ins.ins]
             loop.append(f"r{ins.out} = {self._form(ins).format(*operands)}")
             if ins.out in stored:
                 loop.append(f"{self.flat_of(ins.out)}[i] = r{ins.out}")
@@ -437,6 +447,79 @@ class _Generator:
         for line in after:
             self.emit(line)
         return group + extra
+
+    def const_value(self, slot):
+        """The value of a 0-d constant slot as a float, else None."""
+        value = self.tape.consts.get(slot)
+        if value is None or np.ndim(value) != 0 or np.asarray(value).dtype.kind not in "biuf":
+            return None
+        return float(value)
+
+    def _scaling(self, ins):
+        """(constant value, other operand) of a float64 mul by a 0-d constant, else None."""
+        if ins.prim.name != "mul" or ins.params or len(set(ins.ins)) != 2:
+            return None
+        dtypes = self.tape.dtypes
+        for at in (0, 1):
+            value, other = self.const_value(ins.ins[at]), ins.ins[1 - at]
+            if value is not None and dtypes[ins.out] == np.float64 == dtypes[other]:
+                return value, other
+        return None
+
+    def fold_scalings(self, instrs):
+        """k * (p * t) with constants |k| >= 1 and p a power of two >= 1 (the 2 of d(x**2) = 2x),
+        p * t read by nothing else, computed as (k p) * t: one multiplication less, and the same
+        rounding as the rules' order (p * t is exact, or overflows where (k p) * t does too).
+        Returns {slot: (k p, t)} for the products kept and {slot: None} for those folded in."""
+        producer = {ins.out: ins for ins in instrs}
+        folded = {}
+        for ins in instrs:
+            scaling = self._scaling(ins)
+            if scaling is None or not 1 <= abs(scaling[0]) < math.inf:
+                continue
+            factor, slot = scaling
+            inner = producer.get(slot)
+            while inner is not None and self.uses.get(slot, 0) == 1 and slot not in folded:
+                scaling = self._scaling(inner)
+                if scaling is None:
+                    break
+                power, other = scaling
+                if power < 1 or math.frexp(power)[0] != 0.5 or \
+                        not math.isfinite(factor * power):
+                    break
+                folded[slot] = None
+                factor, slot = factor * power, other
+                folded[ins.out] = (factor, slot)
+                inner = producer.get(slot)
+        return folded
+
+    def balance_ports(self, instrs, folded, accumulations):
+        """The products x * 2 of this loop to compute by a multiplication (2 read at run time)
+        rather than as x + x (LLVM's choice for a literal 2): x86 cores with separate adders
+        and multipliers (AMD Zen) run a loop of more additions than multiplications at the
+        adders' pace. Exact either way."""
+        adds, muls, twos = 0, 0, []
+        for ins in instrs:
+            name = ins.prim.name
+            if folded.get(ins.out, ()) is None:
+                continue
+            if name in ("add", "sub"):
+                adds += 1
+            elif name == "mul" and ins.out not in folded:
+                scaling = self._scaling(ins)
+                if scaling is not None and scaling[0] == 2:
+                    twos.append(ins.out)
+                    adds += 1
+                else:
+                    muls += 1
+            elif name == "mul":
+                muls += 1
+        adds += accumulations           # sums and accumulations (not first stores) add
+        doubled = set()
+        while twos and adds > muls + 1:
+            doubled.add(twos.pop())
+            adds, muls = adds - 1, muls + 1
+        return doubled
 
     def _form(self, ins):
         name = ins.prim.name

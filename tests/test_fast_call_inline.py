@@ -152,3 +152,89 @@ def test_retraces_on_every_call_still_warn():
     with pytest.warns(RuntimeWarning, match="retraced"):
         for k in range(3 * tg.transforms.MAX_PATHS):
             f(x, k)
+
+
+# ---------------------------------------------------------------------------------------------
+# Generated array loops: power-of-two scalings folded into constants, x * 2 as a multiplication
+# ---------------------------------------------------------------------------------------------
+
+def _generated(f, x):
+    """(jitted results, reference interpreter results, the generated program) for f(x)."""
+    jitted = tg.jit(f)
+    jitted(x)
+    out = jitted(x)
+    program = next(iter(jitted._fast_calls))
+    assert hasattr(program, "source")           # generated code, not the interpreter
+    return out, jitted.tape(x).run(x), program
+
+
+def _loop_of(program):
+    return program.source.split("for i in range")[1]
+
+
+_FOLDED = [
+    lambda x: np.sum(3.0 * x ** 2 + 0.5 * np.sin(x) ** 2),
+    lambda x: np.sum(-7.25 * (x * x) * np.cos(x)),
+    lambda x: np.sum(100.0 * (x ** 2 - 1.0) ** 2 + (1.0 - x) ** 2),
+    lambda x: np.sum(np.exp(-1.5 * x ** 2)),
+    lambda x: np.sum((2.0 * x) ** 2 * 5.0),
+]
+
+
+def _unfolded(monkeypatch, f, x):
+    """f's results from generated code without the folds and the runtime 2s."""
+    from tapegrad_jit import fused
+    with monkeypatch.context() as patch:
+        patch.setattr(fused._Generator, "fold_scalings", lambda self, instrs: {})
+        patch.setattr(fused._Generator, "balance_ports", lambda self, *args: set())
+        out, _, program = _generated(f, x)
+    return out, _loop_of(program).count("(2 * ")
+
+
+@pytest.mark.parametrize("k", range(len(_FOLDED)))
+def test_folded_scalings_round_as_the_rules(monkeypatch, k):
+    rng = np.random.default_rng(k)
+    x = rng.standard_normal(5000) * 3.0
+    # overflowing products (2x and x**2), subnormals, zeros of both signs, NaN and infinities
+    x[:10] = [1.5e308, -1.5e308, 1e200, 5e-324, -1e-310, 0.0, -0.0, np.nan, np.inf, -np.inf]
+    f = tg.value_and_grad(_FOLDED[k])
+    with np.errstate(all="ignore"):
+        (value, grad), (ref_value, ref_grad), program = _generated(f, x)
+        (plain_value, plain_grad), doublings = _unfolded(monkeypatch, f, x)
+    assert _loop_of(program).count("(2 * ") <= doublings
+    np.testing.assert_array_equal(grad, plain_grad)         # bit for bit, NaN where NaN
+    np.testing.assert_array_equal(value, plain_value)
+    # and as the reference interpreter (libm and NumPy's exp/sin differ in the last bit)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-13, atol=0)
+    np.testing.assert_allclose(value, ref_value, rtol=1e-12)
+
+
+def test_constant_times_doubled_value_is_one_multiplication():
+    x = np.linspace(-2.0, 2.0, 5000)
+    _, _, program = _generated(tg.value_and_grad(lambda x: np.sum(3.0 * x ** 2)), x)
+    loop = _loop_of(program)
+    assert "(2 * " not in loop and "c0 * f_s0[i]" in loop and program.scalars[0] == 6.0
+
+
+def test_scalings_below_one_are_not_folded():
+    # 0.5 * (2 * x) is x only while 2 * x does not overflow: kept as two products
+    x = np.full(5000, 1.5e308)
+    with np.errstate(all="ignore"):
+        (value, grad), (ref_value, ref_grad), program = _generated(
+            tg.value_and_grad(lambda x: np.sum(0.5 * x ** 2)), x)
+    assert "0.5 * " in _loop_of(program)
+    np.testing.assert_array_equal(grad, ref_grad)
+    assert np.isinf(grad).all()
+
+
+def test_additions_heavy_loop_computes_doublings_by_multiplication(monkeypatch):
+    # seven additions, two products: both 2 * x read their 2 at run time (multiplies, not x + x)
+    f = tg.value_and_grad(lambda x: np.sum((x + 1.0) ** 2 + (x - 3.0) ** 2 + x))
+    x = np.linspace(-1.0, 1.0, 5000)
+    (value, grad), (ref_value, ref_grad), program = _generated(f, x)
+    (plain_value, plain_grad), doublings = _unfolded(monkeypatch, f, x)
+    assert doublings == 2 and "(2 * " not in _loop_of(program)
+    assert list(program.scalars) == [2.0, 2.0]
+    np.testing.assert_array_equal(grad, plain_grad)
+    np.testing.assert_array_equal(grad, ref_grad)
+    assert value == plain_value
