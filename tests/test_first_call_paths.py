@@ -241,3 +241,41 @@ def test_an_element_loop_records_without_generic_dispatch(monkeypatch):
     d = np.diff(x)
     value, grad = tg.jit(tg.value_and_grad(f))(x)
     np.testing.assert_allclose(grad, 2 * np.pad(d, (1, 0)) - 2 * np.pad(d, (0, 1)), rtol=1e-14)
+
+
+_EDGE_FLOATS = [0.0, -0.0, 1.5, -2.75, 1e-310, -5e-324, 1e308, -1.7976931348623157e308, np.inf,
+                -np.inf, np.nan, 3.0, 0.1]
+
+
+@pytest.mark.parametrize("op", [operator.add, operator.sub, operator.mul, operator.truediv],
+                         ids=lambda op: op.__name__)
+def test_float64_scalar_arithmetic_records_numpys_bits(op):
+    # 0-d float64 tracers compute + - * / with Python floats while tracing: bit for bit NumPy's
+    # values (signed zeros, infinities, subnormals, overflow, x / 0), with numbers of either side
+    # (but x + 0 and x - 0, which are x itself, as the tracer's identities decide)
+    xs = np.array(_EDGE_FLOATS)
+    pairs = [(a, b) for a in xs for b in xs]
+    numbers = [2, -7, 2 ** 60, 1.0, 0.5, np.inf] + ([0, -0.0] if op in (operator.mul,
+                                                                      operator.truediv) else [])
+
+    def f(v):
+        out = [op(v[i], v[j]) for i in range(len(xs)) for j in range(len(xs))]
+        out += [op(v[i], c) for i in range(len(xs)) for c in numbers]
+        out += [op(c, v[i]) for i in range(len(xs)) for c in numbers]
+        return out
+
+    with np.errstate(all="ignore"):
+        expected = [op(a, b) for a, b in pairs]
+        expected += [op(a, np.float64(c) if type(c) is float else c) for a in xs for c in numbers]
+        expected += [op(np.float64(c) if type(c) is float else c, a) for a in xs for c in numbers]
+        traced = [t.value for t in _traced_values(f, xs)]
+    for got, want in zip(traced, expected):
+        assert np.asarray(got).dtype == np.float64
+        assert np.asarray(got).tobytes() == np.asarray(want, dtype=np.float64).tobytes() or \
+            np.isnan(got) and np.isnan(want)
+
+
+def _traced_values(f, x):
+    from tapegrad.trace import TraceContext
+    with TraceContext() as ctx:
+        return f(ctx.new_input(x))
