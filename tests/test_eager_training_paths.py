@@ -428,3 +428,20 @@ def test_module_call_runs_hooks_added_and_removed_between_calls():
         assert np.array_equal(again.detach().numpy(), plain.detach().numpy())
         again.sum().backward()
         assert seen == [(4, 2)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_values_and_grads_in_both_tails_match_torch(dtype):
+    x = np.concatenate([np.random.default_rng(3).standard_normal(50) * 8,
+                        [-np.inf, -800.0, -100.0, -20.0, -0.0, 0.0, 20.0, 100.0, 800.0, np.inf,
+                         np.nan]]).astype(dtype)
+    ours, theirs = tg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    out, expected = tg.sigmoid(ours), torch.sigmoid(theirs)
+    assert out.dtype == ours.dtype
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    tiny = np.finfo(dtype).tiny          # torch flushes some subnormal tails to 0
+    np.testing.assert_allclose(out.detach().numpy(), expected.detach().numpy(), rtol=tol,
+                               atol=tiny)
+    out.sum().backward()
+    expected.sum().backward()
+    np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=10 * tol, atol=tiny)
