@@ -66,8 +66,8 @@ def _erf(x):
     return np.vectorize(math.erf, otypes=[np.result_type(x, np.float32)])(x)
 
 
-# the source face's spelling is _sigmoid's: differentiated again (a second derivative on the
-# source face), 1 / (1 + e^-x) would give inf / inf in the tails
+# the source face spells it exp(-logaddexp(0, -x)) (_sigmoid's values to rounding): differentiated
+# again (a second derivative on the source face), 1 / (1 + e^-x) would give inf / inf in the tails
 sigmoid = defprim("sigmoid", _quiet(_sigmoid), source="np.exp(-np.logaddexp(0.0, -{0}))")
 relu = defprim("relu", _relu, source="np.maximum({0}, 0.0)")
 softplus = defprim("softplus", _quiet(_softplus), source="np.logaddexp(0.0, {0})")
