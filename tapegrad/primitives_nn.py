@@ -46,19 +46,23 @@ def _im2col(x, kernel, stride, dilation, pads, pad_value=0.0, batch_inner=False)
 def _col2im(cols, shape, kernel, stride, dilation, pads, batch_inner=False):
     """Sum each window entry back onto the input position it was read from."""
     cols = np.asarray(cols)
-    if batch_inner:
-        cols = cols.transpose(3, 0, 1, 2, 4, 5)
     n, c, h, w = shape
     (pt, pb), (pl, pr) = pads
-    out = np.zeros((n, c, h + pt + pb, w + pl + pr), dtype=cols.dtype)
+    # batch_inner columns (C, kh, kw, N, oh, ow) sum into a (C, N, H, W) array, returned as its
+    # (N, C, H, W) view: each tap's block is read contiguously (a third faster than adding the
+    # transposed blocks into (N, C, H, W)); each position sums its taps in the same order
+    lead = (c, n) if batch_inner else (n, c)
+    out = np.zeros(lead + (h + pt + pb, w + pl + pr), dtype=cols.dtype)
     oh, ow = cols.shape[4:]
     for i in range(kernel[0]):
         top = i * dilation[0]
         for j in range(kernel[1]):
             left = j * dilation[1]
             out[:, :, top:top + stride[0] * (oh - 1) + 1:stride[0],
-                left:left + stride[1] * (ow - 1) + 1:stride[1]] += cols[:, :, i, j]
-    return out[:, :, pt:pt + h, pl:pl + w]
+                left:left + stride[1] * (ow - 1) + 1:stride[1]] += cols[:, i, j] if \
+                batch_inner else cols[:, :, i, j]
+    out = out[:, :, pt:pt + h, pl:pl + w]
+    return out.transpose(1, 0, 2, 3) if batch_inner else out
 
 
 im2col = defprim("im2col", _im2col, grad_fn_name="Im2ColBackward0", kind="other")

@@ -200,3 +200,32 @@ def test_compiled_backward_twice_with_retain_graph_and_two_calls_before_backward
     loss.backward()
     for ours, theirs in zip(got, [p.grad.numpy() for p in model.parameters()]):
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("batch_inner", [False, True])
+@pytest.mark.parametrize("case", [
+    dict(shape=(3, 2, 9, 8), kernel=(2, 3), stride=(2, 1), dilation=(1, 2), pads=((1, 0), (2, 1))),
+    dict(shape=(2, 3, 7, 7), kernel=(3, 3), stride=(1, 1), dilation=(1, 1), pads=((1, 1), (1, 1))),
+    dict(shape=(4, 1, 6, 5), kernel=(2, 2), stride=(2, 2), dilation=(1, 1), pads=((0, 0), (0, 0)))])
+def test_col2im_sums_each_tap_onto_its_input_position(case, batch_inner):
+    """col2im against a loop over every window entry (taps added in the same order: equal
+    bits), in both column layouts; the layout of the result does not matter, its values do."""
+    from tapegrad.primitives_nn import _col2im, _im2col
+    rng = np.random.default_rng(5)
+    shape, kernel, stride, dilation, pads = (case[k] for k in ("shape", "kernel", "stride",
+                                                               "dilation", "pads"))
+    geometry = dict(kernel=kernel, stride=stride, dilation=dilation, pads=pads)
+    cols = rng.standard_normal(_im2col(np.zeros(shape), batch_inner=batch_inner,
+                                       **geometry).shape)
+    ours = _col2im(cols, shape, batch_inner=batch_inner, **geometry)
+    natural = cols.transpose(3, 0, 1, 2, 4, 5) if batch_inner else cols   # (N, C, kh, kw, ..)
+    n, c, h, w = shape
+    (pt, _), (pl, _) = pads
+    expected = np.zeros(shape)
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            for a, b, y, x in np.ndindex(n, c, *natural.shape[4:]):
+                r, s = y * stride[0] + i * dilation[0] - pt, x * stride[1] + j * dilation[1] - pl
+                if 0 <= r < h and 0 <= s < w:
+                    expected[a, b, r, s] += natural[a, b, i, j, y, x]
+    assert ours.shape == shape and np.array_equal(ours, expected)
