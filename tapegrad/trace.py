@@ -1544,10 +1544,15 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
             g = cotangents.pop(out, None)
             if g is None:
                 continue
-            if type(g) is _Negated:
-                g = -g.t
             prim, ins_slots = ins.prim, ins.ins
             name = prim.name
+            # g = -t: the cotangents of add, mul, exp, ... are -(rule of t), unrecorded (IEEE
+            # negation commutes with their rules exactly); other rules get -t recorded
+            negated = type(g) is _Negated
+            if negated:
+                g = g.t
+                if prim not in _NEGATION_LINEAR:
+                    g, negated = -g, False
             special = name in _SPECIAL_VJPS     # sub, getitem, setitem: the cases below
             if special and name in _SCATTER_VJPS and type(g) is Tracer and g._slot in owned \
                     and len(set(ins_slots)) == len(ins_slots):
@@ -1599,7 +1604,8 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
                             # the rule's last step negates (div's -(g / y * ans)): kept
                             # unrecorded as for sub, so the sum of such cotangents is one sub
                             # each, and one neg at most
-                            cotangents[slot] = _minus(owned, previous, t)
+                            cotangents[slot] = _plus(owned, previous, t) if negated else \
+                                _minus(owned, previous, t)
                             continue
                 if c is None:
                     continue
@@ -1607,12 +1613,8 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
                 if (c._value.shape if kind is Tracer else c.shape if kind is np.ndarray
                         else None) != shapes[slot]:
                     c = P.unbroadcast(c, shapes[slot])
-                if type(previous) is _Negated:
-                    c = c - previous.t
-                elif previous is not None:
-                    owned.discard(getattr(previous, "_slot", None))
-                    c = previous + c
-                cotangents[slot] = c
+                cotangents[slot] = _minus(owned, previous, c) if negated else \
+                    _plus(owned, previous, c)
         result = []
         for slot in wrt_slots:
             c = cotangents.get(slot)
@@ -1621,6 +1623,16 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
     finally:
         ctx.phase = previous_phase
     return result
+
+
+def _plus(owned, previous, c):
+    """The cotangent previous + c (previous None: c)."""
+    if type(previous) is _Negated:
+        return c - previous.t
+    if previous is None:
+        return c
+    owned.discard(getattr(previous, "_slot", None))
+    return previous + c
 
 
 def _minus(owned, previous, t):
@@ -1656,6 +1668,9 @@ class _Negated:
 
 
 _SCATTER_VJPS = ("getitem", "setitem")
+# primitives whose VJP rules are g itself or g times or over values that do not involve g
+_NEGATION_LINEAR = frozenset((_ADD, _MUL, _DIV, P.pow_, P.exp, P.log, P.log1p, P.expm1, P.sqrt,
+                              P.sin, P.tan, P.tanh, P.sigmoid, P.softplus))
 _SPECIAL_VJPS = frozenset(("sub",) + _SCATTER_VJPS)
 
 
