@@ -19,12 +19,22 @@ def out_size(size, kernel, stride, dilation, pad):
     return (size + pad[0] + pad[1] - dilation * (kernel - 1) - 1) // stride + 1
 
 
+def _padded(x, pads, value):
+    """x (N, C, H, W) inside `value` pads: np.pad's result without its generic machinery
+    (half its time on a CNN's activations)."""
+    (pt, pb), (pl, pr) = pads
+    n, c, h, w = x.shape
+    out = np.full((n, c, h + pt + pb, w + pl + pr), value, x.dtype)
+    out[:, :, pt:pt + h, pl:pl + w] = x
+    return out
+
+
 def _windows(x, kernel, stride, dilation, pads, pad_value=0.0, batch_inner=False):
     """A read-only strided view of x's windows (x padded first): (N, C, kh, kw, oh, ow), or
     (C, kh, kw, N, oh, ow) with batch_inner (the layout that makes a convolution one matmul)."""
     x = np.asarray(x)
     if any(pads[0]) or any(pads[1]):
-        x = np.pad(x, ((0, 0), (0, 0)) + tuple(pads), constant_values=pad_value)
+        x = _padded(x, pads, pad_value)
     n, c, h, w = x.shape
     oh = out_size(h, kernel[0], stride[0], dilation[0], (0, 0))
     ow = out_size(w, kernel[1], stride[1], dilation[1], (0, 0))
@@ -85,7 +95,7 @@ def _taps(x, kernel, stride, dilation, pads, pad_value=-np.inf):
     tap reads. Pooling loops over taps (few) on output-sized views, never over pixels."""
     x = np.asarray(x)
     if any(pads[0]) or any(pads[1]):
-        x = np.pad(x, ((0, 0), (0, 0)) + tuple(pads), constant_values=pad_value)
+        x = _padded(x, pads, pad_value)
     oh = out_size(x.shape[2], kernel[0], stride[0], dilation[0], (0, 0))
     ow = out_size(x.shape[3], kernel[1], stride[1], dilation[1], (0, 0))
     for i in range(kernel[0]):

@@ -229,3 +229,14 @@ def test_col2im_sums_each_tap_onto_its_input_position(case, batch_inner):
                 if 0 <= r < h and 0 <= s < w:
                     expected[a, b, r, s] += natural[a, b, i, j, y, x]
     assert ours.shape == shape and np.array_equal(ours, expected)
+
+
+@pytest.mark.parametrize("value", [0.0, -np.inf])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_padded_copy_is_np_pad(value, dtype):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((3, 2, 5, 4)).astype(dtype).transpose(1, 0, 2, 3)  # any layout
+    for pads in [((1, 1), (1, 1)), ((0, 2), (3, 0)), ((0, 0), (0, 0))]:
+        ours = PN._padded(x, pads, value)
+        expected = np.pad(x, ((0, 0), (0, 0)) + pads, constant_values=value)
+        assert ours.dtype == expected.dtype and np.array_equal(ours, expected)
