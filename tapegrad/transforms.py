@@ -849,8 +849,9 @@ def _fast_call(args, program, captures):
     # frame from the check to the sweep
     source = getattr(program, "call_source", None)
     body = [f"result = call(({listed}))", "if result is None:", "    return None", "return result"]
-    if source is not None:
-        extra, body = source(params)
+    written = None if source is None else source(params)
+    if written is not None:
+        extra, body = written
         names.update(extra)
     names.update(state=_state, slow=Jitted._call_slow, given=_given, miss=_MISSING)
     check = " and ".join(tests) or "True"

@@ -815,6 +815,37 @@ class FusedProgram:
             return result
         return self._call(inputs)
 
+    def call_source(self, args):
+        """(names, body lines) calling the generated function on the input expressions `args`
+        and returning the result tree, or None when a guard fails: for jit's fast path, which
+        has checked that array arguments have the inputs' shapes and are C-contiguous, so they
+        pass as they are (no Python call but the compiled function's). None before the first
+        call has compiled it, or once it fell back to the interpreter."""
+        if not self._compiled or "_call" in vars(self):
+            return None
+        names = dict(function=self.function, take=self.workspace.take, sizes=self.sizes,
+                     scalars=self.scalars, asarray=np.asarray, contiguous=np.ascontiguousarray)
+        passed = []
+        for k, ((shape, dtype), arg) in enumerate(zip(self.inputs, args)):
+            names[f"id{k}"] = dtype
+            passed.append(f"{arg} if type({arg}) is ndarray and {arg}.dtype is id{k} else "
+                          f"contiguous({arg}, id{k})" if shape else
+                          f"id{k}.type(asarray({arg}).reshape(()))")
+        for k, const in enumerate(self.consts):
+            names[f"k{k}"] = const
+            passed.append(f"k{k}")
+        leaves = []
+        for k, (shape, dtype) in enumerate(self.outputs):
+            names[f"od{k}"], names[f"os{k}"] = dtype, shape
+            leaves.append(f"asarray(outs[{k}], od{k}).reshape(os{k})")
+        tree = _tree_source(self.out_tree, iter(leaves))
+        if tree is None:
+            names.update(unflatten=tree_unflatten, out_tree=self.out_tree)
+            tree = f"unflatten(out_tree, [{', '.join(leaves)}])"
+        names["ndarray"] = np.ndarray
+        return names, [f"status, outs = function({', '.join(passed)}, *take(), sizes, scalars)",
+                       "if status:", "    return None", f"return {tree}"]
+
     def call_arrays(self, inputs):
         """The result tree, or None when a guard fails (jit's per-call path)."""
         ok, result = self(inputs)
@@ -834,3 +865,17 @@ class FusedProgram:
 
     def run_batched(self, inputs, axes, rows):
         return self._fallback().run_batched(inputs, axes, rows)
+
+
+def _tree_source(node, leaves, depth=0):
+    """An expression building a result tree of tuples and lists from the leaf expressions, or
+    None for other containers and deep trees (tree_unflatten builds those)."""
+    if node is None or node == "*":
+        return "None" if node is None else next(leaves)
+    if node[0] not in (tuple, list) or len(node[1]) > 200 or depth > 20:
+        return None
+    parts = [_tree_source(child, leaves, depth + 1) for child in node[1]]
+    if None in parts:
+        return None
+    inner = "".join(part + ", " for part in parts)
+    return f"({inner})" if node[0] is tuple else f"[{inner}]"

@@ -238,3 +238,52 @@ def test_additions_heavy_loop_computes_doublings_by_multiplication(monkeypatch):
     np.testing.assert_array_equal(grad, plain_grad)
     np.testing.assert_array_equal(grad, ref_grad)
     assert value == plain_value
+
+
+# ---------------------------------------------------------------------------------------------
+# Generated array code on the fast path
+# ---------------------------------------------------------------------------------------------
+
+def test_generated_code_fast_path_enters_one_python_frame():
+    f = tg.jit(tg.value_and_grad(lambda x, y: np.sum(np.sin(x) * y)))
+    x, y = np.linspace(-1.0, 1.0, 5000), np.linspace(0.0, 2.0, 5000)
+    f(x, y)
+    f(x, y)
+    assert hasattr(next(iter(f._fast_calls)), "source")       # generated code
+    names = _python_calls(f, x, y)
+    # the check, the workspace's arrays, then Numba's own frames: no call_arrays, argument
+    # conversion or tree_unflatten
+    assert names[:2] == ["__call__", "take"] and names.count("__call__") == 1
+    assert not {"call_arrays", "_call", "tree_unflatten", "_build", "<listcomp>"} & set(names)
+    value, grad = f(x, y)
+    assert type(value) is np.ndarray and value.shape == ()
+    np.testing.assert_allclose(value, np.sum(np.sin(x) * y), rtol=1e-12)
+    np.testing.assert_array_equal(grad, np.cos(x) * y)
+
+
+def test_generated_code_fast_path_results_stay_the_callers():
+    # results come from the workspace's arrays: one still held is never handed out again
+    f = tg.jit(lambda x: (x * 2.0, [x + 1.0, (x * x,)]))
+    x = np.linspace(-1.0, 1.0, 5000)
+    kept = [f(x + k) for k in range(6)]
+    for k, (double, (plus, (square,))) in enumerate(kept):
+        np.testing.assert_array_equal(double, (x + k) * 2.0)
+        np.testing.assert_array_equal(plus, x + k + 1.0)
+        np.testing.assert_array_equal(square, (x + k) * (x + k))
+    assert f.traces == 1
+
+
+def test_generated_code_fast_path_guards_and_argument_kinds():
+    def f(x, s):
+        return np.tanh(x) * s if np.sum(x) > 0 else np.exp(x) * s
+    jitted = tg.jit(f)
+    x = np.linspace(-1.0, 2.0, 5000)
+    for value in (x, -x, x, -x):
+        for s in (2.0, np.float64(3.0), np.array(4.0)):
+            np.testing.assert_allclose(jitted(value, s), f(value, s), rtol=1e-13)
+    x32 = x.astype(np.float32)
+    want = jitted.tape(x32, 2.0).run(x32, 2.0)          # the reference interpreter
+    for _ in range(3):
+        out = jitted(x32, 2.0)
+        assert out.dtype == want.dtype
+        np.testing.assert_allclose(out, want, rtol=1e-6)
