@@ -7,7 +7,7 @@ import numpy as np
 from . import dtypes
 from . import primitives as P
 from .operators import PrimitiveOperators
-from .tensor import _COMPLEX_GRAD, Tensor, _dim, _size_args, matmul as _tensor_matmul
+from .tensor import _COMPLEX_GRAD, Tensor, _View, _dim, _size_args, matmul as _tensor_matmul
 
 _rng = [np.random.default_rng()]
 
@@ -428,16 +428,35 @@ def eye(n, m=None, dtype=None, device=None, requires_grad=False):
 
 def _method(name):
     """torch.NAME(input, ...) calls input.NAME(...), wrapping Python numbers and arrays first."""
-    def function(input, *args, out=None, **kwargs):
+    def general(input, *args, out=None, **kwargs):
         # a traced value (tg.exp(x) inside tg.jit) takes its own method, as a Tensor does
         if not isinstance(input, (Tensor, PrimitiveOperators)):
             input = as_tensor(input)
         result = getattr(input, name)(*args, **kwargs)
         # out= handled here, not by a wrapper: one Python frame per torch.NAME call
         return result if out is None else _write_out(result, out)
+
+    prim = _UNARY_PRIMS.get(name)
+    if prim is None:
+        function = general
+    else:
+        def function(input, *args, out=None, **kwargs):
+            # a plain tensor alone: what input.NAME() binds, one frame less (scalar graphs)
+            if type(input) in _PLAIN and out is None and not args and not kwargs:
+                return Tensor._bind(prim, (input,), {})
+            return general(input, *args, out=out, **kwargs)
     function.__name__ = name
     function.__doc__ = f"torch.{name}: see Tensor.{name}."
     return function
+
+
+_PLAIN = frozenset({Tensor, _View})  # (Tensor._bind serves both)
+# elementwise methods whose Tensor form binds one primitive (PrimitiveOperators' t.exp() and
+# friends, where Tensor keeps them)
+_UNARY_PRIMS = {name: prim for name, prim in (
+    ("exp", P.exp), ("log", P.log), ("log1p", P.log1p), ("expm1", P.expm1), ("sqrt", P.sqrt),
+    ("sin", P.sin), ("cos", P.cos), ("tan", P.tan), ("tanh", P.tanh), ("sigmoid", P.sigmoid),
+    ("relu", P.relu)) if getattr(Tensor, name) is getattr(PrimitiveOperators, name)}
 
 
 _METHOD_FUNCTIONS = (

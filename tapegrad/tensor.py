@@ -1163,14 +1163,18 @@ _C_ORDER_CLONE = _eager_form(P.clone, np.ascontiguousarray)
 
 
 class _ViewOf:
-    """What makes a tensor a view: its root base, the shape ops from the root's data to its own,
-    whether grad mode was on when it was made, (op name, output index) for multi-view ops, and
-    the root's grad_fn its own history was built on."""
-    __slots__ = ("root", "steps", "grad_mode", "multi", "built_on")
+    """What makes a tensor a view: its root base, the shape ops from the root's data to its own
+    (`steps`), whether grad mode was on when it was made, (op name, output index) for multi-view
+    ops, and the root's grad_fn its own history was built on.
 
-    def __init__(self, root, steps, grad_mode, multi, built_on):
-        self.root, self.steps, self.grad_mode, self.multi = root, steps, grad_mode, multi
-        self.built_on = built_on
+    The steps are its base's (`base_steps`, () for a view of the root) and its own op, joined
+    when read (catch-up and in-place writes): x[i] of a root makes no tuples the cyclic collector
+    must walk."""
+    __slots__ = ("root", "base_steps", "prim", "params", "grad_mode", "multi", "built_on")
+
+    @property
+    def steps(self):
+        return self.base_steps + ((self.prim, self.params),)
 
 
 _GRAD_FN_SLOT = Tensor.__dict__["grad_fn"]
@@ -1206,14 +1210,17 @@ _FAST_OPERANDS.add(_View)
 def _attach_view(out, base, prim, params, multi):
     if base.__class__ is _View:
         info = base._view
-        root, steps = info.root, info.steps + ((prim, params),)
+        root, base_steps = info.root, info.steps
         if multi is None:
             multi = info.multi
     else:  # base is no view: it is the root
-        root, steps = base, ((prim, params),)
+        root, base_steps = base, ()
+    view = object.__new__(_ViewOf)  # (its slots set here: no __init__ frame)
+    view.root, view.base_steps, view.prim, view.params = root, base_steps, prim, params
+    view.grad_mode, view.multi, view.built_on = _grad_mode_state.enabled, multi, root.grad_fn
     out._version_counter = base._version_counter  # PyTorch: a view and its base share one
     out.__class__ = _View
-    out._view = _ViewOf(root, steps, _grad_mode_state.enabled, multi, root.grad_fn)
+    out._view = view
 
 
 def _catch_up(v):

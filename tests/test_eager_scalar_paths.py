@@ -175,3 +175,61 @@ def test_version_counters_shared_by_views_and_bumped_by_writes_as_torch():
         with pytest.raises(RuntimeError, match="modified by an inplace operation"):
             z.sum().backward()
     assert seen[0] == seen[1]
+
+
+# ---------------------------------------------------------------- torch.exp(t) and friends
+
+_UNARY = ["exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tan", "tanh", "sigmoid", "relu"]
+
+
+@pytest.mark.parametrize("name", _UNARY)
+def test_unary_functions_match_methods_and_torch(name):
+    torch = pytest.importorskip("torch")
+    data = np.array([0.3, 1.7, 0.05])
+    results = []
+    for mod, how in ((tg, "function"), (tg, "method"), (torch, "function")):
+        x = mod.tensor(data, requires_grad=True)
+        v = x[1]  # a view operand too
+        fn = getattr(mod, name) if how == "function" else (lambda t: getattr(t, name)())
+        y, yv = fn(x * 1.0), fn(v)
+        (y.sum() + yv).backward()
+        results.append((y.detach().numpy(), float(yv.detach()), type(y.grad_fn).__name__,
+                        type(yv.grad_fn).__name__, x.grad.numpy() if mod is torch
+                        else x.grad.detach().numpy()))
+    for other in results[1:]:
+        np.testing.assert_allclose(results[0][0], other[0], rtol=1e-14)
+        assert results[0][1] == pytest.approx(other[1], rel=1e-14)
+        assert results[0][2:4] == other[2:4]
+        np.testing.assert_allclose(results[0][4], other[4], rtol=1e-14)
+
+
+def test_unary_functions_other_inputs_take_the_general_path():
+    p = tg.nn.Parameter(tg.tensor([0.5, 2.0]))
+    assert type(tg.exp(p).grad_fn).__name__ == "ExpBackward0"
+    assert float(tg.log(tg.tensor(np.e, dtype=tg.float64))) == pytest.approx(1.0)
+    assert tg.exp(0.0).item() == 1.0  # a Python number becomes a tensor first
+    out = tg.empty(2)
+    assert tg.sqrt(tg.tensor([4.0, 9.0]), out=out) is out and out.tolist() == [2.0, 3.0]
+    with pytest.raises(TypeError):
+        tg.exp(tg.tensor([1.0]), 2)
+    with tg.no_grad():
+        assert tg.tanh(tg.tensor([1.0], requires_grad=True)).grad_fn is None
+
+
+def test_views_of_views_replay_their_steps_after_a_write_like_torch():
+    torch = pytest.importorskip("torch")
+    seen = []
+    for mod in (tg, torch):
+        x = mod.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+        y = x * 1.0
+        row = y[1]
+        cell = row[2]
+        y.mul_(2.0)  # the root changes: both views' histories catch up when read
+        cell.add_(10.0)  # a write through a view of a view reaches the root
+        z = cell * row[0]
+        w = (y * 1.0).sum() + z
+        w.backward()
+        seen.append((type(cell.grad_fn).__name__, type(row.grad_fn).__name__,
+                     float(z), y.detach().numpy().tolist(),
+                     (x.grad.numpy() if mod is torch else x.grad.detach().numpy()).tolist()))
+    assert seen[0] == seen[1]
