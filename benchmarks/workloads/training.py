@@ -6,9 +6,10 @@ same order, so the final parameters agree to float32 rounding; the check compare
 last batch's loss) with a float64 epoch backpropagated by hand in NumPy. One call = one epoch:
 the weights are copied in, then zero_grad / forward / loss / backward / step per batch.
 
-tapegrad eager and tapegrad.compile'd (tg.jit on the CPU, parameters as tape inputs, one forward
-sweep) run against PyTorch eager; torch.compile (inductor: a C++ toolchain and a long first call)
-runs at --slow.
+tapegrad eager and tapegrad.compile'd (traced on the CPU, parameters as tape inputs, one forward
+sweep; each part of the cut value-and-VJP tape runs on the compiled program or on a planned NumPy
+program, whichever the first call timed faster) run against PyTorch eager; torch.compile
+(inductor: a C++ toolchain and a long first call) runs at --slow.
 
 On a machine shared with other work, OpenBLAS's worker threads (NumPy's matmul) and PyTorch's spin
 against the other processes and a 64x784x128 matmul can take 100 ms instead of 0.1 ms: compare
@@ -138,7 +139,8 @@ def _workload(kind, title, full_n, atol=1e-4):
         sizes={"full": full_n, "quick": 256},
         impls=[Impl("tapegrad eager", "tapegrad", epoch_setup("tapegrad")),
                Impl("tapegrad compile", "tapegrad", epoch_setup("tapegrad", compiled=True),
-                    note="tapegrad.compile: tg.jit, one forward sweep, parameters as inputs"),
+                    note="tapegrad.compile: one forward sweep, parameters as inputs, "
+                         "compiled or NumPy parts"),
                Impl("PyTorch eager", "peer", epoch_setup("torch")),
                Impl("PyTorch compile", "peer", epoch_setup("torch", compiled=True),
                     note="torch.compile (inductor)", runs_in="slow")],
