@@ -382,8 +382,9 @@ def _fold(tape, ins, ins_slots, consts, alias):
     if n_const == len(ins_slots) and _size(tape.shapes[ins.out]) <= _FOLD_LIMIT:
         consts[ins.out] = np.asarray(ins.prim.impl(*[consts[s] for s in ins_slots], **ins.params))
         return True
-    if n_const or ins.prim.name in _SHAPE_IDS:
-        same = _identity_operand(tape, ins.prim.name, ins_slots, consts, ins.out)
+    name = ins.prim.name
+    if n_const and name in _UNIT_AT or name in _SHAPE_IDS:
+        same = _identity_operand(tape, name, ins_slots, consts, ins.out)
         if same is not None:
             alias[ins.out] = same
             return True
