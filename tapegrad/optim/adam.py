@@ -9,7 +9,9 @@ from .optimizer import Optimizer, _buffer, _check, _step
 def _lerp(a, b, weight):
     """a += weight * (b - a) in place, with torch.lerp's two forms (exact at either end)."""
     if abs(weight) < 0.5:
-        a += weight * (b - a)
+        step = b - a                         # one temporary, scaled in place
+        step *= weight
+        a += step
     else:
         a[...] = b - (b - a) * (1 - weight)
 
@@ -73,15 +75,21 @@ class Adam(Optimizer):
                 grad = grad + group["weight_decay"] * x
         _lerp(exp_avg, grad, 1 - beta1)
         exp_avg_sq *= beta2
-        exp_avg_sq += (1 - beta2) * (grad * grad)
+        square = grad * grad                 # the temporaries reused in place: same operations
+        square *= 1 - beta2
+        exp_avg_sq += square
         step_size = lr / (1 - beta1 ** step)
         bias_correction2_sqrt = math.sqrt(1 - beta2 ** step)
         second = exp_avg_sq
         if group["amsgrad"]:
             second = _buffer(state, "max_exp_avg_sq", p)
             np.maximum(second, exp_avg_sq, out=second)
-        denom = np.sqrt(second) / bias_correction2_sqrt + eps
-        x -= step_size * (exp_avg / denom)
+        denom = np.sqrt(second)
+        denom /= bias_correction2_sqrt
+        denom += eps
+        update = np.divide(exp_avg, denom, out=denom)
+        update *= step_size
+        x -= update
 
 
 class AdamW(Adam):
