@@ -84,7 +84,7 @@ class Adam(Optimizer):
         if group["amsgrad"]:
             second = _buffer(state, "max_exp_avg_sq", p)
             np.maximum(second, exp_avg_sq, out=second)
-        denom = np.sqrt(second)
+        denom = np.sqrt(second, out=np.empty_like(second))     # an array even when 0-d
         denom /= bias_correction2_sqrt
         denom += eps
         update = np.divide(exp_avg, denom, out=denom)
