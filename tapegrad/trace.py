@@ -1588,7 +1588,12 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
                     c = _scatter_cotangent(ctx, owned, P.setitem, g, 0, ins.params)
                 else:
                     if args is None:
-                        args = [consts[s] if s in consts else tracers[s] for s in ins_slots]
+                        if len(ins_slots) == 2:     # most instructions: no comprehension call
+                            a, b = ins_slots
+                            args = (consts[a] if a in consts else tracers[a],
+                                    consts[b] if b in consts else tracers[b])
+                        else:
+                            args = [consts[s] if s in consts else tracers[s] for s in ins_slots]
                     n_instrs = len(instrs)
                     if argnum < len(rules):
                         rule = rules[argnum]
@@ -1614,7 +1619,7 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
                         else None) != shapes[slot]:
                     c = P.unbroadcast(c, shapes[slot])
                 cotangents[slot] = _minus(owned, previous, c) if negated else \
-                    _plus(owned, previous, c)
+                    c if previous is None else _plus(owned, previous, c)
         result = []
         for slot in wrt_slots:
             c = cotangents.get(slot)
