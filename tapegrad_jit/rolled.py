@@ -37,8 +37,9 @@ from .cpu import A, B, C, N, OP, OUT, SB, X0, X1, X2
 MIN_ROWS = 4096      # rows in a run (trips * body length) before rolling pays
 MAX_BODY = 64        # longest body (period) looked for
 MAX_BODIES = 6       # distinct kernels per tape at most
-MAX_CHECKS = 12      # periods checked in full per tape at most
+MAX_CHECKS = 8       # periods checked in full per tape at most
 _CHUNK = 1 << 16     # rows compared at once (bounds the temporaries of a long tape)
+_SAMPLE = 8          # the screen of a period reads every _SAMPLE-th row
 
 _ELEMENTWISE = dict(enumerate(form for _, form in cpu.ELEMENTWISE_FORMS))
 # the columns each kind of array row uses (elementwise rows: see _uses); the others are ignored
@@ -64,30 +65,18 @@ def rollable_rows(code):
         np.isin(ops, _SCATTERS) & element_scatter)
 
 
-def _affine(code, k, candidates):
-    """The rows among `candidates` whose three rows i, i + k, i + 2k advance by one stride."""
-    keep = []
-    for at in range(0, candidates.size, _CHUNK):
-        rows = candidates[at:at + _CHUNK]
-        r0 = code[rows].astype(np.int64)
-        r1 = code[rows + k].astype(np.int64)
-        r2 = code[rows + 2 * k].astype(np.int64)
-        keep.append(rows[np.all(r1 + r1 == r0 + r2, axis=1)])
-    return np.concatenate(keep) if keep else candidates
-
-
 def _runs_of_period(code, k, usable, min_rows):
     """(start, k, trips) for the maximal runs of period k among the usable rows."""
     m = code.shape[0] - 2 * k
-    ops = code[:, OP]
-    ok = usable[:m] & usable[k:k + m] & usable[2 * k:]
-    ok &= ops[:m] == ops[k:k + m]
-    ok &= ops[:m] == ops[2 * k:]
-    candidates = np.flatnonzero(ok)
-    if candidates.size + 2 * k < min_rows:
-        return []
     good = np.zeros(m + 2, dtype=np.int8)
-    good[1 + _affine(code, k, candidates)] = 1
+    for at in range(0, m, _CHUNK):
+        top = min(m, at + _CHUNK)
+        # int32 differences are exact: every column of a usable row is >= 0
+        step = code[at + k:top + k] - code[at:top]
+        ok = (step[:, OP] == 0) & np.all(step == code[at + 2 * k:top + 2 * k] - code[at + k:top + k],
+                                         axis=1)
+        ok &= usable[at:top] & usable[at + k:top + k] & usable[at + 2 * k:top + 2 * k]
+        good[1 + at:1 + top] = ok
     edges = np.diff(good)
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     length = ends - starts
@@ -112,11 +101,22 @@ def find_runs(code, min_rows, max_body=MAX_BODY):
     if n < min_rows:
         return []
     usable = rollable_rows(code)
-    ops = code[:, OP]
+    # the screen looks at every _SAMPLE-th row: opcode and output repeating affinely
+    # (contiguous copies: the strided reads below then touch 1/_SAMPLE of the memory)
+    ops, out = code[:, OP].copy(), code[:, OUT].astype(np.int64)
+    max_body = min(max_body, n // 3)
+    sample = slice(0, n - 2 * max_body, _SAMPLE)
+    ops0, out0 = ops[sample], out[sample]
     runs, checks = [], 0
-    for k in range(1, min(max_body, n // 3) + 1):
-        # cheap screen: enough usable rows whose opcode repeats k rows later
-        if np.count_nonzero((ops[k:] == ops[:-k]) & usable[k:] & usable[:-k]) < min_rows - k:
+    for k in range(1, max_body + 1):
+        m = ops0.size
+        ops1, ops2 = ops[k::_SAMPLE][:m], ops[2 * k::_SAMPLE][:m]
+        hits = (ops0 == ops1) & (ops1 == ops2)
+        if np.count_nonzero(hits) * _SAMPLE < min_rows - 2 * k:
+            continue
+        hits &= out[k::_SAMPLE][:m] * 2 == out0 + out[2 * k::_SAMPLE][:m]
+        hits &= usable[sample] & usable[k::_SAMPLE][:m] & usable[2 * k::_SAMPLE][:m]
+        if np.count_nonzero(hits) * _SAMPLE < min_rows - 2 * k:
             continue
         checks += 1
         found = _runs_of_period(code, k, usable, min_rows)
