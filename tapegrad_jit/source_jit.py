@@ -29,7 +29,7 @@ def tanh(x):
     return np.tanh(x)
 
 
-@overload(tanh, inline="always")
+@overload(tanh)
 def _tanh(x):
     if x == types.float32:
         tanh_f32 = _fused_helpers["tanh_f32"]

@@ -70,6 +70,8 @@ def emit(fun, argnums, arg_kinds, mode="value_and_grad", fused=False):
                                 f"(emitted by tapegrad.source)."))
     func = ast.FunctionDef(name=name, args=args, body=[doc] + body, decorator_list=[],
                            returns=None, type_comment=None)
+    if fused:
+        _rename_numba_versions(func, kinds)
     scalars = {k: v for k, v in fn.constants.items() if not hasattr(v, "shape")}
     prelude = [ast.parse(f"{k} = {literal(v)}").body[0] for k, v in scalars.items()]
     module = ast.Module(body=prelude + [func], type_ignores=[])
@@ -93,6 +95,34 @@ def emit(fun, argnums, arg_kinds, mode="value_and_grad", fused=False):
                    {k: np.array(v, copy=True) for k, v in fn.constants.items()
                     if hasattr(v, "shape")},
                    origins, fn.name, fn.filename, fn.reads)
+
+
+def _rename_numba_versions(func, kinds):
+    """Numba names the versions of a variable bound more than once `z.1`, `z.2`, and spells
+    them `z_1`, `z_2` in the arrays of an array expression: an emitted array `z_2` beside them
+    fails its compile ("AssertionError: 'z_2_2' not unique"). Such an array becomes `z_v2`."""
+    bound = {arg.arg: 1 for arg in func.args.args}
+    fixed = set(bound) | {n.target.id for n in ast.walk(func) if isinstance(n, ast.For)
+                          and isinstance(n.target, ast.Name)}
+    for node in ast.walk(func):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            bound[node.id] = bound.get(node.id, 0) + 1
+        elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
+            bound[node.target.id] = bound.get(node.target.id, 0) + 1
+    names = set(bound) | {n.id for n in ast.walk(func) if isinstance(n, ast.Name)}
+    renames = {}
+    for name in sorted(bound):
+        found = re.fullmatch(r"(.+)_(\d+)", name)
+        if found and bound.get(found.group(1), 0) > 1 and name not in fixed \
+                and (name not in kinds or kinds[name].is_array):
+            new = f"{found.group(1)}_v{found.group(2)}"
+            while new in names:
+                new += "_"
+            names.add(new)
+            renames[name] = new
+    for node in ast.walk(func):
+        if isinstance(node, ast.Name) and node.id in renames:
+            node.id = renames[node.id]
 
 
 def _origins(module, text):
