@@ -324,32 +324,46 @@ def kernel_for(structure):
 # Running a program in segments
 # ---------------------------------------------------------------------------------------------
 
-def runner(code, ipool, interpreter):
-    """A function run(code, ipool, v) for this program's code array that runs its rolled runs
-    as kernels and the rows between on `interpreter`; `interpreter` itself when nothing rolls.
-    It returns what the interpreter returns: 0, or the number of the first failed guard."""
-    runs = _select(code, find_runs(code, MIN_ROWS))
+def _steps(code, runs):
+    """(kernel or None, its arguments, first row) in row order: each run's kernel and the rows
+    between runs (None: the interpreter's)."""
     steps, at = [], 0
     for start, trips, rows, stride, structure in runs:
         try:
             kernel = kernel_for(structure)
         except Exception as exc:       # noqa: BLE001 - e.g. Numba cannot compile it: interpret
             warnings.warn(f"tapegrad_jit: rolled loop kernel unavailable ({exc}); the "
-                          "interpreter runs those rows", RuntimeWarning, stacklevel=3)
+                          "interpreter runs those rows", RuntimeWarning, stacklevel=4)
             continue
         if start > at:
             steps.append((None, code[at:start], at))
         steps.append((kernel, (rows, stride, trips), start))
         at = start + len(rows) * trips
-    if not steps:
-        return interpreter
     if at < code.shape[0]:
         steps.append((None, code[at:], at))
-    steps = tuple(steps)
+    return tuple(steps)
+
+
+def runner(code, ipool, interpreter):
+    """A function run(code, ipool, v) for this program's code array that runs its rolled runs
+    as kernels and the rows between on `interpreter`; `interpreter` itself when nothing rolls.
+    It returns what the interpreter returns: 0, or the number of the first failed guard. The
+    kernels are made on the first call (a Program used only for its code compiles nothing)."""
+    runs = _select(code, find_runs(code, MIN_ROWS))
+    if not runs:
+        return interpreter
+    made, lock = [], threading.Lock()
+
+    def steps():
+        if not made:
+            with lock:
+                if not made:
+                    made.append(_steps(code, runs))
+        return made[0]
 
     def run(_code, ipool, v):
         # _code: the program's code array (this runner is made for it; rows are pre-sliced)
-        for kernel, args, start in steps:
+        for kernel, args, start in made[0] if made else steps():
             if kernel is None:
                 status = interpreter(args, ipool, v)
                 if status:

@@ -27,7 +27,8 @@ def small_runs(monkeypatch):
 
 
 def rolled_steps(program):
-    return [step for step in getattr(program._run, "steps", ()) if step[0] is not None]
+    steps = program._run.steps() if hasattr(program._run, "steps") else ()
+    return [step for step in steps if step[0] is not None]
 
 
 def buffer_with(program, args):
@@ -169,6 +170,21 @@ def test_short_loops_do_not_roll():
     x = np.linspace(-1.0, 1.0, 10)
     program = cpu.Program(tg.make_tape(tg.value_and_grad(diff_energy))(x))
     assert program._run is cpu.kernels().run
+
+
+def test_kernel_unavailable_falls_back_to_the_interpreter(small_runs, monkeypatch):
+    def refuse(structure):
+        raise RuntimeError("no kernel here")
+    monkeypatch.setattr(rolled, "kernel_for", refuse)
+    x = np.linspace(-1.0, 1.0, 60)
+    tape = tg.make_tape(tg.value_and_grad(diff_energy))(x)
+    program = cpu.Program(tape)
+    with pytest.warns(RuntimeWarning, match="rolled loop kernel unavailable"):
+        ok, (value, grad) = program([x])
+    assert ok and not rolled_steps(program)
+    ref_value, ref_grad = tape.run(x)
+    np.testing.assert_allclose(value, ref_value, rtol=1e-14)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-14)
 
 
 def test_float32_loops(small_runs):
