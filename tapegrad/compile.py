@@ -16,6 +16,7 @@ written in place such as BatchNorm's running statistics in training) runs eagerl
 warning per compiled object.
 """
 import functools
+import math
 import os
 import sys
 import time
@@ -119,10 +120,9 @@ class _Split:
             backend = _transforms._backend("cpu")
             forward, backward = (backend.compile(part) for part in parts)
         arrays = _arrays(values)
-        self.forward = _faster(forward, _NumPyProgram(parts[0]), arrays)
+        self.forward = _faster_part(forward, parts[0], arrays)
         _, results = self.forward(arrays)
-        self.backward = _faster(backward, _NumPyProgram(parts[1]),
-                                list(results[1:]) + [cotangent])
+        self.backward = _faster_part(backward, parts[1], list(results[1:]) + [cotangent])
 
 
 class _NoSplit(Exception):
@@ -261,6 +261,11 @@ def _arrays(values):
             if not _transforms._is_static(v)]
 
 
+def _faster_part(compiled, tape, inputs):
+    """A cut tape's part: compiled, or its NumPy program where that may win and ran faster."""
+    return _faster(compiled, _NumPyProgram(tape), inputs) if _numpy_may_win(tape) else compiled
+
+
 def _faster(compiled, reference, inputs, rounds=3):
     """compiled, or the NumPy program of the same tape where that ran these inputs faster: the
     CPU interpreter computes a scalar at a time and loses to NumPy's whole-array calls on large
@@ -308,11 +313,24 @@ class _FasterOf:
 
 
 class _FasterBackend:
-    """The CPU backend for jit whose programs are _FasterOf."""
+    """The CPU backend for jit whose programs are _FasterOf (where NumPy may win)."""
 
     def compile(self, tape):
-        return _FasterOf(_transforms._backend("cpu").compile(tape), _NumPyProgram(tape),
-                         tape.out_tree)
+        compiled = _transforms._backend("cpu").compile(tape)
+        if not _numpy_may_win(tape):
+            return compiled
+        return _FasterOf(compiled, _NumPyProgram(tape), tape.out_tree)
+
+
+def _numpy_may_win(tape):
+    """Whether a NumPy program could beat the compiled one: NumPy pays ~1 us a call, so only
+    where the instructions' arrays are large on average (a tape of scalar or small-vector ops
+    runs compiled, without generating and timing a NumPy program for it)."""
+    sizes = [math.prod(tape.shapes[ins.out]) for ins in tape.instrs]
+    return bool(sizes) and sum(sizes) >= _NUMPY_MIN_MEAN_SIZE * len(sizes)
+
+
+_NUMPY_MIN_MEAN_SIZE = 64
 
 
 def _jit(fun):

@@ -340,13 +340,16 @@ def test_numpy_program_returns_inputs_constants_and_views_as_the_reference():
 def test_jit_programs_of_compile_run_the_faster_program_with_the_guards():
     """compile's no-grad forward (jit with _FasterBackend): a guard failing before the choice
     chooses nothing; a passing call chooses, and either program gives the reference's tree."""
-    from tapegrad.compile import _FasterBackend
+    from tapegrad.compile import _FasterBackend, _numpy_may_win
 
     def f(x, y):
         if x.sum() > 0:
             return {"a": x * y, "b": (x + 1.0,)}
         return {"a": x - y, "b": (x,)}
-    x, y = np.abs(rng.standard_normal(4)), rng.standard_normal(4)
+    small = _traced_tape(f, (np.ones(4), np.ones(4)))
+    assert not _numpy_may_win(small)            # small arrays: compiled, no NumPy program
+    assert not hasattr(_FasterBackend().compile(small), "numpy_program")
+    x, y = np.abs(rng.standard_normal(500)), rng.standard_normal(500)
     tape = _traced_tape(f, (x, y))
     program = _FasterBackend().compile(tape)
     assert program((-x, y)) == (False, None) and program.chosen is None
