@@ -8,23 +8,31 @@ per trip. It works on the whole code array with NumPy: for each small period k t
 enough, row i is "affine" when rows i, i + k, i + 2k hold the same opcode and
 code[i + k] - code[i] == code[i + 2k] - code[i + k]; stretches of affine rows are the runs.
 
-Each run executes as a generated Numba kernel for its body's opcode sequence:
+Each run executes as a generated Numba kernel (diff_energy's forward, `s += (x[i+1] - x[i])**2`):
 
     for t in range(trips):
-        x = v[a0]; y = v[b0]; v[o0] = (x - y)      # the interpreter's scalar form of `sub`
-        ...
-        o0 += so0; a0 += sa0; ...                  # every operand column advances by its stride
+        l0_3 = v[b0 + q0]                   # operand columns: a base plus q = t * stride
+        r0 = float((l0_3 - k1))             # the interpreter's scalar form of `sub`; k1: x[i]
+        v[b2 + q0] = r0                     # every result is stored, as the interpreter does
+        r1 = float((((r0 * r0)) + k3))      # r0 reused from a local, k3: last trip's sum
+        v[b4 + q0] = r1
+        k1, k2, k3 = l0_3, k3, r1           # carried to the next trip
+        q0 += s0
 
-the body's statements in row order, trip after trip (the interpreter's order, so values are
-bitwise the interpreter's). Offsets and strides are runtime arguments, so the kernel's source
-depends only on the opcodes: one cached kernel serves every loop with that body. Statements come
-from the interpreter's own tables (the registry's scalar forms, its scatter/gather/place helpers);
-a guard returns where it fails, and the interpreter runs the rows between runs.
+the body's statements in row order, trip after trip (the interpreter's order and operations, so
+values are bitwise the interpreter's). Bases and strides are runtime arguments: the source depends
+only on the run's structure (see `layout`: the opcodes, which columns name the same operand, which
+share a stride, which slot one trip reads that the last wrote), the same for a loop at any length,
+so one cached kernel serves it. A value is taken from a local instead of memory only while no
+write can have reached its slot since (operands of one stride never meet; operands of other
+strides and the ranges that gathers, element scatters and places write are checked apart over the
+run). Statements come from the interpreter's own tables (the registry's scalar forms, its gather
+and place helpers); a guard returns where it fails, and the interpreter runs the rows between runs.
 
-Only runs of at least MIN_ROWS rows roll (a call of a kernel costs about one dispatch; its first
-compile about a second without the disk cache), at most MAX_BODIES distinct bodies per tape (the
-ones covering most rows), each of at most MAX_BODY rows. CUDA and the nopython path run the
-unchanged code array on the interpreter.
+Only runs of at least MIN_ROWS rows roll (calling a kernel costs about a dispatch; compiling one
+0.2-0.4 s of CPU without the disk cache), at most MAX_BODIES structures per tape (the ones
+covering most rows), bodies of at most MAX_BODY rows. CUDA and the nopython path run the unchanged
+code array on the interpreter.
 """
 import threading
 import warnings
