@@ -794,6 +794,7 @@ class FusedProgram:
         self.workspace = _Workspace(generator.work)
         self.inputs = [(tape.shapes[s], tape.dtypes[s]) for s in tape.inputs]
         self.outputs = [(tape.shapes[s], tape.dtypes[s]) for s in tape.outputs]
+        self.copied = _copied_outputs(tape)
         self.out_tree = tape.out_tree
         self.tape = tape
         self._fallback = fallback
@@ -837,7 +838,8 @@ class FusedProgram:
         leaves = []
         for k, (shape, dtype) in enumerate(self.outputs):
             names[f"od{k}"], names[f"os{k}"] = dtype, shape
-            leaves.append(f"asarray(outs[{k}], od{k}).reshape(os{k})")
+            leaves.append(f"asarray(outs[{k}], od{k}).reshape(os{k})"
+                          + (".copy()" if k in self.copied else ""))
         tree = _tree_source(self.out_tree, iter(leaves))
         if tree is None:
             names.update(unflatten=tree_unflatten, out_tree=self.out_tree)
@@ -861,10 +863,32 @@ class FusedProgram:
             return False, None
         leaves = [np.asarray(value, dtype=dtype).reshape(shape)
                   for (shape, dtype), value in zip(self.outputs, outputs)]
+        for k in self.copied:
+            leaves[k] = leaves[k].copy()
         return True, tree_unflatten(self.out_tree, leaves)
 
     def run_batched(self, inputs, axes, rows):
         return self._fallback().run_batched(inputs, axes, rows)
+
+
+_VIEWS = ("clone", "reshape", "getitem", "transpose", "broadcast_to")   # may be generated as views
+
+
+def _copied_outputs(tape):
+    """Positions of the outputs the generated function may return as an input, a constant or
+    an earlier output, or a view of one: copied, so that results are arrays the caller owns
+    (writing one changes no argument, no later call's result and no other result)."""
+    roots, copied = set(), set()
+    for k, slot in enumerate(tape.outputs):
+        if tape.shapes[slot] == ():
+            continue                    # a 0-d result is a new array made from a scalar
+        root = slot
+        while root in tape.producer and tape.instrs[tape.producer[root]].prim.name in _VIEWS:
+            root = tape.instrs[tape.producer[root]].ins[0]
+        if root in roots or root in tape.consts or root in tape.inputs:
+            copied.add(k)
+        roots.add(root)
+    return copied
 
 
 def _tree_source(node, leaves, depth=0):

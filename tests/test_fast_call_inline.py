@@ -287,3 +287,27 @@ def test_generated_code_fast_path_guards_and_argument_kinds():
         out = jitted(x32, 2.0)
         assert out.dtype == want.dtype
         np.testing.assert_allclose(out, want, rtol=1e-6)
+
+
+_CONSTANT = np.linspace(0.0, 1.0, 5000)
+
+
+def test_generated_code_results_share_no_memory_with_arguments_constants_or_each_other():
+    def f(x):
+        y = x * 2.0
+        return x, x.reshape(50, 100), x[10:20], y, y, y.reshape(100, 50), _CONSTANT, np.sum(x)
+    jitted = tg.jit(f)
+    x = np.linspace(-1.0, 1.0, 5000)
+    jitted(x)                                       # the traced call: Python's own values
+    for _ in range(3):
+        out = jitted(x)
+        arrays = [a for a in out if np.ndim(a)]
+        assert not any(np.shares_memory(a, x) or np.shares_memory(a, _CONSTANT) for a in arrays)
+        assert not any(np.shares_memory(a, b) for k, a in enumerate(arrays) for b in arrays[k + 1:])
+        for a, want in zip(out, f(x)):
+            np.testing.assert_allclose(a, want, rtol=0, atol=1e-9)   # the sum's order differs
+        for a in arrays:
+            a[...] = 99.0                           # the caller owns its results
+    assert hasattr(next(iter(jitted._fast_calls)), "source")       # generated code
+    np.testing.assert_array_equal(x, np.linspace(-1.0, 1.0, 5000))
+    np.testing.assert_array_equal(_CONSTANT, np.linspace(0.0, 1.0, 5000))
