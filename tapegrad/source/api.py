@@ -147,9 +147,12 @@ class _SourceDerivative:
         if any(isinstance(a, _STRUCTURES) or type(a) is bool for a in self._bound + tuple(args)):
             return self._call_structured(args)
         args, kinds = self._prepare(args)
-        return self._in_argument_dtypes(self._run(args, kinds), args)
+        if not any(map(_float32, args)):
+            return self._run(args, kinds, False)
+        return self._in_argument_dtypes(self._run(args, kinds, True), args)
 
-    def _run(self, args, kinds):
+    def _run(self, args, kinds, narrow):
+        """The emitted code's result for prepared arguments (`narrow`: some are float32)."""
         emitted, function = self._build(kinds)
         if not self.jit:
             # NumPy floats follow IEEE (1/0 -> inf, sqrt(-1) -> nan) where Python's raise;
@@ -158,7 +161,6 @@ class _SourceDerivative:
             with np.errstate(all="ignore"):  # as compiled code: no warnings
                 return _numbers(function(*args))
         from tapegrad_jit.source_jit import compile_errors
-        narrow = any(map(_float32, args))
         if narrow and kinds in self._float64:
             return function(*map(_as_float64, args))
         try:
