@@ -9,7 +9,8 @@ job (three arrays in, copies out), so the ratio says what tapegrad adds to Numba
 `python -m benchmarks.workloads.call_overhead` prints tapegrad jit's min-of-repeats ratios to the
 yardsticks of the scalar graphs, Rosenbrock and the pendulum ODE, and the seed graph's time (interleaved in one
 process: steadier than medians on a shared machine), the path's parts, and the per-call cost of
-the scalar-graph and seed workloads over their compiled sweeps.
+the scalar-graph and seed workloads over their compiled sweeps and of generated array code over
+its function.
 """
 import time
 
@@ -133,6 +134,24 @@ def graph_overheads():
     return out
 
 
+def generated_overhead(n=5000):
+    """Microseconds a jitted call of generated array code (Rosenbrock value and gradient, n
+    elements) adds over the generated function called with its arrays."""
+    import tapegrad as tg
+    from . import rosenbrock
+    x = np.random.default_rng(0).uniform(-2.0, 2.0, n)
+    f = tg.jit(tg.value_and_grad(rosenbrock.rosenbrock))
+    f(x)
+    f(x)
+    program = next(iter(f._fast_calls))
+    arrays = [x, *program.consts, *program.workspace.take(), program.sizes, program.scalars]
+    call = function = float("inf")
+    for _ in range(3):              # interleaved
+        call = min(call, _best(lambda: f(x), number=500))
+        function = min(function, _best(lambda: program.function(*arrays), number=500))
+    return call * 1e6, function * 1e6
+
+
 def min_ratios(repeats=6):
     """Min-of-repeats times of tapegrad jit CPU and its yardstick, interleaved in one process
     (robust on a machine shared with other work, where medians drift): the scalar graphs against
@@ -185,6 +204,9 @@ def main():
     for label, (call, sweep) in graph_overheads().items():
         print(f"{label}: call {call:.2f} us, compiled sweep {sweep:.2f} us, "
               f"path {call - sweep:.2f} us")
+    call, function = generated_overhead()
+    print(f"generated code, Rosenbrock n=5000: call {call:.2f} us, generated function "
+          f"{function:.2f} us, path {call - function:.2f} us")
 
 
 if __name__ == "__main__":
