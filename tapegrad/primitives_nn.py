@@ -234,6 +234,32 @@ nll_loss = Primitive("nll_loss", _nll, grad_fn_name="NllLossBackward0", kind="lo
 defvjp(nll_loss, _nll_vjp)
 
 
+def _log_softmax(x, axis):
+    """The registry's log_softmax: its operations in its order (equal bits), as array methods
+    and without its error-state context where nothing can warn (a finite row maximum: exp of
+    x - max never overflows, and its sum is at least 1)."""
+    m = x.max(axis=axis, keepdims=True)
+    finite = np.isfinite(m)
+    if finite.all():
+        return x - (np.log(np.exp(x - m).sum(axis=axis, keepdims=True)) + m)
+    m = np.where(finite, m, 0)
+    with np.errstate(divide="ignore"):
+        return x - (np.log(np.exp(x - m).sum(axis=axis, keepdims=True)) + m)
+
+
+def _log_softmax_vjp(g, ans, x, axis):
+    if isinstance(g, np.ndarray):  # the registry rule's NumPy calls without its dispatch
+        return g - np.exp(ans) * np.sum(g, axis=(axis,), keepdims=True)
+    from . import primitives as P
+    return g - P.exp(ans) * P.sum_(g, axis=(axis,), keepdims=True)
+
+
+# eager cross_entropy's log_softmax node (the registry's name, so the graph treats it alike)
+log_softmax = Primitive("log_softmax", _log_softmax, grad_fn_name="LogSoftmaxBackward0",
+                        kind="reduction")
+defvjp(log_softmax, _log_softmax_vjp)
+
+
 def pool_scatter_tiled(g, x, ans, kernel, stride, dilation, pads):
     """_pool_scatter's value for windows that tile x (stride == kernel, no dilation or padding),
     read against the forward's output `ans` instead of recomputing each window's maximum, and

@@ -445,3 +445,28 @@ def test_sigmoid_values_and_grads_in_both_tails_match_torch(dtype):
     out.sum().backward()
     expected.sum().backward()
     np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=10 * tol, atol=tiny)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", ["finite", "non-finite"])
+def test_cross_entropy_log_softmax_node_equals_the_registry_op(dtype, rows):
+    """Eager cross_entropy's log_softmax node (primitives_nn) gives the registry log_softmax's
+    bits, forward and backward, non-finite rows included; the graph is PyTorch's."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((6, 5)).astype(dtype) * 4
+    if rows == "non-finite":
+        x[0] = -np.inf
+        x[1, 2] = np.inf
+        x[2, 0] = -np.inf
+        x[3, 1] = np.nan
+    y = rng.integers(0, 5, 6)
+    a, b = tg.tensor(x, requires_grad=True), tg.tensor(x, requires_grad=True)
+    with np.errstate(all="ignore"):
+        fused = F.cross_entropy(a, tg.tensor(y))
+        plain = F.nll_loss(b.log_softmax(1), tg.tensor(y))
+        fused.backward()
+        plain.backward()
+    assert np.array_equal(fused.detach().numpy(), plain.detach().numpy(), equal_nan=True)
+    assert np.array_equal(a.grad.numpy(), b.grad.numpy(), equal_nan=True)
+    assert _names(fused.grad_fn, 2) == _names(plain.grad_fn, 2)
+    assert type(fused.grad_fn.next_functions[0][0]).__name__ == "LogSoftmaxBackward0"

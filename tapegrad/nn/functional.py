@@ -527,7 +527,10 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         tensor(0.6931)
     """
     class_dim = 1 if input.ndim > 1 else 0
-    logp = input.log_softmax(class_dim)
+    if type(input) in _PLAIN and input._data.dtype.kind == "f":   # eager: the NumPy node
+        logp = Tensor._bind(PN.log_softmax, (input,), {"axis": class_dim})
+    else:
+        logp = input.log_softmax(class_dim)
     target_data = target if _traced(target) else target._data if isinstance(
         target, Tensor) else np.asarray(target)
     if target_data.dtype.kind == "f":  # class probabilities
