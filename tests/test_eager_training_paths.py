@@ -470,3 +470,22 @@ def test_cross_entropy_log_softmax_node_equals_the_registry_op(dtype, rows):
     assert np.array_equal(a.grad.numpy(), b.grad.numpy(), equal_nan=True)
     assert _names(fused.grad_fn, 2) == _names(plain.grad_fn, 2)
     assert type(fused.grad_fn.next_functions[0][0]).__name__ == "LogSoftmaxBackward0"
+
+
+@pytest.mark.parametrize("dim", [0, 1, -1, -2])
+def test_functional_log_softmax_node_equals_the_registry_op(dim):
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    a, b = tg.tensor(x, requires_grad=True), tg.tensor(x, requires_grad=True)
+    g = rng.standard_normal((4, 3)).astype(np.float32)
+    fused, plain = F.log_softmax(a, dim=dim), b.log_softmax(dim)
+    fused.backward(tg.tensor(g))
+    plain.backward(tg.tensor(g))
+    assert np.array_equal(fused.detach().numpy(), plain.detach().numpy())
+    assert np.array_equal(a.grad.numpy(), b.grad.numpy())
+    assert type(fused.grad_fn).__name__ == "LogSoftmaxBackward0"
+    t = torch.tensor(x, requires_grad=True)
+    expected = torch.nn.functional.log_softmax(t, dim=dim)
+    np.testing.assert_allclose(fused.detach().numpy(), expected.detach().numpy(), rtol=1e-6)
+    with pytest.raises(IndexError):
+        F.log_softmax(a, dim=2)

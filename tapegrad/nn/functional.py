@@ -223,6 +223,9 @@ def log_softmax(input, dim=None, dtype=None):
         >>> F.log_softmax(torch.tensor([[1.0, 2.0, 0.5]]), dim=1)
         tensor([[-1.4644, -0.4644, -1.9644]])
     """
+    if (type(input) in _PLAIN and type(dim) is int and input._data.dtype.kind == "f"
+            and -input._data.ndim <= dim < input._data.ndim):    # eager: the NumPy node
+        return Tensor._bind(PN.log_softmax, (input,), {"axis": dim % input._data.ndim})
     return input.log_softmax(-1 if dim is None else dim)
 
 
