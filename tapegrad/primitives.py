@@ -551,8 +551,9 @@ def expand_reduced(g, shape, axis, keepdims):
 
 
 def _count(shape, axis):
-    axes = range(len(shape)) if axis is None else axis
-    return math.prod(shape[i] for i in axes)
+    if axis is None:
+        return math.prod(shape)  # (no generator: a full mean's forward paid a third for it)
+    return math.prod(shape[i] for i in axis)
 
 
 def _sum(x, axis=None, keepdims=False):
