@@ -813,6 +813,8 @@ for _outer, _position, _inner in SUPERINSTRUCTIONS:
         for _at in ((0, 1) if _outer in COMMUTATIVE else (_position,)):
             _PAIRS[_outer, _inner, _at] = OPCODE[_name]
 _PRODUCERS = {inner for _, _, inner in SUPERINSTRUCTIONS}
+# the float dtypes a superinstruction's values may have (a set look-up, not a .kind per slot)
+_FLOATS = frozenset(np.dtype(code) for code in "efdg")
 
 
 class Program:
@@ -858,9 +860,10 @@ class Program:
         for slot in list(tape.outputs) + [g.slot for g in guards]:
             uses[slot] += 1             # results must be stored: never folded away
         shapes, dtypes, pairs = tape.shapes, tape.dtypes, _PAIRS
-        opcodes, producers = ELEMENTWISE_OPCODE, _PRODUCERS
+        opcodes, producers, floats = ELEMENTWISE_OPCODE, _PRODUCERS, _FLOATS
         refs, ref, sizes, extend = lowering.refs, lowering.ref, lowering.sizes, lowering.ops.extend
         consts = tape.consts
+        new_ref = object.__new__        # a fresh scalar's _Ref without a call of __init__
         pending = {}                    # slot -> (opcode, slot, operands, primitive name)
         pending_slots = pending.keys()
 
@@ -875,8 +878,9 @@ class Program:
                 if out in consts:
                     o = ref(out)
                 else:
+                    o = refs[out] = new_ref(_Ref)
+                    o.buf, o.delta = len(sizes), 0
                     sizes.append(1)
-                    o = refs[out] = _Ref(len(sizes) - 1)
             extend((opcode, o.buf, o.delta, 1, a.buf, a.delta, b.buf, b.delta, c.buf, c.delta,
                     1, 1, 1, 0, 0, 0))
 
@@ -902,7 +906,7 @@ class Program:
                     inner = pending.get(slot)
                     if inner is not None:
                         pair = pairs.get((name, inner[3], position))
-                        if pair is not None and dtypes[out].kind == "f":
+                        if pair is not None and dtypes[out] in floats:
                             del pending[slot]
                             opcode, fused = pair, True
                             operands = inner[2] + operands[:position] + operands[position + 1:]
@@ -911,10 +915,13 @@ class Program:
                     if slot in pending:
                         scalar(*pending.pop(slot)[:3])
             # an elementwise op of 0-d result reads 0-d operands only: their dtypes are left
-            if not fused and name in producers and uses[out] == 1 and dtypes[out].kind == "f" \
-                    and not [s for s in operands if dtypes[s].kind != "f"]:
-                pending[out] = (opcode, out, tuple(operands), name)
-                continue
+            if not fused and name in producers and uses[out] == 1 and dtypes[out] in floats:
+                for slot in operands:
+                    if dtypes[slot] not in floats:
+                        break
+                else:
+                    pending[out] = (opcode, out, tuple(operands), name)
+                    continue
             scalar(opcode, out, operands)
         for op in list(pending.values()):
             scalar(*op[:3])

@@ -147,6 +147,20 @@ def test_chains_fold_one_producer_per_op():
         _assert_reference(program([np.float64(a) for a in args])[1], tape.run(*args))
 
 
+@pytest.mark.parametrize("dtype, fused", [(np.float64, True), (np.float32, True),
+                                          (np.int64, False), (np.bool_, False)])
+def test_a_producer_reading_a_non_float_is_stored(dtype, fused):
+    """Only float producers of float operands are folded (their values all live as float64)."""
+    def f(a, b, k):
+        return a * k + b                        # mul of k's dtype, then add
+    args = (np.float64(1.5), np.float64(2.0), np.array(3, dtype=dtype))
+    tape, program = _compiled(f, args)
+    assert ("add0_mul" in _ops(program)) == fused
+    for k in (0, 1, 3):
+        k = np.array(k, dtype=dtype)
+        _assert_reference(program([args[0], args[1], k])[1], tape.run(args[0], args[1], k))
+
+
 @pytest.mark.parametrize("kind", ["two readers", "output", "guard"])
 def test_a_producer_with_another_use_is_stored(kind):
     def f(a, b, c):
