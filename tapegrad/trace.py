@@ -96,6 +96,7 @@ class TraceContext:
         self.elements = {}      # slot -> {int index: the tracer of that element} (_read_element)
         self._ints, self._floats = {}, {}   # a Python number -> its constant slot
         self._numbers = {}      # (float zero, sign) -> its constant slot
+        self._scalars = {}      # (NumPy scalar type, bytes) -> its constant slot
 
     def probe(self, value):
         """np.arange(size).reshape(shape), laid out in memory as `value` (the array NumPy would
@@ -164,6 +165,13 @@ class TraceContext:
         kind = type(arg)
         if kind is int or kind is float:
             return self._number(arg)
+        if kind in _NUMPY_SCALARS:
+            # immutable, as Python numbers: one slot per value (a rule's g * 0.5 in a loop)
+            key = (kind, arg.tobytes())
+            slot = self._scalars.get(key)
+            if slot is None:
+                slot = self._scalars[key] = self.tape.add_const(arg)
+            return slot
         return self.tape.add_const(arg)
 
     def _number(self, number):
@@ -297,6 +305,9 @@ _F64 = np.dtype(np.float64)
 _EXACT_INT = 2 ** 53      # ints that convert to floats exactly
 _asarray = np.asarray
 _TRACE_IMPLS = {}      # primitive -> the NumPy forward that tracing calls (inside one errstate)
+_NUMPY_SCALARS = frozenset((np.float64, np.float32, np.float16, np.complex128, np.complex64,
+                            np.int64, np.int32, np.int16, np.int8, np.uint64, np.uint32,
+                            np.uint16, np.uint8, np.bool_))
 
 
 def _plain(arg):

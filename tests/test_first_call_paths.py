@@ -300,3 +300,30 @@ def test_negated_cotangents_pass_through_linear_rules_unrecorded():
     (e[1] / s + e[2] / s + d * d).backward()
     for grad in (tg.grad(f), tg.jit(tg.grad(f))):
         np.testing.assert_allclose(grad(x), t.grad.numpy(), rtol=1e-14)
+
+
+def test_numpy_scalar_constants_get_one_slot_per_value():
+    # fd_energy's e += y * y + 0.5 * x[i] ** 4: the pow rule multiplies by np.float64(0.5) at
+    # every element; one constant slot serves them all. A value of another type or sign of
+    # zero is another constant.
+    f = _loop_energies()[1]
+    x = np.random.default_rng(1).uniform(-1.0, 1.0, 40)
+    tape = tg.make_tape(tg.value_and_grad(f), optimized=False)(x)
+    assert len(tape.consts) < 12
+    value, grad = tape.run(x)
+    y = np.zeros_like(x)
+    y[1:-1] = x[:-2] - 2.0 * x[1:-1] + x[2:]
+    expected = 2.0 * x ** 3
+    expected[:-2] += 2.0 * y[1:-1]
+    expected[1:-1] -= 4.0 * y[1:-1]
+    expected[2:] += 2.0 * y[1:-1]
+    np.testing.assert_allclose(grad, expected, rtol=1e-13)
+
+    def g(v):
+        return [v * np.float64(0.0), v * np.float64(-0.0), v * np.float32(0.5), v * np.float64(0.5),
+                v * np.float64(0.5)]
+    tape = tg.make_tape(g, optimized=False)(np.float64(3.0))
+    assert len(tape.consts) == 4
+    got = tape.run(np.float64(-3.0))
+    for r, e in zip(got, g(np.float64(-3.0))):
+        assert np.asarray(r).tobytes() == np.asarray(e).tobytes()
