@@ -81,6 +81,18 @@ def rng_arrays(seed, *shapes):
                  for shape in shapes)
 
 
+def layer_norm(w, x):
+    z = x @ w
+    mu = np.mean(z, axis=1, keepdims=True)
+    var = np.mean((z - mu) ** 2, axis=1, keepdims=True)
+    return np.sum(((z - mu) / np.sqrt(var + 1e-5)) ** 3)
+
+
+def relu_layers(w1, w2, x):
+    h = np.maximum(x @ w1, 0.0)
+    return np.sum(np.tanh(h @ w2) ** 2) + np.sum(np.sum(h, axis=0, keepdims=True) * 2.0)
+
+
 CASES = [  # (function, argnums, argument shapes); () is a float
     (rosenbrock, 0, [(2,)]), (rosenbrock, 0, [(7,)]), (rosenbrock, 0, [(40,)]),
     (chain, 0, [(1,)]), (chain, 0, [(9,)]), (chain, 0, [(3, 4)]), (chain, 0, [(2, 3, 2)]),
@@ -95,6 +107,8 @@ CASES = [  # (function, argnums, argument shapes); () is a float
     (scalar_weight, (0, 1), [(), (8,)]),
     (row_sums, (0, 1), [(4, 3), (3,)]), (row_sums, (0, 1), [(1, 1), (1,)]),
     (shifted_write, 0, [(6,)]),
+    (layer_norm, 0, [(5, 4), (3, 5)]), (layer_norm, 0, [(2, 1), (1, 2)]),
+    (relu_layers, (0, 1), [(5, 4), (4, 3), (2, 5)]),
 ]
 
 
@@ -286,3 +300,15 @@ def test_numba_compiles_names_like_its_own_versions_of_a_rebound_array():
     assert re.search(r"\bz_v\d+\b", df.source) and not re.search(r"\bz_\d+\b", df.source)
     np.testing.assert_allclose(want[1][2], finite_differences(relu_log_softmax, args, 2),
                                rtol=1e-6, atol=1e-8)
+
+
+def test_sums_over_axes_inside_expressions_accumulate_in_loops():
+    # mean(z, axis=1, keepdims=True) is (np.sum(z, axis=1) / n)[:, None]: its sum is bound to
+    # a name that a loop fills (mu_sum[i] += ...), forward and adjoint, no array temporaries
+    args = rng_arrays(2, (5, 4), (3, 5))
+    def sums(code):
+        return [n for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Call)
+                and getattr(n.func, "attr", None) == "sum"]
+    code = emitted(layer_norm, 0, args, fused=True).source
+    assert not sums(code) and "mu_sum[i] += " in code
+    assert sums(emitted(layer_norm, 0, args, fused=False).source)

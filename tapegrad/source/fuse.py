@@ -163,6 +163,7 @@ class Fuser:
         self.aliases = _Classes()
         self.index_names = []
         self.views = {}  # name -> the slice of another array it stands for (both bound once)
+        self._operands, self._reads, self._hoisted, self._locals = [], set(), [], frozenset()
         for stmt in statements(body):
             self._facts(stmt)
 
@@ -656,7 +657,7 @@ def fuse(body, kinds, namer, substitutable, arrays):
     {function of tapegrad_jit.source_jit: the name the loops call it by})."""
     # the scout names products of its own: a copy of the namer keeps them out of the code
     scout = Fuser(body, kinds, copy.deepcopy(namer), substitutable)
-    body, made = _name_product_operands(body, scout, namer)
+    body, made = _name_fusable_parts(body, scout, namer)
     kinds = {**kinds, **made}
     fuser = Fuser(body, kinds, namer, substitutable)
     liveness = _Liveness(set(arrays) | set(made))
@@ -667,50 +668,77 @@ def fuse(body, kinds, namer, substitutable, arrays):
     return body, fuser.helpers
 
 
-def _name_product_operands(stmts, scout, namer, made=None):
-    """(`stmts` with each elementwise operand of a matrix product bound to a name first, so
-    that a loop computes it in the operands' dtype: `w_bar += np.dot(x.T, h_bar * (h > 0))` ->
-    `w_bar_factor = h_bar * (h > 0)`, `w_bar += np.dot(x.T, w_bar_factor)`; {new name: kind})."""
+def _name_fusable_parts(stmts, scout, namer, made=None):
+    """(`stmts` with parts that a loop can compute bound to names first: each elementwise
+    operand of a matrix product (`w_bar += np.dot(x.T, h_bar * (h > 0))` -> `w_bar_factor =
+    h_bar * (h > 0)`, `w_bar += np.dot(x.T, w_bar_factor)`: computed in the operands' dtype,
+    no temporary per operation) and each sum over axes inside a larger expression (`mu =
+    (np.sum(z, axis=1) / n)[:, None]` -> `mu_sum = np.sum(z, axis=1)` first); {name: kind})."""
     made = {} if made is None else made
     out = []
     for stmt in stmts:
         for name in ("body", "orelse"):
             inner = getattr(stmt, name, None)
             if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
-                setattr(stmt, name, _name_product_operands(inner, scout, namer, made)[0])
+                setattr(stmt, name, _name_fusable_parts(inner, scout, namer, made)[0])
         target = stmt.targets[0] if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 \
             else getattr(stmt, "target", None)
-        if isinstance(stmt, (ast.Assign, ast.AugAssign)) and isinstance(target, ast.Name):
-            for node in ast.walk(stmt.value):
-                if isinstance(node, ast.Call) and _is_np(node.func, {"dot"}) \
-                        and len(node.args) == 2:
-                    sides = [(node.args, 0), (node.args, 1)]
-                elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
-                    sides = [(node, "left"), (node, "right")]
-                else:
-                    continue
-                for holder, key in sides:
-                    side = holder[key] if isinstance(key, int) else getattr(holder, key)
-                    if isinstance(side, (ast.Name, ast.Attribute, ast.Subscript)):
-                        continue
-                    scout._locals = frozenset()
-                    kind = scout._kind_of(side)
-                    if kind is None or not kind.is_array or kind.dtype != "float":
-                        continue
-                    name = namer.fresh(f"{target.id}_factor")
-                    made[name] = kind
-                    bind = ast.copy_location(ast.Assign(
-                        targets=[ast.Name(id=name, ctx=ast.Store())], value=side), stmt)
-                    if hasattr(stmt, ORIGIN):
-                        setattr(bind, ORIGIN, getattr(stmt, ORIGIN))
-                    out.append(bind)
-                    read = ast.Name(id=name, ctx=ast.Load())
-                    if isinstance(key, int):
-                        holder[key] = read
-                    else:
-                        setattr(holder, key, read)
+        if isinstance(stmt, (ast.Assign, ast.AugAssign)) and isinstance(target, ast.Name) \
+                and not any(isinstance(n, (ast.IfExp, ast.BoolOp, ast.Lambda))
+                            for n in ast.walk(stmt.value)):  # parts run unconditionally
+            parts = _Parts(scout, namer, target.id, made)
+            stmt.value = parts.visit(stmt.value) if _axis_sum(stmt.value) is None else \
+                parts.generic_visit(stmt.value)  # a whole sum is a loop's already
+            for bind in parts.binds:
+                ast.copy_location(bind, stmt)
+                if hasattr(stmt, ORIGIN):
+                    setattr(bind, ORIGIN, getattr(stmt, ORIGIN))
+            out += parts.binds
         out.append(stmt)
     return out, made
+
+
+class _Parts(ast.NodeTransformer):
+    def __init__(self, scout, namer, target, made):
+        self.scout, self.namer, self.target, self.made = scout, namer, target, made
+        self.binds = []
+
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        if _is_np(node.func, {"dot"}) and len(node.args) == 2:
+            node.args = [self._factor(side) for side in node.args]
+            return node
+        found = _axis_sum(node)
+        if found is None:
+            return node
+        axes, inner = found
+        domain = self._kind(inner)
+        if domain is None or domain.ones or len(axes) >= domain.ndim:
+            return node
+        return self._bind(node, "sum", Kind("float", domain.ndim - len(axes)))
+
+    def visit_BinOp(self, node):
+        self.generic_visit(node)
+        if isinstance(node.op, ast.MatMult):
+            node.left, node.right = self._factor(node.left), self._factor(node.right)
+        return node
+
+    def _kind(self, node):
+        """The kind of an elementwise float array expression, or None."""
+        kind = self.scout._kind_of(node)
+        return kind if kind is not None and kind.is_array and kind.dtype == "float" else None
+
+    def _factor(self, side):
+        if isinstance(side, (ast.Name, ast.Attribute, ast.Subscript)):
+            return side
+        kind = self._kind(side)
+        return side if kind is None else self._bind(side, "factor", kind)
+
+    def _bind(self, value, suffix, kind):
+        name = self.namer.fresh(f"{self.target}_{suffix}")
+        self.made[name] = self.scout.kinds[name] = kind
+        self.binds.append(ast.Assign(targets=[ast.Name(id=name, ctx=ast.Store())], value=value))
+        return ast.Name(id=name, ctx=ast.Load())
 
 
 class _Group:
