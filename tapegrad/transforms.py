@@ -298,8 +298,8 @@ def _take(value, row, axis):
 
 
 def _fresh(value):
-    """An unmapped argument as one row sees it: its arrays copied, so that a row's element writes
-    reach neither the caller's array nor the next row (arguments are values, as under jit(vmap))."""
+    """value with its arrays copied: an unmapped argument as one row sees it (a row's element
+    writes reach neither the caller's array nor the next row), or results the caller owns."""
     if isinstance(value, np.ndarray):
         return value.copy()
     if type(value) in _CONTAINERS:
@@ -735,7 +735,9 @@ class Jitted:
         # the next call takes the slow path, which resets the retrace streak when a kept tape
         # serves it (the generated fast path does not look at the streak) and makes it fast
         self._set_fast(None)
-        return traced
+        # the trace computed with the caller's values: a result may be an argument, a captured
+        # constant or a view of one; later calls hand out arrays of their own, so does this one
+        return _fresh(traced)
 
     def _fast_path(self, args, program):
         """Make program, which just ran for args, the one the next call tries first."""

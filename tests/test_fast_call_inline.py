@@ -311,3 +311,24 @@ def test_generated_code_results_share_no_memory_with_arguments_constants_or_each
     assert hasattr(next(iter(jitted._fast_calls)), "source")       # generated code
     np.testing.assert_array_equal(x, np.linspace(-1.0, 1.0, 5000))
     np.testing.assert_array_equal(_CONSTANT, np.linspace(0.0, 1.0, 5000))
+
+
+CONSTANT = np.array([1.0, 2.0, 3.0])
+
+
+@pytest.mark.parametrize("fun", [
+    lambda x, y: x,                                   # an argument itself
+    lambda x, y: (x, x.reshape(3), {"v": y[0]}),      # views of arguments, in a pytree
+    lambda x, y: CONSTANT,                            # a captured array
+    lambda x, y: (x * y[0], x * y[0]),
+])
+def test_first_call_results_share_no_memory_with_arguments_or_constants(fun):
+    f = tg.jit(fun)
+    x, y = np.arange(3.0), np.array([2.0, 5.0])
+    for call in range(3):      # the tracing call, then the compiled ones
+        leaves = tg.tape.tree_flatten(f(x, y), lambda leaf: True)[0]
+        arrays = [leaf for leaf in leaves if isinstance(leaf, np.ndarray)]
+        for held in (x, y, CONSTANT):
+            assert not any(np.shares_memory(a, held) for a in arrays), call
+        for i, a in enumerate(arrays):
+            assert not any(np.shares_memory(a, b) for b in arrays[i + 1:]), call
