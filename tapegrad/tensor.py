@@ -335,7 +335,8 @@ class Tensor(TensorMethods, PrimitiveOperators):
 
     @property
     def grad(self):
-        if not self.is_leaf and self.grad_fn._retained is None:
+        node = self.grad_fn
+        if node is not None and node._retained is None:  # not a leaf, nor retaining its grad
             warnings.warn(
                 "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. Its "
                 ".grad attribute won't be populated during autograd.backward(). If you indeed want "

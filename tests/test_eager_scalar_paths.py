@@ -230,6 +230,64 @@ def test_views_of_views_replay_their_steps_after_a_write_like_torch():
         w = (y * 1.0).sum() + z
         w.backward()
         seen.append((type(cell.grad_fn).__name__, type(row.grad_fn).__name__,
-                     float(z), y.detach().numpy().tolist(),
+                     float(z.detach()), y.detach().numpy().tolist(),
                      (x.grad.numpy() if mod is torch else x.grad.detach().numpy()).tolist()))
     assert seen[0] == seen[1]
+
+
+# ---------------------------------------------------------------- 0-d backward as NumPy scalars
+
+_SCALAR_OPS = {
+    "mul": lambda m, a, b: a * b, "div": lambda m, a, b: a / b, "sub": lambda m, a, b: a - b,
+    "pow": lambda m, a, b: a ** b, "rpow": lambda m, a, b: 2.0 ** a,
+    "exp_log": lambda m, a, b: m.log(m.exp(a) + b * b), "tanh": lambda m, a, b: m.tanh(a * b),
+    "sigmoid": lambda m, a, b: m.sigmoid(a) * m.sqrt(b), "where": lambda m, a, b: m.where(
+        a > b, a * b, a - b), "max": lambda m, a, b: m.maximum(a, b) * m.minimum(a, b * 0.5),
+    "abs_neg": lambda m, a, b: -(a - b).abs(), "clamp": lambda m, a, b: (a * b).clamp(0.0, 1.0),
+    "softmax": lambda m, a, b: m.stack([a, b]).softmax(0)[1] * a,
+}
+
+
+@pytest.mark.parametrize("name", sorted(_SCALAR_OPS))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_scalar_backward_matches_the_rules_on_tensors_and_torch(name, dtype):
+    torch = pytest.importorskip("torch")
+    op = _SCALAR_OPS[name]
+    rtol = 1e-6 if dtype == "float32" else 1e-14
+    values = [(0.7, 1.3), (1.9, 0.4), (0.0, 2.0)]
+    for va, vb in values:
+        ours = []
+        for graph in ("numeric", "rules"):  # backward() vs create_graph (rules on Tensors)
+            a = tg.tensor(va, dtype=getattr(tg, dtype), requires_grad=True)
+            b = tg.tensor(vb, dtype=getattr(tg, dtype), requires_grad=True)
+            y = op(tg, a, b)
+            if graph == "numeric":
+                y.backward()
+                grads = [a.grad, b.grad]
+            else:
+                grads = tg.autograd.grad(y, [a, b], create_graph=True, allow_unused=True)
+            ours.append([None if g is None else g.detach().numpy() for g in grads])
+            assert all(g is None or g.dtype == np.dtype(dtype) and g.shape == ()
+                       for g in ours[-1])
+        ta = torch.tensor(va, dtype=getattr(torch, dtype), requires_grad=True)
+        tb = torch.tensor(vb, dtype=getattr(torch, dtype), requires_grad=True)
+        op(torch, ta, tb).backward()
+        theirs = [None if t.grad is None else t.grad.numpy() for t in (ta, tb)]
+        for got in ours:
+            for g, t in zip(got, theirs):
+                if t is None or g is None:  # torch leaves an unused input's grad None
+                    assert g is None or float(g) == 0.0 or t is None
+                else:
+                    np.testing.assert_allclose(g, t, rtol=rtol, atol=1e-300)
+
+
+def test_scalar_backward_hooks_see_tensors_and_leave_leaves_arrays():
+    x = tg.tensor(2.0, dtype=tg.float64, requires_grad=True)
+    seen = []
+    x.register_hook(lambda g: seen.append((type(g).__name__, g.shape, g.dtype)) or g * 3)
+    y = (x + 1.0) * x
+    y.retain_grad()
+    y.backward()
+    assert seen == [("Tensor", (), tg.float64)]
+    assert float(x.grad) == 3 * (2 * 2.0 + 1.0)
+    assert type(x.grad._data) is np.ndarray and type(y.grad._data) is np.ndarray
