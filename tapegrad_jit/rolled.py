@@ -40,7 +40,7 @@ import warnings
 import numpy as np
 
 from . import cache, cpu
-from .cpu import A, B, C, N, OP, OUT, SB, X0, X1, X2
+from .cpu import A, B, C, N, OP, OUT, X0, X1, X2
 
 MIN_ROWS = 4096      # rows in a run (trips * body length) before rolling pays
 MAX_BODY = 64        # longest body (period) looked for
@@ -81,8 +81,8 @@ def _runs_of_period(code, k, usable, min_rows):
         top = min(m, at + _CHUNK)
         # int32 differences are exact: every column of a usable row is >= 0
         step = code[at + k:top + k] - code[at:top]
-        ok = (step[:, OP] == 0) & np.all(step == code[at + 2 * k:top + 2 * k] - code[at + k:top + k],
-                                         axis=1)
+        next_step = code[at + 2 * k:top + 2 * k] - code[at + k:top + k]
+        ok = (step[:, OP] == 0) & np.all(step == next_step, axis=1)
         ok &= usable[at:top] & usable[at + k:top + k] & usable[at + 2 * k:top + 2 * k]
         good[1 + at:1 + top] = ok
     edges = np.diff(good)

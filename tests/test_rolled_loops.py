@@ -228,7 +228,7 @@ def test_called_from_nopython_code(small_runs):
 # Finding runs
 # ---------------------------------------------------------------------------------------------
 
-def synthetic(n_trips, body, strides, base=None):
+def synthetic(n_trips, body, strides):
     """A code array of n_trips copies of body rows (opcode, then 11 columns) advancing."""
     body = np.array(body, dtype=np.int32)
     strides = np.array(strides, dtype=np.int32)
@@ -237,7 +237,8 @@ def synthetic(n_trips, body, strides, base=None):
 
 def test_find_runs_on_affine_and_broken_repetition():
     sub, mul = cpu.OPCODE["sub"], cpu.OPCODE["mul"]
-    body = [[sub, 100, 1, 0, 1, 0, 1, 1, 1, 0, 0, 0], [mul, 101, 1, 100, 100, 100, 1, 1, 1, 0, 0, 0]]
+    body = [[sub, 100, 1, 0, 1, 0, 1, 1, 1, 0, 0, 0],
+            [mul, 101, 1, 100, 100, 100, 1, 1, 1, 0, 0, 0]]
     strides = [[0, 2, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0], [0, 2, 0, 2, 2, 2, 0, 0, 0, 0, 0, 0]]
     code = synthetic(100, body, strides)
     assert rolled.find_runs(code, 64) == [(0, 2, 100)]
