@@ -170,7 +170,7 @@ def test_elementwise_operands_of_products_are_computed_by_loops():
     for node in products:
         sides = node.args if isinstance(node, ast.Call) else [node.left, node.right]
         assert all(isinstance(s, (ast.Name, ast.Attribute)) for s in sides), ast.unparse(node)
-    assert "w1_bar += np.dot(x.T, w1_bar_factor)" in code
+    assert "w1_bar = np.dot(x.T, w1_bar_factor)" in code  # no zeros to add it into
     stores = [n.targets[0] for loop in ast.walk(tree) if isinstance(loop, ast.For)
               for n in ast.walk(loop) if isinstance(n, ast.Assign)]
     assert any(isinstance(t, ast.Subscript) and t.value.id == "w1_bar_factor" for t in stores)

@@ -93,6 +93,10 @@ def relu_layers(w1, w2, x):
     return np.sum(np.tanh(h @ w2) ** 2) + np.sum(np.sum(h, axis=0, keepdims=True) * 2.0)
 
 
+def two_heads(x, a, b):
+    return np.sum(np.tanh(x @ a)) + np.sum((x @ b) ** 2)  # x_bar: a product, then another
+
+
 CASES = [  # (function, argnums, argument shapes); () is a float
     (rosenbrock, 0, [(2,)]), (rosenbrock, 0, [(7,)]), (rosenbrock, 0, [(40,)]),
     (chain, 0, [(1,)]), (chain, 0, [(9,)]), (chain, 0, [(3, 4)]), (chain, 0, [(2, 3, 2)]),
@@ -109,6 +113,7 @@ CASES = [  # (function, argnums, argument shapes); () is a float
     (shifted_write, 0, [(6,)]),
     (layer_norm, 0, [(5, 4), (3, 5)]), (layer_norm, 0, [(2, 1), (1, 2)]),
     (relu_layers, (0, 1), [(5, 4), (4, 3), (2, 5)]),
+    (two_heads, (0, 1, 2), [(3, 4), (4, 2), (4, 5)]),
 ]
 
 

@@ -269,6 +269,8 @@ class Fuser:
                     raise _NotFusable
                 if not kind.is_array:
                     return self._reduction(stmt, name, kind, value)
+                if _is_product(value):
+                    raise _NotFusable  # BLAS makes the array: a loop would only copy it
                 if isinstance(value, ast.Name) and value.id in group_targets:
                     pass  # another name for a result of the run: its element
                 elif isinstance(value, (ast.Name, ast.Subscript)) or isinstance(
@@ -655,17 +657,62 @@ class Fuser:
 def fuse(body, kinds, namer, substitutable, arrays):
     """(`body` with its runs of elementwise array statements as fused loops (see the module),
     {function of tapegrad_jit.source_jit: the name the loops call it by})."""
+    seeded = {}
+    body = _products_into_zeros(body, seeded)
     # the scout names products of its own: a copy of the namer keeps them out of the code
     scout = Fuser(body, kinds, copy.deepcopy(namer), substitutable)
     body, made = _name_fusable_parts(body, scout, namer)
     kinds = {**kinds, **made}
     fuser = Fuser(body, kinds, namer, substitutable)
+    for name, like in seeded.items():  # the product has the shape its zeros had
+        if fuser._single(name) and fuser._single(like):
+            fuser.shapes.union(name, like)
+            fuser.exact.union(name, like)
     liveness = _Liveness(set(arrays) | set(made))
     body, _ = liveness.block(body, set(), set())
     body = _Blocks(fuser, liveness.live_after).block(body)
     # views that loops now index through their arrays are read no more
     body, _ = _Liveness(set(arrays)).block(body, set(), set())
     return body, fuser.helpers
+
+
+def _is_product(node):
+    return isinstance(node, ast.Call) and _is_np(node.func, {"dot"}) and len(node.args) == 2 \
+        or isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult)
+
+
+def _products_into_zeros(stmts, seeded):
+    """`a_bar = np.zeros_like(a)`, statements not reading a_bar, `a_bar += np.dot(g, b.T)` ->
+    `a_bar = np.dot(g, b.T)`: the product's own new array is the cotangent (a matrix
+    product's cotangent has its operand's shape), not zeros plus a temporary added in.
+    `seeded` gets {a_bar: a} for the names changed so."""
+    out = list(stmts)
+    for k, stmt in enumerate(out):
+        for name in ("body", "orelse"):
+            inner = getattr(stmt, name, None)
+            if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
+                setattr(stmt, name, _products_into_zeros(inner, seeded))
+        if not (isinstance(stmt, ast.AugAssign) and isinstance(stmt.op, ast.Add)
+                and isinstance(stmt.target, ast.Name) and _is_product(stmt.value)):
+            continue
+        name = stmt.target.id
+        if name in _loads(stmt.value):
+            continue
+        j = next((j for j in range(k - 1, -1, -1) if out[j] is not None and any(
+            isinstance(n, ast.Name) and n.id == name for n in ast.walk(out[j]))), None)
+        seed = out[j] if j is not None else None
+        if isinstance(seed, ast.Assign) and len(seed.targets) == 1 \
+                and isinstance(seed.targets[0], ast.Name) and seed.targets[0].id == name \
+                and isinstance(seed.value, ast.Call) and _is_np(seed.value.func, {"zeros_like"}) \
+                and len(seed.value.args) == 1 and isinstance(seed.value.args[0], ast.Name) \
+                and not seed.value.keywords:
+            seeded[name] = seed.value.args[0].id
+            out[j] = None
+            out[k] = ast.copy_location(ast.Assign(
+                targets=[ast.Name(id=name, ctx=ast.Store())], value=stmt.value), stmt)
+            if hasattr(stmt, ORIGIN):
+                setattr(out[k], ORIGIN, getattr(stmt, ORIGIN))
+    return [stmt for stmt in out if stmt is not None]
 
 
 def _name_fusable_parts(stmts, scout, namer, made=None):
