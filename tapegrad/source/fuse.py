@@ -16,7 +16,9 @@ np.where, np.full_like/zeros_like), full reductions `s = np.sum(E)`, `np.mean(E)
 and sums over axes `b = np.sum(E, axis=0)`, `b_bar += ...` (accumulated in the loop), and element
 updates `a[slices] += E` (index arithmetic: `x_bar[1:]` is `x_bar[i + 1]`; a name bound to a
 slice is read through its array). Matrix products inside E (`np.tanh(x @ w + b)`) are computed
-before the loop (BLAS). Broadcasting follows the static kinds: an operand of lower ndim lines up
+before the loop (BLAS); an elementwise operand of a product and a sum over axes inside a larger
+expression (a keepdims mean) are first bound to names, so that loops compute them; a cotangent
+whose first write is a product is that product's array (`w_bar = np.dot(x.T, g)`, no zeros). Broadcasting follows the static kinds: an operand of lower ndim lines up
 with the last axes, an axis known to be 1 is indexed 0. A temporary is an array only when code
 after the run reads it; statements that read none of the run's results (seeding
 `x_bar = np.zeros_like(x)`) move above the loop.
