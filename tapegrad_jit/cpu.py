@@ -21,6 +21,7 @@ import array
 import builtins
 import math
 import re
+import struct
 import threading
 import warnings
 
@@ -692,6 +693,7 @@ class _Lowering:
 # ---------------------------------------------------------------------------------------------
 
 ROW = 16     # ints per op in _Lowering.ops
+_ROW_STRUCT = struct.Struct(f"={ROW}q")     # one op as the bytes of _Lowering.ops' int64s
 _OPERANDS = [1, 4, 6, 8]        # their buffer columns: out, a, b, c
 
 
@@ -861,7 +863,9 @@ class Program:
             uses[slot] += 1             # results must be stored: never folded away
         shapes, dtypes, pairs = tape.shapes, tape.dtypes, _PAIRS
         opcodes, producers, floats = ELEMENTWISE_OPCODE, _PRODUCERS, _FLOATS
-        refs, ref, sizes, extend = lowering.refs, lowering.ref, lowering.sizes, lowering.ops.extend
+        refs, ref, sizes = lowering.refs, lowering.ref, lowering.sizes
+        # an op's 16 ints packed in one C call (array.extend converts a tuple item by item: 2x)
+        append, pack = lowering.ops.frombytes, _ROW_STRUCT.pack
         consts = tape.consts
         new_ref = object.__new__        # a fresh scalar's _Ref without a call of __init__
         pending = {}                    # slot -> (opcode, slot, operands, primitive name)
@@ -881,8 +885,8 @@ class Program:
                     o = refs[out] = new_ref(_Ref)
                     o.buf, o.delta = len(sizes), 0
                     sizes.append(1)
-            extend((opcode, o.buf, o.delta, 1, a.buf, a.delta, b.buf, b.delta, c.buf, c.delta,
-                    1, 1, 1, 0, 0, 0))
+            append(pack(opcode, o.buf, o.delta, 1, a.buf, a.delta, b.buf, b.delta, c.buf, c.delta,
+                        1, 1, 1, 0, 0, 0))
 
         next_guard, n_guards = 0, len(guards)
         guard_at = guards[0].position if guards else len(tape.instrs) + 1
