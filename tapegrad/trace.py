@@ -1538,6 +1538,11 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
         cotangents = {s: c for s, c in seeds.items() if s in depends}
     elif output._slot in depends:
         cotangents[output._slot] = np.ones(output.shape, dtype=output.dtype)
+    # the seed 1 of a float64 scalar output, handed down sum chains to every term's rule: those
+    # rules get the Python float 1.0 instead (same IEEE values and float64 dtypes where the
+    # instruction reads float64s and ints only), skipping NumPy's dispatch for ndarray * tracer
+    seed = cotangents.get(output._slot) if seeds is None and output.shape == () and \
+        output.dtype == _F64 else None
     end = len(tape.instrs) if end is None else end
     consts, tracers, shapes, dtypes = tape.consts, ctx.tracers, tape.shapes, tape.dtypes
     instrs = tape.instrs
@@ -1608,9 +1613,16 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
                     n_instrs = len(instrs)
                     if argnum < len(rules):
                         rule = rules[argnum]
-                        c = None if rule is None else \
-                            rule(g, tracers[out], *args, **ins.params) if ins.params else \
-                            rule(g, tracers[out], *args)
+                        if rule is None:
+                            c = None
+                        elif g is seed and prim in _NEGATION_LINEAR and dtypes[out] is _F64 \
+                                and _weak_seed_exact(ins_slots, dtypes, consts):
+                            c = rule(1.0, tracers[out], *args, **ins.params)
+                            if type(c) is float:    # no tracer in it: NumPy's type of result
+                                c = rule(g, tracers[out], *args, **ins.params)
+                        else:
+                            c = rule(g, tracers[out], *args, **ins.params) if ins.params else \
+                                rule(g, tracers[out], *args)
                     else:
                         c = prim.vjp(argnum, g, tracers[out], args, ins.params)
                     if type(c) is Tracer and len(instrs) > n_instrs and \
@@ -1639,6 +1651,19 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
     finally:
         ctx.phase = previous_phase
     return result
+
+
+def _weak_seed_exact(slots, dtypes, consts):
+    """Whether a rule given 1.0 for the float64 seed computes the seed's bits and dtypes: its
+    operands are float64s or integers (to which a Python float is no weaker than float64), and
+    no Python number is a zero (1.0 / 0 raises where NumPy divides)."""
+    for s in slots:
+        dtype = dtypes[s]
+        if dtype is not _F64 and dtype.kind not in "iub":
+            return False
+        if s in consts and type(consts[s]) in (int, float, bool) and consts[s] == 0:
+            return False
+    return True
 
 
 def _plus(owned, previous, c):
