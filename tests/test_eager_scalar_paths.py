@@ -291,3 +291,19 @@ def test_scalar_backward_hooks_see_tensors_and_leave_leaves_arrays():
     assert seen == [("Tensor", (), tg.float64)]
     assert float(x.grad) == 3 * (2 * 2.0 + 1.0)
     assert type(x.grad._data) is np.ndarray and type(y.grad._data) is np.ndarray
+
+
+def test_grad_fn_names_read_per_call_where_they_depend_on_arguments_as_torch():
+    # _bind caches what it reads of a primitive; names chosen by the arguments are still chosen
+    # per call (pow by exponent, reductions by dim), and non-differentiable ops record nothing
+    torch = pytest.importorskip("torch")
+    names = []
+    for mod in (tg, torch):
+        x = mod.tensor([1.5, 2.0], requires_grad=True)
+        e = mod.tensor([2.0, 3.0], requires_grad=True)
+        outs = [x ** 2, x ** e, 2.0 ** x, x.mean(), x.mean(0), x.sum(), x.sum(0), x ** 2,
+                x.mean()]
+        names.append([type(o.grad_fn).__name__ for o in outs])
+        assert (x > 1.0).grad_fn is None and (x == x).requires_grad is False
+        assert x.argmax().grad_fn is None
+    assert names[0] == names[1]
