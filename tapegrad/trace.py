@@ -1570,6 +1570,7 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
                 if prim not in _NEGATION_LINEAR:
                     g, negated = -g, False
             special = name in _SPECIAL_VJPS     # sub, getitem, setitem: the cases below
+            joint = None
             if special and name in _SCATTER_VJPS and type(g) is Tracer and g._slot in owned \
                     and len(set(ins_slots)) == len(ins_slots):
                 # setitem: the values' cotangent reads g before g is zeroed in place
@@ -1577,6 +1578,16 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
             else:
                 owned.discard(getattr(g, "_slot", None))    # a rule may hand g on as it is
                 argnums = range(len(ins_slots))
+                joint = _JOINT_VJPS.get(prim)
+                if joint is not None:
+                    a, b = ins_slots
+                    if joint[0] is prim.vjp_rules and a != b and a in depends and \
+                            b in depends and dtypes[a].kind in "fc" and dtypes[b].kind in "fc":
+                        # one call gives both (div's shared g / y); the divisor's first, so that
+                        # its rule's final neg is still the tape's last instruction (_unneg)
+                        argnums, joint = (1, 0), joint[1]
+                    else:
+                        joint = None
             args = None         # the rules' arguments, when a rule is called
             # Primitive.vjp inlined (one call less per cotangent) where it would call a rule
             rules = prim.vjp_rules if prim.variadic_vjp is None and prim.differentiable else ()
@@ -1613,10 +1624,15 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
                     n_instrs = len(instrs)
                     if argnum < len(rules):
                         rule = rules[argnum]
-                        if rule is None:
+                        if joint is not None:
+                            if argnum == 1:
+                                first, c = _joint_call(joint, g, seed, ins, dtypes, consts,
+                                                       tracers[out], args)
+                            else:
+                                c = first
+                        elif rule is None:
                             c = None
-                        elif g is seed and prim in _NEGATION_LINEAR and dtypes[out] is _F64 \
-                                and _weak_seed_exact(ins_slots, dtypes, consts):
+                        elif g is seed and _weak_seed_exact(ins, dtypes, consts):
                             c = rule(1.0, tracers[out], *args, **ins.params)
                             if type(c) is float:    # no tracer in it: NumPy's type of result
                                 c = rule(g, tracers[out], *args, **ins.params)
@@ -1653,11 +1669,23 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
     return result
 
 
-def _weak_seed_exact(slots, dtypes, consts):
-    """Whether a rule given 1.0 for the float64 seed computes the seed's bits and dtypes: its
-    operands are float64s or integers (to which a Python float is no weaker than float64), and
-    no Python number is a zero (1.0 / 0 raises where NumPy divides)."""
-    for s in slots:
+def _joint_call(joint, g, seed, ins, dtypes, consts, ans, args):
+    """Both cotangents of a binary instruction from its joint rule (the seed as 1.0 where
+    exact, as for single rules)."""
+    if g is seed and _weak_seed_exact(ins, dtypes, consts):
+        pair = joint(1.0, ans, *args, **ins.params)
+        if float not in map(type, pair):
+            return pair
+    return joint(g, ans, *args, **ins.params)
+
+
+def _weak_seed_exact(ins, dtypes, consts):
+    """Whether ins's rules given 1.0 for the float64 seed compute the seed's bits and dtypes:
+    rules linear in g, float64 result, operands float64s or integers (to which a Python float
+    is no weaker than float64), no Python number a zero (1.0 / 0 raises where NumPy divides)."""
+    if ins.prim not in _NEGATION_LINEAR or dtypes[ins.out] is not _F64:
+        return False
+    for s in ins.ins:
         dtype = dtypes[s]
         if dtype is not _F64 and dtype.kind not in "iub":
             return False
@@ -1713,6 +1741,9 @@ _SCATTER_VJPS = ("getitem", "setitem")
 _NEGATION_LINEAR = frozenset((_ADD, _MUL, _DIV, P.pow_, P.exp, P.log, P.log1p, P.expm1, P.sqrt,
                               P.sin, P.tan, P.tanh, P.sigmoid, P.softplus))
 _SPECIAL_VJPS = frozenset(("sub",) + _SCATTER_VJPS)
+# a primitive's cotangents of both operands from one call, while its registry rules are the ones
+# the joint rule was written for (defvjp replaces the tuple)
+_JOINT_VJPS = {P.div: (P.div.vjp_rules, P.div_vjps)}
 
 
 def _scatter_cotangent(ctx, owned, prim, base, values, params):

@@ -356,3 +356,35 @@ def test_seed_of_scalar_output_reaches_rules_without_numpy_dispatch(case, monkey
     got = tape.run(x)
     assert got.dtype == expected.dtype
     np.testing.assert_array_equal(got.view(np.int64), expected.view(np.int64))
+
+
+@pytest.mark.parametrize("shapes", [((), ()), ((3,), (3,)), ((2, 3), (3,)), ((3,), ())])
+def test_div_adjoint_records_g_over_y_once(shapes, monkeypatch):
+    # both cotangents of x / y from one g / y as recorded, not two that CSE merges later; the
+    # rest of the sweep (the divisor's unrecorded negation included) as with the rules one by one
+    from tapegrad import primitives as P
+    from tapegrad import trace
+    from tapegrad.core import defvjp
+    rng = np.random.default_rng(len(shapes[0]) + len(shapes[1]))
+    x, y = rng.standard_normal(shapes[0]), rng.uniform(0.5, 2.0, shapes[1])
+
+    def f(x, y):
+        return np.sum(np.exp(x) / y + x / (y * y))
+    g = tg.grad(f, argnums=(0, 1))
+    joint = tg.make_tape(g, optimized=False)(x, y)
+    with monkeypatch.context() as m:
+        m.setattr(trace, "_JOINT_VJPS", {})
+        separate = tg.make_tape(g, optimized=False)(x, y)
+    # two divisions differentiated: one g / y less each
+    assert _prims(joint).count("div") == _prims(separate).count("div") - 2
+    assert [n for n in _prims(joint) if n != "div"] == [n for n in _prims(separate) if n != "div"]
+    for a, b in zip(joint.run(x, y), separate.run(x, y)):
+        np.testing.assert_array_equal(a, b)
+    # a rule replaced by defvjp is obeyed (the joint rule was written for the old ones)
+    rules = P.div.vjp_rules
+    try:
+        defvjp(P.div, rules[0], lambda g, ans, x, y: -(g * ans / y))
+        replaced = tg.make_tape(g, optimized=False)(x, y)
+        assert _prims(replaced).count("div") == _prims(separate).count("div")
+    finally:
+        P.div.vjp_rules = rules
