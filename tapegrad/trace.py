@@ -302,6 +302,7 @@ def _direct(prim, reflected=False):
 _SCALAR_OPS = {_ADD: operator.add, _SUB: operator.sub, _MUL: operator.mul,
                _DIV: operator.truediv}
 _F64 = np.dtype(np.float64)
+_F64_SCALAR = np.float64
 _EXACT_INT = 2 ** 53      # ints that convert to floats exactly
 _asarray = np.asarray
 _TRACE_IMPLS = {}      # primitive -> the NumPy forward that tracing calls (inside one errstate)
@@ -1538,9 +1539,10 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
         cotangents = {s: c for s, c in seeds.items() if s in depends}
     elif output._slot in depends:
         cotangents[output._slot] = np.ones(output.shape, dtype=output.dtype)
-    # the seed 1 of a float64 scalar output, handed down sum chains to every term's rule: those
-    # rules get the Python float 1.0 instead (same IEEE values and float64 dtypes where the
-    # instruction reads float64s and ints only), skipping NumPy's dispatch for ndarray * tracer
+    # the seed 1 of a float64 scalar output, handed down sum chains to every term's rule, and
+    # NumPy float64 cotangents (g * 0.5 of a constant): rules get them as Python floats (same
+    # IEEE values and float64 dtypes where the instruction reads float64s and ints only),
+    # skipping NumPy's dispatch for ndarray * tracer
     seed = cotangents.get(output._slot) if seeds is None and output.shape == () and \
         output.dtype == _F64 else None
     end = len(tape.instrs) if end is None else end
@@ -1632,8 +1634,9 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
                                 c = first
                         elif rule is None:
                             c = None
-                        elif g is seed and _weak_seed_exact(ins, dtypes, consts):
-                            c = rule(1.0, tracers[out], *args, **ins.params)
+                        elif (g is seed or type(g) is _F64_SCALAR) and \
+                                _weak_seed_exact(ins, dtypes, consts):
+                            c = rule(float(g), tracers[out], *args, **ins.params)
                             if type(c) is float:    # no tracer in it: NumPy's type of result
                                 c = rule(g, tracers[out], *args, **ins.params)
                         else:
@@ -1670,19 +1673,20 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
 
 
 def _joint_call(joint, g, seed, ins, dtypes, consts, ans, args):
-    """Both cotangents of a binary instruction from its joint rule (the seed as 1.0 where
+    """Both cotangents of a binary instruction from its joint rule (g as a Python float where
     exact, as for single rules)."""
-    if g is seed and _weak_seed_exact(ins, dtypes, consts):
-        pair = joint(1.0, ans, *args, **ins.params)
+    if (g is seed or type(g) is _F64_SCALAR) and _weak_seed_exact(ins, dtypes, consts):
+        pair = joint(float(g), ans, *args, **ins.params)
         if float not in map(type, pair):
             return pair
     return joint(g, ans, *args, **ins.params)
 
 
 def _weak_seed_exact(ins, dtypes, consts):
-    """Whether ins's rules given 1.0 for the float64 seed compute the seed's bits and dtypes:
-    rules linear in g, float64 result, operands float64s or integers (to which a Python float
-    is no weaker than float64), no Python number a zero (1.0 / 0 raises where NumPy divides)."""
+    """Whether ins's rules given float(g) for a float64 g (the seed, a NumPy float64) compute
+    g's bits and dtypes: rules linear in g, float64 result, operands float64s or integers (to
+    which a Python float is no weaker than float64), no Python number a zero (1.0 / 0 raises
+    where NumPy divides)."""
     if ins.prim not in _NEGATION_LINEAR or dtypes[ins.out] is not _F64:
         return False
     for s in ins.ins:

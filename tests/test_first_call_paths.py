@@ -330,6 +330,7 @@ def _seed_cases():
     return [
         lambda x: sum((x[i + 1] - x[i]) ** 2 for i in range(len(x) - 1)),
         lambda x: sum(x[i] * x[i - 1] / (1.5 + x[i]) for i in range(1, len(x))),
+        lambda x: sum(x[i] * x[i] + 0.5 * x[i] ** 4 for i in range(len(x))),
         lambda x: sum(np.exp(x[i]) + np.sqrt(np.abs(x[i])) + np.tanh(x[i]) * 3 for i in range(4)),
         lambda x: sum(x[i] ** x[i + 1] for i in range(3)) + x[0] / 0.0,
         lambda x: sum(x[i].astype(np.float32) * x32 for i in range(3)) + x[1] * x32,
@@ -337,21 +338,25 @@ def _seed_cases():
     ]
 
 
-@pytest.mark.parametrize("case", range(6))
+@pytest.mark.parametrize("case", range(7))
 def test_seed_of_scalar_output_reaches_rules_without_numpy_dispatch(case, monkeypatch):
-    # the seed 1 of a float64 scalar output reaches the terms' rules as 1.0 (no ndarray * tracer
-    # through NumPy's __array_ufunc__); the gradient's bits and dtype are the ndarray seed's
+    # the seed 1 of a float64 scalar output, and NumPy float64 cotangents (the 0.5 of 0.5 * t),
+    # reach rules as Python floats (no ndarray * tracer through NumPy's __array_ufunc__); the
+    # gradient's bits and dtype are those of the NumPy cotangents
+    from tapegrad import trace
     from tapegrad.trace import Tracer
     f = _seed_cases()[case]
     x = np.array([0.7, -1.3, 2.1, 0.4, 1.9])
-    seeded = tg.make_tape(lambda x: tg.vjp(f, x)[1](np.ones(()))[0], optimized=False)(x)
+    with monkeypatch.context() as m:
+        m.setattr(trace, "_F64_SCALAR", type("Never", (), {}))
+        seeded = tg.make_tape(lambda x: tg.vjp(f, x)[1](np.ones(()))[0], optimized=False)(x)
     expected = seeded.run(x)
     calls = []
     ufunc = Tracer.__array_ufunc__
     monkeypatch.setattr(Tracer, "__array_ufunc__",
                         lambda *a, **k: calls.append(a[1]) or ufunc(*a, **k))
     tape = tg.make_tape(tg.grad(f), optimized=False)(x)
-    if case < 2:
+    if case < 3:
         assert calls == []
     got = tape.run(x)
     assert got.dtype == expected.dtype
