@@ -270,9 +270,10 @@ defvjp(div, lambda g, ans, x, y: g / y, lambda g, ans, x, y: -(g / y * ans))
 
 
 def div_vjps(g, ans, x, y):
-    """Both rules above at once, g / y made once (reverse mode on a tape: trace._JOINT_VJPS)."""
+    """Both rules above at once, g / y made once, the divisor's cotangent returned unnegated:
+    (g / y, g / y * ans); reverse mode on a tape subtracts the second (trace._JOINT_VJPS)."""
     quotient = g / y
-    return quotient, -(quotient * ans)
+    return quotient, quotient * ans
 
 
 def _split_ties(g, loser, tie):

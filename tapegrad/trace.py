@@ -1585,8 +1585,7 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
                     a, b = ins_slots
                     if joint[0] is prim.vjp_rules and a != b and a in depends and \
                             b in depends and dtypes[a].kind in "fc" and dtypes[b].kind in "fc":
-                        # one call gives both (div's shared g / y); the divisor's first, so that
-                        # its rule's final neg is still the tape's last instruction (_unneg)
+                        # one call gives both (div's shared g / y); the divisor's first
                         argnums, joint = (1, 0), joint[1]
                     else:
                         joint = None
@@ -1627,9 +1626,14 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
                     if argnum < len(rules):
                         rule = rules[argnum]
                         if joint is not None:
-                            if argnum == 1:
-                                first, c = _joint_call(joint, g, seed, ins, dtypes, consts,
+                            if argnum == 1:     # its cotangent is -t
+                                first, t = _joint_call(joint, g, seed, ins, dtypes, consts,
                                                        tracers[out], args)
+                                if type(t) is Tracer and t._value.shape == shapes[slot]:
+                                    cotangents[slot] = _plus(owned, previous, t) if negated \
+                                        else _minus(owned, previous, t)
+                                    continue
+                                c = -t
                             else:
                                 c = first
                         elif rule is None:
@@ -1745,8 +1749,8 @@ _SCATTER_VJPS = ("getitem", "setitem")
 _NEGATION_LINEAR = frozenset((_ADD, _MUL, _DIV, P.pow_, P.exp, P.log, P.log1p, P.expm1, P.sqrt,
                               P.sin, P.tan, P.tanh, P.sigmoid, P.softplus))
 _SPECIAL_VJPS = frozenset(("sub",) + _SCATTER_VJPS)
-# a primitive's cotangents of both operands from one call, while its registry rules are the ones
-# the joint rule was written for (defvjp replaces the tuple)
+# a primitive's cotangents of both operands from one call, the second negated, while its registry
+# rules are the ones the joint rule was written for (defvjp replaces the tuple)
 _JOINT_VJPS = {P.div: (P.div.vjp_rules, P.div_vjps)}
 
 

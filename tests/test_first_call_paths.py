@@ -376,7 +376,12 @@ def test_div_adjoint_records_g_over_y_once(shapes, monkeypatch):
     def f(x, y):
         return np.sum(np.exp(x) / y + x / (y * y))
     g = tg.grad(f, argnums=(0, 1))
-    joint = tg.make_tape(g, optimized=False)(x, y)
+    negations = []
+    with monkeypatch.context() as m:     # and no neg recorded to be dropped (_unneg)
+        neg = trace.Tracer.__neg__
+        m.setattr(trace.Tracer, "__neg__", lambda t: negations.append(t) or neg(t))
+        joint = tg.make_tape(g, optimized=False)(x, y)
+    assert len(negations) == _prims(joint).count("neg")
     with monkeypatch.context() as m:
         m.setattr(trace, "_JOINT_VJPS", {})
         separate = tg.make_tape(g, optimized=False)(x, y)
