@@ -1085,6 +1085,14 @@ class Tracer(PrimitiveOperators):
 
     # ---- NumPy protocols
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        unary = _UNARY_UFUNCS.get(ufunc)
+        if unary is not None and not kwargs and type(self) is Tracer and method == "__call__":
+            # np.exp(x): recorded at once (bind's and record's scans cost half of this call)
+            prim, impl = unary
+            value = impl(self._value)
+            if type(value) is not np.ndarray:
+                value = _asarray(value)
+            return self._ctx.append(prim, (self._slot,), _NO_PARAMS, value)
         if kwargs.get("out") is not None:
             raise TraceError(f"tapegrad: out= cannot be traced\n  at {user_line()}")
         if method == "__call__":
@@ -1159,6 +1167,11 @@ def _ufunc_options(ufunc, inputs, kwargs):
 
 # operand types that bind would hand to the tracer (level 0 values and tracers themselves)
 _DIRECT.add(Tracer)
+# one-operand ufuncs that are one primitive: ufunc -> (primitive, the NumPy forward record calls)
+_UNARY_UFUNCS = {ufunc: (prim, getattr(prim.impl, "__wrapped__", prim.impl))
+                 for ufunc, prim in _UFUNCS.items()
+                 if isinstance(ufunc, np.ufunc) and ufunc.nin == 1 and ufunc.nout == 1
+                 and ufunc not in _COMPOSED_UFUNCS}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -398,3 +398,29 @@ def test_div_adjoint_records_g_over_y_once(shapes, monkeypatch):
         assert _prims(replaced).count("div") == _prims(separate).count("div")
     finally:
         P.div.vjp_rules = rules
+
+
+@pytest.mark.parametrize("ufunc", [np.exp, np.log, np.sin, np.tanh, np.sqrt, np.negative,
+                                   np.absolute, np.isnan, np.floor, np.logical_not, np.cbrt])
+def test_unary_ufuncs_record_at_once(ufunc, monkeypatch):
+    # np.exp(t) is appended by __array_ufunc__ itself (not bind -> record): the same instruction,
+    # value bits and dtype as the primitive's; a view (_View) keeps its path
+    from tapegrad import trace
+    x = np.array([0.25, 2.0, -0.0, 7.5, np.nan, np.inf])
+
+    def f(x):
+        return ufunc(x * 1.5), ufunc(x[1] * 0.5), ufunc(x[::2]), ufunc(x, casting="same_kind")
+    prim = trace._UNARY_UFUNCS[ufunc][0]
+    through_record = []
+    record = trace.TraceContext.record
+    monkeypatch.setattr(trace.TraceContext, "record", lambda ctx, p, args, params: (
+        through_record.append(p is prim), record(ctx, p, args, params))[1])
+    tape = tg.make_tape(f, optimized=False)(x)
+    monkeypatch.undo()
+    assert through_record.count(True) == 1      # the view's (a _View keeps its path)
+    assert _prims(tape).count(prim.name) == 4
+    with np.errstate(all="ignore"):
+        expected = f(x)
+    for got, want in zip(tape.run(x), expected):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
