@@ -1591,7 +1591,8 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
                 # setitem: the values' cotangent reads g before g is zeroed in place
                 argnums = (1, 0) if name == "setitem" else (0,)
             else:
-                owned.discard(getattr(g, "_slot", None))    # a rule may hand g on as it is
+                if owned:
+                    owned.discard(getattr(g, "_slot", None))    # a rule may hand g on as it is
                 argnums = range(len(ins_slots))
                 joint = _JOINT_VJPS.get(prim)
                 if joint is not None:
@@ -1721,7 +1722,8 @@ def _plus(owned, previous, c):
         return c - previous.t
     if previous is None:
         return c
-    owned.discard(getattr(previous, "_slot", None))
+    if owned:
+        owned.discard(getattr(previous, "_slot", None))
     return previous + c
 
 
@@ -1731,7 +1733,8 @@ def _minus(owned, previous, t):
         return _Negated(t)
     if type(previous) is _Negated:
         return _Negated(previous.t + t)
-    owned.discard(getattr(previous, "_slot", None))
+    if owned:
+        owned.discard(getattr(previous, "_slot", None))
     return previous - t
 
 
