@@ -706,14 +706,16 @@ def _plan(lowering, pinned):
     # a view of the lowering's array (written in place below), not a copy: 128 bytes an op
     ops = np.frombuffer(lowering.ops, dtype=np.int64).reshape(-1, ROW)
     n_ops = ops.shape[0]
-    # first op writing each buffer, and last op touching it (as output or operand)
-    first_def = np.full(n_bufs, -1, dtype=np.int64)
-    written, first = np.unique(ops[:, 1], return_index=True)
-    first_def[written] = first
-    touched = ops[:, _OPERANDS].ravel()
-    seen, last_rev = np.unique(touched[::-1], return_index=True)
+    # first op writing each buffer, and last op touching it (as output or operand): ufunc.at
+    # scans in place (np.unique's sorts of the columns were 10x slower and held copies)
+    positions = np.arange(n_ops, dtype=np.int64)
+    first_def = np.full(n_bufs, n_ops, dtype=np.int64)
+    np.minimum.at(first_def, ops[:, 1], positions)
+    first_def[first_def == n_ops] = -1
     last_use = np.full(n_bufs, -1, dtype=np.int64)
-    last_use[seen] = (touched.size - 1 - last_rev) // len(_OPERANDS)
+    for column in _OPERANDS:
+        np.maximum.at(last_use, ops[:, column], positions)
+    del positions
     root, pinned = _merge_in_place(lowering, ops, first_def, last_use, pinned)
     size_arr = np.array(sizes, dtype=np.int64)
     merged = root != np.arange(n_bufs)
@@ -829,6 +831,8 @@ class Program:
         self._lower(tape, lowering, guards)
         output_refs = [lowering.ref(s) for s in tape.outputs]
         pinned = {r.buf for r in input_refs + output_refs}
+        # the slot -> ref tables are done with: freed before planning's peak (issue 12)
+        lowering.refs = lowering.map_cache = lowering.element_maps = None
         offsets, total, code = _plan(lowering, pinned)
         v0 = np.zeros(max(total, 1))
         for buf, data in lowering.const_data.items():
