@@ -15,11 +15,13 @@ What cannot be traced (a construct the tracer refuses, random numbers drawn insi
 written in place such as BatchNorm's running statistics in training) runs eagerly, with one
 warning per compiled object.
 """
+import collections
 import functools
 import math
 import os
 import sys
 import time
+import types
 import warnings
 
 import numpy as np
@@ -502,11 +504,24 @@ class _CompiledFunction:
 _SCALARS = (bool, int, float, str, type(None))
 
 
+_TABLES = frozenset((dict, collections.OrderedDict, set))     # a module's own bookkeeping
+_FUNCTIONS = (types.FunctionType, types.BuiltinFunctionType)
+
+
 def _settings(module):
-    """A module's plain Python settings (training, p, eps, negative_slope, stride, ...): the
-    tape holds them as constants, so they select it (eval() or a new slope traces again)."""
-    return tuple([(k, v) for k, v in module.__dict__.items() if isinstance(v, _SCALARS) or
-                  type(v) is tuple and all([isinstance(e, _SCALARS) for e in v])])
+    """A module's class and plain Python settings (training, p, eps, negative_slope, stride,
+    ...; a function held as an attribute): the tape holds them as constants, so they select it
+    (eval(), a new slope, or a submodule swapped for another class traces again)."""
+    out = [type(module)]
+    for item in module.__dict__.items():
+        v = item[1]
+        t = type(v)
+        if t in _TABLES:                  # most of __dict__: skipped without isinstance calls
+            continue
+        if isinstance(v, _SCALARS) or isinstance(v, _FUNCTIONS) or \
+                t is tuple and all([isinstance(e, _SCALARS) for e in v]):
+            out.append(item)
+    return tuple(out)
 
 
 def _named_modules(module, prefix, memo, out):

@@ -385,3 +385,24 @@ def test_erf_rules_keep_float32_on_the_tape(fn):
     getattr(tg, fn)(eager).sum().backward()
     assert eager.grad.dtype == tg.float32
     np.testing.assert_allclose(eager.grad.numpy(), t.grad.numpy(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_a_submodule_swapped_for_another_class_or_function_traces_again(grad):
+    """Sigmoid and Tanh have the same settings (training only): the module's class selects the
+    tape too, as does a function held as an attribute (it used to replay the first tape)."""
+    class Act(tg.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fn = tg.sigmoid
+
+        def forward(self, x):
+            return self.fn(x)
+    net = tg.nn.Sequential(tg.nn.Linear(3, 2), tg.nn.Sigmoid(), Act())
+    compiled = tg.compile(net)
+    x = tg.tensor(rng.standard_normal((4, 3)), requires_grad=grad)
+    for change in (lambda: None, lambda: net.__setitem__(1, tg.nn.Tanh()),
+                   lambda: setattr(net[2], "fn", tg.tanh)):
+        change()
+        np.testing.assert_allclose(compiled(x).detach().numpy(), net(x).detach().numpy(),
+                                   rtol=1e-12)
