@@ -47,13 +47,15 @@ _node_classes = graph._node_classes  # name -> grad_fn class, read directly on t
 _READS_NO_INPUT = graph.READS_NO_INPUT
 _node_sequence = graph._sequence
 _NOT_TRACKED = object()
+_weak_scalar, _weak_cache = graph.weak_scalar, graph._weak_cache
 _EAGER_INFO = {}  # primitive -> what _bind reads of it on every call (see _eager_info)
 
 
 def _eager_info(prim):
     """(forward, its function without core.quiet's wrapper or None, whether the rule reads the
     inputs, the grad_fn class: None where the name depends on the arguments, False for a
-    primitive with no derivative), read once per primitive: the hot path reads one dict."""
+    primitive with no derivative, whether a Python number operand may pass as a 0-d array),
+    read once per primitive: the hot path reads one dict."""
     impl = prim.eager_impl
     name = prim.grad_fn_name
     if not prim.differentiable:
@@ -63,7 +65,8 @@ def _eager_info(prim):
     else:
         node_class = None
     info = _EAGER_INFO[prim] = (impl, getattr(impl, "quiet_fn", None),
-                                prim.name not in _READS_NO_INPUT, node_class)
+                                prim.name not in _READS_NO_INPUT, node_class,
+                                prim.name in graph.WEAK_SCALAR_OPS)
     return info
 
 
@@ -193,7 +196,7 @@ class Tensor(TensorMethods, PrimitiveOperators):
         info = _EAGER_INFO.get(prim)
         if info is None:
             info = _eager_info(prim)
-        impl, quiet_fn, reads_inputs, node_class = info
+        impl, quiet_fn, reads_inputs, node_class, weak_ops = info
         # the graph's next nodes are gathered in the same pass as the operands' data
         recording = node_class is not False and _grad_mode_state.enabled
         data_args = []
@@ -203,6 +206,7 @@ class Tensor(TensorMethods, PrimitiveOperators):
         versions = [] if reads_inputs and recording else None
         tracked = False
         widths = 0  # 0: no array operand, 1: all float64, 2: others (a float64 result may narrow)
+        number = None  # where a Python number operand of add/sub/mul/div sits
         for a in args:
             if isinstance(a, Tensor):
                 data = a._data
@@ -229,6 +233,8 @@ class Tensor(TensorMethods, PrimitiveOperators):
                 elif not widths:
                     widths = 1
             else:
+                if weak_ops and (a.__class__ is float or a.__class__ is int):
+                    number = len(data_args)
                 data_args.append(a)
                 if recording:
                     next_nodes.append(None)
@@ -236,6 +242,19 @@ class Tensor(TensorMethods, PrimitiveOperators):
                         versions.append(None)
                 if isinstance(a, np.ndarray):
                     widths = 2
+        if number is not None and len(data_args) == 2:
+            # the number as a cached 0-d array of the other operand's dtype: NumPy's weak cast
+            # (NEP 50) of it, without the ufunc's slow path for Python scalars
+            other = data_args[1 - number]
+            if other.__class__ is np.ndarray:
+                table = _weak_cache.get(other.dtype)  # graph.weak_scalar's common case inlined
+                if table is not None:
+                    value = data_args[number]
+                    weak = table.get(value)
+                    if weak is None or not value:  # not cached yet, or maybe -0.0
+                        weak = _weak_scalar(other.dtype, value)
+                    if weak is not None:
+                        data_args[number] = weak
         try:
             if quiet_fn is not None:  # core.quiet's wrapper, inlined
                 token = _ERROR_STATE.set(_QUIET)

@@ -1,12 +1,13 @@
 """Eager scalar (0-d) graphs: the grad-mode and anomaly switches read on every op, in any thread,
 and the scalar graph's gradients against PyTorch."""
 import threading
+import warnings
 
 import numpy as np
 import pytest
 
 import tapegrad as tg
-from tapegrad.autograd import anomaly, grad_mode
+from tapegrad.autograd import anomaly, grad_mode, graph
 
 
 def _in_fresh_thread(fn):
@@ -307,3 +308,138 @@ def test_grad_fn_names_read_per_call_where_they_depend_on_arguments_as_torch():
         assert (x > 1.0).grad_fn is None and (x == x).requires_grad is False
         assert x.argmax().grad_fn is None
     assert names[0] == names[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Python numbers in eager add/sub/mul/div pass to NumPy as cached 0-d arrays of the tensor's dtype
+# (graph.weak_scalar): values, dtypes, warnings and gradients stay those of NumPy's own weak cast
+# (NEP 50) and of PyTorch, bit for bit.
+
+NUMBERS = [2, 3, -7, 0, 1, 0.1, -2.5, 1 / 3, 0.0, -0.0, 1e-30, 65504, 70000, 2 ** 24 + 1,
+           2 ** 53, 2 ** 53 + 1, 2 ** 60, 1e300, -1e300, float("inf"), float("nan"), True, False]
+DTYPES = ["float16", "float32", "float64"]
+OPS = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide}
+SYMBOL = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+          "div": lambda a, b: a / b}
+
+
+def _values(dtype, shape=(3, 4)):
+    rng = np.random.default_rng(0)
+    x = np.asarray((rng.standard_normal(shape) * 3).astype(dtype))
+    x.flat[:4] = [0.0, -0.0, 1.5, -2.0]
+    return x
+
+
+def _same(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.dtype == b.dtype and a.shape == b.shape
+    np.testing.assert_array_equal(a, b)
+    assert np.array_equal(np.signbit(a), np.signbit(b))  # -0.0 stays -0.0
+
+
+def _numpy_result(op, x, number, reflected):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = OPS[op](number, x) if reflected else OPS[op](x, number)
+    return out, [str(w.message) for w in caught]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", sorted(OPS))
+@pytest.mark.parametrize("reflected", [False, True])
+def test_values_dtypes_and_warnings_are_numpys(op, dtype, reflected):
+    for shape in [(3, 4), ()]:
+        x = _values(dtype, shape)
+        for number in NUMBERS:
+            if isinstance(number, bool):
+                continue  # a bool operand follows PyTorch's rules (tested below)
+            expected, expected_warnings = _numpy_result(op, x, number, reflected)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                t = tg.tensor(x)
+                out = SYMBOL[op](number, t) if reflected else SYMBOL[op](t, number)
+            if op == "div":  # eager division runs with NumPy's warnings off (PyTorch's IEEE)
+                expected_warnings = []
+            _same(out._data, np.asarray(expected))
+            assert sorted(str(w.message) for w in caught) == sorted(expected_warnings), number
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_negative_zero_after_zero_was_cached():
+    x = tg.tensor([1.0, -2.0, 0.0], dtype=tg.float32)
+    for number in [0, 0.0, -0.0, 0, -0.0]:
+        for op in OPS:
+            _same(SYMBOL[op](x, number)._data, np.asarray(OPS[op](x._data, number)))
+            _same(SYMBOL[op](number, x)._data, np.asarray(OPS[op](number, x._data)))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_grads_match_torch(dtype):
+    real_torch = pytest.importorskip("torch")
+    x0 = _values(dtype)
+    for number in [3, -0.5, 0.1, 2 ** 53 + 1, 1e300, -0.0]:
+        for op in OPS:
+            for reflected in (False, True):
+                if reflected and op == "div":
+                    x0 = np.where(x0 == 0, np.asarray(1, dtype), x0)
+                x = tg.tensor(x0, requires_grad=True)
+                r = real_torch.tensor(x0, requires_grad=True)
+                out = SYMBOL[op](number, x) if reflected else SYMBOL[op](x, number)
+                ref = SYMBOL[op](number, r) if reflected else SYMBOL[op](r, number)
+                gout = np.linspace(-1, 1, x0.size).reshape(x0.shape).astype(dtype)
+                out.backward(tg.tensor(gout))
+                ref.backward(real_torch.tensor(gout))
+                assert repr(out.dtype) == repr(ref.dtype)
+                np.testing.assert_allclose(out.detach().numpy(), ref.detach().numpy(),
+                                           rtol=1e-6 if dtype == "float32" else 1e-14)
+                np.testing.assert_allclose(x.grad.numpy(), r.grad.numpy(),
+                                           rtol=1e-6 if dtype == "float32" else 1e-14)
+                assert x.grad.dtype == x.dtype
+                if not (reflected and op == "div"):  # torch: 2 / x is reciprocal then mul
+                    assert out.grad_fn.name() == ref.grad_fn.name()
+
+
+def test_backward_of_number_operand_is_numpys_weak_cast():
+    # g * 3 and g / 3 in the rules: with the cached 0-d array, bit for bit NumPy's g * 3
+    x0 = _values("float32")
+    g = np.linspace(-1, 1, x0.size).reshape(x0.shape).astype(np.float32) / np.float32(7)
+    for number in [3, 0.1, 1 / 3, -2.5]:
+        for op, rule in [("mul", lambda: g * number), ("div", lambda: g / number)]:
+            x = tg.tensor(x0, requires_grad=True)
+            SYMBOL[op](x, number).backward(tg.tensor(g))
+            _same(x.grad._data, rule())
+    x = tg.tensor(x0, requires_grad=True)
+    (x * 3).backward(tg.tensor(g), create_graph=True)  # create_graph: Tensors, same values
+    _same(x.grad._data, g * 3)
+
+
+def test_weak_scalar_contract():
+    f32 = np.dtype(np.float32)
+    two = graph.weak_scalar(f32, 2)
+    assert two.dtype == f32 and two.shape == () and two == 2 and not two.flags.writeable
+    assert graph.weak_scalar(f32, 2.0) is two  # one cached array per number
+    assert graph.weak_scalar(f32, 0.1) == np.float32(0.1)
+    for refused in [-0.0, float("nan"), float("inf"), 1e300, 2 ** 53 + 1, True, 1j]:
+        assert graph.weak_scalar(f32, refused) is None, refused
+    for other in [np.dtype(np.int64), np.dtype(bool), np.dtype(">f4"), np.dtype(np.complex64)]:
+        assert graph.weak_scalar(other, 2) is None
+    assert graph.weak_scalar(np.dtype(np.float16), 70000) is None  # beyond float16's range
+    table = graph._weak_cache[np.dtype(np.float64)]
+    for k in range(2 * graph._WEAK_CACHE_SIZE):  # the cache stays bounded
+        graph.weak_scalar(np.dtype(np.float64), 1000.5 + k)
+    assert len(table) <= graph._WEAK_CACHE_SIZE
+
+
+def test_integer_and_bool_tensors_keep_their_promotions():
+    real_torch = pytest.importorskip("torch")
+    for data, number in [([1, 2, 3], 2), ([1, 2, 3], 2.5), ([True, False], 1), ([True, False], 0.5)]:
+        for op in OPS:
+            if op == "sub" and isinstance(data[0], bool):
+                continue  # refused by both, with PyTorch's message (tested elsewhere)
+            t, r = tg.tensor(data), real_torch.tensor(data)
+            for a, b in [(t, number), (number, t)]:
+                ra, rb = (r, number) if a is t else (number, r)
+                out, ref = SYMBOL[op](a, b), SYMBOL[op](ra, rb)
+                assert repr(out.dtype) == repr(ref.dtype)
+                np.testing.assert_allclose(out.numpy().astype(float), ref.numpy().astype(float))
