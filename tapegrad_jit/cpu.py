@@ -695,6 +695,7 @@ class _Lowering:
 ROW = 16     # ints per op in _Lowering.ops
 _ROW_STRUCT = struct.Struct(f"={ROW}q")     # one op as the bytes of _Lowering.ops' int64s
 _OPERANDS = [1, 4, 6, 8]        # their buffer columns: out, a, b, c
+_KEY_LIMIT = 2 ** 62            # _plan's events sorted by one int64 key below it, else lexsort
 
 
 def _plan(lowering, pinned):
@@ -729,45 +730,39 @@ def _plan(lowering, pinned):
     fixed_sizes = size_arr[fixed]
     offsets_arr[fixed] = np.cumsum(fixed_sizes) - fixed_sizes
     top = int(fixed_sizes.sum())
-    offsets = offsets_arr.tolist()
     shared = np.flatnonzero(~fixed & ~merged)
     if shared.size:
         # events in op order: at op k the buffer k writes is placed first, then the buffers whose
-        # last reader is k are freed (in buffer order)
-        times = np.concatenate([first_def[shared], last_use[shared]])
-        kinds = np.concatenate([np.zeros(shared.size, np.int64), np.ones(shared.size, np.int64)])
-        bufs = np.concatenate([shared, shared])
-        order = np.lexsort((bufs, kinds, times))
-        # one free list per size; size 1 (every scalar) has its own list, no dict look-up
-        ones, free = [], {}
-        free[1] = ones
-        kinds, bufs = kinds[order], bufs[order]
-        # in blocks: two lists of Python ints for every event at once were ~160 bytes a buffer
-        for at in range(0, bufs.size, 1 << 16):
-            for kind, buf in zip(kinds[at:at + (1 << 16)].tolist(),
-                                 bufs[at:at + (1 << 16)].tolist()):
-                size = sizes[buf]
-                if size == 1:
-                    if kind:
-                        ones.append(offsets[buf])
-                    elif ones:
-                        offsets[buf] = ones.pop()
-                    else:
-                        offsets[buf] = top
-                        top += 1
-                    continue
-                pool = free.get(size)
-                if kind:
-                    if pool is None:
-                        free[size] = [offsets[buf]]
-                    else:
-                        pool.append(offsets[buf])
-                elif pool:
-                    offsets[buf] = pool.pop()
-                else:
-                    offsets[buf] = top
-                    top += size
-    offsets_arr = np.array(offsets, dtype=np.int64)[root]
+        # last reader is k are freed (in buffer order); one sort of one key (op, kind, buffer)
+        if (2 * n_ops + 2) * n_bufs < _KEY_LIMIT:
+            key = np.concatenate([first_def[shared] * 2, last_use[shared] * 2 + 1])
+            key *= n_bufs
+            key += np.concatenate([shared, shared])
+            key.sort()
+            bufs, frees = np.divmod(key, n_bufs)[::-1]
+            del key
+            frees &= 1
+            frees = frees.astype(bool)
+        else:
+            times = np.concatenate([first_def[shared], last_use[shared]])
+            kinds = np.repeat(np.array([False, True]), shared.size)
+            bufs = np.concatenate([shared, shared])
+            order = np.lexsort((bufs, kinds, times))
+            bufs, frees = bufs[order], kinds[order]
+        # an allocation reuses the range of the buffer freed last of its size (`reused`), or
+        # takes a new one at the top; new ranges are laid out in event order at the end
+        reused = np.arange(n_bufs)
+        one = size_arr[bufs] == 1
+        fresh = np.zeros(bufs.size, dtype=bool)
+        fresh[one] = _reuse_last_freed(bufs[one], frees[one], reused)
+        fresh[~one] = _reuse_by_size(bufs[~one].tolist(), frees[~one].tolist(), sizes, reused)
+        new = bufs[fresh]
+        new_sizes = size_arr[new]
+        offsets_arr[new] = top + np.cumsum(new_sizes) - new_sizes
+        top += int(new_sizes.sum())
+        reused = _roots(reused)
+        offsets_arr[shared] = offsets_arr[reused[shared]]
+    offsets_arr = offsets_arr[root]
     offsets = offsets_arr.tolist()
     code = np.empty((n_ops, WIDTH), dtype=np.int32)     # int32 at once: no int64 copy
     code[:, OP] = ops[:, 0]
@@ -776,6 +771,54 @@ def _plan(lowering, pinned):
         code[:, column] = offsets_arr[ops[:, buf_col]] + ops[:, delta_col]
     code[:, SA:] = ops[:, 10:16]
     return offsets, top, code
+
+
+def _roots(parent):
+    """Each index's root under the parent links (pointer jumping: O(log depth) passes)."""
+    while True:
+        deeper = parent[parent]
+        if np.array_equal(deeper, parent):
+            return parent
+        parent = deeper
+
+
+def _reuse_last_freed(bufs, frees, reused):
+    """A last-in-first-out free list of one size, vectorised: events in order (buffer freed or
+    allocated); sets reused[b] to the freed buffer an allocation b takes, returns which
+    allocations found the list empty. The list's length after each event is a walk of +1 per
+    free and -1 per allocation held at 0; an allocation at length L takes the last free that
+    raised it to L, which is the event just before it among the events of level L."""
+    if not bufs.size:
+        return np.zeros(0, dtype=bool)
+    step = np.where(frees, 1, -1)
+    walk = np.cumsum(step)
+    after = walk - np.minimum(np.minimum.accumulate(walk), 0)
+    del walk
+    before = np.empty_like(after)
+    before[0] = 0
+    before[1:] = after[:-1]
+    fresh = ~frees & (before == 0)
+    level = np.where(frees, after, before)
+    level[fresh] = -1
+    order = np.argsort(level, kind="stable")
+    taken = np.flatnonzero(~frees[order] & ~fresh[order])
+    reused[bufs[order[taken]]] = bufs[order[taken - 1]]
+    return fresh
+
+
+def _reuse_by_size(bufs, frees, sizes, reused):
+    """_reuse_last_freed for buffers of any sizes (a free list per size), in Python: few events
+    but in array tapes."""
+    free, fresh = {}, [False] * len(bufs)
+    for k, (buf, freed) in enumerate(zip(bufs, frees)):
+        pool = free.setdefault(sizes[buf], [])
+        if freed:
+            pool.append(buf)
+        elif pool:
+            reused[buf] = pool.pop()
+        else:
+            fresh[k] = True
+    return fresh
 
 
 def _merge_in_place(lowering, ops, first_def, last_use, pinned):
@@ -795,11 +838,7 @@ def _merge_in_place(lowering, ops, first_def, last_use, pinned):
         root[out] = base
         last_use[base] = last_use[out]
         ops[k, 15] = 2
-    while True:                     # chains: out -> base -> its base ...
-        deeper = root[root]
-        if np.array_equal(deeper, root):
-            break
-        root = deeper
+    root = _roots(root)             # chains: out -> base -> its base ...
     for column in _OPERANDS:
         ops[:, column] = root[ops[:, column]]
     return root, {int(root[b]) for b in pinned}

@@ -412,3 +412,68 @@ def test_fast_path_of_generated_array_code():
         np.testing.assert_allclose(grad, want, rtol=1e-12, atol=1e-9)
         assert np.isclose(value, np.sum(100.0 * a ** 2 + b ** 2), rtol=1e-13)
         assert not np.shares_memory(grad, held)
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory planning (cpu._plan): the vectorised free list against a plain one
+# ---------------------------------------------------------------------------------------------
+
+def _free_list_events(rng, n_bufs):
+    """Events (buffer, freed?) in order: each buffer allocated once, most freed later."""
+    events = []
+    for buf in rng.permutation(n_bufs):
+        at = rng.integers(0, len(events) + 1)
+        events.insert(at, (buf, False))
+        if rng.random() < 0.9:
+            events.insert(rng.integers(at + 1, len(events) + 1), (buf, True))
+    return events
+
+
+def _plain_free_lists(events, sizes):
+    """(reused, fresh) by a last-in-first-out list of freed buffers per size."""
+    stacks, reused, fresh = {}, list(range(len(sizes))), []
+    for buf, freed in events:
+        stack = stacks.setdefault(sizes[buf], [])
+        if freed:
+            stack.append(buf)
+        elif stack:
+            reused[buf] = stack.pop()
+        fresh.append(not freed and reused[buf] == buf)
+    return reused, fresh
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_last_freed_reuse_matches_a_free_list(seed):
+    rng = np.random.default_rng(seed)
+    n_bufs = int(rng.integers(1, 60))
+    events = _free_list_events(rng, n_bufs)
+    bufs = np.array([b for b, _ in events])
+    frees = np.array([f for _, f in events])
+    reused = np.arange(n_bufs)
+    fresh = cpu._reuse_last_freed(bufs, frees, reused)
+    assert (reused.tolist(), fresh.tolist()) == _plain_free_lists(events, [1] * n_bufs)
+    sizes = rng.integers(1, 4, size=n_bufs).tolist()
+    reused = np.arange(n_bufs)
+    fresh = cpu._reuse_by_size(bufs.tolist(), frees.tolist(), sizes, reused)
+    assert (reused.tolist(), fresh) == _plain_free_lists(events, sizes)
+
+
+def _energy(x):
+    e = 0.0
+    for i in range(1, x.shape[0] - 1):
+        e = e + (x[i + 1] - 2 * x[i] + x[i - 1]) ** 2 + np.sin(x[i]) * x[:3].sum()
+    return e + (x[::2] * x[1::2]).sum() + np.exp(x[:4]).prod()
+
+
+@pytest.mark.parametrize("case", ["scalar", "arrays"])
+def test_plan_by_one_key_equals_plan_by_lexsort(case, monkeypatch):
+    f, x = (_random_program(3) if case == "scalar" else (_energy, np.linspace(0.1, 1.0, 12)))
+    tape = tg.jit(tg.value_and_grad(f)).tape(x)
+    program = cpu.Program(tape)
+    monkeypatch.setattr(cpu, "_KEY_LIMIT", 0)
+    by_lexsort = cpu.Program(tape)
+    assert np.array_equal(program.code, by_lexsort.code)
+    assert np.array_equal(program.v0, by_lexsort.v0)
+    assert program.outputs == by_lexsort.outputs
+    _assert_same(program([x])[1][1], by_lexsort([x])[1][1])
+    np.testing.assert_allclose(program([x])[1][1], tape.run(x)[1], rtol=1e-12, atol=1e-14)
