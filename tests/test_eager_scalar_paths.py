@@ -443,3 +443,60 @@ def test_integer_and_bool_tensors_keep_their_promotions():
                 out, ref = SYMBOL[op](a, b), SYMBOL[op](ra, rb)
                 assert repr(out.dtype) == repr(ref.dtype)
                 np.testing.assert_allclose(out.numpy().astype(float), ref.numpy().astype(float))
+
+
+# add/sub/mul/div have numeric backward rules of their own (graph._NUMERIC_VJPS): the registry
+# rules' values, dtypes and types (NumPy scalars on 0-d nodes), broadcasting and numbers included
+_BINARY_CASES = [((3, 4), (3, 4)), ((3, 4), (4,)), ((3, 1), (1, 4)), ((), (3,)), ((2, 3), ()),
+                 ((), ()), ((3, 4), "n"), ("n", (3, 4)), ((), "n"), ("n", ())]
+
+
+def _binary_backward(op, case, dtype, numeric):
+    rng = np.random.default_rng(1)
+    saved = dict(graph._NUMERIC_VJPS)
+    if not numeric:
+        graph._NUMERIC_VJPS.pop(op)
+    try:
+        leaves, operands = [], []
+        for shape in case:
+            if shape == "n":
+                operands.append(-1.75)
+            else:
+                t = tg.tensor(np.asarray(rng.uniform(0.5, 2, shape).astype(dtype)),
+                              requires_grad=True)
+                leaves.append(t)
+                operands.append(t)
+        out = SYMBOL[op](*operands)
+        w = tg.tensor(np.asarray(rng.standard_normal(out.shape).astype(dtype)))
+        g = w._data if out.ndim else w._data[()]
+        seen = [ct for ct in out.grad_fn.input_grads(g, False) if ct is not None]
+        # a second consumer makes the engine sum cotangents arriving at the leaves
+        (out * w).sum().backward() if out.ndim else (out * w + out).backward()
+        return [x.grad._data for x in leaves], seen
+    finally:
+        graph._NUMERIC_VJPS.clear()
+        graph._NUMERIC_VJPS.update(saved)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("op", sorted(OPS))
+def test_numeric_binary_backward_is_the_registry_rules(op, dtype):
+    for case in _BINARY_CASES:
+        fast, fast_seen = _binary_backward(op, case, dtype, True)
+        rule, rule_seen = _binary_backward(op, case, dtype, False)
+        assert len(fast) == len(rule) and fast_seen and rule_seen
+        for a, b in zip(fast + fast_seen, rule + rule_seen):
+            assert type(a) is type(b)
+            _same(a, b)
+
+
+def test_numeric_binary_backward_cotangent_types_on_0d_nodes():
+    # a 0-d node hands NumPy scalars on (as the generic rule path does), an n-d node arrays
+    x = tg.tensor(1.5, dtype=tg.float64, requires_grad=True)
+    y = tg.tensor([1.5, 2.0], dtype=tg.float32, requires_grad=True)
+    for out, g in [(x * 3, np.array(2.0)), (y * 3, np.ones(2, np.float32))]:
+        for name in ("mul", "add", "sub", "div"):
+            node = SYMBOL[name](out, 3).grad_fn
+            cts = graph._NUMERIC_VJPS[name](node, g if out.ndim else g[()])
+            assert cts[1] is None
+            assert type(cts[0]) is (np.ndarray if out.ndim else np.float64)

@@ -42,7 +42,6 @@ _FREED_MESSAGE = (
 # against ~230 ns with a 0-d array); NEP 50 casts the number to the array's dtype first, so for
 # these (correctly rounded) operations a cached 0-d array of that dtype gives identical results
 WEAK_SCALAR_OPS = frozenset({"add", "sub", "mul", "div"})
-_WEAK_RULE_OPS = frozenset({"mul", "div"})  # the rules that read the number
 _WEAK_DTYPES = {np.dtype(t): float(np.finfo(t).max) for t in (np.float16, np.float32, np.float64)}
 _weak_cache = {dtype: {} for dtype in _WEAK_DTYPES}  # dtype -> {number: read-only 0-d array}
 _WEAK_CACHE_SIZE = 256
@@ -227,23 +226,7 @@ class PrimitiveNode(Node):
                     g = g[()]
             inputs = self.inputs
             if len(inputs) == 2:  # unrolled for the common arities
-                a, b = inputs
-                a, b = getattr(a, "_data", a), getattr(b, "_data", b)
-                if scalar:
-                    if type(a) is np.ndarray and not a.ndim:
-                        a = a[()]
-                    if type(b) is np.ndarray and not b.ndim:
-                        b = b[()]
-                elif name in _WEAK_RULE_OPS and type(g) is np.ndarray:
-                    # g * 3, g / 2: the number as _bind passes it (NumPy's slow path skipped)
-                    if b.__class__ is float or b.__class__ is int:
-                        weak = weak_scalar(g.dtype, b)
-                        if weak is not None:
-                            b = weak
-                    elif a.__class__ is float or a.__class__ is int:
-                        weak = weak_scalar(g.dtype, a)
-                        if weak is not None:
-                            a = weak
+                g, a, b = _binary_operands(self, g, False)
                 args = (a, b)
             elif len(inputs) == 1:
                 a = getattr(inputs[0], "_data", inputs[0])
@@ -297,6 +280,68 @@ def _mean_all_vjp(node, g):
     return [_filled(x.shape, g / x.size)]  # as the registry rule: g spread, divided by the count
 
 
+def _binary_operands(node, g, weak=True):
+    """input_grads' preparation for a two-operand rule: (g, a, b) as the rule sees them: a 0-d
+    node's values as NumPy scalars; with `weak` (add/sub/mul/div), a number beside an array as
+    its cached 0-d array (g * 3 without NumPy's slow path for Python scalars)."""
+    a, b = node.inputs
+    a, b = getattr(a, "_data", a), getattr(b, "_data", b)
+    if not node.ans.ndim:
+        if type(g) is np.ndarray:
+            g = g[()]
+        if type(a) is np.ndarray and not a.ndim:
+            a = a[()]
+        if type(b) is np.ndarray and not b.ndim:
+            b = b[()]
+    elif weak and type(g) is np.ndarray:
+        if b.__class__ is float or b.__class__ is int:
+            number = weak_scalar(g.dtype, b)
+            if number is not None:
+                b = number
+        elif a.__class__ is float or a.__class__ is int:
+            number = weak_scalar(g.dtype, a)
+            if number is not None:
+                a = number
+    return g, a, b
+
+
+def _fitted(ct, x):
+    """ct summed back to x's shape (as input_grads does with every rule's cotangent)."""
+    shape = x.shape
+    return ct if getattr(ct, "shape", ()) == shape else unbroadcast(ct, shape)
+
+
+# add, sub, mul: the registry rules (g, g; g, -g; g * y, g * x) without input_grads' generic
+# rule calls, one frame for the node instead of one per operand
+def _add_vjp(node, g):
+    g, a, b = _binary_operands(node, g)
+    na, nb = node._next
+    return [None if na is None else _fitted(g, a), None if nb is None else _fitted(g, b)]
+
+
+def _sub_vjp(node, g):
+    g, a, b = _binary_operands(node, g)
+    na, nb = node._next
+    return [None if na is None else _fitted(g, a), None if nb is None else _fitted(-g, b)]
+
+
+def _mul_vjp(node, g):
+    g, a, b = _binary_operands(node, g)
+    na, nb = node._next
+    return [None if na is None else _fitted(g * b, a), None if nb is None else _fitted(g * a, b)]
+
+
+def _div_vjp(node, g):
+    g, a, b = _binary_operands(node, g)
+    na, nb = node._next
+    quotient = g / b  # both rules' g / y, made once (div_vjps)
+    ans = node.ans
+    if not ans.ndim:
+        ans = ans[()]
+    return [None if na is None else _fitted(quotient, a),
+            None if nb is None else _fitted(-(quotient * ans), b)]
+
+
 _INT_OF_WIDTH = {2: np.int16, 4: np.int32, 8: np.int64}
 
 
@@ -325,7 +370,8 @@ def _max_pool2d_vjp(node, g):
 # Numeric backward (no create_graph) of common rules: the registry rule's values in fewer NumPy
 # calls (tests compare the two); None from one means "use the rule"
 _NUMERIC_VJPS = {"sum": _sum_all_vjp, "mean": _mean_all_vjp, "relu": _relu_vjp,
-                 "max_pool2d": _max_pool2d_vjp}
+                 "max_pool2d": _max_pool2d_vjp, "add": _add_vjp, "sub": _sub_vjp, "mul": _mul_vjp,
+                 "div": _div_vjp}
 
 
 # ---------------------------------------------------------------------------------------------
