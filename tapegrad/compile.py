@@ -68,6 +68,12 @@ def _any(value):
     return True
 
 
+@functools.lru_cache(maxsize=256)
+def _flat_structure(n):
+    """tree_flatten's structure of a list of n Tensors (each a leaf)."""
+    return tree_flatten([0] * n, _any)[1]
+
+
 def _of_leaves(fun, structure):
     return lambda *leaves: fun(*tree_unflatten(structure, leaves))
 
@@ -472,7 +478,10 @@ class _Compiled:
             return eager()
         try:
             # Tensors inside lists/dicts need grad too: the autograd node takes the leaves
-            leaves, structure = tree_flatten(list(values), _any)
+            if all([isinstance(v, Tensor) for v in values]):     # tree_flatten's, at once
+                leaves, structure = values, _flat_structure(len(values))
+            else:
+                leaves, structure = tree_flatten(list(values), _any)
             if _needs_grad(leaves):
                 program = self._program((key, structure), lambda: _of_leaves(build(), structure))
                 return _CompiledCall.apply(program, *leaves)

@@ -430,3 +430,19 @@ def test_numpy_program_sums_as_the_reference_bit_for_bit(dtype):
         b = np.asarray(b)
         assert a.dtype == b.dtype and a.shape == b.shape
         assert a.tobytes() == b.tobytes()
+
+
+def test_flat_tensor_calls_key_programs_as_tree_flatten():
+    """A call of Tensors only skips tree_flatten: the same structure, so the same programs, as a
+    call whose values go through it (a Tensor inside a list gets its own)."""
+    from tapegrad.compile import _any, _flat_structure
+    from tapegrad.tape import tree_flatten
+    values = [tg.ones(2), tg.nn.Parameter(tg.ones(3)), tg.ones(1, requires_grad=True)]
+    assert _flat_structure(3) == tree_flatten(list(values), _any)[1]
+    compiled = tg.compile(lambda a, b: (a * b[0]).sum())
+    a = tg.tensor([1.0, 2.0], requires_grad=True)
+    compiled(a, [tg.tensor([3.0, 4.0])]).backward()
+    np.testing.assert_array_equal(a.grad.numpy(), [3.0, 4.0])
+    compiled(a, tg.tensor([[5.0, 6.0]])).backward()
+    np.testing.assert_array_equal(a.grad.numpy(), [8.0, 10.0])
+    assert len(compiled._compiled._programs) == 2
