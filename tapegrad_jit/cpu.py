@@ -329,7 +329,9 @@ class _Lowering:
         self.const_data = {}     # buffer -> float64 data
         # one op = ROW ints, flat: opcode, out (buffer, delta), n, a, b, c (buffer, delta each),
         # sa, sb, sc, x0, x1, x2 -- turned into `code` rows by NumPy once buffers have offsets
-        self.ops = array.array("q")   # 8 bytes an int (a list of ints: ~36)
+        # int32 as `code` is (4 bytes an int; a list of ints: ~36): a value that does not fit
+        # raises OverflowError (struct.error when packed), which Program reports as unsupported
+        self.ops = array.array("i")
         self.maps = []           # index maps for ipool
         self.map_offset = 0
         self.refs = {}           # slot -> _Ref
@@ -693,19 +695,19 @@ class _Lowering:
 # ---------------------------------------------------------------------------------------------
 
 ROW = 16     # ints per op in _Lowering.ops
-_ROW_STRUCT = struct.Struct(f"={ROW}q")     # one op as the bytes of _Lowering.ops' int64s
+_ROW_STRUCT = struct.Struct(f"={ROW}i")     # one op as the bytes of _Lowering.ops' int32s
 _OPERANDS = [1, 4, 6, 8]        # their buffer columns: out, a, b, c
 _KEY_LIMIT = 2 ** 62            # _plan's events sorted by one int64 key below it, else lexsort
 
 
 def _plan(lowering, pinned):
-    """Offsets for every virtual buffer, and the ops as an int64 array [n_ops, ROW]. Constants
+    """Offsets for every virtual buffer, the buffer's size and the code. Constants
     and `pinned` buffers (inputs, outputs) keep their own range; any other buffer takes a free
     range of its size when first written and gives it back after its last reader."""
     sizes = lowering.sizes
     n_bufs = len(sizes)
-    # a view of the lowering's array (written in place below), not a copy: 128 bytes an op
-    ops = np.frombuffer(lowering.ops, dtype=np.int64).reshape(-1, ROW)
+    # a view of the lowering's array (written in place below), not a copy: 64 bytes an op
+    ops = np.frombuffer(lowering.ops, dtype=np.int32).reshape(-1, ROW)
     n_ops = ops.shape[0]
     # first op writing each buffer, and last op touching it (as output or operand): ufunc.at
     # scans in place (np.unique's sorts of the columns were 10x slower and held copies)
@@ -762,15 +764,16 @@ def _plan(lowering, pinned):
         top += int(new_sizes.sum())
         reused = _roots(reused)
         offsets_arr[shared] = offsets_arr[reused[shared]]
+    if top > np.iinfo(np.int32).max:
+        raise OverflowError("the buffer's offsets exceed int32")
     offsets_arr = offsets_arr[root]
-    offsets = offsets_arr.tolist()
     code = np.empty((n_ops, WIDTH), dtype=np.int32)     # int32 at once: no int64 copy
     code[:, OP] = ops[:, 0]
     code[:, N] = ops[:, 3]
     for column, (buf_col, delta_col) in ((OUT, (1, 2)), (A, (4, 5)), (B, (6, 7)), (C, (8, 9))):
         code[:, column] = offsets_arr[ops[:, buf_col]] + ops[:, delta_col]
     code[:, SA:] = ops[:, 10:16]
-    return offsets, top, code
+    return offsets_arr, top, code
 
 
 def _roots(parent):
@@ -867,12 +870,19 @@ class Program:
         lowering = _Lowering(tape)
         input_refs = [lowering.ref(s) for s in tape.inputs]
         guards = sorted(tape.guards, key=lambda g: g.position)
-        self._lower(tape, lowering, guards)
-        output_refs = [lowering.ref(s) for s in tape.outputs]
-        pinned = {r.buf for r in input_refs + output_refs}
-        # the slot -> ref tables are done with: freed before planning's peak (issue 12)
-        lowering.refs = lowering.map_cache = lowering.element_maps = None
-        offsets, total, code = _plan(lowering, pinned)
+        try:
+            self._lower(tape, lowering, guards)
+            output_refs = [lowering.ref(s) for s in tape.outputs]
+            pinned = {r.buf for r in input_refs + output_refs}
+            # the slot -> ref tables are done with: freed before planning's peak (issue 12)
+            lowering.refs = lowering.map_cache = lowering.element_maps = None
+            offsets, total, code = _plan(lowering, pinned)
+        except (OverflowError, struct.error) as exc:
+            raise UnsupportedPrimitive(f"tapegrad_jit.cpu: the tape does not fit the "
+                                       f"interpreter's int32 code ({exc})") from None
+        # offsets: an array (a list of every buffer's was ~36 bytes a buffer at the peak)
+        offsets = {buf: int(offsets[buf]) for buf in list(lowering.const_data)
+                   + [r.buf for r in input_refs + output_refs]}
         v0 = np.zeros(max(total, 1))
         for buf, data in lowering.const_data.items():
             v0[offsets[buf]:offsets[buf] + data.size] = data

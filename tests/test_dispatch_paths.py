@@ -477,3 +477,16 @@ def test_plan_by_one_key_equals_plan_by_lexsort(case, monkeypatch):
     assert program.outputs == by_lexsort.outputs
     _assert_same(program([x])[1][1], by_lexsort([x])[1][1])
     np.testing.assert_allclose(program([x])[1][1], tape.run(x)[1], rtol=1e-12, atol=1e-14)
+
+
+def test_a_value_past_int32_is_unsupported_not_wrapped(monkeypatch):
+    f = lambda x: (x[np.array([2, 0, 1])] * x).sum()    # noqa: E731 (a gather: an index map)
+    x = np.array([0.5, 1.5, -2.0])
+    tape = tg.make_tape(f)(x)
+    monkeypatch.setattr(cpu._Lowering, "index_map", lambda self, indices: 2 ** 31)
+    with pytest.raises(cpu.UnsupportedPrimitive, match="int32"):
+        cpu.Program(tape)
+    with pytest.warns(RuntimeWarning, match="int32"):
+        program = cpu.compile(tape)
+    assert isinstance(program, cpu.ReferenceProgram)
+    np.testing.assert_allclose(program([x])[1], f(x))
