@@ -314,13 +314,13 @@ def _fitted(ct, x):
 # add, sub, mul: the registry rules (g, g; g, -g; g * y, g * x) without input_grads' generic
 # rule calls, one frame for the node instead of one per operand
 def _add_vjp(node, g):
-    g, a, b = _binary_operands(node, g)
+    g, a, b = _binary_operands(node, g, False)  # (its rules read no operand)
     na, nb = node._next
     return [None if na is None else _fitted(g, a), None if nb is None else _fitted(g, b)]
 
 
 def _sub_vjp(node, g):
-    g, a, b = _binary_operands(node, g)
+    g, a, b = _binary_operands(node, g, False)  # (its rules read no operand)
     na, nb = node._next
     return [None if na is None else _fitted(g, a), None if nb is None else _fitted(-g, b)]
 
