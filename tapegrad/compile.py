@@ -549,11 +549,15 @@ def _named_modules(module, prefix, memo, out):
 
 
 def _state(module):
-    """(names, tensors, settings): named_parameters() then named_buffers() (first occurrences,
-    in their order) and each module's _settings, from one walk of the module tree."""
+    """(names, tensors, settings, attributes): named_parameters() then named_buffers() (first
+    occurrences, in their order), each module's _settings, and the Tensors modules hold as plain
+    attributes (self.scale = torch.tensor(2.0)), from one walk of the module tree. Attributes are
+    (dotted name, index into tensors): an attribute that is a parameter or buffer takes its index,
+    any other Tensor is one more input after them, so a new value or an in-place change reaches
+    the compiled call as PyTorch's guards would make it (a constant in the tape would be stale)."""
     modules = []
     _named_modules(module, "", set(), modules)
-    names, tensors = [], []
+    names, tensors, index = [], [], {}
     for members in ("_parameters", "_buffers"):
         seen = set()
         for prefix, m in modules:
@@ -561,9 +565,29 @@ def _state(module):
                 if v is None or id(v) in seen:
                     continue
                 seen.add(id(v))
+                index.setdefault(id(v), len(tensors))
                 names.append(prefix + "." + k if prefix else k)
                 tensors.append(v)
-    return tuple(names), tensors, tuple(_settings(m) for _, m in modules)
+    attributes = []
+    for prefix, m in modules:
+        for k, v in m.__dict__.items():
+            if isinstance(v, Tensor):
+                at = index.get(id(v))
+                if at is None:
+                    at = index[id(v)] = len(tensors)
+                    tensors.append(v)
+                attributes.append((prefix + "." + k if prefix else k, at))
+    return tuple(names), tensors, tuple(_settings(m) for _, m in modules), tuple(attributes)
+
+
+def _attribute_swaps(module, attributes, values):
+    """[(owner's __dict__, attribute name, value)] putting values in for the plain attributes."""
+    swaps = []
+    for name, at in attributes:
+        path, _, attr = name.rpartition(".")
+        owner = module.get_submodule(path) if path else module
+        swaps.append((owner.__dict__, attr, values[at]))
+    return swaps
 
 
 class OptimizedModule(Module):
@@ -577,16 +601,24 @@ class OptimizedModule(Module):
 
     def forward(self, *args, **kwargs):
         mod = self._orig_mod
-        names, values, settings = _state(mod)
-        n_state, n_args, kw = len(values), len(args), tuple(kwargs)
-        key = (names, settings, n_args, kw)
+        names, values, settings, attributes = _state(mod)
+        n_named, n_state, n_args, kw = len(names), len(values), len(args), tuple(kwargs)
+        key = (names, settings, attributes, n_args, kw)
 
         def build():
             def run(*v):
-                state = dict(zip(names, v[:n_state]))
+                state = dict(zip(names, v[:n_named]))
                 rest = v[n_state:]
-                return functional_call(mod, state, tuple(rest[:n_args]),
-                                       dict(zip(kw, rest[n_args:])))
+                swaps = _attribute_swaps(mod, attributes, v)
+                saved = [(store, attr, store[attr]) for store, attr, _ in swaps]
+                try:
+                    for store, attr, value in swaps:
+                        store[attr] = value
+                    return functional_call(mod, state, tuple(rest[:n_args]),
+                                           dict(zip(kw, rest[n_args:])))
+                finally:
+                    for store, attr, old in saved:
+                        store[attr] = old
             return run
         values += list(args) + [kwargs[k] for k in kw]
         return self._compiled.call(key, build, values, lambda: mod(*args, **kwargs))

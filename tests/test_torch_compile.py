@@ -314,7 +314,7 @@ def test_module_state_walk_matches_named_parameters_and_buffers():
                            tg.nn.Linear(3, 2))
     net.register_buffer("scale", tg.ones(1))
     net[1].register_buffer("alias", net[1].running_mean)
-    names, tensors, settings = _state(net)
+    names, tensors, settings, attributes = _state(net)
     expected = list(net.named_parameters()) + list(net.named_buffers())
     assert names == tuple(n for n, _ in expected)
     assert all(a is b for a, (_, b) in zip(tensors, expected)) and len(tensors) == len(expected)
@@ -446,3 +446,44 @@ def test_flat_tensor_calls_key_programs_as_tree_flatten():
     compiled(a, tg.tensor([[5.0, 6.0]])).backward()
     np.testing.assert_array_equal(a.grad.numpy(), [8.0, 10.0])
     assert len(compiled._compiled._programs) == 2
+
+
+class _Scaled(tg.nn.Module):
+    """A module holding Tensors as plain attributes (not parameters or buffers)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = tg.nn.Linear(3, 2)
+        self.scale = tg.tensor(2.0)
+        self.learned = tg.tensor([0.5, -1.0], requires_grad=True)
+        self.alias = self.lin.weight            # an attribute naming a parameter
+
+    def forward(self, x):
+        return ((self.lin(x) * self.scale + self.learned) * self.alias.sum()).sum()
+
+
+def test_plain_tensor_attributes_are_read_on_every_call():
+    tg.manual_seed(0)
+    m, x = _Scaled(), tg.tensor(rng.standard_normal((4, 3)), dtype=tg.float32)
+    compiled = tg.compile(m)
+
+    def both():
+        results = []
+        for fn in (compiled, m):
+            for t in (m.lin.weight, m.learned):
+                t.grad = None
+            out = fn(x)
+            out.backward()
+            results.append((out.item(), m.lin.weight.grad.numpy().copy(), m.learned.grad.numpy().copy()))
+        (a, wa, la), (b, wb, lb) = results
+        assert a == pytest.approx(b, rel=1e-5)
+        np.testing.assert_allclose(wa, wb, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(la, lb, rtol=1e-5, atol=1e-6)
+
+    both()
+    m.scale = tg.tensor(3.0)                  # a new value: replayed the old constant before
+    both()
+    with tg.no_grad():
+        m.scale.mul_(2.0)                     # an in-place change of the attribute
+        m.lin.weight.add_(0.25)               # reaches the alias too
+    both()
