@@ -507,11 +507,63 @@ class _CompiledFunction:
 
     def __call__(self, *args, **kwargs):
         fun, names, n = self._orig_mod, tuple(kwargs), len(args)
-        values = list(args) + [kwargs[k] for k in names]
+        captured = _captured_tensors(fun)
+        n_given = n + len(names)
+        values = list(args) + [kwargs[k] for k in names] + [t for _, _, t in captured]
 
         def build():
-            return lambda *v: fun(*v[:n], **dict(zip(names, v[n:])))
-        return self._compiled.call((n, names), build, values, lambda: fun(*args, **kwargs))
+            def run(*v):
+                # the trace reads the captured Tensors' values as inputs: swapped in meanwhile
+                saved = [(store, name, store[name]) for store, name, _ in captured]
+                try:
+                    for (store, name, _), value in zip(captured, v[n_given:]):
+                        store[name] = value
+                    return fun(*v[:n], **dict(zip(names, v[n:n_given])))
+                finally:
+                    for store, name, old in saved:
+                        store[name] = old
+            return run
+        key = (n, names, tuple((type(store) is _Cells, name) for store, name, _ in captured))
+        return self._compiled.call(key, build, values, lambda: fun(*args, **kwargs))
+
+
+class _Cells:
+    """A function's closure cells as a store: cells[name] reads and writes the cell's value."""
+
+    def __init__(self, fun):
+        self._cells = dict(zip(fun.__code__.co_freevars, fun.__closure__))
+
+    def __getitem__(self, name):
+        return self._cells[name].cell_contents
+
+    def __setitem__(self, name, value):
+        self._cells[name].cell_contents = value
+
+
+def _captured_tensors(fun):
+    """[(store, name, Tensor)] for the Tensors fun reads from its module's globals or its closure
+    (k in `return x * k`): inputs of the compiled call, read on every call, as PyTorch's compile
+    lifts them (a constant in the tape would be stale after `k = ...` or `k.mul_(2)`). Tensors
+    reached through helpers or containers are not followed: pass those as arguments."""
+    code = getattr(fun, "__code__", None)
+    if code is None:
+        return []
+    out = []
+    module_globals = fun.__globals__
+    for name in code.co_names:
+        value = module_globals.get(name)
+        if isinstance(value, Tensor):
+            out.append((module_globals, name, value))
+    if fun.__closure__:
+        cells = _Cells(fun)
+        for name in code.co_freevars:
+            try:
+                value = cells[name]
+            except ValueError:          # an empty cell (assigned later)
+                continue
+            if isinstance(value, Tensor):
+                out.append((cells, name, value))
+    return out
 
 
 _SCALARS = (bool, int, float, str, type(None))

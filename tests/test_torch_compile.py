@@ -487,3 +487,46 @@ def test_plain_tensor_attributes_are_read_on_every_call():
         m.scale.mul_(2.0)                     # an in-place change of the attribute
         m.lin.weight.add_(0.25)               # reaches the alias too
     both()
+
+
+SCALE = tg.tensor(2.0)
+WEIGHT = tg.tensor([1.0, -2.0, 0.5], requires_grad=True)
+
+
+def _uses_globals(x):
+    return (x * SCALE * WEIGHT).sum()
+
+
+def test_tensors_read_from_globals_and_closures_are_read_on_every_call():
+    global SCALE
+    x = tg.tensor([0.5, 1.5, -1.0])
+    offset = tg.tensor(1.0)
+
+    def closes_over(x):
+        return (x + offset).pow(2).sum()
+
+    compiled_global, compiled_closure = tg.compile(_uses_globals), tg.compile(closes_over)
+    programs = compiled_global._compiled._programs
+
+    def check():
+        WEIGHT.grad = None
+        got = compiled_global(x)
+        got.backward()
+        compiled_grad = WEIGHT.grad.numpy().copy()
+        WEIGHT.grad = None
+        want = _uses_globals(x)
+        want.backward()
+        assert got.item() == pytest.approx(want.item())
+        np.testing.assert_allclose(compiled_grad, WEIGHT.grad.numpy())
+        assert compiled_closure(x).item() == pytest.approx(closes_over(x).item())
+
+    check()
+    SCALE = tg.tensor(3.0)                  # rebound global
+    offset = tg.tensor(-2.0)                # rebound closure variable
+    check()
+    with tg.no_grad():
+        SCALE.mul_(2.0)                     # in-place changes
+        WEIGHT.add_(1.0)
+        offset.sub_(1.0)
+    check()
+    assert len(programs) == 1               # inputs, not a program per value
