@@ -500,3 +500,31 @@ def test_numeric_binary_backward_cotangent_types_on_0d_nodes():
             cts = graph._NUMERIC_VJPS[name](node, g if out.ndim else g[()])
             assert cts[1] is None
             assert type(cts[0]) is (np.ndarray if out.ndim else np.float64)
+
+
+def test_engine_order_on_chains_and_diamonds_matches_torch():
+    # the engine runs a chain's next link without its heap: every node must still run after all
+    # the nodes that send it gradient (random DAGs of chains, fan-outs and joins)
+    real_torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    for trial in range(30):
+        plan = [(int(rng.integers(0, 3)), int(rng.integers(0, 10 ** 6)), int(rng.integers(0, 10 ** 6)))
+                for _ in range(12)]
+        grads = []
+        for mod in (tg, real_torch):
+            x = mod.tensor([0.3, -0.7], dtype=mod.float64, requires_grad=True)
+            values, order = [x], []
+            for kind, i, j in plan:
+                a, b = values[i % len(values)], values[j % len(values)]
+                values.append(a * 1.1 + 0.5 if kind == 0 else a * b if kind == 1 else a.tanh() - b)
+            for k, v in enumerate(values[1:]):
+                v.register_hook(lambda g, k=k: order.append(k))
+            values[-1].sum().backward() if trial % 2 else (values[-1] + values[-3]).sum().backward()
+            grads.append((x.grad.detach().numpy().copy(), order))
+        np.testing.assert_allclose(grads[0][0], grads[1][0], rtol=1e-13, atol=1e-300)
+        order = grads[0][1]
+        assert sorted(order) == sorted(grads[1][1])
+        for k, (kind, i, j) in enumerate(plan):  # value k + 1 sends gradient to its operands
+            for used in {i % (k + 1), j % (k + 1)} if kind else {i % (k + 1)}:
+                if used and k in order:
+                    assert order.index(k) < order.index(used - 1), (plan, order)

@@ -398,8 +398,14 @@ def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capt
     _grad_state.enabled = bool(create_graph)
     errors = _ERROR_STATE.set(_QUIET) if _ERROR_STATE is not None else quiet_errors()
     try:
-        while heap:
-            node = pop(heap)[1]
+        following = None  # a node to run next that skipped the heap (see below)
+        while True:
+            if following is not None:
+                node, following = following, None
+            elif heap:
+                node = pop(heap)[1]
+            else:
+                break
             g = buffer.pop(node)
             if node._pre_hooks or node._retained is not None:
                 g = _run_tensor_hooks(node, g)
@@ -413,6 +419,7 @@ def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capt
             if check_nan:
                 _check_nan(node, cts)
             i = 0
+            first = None
             for nxt in node._next:
                 ct = cts[i]
                 i += 1
@@ -420,9 +427,19 @@ def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capt
                     old = buffer.get(nxt)
                     if old is None:
                         buffer[nxt] = ct
-                        push(heap, (-nxt._seq, nxt))
+                        if first is None and not heap:
+                            first = nxt
+                        else:
+                            push(heap, (-nxt._seq, nxt))
                     else:
                         buffer[nxt] = old + ct
+            if first is not None:
+                # the only node now waiting (a chain's next link) runs next without heap traffic;
+                # with others waiting, it takes its place in the order
+                if heap:
+                    push(heap, (-first._seq, first))
+                else:
+                    following = first
             if not retain_graph:
                 node.freed = True
     finally:
