@@ -16,6 +16,7 @@ written in place such as BatchNorm's running statistics in training) runs eagerl
 warning per compiled object.
 """
 import collections
+import contextlib
 import functools
 import math
 import os
@@ -514,17 +515,32 @@ class _CompiledFunction:
         def build():
             def run(*v):
                 # the trace reads the captured Tensors' values as inputs: swapped in meanwhile
-                saved = [(store, name, store[name]) for store, name, _ in captured]
-                try:
-                    for (store, name, _), value in zip(captured, v[n_given:]):
-                        store[name] = value
+                with _swapped(_capture_swaps(captured, v[n_given:])):
                     return fun(*v[:n], **dict(zip(names, v[n:n_given])))
-                finally:
-                    for store, name, old in saved:
-                        store[name] = old
             return run
-        key = (n, names, tuple((type(store) is _Cells, name) for store, name, _ in captured))
+        key = (n, names, _capture_key(captured))
         return self._compiled.call(key, build, values, lambda: fun(*args, **kwargs))
+
+
+def _capture_key(captured):
+    return tuple((type(store) is _Cells, name) for store, name, _ in captured)
+
+
+def _capture_swaps(captured, values):
+    return [(store, name, value) for (store, name, _), value in zip(captured, values)]
+
+
+@contextlib.contextmanager
+def _swapped(swaps):
+    """Each (store, name, value) put in for the duration of the block; the old values after."""
+    saved = [(store, name, store[name]) for store, name, _ in swaps]
+    try:
+        for store, name, value in swaps:
+            store[name] = value
+        yield
+    finally:
+        for store, name, old in saved:
+            store[name] = old
 
 
 class _Cells:
@@ -541,8 +557,8 @@ class _Cells:
 
 
 def _captured_tensors(fun):
-    """[(store, name, Tensor)] for the Tensors fun reads from its module's globals or its closure
-    (k in `return x * k`): inputs of the compiled call, read on every call, as PyTorch's compile
+    """[(store, name, Tensor)] for the Tensors fun (a function, or a module's forward) reads from
+    its module's globals or its closure (k in `return x * k`): inputs of the compiled call, read on every call, as PyTorch's compile
     lifts them (a constant in the tape would be stale after `k = ...` or `k.mul_(2)`). Tensors
     reached through helpers or containers are not followed: pass those as arguments."""
     code = getattr(fun, "__code__", None)
@@ -654,25 +670,22 @@ class OptimizedModule(Module):
     def forward(self, *args, **kwargs):
         mod = self._orig_mod
         names, values, settings, attributes = _state(mod)
+        captured = _captured_tensors(getattr(type(mod).forward, "__func__", type(mod).forward))
         n_named, n_state, n_args, kw = len(names), len(values), len(args), tuple(kwargs)
-        key = (names, settings, attributes, n_args, kw)
+        n_given = n_args + len(kw)
+        key = (names, settings, attributes, _capture_key(captured), n_args, kw)
 
         def build():
             def run(*v):
                 state = dict(zip(names, v[:n_named]))
                 rest = v[n_state:]
-                swaps = _attribute_swaps(mod, attributes, v)
-                saved = [(store, attr, store[attr]) for store, attr, _ in swaps]
-                try:
-                    for store, attr, value in swaps:
-                        store[attr] = value
+                swaps = _attribute_swaps(mod, attributes, v) + _capture_swaps(captured,
+                                                                                rest[n_given:])
+                with _swapped(swaps):
                     return functional_call(mod, state, tuple(rest[:n_args]),
-                                           dict(zip(kw, rest[n_args:])))
-                finally:
-                    for store, attr, old in saved:
-                        store[attr] = old
+                                           dict(zip(kw, rest[n_args:n_given])))
             return run
-        values += list(args) + [kwargs[k] for k in kw]
+        values += list(args) + [kwargs[k] for k in kw] + [t for _, _, t in captured]
         return self._compiled.call(key, build, values, lambda: mod(*args, **kwargs))
 
     def __getattr__(self, name):

@@ -530,3 +530,26 @@ def test_tensors_read_from_globals_and_closures_are_read_on_every_call():
         offset.sub_(1.0)
     check()
     assert len(programs) == 1               # inputs, not a program per value
+
+
+class _ReadsAGlobal(tg.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = tg.nn.Linear(3, 1)
+
+    def forward(self, x):
+        return (self.lin(x) * SCALE).sum()
+
+
+def test_a_module_forward_reads_global_tensors_on_every_call():
+    global SCALE
+    tg.manual_seed(0)
+    m, x = _ReadsAGlobal(), tg.ones(4, 3)
+    compiled = tg.compile(m)
+    for change in (None, "rebind", "in place"):
+        if change == "rebind":
+            SCALE = tg.tensor(-1.5)
+        elif change == "in place":
+            with tg.no_grad():
+                SCALE.mul_(3.0)
+        assert compiled(x).item() == pytest.approx(m(x).item(), rel=1e-6)
