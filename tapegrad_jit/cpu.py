@@ -24,7 +24,7 @@ import re
 import struct
 import threading
 import warnings
-from itertools import chain
+from itertools import chain, islice
 
 import numpy as np
 
@@ -945,50 +945,51 @@ class Program:
             append(pack(opcode, o.buf, o.delta, 1, a.buf, a.delta, b.buf, b.delta, c.buf, c.delta,
                         1, 1, 1, 0, 0, 0))
 
-        next_guard, n_guards = 0, len(guards)
-        guard_at = guards[0].position if guards else len(tape.instrs) + 1
-        for k, ins in enumerate(tape.instrs):
-            if k >= guard_at:
-                while next_guard < n_guards and guards[next_guard].position <= k:
-                    lowering.lower_guard(guards[next_guard], next_guard + 1)
-                    next_guard += 1
-                guard_at = guards[next_guard].position if next_guard < n_guards else k + 2 ** 62
-            out, operands, name = ins.out, ins.ins, ins.prim.name
-            opcode = opcodes.get(name)
-            if opcode is None or ins.params or shapes[out] != ():
-                for slot in operands:
-                    if slot in pending:
-                        scalar(*pending.pop(slot)[:3])
-                lowering.lower(ins)
-                continue
-            fused = False
-            if pending and not pending_slots.isdisjoint(operands):     # in C: most have none
-                for position, slot in enumerate(operands):
-                    inner = pending.get(slot)
-                    if inner is not None:
-                        pair = pairs.get((name, inner[3], position))
-                        if pair is not None and dtypes[out] in floats:
-                            del pending[slot]
-                            opcode, fused = pair, True
-                            operands = inner[2] + operands[:position] + operands[position + 1:]
-                            break
-                for slot in operands:
-                    if slot in pending:
-                        scalar(*pending.pop(slot)[:3])
-            # an elementwise op of 0-d result reads 0-d operands only: their dtypes are left
-            if not fused and name in producers and uses[out] == 1 and dtypes[out] in floats:
-                for slot in operands:
-                    if dtypes[slot] not in floats:
-                        break
-                else:
-                    pending[out] = (opcode, out, tuple(operands), name)
+        # the instructions in runs, each followed by the guards placed before the next one (no
+        # per-instruction check); guards placed after the last come after the pending ops
+        instrs, n_instrs, done = iter(tape.instrs), len(tape.instrs), 0
+        early = [guard for guard in guards if guard.position < n_instrs]
+        for number, guard in enumerate(early + [None], 1):
+            stop = n_instrs if guard is None else max(guard.position, 0)
+            for ins in islice(instrs, stop - done):
+                out, operands, name = ins.out, ins.ins, ins.prim.name
+                opcode = opcodes.get(name)
+                if opcode is None or ins.params or shapes[out] != ():
+                    for slot in operands:
+                        if slot in pending:
+                            scalar(*pending.pop(slot)[:3])
+                    lowering.lower(ins)
                     continue
-            scalar(opcode, out, operands)
+                fused = False
+                if pending and not pending_slots.isdisjoint(operands):     # in C: most have none
+                    for position, slot in enumerate(operands):
+                        inner = pending.get(slot)
+                        if inner is not None:
+                            pair = pairs.get((name, inner[3], position))
+                            if pair is not None and dtypes[out] in floats:
+                                del pending[slot]
+                                opcode, fused = pair, True
+                                operands = inner[2] + operands[:position] + operands[position + 1:]
+                                break
+                    for slot in operands:
+                        if slot in pending:
+                            scalar(*pending.pop(slot)[:3])
+                # an elementwise op of 0-d result reads 0-d operands only: their dtypes are left
+                if not fused and name in producers and uses[out] == 1 and dtypes[out] in floats:
+                    for slot in operands:
+                        if dtypes[slot] not in floats:
+                            break
+                    else:
+                        pending[out] = (opcode, out, tuple(operands), name)
+                        continue
+                scalar(opcode, out, operands)
+            done = max(done, stop)
+            if guard is not None:
+                lowering.lower_guard(guard, number)
         for op in list(pending.values()):
             scalar(*op[:3])
-        while next_guard < n_guards:
-            lowering.lower_guard(guards[next_guard], next_guard + 1)
-            next_guard += 1
+        for number, guard in enumerate(guards[len(early):], len(early) + 1):
+            lowering.lower_guard(guard, number)
 
     def _buffer(self):
         v = getattr(self._local, "v", None)
