@@ -48,6 +48,8 @@ _READS_NO_INPUT = graph.READS_NO_INPUT
 _node_sequence = graph._sequence
 _NOT_TRACKED = object()
 _weak_scalar, _weak_cache = graph.weak_scalar, graph._weak_cache
+# the registry's grad_fn names of a full and a partial mean, read once (not per call)
+_MEAN_NAMES = tuple(P.mean.torch_name((), {"axis": axis}) for axis in (None, (0,)))
 _EAGER_INFO = {}  # primitive -> what _bind reads of it on every call (see _eager_info)
 
 
@@ -780,7 +782,8 @@ class Tensor(TensorMethods, PrimitiveOperators):
                                f"a floating point or complex dtype. Got: {x.dtype.tensor_type[:-6]}")
         # a lone Tensor argument: bind would hand the call to its _bind
         axis = None if dim is None else _axes(dim, self.ndim)
-        return type(x)._bind(P.mean, (x,), {"axis": axis, "keepdims": keepdim})
+        return type(x)._bind(P.mean, (x,), {"axis": axis, "keepdims": keepdim},
+                             _MEAN_NAMES[axis is not None])
 
     def prod(self, dim=None, keepdim=False, dtype=None):
         x = self if dtype is None else self.to(dtype)
