@@ -1,5 +1,6 @@
 """The torch.* namespace: factories, random numbers, and functions that mirror Tensor methods."""
 import builtins
+import functools
 import math
 
 import numpy as np
@@ -49,8 +50,14 @@ def seed():
 
 def _infer_dtype(data):
     """PyTorch's inference: floats -> float32, ints -> int64, bools -> bool; arrays keep theirs."""
-    if isinstance(data, np.ndarray):
+    if isinstance(data, (np.ndarray, np.generic)):     # a NumPy scalar keeps its dtype too
         return data.dtype
+    if isinstance(data, (list, tuple)):
+        items = list(_flatten(data))
+        if builtins.any(isinstance(x, np.generic) for x in items):
+            # PyTorch promotes the elements' own types: NumPy scalars their dtypes, Python
+            # numbers the defaults ([np.float16(1), np.float16(2)] stays float16)
+            return functools.reduce(_promote, [_infer_dtype(x) for x in items])
     arr = np.asarray(data)
     if arr.dtype.kind == "f":
         return _DEFAULT_FLOAT[0]
@@ -845,12 +852,16 @@ class iinfo:
         return f"iinfo(min={self.min:g}, max={self.max:g}, dtype={self.dtype.name})"
 
 
-def promote_types(type1, type2):
-    a, b = dtypes.to_numpy_dtype(type1), dtypes.to_numpy_dtype(type2)
+def _promote(a, b):
     # PyTorch: a float meets an integer or bool -> that float (NumPy would widen int64 + float32)
     if (a.kind == "f") != (b.kind == "f"):
-        return dtypes.from_numpy_dtype(a if a.kind == "f" else b)
-    return dtypes.from_numpy_dtype(np.promote_types(a, b))
+        return a if a.kind == "f" else b
+    return np.promote_types(a, b)
+
+
+def promote_types(type1, type2):
+    return dtypes.from_numpy_dtype(_promote(dtypes.to_numpy_dtype(type1),
+                                            dtypes.to_numpy_dtype(type2)))
 
 
 def can_cast(from_, to):

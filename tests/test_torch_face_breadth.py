@@ -761,3 +761,15 @@ def test_files_of_the_earlier_pickle_format_still_load(tmp_path):
     path = tmp_path / "old.pth"
     tg.save({"w": tg.tensor([1.0, 2.0])}, path, _use_new_zipfile_serialization=False)
     assert tg.load(path)["w"].tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("data", [
+    np.float16(1.5), np.int16(3), np.float32(2.0), np.float64(2.0), np.int32(4), np.bool_(True),
+    np.uint8(3), 3, 2.5, True, [np.float16(1.5), np.float16(2.0)], [np.float64(1.0), 2.0],
+    [np.int16(1), 2], [[np.int8(1)], [np.int8(2)]], (np.float32(1.0), 2), [np.bool_(True), True]],
+    ids=repr)
+def test_tensor_of_numpy_scalars_infers_torchs_dtype(data):
+    torch = pytest.importorskip("torch")
+    ours, theirs = tg.tensor(data), torch.tensor(data)
+    assert str(ours.dtype) == str(theirs.dtype)
+    np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
