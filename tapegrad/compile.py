@@ -16,7 +16,6 @@ written in place such as BatchNorm's running statistics in training) runs eagerl
 warning per compiled object.
 """
 import collections
-import contextlib
 import functools
 import math
 import os
@@ -31,7 +30,7 @@ from . import primitives as _primitives
 from . import transforms as _transforms
 from .autograd.function import Function
 from .autograd.grad_mode import is_grad_enabled
-from .func import _rng_state, functional_call
+from .func import _rng_state, functional_call, _swapped
 from .nn.modules.module import Module
 from .tape import _renumber_guards, eliminate_dead_code, optimize, tree_flatten, tree_unflatten
 from .tensor import Tensor
@@ -530,19 +529,6 @@ def _capture_swaps(captured, values):
     return [(store, name, value) for (store, name, _), value in zip(captured, values)]
 
 
-@contextlib.contextmanager
-def _swapped(swaps):
-    """Each (store, name, value) put in for the duration of the block; the old values after."""
-    saved = [(store, name, store[name]) for store, name, _ in swaps]
-    try:
-        for store, name, value in swaps:
-            store[name] = value
-        yield
-    finally:
-        for store, name, old in saved:
-            store[name] = old
-
-
 class _Cells:
     """A function's closure cells as a store: cells[name] reads and writes the cell's value."""
 
@@ -558,9 +544,10 @@ class _Cells:
 
 def _captured_tensors(fun):
     """[(store, name, Tensor)] for the Tensors fun (a function, or a module's forward) reads from
-    its module's globals or its closure (k in `return x * k`): inputs of the compiled call, read on every call, as PyTorch's compile
-    lifts them (a constant in the tape would be stale after `k = ...` or `k.mul_(2)`). Tensors
-    reached through helpers or containers are not followed: pass those as arguments."""
+    its module's globals or its closure (k in `return x * k`): inputs of the compiled call, read
+    on every call, as PyTorch's compile lifts them (a constant in the tape would be stale after
+    `k = ...` or `k.mul_(2)`). Tensors reached through helpers or containers are not followed:
+    pass those as arguments."""
     code = getattr(fun, "__code__", None)
     if code is None:
         return []

@@ -6,6 +6,7 @@ Tensors go in and Tensors come out, as in torch.func. The function runs on tapeg
 and the common Tensor methods; transforms nest (hessian = jacfwd(jacrev)). Python ints (and
 other non-array arguments) are static, as in tapegrad.grad.
 """
+import contextlib
 import functools
 
 import numpy as np
@@ -321,12 +322,21 @@ def functional_call(module, parameter_and_buffer_dicts, args=None, kwargs=None, 
             if id(t) in by_tensor and name not in given:
                 _, store, attr = _slot_of(module, name)
                 swaps.setdefault((id(store), attr), (store, attr, by_tensor[id(t)]))
-    saved = [(store, attr, store[attr]) for store, attr, _ in swaps.values()]
     args = () if args is None else args if isinstance(args, tuple) else (args,)
-    try:
-        for store, attr, value in swaps.values():
-            store[attr] = value
+    with _swapped(swaps.values()):
         return module(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def _swapped(swaps):
+    """Each (store, name, value) put in for the duration of the block (store[name] = value);
+    the old values back after it, however it ends."""
+    swaps = list(swaps)
+    saved = [(store, name, store[name]) for store, name, _ in swaps]
+    try:
+        for store, name, value in swaps:
+            store[name] = value
+        yield
     finally:
-        for store, attr, old in saved:
-            store[attr] = old
+        for store, name, old in saved:
+            store[name] = old
