@@ -139,24 +139,15 @@ def _passes_one_by_one(tape):
 
 
 def _loop_energies():
-    def diff(x):
-        s = 0.0
-        for i in range(x.shape[0] - 1):
-            s += (x[i + 1] - x[i]) ** 2
-        return s
-
-    def fd(x):
-        y = x * 0.0
-        for i in range(1, x.shape[0] - 1):
-            y[i] = x[i - 1] - 2.0 * x[i] + x[i + 1]
-        return sum(y[i] * y[i] + 0.5 * x[i] ** 4 for i in range(x.shape[0]))
+    """The loops benchmark's element loops (reads; writes then reads) and slices with a branch."""
+    from benchmarks.workloads.element_loop import diff_energy, fd_energy
 
     def slices(x):
         y = x * 1.0
         if np.sum(y) > 0:
             y = y ** 2
         return np.sum(x[1:] * x[:-1]) + np.sum(y[:2] ** 1) + np.sum(x * np.full(x.shape, 3.0))
-    return diff, fd, slices
+    return diff_energy, fd_energy, slices
 
 
 def test_optimize_gives_the_tapes_of_the_passes_one_by_one():
