@@ -345,18 +345,27 @@ def _div_vjp(node, g):
 _INT_OF_WIDTH = {2: np.int16, 4: np.int32, 8: np.int64}
 
 
+def masked(cond, g, keep_where_true):
+    """where(cond, g, 0) (keep_where_true) or where(cond, 0, g) as a bit mask, for a float g of
+    2, 4 or 8 bytes an element: np.where branches per element and a ReLU's mask is noise to the
+    branch predictor (600 us against 40 us for 173k float32 here); the bits of g are kept (NaN,
+    inf, -0 included) where g is kept, and the zeros are +0, as np.where's."""
+    ints = _INT_OF_WIDTH[g.dtype.itemsize]
+    mask = cond.view(np.uint8).astype(ints)
+    if keep_where_true:
+        np.negative(mask, out=mask)  # all bits set where cond holds
+    else:
+        mask -= 1  # all bits set where it does not
+    return np.bitwise_and(g.view(ints), mask).view(g.dtype)
+
+
 def _relu_vjp(node, g):
-    """where(ans <= 0, 0, g) as a bit mask: np.where branches per element and a ReLU's mask is
-    noise to the branch predictor (600 us against 40 us for 173k float32 here); the bits of g are
-    kept (NaN, inf, -0 included) where the rule keeps g, and zeroed (+0) where it writes 0."""
+    """where(ans <= 0, 0, g), the rule, as a bit mask (masked)."""
     ans = node.ans
-    ints = _INT_OF_WIDTH.get(ans.dtype.itemsize)
-    if (ints is None or type(g) is not np.ndarray or g.dtype != ans.dtype
-            or g.shape != ans.shape or ans.dtype.kind != "f"):
+    if (ans.dtype.itemsize not in _INT_OF_WIDTH or type(g) is not np.ndarray
+            or g.dtype != ans.dtype or g.shape != ans.shape or ans.dtype.kind != "f"):
         return None
-    mask = (ans <= 0).view(np.uint8).astype(ints)
-    mask -= 1  # 0 where the rule writes 0, all bits set where it keeps g
-    return [np.bitwise_and(g.view(ints), mask).view(ans.dtype)]
+    return [masked(ans <= 0, g, keep_where_true=False)]
 
 
 def _max_pool2d_vjp(node, g):
