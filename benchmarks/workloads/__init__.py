@@ -4,12 +4,13 @@ To add a workload, write a module here that defines a `Workload` (see harness.py
 below for the pattern) and list it in WORKLOADS.
 """
 from . import (batched, call_overhead, dask_cluster, element_loop, gpu_rosenbrock, mlp, ode,
-               rosenbrock, scalar_graph, seed, training)
+               rosenbrock, scalar_graph, scalar_graph_variants, seed, training)
 
 WORKLOADS = [
     seed.WORKLOAD,
     call_overhead.WORKLOAD,
     *scalar_graph.WORKLOADS,
+    *scalar_graph_variants.WORKLOADS,
     rosenbrock.WORKLOAD,
     mlp.WORKLOAD,
     ode.WORKLOAD,
