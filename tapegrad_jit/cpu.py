@@ -39,6 +39,7 @@ from . import cache, lowering_linalg, lowering_nn
 
 OP, OUT, N, A, B, C, SA, SB, SC, X0, X1, X2 = range(12)
 WIDTH = 12
+ROW_KERNEL_INSTRUCTIONS = 2000  # longer row tapes stay on the interpreter (rows.py: compile time)
 
 # backend-only elementwise forms (casts and a helper of logsumexp)
 _BACKEND_FORMS = {
@@ -896,14 +897,17 @@ class Program:
         self.outputs = [(offsets[r.buf] + r.delta, _size(tape.shapes[s]), tape.shapes[s],
                          tape.dtypes[s]) for r, s in zip(output_refs, tape.outputs)]
         self.out_tree = tape.out_tree
-        self.tape = tape
+        # only a row kernel reads the tape again: a long tape kept alive would be two tracked
+        # objects an instruction (Instr, ins tuple) for every later collection to traverse
+        self.tape = tape if len(tape.instrs) <= ROW_KERNEL_INSTRUCTIONS else None
         self.guards = guards
         self._local = threading.local()
         from . import rolled        # repeated loop bodies run as compiled loops (rolled.py)
         self._run = rolled.runner(self.code, self.ipool, kernels().run)
         self._results = result_builder(self.out_tree, [dtype for *_, dtype in self.outputs])
         self._call_arrays = self._call_function()
-        self._rows = False           # the generated row kernel: False until first asked for
+        # the generated row kernel: False until first asked for, None: interpreter
+        self._rows = False if self.tape is not None else None
         self._lock = threading.Lock()
 
     @staticmethod

@@ -16,9 +16,9 @@ import numpy as np
 
 from . import cache
 from .cpu import ELEMENTWISE_OPCODE, ELEMENTWISE_FORMS, _BACKEND_FORMS
+from .cpu import ROW_KERNEL_INSTRUCTIONS as MAX_INSTRUCTIONS   # cpu.Program drops longer tapes
 from .cuda_plan import literal     # plain Python: the same constant text as the CUDA row kernel
 
-MAX_INSTRUCTIONS = 2000     # longer row tapes stay on the interpreter (compile time grows)
 MIN_ROWS = 512              # fewer rows than this do not pay for compiling a kernel
 
 _FORMS = dict(ELEMENTWISE_FORMS)
