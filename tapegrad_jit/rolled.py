@@ -40,7 +40,7 @@ import warnings
 import numpy as np
 
 from . import cache, cpu
-from .cpu import A, B, C, N, OP, OUT, X0, X1, X2
+from .cpu import A, B, C, N, OP, OUT, SA, SB, SC, X0, X1, X2
 
 MIN_ROWS = 2048      # rows in a run (trips * body length) before rolling pays: a 1k-op
                      # scalar graph (~3k repeating rows) 16.7 -> 11.1 us a call (AMD EPYC)
@@ -51,14 +51,12 @@ _CHUNK = 1 << 16     # rows compared at once (bounds the temporaries of a long t
 _SAMPLE = 8          # the screen of a period reads every _SAMPLE-th row
 
 _ELEMENTWISE = dict(enumerate(form for _, form in cpu.ELEMENTWISE_FORMS))
-# the columns each kind of array row uses (elementwise rows: see _uses); the others are ignored
-_ROLES = {"guard": ((A, "read"), (X0, "int")),
-          "gather": ((OUT, "int"), (N, "int"), (A, "int"), (X0, "int")),
-          "scatter_add": ((OUT, "int"), (B, "read"), (X0, "int")),
-          "scatter_set": ((OUT, "int"), (B, "read"), (X0, "int")),
-          "place": ((OUT, "int"), (A, "int"), (X0, "int"), (X1, "int"))}
-_ARRAY_ROLLABLE = [cpu.OPCODE[name] for name in ("guard", "gather", "place")]
-_SCATTERS = [cpu.OPCODE["scatter_add"], cpu.OPCODE["scatter_set"]]
+_REDUCTIONS = {cpu.OPCODE["reduce_" + name]: k for k, name in enumerate(("sum", "prod", "max", "min"))}
+# array rows a body may hold (linalg and pool rows run alone); the kinds (see _row_uses) by opcode
+_KINDS = {cpu.OPCODE[name]: name for name in ("guard", "gather", "place", "scatter_add",
+                                                "scatter_set", "matmul")}
+_KINDS.update({opcode: "reduce" for opcode in _REDUCTIONS})
+_ARRAY_ROLLABLE = list(_KINDS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,12 +64,11 @@ _SCATTERS = [cpu.OPCODE["scatter_add"], cpu.OPCODE["scatter_set"]]
 # ---------------------------------------------------------------------------------------------
 
 def rollable_rows(code):
-    """Rows a rolled body may hold: scalar elementwise ops, guards, gathers, places and element
-    scatters (reductions, matmul, array-wide ops and copying scatters run as loops already)."""
+    """Rows a rolled body may hold: elementwise ops of any length, guards, gathers, places,
+    scatters, reductions and matrix products (the interpreter's helpers run them; linalg and
+    pool rows do not roll)."""
     ops = code[:, OP]
-    element_scatter = (code[:, X1] == 1) & (code[:, X2] == 2)
-    return ((ops < cpu.NUM_ELEMENTWISE) & (code[:, N] == 1)) | np.isin(ops, _ARRAY_ROLLABLE) | (
-        np.isin(ops, _SCATTERS) & element_scatter)
+    return (ops < cpu.NUM_ELEMENTWISE) | np.isin(ops, _ARRAY_ROLLABLE)
 
 
 def _runs_of_period(code, k, usable, min_rows):
@@ -144,8 +141,7 @@ def _select(code, runs):
     for start, k, trips in runs:
         rows = code[start:start + k].astype(np.int64)
         stride = code[start + k:start + 2 * k].astype(np.int64) - rows
-        body = tuple(code[start:start + k, OP].tolist())
-        laid.append((start, trips, rows, stride, layout(body, rows, stride, trips)))
+        laid.append((start, trips, rows, stride, layout(rows, stride, trips)))
     covered = {}
     for _, trips, rows, _, structure in laid:
         covered[structure] = covered.get(structure, 0) + trips * len(rows)
@@ -158,63 +154,104 @@ def _select(code, runs):
 # ---------------------------------------------------------------------------------------------
 
 def _kind(opcode):
-    if opcode < cpu.NUM_ELEMENTWISE:
-        return "elementwise"
-    return next(name for name in _ROLES if cpu.OPCODE.get(name) == opcode)
+    return "elementwise" if opcode < cpu.NUM_ELEMENTWISE else _KINDS[opcode]
 
 
-def _uses(body):
-    """(row, column, role) for every column the body's statements use, in a fixed order; role
-    "read"/"write": a slot of v, "int": an integer (index-map offset, count, expected value)."""
-    for j, opcode in enumerate(body):
-        if opcode < cpu.NUM_ELEMENTWISE:
-            form = _ELEMENTWISE[opcode]
-            for column, k in ((A, 0), (B, 1), (C, 2)):
-                if "{%d}" % k in form:
-                    yield j, column, "read"
-            yield j, OUT, "write"
-        else:
-            for column, role in _ROLES[_kind(opcode)]:
-                yield j, column, role
+def _row_uses(opcode, row, step):
+    """(column, role) for every column a row's statement uses, in a fixed order, given the row at
+    the first trip and its stride. Roles: "read"/"write", one slot of v (a local may hold its
+    value); "addr", where a range of v starts; "int", another integer (index-map offset, expected
+    value); "lit", a count, stride or mode, written into the source where it is the same at every
+    trip (else an "int")."""
+    def lit(column):
+        return column, "lit" if step[column] == 0 else "int"
+
+    kind = _kind(opcode)
+    if kind == "elementwise":
+        form = _ELEMENTWISE[opcode]
+        used = [(column, s) for column, s, k in ((A, SA, 0), (B, SB, 1), (C, SC, 2))
+                if "{%d}" % k in form]
+        if row[N] == 1 and step[N] == 0:        # the interpreter's scalar form
+            return [(column, "read") for column, _ in used] + [(OUT, "write")]
+        return [lit(N), (OUT, "addr")] + [use for column, s in used
+                                          for use in ((column, "addr"), lit(s))]
+    if kind == "guard":
+        return [(A, "read"), (X0, "int")]
+    if kind == "gather":
+        return [(OUT, "addr"), lit(N), (A, "addr"), (X0, "int")]
+    if kind == "place":
+        return [(OUT, "addr"), (A, "addr"), (X0, "int"), lit(X1)]
+    if kind == "reduce":
+        total = row[X0] < 0 and step[X0] == 0      # no index map: one total
+        return [(OUT, "addr"), lit(N), (A, "addr"), lit(X0) if total else (X0, "int"), lit(X1)]
+    if kind == "matmul":
+        return [(OUT, "addr"), (A, "addr"), (B, "addr")] + [lit(c) for c in (SA, SB, SC, X0, X1,
+                                                                              X2)]
+    if row[X1] == 1 and row[X2] == 2 and step[X1] == step[X2] == 0:
+        # an element scatter: one entry, in place (the interpreter's count 1 and base mode 2)
+        return [(OUT, "addr"), (B, "read"), (X0, "int"), lit(X1), lit(X2)]
+    return [(OUT, "addr"), lit(N), (A, "addr"), (B, "addr"), lit(SB), (X0, "int"), lit(X1),
+            lit(X2)]
 
 
-def layout(body, base, stride, trips):
+def _meets(d0, c, width, trips):
+    """Whether 0 <= d0 + c * t < width for some trip t < trips (elementwise over arrays): a slot
+    d0 + c * t past the start of a range `width` long, both moving with the trips."""
+    safe = np.where(c == 0, 1, c)
+    lo = np.where(c > 0, -(d0 // safe), -((d0 - width + 1) // safe))
+    hi = np.where(c > 0, (width - 1 - d0) // safe, (-d0) // safe)
+    moving = np.maximum(lo, 0) <= np.minimum(hi, trips - 1)
+    return np.where(c == 0, (0 <= d0) & (d0 < width), moving)
+
+
+def _clobbers(body, base, stride, trips, uses, refs, operands, slots):
+    """For each row, the slot operands its write may reach at some trip (a scalar write's own
+    operand aside): a local holding one of them is stale after that row."""
+    writers = [(j, role) for j, column, role in uses if column == OUT and role != "read"]
+    clobbers = [()] * len(body)
+    if not writers or not slots:
+        return tuple(clobbers)
+    rows = np.array([j for j, _ in writers])
+    # the width a row writes from OUT: one slot, or N (its largest over the run)
+    width = np.where([role == "write" for _, role in writers], 1, np.maximum(
+        base[rows, N], base[rows, N] + (trips - 1) * stride[rows, N]))
+    bx = np.array([operands[q][0] for q in slots], dtype=np.int64)
+    sx = np.array([operands[q][1] for q in slots], dtype=np.int64)
+    meets = _meets(bx[None, :] - base[rows, OUT][:, None], sx[None, :] - stride[rows, OUT][:, None],
+                   width[:, None], trips)
+    own = {j: n for (j, column, role), n in zip(uses, refs) if role == "write"}
+    for (j, _), hit in zip(writers, meets):
+        clobbers[j] = tuple(q for q, h in zip(slots, hit.tolist()) if h and q != own.get(j))
+    return tuple(clobbers)
+
+
+def layout(base, stride, trips):
     """The structure of a run, which its kernel's source is made from (nothing in it depends on
-    where the loop sits or on its length): each used column's operand number (columns with the
-    same base and stride share one), each operand's stride group, the carries (operand q reads at
-    trip t what operand p held at trip t - 1), and whether operands of different strides, and
-    the ranges gathers/scatters/places write, provably never meet another operand in this run."""
-    uses = list(_uses(body))
-    numbers, operands = {}, []
-    for j, column, _ in uses:
+    where the loop sits or on its length): the opcodes; each used column's role and operand
+    number (columns with the same base and stride share one) or, for a literal, its value; each
+    operand's stride group; the carries (operand q reads at trip t what operand p held at trip
+    t - 1); and for each row the operands whose slots its write may reach (see _clobbers)."""
+    body = tuple(base[:, OP].tolist())
+    uses = [(j, column, role) for j, opcode in enumerate(body)
+            for column, role in _row_uses(opcode, base[j], stride[j])]
+    numbers, operands, refs = {}, [], []
+    for j, column, role in uses:
+        if role == "lit":
+            refs.append(int(base[j, column]))
+            continue
         key = (int(base[j, column]), int(stride[j, column]))
         if key not in numbers:
             numbers[key] = len(operands)
             operands.append(key)
+        refs.append(numbers[key])
     groups = {}
     group_of = tuple(groups.setdefault(s, len(groups)) for _, s in operands)
-    slots = sorted({numbers[int(base[j, c]), int(stride[j, c])] for j, c, role in uses
-                    if role != "int"})
+    slots = sorted({n for (_, _, role), n in zip(uses, refs) if role in ("read", "write")})
     carries = tuple((q, numbers[b + s, s]) for q in slots for b, s in [operands[q]]
                     if (b + s, s) in numbers and numbers[b + s, s] in slots)
-    # each slot operand's address range over the run
-    b = np.array([operands[q][0] for q in slots], dtype=np.int64).reshape(-1, 1)
-    s = np.array([operands[q][1] for q in slots], dtype=np.int64).reshape(-1, 1)
-    ends = np.concatenate([b, b + (trips - 1) * s], axis=1)
-    low, high = ends.min(axis=1), ends.max(axis=1)
-    apart = (high[:, None] < low[None, :]) | (high[None, :] < low[:, None])
-    same = s[:, 0][:, None] == s[:, 0][None, :]
-    strides_apart = bool(np.all(apart | same))
-    ranges_apart = True
-    for j, opcode in enumerate(body):
-        if _kind(opcode) in ("gather", "place", "scatter_add", "scatter_set"):
-            first = base[j, OUT], base[j, OUT] + base[j, N]
-            last = [x + (trips - 1) * y for x, y in zip(first, (stride[j, OUT],
-                                                               stride[j, OUT] + stride[j, N]))]
-            written_low, written_high = min(first[0], last[0]), max(first[1], last[1]) - 1
-            ranges_apart &= bool(np.all((high < written_low) | (written_high < low)))
-    return (tuple(body), tuple(numbers[int(base[j, c]), int(stride[j, c])] for j, c, _ in uses),
-            group_of, carries, strides_apart, ranges_apart)
+    clobbers = _clobbers(body, base, stride, trips, uses, refs, operands, slots)
+    return (body, tuple((j, column, role, n) for (j, column, role), n in zip(uses, refs)),
+            group_of, carries, clobbers)
 
 
 def _statements(structure, known):
@@ -222,54 +259,70 @@ def _statements(structure, known):
     (`known`: operand -> name); returns (lines, known at the trip's end). Every result is stored
     (later rows and the interpreter read memory); a value is reused from a local only while no
     write can have reached its slot since."""
-    body, numbers, group_of, _, strides_apart, ranges_apart = structure
+    body, uses, group_of, _, clobbers = structure
     known = dict(known)
-    number = {(j, c): n for (j, c, _), n in zip(_uses(body), numbers)}
+    refs = {(j, column): (role, n) for j, column, role, n in uses}
 
     def at(j, column):
-        n = number[j, column]
-        return f"b{n} + q{group_of[n]}"
+        role, n = refs[j, column]
+        return str(n) if role == "lit" else f"b{n} + q{group_of[n]}"
 
     def read(j, column):
-        n = number[j, column]
+        n = refs[j, column][1]
         if n not in known:
             known[n] = f"l{j}_{column}"
             lines.append(f"l{j}_{column} = v[np.uint64({at(j, column)})]")
         return known[n]
 
+    def element(j, column, step):
+        # the interpreter's loop form's v[a + j * sa], with a literal stride folded in
+        offset = {"0": "", "1": " + j"}.get(at(j, step), f" + j * ({at(j, step)})")
+        return f"v[np.uint64({at(j, column)}{offset})]"
+
     lines = []
     for j, opcode in enumerate(body):
-        kind = _kind(opcode)
+        kind, out = _kind(opcode), None
         if kind == "elementwise":
             form = _ELEMENTWISE[opcode]
-            operands = [read(j, column) if "{%d}" % k in form else None
-                        for column, k in ((A, 0), (B, 1), (C, 2))]
-            out = number[j, OUT]
-            lines += [f"r{j} = float({form.format(*operands)})",
-                      f"v[np.uint64({at(j, OUT)})] = r{j}"]
-            for n in list(known):
-                if group_of[n] != group_of[out] and not strides_apart:
-                    del known[n]      # another stride may meet this slot at some trip
-            known[out] = f"r{j}"
+            columns = ((A, SA, 0), (B, SB, 1), (C, SC, 2))
+            if refs[j, OUT][0] == "write":
+                operands = [read(j, column) if "{%d}" % k in form else None
+                            for column, _, k in columns]
+                out = refs[j, OUT][1]
+                lines += [f"r{j} = float({form.format(*operands)})",
+                          f"v[np.uint64({at(j, OUT)})] = r{j}"]
+            else:
+                operands = [element(j, column, step) if "{%d}" % k in form else None
+                            for column, step, k in columns]
+                lines += [f"for j in range({at(j, N)}):",
+                          f"    v[np.uint64({at(j, OUT)} + j)] = {form.format(*operands)}"]
         elif kind == "guard":
             # as the interpreter's guard; the run's row number + 1 tells the caller which failed
             lines += [f"if ({read(j, A)} != 0.0) != ({at(j, X0)} != 0):",
                       f"    return t * BODY + {j + 1}"]
+        elif kind == "gather":
+            lines.append(f"gather(v, {at(j, OUT)}, {at(j, N)}, {at(j, A)}, ipool, {at(j, X0)})")
+        elif kind == "place":
+            lines.append(f"place(v, {at(j, OUT)}, {at(j, A)}, ipool, {at(j, X0)}, {at(j, X1)})")
+        elif kind == "reduce":
+            lines.append(f"reduce(v, {_REDUCTIONS[opcode]}, {at(j, OUT)}, {at(j, N)}, "
+                         f"{at(j, A)}, ipool, {at(j, X0)}, {at(j, X1)})")
+        elif kind == "matmul":
+            lines.append(f"matmul(v, {at(j, OUT)}, {at(j, A)}, {at(j, B)}, "
+                         + ", ".join(at(j, c) for c in (SA, SB, SC, X0, X1, X2)) + ")")
+        elif refs[j, B][0] == "read":
+            # an element scatter, written out (a call costs more than it)
+            update = "+=" if kind == "scatter_add" else "="
+            lines.append(f"v[np.uint64({at(j, OUT)} + ipool[{at(j, X0)}])] {update} "
+                         f"{read(j, B)}")
         else:
-            if kind == "gather":
-                lines.append(f"gather(v, {at(j, OUT)}, {at(j, N)}, {at(j, A)}, ipool, "
-                             f"{at(j, X0)})")
-            elif kind == "place":
-                lines.append(f"place(v, {at(j, OUT)}, {at(j, A)}, ipool, {at(j, X0)}, "
-                             f"{at(j, X1)})")
-            else:
-                # only element scatters roll (one entry, in place: the interpreter's scatter
-                # with count 1 and base mode 2); written out, a call costs more than it
-                update = "+=" if kind == "scatter_add" else "="
-                lines.append(f"v[np.uint64({at(j, OUT)} + ipool[{at(j, X0)}])] {update} "
-                             f"{read(j, B)}")
-            if not ranges_apart:
-                known.clear()
+            lines.append(f"scatter(v, {at(j, OUT)}, {at(j, N)}, {at(j, A)}, {at(j, B)}, "
+                         f"{at(j, SB)}, ipool, {at(j, X0)}, {at(j, X1)}, "
+                         f"{kind == 'scatter_add'}, {at(j, X2)})")
+        for n in clobbers[j]:
+            known.pop(n, None)
+        if out is not None:
+            known[out] = f"r{j}"
     return lines, known
 
 
@@ -277,11 +330,11 @@ def kernel_source(structure):
     """Source of `roll(v, ipool, base, stride, trips)` for a run's structure (see layout): trip t
     runs row j with its columns at base[j] + t * stride[j]; returns 0, or 1 + the run row of
     the guard that failed."""
-    body, numbers, group_of, carries, _, _ = structure
+    body, uses, group_of, carries, _ = structure
     setup, first_group = [], {}
     seen = set()
-    for (j, column, _), n in zip(_uses(body), numbers):
-        if n not in seen:
+    for j, column, role, n in uses:
+        if role != "lit" and n not in seen:
             seen.add(n)
             setup.append(f"b{n} = base[{j}, {column}]")
             if group_of[n] not in first_group:
