@@ -46,6 +46,7 @@ MIN_ROWS = 2048      # rows in a run (trips * body length) before rolling pays: 
                      # scalar graph (~3k repeating rows) 16.7 -> 11.1 us a call (AMD EPYC)
 MAX_BODY = 64        # longest body (period) looked for
 MAX_BODIES = 6       # distinct kernels per tape at most
+MAX_UNROLL = 16      # elements a row may write out as scalar statements (else a helper call)
 MAX_CHECKS = 8       # periods checked in full per tape at most
 _CHUNK = 1 << 16     # rows compared at once (bounds the temporaries of a long tape)
 _SAMPLE = 8          # the screen of a period reads every _SAMPLE-th row
@@ -57,6 +58,7 @@ _KINDS = {cpu.OPCODE[name]: name for name in ("guard", "gather", "place", "scatt
                                                 "scatter_set", "matmul")}
 _KINDS.update({opcode: "reduce" for opcode in _REDUCTIONS})
 _ARRAY_ROLLABLE = list(_KINDS)
+_NAMES = {opcode: name for name, opcode in cpu.OPCODE.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,14 +136,14 @@ def find_runs(code, min_rows, max_body=MAX_BODY):
     return sorted(runs)
 
 
-def _select(code, runs):
+def _select(code, runs, ipool):
     """(start, trips, base rows, strides, structure) of the runs whose structures (see layout)
     are among the MAX_BODIES covering most rows: each distinct structure is one kernel."""
     laid = []
     for start, k, trips in runs:
         rows = code[start:start + k].astype(np.int64)
         stride = code[start + k:start + 2 * k].astype(np.int64) - rows
-        laid.append((start, trips, rows, stride, layout(rows, stride, trips)))
+        laid.append((start, trips, rows, stride, layout(rows, stride, trips, ipool)))
     covered = {}
     for _, trips, rows, _, structure in laid:
         covered[structure] = covered.get(structure, 0) + trips * len(rows)
@@ -153,45 +155,13 @@ def _select(code, runs):
 # Kernels
 # ---------------------------------------------------------------------------------------------
 
+def _at(slot):
+    """The source of a slot's address: its group's anchor at this trip, plus its offset."""
+    return f"p{slot[0]} + {slot[1]}"
+
+
 def _kind(opcode):
     return "elementwise" if opcode < cpu.NUM_ELEMENTWISE else _KINDS[opcode]
-
-
-def _row_uses(opcode, row, step):
-    """(column, role) for every column a row's statement uses, in a fixed order, given the row at
-    the first trip and its stride. Roles: "read"/"write", one slot of v (a local may hold its
-    value); "addr", where a range of v starts; "int", another integer (index-map offset, expected
-    value); "lit", a count, stride or mode, written into the source where it is the same at every
-    trip (else an "int")."""
-    def lit(column):
-        return column, "lit" if step[column] == 0 else "int"
-
-    kind = _kind(opcode)
-    if kind == "elementwise":
-        form = _ELEMENTWISE[opcode]
-        used = [(column, s) for column, s, k in ((A, SA, 0), (B, SB, 1), (C, SC, 2))
-                if "{%d}" % k in form]
-        if row[N] == 1 and step[N] == 0:        # the interpreter's scalar form
-            return [(column, "read") for column, _ in used] + [(OUT, "write")]
-        return [lit(N), (OUT, "addr")] + [use for column, s in used
-                                          for use in ((column, "addr"), lit(s))]
-    if kind == "guard":
-        return [(A, "read"), (X0, "int")]
-    if kind == "gather":
-        return [(OUT, "addr"), lit(N), (A, "addr"), (X0, "int")]
-    if kind == "place":
-        return [(OUT, "addr"), (A, "addr"), (X0, "int"), lit(X1)]
-    if kind == "reduce":
-        total = row[X0] < 0 and step[X0] == 0      # no index map: one total
-        return [(OUT, "addr"), lit(N), (A, "addr"), lit(X0) if total else (X0, "int"), lit(X1)]
-    if kind == "matmul":
-        return [(OUT, "addr"), (A, "addr"), (B, "addr")] + [lit(c) for c in (SA, SB, SC, X0, X1,
-                                                                              X2)]
-    if row[X1] == 1 and row[X2] == 2 and step[X1] == step[X2] == 0:
-        # an element scatter: one entry, in place (the interpreter's count 1 and base mode 2)
-        return [(OUT, "addr"), (B, "read"), (X0, "int"), lit(X1), lit(X2)]
-    return [(OUT, "addr"), lit(N), (A, "addr"), (B, "addr"), lit(SB), (X0, "int"), lit(X1),
-            lit(X2)]
 
 
 def _meets(d0, c, width, trips):
@@ -204,155 +174,237 @@ def _meets(d0, c, width, trips):
     return np.where(c == 0, (0 <= d0) & (d0 < width), moving)
 
 
-def _clobbers(body, base, stride, trips, uses, refs, operands, slots):
-    """For each row, the slot operands its write may reach at some trip (a scalar write's own
-    operand aside): a local holding one of them is stale after that row."""
-    writers = [(j, role) for j, column, role in uses if column == OUT and role != "read"]
-    clobbers = [()] * len(body)
-    if not writers or not slots:
-        return tuple(clobbers)
-    rows = np.array([j for j, _ in writers])
-    # the width a row writes from OUT: one slot, or N (its largest over the run)
-    width = np.where([role == "write" for _, role in writers], 1, np.maximum(
-        base[rows, N], base[rows, N] + (trips - 1) * stride[rows, N]))
-    bx = np.array([operands[q][0] for q in slots], dtype=np.int64)
-    sx = np.array([operands[q][1] for q in slots], dtype=np.int64)
-    meets = _meets(bx[None, :] - base[rows, OUT][:, None], sx[None, :] - stride[rows, OUT][:, None],
-                   width[:, None], trips)
-    own = {j: n for (j, column, role), n in zip(uses, refs) if role == "write"}
-    for (j, _), hit in zip(writers, meets):
-        clobbers[j] = tuple(q for q, h in zip(slots, hit.tolist()) if h and q != own.get(j))
-    return tuple(clobbers)
-
-
-def layout(base, stride, trips):
-    """The structure of a run, which its kernel's source is made from (nothing in it depends on
-    where the loop sits or on its length): the opcodes; each used column's role and operand
-    number (columns with the same base and stride share one) or, for a literal, its value; each
-    operand's stride group; the carries (operand q reads at trip t what operand p held at trip
-    t - 1); and for each row the operands whose slots its write may reach (see _clobbers)."""
+def layout(base, stride, trips, ipool):
+    """The structure of a run, which its kernel's source is made from; nothing in it depends on
+    where the run sits or on its length. A slot is named (group, offset): its stride's group and
+    its distance from the group's first slot (its anchor), so two names are one slot at every
+    trip exactly when they are equal. Counts, strides, modes and index maps that are the same
+    at every trip are literals (rows with them at most MAX_UNROLL elements long are written out
+    element by element); other integers are runtime operands, and such rows call the
+    interpreter's helpers. Returns (body, plans, group strides, anchors, integer operands,
+    meeting): one plan a row (see _statements), and the pairs of groups whose slots may meet
+    at some trip."""
     body = tuple(base[:, OP].tolist())
-    uses = [(j, column, role) for j, opcode in enumerate(body)
-            for column, role in _row_uses(opcode, base[j], stride[j])]
-    numbers, operands, refs = {}, [], []
-    for j, column, role in uses:
-        if role == "lit":
-            refs.append(int(base[j, column]))
-            continue
+    groups, anchors, values, extents = {}, [], [], []
+    ints, int_numbers = [], {}
+
+    def group(s):
+        if s not in groups:
+            groups[s] = len(groups)
+            anchors.append(None)
+            values.append(0)
+            extents.append([])
+        return groups[s]
+
+    def slot(j, column):
+        g = group(int(stride[j, column]))
+        if anchors[g] is None:
+            anchors[g], values[g] = (j, column), int(base[j, column])
+        return g, int(base[j, column]) - values[g]
+
+    def touch(at, width=1, offset=0):
+        extents[at[0]].append((at[1] + offset, at[1] + offset + width))
+        return at
+
+    def lit(j, column):
+        # a literal int, or the source of a runtime integer
         key = (int(base[j, column]), int(stride[j, column]))
-        if key not in numbers:
-            numbers[key] = len(operands)
-            operands.append(key)
-        refs.append(numbers[key])
-    groups = {}
-    group_of = tuple(groups.setdefault(s, len(groups)) for _, s in operands)
-    slots = sorted({n for (_, _, role), n in zip(uses, refs) if role in ("read", "write")})
-    carries = tuple((q, numbers[b + s, s]) for q in slots for b, s in [operands[q]]
-                    if (b + s, s) in numbers and numbers[b + s, s] in slots)
-    clobbers = _clobbers(body, base, stride, trips, uses, refs, operands, slots)
-    return (body, tuple((j, column, role, n) for (j, column, role), n in zip(uses, refs)),
-            group_of, carries, clobbers)
+        if key[1] == 0:
+            return key[0]
+        if key not in int_numbers:
+            int_numbers[key] = len(ints)
+            ints.append((j, column, group(key[1])))
+        return f"i{int_numbers[key]} + q{group(key[1])}"
+
+    def index_map(j, count):
+        if not (isinstance(count, int) and 0 < count <= MAX_UNROLL and base[j, X0] >= 0):
+            return None
+        at = base[j, X0] + stride[j, X0] * np.arange(trips if stride[j, X0] else 1)[:, None]
+        maps = ipool[at + np.arange(count)]
+        return tuple(maps[0].tolist()) if np.all(maps == maps[0]) else None
+
+    def width(j):
+        # the most a row writes from OUT over the run
+        return int(max(base[j, N], base[j, N] + (trips - 1) * stride[j, N]))
+
+    def small(*counts):
+        return all(isinstance(n, int) and 0 <= n <= MAX_UNROLL for n in counts)
+
+    def call(j, *lines):
+        # a row the interpreter's helper (or loop form) runs on memory: it writes up to
+        # width(j) slots from OUT
+        out = slot(j, OUT)
+        touch(out, width(j))
+        return "call", tuple(line.replace("{out}", _at(out)) for line in lines), out + (width(j),)
+
+    plans = []
+    for j, opcode in enumerate(body):
+        kind = _kind(opcode)
+        n = lit(j, N)
+        if kind == "elementwise":
+            form = _ELEMENTWISE[opcode]
+            used = [(column, k) for k, column in enumerate((A, B, C)) if "{%d}" % k in form]
+            # strides: ignored by the interpreter's scalar form (n == 1)
+            steps = {column: 0 if n == 1 else lit(j, column + SA - A) for column, _ in used}
+            if small(n, *steps.values()):
+                operands = [None] * 3
+                for column, k in used:
+                    operands[k] = slot(j, column) + (steps[column],)
+                    for i in range(n):
+                        touch(operands[k][:2], offset=i * steps[column])
+                plans.append(("ew", opcode, n, touch(slot(j, OUT), n), tuple(operands)))
+            else:
+                # the interpreter's loop form
+                elements = [None] * 3
+                for column, k in used:
+                    elements[k] = f"v[np.uint64({_at(slot(j, column))} + j * ({steps[column]}))]"
+                plans.append(call(j, f"for j in range({n}):",
+                                  "    v[np.uint64({out} + j)] = " + form.format(*elements)))
+        elif kind == "guard":
+            plans.append(("guard", touch(slot(j, A)), str(lit(j, X0))))
+        elif kind == "gather":
+            positions = index_map(j, n) if small(n) else None
+            if positions is not None:
+                source = slot(j, A)
+                for m in positions:
+                    touch(source, offset=m)
+                plans.append(("gather", touch(slot(j, OUT), n), source, positions))
+            else:
+                plans.append(call(j, f"gather(v, {{out}}, {n}, {_at(slot(j, A))}, ipool, "
+                                     f"{lit(j, X0)})"))
+        elif kind == "place":
+            count = lit(j, X1)
+            positions = index_map(j, count)
+            if positions is not None:
+                out = slot(j, OUT)
+                for m in positions:
+                    touch(out, offset=m)
+                plans.append(("place", out, touch(slot(j, A), count), positions))
+            else:
+                plans.append(call(j, f"place(v, {{out}}, {_at(slot(j, A))}, ipool, {lit(j, X0)}, "
+                                     f"{count})"))
+        elif kind == "reduce":
+            total = base[j, X0] < 0 and stride[j, X0] == 0     # one total: no index map
+            plans.append(call(j, f"reduce(v, {_REDUCTIONS[opcode]}, {{out}}, {n}, "
+                                 f"{_at(slot(j, A))}, ipool, {-1 if total else lit(j, X0)}, "
+                                 f"{lit(j, X1)})"))
+        elif kind == "matmul":
+            plans.append(call(j, f"matmul(v, {{out}}, {_at(slot(j, A))}, {_at(slot(j, B))}, "
+                                 + ", ".join(str(lit(j, c)) for c in (SA, SB, SC, X0, X1, X2))
+                                 + ")"))
+        else:
+            count, mode, sb = lit(j, X1), lit(j, X2), lit(j, SB)
+            positions = index_map(j, count) if small(n, count, sb) and mode in (0, 1, 2) else None
+            accumulate = kind == "scatter_add"
+            if positions is not None:
+                out, values_at = touch(slot(j, OUT), n), slot(j, B)
+                for i in range(count):
+                    touch(values_at, offset=i * sb)
+                source = touch(slot(j, A), n) if mode == 1 else None
+                plans.append(("scatter", accumulate, out, n, mode, source, values_at, sb,
+                              positions))
+            else:
+                plans.append(call(j, f"scatter(v, {{out}}, {n}, {_at(slot(j, A))}, "
+                                     f"{_at(slot(j, B))}, {sb}, ipool, {lit(j, X0)}, {count}, "
+                                     f"{accumulate}, {mode})"))
+    # groups of other strides may meet where their slots' ranges over the run overlap
+    strides = sorted(groups, key=groups.get)
+    spans = []
+    for g, s in enumerate(strides):
+        if not extents[g]:
+            spans.append(None)
+            continue
+        lo = values[g] + min(a for a, _ in extents[g]) + min(0, (trips - 1) * s)
+        hi = values[g] + max(b for _, b in extents[g]) + max(0, (trips - 1) * s)
+        spans.append((lo, hi))
+    meeting = tuple((g, h) for g, a in enumerate(spans) for h, b in enumerate(spans)
+                    if g != h and a and b and a[0] < b[1] and b[0] < a[1])
+    return body, tuple(plans), tuple(strides), tuple(anchors), tuple(ints), meeting
 
 
 def _statements(structure, known):
-    """The loop body's lines, given the operands whose value is in a local at the trip's start
-    (`known`: operand -> name); returns (lines, known at the trip's end). Every result is stored
-    (later rows and the interpreter read memory); a value is reused from a local only while no
-    write can have reached its slot since."""
-    body, uses, group_of, _, clobbers = structure
-    known = dict(known)
-    refs = {(j, column): (role, n) for j, column, role, n in uses}
+    """The loop body's lines, given the slots whose value is in a local at the trip's start
+    (`known`: slot -> name); returns (lines, known at the trip's end, slots loaded from memory).
+    Every result is stored (later rows, helpers and the interpreter read memory), element by
+    element in the interpreter's order; a value is reused from a local only while no write can
+    have reached its slot since."""
+    body, plans, _, _, _, meeting = structure
+    known, lines, loaded = dict(known), [], []
 
-    def at(j, column):
-        role, n = refs[j, column]
-        return str(n) if role == "lit" else f"b{n} + q{group_of[n]}"
+    def load(slot):
+        if slot not in known:
+            known[slot] = name = f"x{len(lines)}"
+            lines.append(f"{name} = v[np.uint64({_at(slot)})]")
+            loaded.append(slot)
+        return known[slot]
 
-    def read(j, column):
-        n = refs[j, column][1]
-        if n not in known:
-            known[n] = f"l{j}_{column}"
-            lines.append(f"l{j}_{column} = v[np.uint64({at(j, column)})]")
-        return known[n]
+    def written(g, first, width):
+        for slot in [s for s in known if (s[0] == g and first <= s[1] < first + width)
+                     or (g, s[0]) in meeting]:
+            del known[slot]
 
-    def element(j, column, step):
-        # the interpreter's loop form's v[a + j * sa], with a literal stride folded in
-        offset = {"0": "", "1": " + j"}.get(at(j, step), f" + j * ({at(j, step)})")
-        return f"v[np.uint64({at(j, column)}{offset})]"
+    def store(slot, value):
+        name = f"y{len(lines)}"
+        lines.extend([f"{name} = float({value})", f"v[np.uint64({_at(slot)})] = {name}"])
+        written(slot[0], slot[1], 1)
+        known[slot] = name
 
-    lines = []
-    for j, opcode in enumerate(body):
-        kind, out = _kind(opcode), None
-        if kind == "elementwise":
+    for j, plan in enumerate(plans):
+        kind, args = plan[0], plan[1:]
+        if kind == "ew":
+            opcode, n, (g, r), operands = args
             form = _ELEMENTWISE[opcode]
-            columns = ((A, SA, 0), (B, SB, 1), (C, SC, 2))
-            if refs[j, OUT][0] == "write":
-                operands = [read(j, column) if "{%d}" % k in form else None
-                            for column, _, k in columns]
-                out = refs[j, OUT][1]
-                lines += [f"r{j} = float({form.format(*operands)})",
-                          f"v[np.uint64({at(j, OUT)})] = r{j}"]
-            else:
-                operands = [element(j, column, step) if "{%d}" % k in form else None
-                            for column, step, k in columns]
-                lines += [f"for j in range({at(j, N)}):",
-                          f"    v[np.uint64({at(j, OUT)} + j)] = {form.format(*operands)}"]
+            for i in range(n):
+                store((g, r + i), form.format(*[
+                    load((a[0], a[1] + i * a[2])) if a else None for a in operands]))
         elif kind == "guard":
             # as the interpreter's guard; the run's row number + 1 tells the caller which failed
-            lines += [f"if ({read(j, A)} != 0.0) != ({at(j, X0)} != 0):",
-                      f"    return t * BODY + {j + 1}"]
+            lines.extend([f"if ({load(args[0])} != 0.0) != ({args[1]} != 0):",
+                          f"    return t * BODY + {j + 1}"])
         elif kind == "gather":
-            lines.append(f"gather(v, {at(j, OUT)}, {at(j, N)}, {at(j, A)}, ipool, {at(j, X0)})")
+            (g, r), (ga, ra), positions = args
+            for i, m in enumerate(positions):
+                store((g, r + i), load((ga, ra + m)))
         elif kind == "place":
-            lines.append(f"place(v, {at(j, OUT)}, {at(j, A)}, ipool, {at(j, X0)}, {at(j, X1)})")
-        elif kind == "reduce":
-            lines.append(f"reduce(v, {_REDUCTIONS[opcode]}, {at(j, OUT)}, {at(j, N)}, "
-                         f"{at(j, A)}, ipool, {at(j, X0)}, {at(j, X1)})")
-        elif kind == "matmul":
-            lines.append(f"matmul(v, {at(j, OUT)}, {at(j, A)}, {at(j, B)}, "
-                         + ", ".join(at(j, c) for c in (SA, SB, SC, X0, X1, X2)) + ")")
-        elif refs[j, B][0] == "read":
-            # an element scatter, written out (a call costs more than it)
-            update = "+=" if kind == "scatter_add" else "="
-            lines.append(f"v[np.uint64({at(j, OUT)} + ipool[{at(j, X0)}])] {update} "
-                         f"{read(j, B)}")
+            (g, r), (ga, ra), positions = args
+            for i, m in enumerate(positions):
+                store((g, r + m), load((ga, ra + i)))
+        elif kind == "scatter":
+            accumulate, (g, r), n, mode, source, (gb, rb), sb, positions = args
+            if mode != 2:       # the base: zeros or a copy
+                for i in range(n):
+                    store((g, r + i), load((source[0], source[1] + i)) if mode else "0.0")
+            for i, m in enumerate(positions):
+                value = load((gb, rb + i * sb))
+                store((g, r + m), f"{load((g, r + m))} + {value}" if accumulate else value)
         else:
-            lines.append(f"scatter(v, {at(j, OUT)}, {at(j, N)}, {at(j, A)}, {at(j, B)}, "
-                         f"{at(j, SB)}, ipool, {at(j, X0)}, {at(j, X1)}, "
-                         f"{kind == 'scatter_add'}, {at(j, X2)})")
-        for n in clobbers[j]:
-            known.pop(n, None)
-        if out is not None:
-            known[out] = f"r{j}"
-    return lines, known
-
-
+            text, (g, r, width) = args
+            lines.extend(text)
+            written(g, r, width)
+    return lines, known, loaded
 def kernel_source(structure):
     """Source of `roll(v, ipool, base, stride, trips)` for a run's structure (see layout): trip t
-    runs row j with its columns at base[j] + t * stride[j]; returns 0, or 1 + the run row of
-    the guard that failed."""
-    body, uses, group_of, carries, _ = structure
-    setup, first_group = [], {}
-    seen = set()
-    for j, column, role, n in uses:
-        if role != "lit" and n not in seen:
-            seen.add(n)
-            setup.append(f"b{n} = base[{j}, {column}]")
-            if group_of[n] not in first_group:
-                first_group[group_of[n]] = (j, column)
-    for g, (j, column) in sorted(first_group.items()):
-        setup += [f"s{g} = stride[{j}, {column}]", f"q{g} = 0"]
-    _, at_end = _statements(structure, {})
-    carried = [(q, p) for q, p in carries if p in at_end]
-    lines, at_end = _statements(structure, {q: f"k{q}" for q, _ in carried})
-    for q, _ in carried:
-        setup.append(f"k{q} = v[np.uint64(b{q})]")
+    runs row j with its columns at base[j] + t * stride[j] (the strides are in the source);
+    returns 0, or 1 + the run row of the guard that failed."""
+    body, _, strides, anchors, ints, _ = structure
+    setup = [f"a{g} = base[{anchor[0]}, {anchor[1]}]" for g, anchor in enumerate(anchors)
+             if anchor]
+    setup += [f"i{k} = base[{j}, {column}]" for k, (j, column, _) in enumerate(ints)]
+    setup += [f"q{g} = 0" for g in range(len(strides))]
+    # a slot read at trip t holds what the slot one stride further held at the end of trip t - 1
+    _, at_end, loaded = _statements(structure, {})
+    carried = [(slot, (slot[0], slot[1] + strides[slot[0]])) for slot in dict.fromkeys(loaded)]
+    carried = [(slot, last) for slot, last in carried if last in at_end]
+    lines, at_end, _ = _statements(structure, {slot: f"k{i}" for i, (slot, _) in
+                                               enumerate(carried)})
+    setup += [f"k{i} = v[np.uint64(a{g} + {r})]" for i, ((g, r), _) in enumerate(carried)]
     if carried:
         # all at once: one carry's new value may be another's old one
-        lines.append(", ".join(f"k{q}" for q, _ in carried) + " = "
-                     + ", ".join(at_end[p] for _, p in carried))
-    lines += [f"q{g} += s{g}" for g in sorted(first_group)]
-    names = ", ".join(cpu.ELEMENTWISE_FORMS[op][0] if op < cpu.NUM_ELEMENTWISE else _kind(op)
-                      for op in body)
+        lines.append(", ".join(f"k{i}" for i in range(len(carried))) + " = "
+                     + ", ".join(at_end[last] for _, last in carried))
+    lines = [f"p{g} = a{g} + q{g}" for g in range(len(strides)) if anchors[g]] + lines
+    lines += [f"q{g} += {s}" for g, s in enumerate(strides)]
+    names = ", ".join(_NAMES[op] for op in body)
     text = [f"BODY = {len(body)}", "", "",
             "@njit(**OPTIONS)",
             "def roll(v, ipool, base, stride, trips):",
@@ -411,7 +463,7 @@ def runner(code, ipool, interpreter):
     as kernels and the rows between on `interpreter`; `interpreter` itself when nothing rolls.
     It returns what the interpreter returns: 0, or the number of the first failed guard. The
     kernels are made on the first call (a Program used only for its code compiles nothing)."""
-    runs = _select(code, find_runs(code, MIN_ROWS))
+    runs = _select(code, find_runs(code, MIN_ROWS), ipool)
     if not runs:
         return interpreter
     made, lock = [], threading.Lock()

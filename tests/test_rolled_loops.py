@@ -262,5 +262,5 @@ def test_kernel_count_is_bounded(monkeypatch):
         body = [[cpu.OPCODE[name], 10_000 + 1000 * k, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0]]
         parts.append(synthetic(100, body, [[0, 1, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0]]))
     code = np.concatenate(parts)
-    runs = rolled._select(code, rolled.find_runs(code, 64))
+    runs = rolled._select(code, rolled.find_runs(code, 64), np.zeros(1, dtype=np.int32))
     assert len({structure for *_, structure in runs}) == rolled.MAX_BODIES
