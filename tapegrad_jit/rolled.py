@@ -59,6 +59,10 @@ _KINDS = {cpu.OPCODE[name]: name for name in ("guard", "gather", "place", "scatt
 _KINDS.update({opcode: "reduce" for opcode in _REDUCTIONS})
 _ARRAY_ROLLABLE = list(_KINDS)
 _NAMES = {opcode: name for name, opcode in cpu.OPCODE.items()}
+# sums and products written out: identity and step (the registry's add and mul); maxima and minima
+# call the interpreter's reduce (its branches beat a chain of selects)
+_FOLDS = {cpu.OPCODE["reduce_sum"]: ("0.0", _ELEMENTWISE[cpu.OPCODE["add"]]),
+          cpu.OPCODE["reduce_prod"]: ("1.0", _ELEMENTWISE[cpu.OPCODE["mul"]])}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,6 +289,12 @@ def layout(base, stride, trips, ipool):
                                      f"{count})"))
         elif kind == "reduce":
             total = base[j, X0] < 0 and stride[j, X0] == 0     # one total: no index map
+            count = lit(j, X1)
+            positions = None if total else index_map(j, count)
+            if opcode in _FOLDS and small(n, count) and (total or positions is not None):
+                plans.append(("reduce", opcode, touch(slot(j, OUT), n), n,
+                              touch(slot(j, A), count), positions, count))
+                continue
             plans.append(call(j, f"reduce(v, {_REDUCTIONS[opcode]}, {{out}}, {n}, "
                                  f"{_at(slot(j, A))}, ipool, {-1 if total else lit(j, X0)}, "
                                  f"{lit(j, X1)})"))
@@ -369,6 +379,16 @@ def _statements(structure, known):
             (g, r), (ga, ra), positions = args
             for i, m in enumerate(positions):
                 store((g, r + m), load((ga, ra + i)))
+        elif kind == "reduce":
+            # as the interpreter's reduce: the identity in every output, then each input added
+            # (multiplied) into its output in turn
+            opcode, (g, r), n, (ga, ra), positions, count = args
+            identity, form = _FOLDS[opcode]
+            for i in range(n):
+                store((g, r + i), identity)
+            for i in range(count):
+                target = (g, r + (positions[i] if positions else 0))
+                store(target, form.format(load(target), load((ga, ra + i))))
         elif kind == "scatter":
             accumulate, (g, r), n, mode, source, (gb, rb), sb, positions = args
             if mode != 2:       # the base: zeros or a copy
