@@ -197,3 +197,26 @@ def test_reductions_scatters_and_gathers_of_every_mode(small_runs):
     v = rng.uniform(-2.0, 2.0, 2200)
     v[rng.integers(0, 2200, 30)] = np.nan
     run_both(code, ipool, v)
+
+
+def test_rows_left_to_the_interpreters_helpers(small_runs):
+    """Rows too long to write out, with a count growing by trip, or index maps that change from
+    trip to trip run as the interpreter's loop form and helpers, matrix products included."""
+    from tests.test_rolled_loops import synthetic
+    ipool = np.random.default_rng(3).integers(0, 5, 64).astype(np.int32)
+    body = [row("sin", 600, n=20, a=100, sa=1),
+            row("mul", 640, n=3, a=101, b=130, sa=1, sb=0),
+            row("gather", 690, n=4, a=600, x0=0),
+            row("place", 700, n=5, a=690, x0=1, x1=4),
+            row("reduce_sum", 705, n=5, a=601, x0=2, x1=4),
+            row("reduce_max", 710, n=5, a=602, x0=3, x1=6),
+            row("scatter_add", 715, n=5, a=705, b=640, sb=1, x0=4, x1=3, x2=1),
+            row("scatter_set", 720, n=5, a=720, b=710, sb=1, x0=5, x1=2, x2=2),
+            row("matmul", 725, n=4, a=700, b=715, sa=0, sb=0, sc=1, x0=2, x1=2, x2=2)]
+    step = [0, 50, 0, 3, 3, 3, 0, 0, 0, 1, 0, 0]
+    strides = [step] * len(body)
+    strides[1] = [0, 50, 1, 3, 3, 3, 0, 0, 0, 1, 0, 0]        # a count growing by trip
+    code = synthetic(40, body, strides)
+    assert rolled.find_runs(code, 24) == [(0, len(body), 40)]
+    v = np.random.default_rng(4).uniform(-2.0, 2.0, 2900)
+    run_both(code, ipool, v)
