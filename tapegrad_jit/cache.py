@@ -353,6 +353,30 @@ def load_module(prefix, source):
         return module
 
 
+def _blob_path(kind, key):
+    return os.path.join(store().numba_dir, f"{kind}-{key[:40]}.bin")
+
+
+def read_blob(kind, key):
+    """Bytes stored by write_blob under (kind, key), or None: missing, not this user's own file,
+    or not sealed with this key (a SHA-256 digest over the key and the bytes leads the file)."""
+    found = _read_own(_blob_path(kind, key))
+    if found is None or len(found) < 32:
+        return None
+    digest, data = found[:32], found[32:]
+    return data if hashlib.sha256(key.encode() + data).digest() == digest else None
+
+
+def write_blob(kind, key, data):
+    """Keep bytes (machine code that is not Numba's, e.g. straight.py's) under (kind, key);
+    a failure to write leaves the cache without it."""
+    try:
+        _write_atomically(_blob_path(kind, key),
+                          hashlib.sha256(key.encode() + data).digest() + data)
+    except OSError:
+        pass
+
+
 def loaded_modules():
     """The generated modules this process has loaded (one per distinct source)."""
     with _lock:

@@ -902,8 +902,12 @@ class Program:
         self.tape = tape if len(tape.instrs) <= ROW_KERNEL_INSTRUCTIONS else None
         self.guards = guards
         self._local = threading.local()
-        from . import rolled        # repeated loop bodies run as compiled loops (rolled.py)
-        self._run = rolled.runner(self.code, self.ipool, kernels().run)
+        # repeated loop bodies run as compiled loops (rolled.py), long scalar stretches between
+        # them as straight-line machine code once the program is hot (straight.py)
+        from . import rolled, straight
+        interpreter = kernels().run
+        self._run = straight.runner(self.code, self.ipool, interpreter,
+                                    rolled.runner(self.code, self.ipool, interpreter))
         self._results = result_builder(self.out_tree, [dtype for *_, dtype in self.outputs])
         self._call_arrays = self._call_function()
         # the generated row kernel: False until first asked for, None: interpreter
