@@ -23,6 +23,7 @@ itself) is not translated, and its rows stay with the interpreter. Values are bi
 interpreter's (tests/test_straight_line.py checks every translated form on the sample table).
 """
 import ast
+import atexit
 import hashlib
 import math
 import struct
@@ -34,7 +35,7 @@ from . import cache, cpu
 from .cpu import A, B, C, N, OP, OUT, X0, X1
 
 MIN_ROWS = 4096         # rows in a stretch before its compile (0.1-0.2 s) pays back
-MAX_ROWS = 250_000      # rows compiled per program at most (IR and code memory stay bounded)
+MAX_ROWS = 100_000      # rows compiled per program at most: the compile peaks at ~2.7 kB a row
 CHUNK = 512             # rows per LLVM function: code generation grows faster than linearly
                         # with a function's length (10k rows: 1.5 s in one, 0.2 s in chunks)
 GUARD = cpu.OPCODE["guard"]
@@ -461,6 +462,10 @@ def wait(run, timeout=None):
 
 
 def wait_all(timeout=None):
-    """Wait for the compiles in flight."""
+    """Wait for the compiles in flight (tests; and at exit, so that no thread is inside LLVM
+    while the process tears LLVM down)."""
     for thread in list(_pending):
         thread.join(timeout)
+
+
+atexit.register(wait_all, 60)
