@@ -403,13 +403,14 @@ def _statements(structure, known):
             written(g, r, width)
     return lines, known, loaded
 def kernel_source(structure):
-    """Source of `roll(v, ipool, base, stride, trips)` for a run's structure (see layout): trip t
-    runs row j with its columns at base[j] + t * stride[j] (the strides are in the source);
-    returns 0, or 1 + the run row of the guard that failed."""
+    """Source of `roll(v, ipool, bases)` for a run's structure (see layout): bases holds the
+    trip count, then the first trip's value of each anchor and integer operand (see _steps);
+    trip t adds t times their strides (in the source). Returns 0, or 1 + the run row of the
+    guard that failed."""
     body, _, strides, anchors, ints, _ = structure
-    setup = [f"a{g} = base[{anchor[0]}, {anchor[1]}]" for g, anchor in enumerate(anchors)
-             if anchor]
-    setup += [f"i{k} = base[{j}, {column}]" for k, (j, column, _) in enumerate(ints)]
+    names = [f"a{g}" for g, anchor in enumerate(anchors) if anchor] + [
+        f"i{k}" for k in range(len(ints))]
+    setup = ["trips = bases[0]"] + [f"{name} = bases[{k + 1}]" for k, name in enumerate(names)]
     setup += [f"q{g} = 0" for g in range(len(strides))]
     # a slot read at trip t holds what the slot one stride further held at the end of trip t - 1
     _, at_end, loaded = _statements(structure, {})
@@ -424,11 +425,10 @@ def kernel_source(structure):
                      + ", ".join(at_end[last] for _, last in carried))
     lines = [f"p{g} = a{g} + q{g}" for g in range(len(strides)) if anchors[g]] + lines
     lines += [f"q{g} += {s}" for g, s in enumerate(strides)]
-    names = ", ".join(_NAMES[op] for op in body)
     text = [f"BODY = {len(body)}", "", "",
             "@njit(**OPTIONS)",
-            "def roll(v, ipool, base, stride, trips):",
-            f'    """Rolled body: {names}."""']
+            "def roll(v, ipool, bases):",
+            f'    """Rolled body: {", ".join(_NAMES[op] for op in body)}."""']
     text += ["    " + line for line in setup]
     text += ["    for t in range(trips):"]
     text += ["        " + line for line in lines]
@@ -446,10 +446,9 @@ def kernel_for(structure):
         kernel = _kernels.get(structure)
         if kernel is None:
             kernel = cache.load_module("tape_rolled", kernel_source(structure)).roll
-            v, ipool = np.zeros(1), np.zeros(1, dtype=np.int32)
-            table = np.zeros((1, 1), dtype=np.int64)
+            v, ipool, bases = np.zeros(1), np.zeros(1, dtype=np.int32), np.zeros(1, dtype=np.int64)
             from numba import typeof
-            kernel.compile(tuple(typeof(a) for a in (v, ipool, table, table, 1)))
+            kernel.compile(tuple(typeof(a) for a in (v, ipool, bases)))
             _kernels[structure] = kernel
         return kernel
 
@@ -471,7 +470,10 @@ def _steps(code, runs):
             continue
         if start > at:
             steps.append((None, code[at:start], at))
-        steps.append((kernel, (rows, stride, trips), start))
+        _, _, _, anchors, ints, _ = structure
+        bases = [trips] + [rows[anchor] for anchor in anchors if anchor] + [
+            rows[j, column] for j, column, _ in ints]
+        steps.append((kernel, (np.array(bases, dtype=np.int64),), start))
         at = start + len(rows) * trips
     if at < code.shape[0]:
         steps.append((None, code[at:], at))
@@ -508,5 +510,5 @@ def runner(code, ipool, interpreter):
                     return code[start + status - 1, X1]
         return 0
 
-    run.steps = steps
+    run.steps, run.runs = steps, runs
     return run
