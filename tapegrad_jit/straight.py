@@ -210,28 +210,21 @@ class _RowTranslator(Translator):
         return f"%r{{i}}_{self.count}"
 
 
-def _load(translator, column):
-    pointer = translator.emit(f"getelementptr double, double* %v, i64 {{{column}}}")
-    return translator.emit(f"load double, double* {pointer}")
-
-
 def _row_template(opcode):
-    """IR of one row of `opcode` with fields {i} (row), {o}, {a}, {b}, {c} (slots), {x0}, {x1}."""
+    """(IR of one row of `opcode`, the name of its result, the functions it calls, the operands it
+    reads): fields {i}
+    (the row), {x}, {y}, {z} (the operands' values) and, for a guard, {x0} and {x1}."""
     lines = []
     translator = _RowTranslator(lines)
     if opcode == GUARD:
-        nonzero = translator.emit(f"fcmp une double {_load(translator, 'a')}, {_double(0.0)}")
+        nonzero = translator.emit(f"fcmp une double {{x}}, {_double(0.0)}")
         fails = translator.emit(f"xor i1 {nonzero}, {{x0}}")
         lines += [f"  br i1 {fails}, label %fail{{i}}, label %ok{{i}}",
                   "fail{i}:", "  ret i32 {x1}", "ok{i}:"]
-        return "\n".join(lines) + "\n", set()
+        return "\n".join(lines) + "\n", None, set(), ("x",)
     tree, names = form_trees()[opcode]
-    env = {name: _load(translator, column) for name, column in
-           (("x", "a"), ("y", "b"), ("z", "c")) if name in names}
-    result = translator.double(tree, env)
-    pointer = translator.emit("getelementptr double, double* %v, i64 {o}")
-    lines.append(f"  store double {result}, double* {pointer}")
-    return "\n".join(lines) + "\n", translator.declared
+    result = translator.double(tree, {name: "{%s}" % name for name in names})
+    return "\n".join(lines) + "\n", result, translator.declared, sorted(names)
 
 
 _TEMPLATES = {}
@@ -244,6 +237,42 @@ def _template(opcode):
     return found
 
 
+def _chunk(out, rows, first, declared):
+    """The rows' IR in one function's body. Within it a slot's value is loaded once and a result
+    is used from its register by the rows after it (still stored: later code reads the buffer),
+    and each slot's address is computed once: the same values, a third of the IR to compile."""
+    known, pointers = {}, {}
+
+    def pointer(slot):
+        name = pointers.get(slot)
+        if name is None:
+            name = pointers[slot] = f"%p{slot}"
+            out.append(f"  {name} = getelementptr double, double* %v, i64 {slot}\n")
+        return name
+
+    def value(slot):
+        name = known.get(slot)
+        if name is None:
+            address = pointer(slot)
+            name = known[slot] = f"%l{len(out)}"
+            out.append(f"  {name} = load double, double* {address}\n")
+        return name
+
+    for i, (op, o, a, b, c, x0, x1) in enumerate(rows[:, [OP, OUT, A, B, C, X0, X1]].tolist(),
+                                                  first):
+        text, result, functions, names = _template(op)
+        if result is None:              # a guard
+            out.append(text.format(i=i, x=value(a), x0="true" if x0 else "false", x1=x1))
+            continue
+        declared |= functions
+        fields = {name: value(slot) for name, slot in (("x", a), ("y", b), ("z", c))
+                  if name in names}
+        out.append(text.format(i=i, **fields))
+        result = result.format(i=i, **fields)
+        out.append(f"  store double {result}, double* {pointer(o)}\n")
+        known[o] = result
+
+
 def ir_source(code, parts):
     """LLVM IR of `stretch{k}(double* v) -> i32` for each (start, stop) in parts: the rows in
     order on the buffer v; 0, or the number of the first guard that fails."""
@@ -253,13 +282,7 @@ def ir_source(code, parts):
         for first in chunks:
             out.append(f"define internal i32 @part{k}_{first}(double* noalias nocapture %v) "
                        "{\nentry:\n")
-            rows = code[first:min(first + CHUNK, stop)]
-            for i, (op, o, a, b, c, x0, x1) in enumerate(
-                    rows[:, [OP, OUT, A, B, C, X0, X1]].tolist(), first):
-                text, functions = _template(op)
-                declared |= functions
-                out.append(text.format(i=i, o=o, a=a, b=b, c=c, x0="true" if x0 else "false",
-                                       x1=x1))
+            _chunk(out, code[first:min(first + CHUNK, stop)], first, declared)
             out.append("  ret i32 0\n}\n")
         # the stretch: its parts in order, stopping at a failed guard
         out.append(f"define i32 @stretch{k}(double* noalias nocapture %v) {{\nentry:\n")
@@ -296,7 +319,7 @@ def _target_machine(llvm):
         cpu=llvm.get_host_cpu_name(), opt=0, codemodel="jitdefault", reloc="static")
 
 
-_FORMAT = "straight 1"       # bump when ir_source's output changes for the same rows
+_FORMAT = "straight 2"       # bump when ir_source's output changes for the same rows
 
 
 def object_code(code, parts):
