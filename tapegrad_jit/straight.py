@@ -28,6 +28,7 @@ import hashlib
 import math
 import struct
 import threading
+import time
 
 import numpy as np
 
@@ -36,8 +37,9 @@ from .cpu import A, B, C, N, OP, OUT, X0, X1
 
 MIN_ROWS = 4096         # rows in a stretch before its compile (0.1-0.2 s) pays back
 MAX_ROWS = 100_000      # rows compiled per program at most: the compile peaks at ~2.7 kB a row
-CHUNK = 512             # rows per LLVM function: code generation grows faster than linearly
-                        # with a function's length (10k rows: 1.5 s in one, 0.2 s in chunks)
+CHUNK = 256             # rows per LLVM function: code generation grows faster than linearly
+                        # with a function's length (10k rows: 1.5 s in one, 0.2 s in chunks);
+                        # 128-512 compile alike
 GUARD = cpu.OPCODE["guard"]
 
 # libm functions Numba's math.* also calls (so results are the same bits), and LLVM intrinsics
@@ -284,6 +286,7 @@ def ir_source(code, parts):
                        "{\nentry:\n")
             _chunk(out, code[first:min(first + CHUNK, stop)], first, declared)
             out.append("  ret i32 0\n}\n")
+            time.sleep(0)       # on the background thread: let the caller's thread take the GIL
         # the stretch: its parts in order, stopping at a failed guard
         out.append(f"define i32 @stretch{k}(double* noalias nocapture %v) {{\nentry:\n")
         for first in chunks:
@@ -361,8 +364,8 @@ class Machine:
                           for k in range(n_parts)]
 
 
-HOT_CALLS = 2       # a program's sweeps before its straight-line code is made (the first
-                    # sweep of a jitted function is its second call: the first returns traced values)
+HOT_CALLS = 1       # the sweep that starts the compile: the first (a jitted function's second
+                    # call; its first returns the traced values), so that the code is ready soon
 
 
 def runner(code, ipool, interpreter, inner):
@@ -407,7 +410,7 @@ class _Straight:
     def __init__(self, code, ipool, interpreter, inner):
         self.code, self.ipool, self.interpreter, self.inner = code, ipool, interpreter, inner
         self.plan = self.buffer = self.address = self.machine = None
-        self.calls, self.error = 0, None
+        self.calls, self.error, self.started = 0, None, False
         self.steps = self.parts = None
         self.ready = threading.Event()
         self.lock = threading.Lock()
@@ -416,8 +419,11 @@ class _Straight:
         """One sweep on `inner`; starts the compile at the HOT_CALLS-th, and takes the plan up
         once the machine code is loaded."""
         self.calls += 1
-        if self.calls == HOT_CALLS:
-            self.start()
+        if self.calls >= HOT_CALLS and not self.started:
+            with self.lock:
+                if not self.started:
+                    self.started = True
+                    self.start()
         elif self.ready.is_set() and self.machine is not None:
             with self.lock:
                 if self.plan is None:
