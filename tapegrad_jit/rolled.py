@@ -480,6 +480,28 @@ def _steps(code, runs):
     return tuple(steps)
 
 
+def _native(v):
+    """Whether a buffer is one the compiled entry points may take: they check dtype and rank,
+    not layout or writeability."""
+    return (v.dtype == np.float64 and v.ndim == 1 and v.flags.c_contiguous
+            and v.flags.writeable)
+
+
+def _entries(steps, interpreter, ipool, v):
+    """The steps with each function's compiled entry point for a native buffer and index pool
+    (a call skips the dispatcher's type lookup: ~0.1 us a step); (function, args, first row,
+    rolled)."""
+    from numba import typeof
+
+    def entry(function, *args):
+        compile_for = getattr(function, "compile", None)
+        return compile_for(tuple(typeof(a) for a in args)) if compile_for else function
+
+    return tuple((entry(interpreter, args, ipool, v), args, start, False) if kernel is None
+                 else (entry(kernel, v, ipool, *args), args, start, True)
+                 for kernel, args, start in steps)
+
+
 def runner(code, ipool, interpreter):
     """A function run(code, ipool, v) for this program's code array that runs its rolled runs
     as kernels and the rows between on `interpreter`; `interpreter` itself when nothing rolls.
@@ -489,25 +511,37 @@ def runner(code, ipool, interpreter):
     if not runs:
         return interpreter
     made, lock = [], threading.Lock()
+    # the buffer and index pool last seen, and whether the entry points (made for this
+    # program's index pool) may take them; one tuple, replaced whole (threads)
+    seen = [(None, None, False)]
 
     def steps():
         if not made:
             with lock:
                 if not made:
-                    made.append(_steps(code, runs))
-        return made[0]
+                    listed = _steps(code, runs)
+                    plain = tuple((kernel or interpreter, args, start, kernel is not None)
+                                  for kernel, args, start in listed)
+                    native = _entries(listed, interpreter, ipool, np.zeros(1))
+                    made.append((listed, (plain, native)))
+        return made[0][0]
 
-    def run(_code, ipool, v):
+    def run(_code, pool, v):
         # _code: the program's code array (this runner is made for it; rows are pre-sliced)
-        for kernel, args, start in made[0] if made else steps():
-            if kernel is None:
-                status = interpreter(args, ipool, v)
-                if status:
-                    return status
-            else:
-                status = kernel(v, ipool, *args)
+        if not made:
+            steps()
+        state = seen[0]
+        if state[0] is not v or state[1] is not pool:
+            seen[0] = state = (v, pool, pool is ipool and _native(v))
+        for function, args, start, rolled in made[0][1][state[2]]:
+            if rolled:
+                status = function(v, pool, *args)
                 if status:
                     return code[start + status - 1, X1]
+            else:
+                status = function(args, pool, v)
+                if status:
+                    return status
         return 0
 
     run.steps, run.runs = steps, runs
