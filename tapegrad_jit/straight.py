@@ -262,6 +262,8 @@ def _chunk(out, rows, first, declared):
 
     for i, (op, o, a, b, c, x0, x1) in enumerate(rows[:, [OP, OUT, A, B, C, X0, X1]].tolist(),
                                                   first):
+        if not i % 32:
+            time.sleep(0)   # on the background thread: the caller's thread takes the GIL soon
         text, result, functions, names = _template(op)
         if result is None:              # a guard
             out.append(text.format(i=i, x=value(a), x0="true" if x0 else "false", x1=x1))
@@ -286,7 +288,6 @@ def ir_source(code, parts):
                        "{\nentry:\n")
             _chunk(out, code[first:min(first + CHUNK, stop)], first, declared)
             out.append("  ret i32 0\n}\n")
-            time.sleep(0)       # on the background thread: let the caller's thread take the GIL
         # the stretch: its parts in order, stopping at a failed guard
         out.append(f"define i32 @stretch{k}(double* noalias nocapture %v) {{\nentry:\n")
         for first in chunks:
