@@ -11,26 +11,30 @@ code[i + k] - code[i] == code[i + 2k] - code[i + k]; stretches of affine rows ar
 Each run executes as a generated Numba kernel (diff_energy's forward, `s += (x[i+1] - x[i])**2`):
 
     for t in range(trips):
-        l0_3 = v[b0 + q0]                   # operand columns: a base plus q = t * stride
-        r0 = float((l0_3 - k1))             # the interpreter's scalar form of `sub`; k1: x[i]
-        v[b2 + q0] = r0                     # every result is stored, as the interpreter does
-        r1 = float((((r0 * r0)) + k3))      # r0 reused from a local, k3: last trip's sum
-        v[b4 + q0] = r1
-        k1, k2, k3 = l0_3, k3, r1           # carried to the next trip
-        q0 += s0
+        p0 = a0 + q0                        # the slots' anchor at trip t; q0 = t * stride
+        x0 = v[np.uint64(p0 + 0)]           # slots: an anchor plus a constant offset; x[i + 1]
+        y1 = float((x0 - k0))               # the interpreter's scalar form of `sub`; k0: x[i]
+        v[np.uint64(p0 + 9001)] = y1        # every result is stored, as the interpreter does
+        y3 = float((((y1 * y1)) + k1))      # y1 reused from a local, k1: last trip's sum
+        v[np.uint64(p0 + 9003)] = y3
+        k0, k1 = x0, y3                     # carried to the next trip
+        q0 += 1                             # the stride, in the source
 
 the body's statements in row order, trip after trip (the interpreter's order and operations, so
-values are bitwise the interpreter's). Bases and strides are runtime arguments: the source depends
-only on the run's structure (see `layout`: the opcodes, which columns name the same operand, which
-share a stride, which slot one trip reads that the last wrote), the same for a loop at any length,
-so one cached kernel serves it. A value is taken from a local instead of memory only while no
-write can have reached its slot since (operands of one stride never meet; operands of other
-strides and the ranges that gathers, element scatters and places write are checked apart over the
-run). Statements come from the interpreter's own tables (the registry's scalar forms, its gather
-and place helpers); a guard returns where it fails, and the interpreter runs the rows between runs.
+values are bitwise the interpreter's). A slot is named by its stride's group and its offset from
+the group's first slot, so two names are one slot at every trip exactly when equal; the anchors'
+first-trip values are runtime arguments and the source depends only on the run's structure (see
+`layout`), the same for a loop at any length, so one cached kernel serves it. Rows of a few
+elements (softmax over np.stack, sums of small arrays, gathers, places, scatters with index maps
+that are the same at every trip) are written out element by element in the interpreter's order;
+others call the interpreter's helpers (gather, place, scatter, reduce, matmul) or its loop form.
+A value is taken from a local instead of memory only while no write can have reached its slot
+since (slots of one group meet only when equal; groups of other strides are checked apart over
+the run). Statements come from the interpreter's own tables (the registry's scalar forms, its
+helpers); a guard returns where it fails, and the interpreter runs the rows between runs.
 
 Only runs of at least MIN_ROWS rows roll (calling a kernel costs about a dispatch; compiling one
-0.2-0.4 s of CPU without the disk cache), at most MAX_BODIES structures per tape (the ones
+0.2-3 s of CPU without the disk cache: a body of 48 small-array rows ~2.5 s), at most MAX_BODIES structures per tape (the ones
 covering most rows), bodies of at most MAX_BODY rows. CUDA and the nopython path run the unchanged
 code array on the interpreter.
 """
@@ -166,16 +170,6 @@ def _at(slot):
 
 def _kind(opcode):
     return "elementwise" if opcode < cpu.NUM_ELEMENTWISE else _KINDS[opcode]
-
-
-def _meets(d0, c, width, trips):
-    """Whether 0 <= d0 + c * t < width for some trip t < trips (elementwise over arrays): a slot
-    d0 + c * t past the start of a range `width` long, both moving with the trips."""
-    safe = np.where(c == 0, 1, c)
-    lo = np.where(c > 0, -(d0 // safe), -((d0 - width + 1) // safe))
-    hi = np.where(c > 0, (width - 1 - d0) // safe, (-d0) // safe)
-    moving = np.maximum(lo, 0) <= np.minimum(hi, trips - 1)
-    return np.where(c == 0, (0 <= d0) & (d0 < width), moving)
 
 
 def layout(base, stride, trips, ipool):
