@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("numba")
+from benchmarks.workloads.scalar_graph import graph_ops  # noqa: E402
+from benchmarks.workloads.scalar_graph_variants import array_graph_function  # noqa: E402
 from tapegrad_jit import cpu, rolled  # noqa: E402
 from tests.tape_faces import central_differences  # noqa: E402
 from tests.test_rolled_loops import check_rolled, rolled_steps, small_runs  # noqa: E402,F401
@@ -20,23 +22,10 @@ pytestmark = pytest.mark.filterwarnings("error:tapegrad_jit. rolled:RuntimeWarni
 # Graphs of small arrays
 # ---------------------------------------------------------------------------------------------
 
-def softmax_graph(x, n_ops=100):
-    """The scalar graph with softmax over a stack and softplus as logaddexp."""
-    nodes = [x[i] for i in range(x.shape[0])]
-    for op in range(n_ops):
-        k = op % 4
-        if k == 0:
-            nodes.append(np.logaddexp(0.0, nodes[-10]))
-        elif k == 1:
-            nodes.append(sum(nodes[-30:-10:5]))
-        elif k == 2:
-            nodes.append(nodes[-20] * nodes[-10])
-        else:
-            s = np.stack(nodes[-4:])
-            e = np.exp(s - s.max())
-            sm = e / e.sum()
-            nodes.extend(sm[i] for i in range(4))
-    return nodes[-1]
+def softmax_graph(n_ops):
+    """The scalar graph with softmax over np.stack and softplus as np.logaddexp (the
+    benchmark's variant; 100 inputs)."""
+    return array_graph_function(graph_ops(n_ops)[0])
 
 
 def stack_reductions(x, trips=30):
@@ -73,11 +62,11 @@ def slices_and_writes(x, trips=20):
 
 
 def test_softmax_graph_rolls_bitwise_and_matches_finite_differences(small_runs):
-    x = np.random.default_rng(3).standard_normal(30)
-    value, grad = check_rolled(softmax_graph, x)
-    assert value == pytest.approx(softmax_graph(x), rel=1e-12)
-    np.testing.assert_allclose(grad, central_differences(softmax_graph, x), rtol=1e-6,
-                               atol=1e-9)
+    x = np.random.default_rng(3).standard_normal(100)
+    fun = softmax_graph(100)
+    value, grad = check_rolled(fun, x)
+    assert value == pytest.approx(fun(x), rel=1e-12)
+    np.testing.assert_allclose(grad, central_differences(fun, x), rtol=1e-6, atol=1e-9)
 
 
 @pytest.mark.parametrize("trips", [8, 30])
@@ -122,7 +111,7 @@ def test_softmax_graph_rolls_with_default_thresholds(n_ops):
     """The defaults: the forward and adjoint bodies roll and cover most rows, bitwise."""
     import tapegrad as tg
     x = np.random.default_rng(0).standard_normal(100)
-    fun = lambda v: softmax_graph(v, n_ops)  # noqa: E731
+    fun = softmax_graph(n_ops)
     value, _ = check_rolled(fun, x)
     assert value == pytest.approx(fun(x), rel=1e-12)
     program = cpu.Program(tg.make_tape(tg.value_and_grad(fun))(x))
