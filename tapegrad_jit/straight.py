@@ -35,7 +35,8 @@ import numpy as np
 from . import cache, cpu
 from .cpu import A, B, C, N, OP, OUT, X0, X1
 
-MIN_ROWS = 4096         # rows in a stretch before its compile (0.1-0.2 s) pays back
+MIN_ROWS = 256          # rows in a stretch before straight-line code is made (about 5 ms of
+                        # compile): a 100-op scalar graph 1.61x -> 1.29x the C interpreter
 MAX_ROWS = 100_000      # rows compiled per program at most: the compile peaks at ~2.7 kB a row
 CHUNK = 256             # rows per LLVM function: code generation grows faster than linearly
                         # with a function's length (10k rows: 1.5 s in one, 0.2 s in chunks);
