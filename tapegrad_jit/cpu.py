@@ -31,7 +31,7 @@ import numpy as np
 from tapegrad.core import REGISTRY
 from tapegrad.tape import _INS_OF, GuardFailure, tree_flatten, tree_unflatten
 
-from . import cache, lowering_linalg, lowering_nn
+from . import cache, lowering_linalg, lowering_nn, scalar_lowering
 
 # ---------------------------------------------------------------------------------------------
 # Opcodes
@@ -269,7 +269,7 @@ def interpreter_source():
                        "    for j in range(n):",
                        f"        v[o + j] = {body}"]
     return _KERNEL_HEADER + lowering_linalg.KERNEL_SOURCE + lowering_nn.KERNEL_SOURCE + \
-        _RUN_TEMPLATE.format(
+        scalar_lowering.KERNEL_SOURCE + _RUN_TEMPLATE.format(
         num_elementwise=NUM_ELEMENTWISE, scalar_cases=_indent(scalar_cases, 16),
         loop_cases=_indent(loop_cases, 16), **{name: OPCODE[name] for name in _ARRAY_OPS})
 
@@ -873,7 +873,8 @@ class Program:
         input_refs = [lowering.ref(s) for s in tape.inputs]
         guards = sorted(tape.guards, key=lambda g: g.position)
         try:
-            self._lower(tape, lowering, guards)
+            if not scalar_lowering.lower(tape, lowering, guards):
+                self._lower(tape, lowering, guards)
             output_refs = [lowering.ref(s) for s in tape.outputs]
             pinned = {r.buf for r in input_refs + output_refs}
             # the slot -> ref tables are done with: freed before planning's peak (issue 12)
