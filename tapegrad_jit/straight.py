@@ -33,7 +33,7 @@ import time
 import numpy as np
 
 from . import cache, cpu
-from .cpu import A, B, C, N, OP, OUT, X0, X1
+from .cpu import A, B, C, N, OP, OUT, SB, X0, X1, X2
 
 MIN_ROWS = 256          # rows in a stretch before straight-line code is made (about 5 ms of
                         # compile): a 100-op scalar graph 1.61x -> 1.29x the C interpreter
@@ -181,12 +181,25 @@ def form_trees():
 # Which rows, and their IR
 # ---------------------------------------------------------------------------------------------
 
+MAX_ELEMENTS = 256       # element operations of an array row written out, at most
+
+_GATHER, _PLACE = cpu.OPCODE["gather"], cpu.OPCODE["place"]
+_SCATTERS = (cpu.OPCODE["scatter_add"], cpu.OPCODE["scatter_set"])
+_REDUCES = tuple(cpu.OPCODE[f"reduce_{kind}"] for kind in ("sum", "prod", "max", "min"))
+
+
 def usable_rows(code):
-    """Rows straight-line code runs: scalar elementwise rows of a translated form, and guards."""
+    """Rows straight-line code runs: guards, and rows of at most MAX_ELEMENTS element operations
+    that are elementwise ops of a translated form, gathers, places, scatters or reductions."""
     ops = code[:, OP]
     translated = np.zeros(max(cpu.OPCODE.values()) + 1, dtype=bool)
     translated[list(form_trees())] = True
-    return (translated[ops] & (code[:, N] == 1) & (ops < cpu.NUM_ELEMENTWISE)) | (ops == GUARD)
+    n, count = code[:, N].astype(np.int64), code[:, X1].astype(np.int64)
+    elements = np.where(np.isin(ops, _SCATTERS + _REDUCES), n + count,
+                        np.where(ops == _PLACE, count, n))
+    small = (elements <= MAX_ELEMENTS) & (n >= 0) & (count >= 0)
+    array_rows = np.isin(ops, (_GATHER, _PLACE) + _SCATTERS + _REDUCES)
+    return (ops == GUARD) | (small & (translated[ops] | array_rows))
 
 
 def stretches(usable, min_rows=None, max_rows=None):
@@ -240,45 +253,110 @@ def _template(opcode):
     return found
 
 
-def _chunk(out, rows, first, declared):
-    """The rows' IR in one function's body. Within it a slot's value is loaded once and a result
-    is used from its register by the rows after it (still stored: later code reads the buffer),
-    and each slot's address is computed once: the same values, a third of the IR to compile."""
-    known, pointers = {}, {}
+_REDUCE_INIT = (0.0, 1.0, -math.inf, math.inf)
 
-    def pointer(slot):
-        name = pointers.get(slot)
+
+class _Chunk:
+    """The rows' IR in one function's body, in the interpreter's order of element operations.
+    Within it a slot's value is loaded once and a result is used from its register by the
+    operations after it (still stored: later code reads the buffer), and each slot's address is
+    computed once: the same values, a third of the IR to compile."""
+
+    def __init__(self, out, ipool, declared):
+        self.out, self.ipool, self.declared = out, ipool, declared
+        self.known, self.pointers = {}, {}
+
+    def pointer(self, slot):
+        name = self.pointers.get(slot)
         if name is None:
-            name = pointers[slot] = f"%p{slot}"
-            out.append(f"  {name} = getelementptr double, double* %v, i64 {slot}\n")
+            name = self.pointers[slot] = f"%p{slot}"
+            self.out.append(f"  {name} = getelementptr double, double* %v, i64 {slot}\n")
         return name
 
-    def value(slot):
-        name = known.get(slot)
+    def value(self, slot):
+        name = self.known.get(slot)
         if name is None:
-            address = pointer(slot)
-            name = known[slot] = f"%l{len(out)}"
-            out.append(f"  {name} = load double, double* {address}\n")
+            address = self.pointer(slot)
+            name = self.known[slot] = f"%l{len(self.out)}"
+            self.out.append(f"  {name} = load double, double* {address}\n")
         return name
 
-    for i, (op, o, a, b, c, x0, x1) in enumerate(rows[:, [OP, OUT, A, B, C, X0, X1]].tolist(),
-                                                  first):
+    def store(self, slot, name):
+        self.out.append(f"  store double {name}, double* {self.pointer(slot)}\n")
+        self.known[slot] = name
+
+    def emit(self, text):
+        name = f"%e{len(self.out)}"
+        self.out.append(f"  {name} = {text}\n")
+        return name
+
+    def row(self, i, row):
+        op, o, n, a, b, c = row[:6]
+        if op == GUARD:
+            text = _template(op)[0]
+            self.out.append(text.format(i=i, x=self.value(a), x0="true" if row[X0] else "false",
+                                        x1=row[X1]))
+        elif op < cpu.NUM_ELEMENTWISE:
+            text, result, functions, names = _template(op)
+            self.declared |= functions
+            sa, sb, sc = row[6:9]
+            for j in range(n):
+                fields = {name: self.value(slot) for name, slot in
+                          (("x", a + j * sa), ("y", b + j * sb), ("z", c + j * sc))
+                          if name in names}
+                element = f"{i}e{j}"
+                self.out.append(text.format(i=element, **fields))
+                self.store(o + j, result.format(i=element, **fields))
+        elif op == _GATHER:
+            for j, m in enumerate(self.map(row[X0], n)):
+                self.store(o + j, self.value(a + m))
+        elif op == _PLACE:
+            for j, m in enumerate(self.map(row[X0], row[X1])):
+                self.store(o + m, self.value(a + j))
+        elif op in _SCATTERS:
+            self.scatter(row, accumulate=op == _SCATTERS[0])
+        else:
+            self.reduce(row, _REDUCES.index(op))
+
+    def map(self, m, count):
+        return self.ipool[m:m + count].tolist()
+
+    def scatter(self, row, accumulate):
+        o, n, a, b, sb, m, count, base = (row[k] for k in (OUT, N, A, B, SB, X0, X1, X2))
+        if base != 2:                   # 0: zeros, 1: a copy of v[a:a+n], 2: in place
+            for j in range(n):
+                self.store(o + j, self.value(a + j) if base else _double(0.0))
+        for j, t in enumerate(self.map(m, count)):
+            x = self.value(b + j * sb)
+            self.store(o + t, self.emit(f"fadd double {self.value(o + t)}, {x}")
+                       if accumulate else x)
+
+    def reduce(self, row, kind):
+        o, n, a, m, count = (row[k] for k in (OUT, N, A, X0, X1))
+        for j in range(n):
+            self.store(o + j, _double(_REDUCE_INIT[kind]))
+        targets = [0] * count if m < 0 else self.map(m, count)
+        for j, t in enumerate(targets):
+            x, current = self.value(a + j), self.value(o + t)
+            if kind < 2:
+                new = self.emit(f"{('fadd', 'fmul')[kind]} double {current}, {x}")
+            else:               # x replaces the extreme when beyond it, or NaN
+                beyond = self.emit(f"fcmp {('ogt', 'olt')[kind - 2]} double {x}, {current}")
+                nan = self.emit(f"fcmp uno double {x}, {x}")
+                new = self.emit(f"select i1 {self.emit(f'or i1 {beyond}, {nan}')}, "
+                                f"double {x}, double {current}")
+            self.store(o + t, new)
+
+
+def _chunk(out, rows, first, ipool, declared):
+    writer = _Chunk(out, ipool, declared)
+    for i, row in enumerate(rows.tolist(), first):
         if not i % 32:
             time.sleep(0)   # on the background thread: the caller's thread takes the GIL soon
-        text, result, functions, names = _template(op)
-        if result is None:              # a guard
-            out.append(text.format(i=i, x=value(a), x0="true" if x0 else "false", x1=x1))
-            continue
-        declared |= functions
-        fields = {name: value(slot) for name, slot in (("x", a), ("y", b), ("z", c))
-                  if name in names}
-        out.append(text.format(i=i, **fields))
-        result = result.format(i=i, **fields)
-        out.append(f"  store double {result}, double* {pointer(o)}\n")
-        known[o] = result
+        writer.row(i, row)
 
 
-def ir_source(code, parts):
+def ir_source(code, ipool, parts):
     """LLVM IR of `stretch{k}(double* v) -> i32` for each (start, stop) in parts: the rows in
     order on the buffer v; 0, or the number of the first guard that fails."""
     out, declared = [], set()
@@ -287,7 +365,7 @@ def ir_source(code, parts):
         for first in chunks:
             out.append(f"define internal i32 @part{k}_{first}(double* noalias nocapture %v) "
                        "{\nentry:\n")
-            _chunk(out, code[first:min(first + CHUNK, stop)], first, declared)
+            _chunk(out, code[first:min(first + CHUNK, stop)], first, ipool, declared)
             out.append("  ret i32 0\n}\n")
         # the stretch: its parts in order, stopping at a failed guard
         out.append(f"define i32 @stretch{k}(double* noalias nocapture %v) {{\nentry:\n")
@@ -324,11 +402,11 @@ def _target_machine(llvm):
         cpu=llvm.get_host_cpu_name(), opt=0, codemodel="jitdefault", reloc="static")
 
 
-_FORMAT = "straight 2"       # bump when ir_source's output changes for the same rows
+_FORMAT = "straight 3"       # bump when ir_source's output changes for the same rows
 
 
-def object_code(code, parts):
-    """Machine code (an object file's bytes) of ir_source(code, parts), from the disk cache or
+def object_code(code, ipool, parts):
+    """Machine code (an object file's bytes) of ir_source(code, ipool, parts), from the disk cache or
     compiled now. The key is the rows themselves (no IR is written for a cached program)."""
     from numba.core.compiler_lock import global_compiler_lock
     llvm = _llvm()
@@ -336,11 +414,12 @@ def object_code(code, parts):
                                        repr(cpu.ELEMENTWISE_FORMS), repr(parts)]).encode())
     for start, stop in parts:
         digest.update(np.ascontiguousarray(code[start:stop]).tobytes())
+    digest.update(np.ascontiguousarray(ipool).tobytes())
     key = digest.hexdigest()
     found = cache.read_blob("straight", key)
     if found is not None:
         return found
-    ir = ir_source(code, parts)
+    ir = ir_source(code, ipool, parts)
     with global_compiler_lock:          # LLVM is not used from two threads at once
         module = llvm.parse_assembly(ir)
         del ir
@@ -455,7 +534,8 @@ class _Straight:
 
     def _make(self):
         try:
-            self.machine = Machine(object_code(self.code, self.parts), len(self.parts))
+            self.machine = Machine(object_code(self.code, self.ipool, self.parts),
+                                   len(self.parts))
         except Exception as exc:        # noqa: BLE001 -- any failure: the interpreter stays on
             self.error = exc
         finally:

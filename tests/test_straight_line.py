@@ -31,10 +31,11 @@ def _rows_over(opcodes, values):
     return code, v
 
 
-def _both(code, v, parts):
+def _both(code, v, parts, ipool=None):
+    ipool = np.zeros(1, np.int32) if ipool is None else ipool
     interpreted, machine_v = v.copy(), v.copy()
-    status = cpu.kernels().run(code, np.zeros(1, np.int32), interpreted)
-    machine = straight.Machine(straight.object_code(code, parts), len(parts))
+    status = cpu.kernels().run(code, ipool, interpreted)
+    machine = straight.Machine(straight.object_code(code, ipool, parts), len(parts))
     statuses = [f(machine_v.ctypes.data) for f in machine.functions]
     return status, interpreted, statuses, machine_v
 
@@ -78,9 +79,11 @@ def test_untranslated_forms_are_left_to_the_interpreter():
     add = cpu.OPCODE["add"]
     code = np.array([[add, 5, 1, 0, 1, 0] + [1, 1, 1, 0, 0, 0]] * 3
                     + [[floor, 6, 1, 0, 1, 0] + [1, 1, 1, 0, 0, 0]]
-                    + [[add, 7, 4, 0, 1, 0] + [1, 1, 1, 0, 0, 0]], dtype=np.int32)
+                    + [[add, 7, straight.MAX_ELEMENTS + 1, 0, 1, 0] + [1, 1, 1, 0, 0, 0]],
+                    dtype=np.int32)
     usable = straight.usable_rows(code)
-    assert usable.tolist() == [True, True, True, False, False]   # and no loop row (n = 4)
+    # nor a row of more than MAX_ELEMENTS element operations
+    assert usable.tolist() == [True, True, True, False, False]
     assert straight.stretches(usable, min_rows=2) == [(0, 3)]
     assert straight.stretches(usable, min_rows=4) == []
 
@@ -153,3 +156,68 @@ def test_straight_line_code_keeps_the_guards(monkeypatch):
         reference_value, reference_grad = tg.value_and_grad(f)(x)
         np.testing.assert_allclose(value, reference_value, rtol=1e-13)
         np.testing.assert_allclose(grad, reference_grad, rtol=1e-11, atol=1e-300)
+
+
+def _small_array_functions():
+    def softmax_of_stack(x):
+        s = np.stack([x[0] * x[1], x[2], x[3] + 1.0, x[4]])
+        e = np.exp(s - s.max())
+        soft = e / e.sum()
+        return soft[1] * x[5] + soft[2]
+
+    def reductions(x):
+        m = x.reshape(3, 4)
+        return np.sum(np.max(m, axis=0) * np.min(m, axis=1).sum()) + np.prod(m[1]) + m.mean()
+
+    def writes(x):
+        y = x[:6] * 2.0
+        y[2] = x[7] * x[8]
+        y[1:3] += x[9:11]
+        return np.dot(y, x[:6]) + np.logaddexp(0.0, y).sum()
+    return [softmax_of_stack, reductions, writes]
+
+
+def _buffers_both_ways(program, x):
+    """The program's buffer after a sweep on the interpreter, and after one where every usable
+    stretch (from one row) runs as straight-line code."""
+    code, ipool = program.code, program.ipool
+    v = program.v0.copy()
+    offset, size, _ = program.inputs[0]
+    v[offset:offset + size] = x
+    interpreted, mixed = v.copy(), v.copy()
+    assert cpu.kernels().run(code, ipool, interpreted) == 0
+    parts = straight.stretches(straight.usable_rows(code), min_rows=1)
+    machine = straight.Machine(straight.object_code(code, ipool, parts), len(parts))
+    at = 0
+    for (start, stop), function in zip(parts, machine.functions):
+        assert cpu.kernels().run(code[at:start], ipool, mixed) == 0
+        assert function(mixed.ctypes.data) == 0
+        at = stop
+    assert cpu.kernels().run(code[at:], ipool, mixed) == 0
+    return interpreted, mixed, parts
+
+
+@pytest.mark.parametrize("f", _small_array_functions(), ids=lambda f: f.__name__)
+def test_small_array_rows_give_the_interpreters_bits(f):
+    import tapegrad as tg
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(12)
+    tape = tg.make_tape(tg.value_and_grad(f))(x)
+    program = cpu.Program(tape)
+    kinds = {int(op) for op in program.code[straight.usable_rows(program.code), cpu.OP]}
+    assert kinds - set(straight.form_trees()), "no array row among the straight-line rows"
+    for values in (x, rng.standard_normal(12) * 5, np.where(np.arange(12) % 5 == 1, np.nan, x)):
+        interpreted, mixed, _ = _buffers_both_ways(program, values)
+        np.testing.assert_array_equal(mixed, interpreted)
+
+
+def test_every_array_row_kind_is_written_and_checked():
+    """The array row kinds straight-line code takes all appear in the functions above."""
+    import tapegrad as tg
+    seen = set()
+    for f in _small_array_functions():
+        program = cpu.Program(tg.make_tape(tg.value_and_grad(f))(np.linspace(0.1, 1.2, 12)))
+        seen |= {int(op) for op in program.code[straight.usable_rows(program.code), cpu.OP]}
+    names = {code: name for name, code in cpu.OPCODE.items()}
+    assert {"gather", "place", "scatter_add", "reduce_sum", "reduce_max", "reduce_min",
+            "reduce_prod"} <= {names[op] for op in seen}
