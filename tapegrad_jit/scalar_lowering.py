@@ -278,31 +278,35 @@ def _pair_tables():
     return _tables
 
 
+def _ints(values, dtype=np.int32):
+    # a list first: NumPy converts a list about 3x faster than it consumes an iterator
+    return np.fromiter(values, dtype=dtype, count=len(values))
+
+
 def _instruction_table(tape):
-    """(instrs, flat operands) as int32 arrays and which slots are 0-d, or None when too few instructions are scalar
-    for the compiled loop to pay (see MIN_FAST_PER_OTHER)."""
+    """(instrs, flat operands) as int32 arrays and which slots are 0-d, or None when too few
+    instructions are scalar for the compiled loop to pay (see MIN_FAST_PER_OTHER)."""
     from . import cpu
     instrs = tape.instrs
     n = len(instrs)
-    counts = np.fromiter(map(len, map(_INS_OF, instrs)), dtype=np.int64, count=n)
-    flat = np.fromiter(chain.from_iterable(map(_INS_OF, instrs)), dtype=np.int32,
-                       count=int(counts.sum()))
-    names = map(operator.attrgetter("prim.name"), instrs)
-    opcodes = np.fromiter(map(cpu.ELEMENTWISE_OPCODE.get, names, repeat(-1)), dtype=np.int32,
-                          count=n)
+    prims = list(map(operator.attrgetter("prim"), instrs))
+    opcode_of = {prim: cpu.ELEMENTWISE_OPCODE.get(prim.name, -1) for prim in set(prims)}
+    opcodes = np.fromiter(map(opcode_of.__getitem__, prims), dtype=np.int32, count=n)
+    del prims
     outs = np.fromiter(map(operator.attrgetter("out"), instrs), dtype=np.int32, count=n)
-    params = np.fromiter(map(bool, map(operator.attrgetter("params"), instrs)), dtype=bool,
-                         count=n)
+    params = _ints(list(map(bool, map(operator.attrgetter("params"), instrs))), bool)
     scalar = np.fromiter(map(operator.eq, tape.shapes, repeat(())), dtype=bool,
                          count=len(tape.shapes))
     # _lower's test: a registry scalar form, no parameters, a 0-d result
     opcodes[params | ~scalar[outs]] = -1
-    fast = opcodes >= 0
-    if np.any(fast & ((counts < 1) | (counts > 3))):
-        return None             # no such elementwise form: left to the reference path's error
-    n_fast = int(np.count_nonzero(fast))
+    n_fast = int(np.count_nonzero(opcodes >= 0))
     if n_fast == 0 or (n - n_fast) * MIN_FAST_PER_OTHER > n_fast:
-        return None
+        return None             # decided before the operands are read (the costliest part)
+    counts = np.fromiter(map(len, map(_INS_OF, instrs)), dtype=np.int32, count=n)
+    if np.any((opcodes >= 0) & ((counts < 1) | (counts > 3))):
+        return None             # no such elementwise form: left to the reference path's error
+    flat = np.fromiter(chain.from_iterable(map(_INS_OF, instrs)), dtype=np.int32,
+                       count=int(counts.sum()))
     table = np.empty((n, 4), dtype=np.int32)
     table[:, IOP] = opcodes
     table[:, IOUT] = outs
@@ -319,7 +323,7 @@ def _slot_table(tape, flat, scalar, guards, refs):
     np.add.at(uses, np.array(list(tape.outputs) + [g.slot for g in guards], dtype=np.int64), 2)
     slots[:, USES] = uses
     from . import cpu
-    slots[:, FLOAT] = np.fromiter(map(cpu._FLOATS.__contains__, tape.dtypes), dtype=bool, count=n)
+    slots[:, FLOAT] = _ints(list(map(cpu._FLOATS.__contains__, tape.dtypes)), bool)
     slots[:, CONST] = 0
     if tape.consts:
         slots[list(tape.consts), CONST] = 1
