@@ -1569,6 +1569,12 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
     # cotangent and nothing else holds it (`owned`): the same instructions simplify() would
     # give, with O(1) work each.
     owned = set()
+    templated, plans = _TEMPLATE_ON, {}
+    if templated and not _SUM_RECORDERS:
+        _SUM_RECORDERS[:] = [_compiled(op, 2, (), False, op.__name__)
+                             for op in (operator.add, operator.sub)]
+    # what the templates' recorders write to
+    state = (ctx, tape, shapes, dtypes, instrs, tracers, ADJOINT)
     try:
         for ins in reversed(instrs[start:end]):
             out = ins.out
@@ -1576,6 +1582,14 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
             if g is None:
                 continue
             prim, ins_slots = ins.prim, ins.ins
+            if templated and dtypes[out] is _F64 and shapes[out] == () and not owned and \
+                    not ins.params:
+                plan = plans.get(prim, _UNPLANNED)
+                if plan is _UNPLANNED:
+                    plan = plans[prim] = _plan(prim)
+                if plan is not None and _templated_step(plan, state, ins, g, cotangents, depends,
+                                                        consts):
+                    continue
             name = prim.name
             # g = -t: the cotangents of add, mul, exp, ... are -(rule of t), unrecorded (IEEE
             # negation commutes with their rules exactly); other rules get -t recorded
@@ -1690,6 +1704,94 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
     return result
 
 
+def _templated_step(plan, state, ins, g, cotangents, depends, consts):
+    """The adjoint of a 0-d float64 instruction by its rules' templates (see _recorder), as the
+    rule path below would record it; False (nothing recorded) where the rule path must run."""
+    rules, joint, linear = plan
+    negated = type(g) is _Negated
+    if negated:
+        if not linear:
+            return False
+        g = g.t
+    if type(g) is not Tracer:
+        return False
+    value = g._value
+    if value.dtype is not _F64 or value.ndim:
+        return False
+    dtypes, shapes, tracers = state[3], state[2], state[5]
+    ins_slots = ins.ins
+    consts_at = ()
+    a = ins_slots[0]
+    if dtypes[a] is not _F64 or shapes[a] != ():
+        return False
+    x = tracers[a] if a not in consts else _rule_number(consts[a])
+    if type(x) is float:
+        consts_at = (0,)
+    elif x is None:
+        return False
+    ans = tracers[ins.out]
+    if len(ins_slots) == 1:
+        if a not in depends:        # a constant among them
+            return True
+        if rules[0] is None:
+            return False
+        c, unnegated = rules[0](state, g, ans, x)
+        cotangents[a] = _accumulate(state, cotangents.get(a), c, negated != unnegated)
+        return True
+    b = ins_slots[1]
+    if dtypes[b] is not _F64 or shapes[b] != ():
+        return False
+    y = tracers[b] if b not in consts else _rule_number(consts[b])
+    if type(y) is float:
+        consts_at += (1,)
+    elif y is None:
+        return False
+    if joint is not None and not consts_at and a != b and a in depends and b in depends:
+        first, t = joint(state, g, ans, x, y)
+        # as the rule path: the divisor's cotangent first, subtracted
+        cotangents[b] = _accumulate(state, cotangents.get(b), t, not negated)
+        cotangents[a] = _accumulate(state, cotangents.get(a), first, negated)
+        return True
+    if consts_at:
+        rules = [_recorder(ins.prim, k, consts_at) for k in (0, 1)]
+    first, second = a in depends, b in depends
+    if first and rules[0] is None or second and rules[1] is None:
+        return False
+    if first:
+        c, unnegated = rules[0](state, g, ans, x, y)
+        cotangents[a] = _accumulate(state, cotangents.get(a), c, negated != unnegated)
+    if second:
+        c, unnegated = rules[1](state, g, ans, x, y)
+        cotangents[b] = _accumulate(state, cotangents.get(b), c, negated != unnegated)
+    return True
+
+
+def _rule_number(number):
+    """A constant operand as the rule path hands it to templates: a Python float, but for the
+    operations' units (a rule's g * c is no instruction where c is 1), else None."""
+    return number if type(number) is float and number != 0.0 and number != 1.0 else None
+
+
+def _accumulate(state, previous, c, subtract):
+    """_plus(previous, c), or _minus when subtract, for the 0-d float64 cotangent c: its sum
+    recorded by the templates of + and - where previous is one too."""
+    if previous is None:
+        return _Negated(c) if subtract else c
+    kind = type(previous)
+    if kind is _Negated:
+        t = previous.t
+        if not subtract:        # c - t
+            return _SUM_RECORDERS[1](state, c, t)[0] if _is_f64_scalar(t) else c - t
+        return _Negated(_SUM_RECORDERS[0](state, t, c)[0] if _is_f64_scalar(t) else t + c)
+    if kind is Tracer and previous._value.dtype is _F64 and not previous._value.ndim:
+        return _SUM_RECORDERS[subtract](state, previous, c)[0]
+    return previous - c if subtract else previous + c
+
+
+def _is_f64_scalar(tracer):
+    return type(tracer) is Tracer and tracer._value.dtype is _F64 and not tracer._value.ndim
+
+
 def _joint_call(joint, g, seed, ins, dtypes, consts, ans, args):
     """Both cotangents of a binary instruction from its joint rule (g as a Python float where
     exact, as for single rules)."""
@@ -1793,6 +1895,164 @@ def _scatter_cotangent(ctx, owned, prim, base, values, params):
     out = ctx.append(prim, slots, params, value)
     owned.add(out._slot)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Adjoint templates: the registry's VJP rules traced once on 0-d float64 placeholders
+# ---------------------------------------------------------------------------------------------
+# Most steps of a scalar graph's adjoint sweep apply one small rule (g * ans, g / x, ...) to 0-d
+# float64 tracers, and calling it costs a rule call and an operator dispatch per instruction.
+# Each rule is traced once into a template instead, made into a straight-line function that
+# records the very instructions the rule records (same slots and values: +, -, * and / of float64
+# scalars are Python's float operations, NumPy's IEEE results, and other primitives call their
+# forward). A rule whose template depends on the placeholders' values is left to the rule path.
+
+_TEMPLATES = {}     # (prim, variant, const positions) -> (the rules traced, recorder or None)
+_UNPLANNED = object()
+# two sets of placeholder values (g, ans, args...): a rule gives one template for both, or none
+_PLACEHOLDERS = ((0.8414709848078965, 0.5403023058681398, 0.9092974268256817, -0.4161468365471424),
+                 (-1.2246467991473532, 2.718281828459045, -0.36787944117144233, 3.141592653589793))
+_ARITH = {_ADD: "+", _SUB: "-", _MUL: "*", _DIV: "/"}
+_TEMPLATE_ON = True     # tests compare the templates with the rules they come from
+# the recorders of the cotangents' sums (_plus, _minus) of 0-d float64 tracers, made on the first
+# sweep
+_SUM_RECORDERS = []
+
+
+def _plan(prim):
+    """(the recorders of prim's rules for tracer operands, of its joint rule or None, whether its
+    rules are linear in g), or None when its sweep steps take the rule path: rules that are not
+    one fixed rule per operand (at most two), or one of the sweep's special cases."""
+    rules = prim.vjp_rules
+    if not (prim.differentiable and prim.variadic_vjp is None and 0 < len(rules) <= 2 and
+            prim.name not in _SPECIAL_VJPS and None not in rules):
+        return None
+    joint = _JOINT_VJPS.get(prim)
+    joint = _recorder(prim, -1, ()) if joint is not None and joint[0] is rules else None
+    return tuple(_recorder(prim, k, ()) for k in range(len(rules))), joint, \
+        prim in _NEGATION_LINEAR
+
+
+def _recorder(prim, variant, consts_at):
+    """The recorder of prim's rule for operand `variant` (-1: the joint rule of _JOINT_VJPS) on
+    0-d float64 values, Python floats at the operand positions consts_at; None when the rule
+    does not trace to one fixed sequence of 0-d instructions."""
+    key = (prim, variant, consts_at)
+    entry = _TEMPLATES.get(key)
+    rules = prim.vjp_rules
+    if entry is None or entry[0] is not rules:
+        rule = _JOINT_VJPS[prim][1] if variant < 0 else rules[variant]
+        entry = _TEMPLATES[key] = (rules, _compiled(rule, 2 + len(rules), consts_at,
+                                                    variant >= 0, prim.name))
+    return entry[1]
+
+
+def _compiled(fn, n, consts_at, drop_neg, name):
+    """fn's template on n placeholders (Python floats at consts_at, 0-d float64 tracers
+    elsewhere) made into a recorder, or None; drop_neg: the sweep drops a last negation."""
+    try:
+        made = [_template_source(fn, n, consts_at, values, drop_neg) for values in _PLACEHOLDERS]
+    except Exception:       # a rule that cannot run on placeholders: the rule path runs it
+        return None
+    if made[0] is None or any(m != made[0] for m in made):
+        return None
+    source, namespace = made[0]
+    namespace = dict(namespace, _asarray=_asarray, _new=_new, Instr=Instr, Tracer=Tracer,
+                     _F64=_F64, _NO_PARAMS=_NO_PARAMS, _ndarray=np.ndarray)
+    exec(compile(source, f"<adjoint template of {name}>", "exec"), namespace)
+    return namespace["record"]
+
+
+def _template_source(fn, n, consts_at, values, drop_neg):
+    """(source, names) of the recorder of fn (see _compiled), or None."""
+    with TraceContext() as ctx:
+        # consts_at counts the operands, after g and ans
+        holders = [values[k] if k - 2 in consts_at else ctx.new_input(np.float64(values[k]))
+                   for k in range(n)]
+        results = fn(*holders)
+        results = results if type(results) is tuple else (results,)
+    tape = ctx.tape
+    if tape.guards or not all(type(r) is Tracer and r._ctx is ctx and r._value.shape == () and
+                              r._value.dtype is _F64 for r in results):
+        return None
+    params = ", ".join(f"P{k}" for k in range(len(holders)))
+    lines = [f"def record(state, {params}):",
+             "    ctx, tape, shapes, dtypes, instrs, tracers, phase = state",
+             "    producer = tape._producer"]
+    names, kinds = {}, {}       # template slot -> its names' suffix; 'tracer'/'number'
+    for k, h in enumerate(holders):
+        if type(h) is Tracer:
+            names[h._slot], kinds[h._slot] = f"_{k}", "tracer"
+            lines.append(f"    s_{k}, v_{k}, t_{k} = P{k}._slot, P{k}._value, P{k}")
+    namespace = {}
+    for slot, value in tape.consts.items():
+        placeholder = [k for k, h in enumerate(holders) if type(h) is float and h == value]
+        if placeholder and value is holders[placeholder[0]]:
+            name = f"P{placeholder[0]}"
+        elif type(value) in (int, float) and value not in values and abs(value) < _EXACT_INT:
+            name = namespace_name = f"L{slot}"
+            namespace[namespace_name] = value
+        else:
+            return None
+        names[slot], kinds[slot] = f"c{slot}", "number"
+        lines.append(f"    fc{slot} = vc{slot} = {name}")
+    ready = set()       # slots whose s (numbers) or f (tracers) name is set
+    for k, ins in enumerate(tape.instrs):
+        out = ins.out
+        if ins.params or tape.shapes[out] != () or any(s not in names for s in ins.ins):
+            return None
+        ops = [names[s] for s in ins.ins]
+        for s, o in zip(ins.ins, ops):
+            if s not in ready:
+                ready.add(s)
+                # a number's slot where the rule path makes (or finds) it
+                lines.append(f"    s{o} = ctx._number(v{o})" if kinds[s] == "number" else
+                             f"    f{o} = float(v{o})")
+        namespace[f"R{k}"] = ins.prim
+        namespace[f"I{k}"] = getattr(ins.prim.impl, "__wrapped__", ins.prim.impl)
+        floats = tape.dtypes[out] is _F64 and all(
+            tape.dtypes[s] is _F64 or kinds[s] == "number" for s in ins.ins)
+        if floats and ins.prim in _ARITH and len(ops) == 2:
+            a, b = ops
+            expression = f"f{a} {_ARITH[ins.prim]} f{b}"
+            if ins.prim is _DIV:    # Python raises on a zero divisor, where NumPy divides
+                lines += [f"    if f{b} != 0.0:", f"        f_o{out} = {expression}",
+                          f"        v_o{out} = _asarray(f_o{out})", "    else:",
+                          f"        v_o{out} = _asarray(I{k}(v{a}, v{b}))",
+                          f"        f_o{out} = float(v_o{out})"]
+            else:
+                lines += [f"    f_o{out} = {expression}", f"    v_o{out} = _asarray(f_o{out})"]
+            dtype = "_F64"
+        elif floats and ins.prim is _NEG:
+            lines += [f"    f_o{out} = -f{ops[0]}", f"    v_o{out} = _asarray(f_o{out})"]
+            dtype = "_F64"
+        else:
+            lines += [f"    v_o{out} = I{k}({''.join(f'v{o}, ' for o in ops)})",
+                      f"    if type(v_o{out}) is not _ndarray:",
+                      f"        v_o{out} = _asarray(v_o{out})",
+                      f"    f_o{out} = float(v_o{out}) if v_o{out}.dtype is _F64 else None"]
+            dtype = f"v_o{out}.dtype"
+        lines += [f"    s_o{out} = len(shapes)", "    shapes.append(())", f"    dtypes.append({dtype})"]
+        last = k == len(tape.instrs) - 1
+        if last and drop_neg and ins.prim is _NEG and results[0]._slot == out and \
+                kinds[ins.ins[0]] == "tracer":
+            # the sweep drops a rule's last negation (_unneg): its slot stays unused
+            lines.append(f"    return t{ops[0]}, True")
+            break
+        lines += [f"    if producer is not None:", f"        producer[s_o{out}] = len(instrs)",
+                  "    i = _new(Instr)",
+                  f"    i.prim, i.ins, i.out, i.phase = R{k}, ({''.join(f's{o}, ' for o in ops)}),"
+                  f" s_o{out}, phase",
+                  "    i.params = _NO_PARAMS", "    instrs.append(i)",
+                  f"    t_o{out} = _new(Tracer)",
+                  f"    t_o{out}._ctx, t_o{out}._slot, t_o{out}._value = ctx, s_o{out}, v_o{out}",
+                  f"    tracers[s_o{out}] = t_o{out}"]
+        names[out], kinds[out] = f"_o{out}", "tracer"
+        ready.add(out)
+    else:
+        returned = [f"t{names[r._slot]}" for r in results]
+        lines.append(f"    return {returned[0]}, {returned[1] if len(results) > 1 else 'False'}")
+    return "\n".join(lines) + "\n", namespace
 
 
 def is_tracer(value):
