@@ -218,6 +218,8 @@ def layout(base, stride, trips, ipool):
         if not (isinstance(count, int) and 0 < count <= MAX_UNROLL and base[j, X0] >= 0):
             return None
         at = base[j, X0] + stride[j, X0] * np.arange(trips if stride[j, X0] else 1)[:, None]
+        if at.min() < 0 or at.max() + count > ipool.size:
+            return None             # not a map of this pool: the helper's reads decide
         maps = ipool[at + np.arange(count)]
         return tuple(maps[0].tolist()) if np.all(maps == maps[0]) else None
 
