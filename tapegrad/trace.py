@@ -1736,7 +1736,9 @@ def _templated_step(plan, state, ins, g, cotangents, depends, consts):
         if rules[0] is None:
             return False
         c, unnegated = rules[0](state, g, ans, x)
-        cotangents[a] = _accumulate(state, cotangents.get(a), c, negated != unnegated)
+        previous = cotangents.get(a)
+        cotangents[a] = _accumulate(state, previous, c, negated != unnegated) \
+            if previous is not None else _Negated(c) if negated != unnegated else c
         return True
     b = ins_slots[1]
     if dtypes[b] is not _F64 or shapes[b] != ():
@@ -1749,20 +1751,24 @@ def _templated_step(plan, state, ins, g, cotangents, depends, consts):
     if joint is not None and not consts_at and a != b and a in depends and b in depends:
         first, t = joint(state, g, ans, x, y)
         # as the rule path: the divisor's cotangent first, subtracted
-        cotangents[b] = _accumulate(state, cotangents.get(b), t, not negated)
-        cotangents[a] = _accumulate(state, cotangents.get(a), first, negated)
+        previous = cotangents.get(b)
+        cotangents[b] = _accumulate(state, previous, t, not negated) \
+            if previous is not None else _Negated(t) if not negated else t
+        previous = cotangents.get(a)
+        cotangents[a] = _accumulate(state, previous, first, negated) \
+            if previous is not None else _Negated(first) if negated else first
         return True
     if consts_at:
         rules = [_recorder(ins.prim, k, consts_at) for k in (0, 1)]
-    first, second = a in depends, b in depends
-    if first and rules[0] is None or second and rules[1] is None:
-        return False
-    if first:
-        c, unnegated = rules[0](state, g, ans, x, y)
-        cotangents[a] = _accumulate(state, cotangents.get(a), c, negated != unnegated)
-    if second:
-        c, unnegated = rules[1](state, g, ans, x, y)
-        cotangents[b] = _accumulate(state, cotangents.get(b), c, negated != unnegated)
+    steps = [(slot, rule) for slot, rule in zip(ins_slots, rules) if slot in depends]
+    for slot, rule in steps:
+        if rule is None:
+            return False
+    for slot, rule in steps:
+        c, unnegated = rule(state, g, ans, x, y)
+        previous = cotangents.get(slot)
+        cotangents[slot] = _accumulate(state, previous, c, negated != unnegated) \
+            if previous is not None else _Negated(c) if negated != unnegated else c
     return True
 
 
@@ -1983,7 +1989,6 @@ def _template_source(fn, n, consts_at, values, drop_neg):
     for k, h in enumerate(holders):
         if type(h) is Tracer:
             names[h._slot], kinds[h._slot] = f"_{k}", "tracer"
-            lines.append(f"    s_{k}, v_{k}, t_{k} = P{k}._slot, P{k}._value, P{k}")
     namespace = {}
     for slot, value in tape.consts.items():
         placeholder = [k for k, h in enumerate(holders) if type(h) is float and h == value]
@@ -1996,7 +2001,7 @@ def _template_source(fn, n, consts_at, values, drop_neg):
             return None
         names[slot], kinds[slot] = f"c{slot}", "number"
         lines.append(f"    fc{slot} = vc{slot} = {name}")
-    ready = set()       # slots whose s (numbers) or f (tracers) name is set
+    ready = set()       # slots whose names are set (a holder's read where first used)
     for k, ins in enumerate(tape.instrs):
         out = ins.out
         if ins.params or tape.shapes[out] != () or any(s not in names for s in ins.ins):
@@ -2007,6 +2012,7 @@ def _template_source(fn, n, consts_at, values, drop_neg):
                 ready.add(s)
                 # a number's slot where the rule path makes (or finds) it
                 lines.append(f"    s{o} = ctx._number(v{o})" if kinds[s] == "number" else
+                             f"    s{o}, v{o} = P{o[1:]}._slot, P{o[1:]}._value\n"
                              f"    f{o} = float(v{o})")
         namespace[f"R{k}"] = ins.prim
         namespace[f"I{k}"] = getattr(ins.prim.impl, "__wrapped__", ins.prim.impl)
@@ -2037,7 +2043,7 @@ def _template_source(fn, n, consts_at, values, drop_neg):
         if last and drop_neg and ins.prim is _NEG and results[0]._slot == out and \
                 kinds[ins.ins[0]] == "tracer":
             # the sweep drops a rule's last negation (_unneg): its slot stays unused
-            lines.append(f"    return t{ops[0]}, True")
+            lines.append(f"    return {_returned(names[ins.ins[0]])}, True")
             break
         lines += [f"    if producer is not None:", f"        producer[s_o{out}] = len(instrs)",
                   "    i = _new(Instr)",
@@ -2050,9 +2056,14 @@ def _template_source(fn, n, consts_at, values, drop_neg):
         names[out], kinds[out] = f"_o{out}", "tracer"
         ready.add(out)
     else:
-        returned = [f"t{names[r._slot]}" for r in results]
+        returned = [_returned(names[r._slot]) for r in results]
         lines.append(f"    return {returned[0]}, {returned[1] if len(results) > 1 else 'False'}")
     return "\n".join(lines) + "\n", namespace
+
+
+def _returned(name):
+    """The recorder's name of the tracer with names' suffix `name` (a holder's: its argument)."""
+    return f"t{name}" if name.startswith("_o") else f"P{name[1:]}"
 
 
 def is_tracer(value):
