@@ -117,12 +117,15 @@ def find_runs(code, min_rows, max_body=MAX_BODY):
     if n < min_rows:
         return []
     usable = rollable_rows(code)
-    # the screen looks at every _SAMPLE-th row: opcode and output repeating affinely
-    # (contiguous copies: the strided reads below then touch 1/_SAMPLE of the memory)
-    ops, out = code[:, OP].copy(), code[:, OUT].astype(np.int64)
+    # the screen looks at every _SAMPLE-th row: opcode, output and first two operands repeating
+    # affinely (a period whose rows repeat their opcodes but not their operands would use up
+    # the MAX_CHECKS full checks; contiguous copies: the strided reads below then touch
+    # 1/_SAMPLE of the memory)
+    ops = code[:, OP].copy()
+    columns = [code[:, column].astype(np.int64) for column in (OUT, A, B)]
     max_body = min(max_body, n // 3)
     sample = slice(0, n - 2 * max_body, _SAMPLE)
-    ops0, out0 = ops[sample], out[sample]
+    ops0 = ops[sample]
     runs, checks = [], 0
     for k in range(1, max_body + 1):
         m = ops0.size
@@ -130,7 +133,8 @@ def find_runs(code, min_rows, max_body=MAX_BODY):
         hits = (ops0 == ops1) & (ops1 == ops2)
         if np.count_nonzero(hits) * _SAMPLE < min_rows - 2 * k:
             continue
-        hits &= out[k::_SAMPLE][:m] * 2 == out0 + out[2 * k::_SAMPLE][:m]
+        for x in columns:
+            hits &= x[k::_SAMPLE][:m] * 2 == x[sample] + x[2 * k::_SAMPLE][:m]
         hits &= usable[sample] & usable[k::_SAMPLE][:m] & usable[2 * k::_SAMPLE][:m]
         if np.count_nonzero(hits) * _SAMPLE < min_rows - 2 * k:
             continue

@@ -275,3 +275,22 @@ def test_kernel_count_is_bounded(monkeypatch):
     code = np.concatenate(parts)
     runs = rolled._select(code, rolled.find_runs(code, 64), np.zeros(1, dtype=np.int32))
     assert len({structure for *_, structure in runs}) == rolled.MAX_BODIES
+
+
+def test_periods_repeating_opcodes_but_not_operands_do_not_use_up_the_checks():
+    """Rows of one opcode with outputs in a row but operands at random repeat at every small
+    period on opcode and output alone; the screen also reads operands, so MAX_CHECKS full checks
+    are not spent on them before the real body's period (here 12) is reached."""
+    rng = np.random.default_rng(1)
+    noise = np.zeros((4000, 12), dtype=np.int32)
+    noise[:, cpu.OP], noise[:, cpu.N] = cpu.OPCODE["sin"], 1
+    noise[:, cpu.OUT] = 50_000 + np.arange(4000)
+    noise[:, cpu.A] = noise[:, cpu.B] = noise[:, cpu.C] = rng.integers(0, 1000, 4000)
+    names = ["sin", "cos", "exp", "tanh", "mul", "add", "sub", "neg", "abs", "sqrt", "log1p",
+             "div"]
+    body = [[cpu.OPCODE[name], 100 + j, 1, j, j + 1, j, 1, 1, 1, 0, 0, 0]
+            for j, name in enumerate(names)]
+    step = [[0, 12, 0, 12, 12, 12, 0, 0, 0, 0, 0, 0]] * len(body)
+    code = np.concatenate([noise, synthetic(300, body, step) + np.array(
+        [0, 60_000, 0, 60_000, 60_000, 60_000, 0, 0, 0, 0, 0, 0], dtype=np.int32)])
+    assert (4000, 12, 300) in rolled.find_runs(code, 2048)
