@@ -641,15 +641,21 @@ def optimize(tape):
     guard_slots = [_resolve(alias, g.slot) for g in tape.guards]
     live = set(result.outputs)
     live.update(guard_slots)
+    # a guarded slot -> how many kept instructions follow the one writing it (its guard's
+    # position, once the count is known): no map of every instruction's place
+    guarded = dict.fromkeys(guard_slots)
     final = []
     for ins in reversed(kept):
-        if ins.out in live:
+        out = ins.out
+        if out in live:
+            if guarded and out in guarded:
+                guarded[out] = len(final)
             final.append(ins)
             live.update(ins.ins)
     final.reverse()
     result.instrs = final
-    where = {ins.out: k + 1 for k, ins in enumerate(final)} if guard_slots else {}
-    result.guards = [Guard(s, g.expected, where.get(s, 0), g.where)
+    n = len(final)
+    result.guards = [Guard(s, g.expected, 0 if guarded[s] is None else n - guarded[s], g.where)
                      for s, g in zip(guard_slots, tape.guards)]
     return result
 
