@@ -1764,6 +1764,8 @@ def _templated_step(plan, state, ins, g, cotangents, depends, consts):
     for slot, rule in steps:
         if rule is None:
             return False
+    if consts_at and _reads_a_unit(steps, (x, y)):
+        return False
     for slot, rule in steps:
         c, unnegated = rule(state, g, ans, x, y)
         previous = cotangents.get(slot)
@@ -1773,9 +1775,18 @@ def _templated_step(plan, state, ins, g, cotangents, depends, consts):
 
 
 def _rule_number(number):
-    """A constant operand as the rule path hands it to templates: a Python float, but for the
-    operations' units (a rule's g * c is no instruction where c is 1), else None."""
-    return number if type(number) is float and number != 0.0 and number != 1.0 else None
+    """A constant operand as the rule path hands it to templates: a Python float, else None."""
+    return number if type(number) is float else None
+
+
+def _reads_a_unit(steps, args):
+    """Whether a rule to run reads a constant operand that is 0 or 1: the rule's g * c is no
+    instruction where c is the operation's unit, the template's is one."""
+    for slot, rule in steps:
+        for k in rule.reads:
+            if args[k] == 0.0 or args[k] == 1.0:
+                return True
+    return False
 
 
 def _accumulate(state, previous, c, subtract):
@@ -1966,7 +1977,9 @@ def _compiled(fn, n, consts_at, drop_neg, name):
     namespace = dict(namespace, _asarray=_asarray, _new=_new, Instr=Instr, Tracer=Tracer,
                      _F64=_F64, _NO_PARAMS=_NO_PARAMS, _ndarray=np.ndarray)
     exec(compile(source, f"<adjoint template of {name}>", "exec"), namespace)
-    return namespace["record"]
+    record = namespace["record"]
+    record.reads = namespace["_reads"]
+    return record
 
 
 def _template_source(fn, n, consts_at, values, drop_neg):
@@ -1989,11 +2002,12 @@ def _template_source(fn, n, consts_at, values, drop_neg):
     for k, h in enumerate(holders):
         if type(h) is Tracer:
             names[h._slot], kinds[h._slot] = f"_{k}", "tracer"
-    namespace = {}
+    namespace, reads = {}, []      # reads: the constant operands the rule reads
     for slot, value in tape.consts.items():
         placeholder = [k for k, h in enumerate(holders) if type(h) is float and h == value]
         if placeholder and value is holders[placeholder[0]]:
             name = f"P{placeholder[0]}"
+            reads.append(placeholder[0] - 2)
         elif type(value) in (int, float) and value not in values and abs(value) < _EXACT_INT:
             name = namespace_name = f"L{slot}"
             namespace[namespace_name] = value
@@ -2058,6 +2072,7 @@ def _template_source(fn, n, consts_at, values, drop_neg):
     else:
         returned = [_returned(names[r._slot]) for r in results]
         lines.append(f"    return {returned[0]}, {returned[1] if len(results) > 1 else 'False'}")
+    namespace["_reads"] = tuple(sorted(reads))
     return "\n".join(lines) + "\n", namespace
 
 
