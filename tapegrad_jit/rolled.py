@@ -34,9 +34,9 @@ the run). Statements come from the interpreter's own tables (the registry's scal
 helpers); a guard returns where it fails, and the interpreter runs the rows between runs.
 
 Only runs of at least MIN_ROWS rows roll (calling a kernel costs about a dispatch; compiling one
-0.2-3 s of CPU without the disk cache: a body of 48 small-array rows ~2.5 s), at most MAX_BODIES structures per tape (the ones
-covering most rows), bodies of at most MAX_BODY rows. CUDA and the nopython path run the unchanged
-code array on the interpreter.
+0.2-2 s of CPU without the disk cache, ~1.9 s for 34-48 rows of small-array softmax), at most
+MAX_BODIES structures per tape (the ones covering most rows), bodies of at most MAX_BODY rows.
+CUDA and the nopython path run the unchanged code array on the interpreter.
 """
 import threading
 import warnings
@@ -56,8 +56,9 @@ _CHUNK = 1 << 16     # rows compared at once (bounds the temporaries of a long t
 _SAMPLE = 8          # the screen of a period reads every _SAMPLE-th row
 
 _ELEMENTWISE = dict(enumerate(form for _, form in cpu.ELEMENTWISE_FORMS))
-_REDUCTIONS = {cpu.OPCODE["reduce_" + name]: k for k, name in enumerate(("sum", "prod", "max", "min"))}
-# array rows a body may hold (linalg and pool rows run alone); the kinds (see _row_uses) by opcode
+_REDUCTIONS = {cpu.OPCODE["reduce_" + name]: k
+               for k, name in enumerate(("sum", "prod", "max", "min"))}      # reduce's kinds
+# array rows a body may hold (linalg and pool rows run alone), by opcode
 _KINDS = {cpu.OPCODE[name]: name for name in ("guard", "gather", "place", "scatter_add",
                                                 "scatter_set", "matmul")}
 _KINDS.update({opcode: "reduce" for opcode in _REDUCTIONS})
@@ -402,6 +403,8 @@ def _statements(structure, known):
             lines.extend(text)
             written(g, r, width)
     return lines, known, loaded
+
+
 def kernel_source(structure):
     """Source of `roll(v, ipool, bases)` for a run's structure (see layout): bases holds the
     trip count, then the first trip's value of each anchor and integer operand (see _steps);
