@@ -812,26 +812,24 @@ class Jitted:
 
 
 def _fast_call(args, program, captures):
-    """For arguments that are all C-contiguous NumPy arrays and floats: a function of the
-    argument tuple that runs `program` when the arguments have these shapes and dtypes again
-    and the captured scalars (`captures`, or None) their current values, else returns None.
-    Written out for the signature, so that a call builds no key: the per-call path of a jitted
-    function. Captured ints, bools, strings and ordinary floats are compared where they are read;
-    any other captured value through the captures' whole key."""
+    """A function of the argument tuple that runs `program` when the arguments give the
+    signature `args` gave (shapes and dtypes of C-contiguous NumPy arrays, Python and NumPy
+    float scalars, static values, the structure of tuple/list/dict arguments) and the captured
+    scalars (`captures`, or None) their current values, else returns None; None when an
+    argument is of a kind it does not check (other layouts, Tensors, GPU arrays). Written out
+    for the signature, so that a call builds no key: the per-call path of a jitted function.
+    Captured ints, bools, strings and ordinary floats are compared where they are read; any
+    other captured value through the captures' whole key."""
     call = getattr(program, "call_arrays", None)
     if call is None:
         return None
     names = dict(call=call, ndarray=np.ndarray)
-    tests = []
+    tests, inputs = [], []
     for k, a in enumerate(args):
-        if type(a) is float:
-            tests.append(f"type(a{k}) is float")
-        elif type(a) is np.ndarray and a.flags.c_contiguous and a.dtype.kind != "O":
-            names[f"s{k}"], names[f"d{k}"] = a.shape, a.dtype
-            tests.append(f"type(a{k}) is ndarray and a{k}.shape == s{k} and a{k}.dtype is d{k} "
-                         f"and a{k}.flags.c_contiguous")
-        else:
+        if not _signature_tests(a, f"a{k}", f"a{k}", names, tests, inputs):
             return None
+    if len(inputs) != len(getattr(program, "inputs", inputs)):
+        return None
     if captures is not None:
         key = captures.key()
         names.update(read=captures.key, key=key)
@@ -850,8 +848,9 @@ def _fast_call(args, program, captures):
     # the program's own call written into this function when it offers its source: one Python
     # frame from the check to the sweep
     source = getattr(program, "call_source", None)
-    body = [f"result = call(({listed}))", "if result is None:", "    return None", "return result"]
-    written = None if source is None else source(params)
+    body = [f"result = call(({''.join(f'{x}, ' for x in inputs)}))", "if result is None:",
+            "    return None", "return result"]
+    written = None if source is None else source(inputs)
     if written is not None:
         extra, body = written
         names.update(extra)
@@ -884,6 +883,65 @@ def _given(head, rest):
 
 
 _PLAIN_SCALARS = (int, bool, str, bytes, type(None))
+
+
+def _signature_tests(value, first, name, names, tests, inputs):
+    """Append to tests the conditions under which an argument (or a leaf of one) gives the
+    signature entry Jitted._split gives value, and to inputs the expression of each tape input it
+    holds; False for a value the fast path does not check. `first` is the expression's first use
+    (a leaf of a container binds its local `name` there, so that it is read once)."""
+    kind, n = type(value), len(names)      # names x..: apart from the captures' r, t, c, w
+    if kind is np.ndarray:
+        if not value.flags.c_contiguous or value.dtype.kind == "O":
+            return False
+        names[f"xs{n}"], names[f"xd{n}"] = value.shape, value.dtype
+        # an array of at most one element is C-contiguous whatever its strides
+        tests.append(f"type({first}) is ndarray and {name}.shape == xs{n} and "
+                     f"{name}.dtype is xd{n}" + (f" and {name}.flags.c_contiguous"
+                                                if value.size > 1 else ""))
+        inputs.append(name)
+    elif kind is float or kind in _SCALAR_INPUTS:
+        names[f"xt{n}"] = kind                  # a NumPy scalar's type fixes its dtype
+        tests.append(f"type({first}) is xt{n}")
+        inputs.append(name)
+    elif _is_static(value):
+        names[f"xc{n}"] = value
+        if value is None or kind is bool or isinstance(value, (enum.Enum, type)):
+            tests.append(f"{first} is xc{n}")
+        elif kind in _PLAIN_SCALARS or isinstance(value, np.integer):
+            names[f"xt{n}"] = kind              # 1 and True are equal but trace apart
+            tests.append(f"type({first}) is xt{n} and {name} == xc{n}")
+        else:
+            return False
+    elif kind is tuple or kind is list:
+        tests.append(f"type({first}) is {kind.__name__} and len({name}) == {len(value)}")
+        for i, child in enumerate(value):
+            if not _leaf_tests(child, f"{name}[{i}]", names, tests, inputs):
+                return False
+    elif kind is dict:
+        names[f"xk{n}"] = keys = tuple(value)
+        tests.append(f"type({first}) is dict and tuple({name}) == xk{n}")
+        for i, key in enumerate(keys):
+            if not _leaf_tests(value[key], f"{name}[xk{n}[{i}]]", names, tests, inputs):
+                return False
+    else:
+        return False
+    return True
+
+
+def _leaf_tests(value, expr, names, tests, inputs):
+    """_signature_tests for a container's entry `expr`, read once into a local. Entries are
+    what tree_flatten makes of them: None is structure, not a leaf."""
+    local = f"xl{len(names)}"
+    names[local] = None                     # reserves the number
+    if value is None:
+        tests.append(f"({local} := {expr}) is None")
+        return True
+    return _signature_tests(value, f"({local} := {expr})", local, names, tests, inputs)
+
+
+# NumPy scalars that become tape inputs (0-d, their type's dtype); NumPy integers are static
+_SCALAR_INPUTS = frozenset(np.dtype(code).type for code in "?efdg")
 
 
 def jit(fun=None, *, device="cpu"):

@@ -1,13 +1,15 @@
 """What a jitted call leaves behind for the collector, and the per-call path's argument kinds
 (issue 14)."""
+import enum
 import gc
 
 import numpy as np
 import pytest
 
 import tapegrad as tg
-from tapegrad.tape import Instr
+from tapegrad.tape import Instr, tree_flatten
 from tapegrad_jit import cpu
+from tests.test_fast_call_inline import _python_calls
 
 
 def _long_scalar(x):
@@ -73,3 +75,123 @@ def test_cycles_made_by_the_user_after_a_compile_are_still_collected():
     del a, b
     gc.collect()
     assert sum(type(o) is Node for o in gc.get_objects()) == count - 2
+
+
+# ---- the fast path's argument kinds: each served in one frame, each change of signature missed
+
+def _same(got, want):
+    got_leaves, got_tree = tree_flatten(got, lambda leaf: True)
+    want_leaves, want_tree = tree_flatten(want, lambda leaf: True)
+    assert got_tree == want_tree
+    for g, w in zip(got_leaves, want_leaves):
+        assert type(g) is np.ndarray and g.dtype == np.asarray(w).dtype
+        np.testing.assert_allclose(g, w, rtol=1e-13)
+
+
+def _scaled(x, n):
+    return x * n
+
+
+def _affine(p, x):
+    return p[0] * x + p[1]
+
+
+def _layer(p, x):
+    return {"y": np.tanh(p["w"] * x + p["b"]), "n": p["n"] * x}
+
+
+class Mode(enum.Enum):
+    DOUBLE = 2
+    TRIPLE = 3
+
+
+def _moded(x, mode, flag):
+    return x * mode.value if flag else x - mode.value
+
+
+X = np.linspace(-1.0, 1.0, 4).reshape(2, 2)
+Y = np.arange(4.0).reshape(2, 2) + 0.5
+
+KINDS = {
+    "static int": (_scaled, (X, 3), [(X + 1, 3), (X, 4), (X, True), (X, 3.0), (X[:1], 3)]),
+    "NumPy float": (_scaled, (X, np.float64(2.5)),
+                    [(Y, np.float64(-1.0)), (X, np.float32(2.5)), (X, 2.5), (X, np.array(2.5))]),
+    "NumPy bool": (_scaled, (X, np.bool_(True)), [(X, np.bool_(False)), (X, True)]),
+    "tuple": (_affine, ((X, Y), X), [((Y, X), Y), ([X, Y], X), ((X, Y, X), X),
+                                      ((X[:1], Y[:1]), X[:1]), ((X.T, Y), X), ((X, 2.0), X)]),
+    "list": (_affine, ([X, 1.5], Y), [([Y, -0.5], X), ([Y, 2], X), ((Y, 1.5), X)]),
+    "dict": (_layer, ({"w": X, "b": Y, "n": 2}, X),
+             [({"w": Y, "b": X, "n": 2}, Y), ({"b": Y, "w": X, "n": 2}, X),
+              ({"w": X, "b": Y, "n": 3}, X), ({"w": X, "b": Y, "n": 2, "m": None}, X),
+              ({"w": X, "b": Y, "n": 2.0}, X)]),
+    "enum and bool": (_moded, (X, Mode.DOUBLE, True),
+                      [(Y, Mode.DOUBLE, True), (X, Mode.TRIPLE, True), (X, Mode.DOUBLE, False),
+                       (X, Mode.DOUBLE, 1)]),
+}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_fast_path_serves_argument_kind_and_misses_every_other_signature(kind):
+    fun, args, others = KINDS[kind]
+    f = tg.jit(fun)
+    _same(f(*args), fun(*args))
+    _same(f(*args), fun(*args))
+    frames = _python_calls(f, *args)
+    assert frames == ["__call__"], frames      # served by the generated check-and-run alone
+    for other in others:
+        for _ in range(2):
+            _same(f(*other), fun(*other))
+        _same(f(*args), fun(*args))            # and back: the first signature's program
+
+
+def test_fast_path_misses_a_list_changed_in_place_and_list_subclasses():
+    class Flip(list):
+        pass
+
+    f = tg.jit(_affine)
+    p = [X, Y]
+    for _ in range(3):
+        _same(f(p, X), _affine(p, X))
+    assert f.traces == 1
+    p[1] = Y[:1]                                # the list changed in place: another signature
+    _same(f(p, X), _affine(p, X))
+    _same(f(Flip([X, Y]), X), _affine([X, Y], X))
+
+
+def test_size_one_arrays_of_any_strides_take_the_fast_path():
+    def f(x, s):
+        return x.reshape(-1) * s
+    base = np.arange(6.0).reshape(2, 3)
+    g = tg.jit(f)
+    for x in (base[:1, :1], base[1:, 2:], base[::-1, ::-1][:1, :1], np.ones((1, 1))):
+        g(x, 2.0)
+        g(x, 2.0)
+        assert _python_calls(g, x, 2.0) == ["__call__"]
+        np.testing.assert_array_equal(g(x, 2.0), x.reshape(-1) * 2.0)
+    assert g.traces == 1
+
+
+def test_fast_path_results_are_fresh_for_every_argument_kind():
+    def f(p, s, n):
+        return p["a"], (p["b"][0], s), n * p["b"][1]
+    p = {"a": X.copy(), "b": (Y.copy(), X.copy())}
+    g = tg.jit(f)
+    first = [g(p, np.float64(2.0), 3) for _ in range(3)]
+    later = g(p, np.float64(2.0), 3)
+    leaves = [leaf for out in first + [later] for leaf in tree_flatten(out, lambda v: True)[0]]
+    for i, a in enumerate(leaves):
+        for b in leaves[i + 1:] + [p["a"], p["b"][0], p["b"][1]]:
+            assert not np.shares_memory(a, b)
+    later[0][...] = -7.0
+    np.testing.assert_array_equal(g(p, np.float64(2.0), 3)[0], X)
+    np.testing.assert_array_equal(first[0][0], X)
+
+
+def test_guards_of_container_leaves_on_the_fast_path():
+    def f(p, x):
+        return x * 2.0 if p[0].sum() > 0 else x - p[1]
+    g = tg.jit(f)
+    for k in range(6):
+        p = (X + (1.0 if k % 2 else -5.0), Y + k)
+        _same(g(p, Y), f(p, Y))
+    assert g.traces == 2
