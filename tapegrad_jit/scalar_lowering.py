@@ -258,15 +258,16 @@ def _split_args(text):
 
 KERNEL_SOURCE = _expand(_TEMPLATE)
 
-_tables = None
+_tables = (None, None, None)
 
 
 def _pair_tables():
     """pairs[consumer, producer, position] -> superinstruction opcode or -1, and which opcodes
-    may be held back as producers (cpu._PAIRS and cpu._PRODUCERS by opcode)."""
+    may be held back as producers (cpu._PAIRS and cpu._PRODUCERS by opcode; made again when
+    those are replaced, as tests do to lower without superinstructions)."""
     global _tables
-    if _tables is None:
-        from . import cpu
+    from . import cpu
+    if _tables[0] is not cpu._PAIRS or _tables[1] is not cpu._PRODUCERS:
         n = cpu.NUM_ELEMENTWISE
         pairs = np.full((n, n, 3), -1, dtype=np.int32)
         opcode = cpu.ELEMENTWISE_OPCODE
@@ -274,8 +275,8 @@ def _pair_tables():
             pairs[opcode[outer], opcode[inner], position] = fused
         producer = np.zeros(n, dtype=np.bool_)
         producer[[opcode[name] for name in cpu._PRODUCERS]] = True
-        _tables = pairs, producer
-    return _tables
+        _tables = cpu._PAIRS, cpu._PRODUCERS, (pairs, producer)
+    return _tables[2]
 
 
 def _ints(values, dtype=np.int32):

@@ -212,3 +212,24 @@ def test_cost_model_leaves_alternating_tapes_to_python():
     assert scalar_lowering._instruction_table(tape) is None
     # and a scalar tape takes the compiled path
     assert scalar_lowering._instruction_table(_tape(lambda a, b: np.exp(a * b) + a, 1.0, 2.0))
+
+
+@pytest.mark.parametrize("shape, out_shape", [((), (3,)), ((1,), (4,)), ((3,), (2, 3)),
+                                              ((2, 1), (2, 5)), ((1, 3, 1), (4, 3, 2)),
+                                              ((2, 3), (2, 3)), ((4,), (1, 4))])
+def test_spread_positions_are_broadcast_to_of_the_grid(shape, out_shape):
+    want = np.broadcast_to(np.arange(int(np.prod(shape))).reshape(shape), out_shape)
+    got = cpu._spread_positions(shape, out_shape)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("indices, contiguous", [([5], True), ([2, 3, 4], True), ([0, 0], False),
+                                                 ([3, 1, 2, 4], False), ([1, 3, 2, 4], False),
+                                                 ([4, 3, 2], False), ([0, 2, 1, 3], False)])
+def test_gather_aliases_ascending_runs_only(indices, contiguous):
+    lowering = cpu._Lowering(tg.make_tape(lambda y: y * 2.0)(np.zeros(8)))
+    src = lowering.buffer(8)
+    out = lowering.gather(None, src, np.array(indices))
+    assert (out.buf == src.buf and out.delta == indices[0]) == contiguous
+    assert len(lowering.ops) == (0 if contiguous else cpu.ROW)
