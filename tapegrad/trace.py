@@ -1587,8 +1587,7 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
                 plan = plans.get(prim, _UNPLANNED)
                 if plan is _UNPLANNED:
                     plan = plans[prim] = _plan(prim)
-                if plan is not None and _templated_step(plan, state, ins, g, cotangents, depends,
-                                                        consts):
+                if plan is not None and plan(state, ins, g, cotangents, depends, consts):
                     continue
             name = prim.name
             # g = -t: the cotangents of add, mul, exp, ... are -(rule of t), unrecorded (IEEE
@@ -1937,17 +1936,76 @@ _SUM_RECORDERS = []
 
 
 def _plan(prim):
-    """(the recorders of prim's rules for tracer operands, of its joint rule or None, whether its
-    rules are linear in g), or None when its sweep steps take the rule path: rules that are not
-    one fixed rule per operand (at most two), or one of the sweep's special cases."""
+    """The sweep step of prim's 0-d float64 instructions by templates (see _step_source), or None
+    when its steps take the rule path: rules that are not one fixed rule per operand (at most
+    two), or one of the sweep's special cases."""
     rules = prim.vjp_rules
     if not (prim.differentiable and prim.variadic_vjp is None and 0 < len(rules) <= 2 and
             prim.name not in _SPECIAL_VJPS and None not in rules):
         return None
     joint = _JOINT_VJPS.get(prim)
-    joint = _recorder(prim, -1, ()) if joint is not None and joint[0] is rules else None
-    return tuple(_recorder(prim, k, ()) for k in range(len(rules))), joint, \
+    if joint is not None and joint[0] is rules:
+        joint = _recorder(prim, -1, ())
+        if joint is None:       # the rule path calls the joint rule
+            return None
+    else:
+        joint = None
+    parts = tuple(_recorder(prim, k, ()) for k in range(len(rules))), joint, \
         prim in _NEGATION_LINEAR
+    namespace = {"parts": parts, "rules": parts[0], "joint": joint, "_Negated": _Negated,
+                 "Tracer": Tracer, "_F64": _F64, "_accumulate": _accumulate,
+                 "_templated_step": _templated_step}
+    exec(compile(_step_source(*parts), f"<adjoint step of {prim.name}>", "exec"), namespace)
+    return namespace["step"]
+
+
+def _step_source(rules, joint, linear):
+    """_templated_step for one primitive's plan, its branches on the plan's arity, joint rule and
+    linearity resolved; steps with constant operands go to _templated_step."""
+    n = len(rules)
+    operands = "ab"[:n]
+    lines = ["def step(state, ins, g, cotangents, depends, consts):",
+             "    given = g",
+             "    negated = type(g) is _Negated",
+             "    if negated:",
+             "        g = g.t" if linear else "        return False",
+             "    if type(g) is not Tracer:", "        return False",
+             "    value = g._value",
+             "    if value.dtype is not _F64 or value.ndim:", "        return False",
+             f"    {', '.join(operands)}, = ins.ins",
+             f"    if {' or '.join(f'{o} in consts' for o in operands)}:",
+             "        return _templated_step(parts, state, ins, given, cotangents, depends, "
+             "consts)",
+             "    shapes, dtypes, tracers = state[2], state[3], state[5]",
+             f"    if {' or '.join(f'dtypes[{o}] is not _F64 or shapes[{o}] != ()' for o in operands)}:",
+             "        return False",
+             f"    ans, {', '.join(f'x{o}' for o in operands)} = tracers[ins.out], "
+             f"{', '.join(f'tracers[{o}]' for o in operands)}"]
+    args = ", ".join(f"x{o}" for o in operands)
+    # a rule with no template: the rule path, unless the joint rule serves (checked first)
+    missing = [o for o, rule in zip(operands, rules) if rule is None]
+    if missing:
+        lines += [f"    if {' or '.join(f'{o} in depends' for o in missing)}:"] + (
+            ["        if not (a != b and a in depends and b in depends):", "            return False"]
+            if joint is not None else ["        return False"])
+
+    def accumulate(slot, c, subtract):
+        return [f"    previous = cotangents.get({slot})",
+                f"    cotangents[{slot}] = _accumulate(state, previous, {c}, {subtract}) \\",
+                f"        if previous is not None else _Negated({c}) if {subtract} else {c}"]
+    if joint is not None:
+        # as the rule path: the divisor's cotangent first, subtracted
+        lines += ["    if a != b and a in depends and b in depends:",
+                  f"        first, t = joint(state, g, ans, {args})"]
+        lines += ["    " + line for line in accumulate("b", "t", "not negated")]
+        lines += ["    " + line for line in accumulate("a", "first", "negated")]
+        lines += ["        return True"]
+    for k, o in enumerate(operands):
+        lines += [f"    if {o} in depends:",
+                  f"        c, unnegated = rules[{k}](state, g, ans, {args})"]
+        lines += ["    " + line for line in accumulate(o, "c", "negated != unnegated")]
+    lines.append("    return True")
+    return "\n".join(lines) + "\n"
 
 
 def _recorder(prim, variant, consts_at):
