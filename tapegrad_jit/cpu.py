@@ -350,6 +350,7 @@ class _Lowering:
         self.map_cache = {}
         self.element_maps = {}   # flat position -> offset of its one-entry map
         self.in_place = []       # (op, base buffer, out buffer): scatters that may skip the copy
+        self.methods = {}        # primitive name -> its lowering method, or None: elementwise
 
     # ---- buffers
     def buffer(self, size):
@@ -473,8 +474,11 @@ class _Lowering:
         params = ins.params
         shapes = [tape.shapes[s] for s in ins.ins]
         out_shape = tape.shapes[ins.out]
-        method = getattr(self, "lower_" + name, None) or lowering_linalg.lowering_for(self, name)
-        method = method or lowering_nn.lowering_for(self, name)
+        method = self.methods.get(name, False)
+        if method is False:         # looked up once a primitive (cleared with refs: no cycle)
+            method = getattr(self, "lower_" + name, None) or lowering_linalg.lowering_for(
+                self, name) or lowering_nn.lowering_for(self, name)
+            self.methods[name] = method
         if method is not None:
             return method(ins, shapes, out_shape, **params)
         if name == "cast":
@@ -887,7 +891,7 @@ class Program:
             output_refs = [lowering.ref(s) for s in tape.outputs]
             pinned = {r.buf for r in input_refs + output_refs}
             # the slot -> ref tables are done with: freed before planning's peak (issue 12)
-            lowering.refs = lowering.map_cache = lowering.element_maps = None
+            lowering.refs = lowering.map_cache = lowering.element_maps = lowering.methods = None
             offsets, total, code = _plan(lowering, pinned)
         except (OverflowError, struct.error) as exc:
             raise UnsupportedPrimitive(f"tapegrad_jit.cpu: the tape does not fit the "
