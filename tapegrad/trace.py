@@ -1954,7 +1954,7 @@ def _plan(prim):
         prim in _NEGATION_LINEAR
     namespace = {"parts": parts, "rules": parts[0], "joint": joint, "_Negated": _Negated,
                  "Tracer": Tracer, "_F64": _F64, "_accumulate": _accumulate,
-                 "_templated_step": _templated_step}
+                 "_SUMS": _SUM_RECORDERS, "_templated_step": _templated_step}
     exec(compile(_step_source(*parts), f"<adjoint step of {prim.name}>", "exec"), namespace)
     return namespace["step"]
 
@@ -1977,7 +1977,8 @@ def _step_source(rules, joint, linear):
              "        return _templated_step(parts, state, ins, given, cotangents, depends, "
              "consts)",
              "    shapes, dtypes, tracers = state[2], state[3], state[5]",
-             f"    if {' or '.join(f'dtypes[{o}] is not _F64 or shapes[{o}] != ()' for o in operands)}:",
+             "    if " + " or ".join(f"dtypes[{o}] is not _F64 or shapes[{o}] != ()"
+                                for o in operands) + ":",
              "        return False",
              f"    ans, {', '.join(f'x{o}' for o in operands)} = tracers[ins.out], "
              f"{', '.join(f'tracers[{o}]' for o in operands)}"]
@@ -1986,13 +1987,20 @@ def _step_source(rules, joint, linear):
     missing = [o for o, rule in zip(operands, rules) if rule is None]
     if missing:
         lines += [f"    if {' or '.join(f'{o} in depends' for o in missing)}:"] + (
-            ["        if not (a != b and a in depends and b in depends):", "            return False"]
+            ["        if not (a != b and a in depends and b in depends):",
+             "            return False"]
             if joint is not None else ["        return False"])
 
     def accumulate(slot, c, subtract):
+        # _accumulate, its commonest case (a sum of 0-d float64 tracers) without the call
         return [f"    previous = cotangents.get({slot})",
-                f"    cotangents[{slot}] = _accumulate(state, previous, {c}, {subtract}) \\",
-                f"        if previous is not None else _Negated({c}) if {subtract} else {c}"]
+                "    if previous is None:",
+                f"        cotangents[{slot}] = _Negated({c}) if {subtract} else {c}",
+                "    elif type(previous) is Tracer and previous._value.dtype is _F64 and \\",
+                "            not previous._value.ndim:",
+                f"        cotangents[{slot}] = _SUMS[{subtract}](state, previous, {c})[0]",
+                "    else:",
+                f"        cotangents[{slot}] = _accumulate(state, previous, {c}, {subtract})"]
     if joint is not None:
         # as the rule path: the divisor's cotangent first, subtracted
         lines += ["    if a != b and a in depends and b in depends:",
@@ -2110,7 +2118,8 @@ def _template_source(fn, n, consts_at, values, drop_neg):
                       f"        v_o{out} = _asarray(v_o{out})",
                       f"    f_o{out} = float(v_o{out}) if v_o{out}.dtype is _F64 else None"]
             dtype = f"v_o{out}.dtype"
-        lines += [f"    s_o{out} = len(shapes)", "    shapes.append(())", f"    dtypes.append({dtype})"]
+        lines += [f"    s_o{out} = len(shapes)", "    shapes.append(())",
+                  f"    dtypes.append({dtype})"]
         last = k == len(tape.instrs) - 1
         if last and drop_neg and ins.prim is _NEG and results[0]._slot == out and \
                 kinds[ins.ins[0]] == "tracer":
