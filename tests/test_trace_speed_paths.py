@@ -162,3 +162,18 @@ def test_value_dependent_rules_keep_the_rule_path(monkeypatch):
         _assert_same(f, [np.float64(0.3)], monkeypatch)
     finally:
         defvjp(prim, rule)
+
+
+def test_second_derivatives_differentiate_the_templates_tape(monkeypatch):
+    # the inner sweep's templated instructions are tracers an outer sweep differentiates
+    def f(x, y):
+        return np.exp(x * y) / (1.5 + np.tanh(x)) - np.log1p(y * y) * x
+
+    def second(x, y):
+        return tg.grad(lambda u: tg.grad(f)(u, y))(x) + tg.grad(f, argnums=1)(x, y) * y
+    _assert_same(second, [np.float64(0.4), np.float64(-1.2)], monkeypatch)
+    value = tg.grad(second)(np.float64(0.4), np.float64(-1.2))
+    eps = 1e-6
+    numeric = (second(np.float64(0.4 + eps), np.float64(-1.2)) -
+               second(np.float64(0.4 - eps), np.float64(-1.2))) / (2 * eps)
+    np.testing.assert_allclose(value, numeric, rtol=1e-6)
