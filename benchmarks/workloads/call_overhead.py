@@ -116,6 +116,40 @@ def parts():
     return {name: t * 1e6 for name, t in times.items()}
 
 
+def _scaled(x, n):
+    return x * n
+
+
+def _affine(p, x):
+    return p[0] * x + p[1]
+
+
+def _layer(p, x):
+    return p["w"] * x + p["b"]
+
+
+def argument_kinds():
+    """Per-call microseconds of tg.jit with arguments of each kind the fast path checks (2x2
+    float64 arrays, a static int, a NumPy scalar, tuple and dict arguments), interleaved."""
+    import tapegrad as tg
+    x, y = build((2, 2)).args[:2]
+    cases = {"two arrays": (_scaled, (x, y)), "array, static int": (_scaled, (x, 3)),
+             "array, np.float64": (_scaled, (x, np.float64(2.5))),
+             "tuple of 2 arrays, array": (_affine, ((x, y), x)),
+             "dict of 2 arrays, array": (_layer, ({"w": x, "b": y}, x))}
+    calls = {}
+    for name, (fun, args) in cases.items():
+        f = tg.jit(fun)
+        f(*args)
+        f(*args)
+        calls[name] = lambda f=f, args=args: f(*args)
+    times = {name: float("inf") for name in calls}
+    for _ in range(3):
+        for name, fn in calls.items():
+            times[name] = min(times[name], _best(fn, number=5000, repeats=3))
+    return {name: t * 1e6 for name, t in times.items()}
+
+
 def graph_overheads():
     """Microseconds a jitted call adds over its compiled sweep, for the seed and 100-op graphs."""
     import tapegrad as tg
@@ -200,6 +234,9 @@ def main():
     print("per-call path of tg.jit on an empty tape, 3 arrays of 2x2 float64 "
           "(min over interleaved repeats):")
     for name, us in parts().items():
+        print(f"  {name:48s} {us:6.2f} us")
+    print("tg.jit call by argument kind (min over interleaved repeats):")
+    for name, us in argument_kinds().items():
         print(f"  {name:48s} {us:6.2f} us")
     for label, (call, sweep) in graph_overheads().items():
         print(f"{label}: call {call:.2f} us, compiled sweep {sweep:.2f} us, "
