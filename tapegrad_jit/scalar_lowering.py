@@ -132,7 +132,8 @@ def lower_scalars(instrs, flat, guards, n_early, guard_opcode, slots, pairs, pro
                   news, rows):
     """cpu.Program._lower from instruction state[0] and guard state[1] on, until the rows (or new
     buffers) are nearly full (status 0), an instruction needs Python (1: its pending operands
-    stored; state[0] is its index) or every instruction is done (2)."""
+    stored; state[0] is its index) or every instruction and guard is done (2). One function:
+    Numba loads each cached function from disk apart (milliseconds each, in a new process)."""
     @LOAD()
     n = instrs.shape[0]
     room_rows = rows.shape[0] - 8
@@ -210,20 +211,19 @@ def lower_scalars(instrs, flat, guards, n_early, guard_opcode, slots, pairs, pro
                 continue
         @SCALAR(opcode, out, nin, operands[0], operands[1], operands[2])
         i += 1
-    @SAVE(2)
-
-
-@njit(**OPTIONS)
-def finish_scalars(guards, n_early, guard_opcode, slots, state, news, rows):
-    """The ops still pending, in the order they were held back, then the guards placed after
-    the last instruction (rows and news hold them all: sized by the caller)."""
-    @LOAD()
+    # then the ops still pending, in the order they were held back, and the guards placed after
+    # the last instruction, once rows and news hold them all (else the caller makes room)
+    late = guards.shape[0] - g
+    if nrows + npend + late > rows.shape[0] or nnew + 4 * npend + 2 * late > news.shape[0]:
+        @SAVE(0)
+        return
     held = np.flatnonzero(slots[:, 6] >= 0)
     order = np.argsort(slots[held, 11])
     for k in range(order.size):
         @FLUSH(held[order[k]])
-    for g in range(n_early, guards.shape[0]):
+    while g < guards.shape[0]:
         @GUARD(g)
+        g += 1
     @SAVE(2)
 '''
 
@@ -397,13 +397,12 @@ def lower(tape, lowering, guards):
                 if ref is not None:
                     slots[slot, RBUF], slots[slot, RDELTA] = ref.buf, ref.delta
             state[S_I] += 1
-    need = int(state[S_NPEND]) + len(guards) - early + 16
-    if need > rows.shape[0]:
-        rows = np.empty((need, cpu.ROW), dtype=np.int32)
-        news = np.empty((4 * need, 2), dtype=np.int64)
-    state[S_NB] = len(sizes)
-    kernels.finish_scalars(guard_table, early, guard_opcode, slots, state, news, rows)
-    drain()
+        elif state[S_I] == n:
+            # full at the end: room for every pending op and guard after the last instruction
+            need = int(state[S_NPEND]) + len(guards) - early + 16
+            if need > rows.shape[0]:
+                rows = np.empty((need, cpu.ROW), dtype=np.int32)
+                news = np.empty((4 * need + 32, 2), dtype=np.int64)
     for slot in tape.outputs:
         to_python(slot)
     return True

@@ -233,3 +233,21 @@ def test_gather_aliases_ascending_runs_only(indices, contiguous):
     out = lowering.gather(None, src, np.array(indices))
     assert (out.buf == src.buf and out.delta == indices[0]) == contiguous
     assert len(lowering.ops) == (0 if contiguous else cpu.ROW)
+
+
+def test_small_chunks_lower_identically(monkeypatch):
+    # rows handed to Python a few at a time: every full-buffer return and re-entry (inside a
+    # run, inside a flush before a Python instruction, at the end with late guards) resumes
+    monkeypatch.setattr(scalar_lowering, "CHUNK", 1)
+
+    def f(x):
+        z = _softmax_graph(x, 40) * x[0] + np.exp(x[1])
+        positive = z > -100.0
+        for _ in range(30):                 # guards after the last instruction
+            if positive:
+                pass
+        return z
+    x = np.random.default_rng(3).standard_normal(40)
+    tape = _tape(f, x)
+    assert sum(guard.position >= len(tape.instrs) for guard in tape.guards) >= 30
+    _assert_same(tape, monkeypatch, x)
