@@ -445,6 +445,8 @@ class Machine:
                           for k in range(n_parts)]
 
 
+SYNC_ROWS = 4096    # rows compiled at once on the caller's thread (up to ~80 ms): the code is
+                    # there from the first sweep on, as a small program's callers time it
 HOT_CALLS = 1       # the sweep that starts the compile: the first (a jitted function's second
                     # call; its first returns the traced values), so that the code is ready soon
 
@@ -505,14 +507,15 @@ class _Straight:
                 if not self.started:
                     self.started = True
                     self.start()
-        elif self.ready.is_set() and self.machine is not None:
+        if self.ready.is_set() and self.machine is not None:
             with self.lock:
                 if self.plan is None:
                     self.plan = self._plan()
         return self.inner(code, ipool, v)
 
     def start(self):
-        """The stretches (rows between rolled runs only) and their compile on a thread."""
+        """The stretches (rows between rolled runs only) and their compile (on a thread unless it
+        is short)."""
         steps = self.inner.steps() if hasattr(self.inner, "steps") else ((None, self.code, 0),)
         parts = []
         for kernel, rows, first in steps:
@@ -527,6 +530,9 @@ class _Straight:
             self.ready.set()
             return
         self.steps, self.parts = steps, sorted(kept)
+        if total <= SYNC_ROWS:
+            self._make()                # shorter than a few dozen sweeps: made now
+            return
         thread = threading.Thread(target=self._make, name="tapegrad straight-line compile",
                                   daemon=True)
         _pending.add(thread)
