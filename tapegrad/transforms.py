@@ -813,10 +813,10 @@ class Jitted:
 
 def _fast_call(args, program, captures):
     """A function of the argument tuple that runs `program` when the arguments give the
-    signature `args` gave (shapes and dtypes of C-contiguous NumPy arrays, Python and NumPy
-    float scalars, static values, the structure of tuple/list/dict arguments) and the captured
+    signature `args` gave (shapes, dtypes and layouts of NumPy arrays, Python and NumPy float
+    scalars, static values, the structure of tuple/list/dict arguments) and the captured
     scalars (`captures`, or None) their current values, else returns None; None when an
-    argument is of a kind it does not check (other layouts, Tensors, GPU arrays). Written out
+    argument is of a kind it does not check (Tensors, GPU arrays, object arrays). Written out
     for the signature, so that a call builds no key: the per-call path of a jitted function.
     Captured ints, bools, strings and ordinary floats are compared where they are read; any
     other captured value through the captures' whole key."""
@@ -892,13 +892,17 @@ def _signature_tests(value, first, name, names, tests, inputs):
     (a leaf of a container binds its local `name` there, so that it is read once)."""
     kind, n = type(value), len(names)      # names x..: apart from the captures' r, t, c, w
     if kind is np.ndarray:
-        if not value.flags.c_contiguous or value.dtype.kind == "O":
+        if value.dtype.kind == "O":
             return False
         names[f"xs{n}"], names[f"xd{n}"] = value.shape, value.dtype
-        # an array of at most one element is C-contiguous whatever its strides
+        if not value.flags.c_contiguous:
+            # the layout is part of the signature: equal shapes, dtypes and strides are one
+            names[f"xb{n}"] = value.strides
+            layout = f" and {name}.strides == xb{n}"
+        else:       # an array of at most one element is C-contiguous whatever its strides
+            layout = f" and {name}.flags.c_contiguous" if value.size > 1 else ""
         tests.append(f"type({first}) is ndarray and {name}.shape == xs{n} and "
-                     f"{name}.dtype is xd{n}" + (f" and {name}.flags.c_contiguous"
-                                                if value.size > 1 else ""))
+                     f"{name}.dtype is xd{n}{layout}")
         inputs.append(name)
     elif kind is float or kind in _SCALAR_INPUTS:
         names[f"xt{n}"] = kind                  # a NumPy scalar's type fixes its dtype

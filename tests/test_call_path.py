@@ -109,8 +109,14 @@ def _moded(x, mode, flag):
     return x * mode.value if flag else x - mode.value
 
 
+def _flat(x):
+    flat = x.reshape(-1)                # a view or a copy, by the layout
+    return flat * 2.0 + flat[::-1]
+
+
 X = np.linspace(-1.0, 1.0, 4).reshape(2, 2)
 Y = np.arange(4.0).reshape(2, 2) + 0.5
+B = np.arange(12.0).reshape(3, 4)
 
 KINDS = {
     "static int": (_scaled, (X, 3), [(X + 1, 3), (X, 4), (X, True), (X, 3.0), (X[:1], 3)]),
@@ -124,6 +130,8 @@ KINDS = {
              [({"w": Y, "b": X, "n": 2}, Y), ({"b": Y, "w": X, "n": 2}, X),
               ({"w": X, "b": Y, "n": 3}, X), ({"w": X, "b": Y, "n": 2, "m": None}, X),
               ({"w": X, "b": Y, "n": 2.0}, X)]),
+    "strided array": (_flat, (B[:, ::2],), [(B[:, 1::2],), (B[:, ::2].copy(),), (B.T[:3, :2],),
+                                           (B[::-1, ::2],), (B[:, ::2].astype(np.float32),)]),
     "enum and bool": (_moded, (X, Mode.DOUBLE, True),
                       [(Y, Mode.DOUBLE, True), (X, Mode.TRIPLE, True), (X, Mode.DOUBLE, False),
                        (X, Mode.DOUBLE, 1)]),
