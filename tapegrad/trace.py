@@ -1940,9 +1940,14 @@ def _plan(prim):
     when its steps take the rule path: rules that are not one fixed rule per operand (at most
     two), or one of the sweep's special cases."""
     rules = prim.vjp_rules
+    subtracts = prim is _SUB
     if not (prim.differentiable and prim.variadic_vjp is None and 0 < len(rules) <= 2 and
-            prim.name not in _SPECIAL_VJPS and None not in rules):
+            (subtracts or prim.name not in _SPECIAL_VJPS) and None not in rules):
         return None
+    if subtracts:
+        # the sweep's own case: the subtrahend's cotangent -g left unrecorded (its rule unused)
+        first = _recorder(prim, 0, ())
+        return None if first is None else _step(prim, (first, None), None, False, True)
     joint = _JOINT_VJPS.get(prim)
     if joint is not None and joint[0] is rules:
         joint = _recorder(prim, -1, ())
@@ -1950,18 +1955,24 @@ def _plan(prim):
             return None
     else:
         joint = None
-    parts = tuple(_recorder(prim, k, ()) for k in range(len(rules))), joint, \
-        prim in _NEGATION_LINEAR
-    namespace = {"parts": parts, "rules": parts[0], "joint": joint, "_Negated": _Negated,
+    return _step(prim, tuple(_recorder(prim, k, ()) for k in range(len(rules))), joint,
+                 prim in _NEGATION_LINEAR)
+
+
+def _step(prim, rules, joint, linear, subtracts=False):
+    parts = rules, joint, linear
+    namespace = {"parts": parts, "rules": rules, "joint": joint, "_Negated": _Negated,
                  "Tracer": Tracer, "_F64": _F64, "_accumulate": _accumulate,
                  "_SUMS": _SUM_RECORDERS, "_templated_step": _templated_step}
-    exec(compile(_step_source(*parts), f"<adjoint step of {prim.name}>", "exec"), namespace)
+    exec(compile(_step_source(rules, joint, linear, subtracts), f"<adjoint step of {prim.name}>",
+                 "exec"), namespace)
     return namespace["step"]
 
 
-def _step_source(rules, joint, linear):
+def _step_source(rules, joint, linear, subtracts):
     """_templated_step for one primitive's plan, its branches on the plan's arity, joint rule and
-    linearity resolved; steps with constant operands go to _templated_step."""
+    linearity resolved; steps with constant operands go to _templated_step (sub's, subtracts,
+    to the rule path)."""
     n = len(rules)
     operands = "ab"[:n]
     lines = ["def step(state, ins, g, cotangents, depends, consts):",
@@ -1974,6 +1985,7 @@ def _step_source(rules, joint, linear):
              "    if value.dtype is not _F64 or value.ndim:", "        return False",
              f"    {', '.join(operands)}, = ins.ins",
              f"    if {' or '.join(f'{o} in consts' for o in operands)}:",
+             "        return False" if subtracts else
              "        return _templated_step(parts, state, ins, given, cotangents, depends, "
              "consts)",
              "    shapes, dtypes, tracers = state[2], state[3], state[5]",
@@ -1984,7 +1996,7 @@ def _step_source(rules, joint, linear):
              f"{', '.join(f'tracers[{o}]' for o in operands)}"]
     args = ", ".join(f"x{o}" for o in operands)
     # a rule with no template: the rule path, unless the joint rule serves (checked first)
-    missing = [o for o, rule in zip(operands, rules) if rule is None]
+    missing = [o for o, rule in zip(operands, rules) if rule is None and not subtracts]
     if missing:
         lines += [f"    if {' or '.join(f'{o} in depends' for o in missing)}:"] + (
             ["        if not (a != b and a in depends and b in depends):",
@@ -2009,6 +2021,10 @@ def _step_source(rules, joint, linear):
         lines += ["    " + line for line in accumulate("a", "first", "negated")]
         lines += ["        return True"]
     for k, o in enumerate(operands):
+        if subtracts and k == 1:
+            lines += [f"    if {o} in depends:"]
+            lines += ["    " + line for line in accumulate(o, "g", "True")]
+            continue
         lines += [f"    if {o} in depends:",
                   f"        c, unnegated = rules[{k}](state, g, ans, {args})"]
         lines += ["    " + line for line in accumulate(o, "c", "negated != unnegated")]
