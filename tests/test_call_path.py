@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import tapegrad as tg
+from tapegrad import transforms
 from tapegrad.tape import Instr, tree_flatten
 from tapegrad_jit import cpu
 from tests.test_fast_call_inline import _python_calls
@@ -203,3 +204,15 @@ def test_guards_of_container_leaves_on_the_fast_path():
         p = (X + (1.0 if k % 2 else -5.0), Y + k)
         _same(g(p, Y), f(p, Y))
     assert g.traces == 2
+
+
+def test_a_pytree_past_the_written_check_limit_keeps_the_slow_path():
+    f = tg.jit(lambda xs: sum(xs[:3]) * 2.0)
+    small, large = [1.0, 2.0, 3.0, 4.0], [float(k) for k in range(transforms._MAX_TESTS + 1)]
+    for xs in (small, small, small):
+        assert f(xs) == 12.0
+    assert f._fast is not None
+    g = tg.jit(lambda xs: sum(xs[:3]) * 2.0)
+    for _ in range(3):
+        assert g(large) == 6.0
+    assert g._fast is None and g.traces == 1
