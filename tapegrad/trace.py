@@ -2025,6 +2025,10 @@ def _step_source(rules, joint, linear, subtracts):
             lines += [f"    if {o} in depends:"]
             lines += ["    " + line for line in accumulate(o, "g", "True")]
             continue
+        if rules[k] is not None and rules[k].identity:
+            lines += [f"    if {o} in depends:"]
+            lines += ["    " + line for line in accumulate(o, "g", "negated")]
+            continue
         lines += [f"    if {o} in depends:",
                   f"        c, unnegated = rules[{k}](state, g, ans, {args})"]
         lines += ["    " + line for line in accumulate(o, "c", "negated != unnegated")]
@@ -2060,7 +2064,7 @@ def _compiled(fn, n, consts_at, drop_neg, name):
                      _F64=_F64, _NO_PARAMS=_NO_PARAMS, _ndarray=np.ndarray)
     exec(compile(source, f"<adjoint template of {name}>", "exec"), namespace)
     record = namespace["record"]
-    record.reads = namespace["_reads"]
+    record.reads, record.identity = namespace["_reads"], namespace["_identity"]
     return record
 
 
@@ -2156,6 +2160,8 @@ def _template_source(fn, n, consts_at, values, drop_neg):
         returned = [_returned(names[r._slot]) for r in results]
         lines.append(f"    return {returned[0]}, {returned[1] if len(results) > 1 else 'False'}")
     namespace["_reads"] = tuple(sorted(reads))
+    # the rule is g itself (add's, sub's first): a step needs no call to it
+    namespace["_identity"] = not tape.instrs and len(results) == 1 and results[0] is holders[0]
     return "\n".join(lines) + "\n", namespace
 
 
