@@ -520,6 +520,7 @@ def make_tape(fun, optimized=True):
 
 MAX_PATHS = 8           # tapes kept per input signature (one per guard outcome seen)
 MAX_SIGNATURES = 32
+MAX_RECENT = 3          # earlier signatures' fast calls a miss tries before building a key
 
 
 def _backend(device):
@@ -559,6 +560,7 @@ class Jitted:
         self._warned = False
         self._fast = None                    # the last signature's call, checked cheaply
         self._fast_calls = {}                # program -> its fast call (None: has none)
+        self._recent = []                    # earlier signatures' fast calls, latest first
         functools.update_wrapper(self, fun, updated=())
 
     def __reduce__(self):
@@ -646,6 +648,7 @@ class Jitted:
                     self._signatures.clear()
                     self._set_fast(None)
                     self._fast_calls = {}
+                    self._recent = []
                 self._captures = captures
                 self._capture_key = captures.key if captures else None
             if captures:
@@ -709,6 +712,12 @@ class Jitted:
             return self.fun(*args)           # inside another trace: inline
         if self.batched:
             return self._call_batched(args)
+        for fast in self._recent:           # signatures used in turn: their written checks
+            result = fast(args)
+            if result is not None:
+                self._retrace_streak = 0
+                self._set_fast(fast)
+                return result
         base, inputs = self._split(args)
         read = self._capture_key            # the captured scalars' values join the signature
         with self._lock:
@@ -753,7 +762,12 @@ class Jitted:
     def _set_fast(self, fast):
         """Make fast (or None) the last signature's call. Its method form becomes this instance's
         __call__ (Python looks __call__ up on the type: each instance gets its own subclass), so
-        that a call enters one Python frame."""
+        that a call enters one Python frame. The one it replaces is tried first on a miss."""
+        old = self._fast
+        recent = [f for f in self._recent if f is not old and f is not fast]
+        if old is not None and old is not fast:
+            recent.insert(0, old)
+        self._recent = recent[:MAX_RECENT]
         self._fast = fast
         cls = type(self)
         if cls is Jitted:

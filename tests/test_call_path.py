@@ -216,3 +216,42 @@ def test_a_pytree_past_the_written_check_limit_keeps_the_slow_path():
     for _ in range(3):
         assert g(large) == 6.0
     assert g._fast is None and g.traces == 1
+
+
+SCALE = 2.0
+
+
+def _scaled_by_global(x):
+    return x * SCALE
+
+
+def test_signatures_used_in_turn_are_served_by_their_written_checks():
+    global SCALE
+    f = tg.jit(_scaled_by_global)
+    a, b, c = X, np.arange(9.0).reshape(3, 3), np.arange(3.0)
+    for _ in range(3):
+        for x in (a, b, c):
+            np.testing.assert_array_equal(f(x), x * SCALE)
+    assert "_split" not in _python_calls(f, a)          # no signature key built
+    assert "_split" not in _python_calls(f, b)
+    traces = f.traces
+    try:
+        SCALE = 3.0                                     # captured: every written check misses
+        for x in (a, b, c, a):
+            np.testing.assert_array_equal(f(x), x * 3.0)
+    finally:
+        SCALE = 2.0
+    for x in (c, b, a):
+        np.testing.assert_array_equal(f(x), x * 2.0)
+    assert f.traces == traces + 3
+
+
+def test_guard_paths_used_in_turn():
+    def f(x):
+        return x * 2.0 if x.sum() > 0 else x - 1.0
+    g = tg.jit(f)
+    for k in range(8):
+        x = X + 5.0 if k % 2 else X - 5.0
+        np.testing.assert_array_equal(g(x), f(x))
+    assert g.traces == 2
+    assert "_split" not in _python_calls(g, X - 5.0)
