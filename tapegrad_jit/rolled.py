@@ -51,6 +51,8 @@ MIN_ROWS = 2048      # rows in a run (trips * body length) before rolling pays: 
 MAX_BODY = 64        # longest body (period) looked for
 MAX_BODIES = 6       # distinct kernels per tape at most
 MAX_UNROLL = 16      # elements a row may write out as scalar statements (else a helper call)
+MAX_WORK = 128       # element operations in a body (see _work): a kernel's cold compile grows
+                     # with them (small-array softmax, 87-111: 1.9 s; 256: ~4 s; AMD EPYC)
 MAX_CHECKS = 8       # periods checked in full per tape at most
 _CHUNK = 1 << 16     # rows compared at once (bounds the temporaries of a long tape)
 _SAMPLE = 8          # the screen of a period reads every _SAMPLE-th row
@@ -159,7 +161,8 @@ def _select(code, runs, ipool):
         laid.append((start, trips, rows, stride, layout(rows, stride, trips, ipool)))
     covered = {}
     for _, trips, rows, _, structure in laid:
-        covered[structure] = covered.get(structure, 0) + trips * len(rows)
+        if _work(structure) <= MAX_WORK:
+            covered[structure] = covered.get(structure, 0) + trips * len(rows)
     chosen = set(sorted(covered, key=covered.get, reverse=True)[:MAX_BODIES])
     return [run for run in laid if run[4] in chosen]
 
@@ -167,6 +170,27 @@ def _select(code, runs, ipool):
 # ---------------------------------------------------------------------------------------------
 # Kernels
 # ---------------------------------------------------------------------------------------------
+
+def _work(structure):
+    """Element operations in a body, as its kernel's compile grows with them (LLVM unrolls the
+    helpers' and loop forms' short literal loops too): 64 rows of 16 elements took 49 s."""
+    work = 0
+    for plan in structure[1]:
+        kind, args = plan[0], plan[1:]
+        if kind in ("ew", "gather"):
+            work += args[1] if kind == "ew" else len(args[2])
+        elif kind == "place":
+            work += len(args[2])
+        elif kind == "reduce":
+            work += args[2] + args[5]
+        elif kind == "scatter":
+            work += (args[2] if args[3] != 2 else 0) + len(args[7])
+        elif kind == "call":
+            work += min(args[1][2], MAX_UNROLL)
+        else:
+            work += 1
+    return work
+
 
 def _at(slot):
     """The source of a slot's address: its group's anchor at this trip, plus its offset."""

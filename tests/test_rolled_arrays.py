@@ -203,3 +203,21 @@ def test_rows_left_to_the_interpreters_helpers(small_runs):
     assert rolled.find_runs(code, 24) == [(0, len(body), 40)]
     v = np.random.default_rng(4).uniform(-2.0, 2.0, 2900)
     run_both(code, ipool, v)
+
+
+def test_bodies_of_too_many_element_operations_do_not_roll(monkeypatch):
+    """A body of 20 rows of 8 elements (160 element operations, past MAX_WORK) would take
+    seconds to compile: it stays with the interpreter; at 4 elements a row it rolls."""
+    from tests.test_rolled_loops import synthetic
+    monkeypatch.setattr(rolled, "MIN_ROWS", 200)
+    names = ["sin", "mul", "add", "exp", "tanh", "sub", "cos", "neg", "abs", "div"]
+    order = np.random.default_rng(6).permutation(20)
+    for n, rolls in ((8, False), (4, True)):
+        body = [row(names[j % 10], 1000 + 20 * order[j], n=n, a=1000 + 20 * order[j - 1],
+                    b=1000 + 20 * order[j - 2], sa=1, sb=1) for j in range(20)]
+        code = synthetic(30, body, [[0, 400, 0, 400, 400, 400, 0, 0, 0, 0, 0, 0]] * 20)
+        ipool = np.zeros(1, dtype=np.int32)
+        assert rolled.find_runs(code, 200) == [(0, 20, 30)]
+        assert bool(rolled._select(code, [(0, 20, 30)], ipool)) == rolls
+        if rolls:
+            run_both(code, ipool, np.random.default_rng(5).uniform(0.5, 1.0, 13_500))
