@@ -351,6 +351,7 @@ class _Lowering:
         self.element_maps = {}   # flat position -> offset of its one-entry map
         self.in_place = []       # (op, base buffer, out buffer): scatters that may skip the copy
         self.methods = {}        # primitive name -> its lowering method, or None: elementwise
+        self.spread_maps = {}    # (shape, broadcast shape) -> offset of its index map
 
     # ---- buffers
     def buffer(self, size):
@@ -419,7 +420,25 @@ class _Lowering:
         if _size(shape) == 1 or tuple(shape) == tuple(out_shape) or _size(shape) == _size(
                 out_shape):
             return ref
-        return self.gather(None, ref, _spread_positions(shape, out_shape))
+        return self.broadcast_copy(ref, shape, out_shape)
+
+    def spread_map(self, shape, out_shape):
+        """index_map(_spread_positions(shape, out_shape)), made once per pair of shapes."""
+        key = (tuple(shape), tuple(out_shape))
+        m = self.spread_maps.get(key)
+        if m is None:
+            m = self.spread_maps[key] = self.index_map(_spread_positions(shape, out_shape))
+        return m
+
+    def broadcast_copy(self, ref, shape, out_shape):
+        """gather(None, ref, _spread_positions(shape, out_shape)) through spread_map. Sizes that
+        differ repeat positions, so no ascending run (an alias) is possible."""
+        n = _size(out_shape)
+        if n == 0 or n == _size(shape):
+            return self.gather(None, ref, _spread_positions(shape, out_shape))
+        out_ref = self.buffer(n)
+        self.emit("gather", out_ref, n, ref, x0=self.spread_map(shape, out_shape))
+        return out_ref
 
     def elementwise(self, name, out_ref, out_shape, operands):
         """operands: (ref, shape) pairs; broadcasting against out_shape."""
@@ -445,8 +464,7 @@ class _Lowering:
         if out_n == 1:
             m = -1
         else:
-            targets = _spread_positions(kept, x_shape)
-            m = self.index_map(targets)
+            m = self.spread_map(kept, x_shape)
         self.emit("reduce_" + kind, out_ref, out_n, x_ref, x0=m, x1=_size(x_shape))
         return out_ref, kept
 
@@ -522,7 +540,7 @@ class _Lowering:
         self._gather_slot(ins, np.arange(_size(shapes[0])).reshape(shapes[0]).transpose(axes))
 
     def lower_broadcast_to(self, ins, shapes, out_shape, shape):
-        self._gather_slot(ins, _spread_positions(shapes[0], out_shape))
+        self.alias(ins, self.broadcast_copy(self.ref(ins.ins[0]), shapes[0], out_shape))
 
     def _scatter(self, ins, shapes, index, opcode):
         base_shape = shapes[0]
@@ -891,7 +909,8 @@ class Program:
             output_refs = [lowering.ref(s) for s in tape.outputs]
             pinned = {r.buf for r in input_refs + output_refs}
             # the slot -> ref tables are done with: freed before planning's peak (issue 12)
-            lowering.refs = lowering.map_cache = lowering.element_maps = lowering.methods = None
+            lowering.refs = lowering.map_cache = lowering.element_maps = lowering.methods = \
+                lowering.spread_maps = None
             offsets, total, code = _plan(lowering, pinned)
         except (OverflowError, struct.error) as exc:
             raise UnsupportedPrimitive(f"tapegrad_jit.cpu: the tape does not fit the "

@@ -251,3 +251,20 @@ def test_small_chunks_lower_identically(monkeypatch):
     tape = _tape(f, x)
     assert sum(guard.position >= len(tape.instrs) for guard in tape.guards) >= 30
     _assert_same(tape, monkeypatch, x)
+
+
+@pytest.mark.parametrize("shape, out_shape", [((), (3,)), ((1,), (4,)), ((3,), (2, 3)),
+                                              ((2, 1), (2, 5)), ((4,), (1, 4)), ((2,), (0, 2))])
+def test_broadcast_copy_is_the_gather_of_spread_positions(shape, out_shape):
+    made = []
+    for way in ("gather", "cached"):
+        lowering = cpu._Lowering(tg.make_tape(lambda y: y * 2.0)(np.zeros(8)))
+        src = lowering.buffer(int(np.prod(shape)))
+        for _ in range(2):              # the second through the cached map
+            if way == "gather":
+                out = lowering.gather(None, src, cpu._spread_positions(shape, out_shape))
+            else:
+                out = lowering.broadcast_copy(src, shape, out_shape)
+        made.append((out.buf, out.delta, lowering.sizes, bytes(lowering.ops),
+                     [m.tolist() for m in lowering.maps]))
+    assert made[0] == made[1]
