@@ -708,16 +708,18 @@ class Jitted:
 
     def _call_slow(self, args):
         """A call the last signature's fast path did not serve."""
+        if not _state.stack:
+            # signatures used in turn: their written checks (which no Tracer passes) first
+            for fast in self._recent:
+                result = fast(args)
+                if result is not None:
+                    self._retrace_streak = 0
+                    self._set_fast(fast)
+                    return result
         if current() is not None or any(isinstance(a, Tracer) for a in args):
             return self.fun(*args)           # inside another trace: inline
         if self.batched:
             return self._call_batched(args)
-        for fast in self._recent:           # signatures used in turn: their written checks
-            result = fast(args)
-            if result is not None:
-                self._retrace_streak = 0
-                self._set_fast(fast)
-                return result
         base, inputs = self._split(args)
         read = self._capture_key            # the captured scalars' values join the signature
         with self._lock:
