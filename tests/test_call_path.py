@@ -255,3 +255,14 @@ def test_guard_paths_used_in_turn():
         np.testing.assert_array_equal(g(x), f(x))
     assert g.traces == 2
     assert "_split" not in _python_calls(g, X - 5.0)
+
+
+def test_recent_signatures_inline_inside_a_trace():
+    f = tg.jit(lambda x: np.sin(x) * 2.0)
+    a, b = X, np.arange(9.0).reshape(3, 3)
+    for _ in range(3):
+        f(a)
+        f(b)
+    np.testing.assert_allclose(tg.grad(lambda x: np.sum(f(x)))(a), 2.0 * np.cos(a), rtol=1e-13)
+    np.testing.assert_allclose(tg.grad(lambda x: np.sum(f(a) * x))(b[:2, :2]), 2.0 * np.sin(a),
+                               rtol=1e-13)
