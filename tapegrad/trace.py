@@ -1703,91 +1703,6 @@ def backward_on_tape(ctx, start, output, wrt_slots, seeds=None, end=None):
     return result
 
 
-def _templated_step(plan, state, ins, g, cotangents, depends, consts):
-    """The adjoint of a 0-d float64 instruction by its rules' templates (see _recorder), as the
-    rule path below would record it; False (nothing recorded) where the rule path must run."""
-    rules, joint, linear = plan
-    negated = type(g) is _Negated
-    if negated:
-        if not linear:
-            return False
-        g = g.t
-    if type(g) is not Tracer:
-        return False
-    value = g._value
-    if value.dtype is not _F64 or value.ndim:
-        return False
-    dtypes, shapes, tracers = state[3], state[2], state[5]
-    ins_slots = ins.ins
-    consts_at = ()
-    a = ins_slots[0]
-    if dtypes[a] is not _F64 or shapes[a] != ():
-        return False
-    x = tracers[a] if a not in consts else _rule_number(consts[a])
-    if type(x) is float:
-        consts_at = (0,)
-    elif x is None:
-        return False
-    ans = tracers[ins.out]
-    if len(ins_slots) == 1:
-        if a not in depends:        # a constant among them
-            return True
-        if rules[0] is None:
-            return False
-        c, unnegated = rules[0](state, g, ans, x)
-        previous = cotangents.get(a)
-        cotangents[a] = _accumulate(state, previous, c, negated != unnegated) \
-            if previous is not None else _Negated(c) if negated != unnegated else c
-        return True
-    b = ins_slots[1]
-    if dtypes[b] is not _F64 or shapes[b] != ():
-        return False
-    y = tracers[b] if b not in consts else _rule_number(consts[b])
-    if type(y) is float:
-        consts_at += (1,)
-    elif y is None:
-        return False
-    if joint is not None and not consts_at and a != b and a in depends and b in depends:
-        first, t = joint(state, g, ans, x, y)
-        # as the rule path: the divisor's cotangent first, subtracted
-        previous = cotangents.get(b)
-        cotangents[b] = _accumulate(state, previous, t, not negated) \
-            if previous is not None else _Negated(t) if not negated else t
-        previous = cotangents.get(a)
-        cotangents[a] = _accumulate(state, previous, first, negated) \
-            if previous is not None else _Negated(first) if negated else first
-        return True
-    if consts_at:
-        rules = [_recorder(ins.prim, k, consts_at) for k in (0, 1)]
-    steps = [(slot, rule) for slot, rule in zip(ins_slots, rules) if slot in depends]
-    for slot, rule in steps:
-        if rule is None:
-            return False
-    if consts_at and _reads_a_unit(steps, (x, y)):
-        return False
-    for slot, rule in steps:
-        c, unnegated = rule(state, g, ans, x, y)
-        previous = cotangents.get(slot)
-        cotangents[slot] = _accumulate(state, previous, c, negated != unnegated) \
-            if previous is not None else _Negated(c) if negated != unnegated else c
-    return True
-
-
-def _rule_number(number):
-    """A constant operand as the rule path hands it to templates: a Python float, else None."""
-    return number if type(number) is float else None
-
-
-def _reads_a_unit(steps, args):
-    """Whether a rule to run reads a constant operand that is 0 or 1: the rule's g * c is no
-    instruction where c is the operation's unit, the template's is one."""
-    for slot, rule in steps:
-        for k in rule.reads:
-            if args[k] == 0.0 or args[k] == 1.0:
-                return True
-    return False
-
-
 def _accumulate(state, previous, c, subtract):
     """_plus(previous, c), or _minus when subtract, for the 0-d float64 cotangent c: its sum
     recorded by the templates of + and - where previous is one too."""
@@ -1960,48 +1875,24 @@ def _plan(prim):
 
 
 def _step(prim, rules, joint, linear, subtracts=False):
-    parts = rules, joint, linear
-    namespace = {"parts": parts, "rules": rules, "joint": joint, "_Negated": _Negated,
-                 "Tracer": Tracer, "_F64": _F64, "_accumulate": _accumulate,
-                 "_SUMS": _SUM_RECORDERS, "_templated_step": _templated_step}
+    # the recorders of operand 1's rule with operand 0 a constant, and of 0's with 1 one
+    by_constant = (_recorder(prim, 1, (0,)), _recorder(prim, 0, (1,))) \
+        if len(rules) == 2 and not subtracts else ()
+    namespace = {"rules": rules, "joint": joint, "by_constant": by_constant,
+                 "_Negated": _Negated, "Tracer": Tracer, "_F64": _F64,
+                 "_accumulate": _accumulate, "_SUMS": _SUM_RECORDERS}
     exec(compile(_step_source(rules, joint, linear, subtracts), f"<adjoint step of {prim.name}>",
                  "exec"), namespace)
     return namespace["step"]
 
 
 def _step_source(rules, joint, linear, subtracts):
-    """_templated_step for one primitive's plan, its branches on the plan's arity, joint rule and
-    linearity resolved; steps with constant operands go to _templated_step (sub's, subtracts,
-    to the rule path)."""
+    """The source of a primitive's sweep step by templates: the adjoint of one 0-d float64
+    instruction as the rule path would record it (the same instructions, slots and values), or
+    False (nothing recorded) where the rule path must run. Branches on the primitive's arity,
+    joint rule and linearity are resolved here; subtracts: sub's step (see _plan)."""
     n = len(rules)
     operands = "ab"[:n]
-    lines = ["def step(state, ins, g, cotangents, depends, consts):",
-             "    given = g",
-             "    negated = type(g) is _Negated",
-             "    if negated:",
-             "        g = g.t" if linear else "        return False",
-             "    if type(g) is not Tracer:", "        return False",
-             "    value = g._value",
-             "    if value.dtype is not _F64 or value.ndim:", "        return False",
-             f"    {', '.join(operands)}, = ins.ins",
-             f"    if {' or '.join(f'{o} in consts' for o in operands)}:",
-             "        return False" if subtracts else
-             "        return _templated_step(parts, state, ins, given, cotangents, depends, "
-             "consts)",
-             "    shapes, dtypes, tracers = state[2], state[3], state[5]",
-             "    if " + " or ".join(f"dtypes[{o}] is not _F64 or shapes[{o}] != ()"
-                                for o in operands) + ":",
-             "        return False",
-             f"    ans, {', '.join(f'x{o}' for o in operands)} = tracers[ins.out], "
-             f"{', '.join(f'tracers[{o}]' for o in operands)}"]
-    args = ", ".join(f"x{o}" for o in operands)
-    # a rule with no template: the rule path, unless the joint rule serves (checked first)
-    missing = [o for o, rule in zip(operands, rules) if rule is None and not subtracts]
-    if missing:
-        lines += [f"    if {' or '.join(f'{o} in depends' for o in missing)}:"] + (
-            ["        if not (a != b and a in depends and b in depends):",
-             "            return False"]
-            if joint is not None else ["        return False"])
 
     def accumulate(slot, c, subtract):
         # _accumulate, its commonest case (a sum of 0-d float64 tracers) without the call
@@ -2013,6 +1904,52 @@ def _step_source(rules, joint, linear, subtracts):
                 f"        cotangents[{slot}] = _SUMS[{subtract}](state, previous, {c})[0]",
                 "    else:",
                 f"        cotangents[{slot}] = _accumulate(state, previous, {c}, {subtract})"]
+
+    lines = ["def step(state, ins, g, cotangents, depends, consts):",
+             "    negated = type(g) is _Negated",
+             "    if negated:",
+             "        g = g.t" if linear else "        return False",
+             "    if type(g) is not Tracer:", "        return False",
+             "    value = g._value",
+             "    if value.dtype is not _F64 or value.ndim:", "        return False",
+             f"    {', '.join(operands)}, = ins.ins",
+             "    shapes, dtypes, tracers = state[2], state[3], state[5]",
+             "    if " + " or ".join(f"dtypes[{o}] is not _F64 or shapes[{o}] != ()"
+                                for o in operands) + ":",
+             "        return False"]
+    if n == 1 or subtracts:
+        lines += [f"    if {' or '.join(f'{o} in consts' for o in operands)}:",
+                  "        return False"]
+    else:
+        # one operand a Python float constant: the other's rule, traced with a constant there
+        lines += ["    if a in consts or b in consts:",
+                  "        if a in consts and b in consts:", "            return False",
+                  "        ans = tracers[ins.out]"]
+        for k, (number, other) in enumerate((("a", "b"), ("b", "a"))):
+            call = "number, tracers[b]" if k == 0 else "tracers[a], number"
+            lines += [f"        if {number} in consts:",
+                      f"            number = consts[{number}]",
+                      "            if type(number) is not float:", "                return False",
+                      f"            if {other} in depends:",
+                      f"                record = by_constant[{k}]",
+                      "                if record is None or record.reads and (number == 0.0 or "
+                      "number == 1.0):",
+                      "                    return False     # g * 1.0 is no instruction",
+                      f"                c, unnegated = record(state, g, ans, {call})"]
+            lines += ["            " + line
+                      for line in accumulate(other, "c", "negated != unnegated")]
+            lines += ["            return True"]
+    lines += [f"    ans, {', '.join(f'x{o}' for o in operands)} = tracers[ins.out], "
+              f"{', '.join(f'tracers[{o}]' for o in operands)}"]
+    args = ", ".join(f"x{o}" for o in operands)
+    # a rule with no template: the rule path, unless the joint rule serves (checked first)
+    missing = [o for o, rule in zip(operands, rules) if rule is None and not subtracts]
+    if missing:
+        lines += [f"    if {' or '.join(f'{o} in depends' for o in missing)}:"] + (
+            ["        if not (a != b and a in depends and b in depends):",
+             "            return False"]
+            if joint is not None else ["        return False"])
+
     if joint is not None:
         # as the rule path: the divisor's cotangent first, subtracted
         lines += ["    if a != b and a in depends and b in depends:",
