@@ -186,7 +186,7 @@ def _work(structure):
         elif kind == "scatter":
             work += (args[2] if args[3] != 2 else 0) + len(args[7])
         elif kind == "call":
-            work += min(args[1][2], MAX_UNROLL)
+            work += args[2]
         else:
             work += 1
     return work
@@ -259,12 +259,14 @@ def layout(base, stride, trips, ipool):
     def small(*counts):
         return all(isinstance(n, int) and 0 <= n <= MAX_UNROLL for n in counts)
 
-    def call(j, *lines):
+    def call(j, *lines, work=None):
         # a row the interpreter's helper (or loop form) runs on memory: it writes up to
-        # width(j) slots from OUT
+        # width(j) slots from OUT, in `work` element operations (see _work)
         out = slot(j, OUT)
         touch(out, width(j))
-        return "call", tuple(line.replace("{out}", _at(out)) for line in lines), out + (width(j),)
+        work = min(width(j) if work is None else work, MAX_UNROLL)
+        return ("call", tuple(line.replace("{out}", _at(out)) for line in lines),
+                out + (width(j),), work)
 
     plans = []
     for j, opcode in enumerate(body):
@@ -339,9 +341,12 @@ def layout(base, stride, trips, ipool):
                 plans.append(("scatter", accumulate, out, n, mode, source, values_at, sb,
                               positions))
             else:
+                # an element scatter (count 1, in place) is one operation, not its array's size
+                work = sum(x if isinstance(x, int) else MAX_UNROLL
+                           for x in ((0 if mode == 2 else n), count))
                 plans.append(call(j, f"scatter(v, {{out}}, {n}, {_at(slot(j, A))}, "
                                      f"{_at(slot(j, B))}, {sb}, ipool, {lit(j, X0)}, {count}, "
-                                     f"{accumulate}, {mode})"))
+                                     f"{accumulate}, {mode})", work=work))
     # groups of other strides may meet where their slots' ranges over the run overlap
     strides = sorted(groups, key=groups.get)
     spans = []
@@ -423,7 +428,7 @@ def _statements(structure, known):
                 value = load((gb, rb + i * sb))
                 store((g, r + m), f"{load((g, r + m))} + {value}" if accumulate else value)
         else:
-            text, (g, r, width) = args
+            text, (g, r, width), _ = args
             lines.extend(text)
             written(g, r, width)
     return lines, known, loaded
