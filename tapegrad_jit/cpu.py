@@ -24,6 +24,7 @@ import re
 import struct
 import threading
 import warnings
+import weakref
 from itertools import chain, islice
 
 import numpy as np
@@ -860,8 +861,9 @@ def _reuse_by_size(bufs, frees, sizes, reused):
 def _merge_in_place(lowering, ops, first_def, last_use, pinned):
     """Scatters whose base array is read by nothing after them write into the base's buffer
     (scatter mode 2: no copy), so a chain of element writes or of scatter-adds into one adjoint
-    costs O(1) per element and one array of memory. Renames the merged buffers in `ops` (and
-    updates first_def, last_use); returns each buffer's root and the pinned roots."""
+    costs O(1) per element and one array of memory. Updates last_use; returns each buffer's
+    root (`ops` keeps the merged names: the code reads offsets through the roots) and the pinned
+    roots."""
     n_bufs = len(lowering.sizes)
     root = np.arange(n_bufs)
     if not lowering.in_place:
@@ -875,8 +877,6 @@ def _merge_in_place(lowering, ops, first_def, last_use, pinned):
         last_use[base] = last_use[out]
         ops[k, 15] = 2
     root = _roots(root)             # chains: out -> base -> its base ...
-    for column in _OPERANDS:
-        ops[:, column] = root[ops[:, column]]
     return root, {int(root[b]) for b in pinned}
 
 
@@ -1053,7 +1053,10 @@ class Program:
         """(names, body lines) running this program on the input expressions `args` and returning
         its result tree, or None when a guard fails: for generated callers (call_arrays, jit's
         fast path), so that a call makes no further Python call but the sweep's."""
-        names = dict(local=self._local, make_io=self._io, run=self._entry(), code=self.code,
+        # made through a weak method: a program and its generated callers are no reference cycle,
+        # so that they are freed with their last user, not by a later collection
+        io = weakref.WeakMethod(self._io)
+        names = dict(local=self._local, make_io=lambda: io()(), run=self._entry(), code=self.code,
                      ipool=self.ipool)
         results, result_names = result_source(self.out_tree,
                                               [dtype for *_, dtype in self.outputs], "outs")
@@ -1082,7 +1085,7 @@ class Program:
         """call_arrays written out for this program's inputs (no loop, no attribute lookups)."""
         names, lines = self.call_source([f"inputs[{k}]" for k in range(len(self.inputs))])
         exec("def call_arrays(inputs):\n" + "".join(f"    {line}\n" for line in lines), names)
-        return names["call_arrays"]
+        return names.pop("call_arrays")    # kept out of its own globals: no reference cycle
 
     def call_arrays(self, inputs):
         """The result tree for these input values (in tape input order), or None when a guard
