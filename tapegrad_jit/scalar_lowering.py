@@ -7,6 +7,10 @@ buffer numbering -- run in `lower_scalars`, a Numba function of the interpreter'
 disk-cached module. Instructions that are not plain 0-d elementwise ops (element reads, scatters,
 arrays, parameters) go back to Python's _Lowering.lower one at a time, their refs handed over in
 both directions, so the output (ops, buffers, constants) is the Python path's exactly.
+
+The compiled loop takes about 2 ms for the 10k-op scalar graph's 100k instructions; reading the
+instructions' attributes (C-level maps over the Instr objects, 25-50 ns an item each) is now
+most of the lowering's time (about 30 of 50 ms, AMD EPYC).
 """
 import operator
 from itertools import chain, repeat
@@ -281,7 +285,7 @@ def _pair_tables():
 
 
 def _ints(values, dtype=np.int32):
-    # a list first: NumPy converts a list about 3x faster than it consumes an iterator
+    # from a list: for bools from a chain of maps, 1.4x faster than np.fromiter on the maps
     return np.fromiter(values, dtype=dtype, count=len(values))
 
 

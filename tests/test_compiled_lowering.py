@@ -1,7 +1,8 @@
 """Issue 14: the compiled lowering of scalar instructions (tapegrad_jit/scalar_lowering.py) makes
 exactly the program the Python path (cpu.Program._lower) makes: the same code, index pool and
 initial buffer, for scalar graphs with guards, constants, float32, ints and bools, and for tapes
-with array instructions between the scalar ones."""
+with array instructions between the scalar ones; and the small-array lowering's shortcuts
+(broadcast maps made once per pair of shapes, gather's alias test) against what they replace."""
 import numpy as np
 import pytest
 
