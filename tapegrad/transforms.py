@@ -777,8 +777,15 @@ class Jitted:
                 return
             cls = self.__class__ = type("Jitted", (Jitted,), {
                 "__slots__": (), "__module__": __name__, "__qualname__": "Jitted",
-                "__doc__": Jitted.__doc__})
+                "__doc__": Jitted.__doc__, "_own_class": True})
         cls.__call__ = Jitted.__call__ if fast is None else fast.method
+
+    def __del__(self):
+        # a class is a reference cycle (its __mro__ holds it): this instance's own class would
+        # keep the fast call, and through it the compiled programs, until a collection
+        cls = type(self)
+        if cls.__dict__.get("_own_class"):
+            del cls.__call__
 
     def _call_batched(self, args):
         axes, n = self.fun.axes_for(args)
@@ -886,8 +893,10 @@ def _fast_call(args, program, captures):
          + "        except Exception:\n            hit = False\n        if hit:\n"
          + "".join(f"            {line.replace('return None', miss)}\n" for line in body)
          + f"    {miss}\n", names)
-    names["fast"].method = names["__call__"]
-    return names["fast"]
+    # taken out of their globals: functions and namespace are then no reference cycle
+    fast = names.pop("fast")
+    fast.method = names.pop("__call__")
+    return fast
 
 
 _MISSING = object()         # a parameter of a fast __call__ the caller did not pass

@@ -2,6 +2,7 @@
 (issue 14)."""
 import enum
 import gc
+import weakref
 
 import numpy as np
 import pytest
@@ -266,3 +267,19 @@ def test_recent_signatures_inline_inside_a_trace():
     np.testing.assert_allclose(tg.grad(lambda x: np.sum(f(x)))(a), 2.0 * np.cos(a), rtol=1e-13)
     np.testing.assert_allclose(tg.grad(lambda x: np.sum(f(a) * x))(b[:2, :2]), 2.0 * np.sin(a),
                                rtol=1e-13)
+
+
+@pytest.mark.parametrize("shape", [(2, 2), (400,)])
+def test_a_dropped_jitted_function_frees_its_programs_without_the_collector(shape):
+    f = tg.jit(tg.value_and_grad(lambda x: np.sum(np.sin(x) * 2.0)))
+    x = np.linspace(0.0, 1.0, int(np.prod(shape))).reshape(shape)
+    for _ in range(3):
+        f(x)
+    assert f._fast is not None                  # its own class holds the fast call
+    program = weakref.ref(next(iter(f._signatures.values()))[0])
+    gc.disable()
+    try:
+        del f
+        assert program() is None
+    finally:
+        gc.enable()
