@@ -333,7 +333,7 @@ def _slot_table(tape, flat, scalar, guards, refs):
     slots[:, CONST] = 0
     if tape.consts:
         slots[list(tape.consts), CONST] = 1
-    # a ref's buffer size (cpu._Lowering.ref; a constant's is set from its data)
+    # a ref's buffer size (cpu._Lowering.ref; a constant's is set from its data when drained)
     slots[:, SIZE] = 1
     for slot in np.flatnonzero(~scalar).tolist():
         slots[slot, SIZE] = max(cpu._size(tape.shapes[slot]), 1)
@@ -375,7 +375,7 @@ def lower(tape, lowering, guards):
         sizes.extend(news[:state[S_NEW], 0].tolist())
         for k in np.flatnonzero(news[:state[S_NEW], 1] >= 0).tolist():
             data = np.asarray(consts[int(news[k, 1])], dtype=np.float64).ravel()
-            sizes[base + k] = max(data.size, 1)
+            sizes[base + k] = max(data.size, 1)     # as _Lowering.const sizes it
             lowering.const_data[base + k] = data
         state[S_ROWS] = state[S_NEW] = 0
 
