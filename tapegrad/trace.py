@@ -59,17 +59,41 @@ _STORE_SUBSCR = dis.opmap["STORE_SUBSCR"]
 
 def user_line():
     """'file:line: code' of the innermost frame outside tapegrad and NumPy (the user's code)."""
+    # every guard asks (a Python max over tracers: one per comparison), and the path
+    # arithmetic costs ~10 us: answers are kept per code object, line and working directory
+    cwd = os.getcwd()
     frame = sys._getframe(1)
     while frame is not None:
-        filename = os.path.abspath(frame.f_code.co_filename)
-        if not filename.startswith((_PACKAGE_DIR, _NUMPY_DIR)):
-            code = linecache.getline(filename, frame.f_lineno).strip()
-            # a file under the working directory is shown relative to it, as the user named it
-            shown = os.path.relpath(filename) if filename.startswith(os.getcwd() + os.sep) \
-                else frame.f_code.co_filename
-            return f"{shown}:{frame.f_lineno}: {code}"
+        code = frame.f_code
+        inside = _INSIDE.get((code, cwd))
+        if inside is None:
+            if len(_INSIDE) > _LINES_KEPT:
+                _INSIDE.clear()
+            inside = _INSIDE[code, cwd] = os.path.abspath(code.co_filename).startswith(
+                (_PACKAGE_DIR, _NUMPY_DIR))
+        if not inside:
+            key = (code, frame.f_lineno, cwd)
+            line = _USER_LINES.get(key)
+            if line is None:
+                if len(_USER_LINES) > _LINES_KEPT:
+                    _USER_LINES.clear()
+                line = _USER_LINES[key] = _line_of(code.co_filename, frame.f_lineno, cwd)
+            return line
         frame = frame.f_back
     return "<unknown>"
+
+
+def _line_of(name, number, cwd):
+    filename = os.path.abspath(name)
+    code = linecache.getline(filename, number).strip()
+    # a file under the working directory is shown relative to it, as the user named it
+    shown = os.path.relpath(filename, cwd) if filename.startswith(cwd + os.sep) else name
+    return f"{shown}:{number}: {code}"
+
+
+_INSIDE = {}            # (code object, working directory) -> whether tapegrad's or NumPy's
+_USER_LINES = {}        # (code object, line, working directory) -> user_line's answer
+_LINES_KEPT = 4096      # entries, before a table starts again (code made by exec is new code)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -177,3 +177,33 @@ def test_second_derivatives_differentiate_the_templates_tape(monkeypatch):
     numeric = (second(np.float64(0.4 + eps), np.float64(-1.2)) -
                second(np.float64(0.4 - eps), np.float64(-1.2))) / (2 * eps)
     np.testing.assert_allclose(value, numeric, rtol=1e-6)
+
+
+def test_guards_name_the_users_line_from_a_table_kept_per_working_directory(tmp_path,
+                                                                             monkeypatch):
+    # a guard per comparison (Python's max over tracers) works its user line out once per
+    # line, code and working directory: shown relative to the working directory it is under
+    import importlib.util
+    import os
+    source = ("import numpy as np\n\ndef f(x):\n"
+              "    return max(x[0], x[1]) * x[2] + max(x[1], x[2])\n")
+    (tmp_path / "guarded_graph.py").write_text(source)
+    spec = importlib.util.spec_from_file_location("guarded_graph", tmp_path / "guarded_graph.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    calls = []
+    relpath = os.path.relpath
+    monkeypatch.setattr(os.path, "relpath", lambda *a: calls.append(a) or relpath(*a))
+    monkeypatch.chdir(tmp_path)
+    x = np.array([0.5, -1.0, 2.0])
+
+    def g(x):
+        return sum(module.f(x * k) for k in (1.0, -1.0, 2.0, 0.5))
+    tape = tg.make_tape(g)(x)
+    expected = "guarded_graph.py:4: return max(x[0], x[1]) * x[2] + max(x[1], x[2])"
+    assert [guard.where for guard in tape.guards] == [expected] * 8
+    assert len(calls) == 1
+    monkeypatch.chdir(tmp_path.parent)
+    tape = tg.make_tape(g)(x)
+    assert {guard.where for guard in tape.guards} == {
+        os.path.join(tmp_path.name, "guarded_graph.py") + expected[len("guarded_graph.py"):]}
