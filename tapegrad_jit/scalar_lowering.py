@@ -26,14 +26,15 @@ USES, FLOAT, CONST, SIZE, RBUF, RDELTA, POP, PN, PA, PB, PC, PSEQ = range(12)
 # flat operand array, operand count
 IOP, IOUT, ISTART, INS = range(4)
 # the state shared across calls: next instruction, next guard, buffers, rows and new buffers
-# written in this call, pending order counter, pending count, status (why the call returned)
-S_I, S_G, S_NB, S_ROWS, S_NEW, S_SEQ, S_NPEND, S_STATUS = range(8)
+# written in this call, pending order counter, pending count, status (why the call returned),
+# constants among the new buffers
+S_I, S_G, S_NB, S_ROWS, S_NEW, S_SEQ, S_NPEND, S_STATUS, S_NCONST = range(9)
 FULL, PYTHON, DONE = range(3)
 CHUNK = 4096                    # rows (and new buffers) handed to Python per call at most
 # a Python lowering re-enters compiled code once per instruction: the fast path pays when the
 # scalar instructions outnumber the others this many times (element loops of k scalar ops per
-# element read and write, AMD EPYC: 3 per other 1.5x the Python path's time, 6 1.19x, 12 0.78x)
-MIN_FAST_PER_OTHER = 10
+# element read and write, AMD EPYC: 3 per other 1.18x the Python path's time, 6 1.08x, 12 0.84x)
+MIN_FAST_PER_OTHER = 8
 
 # The kernel is one function: a helper called with arrays costs reference counting (atomic, about
 # 10x the rest of an instruction's work), so the helpers below are text spliced in where a line
@@ -43,7 +44,10 @@ _MACROS = {
     "REF": """\
 if slots[{0}, 4] < 0:
     news[nnew, 0] = slots[{0}, 3]
-    news[nnew, 1] = {0} if slots[{0}, 2] else -1
+    news[nnew, 1] = -1
+    if slots[{0}, 2]:
+        news[nnew, 1] = {0}
+        nconst += 1
     slots[{0}, 4] = nb
     slots[{0}, 5] = 0
     nb += 1
@@ -118,7 +122,8 @@ state[3] = nrows
 state[4] = nnew
 state[5] = seq
 state[6] = npend
-state[7] = {0}""",
+state[7] = {0}
+state[8] = nconst""",
     "LOAD": """\
 i = state[0]
 g = state[1]
@@ -126,7 +131,8 @@ nb = state[2]
 nrows = state[3]
 nnew = state[4]
 seq = state[5]
-npend = state[6]""",
+npend = state[6]
+nconst = state[8]""",
 }
 
 _TEMPLATE = '''
@@ -362,7 +368,7 @@ def lower(tape, lowering, guards):
     slots = _slot_table(tape, flat, scalar, guards, refs)
     pairs, producer = _pair_tables()
     guard_opcode = cpu.OPCODE["guard"]
-    state = np.zeros(8, dtype=np.int64)
+    state = np.zeros(9, dtype=np.int64)
     # room for the last instruction's rows (4 at most, 4 new buffers each) past the check
     rows = np.empty((min(CHUNK, n + len(guards)) + 16, cpu.ROW), dtype=np.int32)
     news = np.empty((4 * rows.shape[0] + 32, 2), dtype=np.int64)
@@ -373,22 +379,28 @@ def lower(tape, lowering, guards):
         base = len(sizes)
         lowering.ops.frombytes(rows[:state[S_ROWS]].tobytes())
         sizes.extend(news[:state[S_NEW], 0].tolist())
-        for k in np.flatnonzero(news[:state[S_NEW], 1] >= 0).tolist():
-            data = np.asarray(consts[int(news[k, 1])], dtype=np.float64).ravel()
-            sizes[base + k] = max(data.size, 1)     # as _Lowering.const sizes it
-            lowering.const_data[base + k] = data
-        state[S_ROWS] = state[S_NEW] = 0
+        if state[S_NCONST]:
+            for k in np.flatnonzero(news[:state[S_NEW], 1] >= 0).tolist():
+                data = np.asarray(consts[int(news[k, 1])], dtype=np.float64).ravel()
+                sizes[base + k] = max(data.size, 1)     # as _Lowering.const sizes it
+                lowering.const_data[base + k] = data
+        state[S_ROWS] = state[S_NEW] = state[S_NCONST] = 0
 
     def to_python(slot):
         if slot not in refs and slots[slot, RBUF] >= 0:
             ref = refs[slot] = new_ref(ref_class)
             ref.buf, ref.delta = int(slots[slot, RBUF]), int(slots[slot, RDELTA])
 
+    args = [instrs, flat, guard_table, early, guard_opcode, slots, pairs, producer, state, news,
+            rows]
+    run = kernels.lower_scalars
     while True:
         state[S_NB] = len(sizes)
-        kernels.lower_scalars(instrs, flat, guard_table, early, guard_opcode, slots, pairs,
-                              producer, state, news, rows)
+        run(*args)
         drain()
+        if run is kernels.lower_scalars and len(run.overloads) == 1:
+            # re-entries (one per instruction lowered in Python) skip the dispatcher's typing
+            run = next(iter(run.overloads.values())).entry_point
         if state[S_STATUS] == DONE:
             break
         if state[S_STATUS] == PYTHON:
@@ -406,8 +418,8 @@ def lower(tape, lowering, guards):
             # full at the end: room for every pending op and guard after the last instruction
             need = int(state[S_NPEND]) + len(guards) - early + 16
             if need > rows.shape[0]:
-                rows = np.empty((need, cpu.ROW), dtype=np.int32)
-                news = np.empty((4 * need + 32, 2), dtype=np.int64)
+                rows = args[-1] = np.empty((need, cpu.ROW), dtype=np.int32)
+                news = args[-2] = np.empty((4 * need + 32, 2), dtype=np.int64)
     for slot in tape.outputs:
         to_python(slot)
     return True
