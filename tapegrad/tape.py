@@ -596,7 +596,7 @@ def optimize(tape):
         ins_slots = ins.ins
         name = ins.prim.name
         if not ins_slots or name in _WATCHED_NAMES or not watched.isdisjoint(ins_slots) or \
-                name == "add" and not scatters.isdisjoint(ins_slots):
+                name == "add" and produced and not scatters.isdisjoint(ins_slots):
             if alias and not aliased.isdisjoint(ins_slots):
                 ins_slots = tuple([alias.get(s, s) for s in ins_slots])
             if not ins_slots or not const_slots.isdisjoint(ins_slots) or name in _SHAPE_IDS:
@@ -624,13 +624,13 @@ def optimize(tape):
                                                     ins.phase)
         elif name == "index_add":
             produced[ins.out] = ins
-        params = ins.params
+        params, out = ins.params, ins.out
         # one hash of the key (a tuple's hash is not cached): most instructions are new
         first = setdefault((name, ins_slots) if not params else
-                           (name, ins_slots, params_key(params)), ins.out)
-        if first != ins.out:
-            alias[ins.out] = first
-            watched.add(ins.out)
+                           (name, ins_slots, params_key(params)), out)
+        if first != out:
+            alias[out] = first
+            watched.add(out)
             shared.add(first)
         else:
             kept.append(ins)
