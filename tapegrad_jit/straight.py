@@ -28,7 +28,6 @@ import hashlib
 import math
 import struct
 import threading
-import time
 
 import numpy as np
 
@@ -351,8 +350,6 @@ class _Chunk:
 def _chunk(out, rows, first, ipool, declared):
     writer = _Chunk(out, ipool, declared)
     for i, row in enumerate(rows.tolist(), first):
-        if not i % 32:
-            time.sleep(0)   # on the background thread: the caller's thread takes the GIL soon
         writer.row(i, row)
 
 
@@ -405,27 +402,35 @@ def _target_machine(llvm):
 _FORMAT = "straight 3"       # bump when ir_source's output changes for the same rows
 
 
-def object_code(code, ipool, parts):
-    """Machine code (an object file's bytes) of ir_source(code, ipool, parts), from the disk cache or
-    compiled now. The key is the rows themselves (no IR is written for a cached program)."""
-    from numba.core.compiler_lock import global_compiler_lock
+def code_key(code, ipool, parts):
+    """The disk cache's key of the machine code for these rows: the rows themselves (no IR is
+    written for a cached program), the forms and versions they are translated with."""
     llvm = _llvm()
     digest = hashlib.sha256("\n".join([_FORMAT, cache.versions(), llvm.get_host_cpu_name(),
                                        repr(cpu.ELEMENTWISE_FORMS), repr(parts)]).encode())
     for start, stop in parts:
         digest.update(np.ascontiguousarray(code[start:stop]).tobytes())
     digest.update(np.ascontiguousarray(ipool).tobytes())
-    key = digest.hexdigest()
-    found = cache.read_blob("straight", key)
-    if found is not None:
-        return found
-    ir = ir_source(code, ipool, parts)
+    return digest.hexdigest()
+
+
+def compile_ir(ir, key):
+    """Machine code (an object file's bytes) of the IR, kept in the disk cache under key. The
+    work is in llvmlite's C calls, which release the GIL."""
+    from numba.core.compiler_lock import global_compiler_lock
+    llvm = _llvm()
     with global_compiler_lock:          # LLVM is not used from two threads at once
         module = llvm.parse_assembly(ir)
-        del ir
         data = _target_machine(llvm).emit_object(module)
     cache.write_blob("straight", key, data)
     return data
+
+
+def object_code(code, ipool, parts):
+    """Machine code of ir_source(code, ipool, parts), from the disk cache or compiled now."""
+    key = code_key(code, ipool, parts)
+    found = cache.read_blob("straight", key)
+    return found if found is not None else compile_ir(ir_source(code, ipool, parts), key)
 
 
 class Machine:
@@ -445,7 +450,7 @@ class Machine:
                           for k in range(n_parts)]
 
 
-SYNC_ROWS = 4096    # rows compiled at once on the caller's thread (up to ~80 ms): the code is
+SYNC_ROWS = 8192    # rows compiled at once on the caller's thread (up to ~0.2 s): the code is
                     # there from the first sweep on, as a small program's callers time it
 HOT_CALLS = 1       # the sweep that starts the compile: the first (a jitted function's second
                     # call; its first returns the traced values), so that the code is ready soon
@@ -530,18 +535,28 @@ class _Straight:
             self.ready.set()
             return
         self.steps, self.parts = steps, sorted(kept)
-        if total <= SYNC_ROWS:
-            self._make()                # shorter than a few dozen sweeps: made now
+        key = code_key(self.code, self.ipool, self.parts)
+        found = cache.read_blob("straight", key)
+        if found is not None:
+            self._make(found)
             return
-        thread = threading.Thread(target=self._make, name="tapegrad straight-line compile",
-                                  daemon=True)
+        # the IR is written here, on the caller's thread (a Python loop on a background thread
+        # would take the GIL from the caller's calls); what is long is LLVM's compile, in C
+        ir = ir_source(self.code, self.ipool, self.parts)
+        if total <= SYNC_ROWS:
+            self._make(ir, key)         # shorter than a few dozen sweeps: made now
+            return
+        thread = threading.Thread(target=self._make, args=(ir, key), daemon=True,
+                                  name="tapegrad straight-line compile")
         _pending.add(thread)
         thread.start()
 
-    def _make(self):
+    def _make(self, data, key=None):
+        """The machine of object code `data`, or of IR `data` compiled under key."""
         try:
-            self.machine = Machine(object_code(self.code, self.ipool, self.parts),
-                                   len(self.parts))
+            if key is not None:
+                data = compile_ir(data, key)
+            self.machine = Machine(data, len(self.parts))
         except Exception as exc:        # noqa: BLE001 -- any failure: the interpreter stays on
             self.error = exc
         finally:
