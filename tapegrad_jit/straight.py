@@ -1,26 +1,31 @@
-"""Straight-line machine code for long stretches of scalar rows, compiled in the background.
+"""Straight-line machine code for the rows that neither re-roll nor repeat.
 
 The interpreter pays one indirect branch per row. When the rows of a tape follow no pattern (a
 scalar graph whose ops come in no fixed order) the branch predictor misses about every other one,
 and a sweep costs 2-2.5x a hand-written C interpreter of the same graph. Loop re-rolling (rolled.py)
-removes the dispatch of repeated blocks; this module removes it for everything else that is long
-and scalar: each stretch of at least MIN_ROWS rows that are scalar elementwise ops or guards is
-written as LLVM IR, one basic instruction sequence per row (load the operands, the row's scalar
-form, store the result; a guard returns its number), and compiled by llvmlite (Numba's own LLVM)
-at optimisation level 0: about 35 us of compile per row, far less than Numba would take, and the
-code runs at roughly a C interpreter's speed with no branch to predict.
+removes the dispatch of repeated blocks; this module removes it for the rest: each stretch of at
+least MIN_ROWS rows between rolled runs that are guards or scalar and small-array rows
+(elementwise ops of a translated form, gathers, places, scatters, reductions, up to MAX_ELEMENTS
+element operations a row) is written as LLVM IR, element by element in the interpreter's order
+(load the operands, the row's scalar form, store the result; a guard returns its number), and
+compiled by llvmlite (Numba's own LLVM) without optimisation: about 20 us of compile a row, far
+less than Numba would take, and the code runs at about a C interpreter's speed with no branch to
+predict.
 
-The compile runs on a background thread (llvmlite releases the GIL; Numba's compiler lock is held
-so that the two never use LLVM at once) while the interpreter serves the calls; the program
-switches to the machine code when it is ready. Object code is kept in the on-disk cache (cache.py)
-under a hash of the IR, so the next process loads it at once.
+It is made at a program's first sweep (runner): the IR is written on the caller's thread (0.2 s
+for 70k rows), then compiled there when the program is short (SYNC_ROWS) or else on a background
+thread (llvmlite's C calls release the GIL; Numba's compiler lock is held so that the two never
+use LLVM at once) while the interpreter serves the calls; the program switches to the machine code
+when it is loaded. Object code is kept in the on-disk cache (cache.read_blob) under a hash of the
+rows, so the next process loads it at its first sweep without writing IR.
 
 The IR comes from the registry's scalar forms (the same Python expressions the interpreter is
 generated from), translated by `Translator`: + - * /, unary minus, comparisons, `and`/`or`/`not`,
 conditional expressions, abs and the libm functions whose results Numba also takes from libm. A
 form using anything else (floor division, int conversions, min/max, functions Numba implements
 itself) is not translated, and its rows stay with the interpreter. Values are bitwise the
-interpreter's (tests/test_straight_line.py checks every translated form on the sample table).
+interpreter's (tests/test_straight_line.py: every translated form on special and random values,
+real small-array tapes buffer for buffer).
 """
 import ast
 import atexit
@@ -35,7 +40,7 @@ from . import cache, cpu
 from .cpu import A, B, C, N, OP, OUT, SB, X0, X1, X2
 
 MIN_ROWS = 256          # rows in a stretch before straight-line code is made (about 5 ms of
-                        # compile): a 100-op scalar graph 1.61x -> 1.29x the C interpreter
+                        # compile): a 100-op scalar graph 1.30x -> 0.95x the C interpreter
 MAX_ROWS = 100_000      # rows compiled per program at most: the compile peaks at ~2.7 kB a row
 CHUNK = 256             # rows per LLVM function: code generation grows faster than linearly
                         # with a function's length (10k rows: 1.5 s in one, 0.2 s in chunks);
