@@ -527,19 +527,15 @@ class _Straight:
         """The stretches (rows between rolled runs only) and their compile (on a thread unless it
         is short)."""
         steps = self.inner.steps() if hasattr(self.inner, "steps") else ((None, self.code, 0),)
-        parts = []
+        between = np.zeros(self.code.shape[0], dtype=bool)      # rows no rolled kernel runs
         for kernel, rows, first in steps:
             if kernel is None:
-                parts += [(first + a, first + b) for a, b in stretches(usable_rows(rows))]
-        total, kept = 0, []
-        for part in sorted(parts, key=lambda p: p[0] - p[1]):     # the longest first
-            if total + part[1] - part[0] <= MAX_ROWS:
-                kept.append(part)
-                total += part[1] - part[0]
-        if not kept:
+                between[first:first + len(rows)] = True
+        parts = stretches(usable_rows(self.code) & between)
+        if not parts:
             self.ready.set()
             return
-        self.steps, self.parts = steps, sorted(kept)
+        self.steps, self.parts = steps, parts
         key = code_key(self.code, self.ipool, self.parts)
         found = cache.read_blob("straight", key)
         if found is not None:
@@ -548,7 +544,7 @@ class _Straight:
         # the IR is written here, on the caller's thread (a Python loop on a background thread
         # would take the GIL from the caller's calls); what is long is LLVM's compile, in C
         ir = ir_source(self.code, self.ipool, self.parts)
-        if total <= SYNC_ROWS:
+        if sum(stop - start for start, stop in parts) <= SYNC_ROWS:
             self._make(ir, key)         # shorter than a few dozen sweeps: made now
             return
         thread = threading.Thread(target=self._make, args=(ir, key), daemon=True,
@@ -589,13 +585,6 @@ class _Straight:
 
 
 _pending = set()
-
-
-def wait(run, timeout=None):
-    """Wait until a runner's straight-line code is ready or has failed (tests)."""
-    state = getattr(run, "state", None)
-    if state is not None:
-        state.ready.wait(timeout)
 
 
 def wait_all(timeout=None):
