@@ -935,8 +935,8 @@ class Program:
         self.tape = tape if len(tape.instrs) <= ROW_KERNEL_INSTRUCTIONS else None
         self.guards = guards
         self._local = threading.local()
-        # repeated loop bodies run as compiled loops (rolled.py), long scalar stretches between
-        # them as straight-line machine code once the program is hot (straight.py)
+        # repeated loop bodies run as compiled loops (rolled.py), the rows between them as
+        # straight-line machine code made at the program's first sweep (straight.py)
         from . import rolled, straight
         interpreter = kernels().run
         self._run = straight.runner(self.code, self.ipool, interpreter,

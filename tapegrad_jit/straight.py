@@ -463,8 +463,8 @@ HOT_CALLS = 1       # the sweep that starts the compile: the first (a jitted fun
 
 def runner(code, ipool, interpreter, inner):
     """run(code, ipool, v) for this program: `inner` (rolled.runner's, or the interpreter) for
-    its first HOT_CALLS sweeps and until the straight-line code of its long scalar stretches
-    between rolled runs is ready, then that code with `inner`'s rolled kernels and the
+    its first HOT_CALLS sweeps and until the straight-line code of its stretches between
+    rolled runs is ready, then that code with `inner`'s rolled kernels and the
     interpreter for the rest. `inner` itself when no stretch could be long enough."""
     if code.shape[0] < MIN_ROWS:
         return inner
@@ -497,8 +497,8 @@ _INTERPRET, _MACHINE, _ROLLED = range(3)
 
 
 class _Straight:
-    """A program's straight-line code: counting its sweeps, making the code in the background,
-    then the plan of steps that uses it."""
+    """A program's straight-line code: counting its sweeps, making the code (now or in the
+    background), then the plan of steps that uses it."""
 
     def __init__(self, code, ipool, interpreter, inner):
         self.code, self.ipool, self.interpreter, self.inner = code, ipool, interpreter, inner
